@@ -1,0 +1,68 @@
+"""rtedge: a synchronous, thread-based realtime voice client for the edge.
+
+Quick start::
+
+    import rtedge
+
+    with rtedge.connect("openai", session=rtedge.SessionConfig(instructions="Be brief.")) as client:
+        client.send_text("Hello!")
+        done = client.wait_for("response.done", timeout=30)
+
+Names are imported lazily so that ``import rtedge.protocol`` stays free of
+threads, sockets and numpy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+_LAZY = {
+    "connect": "rtedge.transport.client",
+    "Client": "rtedge.transport.client",
+    "SessionConfig": "rtedge.protocol.config",
+    "AudioFormat": "rtedge.protocol.config",
+    "ServerVad": "rtedge.protocol.config",
+    "SemanticVad": "rtedge.protocol.config",
+    "Transcription": "rtedge.protocol.config",
+    "FunctionTool": "rtedge.protocol.config",
+    "UNSET": "rtedge.protocol._unset",
+    "Usage": "rtedge.protocol.usage",
+    "RtEdgeError": "rtedge.errors",
+    "ProtocolError": "rtedge.errors",
+    "LocalProtocolError": "rtedge.errors",
+    "RemoteProtocolError": "rtedge.errors",
+    "ServerError": "rtedge.errors",
+    "TransportError": "rtedge.errors",
+    "HandshakeError": "rtedge.errors",
+    "ConnectionClosed": "rtedge.errors",
+    "DeadlineExceeded": "rtedge.errors",
+    "AudioError": "rtedge.errors",
+    "ConfigError": "rtedge.errors",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+if TYPE_CHECKING:
+    from .errors import (AudioError, ConfigError, ConnectionClosed, DeadlineExceeded, HandshakeError,
+                         LocalProtocolError, ProtocolError, RemoteProtocolError, RtEdgeError, ServerError,
+                         TransportError)
+    from .protocol._unset import UNSET
+    from .protocol.config import AudioFormat, FunctionTool, SemanticVad, ServerVad, SessionConfig, Transcription
+    from .protocol.usage import Usage
+    from .transport.client import Client, connect
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rtedge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

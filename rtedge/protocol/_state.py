@@ -1,0 +1,349 @@
+"""The session's state: every field here changes only in this module.
+
+Theory of operation
+-------------------
+A realtime session is a handful of small machines driven by events, in the
+style of h11's ``_state.py``:
+
+* **connection**: CONNECTING -> OPEN (``session.created``) -> CLOSED
+  (``connection_lost``).  Nothing leaves CLOSED.
+* **response**: IDLE -> ACTIVE (``response.created``) -> IDLE
+  (``response.done``); a ``response.cancel`` we send moves ACTIVE to
+  CANCELLING, which ``response.done`` (or the benign
+  ``response_cancel_not_active`` error) ends.
+* **input buffer**: EMPTY -> HAS_AUDIO (we append) -> SPEECH (server VAD
+  heard speech) -> HAS_AUDIO (speech stopped) -> EMPTY (committed/cleared).
+
+Transitions are the tables below, keyed by event type; a client event's key
+is prefixed ``send:`` and an error's ``error:<code>``.  A key a table does
+not list leaves that machine where it is: servers do send events out of the
+textbook order (a late ``committed``, a ``response.done`` for a response we
+never saw created), and a client must tolerate it rather than fail.
+
+Beside the machines the state keeps the data that interruption, accounting
+and reconnection need: the effective session config (``session.created``
+merged with every ``session.updated``), assistant output items with the
+audio received per content index (milliseconds, from the byte counts and
+the output format), function-call argument assembly, the conversation
+items, and token usage per response and in total.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from . import events as ev
+from ._unset import UNSET
+from .config import AudioFormat
+from .usage import Usage
+
+
+class ConnectionState(enum.Enum):
+    CONNECTING = "connecting"  #: socket open, no ``session.created`` yet
+    OPEN = "open"  #: ``session.created`` received
+    CLOSED = "closed"  #: the connection is gone; nothing more can be sent
+
+
+class ResponseState(enum.Enum):
+    IDLE = "idle"  #: no response is being generated
+    ACTIVE = "active"  #: ``response.created`` seen, no ``response.done`` yet
+    CANCELLING = "cancelling"  #: we sent ``response.cancel``; waiting for ``response.done``
+
+
+class InputBufferState(enum.Enum):
+    EMPTY = "empty"  #: nothing appended since the last commit/clear
+    HAS_AUDIO = "has_audio"  #: audio appended, no speech detected (or speech ended)
+    SPEECH = "speech"  #: the server's VAD reports speech in progress
+
+
+RESPONSE_TRANSITIONS: dict[ResponseState, dict[str, ResponseState]] = {
+    ResponseState.IDLE: {"response.created": ResponseState.ACTIVE},
+    ResponseState.ACTIVE: {
+        "response.done": ResponseState.IDLE,
+        "send:response.cancel": ResponseState.CANCELLING,
+    },
+    ResponseState.CANCELLING: {
+        "response.done": ResponseState.IDLE,
+        "error:response_cancel_not_active": ResponseState.IDLE,
+    },
+}
+
+INPUT_TRANSITIONS: dict[InputBufferState, dict[str, InputBufferState]] = {
+    InputBufferState.EMPTY: {
+        "send:input_audio_buffer.append": InputBufferState.HAS_AUDIO,
+        "input_audio_buffer.speech_started": InputBufferState.SPEECH,
+    },
+    InputBufferState.HAS_AUDIO: {
+        "input_audio_buffer.speech_started": InputBufferState.SPEECH,
+        "input_audio_buffer.committed": InputBufferState.EMPTY,
+        "input_audio_buffer.cleared": InputBufferState.EMPTY,
+        "send:input_audio_buffer.clear": InputBufferState.EMPTY,
+    },
+    InputBufferState.SPEECH: {
+        "input_audio_buffer.speech_stopped": InputBufferState.HAS_AUDIO,
+        "input_audio_buffer.committed": InputBufferState.EMPTY,
+        "input_audio_buffer.cleared": InputBufferState.EMPTY,
+        "send:input_audio_buffer.clear": InputBufferState.EMPTY,
+    },
+}
+
+#: How many recent client event ids we remember to match ``error.event_id``.
+_SENT_MEMORY = 256
+
+
+@attrs.define(eq=False)
+class OutputItem:
+    """An item the assistant produced in a response (message or function call)."""
+
+    item_id: str
+    response_id: str = ""
+    type: str = "message"
+    status: str = "in_progress"
+    #: audio bytes received per content index
+    audio_bytes: dict[int, int] = attrs.field(factory=dict)
+    #: milliseconds of audio received per content index
+    audio_ms: dict[int, float] = attrs.field(factory=dict)
+    #: transcript (audio) or text received per content index
+    text: dict[int, str] = attrs.field(factory=dict)
+    #: ``audio_end_ms`` of a confirmed truncation, else None
+    truncated_ms: int | None = None
+
+
+@attrs.define(eq=False)
+class FunctionCall:
+    """A function call the model is making; ``arguments`` is assembled from the deltas."""
+
+    call_id: str
+    name: str = ""
+    item_id: str = ""
+    response_id: str = ""
+    arguments: str = ""
+    done: bool = False
+
+
+def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _int(value: object, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+@attrs.define(eq=False)
+class SessionState:
+    """Everything the client knows about the session, updated only by :meth:`on_send`/:meth:`on_event`."""
+
+    connection: ConnectionState = ConnectionState.CONNECTING
+    response: ResponseState = ResponseState.IDLE
+    input_buffer: InputBufferState = InputBufferState.EMPTY
+    #: the active (or last) response id
+    response_id: str | None = None
+    session_id: str | None = None
+    #: the effective session config as the server reports it (canonical GA shape)
+    session: dict[str, Any] = attrs.field(factory=dict)
+    input_format: AudioFormat = AudioFormat.pcm(24000)
+    output_format: AudioFormat = AudioFormat.pcm(24000)
+    #: ms of input audio appended since the last commit/clear
+    input_appended_ms: float = 0.0
+    #: total input audio bytes sent this session
+    input_bytes_sent: int = 0
+    output_items: OrderedDict[str, OutputItem] = attrs.field(factory=OrderedDict)
+    function_calls: OrderedDict[str, FunctionCall] = attrs.field(factory=OrderedDict)
+    #: conversation items by id, in the order the server added them
+    items: OrderedDict[str, dict[str, Any]] = attrs.field(factory=OrderedDict)
+    usage_by_response: OrderedDict[str, Usage] = attrs.field(factory=OrderedDict)
+    usage: Usage = attrs.field(factory=Usage)
+    last_error: ev.ErrorInfo | None = None
+    #: type of recently sent client events by event_id
+    sent_types: OrderedDict[str, str] = attrs.field(factory=OrderedDict)
+    closed_code: int | None = None
+    closed_reason: str = ""
+
+    # ------------------------------------------------------------------------------------------ transitions
+    def _step(self, key: str) -> None:
+        self.response = RESPONSE_TRANSITIONS[self.response].get(key, self.response)
+        self.input_buffer = INPUT_TRANSITIONS[self.input_buffer].get(key, self.input_buffer)
+
+    def set_formats(self, input_format: AudioFormat | None, output_format: AudioFormat | None) -> None:
+        """Record the formats in force (from the dialect's reading of the session)."""
+        if input_format is not None:
+            self.input_format = input_format
+        if output_format is not None:
+            self.output_format = output_format
+
+    def on_send(self, event: ev.ClientEvent) -> None:
+        """Account for a client event we are about to send."""
+        self._step("send:" + event.TYPE)
+        if event.event_id is not UNSET and event.TYPE:
+            self.sent_types[event.event_id] = event.TYPE
+            while len(self.sent_types) > _SENT_MEMORY:
+                self.sent_types.popitem(last=False)
+        if isinstance(event, ev.InputAudioBufferAppend):
+            n = len(event.audio)
+            self.input_bytes_sent += n
+            self.input_appended_ms += n / self.input_format.bytes_per_ms
+        elif isinstance(event, ev.InputAudioBufferClear):
+            self.input_appended_ms = 0.0
+
+    def on_connection_lost(self, code: int | None, reason: str) -> None:
+        self.connection = ConnectionState.CLOSED
+        self.closed_code = code
+        self.closed_reason = reason
+        self.response = ResponseState.IDLE
+
+    def on_event(self, event: ev.ServerEvent) -> None:
+        """Update from one server event (already normalised to GA names)."""
+        if isinstance(event, ev.Error):
+            self.last_error = event.error
+            self._step(f"error:{event.error.code}")
+            return
+        self._step(event.type)
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    # ------------------------------------------------------------------------------------------ handlers
+    def _on_session(self, event: ev.SessionCreated | ev.SessionUpdated) -> None:
+        if isinstance(event, ev.SessionCreated):
+            self.connection = ConnectionState.OPEN
+            self.session = dict(event.session)
+        else:
+            self.session = _deep_merge(self.session, event.session)
+        sid = self.session.get("id")
+        if isinstance(sid, str):
+            self.session_id = sid
+
+    def _on_response_created(self, event: ev.ResponseCreated) -> None:
+        self.response_id = event.response_id or self.response_id
+
+    def _on_response_done(self, event: ev.ResponseDone) -> None:
+        rid = event.response_id
+        self.response_id = rid or self.response_id
+        usage = Usage.from_raw(event.response.get("usage")) if "usage" in event.response else Usage()
+        if usage.responses == 0 and isinstance(event.raw.get("usage"), Mapping):
+            usage = Usage.from_raw(event.raw["usage"])  # xAI puts usage at the top level
+        if usage.responses:
+            self.usage_by_response[rid] = usage
+            self.usage = self.usage + usage
+        for item in event.response.get("output") or ():
+            if isinstance(item, Mapping) and isinstance(item.get("id"), str):
+                self._output_item(item["id"], rid).status = str(item.get("status", "completed"))
+
+    def _output_item(self, item_id: str, response_id: str = "") -> OutputItem:
+        item = self.output_items.get(item_id)
+        if item is None:
+            item = self.output_items[item_id] = OutputItem(item_id=item_id, response_id=response_id)
+        elif response_id and not item.response_id:
+            item.response_id = response_id
+        return item
+
+    def _on_output_item(self, event: ev.ResponseOutputItemAdded | ev.ResponseOutputItemDone) -> None:
+        if not event.item_id:
+            return
+        item = self._output_item(event.item_id, event.response_id)
+        item.type = str(event.item.get("type", item.type))
+        item.status = str(event.item.get("status", item.status))
+        if item.type == "function_call":
+            call_id = event.item.get("call_id")
+            if isinstance(call_id, str) and call_id:
+                call = self._call(call_id, event.item_id, event.response_id)
+                call.name = str(event.item.get("name") or call.name)
+
+    def _call(self, call_id: str, item_id: str, response_id: str) -> FunctionCall:
+        call = self.function_calls.get(call_id)
+        if call is None:
+            call = self.function_calls[call_id] = FunctionCall(call_id, item_id=item_id, response_id=response_id)
+        return call
+
+    def _on_audio_delta(self, event: ev.ResponseOutputAudioDelta) -> None:
+        item = self._output_item(event.item_id, event.response_id)
+        n = event.audio_nbytes
+        ci = event.content_index
+        item.audio_bytes[ci] = item.audio_bytes.get(ci, 0) + n
+        item.audio_ms[ci] = item.audio_ms.get(ci, 0.0) + n / self.output_format.bytes_per_ms
+
+    def _on_text_delta(self, event: ev.ResponseOutputAudioTranscriptDelta | ev.ResponseOutputTextDelta) -> None:
+        item = self._output_item(event.item_id, event.response_id)
+        item.text[event.content_index] = item.text.get(event.content_index, "") + event.delta
+
+    def _on_text_done(self, event: ev.ResponseOutputAudioTranscriptDone | ev.ResponseOutputTextDone) -> None:
+        item = self._output_item(event.item_id, event.response_id)
+        final = event.transcript if isinstance(event, ev.ResponseOutputAudioTranscriptDone) else event.text
+        item.text[event.content_index] = final
+
+    def _on_args_delta(self, event: ev.ResponseFunctionCallArgumentsDelta) -> None:
+        if event.call_id:
+            self._call(event.call_id, event.item_id, event.response_id).arguments += event.delta
+
+    def _on_args_done(self, event: ev.ResponseFunctionCallArgumentsDone) -> None:
+        if event.call_id:
+            call = self._call(event.call_id, event.item_id, event.response_id)
+            call.name = event.name or call.name
+            call.arguments = event.arguments
+            call.done = True
+
+    def _on_item(self, event: ev.ConversationItemAdded | ev.ConversationItemDone | ev.ConversationItemCreated
+                 | ev.ConversationItemRetrieved) -> None:
+        if event.item_id:
+            self.items[event.item_id] = _deep_merge(self.items.get(event.item_id, {}), event.item)
+
+    def _on_item_deleted(self, event: ev.ConversationItemDeleted) -> None:
+        self.items.pop(event.item_id, None)
+        self.output_items.pop(event.item_id, None)
+
+    def _on_item_truncated(self, event: ev.ConversationItemTruncated) -> None:
+        item = self.output_items.get(event.item_id)
+        if item is not None:
+            item.truncated_ms = event.audio_end_ms
+
+    def _on_committed(self, event: ev.InputAudioBufferCommitted) -> None:
+        self.input_appended_ms = 0.0
+
+    def _on_cleared(self, event: ev.InputAudioBufferCleared) -> None:
+        self.input_appended_ms = 0.0
+
+    # ------------------------------------------------------------------------------------------ queries
+    def audio_received_ms(self, item_id: str, content_index: int = 0) -> float:
+        """Milliseconds of assistant audio received for an item's content part (0 when unknown)."""
+        item = self.output_items.get(item_id)
+        return 0.0 if item is None else item.audio_ms.get(content_index, 0.0)
+
+    def sent_type(self, event_id: str | None) -> str | None:
+        """The type of the client event we sent with this id, if remembered."""
+        return None if event_id is None else self.sent_types.get(event_id)
+
+
+_HANDLERS: dict[type[ev.ServerEvent], Any] = {
+    ev.SessionCreated: SessionState._on_session,
+    ev.SessionUpdated: SessionState._on_session,
+    ev.ResponseCreated: SessionState._on_response_created,
+    ev.ResponseDone: SessionState._on_response_done,
+    ev.ResponseOutputItemAdded: SessionState._on_output_item,
+    ev.ResponseOutputItemDone: SessionState._on_output_item,
+    ev.ResponseOutputAudioDelta: SessionState._on_audio_delta,
+    ev.ResponseOutputAudioTranscriptDelta: SessionState._on_text_delta,
+    ev.ResponseOutputTextDelta: SessionState._on_text_delta,
+    ev.ResponseOutputAudioTranscriptDone: SessionState._on_text_done,
+    ev.ResponseOutputTextDone: SessionState._on_text_done,
+    ev.ResponseFunctionCallArgumentsDelta: SessionState._on_args_delta,
+    ev.ResponseFunctionCallArgumentsDone: SessionState._on_args_done,
+    ev.ConversationItemAdded: SessionState._on_item,
+    ev.ConversationItemDone: SessionState._on_item,
+    ev.ConversationItemCreated: SessionState._on_item,
+    ev.ConversationItemRetrieved: SessionState._on_item,
+    ev.ConversationItemDeleted: SessionState._on_item_deleted,
+    ev.ConversationItemTruncated: SessionState._on_item_truncated,
+    ev.InputAudioBufferCommitted: SessionState._on_committed,
+    ev.InputAudioBufferCleared: SessionState._on_cleared,
+}

@@ -1,0 +1,174 @@
+"""The dialect hook object: one per wire family.
+
+A dialect knows a provider's URL, headers, session shape and event names.  It
+turns canonical client events into wire dicts (:meth:`Dialect.encode`) and
+normalises wire dicts into the canonical OpenAI GA spelling
+(:meth:`Dialect.normalize`), so that the state machine and user code only
+ever see one vocabulary.  Dialects hold no per-connection state.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import attrs
+
+from ...errors import ConfigError
+from .._unset import UNSET
+from ..config import AudioFormat, FunctionTool, SessionConfig
+from ..events import (
+    ClientEvent,
+    ConversationItemCreate,
+    ConversationItemDelete,
+    ConversationItemRetrieve,
+    ConversationItemTruncate,
+    InputAudioBufferAppend,
+    RawClientEvent,
+    ResponseCancel,
+    ResponseCreate,
+    SessionUpdate,
+)
+
+#: Capabilities a dialect may have; the client checks them before sending.
+CAPABILITIES = frozenset({"truncate", "retrieve", "delete", "session_finish", "tools", "response_cancel"})
+
+
+def set_fields_dict(value: Any) -> dict[str, Any]:
+    """An attrs value as a dict of its set (non-UNSET) fields, in declaration order."""
+    out: dict[str, Any] = {}
+    for field in attrs.fields(type(value)):
+        item = getattr(value, field.name)
+        if item is not UNSET:
+            out[field.name] = item
+    return out
+
+
+def with_query(url: str, **params: str) -> str:
+    """``url`` with ``params`` added to its query string unless already present."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    for key, value in params.items():
+        query.setdefault(key, value)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class Dialect:
+    """Base dialect: GA-shaped events, no URL.  Subclasses override the hooks they need."""
+
+    name: str = "base"
+    default_model: str = ""
+    default_url: str = ""
+    api_key_env: str = ""
+    default_input_format: AudioFormat = AudioFormat.pcm(24000)
+    default_output_format: AudioFormat = AudioFormat.pcm(24000)
+    capabilities: frozenset[str] = CAPABILITIES - {"session_finish"}
+
+    # -- connection ------------------------------------------------------------------------------------
+    def url(self, model: str | None, url: str | None = None) -> str:
+        """The WebSocket URL for ``model`` (``url`` overrides the provider's endpoint)."""
+        base = url or self.default_url
+        if not base:
+            raise ConfigError(f"the {self.name} dialect needs a url")
+        if not base.startswith(("ws://", "wss://")):
+            raise ConfigError(f"url must start with ws:// or wss://, got {redact_url(base)!r}")
+        model = model or self.default_model
+        return with_query(base, model=model) if model else base
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        """HTTP headers for the upgrade request (the key goes here, never into the URL)."""
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    # -- client events -----------------------------------------------------------------------------------
+    def encode(self, event: ClientEvent) -> dict[str, Any]:
+        """The wire dict for a client event."""
+        if isinstance(event, RawClientEvent):
+            return dict(event.data)
+        out: dict[str, Any] = {"type": event.TYPE}
+        if event.event_id is not UNSET:
+            out["event_id"] = event.event_id
+        if isinstance(event, SessionUpdate):
+            out["session"] = self.encode_session(event.session)
+        elif isinstance(event, InputAudioBufferAppend):
+            out["audio"] = base64.b64encode(event.audio).decode("ascii")
+        elif isinstance(event, ConversationItemCreate):
+            out["item"] = self.encode_item(event.item)
+            if event.previous_item_id is not UNSET:
+                out["previous_item_id"] = event.previous_item_id
+        elif isinstance(event, ConversationItemTruncate):
+            out.update(item_id=event.item_id, content_index=event.content_index, audio_end_ms=event.audio_end_ms)
+        elif isinstance(event, ConversationItemRetrieve | ConversationItemDelete):
+            out["item_id"] = event.item_id
+        elif isinstance(event, ResponseCreate):
+            if event.response is not UNSET:
+                out["response"] = self.encode_response(event.response)
+        elif isinstance(event, ResponseCancel):
+            if event.response_id is not UNSET:
+                out["response_id"] = event.response_id
+        return out
+
+    def encode_session(self, config: SessionConfig) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def encode_item(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(item)
+
+    def encode_response(self, response: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(response)
+
+    def encode_tool(self, tool: FunctionTool | Mapping[str, Any]) -> dict[str, Any]:
+        """GA's flat tool shape."""
+        if isinstance(tool, FunctionTool):
+            return {
+                "type": "function",
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": dict(tool.parameters),
+            }
+        return dict(tool)
+
+    # -- server events -----------------------------------------------------------------------------------
+    def normalize(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Rewrite a wire object into canonical GA spelling (identity here)."""
+        return raw
+
+    def session_formats(self, session: Mapping[str, Any]) -> tuple[AudioFormat | None, AudioFormat | None]:
+        """Input and output formats of a canonical session object (None where it does not say)."""
+        audio = session.get("audio")
+        if not isinstance(audio, Mapping):
+            return None, None
+        return (_format_of(audio.get("input")), _format_of(audio.get("output")))
+
+
+def _format_of(direction: object) -> AudioFormat | None:
+    if not isinstance(direction, Mapping):
+        return None
+    fmt = direction.get("format")
+    if not isinstance(fmt, Mapping):
+        return None
+    return parse_format(fmt)
+
+
+def parse_format(fmt: Mapping[str, Any]) -> AudioFormat | None:
+    """GA format object -> AudioFormat; None for an unknown type."""
+    kind = fmt.get("type")
+    if kind == "audio/pcm":
+        rate = fmt.get("rate", 24000)
+        return AudioFormat.pcm(rate if isinstance(rate, int) and rate > 0 else 24000)
+    if kind == "audio/pcmu":
+        return AudioFormat.pcmu()
+    if kind == "audio/pcma":
+        return AudioFormat.pcma()
+    return None
+
+
+def redact_url(url: str) -> str:
+    """A URL safe to log: query values that look like secrets are replaced."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    query = [(k, "***" if any(s in k.lower() for s in ("key", "token", "secret", "sig")) else v)
+             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -1,0 +1,610 @@
+"""Typed client and server events, as frozen attrs values.
+
+Client events are what we send; each knows its canonical (OpenAI GA) ``TYPE``
+and is turned into a provider's JSON by a dialect.  Server events are what we
+receive, after the dialect has normalised the wire JSON to GA names.  Every
+server event keeps the message it came from in ``raw`` (unknown fields
+included) and unknown event types decode to :class:`UnknownServerEvent`:
+realtime APIs add events often, and a client must never fail on one.
+
+Decoding is lenient by design: a field of the wrong JSON type is kept as is
+(the raw data is the truth), and the state machine checks types before use.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+from ._unset import UNSET, Unset
+from .config import SessionConfig
+
+# ---------------------------------------------------------------------------------------------- client events
+
+
+@attrs.frozen(kw_only=True)
+class ClientEvent:
+    """Base of everything we send.  ``event_id`` is echoed by the server in ``error.event_id``."""
+
+    TYPE: ClassVar[str] = ""
+    event_id: str | Unset = UNSET
+
+
+@attrs.frozen(kw_only=True)
+class SessionUpdate(ClientEvent):
+    """Change the session's configuration; answered by ``session.updated`` or ``error``."""
+
+    TYPE: ClassVar[str] = "session.update"
+    session: SessionConfig
+
+
+@attrs.frozen(kw_only=True)
+class InputAudioBufferAppend(ClientEvent):
+    """Append audio, already in the session's input format (raw bytes; base64 is done on the wire)."""
+
+    TYPE: ClassVar[str] = "input_audio_buffer.append"
+    audio: bytes
+
+
+@attrs.frozen(kw_only=True)
+class InputAudioBufferCommit(ClientEvent):
+    """Commit the input buffer as a user item (needs >= 100 ms of audio since the last commit)."""
+
+    TYPE: ClassVar[str] = "input_audio_buffer.commit"
+
+
+@attrs.frozen(kw_only=True)
+class InputAudioBufferClear(ClientEvent):
+    """Drop the uncommitted input audio."""
+
+    TYPE: ClassVar[str] = "input_audio_buffer.clear"
+
+
+@attrs.frozen(kw_only=True)
+class ConversationItemCreate(ClientEvent):
+    """Add an item (a message, a function call output...) to the conversation.
+
+    ``item`` is the wire-shaped item dict; build it with :func:`rtedge.protocol.items.user_text` and friends.
+    ``previous_item_id`` is ``"root"`` to insert at the start, an item id, or UNSET to append.
+    """
+
+    TYPE: ClassVar[str] = "conversation.item.create"
+    item: Mapping[str, Any]
+    previous_item_id: str | Unset = UNSET
+
+
+@attrs.frozen(kw_only=True)
+class ConversationItemRetrieve(ClientEvent):
+    TYPE: ClassVar[str] = "conversation.item.retrieve"
+    item_id: str
+
+
+@attrs.frozen(kw_only=True)
+class ConversationItemTruncate(ClientEvent):
+    """Tell the server the user heard only the first ``audio_end_ms`` of an assistant item's audio."""
+
+    TYPE: ClassVar[str] = "conversation.item.truncate"
+    item_id: str
+    content_index: int = 0
+    audio_end_ms: int
+
+
+@attrs.frozen(kw_only=True)
+class ConversationItemDelete(ClientEvent):
+    TYPE: ClassVar[str] = "conversation.item.delete"
+    item_id: str
+
+
+@attrs.frozen(kw_only=True)
+class ResponseCreate(ClientEvent):
+    """Ask for a response; ``response`` holds per-response overrides (instructions, output_modalities...)."""
+
+    TYPE: ClassVar[str] = "response.create"
+    response: Mapping[str, Any] | Unset = UNSET
+
+
+@attrs.frozen(kw_only=True)
+class ResponseCancel(ClientEvent):
+    """Cancel the active response (or the one named by ``response_id``)."""
+
+    TYPE: ClassVar[str] = "response.cancel"
+    response_id: str | Unset = UNSET
+
+
+@attrs.frozen(kw_only=True)
+class SessionFinish(ClientEvent):
+    """DashScope's graceful end (``session.finish``); OpenAI has no such event."""
+
+    TYPE: ClassVar[str] = "session.finish"
+
+
+@attrs.frozen(kw_only=True)
+class RawClientEvent(ClientEvent):
+    """Any JSON object, sent as given (an escape hatch; the state machine does not look inside)."""
+
+    data: Mapping[str, Any]
+
+
+CLIENT_EVENT_TYPES: tuple[type[ClientEvent], ...] = (
+    SessionUpdate,
+    InputAudioBufferAppend,
+    InputAudioBufferCommit,
+    InputAudioBufferClear,
+    ConversationItemCreate,
+    ConversationItemRetrieve,
+    ConversationItemTruncate,
+    ConversationItemDelete,
+    ResponseCreate,
+    ResponseCancel,
+    SessionFinish,
+)
+
+# ---------------------------------------------------------------------------------------------- server events
+
+
+@attrs.frozen(kw_only=True)
+class ServerEvent:
+    """Base of everything we receive.
+
+    Attributes:
+        type: the canonical (GA) event type.
+        event_id: the server's event id, or None (vLLM sends none).
+        raw: the message as received (after dialect normalisation), unknown fields included.
+    """
+
+    TYPE: ClassVar[str] = ""
+    type: str
+    event_id: str | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+
+
+@attrs.frozen(kw_only=True)
+class UnknownServerEvent(ServerEvent):
+    """An event type rtedge does not know: everything is in ``raw``."""
+
+
+@attrs.frozen(kw_only=True)
+class ErrorInfo:
+    """The ``error`` object of an ``error`` event."""
+
+    message: str = ""
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    event_id: str | None = None
+
+    @classmethod
+    def from_raw(cls, raw: object) -> ErrorInfo:
+        if isinstance(raw, str):  # vLLM sends the message as a plain string
+            return cls(message=raw)
+        if not isinstance(raw, Mapping):
+            return cls(message=repr(raw))
+
+        def text(key: str) -> str | None:
+            value = raw.get(key)
+            return None if value is None else str(value)
+
+        return cls(
+            message=text("message") or "",
+            type=text("type"),
+            code=text("code"),
+            param=text("param"),
+            event_id=text("event_id"),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Error(ServerEvent):
+    TYPE: ClassVar[str] = "error"
+    error: ErrorInfo = attrs.field(factory=ErrorInfo)
+
+
+@attrs.frozen(kw_only=True)
+class SessionCreated(ServerEvent):
+    TYPE: ClassVar[str] = "session.created"
+    session: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class SessionUpdated(ServerEvent):
+    TYPE: ClassVar[str] = "session.updated"
+    session: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class SessionFinished(ServerEvent):
+    TYPE: ClassVar[str] = "session.finished"
+
+
+@attrs.frozen(kw_only=True)
+class ConversationCreated(ServerEvent):
+    TYPE: ClassVar[str] = "conversation.created"
+    conversation: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class _ItemEvent(ServerEvent):
+    item: Mapping[str, Any] = attrs.field(factory=dict)
+    previous_item_id: str | None = None
+
+    @property
+    def item_id(self) -> str:
+        return str(self.item.get("id", ""))
+
+
+@attrs.frozen(kw_only=True)
+class ConversationItemAdded(_ItemEvent):
+    TYPE: ClassVar[str] = "conversation.item.added"
+
+
+@attrs.frozen(kw_only=True)
+class ConversationItemDone(_ItemEvent):
+    TYPE: ClassVar[str] = "conversation.item.done"
+
+
+@attrs.frozen(kw_only=True)
+class ConversationItemCreated(_ItemEvent):
+    TYPE: ClassVar[str] = "conversation.item.created"
+
+
+@attrs.frozen(kw_only=True)
+class ConversationItemRetrieved(_ItemEvent):
+    TYPE: ClassVar[str] = "conversation.item.retrieved"
+
+
+@attrs.frozen(kw_only=True)
+class ConversationItemDeleted(ServerEvent):
+    TYPE: ClassVar[str] = "conversation.item.deleted"
+    item_id: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class ConversationItemTruncated(ServerEvent):
+    TYPE: ClassVar[str] = "conversation.item.truncated"
+    item_id: str = ""
+    content_index: int = 0
+    audio_end_ms: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class InputAudioTranscriptionDelta(ServerEvent):
+    TYPE: ClassVar[str] = "conversation.item.input_audio_transcription.delta"
+    item_id: str = ""
+    content_index: int = 0
+    delta: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class InputAudioTranscriptionCompleted(ServerEvent):
+    TYPE: ClassVar[str] = "conversation.item.input_audio_transcription.completed"
+    item_id: str = ""
+    content_index: int = 0
+    transcript: str = ""
+    usage: Mapping[str, Any] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class InputAudioTranscriptionFailed(ServerEvent):
+    TYPE: ClassVar[str] = "conversation.item.input_audio_transcription.failed"
+    item_id: str = ""
+    content_index: int = 0
+    error: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class InputAudioBufferCommitted(ServerEvent):
+    TYPE: ClassVar[str] = "input_audio_buffer.committed"
+    item_id: str = ""
+    previous_item_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class InputAudioBufferCleared(ServerEvent):
+    TYPE: ClassVar[str] = "input_audio_buffer.cleared"
+
+
+@attrs.frozen(kw_only=True)
+class InputAudioBufferSpeechStarted(ServerEvent):
+    TYPE: ClassVar[str] = "input_audio_buffer.speech_started"
+    audio_start_ms: int = 0
+    item_id: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class InputAudioBufferSpeechStopped(ServerEvent):
+    TYPE: ClassVar[str] = "input_audio_buffer.speech_stopped"
+    audio_end_ms: int = 0
+    item_id: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class InputAudioBufferTimeoutTriggered(ServerEvent):
+    TYPE: ClassVar[str] = "input_audio_buffer.timeout_triggered"
+    audio_start_ms: int = 0
+    audio_end_ms: int = 0
+    item_id: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class _ResponseEvent(ServerEvent):
+    response: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def response_id(self) -> str:
+        return str(self.response.get("id", ""))
+
+    @property
+    def status(self) -> str:
+        return str(self.response.get("status", ""))
+
+
+@attrs.frozen(kw_only=True)
+class ResponseCreated(_ResponseEvent):
+    TYPE: ClassVar[str] = "response.created"
+
+
+@attrs.frozen(kw_only=True)
+class ResponseDone(_ResponseEvent):
+    TYPE: ClassVar[str] = "response.done"
+
+
+@attrs.frozen(kw_only=True)
+class _OutputItemEvent(ServerEvent):
+    response_id: str = ""
+    output_index: int = 0
+    item: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def item_id(self) -> str:
+        return str(self.item.get("id", ""))
+
+
+@attrs.frozen(kw_only=True)
+class ResponseOutputItemAdded(_OutputItemEvent):
+    TYPE: ClassVar[str] = "response.output_item.added"
+
+
+@attrs.frozen(kw_only=True)
+class ResponseOutputItemDone(_OutputItemEvent):
+    TYPE: ClassVar[str] = "response.output_item.done"
+
+
+@attrs.frozen(kw_only=True)
+class _ContentEvent(ServerEvent):
+    response_id: str = ""
+    item_id: str = ""
+    output_index: int = 0
+    content_index: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ResponseContentPartAdded(_ContentEvent):
+    TYPE: ClassVar[str] = "response.content_part.added"
+    part: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class ResponseContentPartDone(_ContentEvent):
+    TYPE: ClassVar[str] = "response.content_part.done"
+    part: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class ResponseOutputTextDelta(_ContentEvent):
+    TYPE: ClassVar[str] = "response.output_text.delta"
+    delta: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class ResponseOutputTextDone(_ContentEvent):
+    TYPE: ClassVar[str] = "response.output_text.done"
+    text: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class ResponseOutputAudioDelta(_ContentEvent):
+    """A chunk of assistant audio; ``delta`` is base64 in the session's output format."""
+
+    TYPE: ClassVar[str] = "response.output_audio.delta"
+    delta: str = ""
+
+    @property
+    def audio(self) -> bytes:
+        """The decoded audio bytes (in the session's output format)."""
+        return base64.b64decode(self.delta)
+
+    @property
+    def audio_nbytes(self) -> int:
+        """Decoded size in bytes, computed from the base64 length without decoding."""
+        return base64_decoded_size(self.delta)
+
+
+@attrs.frozen(kw_only=True)
+class ResponseOutputAudioDone(_ContentEvent):
+    TYPE: ClassVar[str] = "response.output_audio.done"
+
+
+@attrs.frozen(kw_only=True)
+class ResponseOutputAudioTranscriptDelta(_ContentEvent):
+    TYPE: ClassVar[str] = "response.output_audio_transcript.delta"
+    delta: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class ResponseOutputAudioTranscriptDone(_ContentEvent):
+    TYPE: ClassVar[str] = "response.output_audio_transcript.done"
+    transcript: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class ResponseFunctionCallArgumentsDelta(ServerEvent):
+    TYPE: ClassVar[str] = "response.function_call_arguments.delta"
+    response_id: str = ""
+    item_id: str = ""
+    output_index: int = 0
+    call_id: str = ""
+    delta: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class ResponseFunctionCallArgumentsDone(ServerEvent):
+    TYPE: ClassVar[str] = "response.function_call_arguments.done"
+    response_id: str = ""
+    item_id: str = ""
+    output_index: int = 0
+    call_id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitsUpdated(ServerEvent):
+    TYPE: ClassVar[str] = "rate_limits.updated"
+    rate_limits: list[Any] = attrs.field(factory=list)
+
+
+@attrs.frozen(kw_only=True)
+class _OutputAudioBufferEvent(ServerEvent):
+    response_id: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class OutputAudioBufferStarted(_OutputAudioBufferEvent):
+    TYPE: ClassVar[str] = "output_audio_buffer.started"
+
+
+@attrs.frozen(kw_only=True)
+class OutputAudioBufferStopped(_OutputAudioBufferEvent):
+    TYPE: ClassVar[str] = "output_audio_buffer.stopped"
+
+
+@attrs.frozen(kw_only=True)
+class OutputAudioBufferCleared(_OutputAudioBufferEvent):
+    TYPE: ClassVar[str] = "output_audio_buffer.cleared"
+
+
+@attrs.frozen(kw_only=True)
+class TranscriptionDelta(ServerEvent):
+    """vLLM's streaming transcription text."""
+
+    TYPE: ClassVar[str] = "transcription.delta"
+    delta: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class TranscriptionDone(ServerEvent):
+    """vLLM's final transcription of an utterance, with usage."""
+
+    TYPE: ClassVar[str] = "transcription.done"
+    text: str = ""
+    usage: Mapping[str, Any] | None = None
+
+
+# --- events rtedge itself produces (never on the wire); their types start with "rtedge." ---------------------
+
+
+@attrs.frozen(kw_only=True)
+class ConnectionLost(ServerEvent):
+    """The connection ended (close code and reason, or None when the socket broke)."""
+
+    TYPE: ClassVar[str] = "rtedge.connection_lost"
+    code: int | None = None
+    reason: str = ""
+
+
+SERVER_EVENT_TYPES: tuple[type[ServerEvent], ...] = (
+    Error,
+    SessionCreated,
+    SessionUpdated,
+    SessionFinished,
+    ConversationCreated,
+    ConversationItemAdded,
+    ConversationItemDone,
+    ConversationItemCreated,
+    ConversationItemRetrieved,
+    ConversationItemDeleted,
+    ConversationItemTruncated,
+    InputAudioTranscriptionDelta,
+    InputAudioTranscriptionCompleted,
+    InputAudioTranscriptionFailed,
+    InputAudioBufferCommitted,
+    InputAudioBufferCleared,
+    InputAudioBufferSpeechStarted,
+    InputAudioBufferSpeechStopped,
+    InputAudioBufferTimeoutTriggered,
+    ResponseCreated,
+    ResponseDone,
+    ResponseOutputItemAdded,
+    ResponseOutputItemDone,
+    ResponseContentPartAdded,
+    ResponseContentPartDone,
+    ResponseOutputTextDelta,
+    ResponseOutputTextDone,
+    ResponseOutputAudioDelta,
+    ResponseOutputAudioDone,
+    ResponseOutputAudioTranscriptDelta,
+    ResponseOutputAudioTranscriptDone,
+    ResponseFunctionCallArgumentsDelta,
+    ResponseFunctionCallArgumentsDone,
+    RateLimitsUpdated,
+    OutputAudioBufferStarted,
+    OutputAudioBufferStopped,
+    OutputAudioBufferCleared,
+    TranscriptionDelta,
+    TranscriptionDone,
+    ConnectionLost,
+)
+
+SERVER_EVENT_REGISTRY: dict[str, type[ServerEvent]] = {cls.TYPE: cls for cls in SERVER_EVENT_TYPES}
+
+_INT_FIELDS = frozenset({"output_index", "content_index", "audio_start_ms", "audio_end_ms"})
+
+
+def _field_names(cls: type[ServerEvent]) -> tuple[str, ...]:
+    skip = {"type", "event_id", "raw"}
+    return tuple(f.name for f in attrs.fields(cls) if f.name not in skip)
+
+
+_FIELDS: dict[type[ServerEvent], tuple[str, ...]] = {cls: _field_names(cls) for cls in SERVER_EVENT_TYPES}
+
+
+def server_event_from_raw(raw: Mapping[str, Any]) -> ServerEvent:
+    """Build the typed event for a (normalised) wire object; unknown types give UnknownServerEvent.
+
+    Fields absent from ``raw`` keep their defaults; ``null`` values are treated as absent
+    except where the field allows None.  Never raises for a mapping with a string ``type``.
+    """
+    type_ = str(raw.get("type", ""))
+    event_id = raw.get("event_id")
+    event_id = None if event_id is None else str(event_id)
+    cls = SERVER_EVENT_REGISTRY.get(type_)
+    if cls is None:
+        return UnknownServerEvent(type=type_, event_id=event_id, raw=raw)
+    kwargs: dict[str, Any] = {}
+    for name in _FIELDS[cls]:
+        if name not in raw:
+            continue
+        value = raw[name]
+        if name == "error":
+            value = ErrorInfo.from_raw(value)
+        elif name in _INT_FIELDS and not isinstance(value, int):
+            continue  # malformed: keep the default, the raw data still has it
+        elif value is None and name not in ("previous_item_id", "usage"):
+            continue
+        kwargs[name] = value
+    return cls(type=type_, event_id=event_id, raw=raw, **kwargs)
+
+
+def base64_decoded_size(text: str) -> int:
+    """Bytes that a base64 string decodes to, without decoding it."""
+    n = len(text)
+    if n == 0:
+        return 0
+    pad = 2 if text.endswith("==") else 1 if text.endswith("=") else 0
+    return n * 3 // 4 - pad
+
+
+Role = Literal["user", "assistant", "system"]

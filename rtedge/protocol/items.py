@@ -1,0 +1,46 @@
+"""Builders for conversation items in the wire shape (plain dicts, GA spelling)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def user_text(text: str) -> dict[str, Any]:
+    """A user message with one ``input_text`` part."""
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def system_text(text: str) -> dict[str, Any]:
+    """A system message with one ``input_text`` part."""
+    return {"type": "message", "role": "system", "content": [{"type": "input_text", "text": text}]}
+
+
+def assistant_text(text: str) -> dict[str, Any]:
+    """An assistant message with one ``output_text`` part (for seeding history)."""
+    return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+
+
+def function_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """A function call item (for seeding history after a reconnect)."""
+    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
+
+
+def function_call_output(call_id: str, output: str) -> dict[str, Any]:
+    """The result of a function call, sent back to the model before ``response.create``."""
+    return {"type": "function_call_output", "call_id": call_id, "output": output}
+
+
+def item_text(item: Any) -> str:
+    """The text of a message item: its text parts and audio transcripts joined, '' when none."""
+    if not isinstance(item, dict):
+        return ""
+    parts = item.get("content")
+    if not isinstance(parts, list):
+        return ""
+    out = []
+    for part in parts:
+        if isinstance(part, dict):
+            text = part.get("text") or part.get("transcript")
+            if isinstance(text, str):
+                out.append(text)
+    return "".join(out)

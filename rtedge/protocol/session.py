@@ -1,0 +1,157 @@
+"""Session: the sans-IO heart of rtedge.
+
+Theory of operation
+-------------------
+A :class:`Session` turns client events into text to send and received text
+into typed events, and keeps the session's state (:mod:`._state`) up to
+date from both.  It does no I/O, starts no threads, reads no clock and logs
+nothing: the transport owns all of that and calls in.
+
+* ``send(event) -> str`` checks that the event is legal now, stamps an
+  ``event_id`` (except on audio appends: they are never answered), records
+  it in the state and returns the JSON text.  An illegal event raises
+  :class:`LocalProtocolError` and changes nothing.
+* ``receive_message(text)`` parses one message, updates the state and
+  queues the event; ``events()`` drains the queue.  Malformed messages raise
+  :class:`RemoteProtocolError` and change nothing.
+* ``connection_lost(code, reason)`` marks the end; a ``ConnectionLost``
+  event is queued so consumers see the end in order.
+
+Policy stays out: the session never sends by itself.  It offers the correct
+reply as one call instead (wsproto's ``Ping.response()`` idea):
+:meth:`truncate_event` clamps ``audio_end_ms`` to the audio received and
+returns None when nothing was heard; :meth:`cancel_event` returns None when
+no response is active or a cancel is already under way.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+from ..errors import LocalProtocolError
+from . import events as ev
+from ._state import ConnectionState, ResponseState, SessionState
+from ._unset import UNSET
+from .dialects import Dialect, get_dialect
+from .wire import from_wire, to_wire
+
+
+class Session:
+    """The protocol state of one realtime session (sans-IO).
+
+    Args:
+        dialect: a :class:`Dialect` or a provider name (``"openai"``).
+    """
+
+    def __init__(self, dialect: Dialect | str = "openai") -> None:
+        self.dialect = get_dialect(dialect) if isinstance(dialect, str) else dialect
+        self.state = SessionState(
+            input_format=self.dialect.default_input_format,
+            output_format=self.dialect.default_output_format,
+        )
+        self._events: deque[ev.ServerEvent] = deque()
+        self._next_id = 0
+
+    def __repr__(self) -> str:
+        s = self.state
+        return (f"<Session {self.dialect.name} {s.connection.value} response={s.response.value} "
+                f"input={s.input_buffer.value}>")
+
+    # ---------------------------------------------------------------------------------------------- sending
+    def send(self, event: ev.ClientEvent) -> str:
+        """Serialize ``event`` for the wire and account for it.
+
+        Returns:
+            The JSON text to send.
+
+        Raises:
+            LocalProtocolError: the connection is closed, a ``response.cancel`` has no active
+                response, or the dialect does not support the event.
+        """
+        self._check(event)
+        if event.event_id is UNSET and not isinstance(event, ev.InputAudioBufferAppend | ev.RawClientEvent):
+            self._next_id += 1
+            event = attrs.evolve(event, event_id=f"evt_rtedge_{self._next_id}")
+        text = to_wire(event, self.dialect)
+        self.state.on_send(event)
+        return text
+
+    def _check(self, event: ev.ClientEvent) -> None:
+        state = self.state
+        if state.connection is ConnectionState.CLOSED:
+            raise LocalProtocolError(f"cannot send {event.TYPE or 'an event'}: the connection is closed")
+        if isinstance(event, ev.ResponseCancel) and event.response_id is UNSET:
+            if state.response is ResponseState.IDLE:
+                raise LocalProtocolError("cannot send response.cancel: no response is active")
+        needs = {
+            ev.ConversationItemTruncate: "truncate",
+            ev.ConversationItemRetrieve: "retrieve",
+            ev.ConversationItemDelete: "delete",
+            ev.SessionFinish: "session_finish",
+        }.get(type(event))
+        if needs is not None and needs not in self.dialect.capabilities:
+            raise LocalProtocolError(f"the {self.dialect.name} dialect does not support {event.TYPE}")
+        if isinstance(event, ev.ConversationItemTruncate) and event.audio_end_ms < 0:
+            raise LocalProtocolError(f"audio_end_ms must be >= 0, got {event.audio_end_ms}")
+
+    # ---------------------------------------------------------------------------------------------- receiving
+    def receive_message(self, text: str | bytes) -> ev.ServerEvent:
+        """Parse and account for one server message; the event is also queued for :meth:`events`.
+
+        Raises:
+            RemoteProtocolError: the message is not a JSON object with a string ``type``.
+        """
+        event = from_wire(text, self.dialect)
+        self.state.on_event(event)
+        if isinstance(event, ev.SessionCreated | ev.SessionUpdated):
+            self.state.set_formats(*self.dialect.session_formats(self.state.session))
+        self._events.append(event)
+        return event
+
+    def events(self) -> Iterator[ev.ServerEvent]:
+        """Drain the queued events, oldest first."""
+        while self._events:
+            yield self._events.popleft()
+
+    def connection_lost(self, code: int | None = None, reason: str = "") -> None:
+        """The transport reports the end of the connection (``code`` None: no close frame)."""
+        if self.state.connection is ConnectionState.CLOSED:
+            return
+        self.state.on_connection_lost(code, reason)
+        self._events.append(ev.ConnectionLost(type=ev.ConnectionLost.TYPE, code=code, reason=reason))
+
+    # ---------------------------------------------------------------------------------------------- replies
+    def truncate_event(self, item_id: str, audio_end_ms: float,
+                       content_index: int = 0) -> ev.ConversationItemTruncate | None:
+        """The truncate to send for "the user heard ``audio_end_ms`` of this item", or None.
+
+        ``audio_end_ms`` is clamped to the audio received for that item and content index
+        (the server rejects more); None when the clamped value is 0 (nothing heard: the
+        server rejects a zero truncate of an item with no played audio), when the item
+        is unknown, or when the dialect cannot truncate.
+        """
+        if "truncate" not in self.dialect.capabilities:
+            return None
+        received = self.state.audio_received_ms(item_id, content_index)
+        end = int(min(max(audio_end_ms, 0.0), received))
+        if end <= 0:
+            return None
+        return ev.ConversationItemTruncate(item_id=item_id, content_index=content_index, audio_end_ms=end)
+
+    def cancel_event(self) -> ev.ResponseCancel | None:
+        """A ``response.cancel`` when a response is active and not already being cancelled, else None."""
+        if self.state.response is ResponseState.ACTIVE and self.state.connection is not ConnectionState.CLOSED:
+            return ev.ResponseCancel()
+        return None
+
+    def interrupt_response_on_speech(self) -> bool:
+        """True when the server cancels responses itself on speech (``interrupt_response``)."""
+        audio: Any = self.state.session.get("audio")
+        td = audio.get("input", {}).get("turn_detection") if isinstance(audio, dict) else None
+        if not isinstance(td, dict):
+            td = self.state.session.get("turn_detection")  # flat dialects
+        return isinstance(td, dict) and td.get("interrupt_response", True) is not False

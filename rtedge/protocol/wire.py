@@ -1,0 +1,49 @@
+"""JSON text <-> events.  The only place where JSON is produced or parsed.
+
+``to_wire`` never emits a field the caller did not set: UNSET fields are
+absent, and None becomes ``null`` only where the dialect put it (see
+:mod:`rtedge.protocol.config`).  ``from_wire`` accepts any JSON object with a
+string ``type``; anything else is a :class:`RemoteProtocolError`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import RemoteProtocolError
+from .dialects.base import Dialect
+from .events import ClientEvent, ServerEvent, server_event_from_raw
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def to_wire(event: ClientEvent, dialect: Dialect) -> str:
+    """Serialize a client event to the dialect's JSON text."""
+    return _dumps(dialect.encode(event))
+
+
+def parse_object(text: str | bytes) -> dict[str, Any]:
+    """Parse one message into a JSON object with a string ``type``.
+
+    Raises:
+        RemoteProtocolError: not JSON, not an object, or no string ``type``.
+    """
+    try:
+        obj = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RemoteProtocolError(f"server sent a message that is not JSON: {exc}", _as_text(text)) from exc
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError("server sent JSON that is not an object", _as_text(text))
+    if not isinstance(obj.get("type"), str):
+        raise RemoteProtocolError("server sent an event without a string 'type'", _as_text(text))
+    return obj
+
+
+def from_wire(text: str | bytes, dialect: Dialect) -> ServerEvent:
+    """Parse one server message into a typed (canonical) event; unknown types pass through."""
+    return server_event_from_raw(dialect.normalize(parse_object(text)))
+
+
+def _as_text(text: str | bytes) -> str:
+    return text if isinstance(text, str) else text[:200].decode("utf-8", "replace")
