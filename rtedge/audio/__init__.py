@@ -1,0 +1,1 @@
+"""Audio for rtedge: codecs and resampling (``rtedge.audio.codec``)."""

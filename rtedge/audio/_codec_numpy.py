@@ -1,0 +1,219 @@
+"""Pure-numpy twin of the ``_codec`` C extension.
+
+Every function here has the same name, signature and result as its C
+counterpart.  The kernels do no validation: ``rtedge.audio.codec`` checks
+dtypes, shapes and lengths before calling them.  Outputs are written into a
+caller-provided array (``dst``/``out``); nothing is kept between calls.
+
+G.711 follows the ITU-T G.711 algorithm as the G.191 software tools library
+implements it (ones'-complement magnitude for negative inputs, 14-bit mu-law
+and 13-bit A-law linear domains).  The encoders are 65,536-entry lookup
+tables built once from that algorithm.
+
+The resampler kernel computes every output sample as a dot product in a
+fixed order: eight float32 partial sums over the taps (tap ``t`` goes to
+lane ``t % 8``, lanes accumulate in increasing ``t``), then the lanes are
+combined as ``((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))``.  The C kernel uses the
+same order, so both backends give bit-identical float32 results, and a
+sample's value never depends on how the input was split into chunks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "alaw_decode",
+    "alaw_encode",
+    "f32_to_i16",
+    "gain_f32",
+    "gain_i16",
+    "i16_to_f32",
+    "resample",
+    "stereo_to_mono_f32",
+    "stereo_to_mono_i16",
+    "ulaw_decode",
+    "ulaw_encode",
+]
+
+LANES = 8
+
+
+# --------------------------------------------------------------------------- G.711 tables
+
+
+def _bit_length(v: np.ndarray) -> np.ndarray:
+    """Number of significant bits of each non-negative int32 value (0 for 0)."""
+    out = np.zeros(v.shape, dtype=np.int32)
+    w = v.copy()
+    while np.any(w):
+        nz = w != 0
+        out += nz
+        w >>= 1
+    return out
+
+
+def _ulaw_encode_table() -> np.ndarray:
+    x = np.arange(-32768, 32768, dtype=np.int32)
+    # 14-bit magnitude; negative values use the ones' complement (G.191).
+    mag = np.where(x < 0, ~x, x) >> 2
+    biased = np.minimum(mag + 33, 0x1FFF)
+    seg = _bit_length(biased) - 6  # biased >= 33, so seg is 0..7
+    mant = (biased >> (seg + 1)) & 0x0F
+    code = 0xFF ^ ((seg << 4) | mant | np.where(x < 0, 0x80, 0))
+    table = np.empty(65536, dtype=np.uint8)
+    table[x.astype(np.uint16)] = code.astype(np.uint8)  # index by the int16 bit pattern
+    return table
+
+
+def _alaw_encode_table() -> np.ndarray:
+    x = np.arange(-32768, 32768, dtype=np.int32)
+    mag = np.where(x < 0, ~x, x) >> 4  # 12-bit magnitude, 0..2047
+    seg = np.maximum(_bit_length(mag) - 4, 0)  # 0..7
+    mant = np.where(seg == 0, mag, mag >> np.maximum(seg - 1, 0)) & 0x0F
+    code = ((seg << 4) | mant | np.where(x < 0, 0, 0x80)) ^ 0x55
+    table = np.empty(65536, dtype=np.uint8)
+    table[x.astype(np.uint16)] = code.astype(np.uint8)
+    return table
+
+
+def _ulaw_decode_table() -> np.ndarray:
+    code = np.arange(256, dtype=np.int32)
+    inv = ~code & 0xFF
+    seg = (inv >> 4) & 0x07
+    mant = inv & 0x0F
+    mag = (((mant << 3) + 0x84) << seg) - 0x84
+    return np.where(inv & 0x80, -mag, mag).astype(np.int16)
+
+
+def _alaw_decode_table() -> np.ndarray:
+    code = np.arange(256, dtype=np.int32)
+    v = code ^ 0x55
+    seg = (v >> 4) & 0x07
+    mant = v & 0x0F
+    mag = np.where(seg == 0, (mant << 4) + 8, ((mant + 16) << 4) + 8)
+    mag = np.where(seg > 1, mag << np.maximum(seg - 1, 0), mag)
+    return np.where(code & 0x80, mag, -mag).astype(np.int16)
+
+
+ULAW_ENCODE_TABLE = _ulaw_encode_table()
+ALAW_ENCODE_TABLE = _alaw_encode_table()
+ULAW_DECODE_TABLE = _ulaw_decode_table()
+ALAW_DECODE_TABLE = _alaw_decode_table()
+for _t in (ULAW_ENCODE_TABLE, ALAW_ENCODE_TABLE, ULAW_DECODE_TABLE, ALAW_DECODE_TABLE):
+    _t.flags.writeable = False
+del _t
+
+
+def ulaw_encode(src: np.ndarray, dst: np.ndarray) -> None:
+    np.take(ULAW_ENCODE_TABLE, src.view(np.uint16), out=dst)
+
+
+def alaw_encode(src: np.ndarray, dst: np.ndarray) -> None:
+    np.take(ALAW_ENCODE_TABLE, src.view(np.uint16), out=dst)
+
+
+def ulaw_decode(src: np.ndarray, dst: np.ndarray) -> None:
+    np.take(ULAW_DECODE_TABLE, src, out=dst)
+
+
+def alaw_decode(src: np.ndarray, dst: np.ndarray) -> None:
+    np.take(ALAW_DECODE_TABLE, src, out=dst)
+
+
+# --------------------------------------------------------------------------- sample formats
+
+_SCALE_IN = np.float32(1.0 / 32768.0)
+_SCALE_OUT = np.float32(32768.0)
+
+
+def i16_to_f32(src: np.ndarray, dst: np.ndarray) -> None:
+    np.multiply(src, _SCALE_IN, out=dst, dtype=np.float32)
+
+
+def _round_saturate_into(v: np.ndarray, dst: np.ndarray) -> None:
+    """float array (modified in place) -> int16 dst: NaN -> 0, round half to even, saturate."""
+    np.nan_to_num(v, copy=False, nan=0.0, posinf=32767.0, neginf=-32768.0)
+    np.minimum(v, 32767.0, out=v)
+    np.maximum(v, -32768.0, out=v)
+    np.rint(v, out=v)
+    dst[...] = v  # exact: v holds integers in range
+
+
+def f32_to_i16(src: np.ndarray, dst: np.ndarray) -> None:
+    v = np.multiply(src, _SCALE_OUT, dtype=np.float32)
+    _round_saturate_into(v, dst)
+
+
+def stereo_to_mono_i16(src: np.ndarray, dst: np.ndarray) -> None:
+    s = src[0::2].astype(np.int32)
+    s += src[1::2]
+    np.right_shift(s, 1, out=s)  # floor((l + r) / 2)
+    dst[...] = s
+
+
+def stereo_to_mono_f32(src: np.ndarray, dst: np.ndarray) -> None:
+    np.add(src[0::2], src[1::2], out=dst)
+    np.multiply(dst, np.float32(0.5), out=dst)
+
+
+def gain_i16(src: np.ndarray, dst: np.ndarray, gain: float) -> None:
+    v = np.multiply(src, np.float64(gain), dtype=np.float64)  # exact product
+    _round_saturate_into(v, dst)
+
+
+def gain_f32(src: np.ndarray, dst: np.ndarray, gain: float) -> None:
+    np.multiply(src, np.float32(gain), out=dst)
+    np.nan_to_num(dst, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+    np.minimum(dst, np.float32(1.0), out=dst)
+    np.maximum(dst, np.float32(-1.0), out=dst)
+
+
+# --------------------------------------------------------------------------- resampler
+
+
+def resample(
+    bank: np.ndarray,
+    up: int,
+    down: int,
+    taps: int,
+    work: np.ndarray,
+    src: np.ndarray,
+    acc: int,
+    out: np.ndarray,
+) -> int:
+    """One streaming step of the rational polyphase resampler.
+
+    ``bank`` is float32 ``(up, taps)`` (C order), each row time-reversed so a
+    dot product with a forward input window gives one output sample.
+    ``work`` is a float32 buffer of at least ``taps - 1 + len(src)`` samples
+    whose first ``taps - 1`` entries are the input history; on return they
+    hold the new history.  ``acc`` is the phase accumulator
+    ``K*down - N*up`` (K outputs made, N inputs consumed), in ``[0, down)``.
+    ``out`` (float32 or int16) must have exactly
+    ``max(0, ceil((len(src)*up - acc) / down))`` samples.  Returns the new
+    ``acc``.
+    """
+    n = src.shape[0]
+    hist = taps - 1
+    buf = work[: hist + n]
+    buf[hist:] = src
+    count = out.shape[0]
+    if count:
+        pos = acc + down * np.arange(count, dtype=np.int64)
+        start = pos // up
+        phase = pos - start * up
+        windows = np.lib.stride_tricks.sliding_window_view(buf, taps)[start]
+        windows *= bank[phase]
+        lanes = windows.reshape(count, taps // LANES, LANES).sum(axis=1)
+        half = lanes[:, :4] + lanes[:, 4:]
+        quarter = half[:, :2] + half[:, 2:]
+        y = quarter[:, 0] + quarter[:, 1]
+        if out.dtype == np.int16:
+            _round_saturate_into(y, out)
+        else:
+            out[...] = y
+    # keep the last taps-1 samples as the new history
+    if hist:
+        work[:hist] = buf[n:]
+    return acc + count * down - n * up

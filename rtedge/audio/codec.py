@@ -1,0 +1,381 @@
+"""Audio sample codecs for the realtime path: G.711, sample formats, resampling.
+
+Two interchangeable backends do the arithmetic:
+
+* ``"c"``: the optional ``rtedge.audio._codec`` extension (built by ``pip
+  install`` when a C compiler is available; its kernels release the GIL);
+* ``"numpy"``: ``rtedge.audio._codec_numpy``, a pure-numpy twin with the same
+  kernels and identical results.
+
+``BACKEND`` says which one is in use.  Set ``RTEDGE_CODEC=numpy`` in the
+environment before import to force the twin.  All validation happens here;
+the kernels only compute.  Neither backend keeps state between calls: the
+resampler's stream state (input history, phase) lives in the
+:class:`Resampler` object.
+
+G.711 is bit-exact with ITU-T G.711 as implemented in the ITU-T G.191 software
+tools library.  Note that Python's ``audioop`` mu-law *encoder* differs from it
+on 508 negative inputs (it negates with ``-x`` where G.191 uses ``~x``); the
+decoders and A-law agree.
+
+PCM16 passed as ``bytes``-like objects is read as little-endian.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from rtedge.errors import AudioError
+
+from . import _codec_numpy
+
+__all__ = [
+    "BACKEND",
+    "SUPPORTED_RATES",
+    "AudioTypeError",
+    "Resampler",
+    "alaw_decode",
+    "alaw_encode",
+    "apply_gain",
+    "float32_to_int16",
+    "int16_to_float32",
+    "stereo_to_mono",
+    "ulaw_decode",
+    "ulaw_encode",
+]
+
+
+class AudioTypeError(AudioError, TypeError):
+    """Audio input of the wrong type or dtype (both an ``AudioError``/``ValueError`` and a ``TypeError``)."""
+
+
+def _load_backend() -> tuple[ModuleType, str]:
+    choice = os.environ.get("RTEDGE_CODEC", "").strip().lower()
+    if choice in ("numpy", "python", "pure"):
+        return _codec_numpy, "numpy"
+    try:
+        from . import _codec  # type: ignore[attr-defined]
+    except ImportError:
+        if choice == "c":
+            raise
+        return _codec_numpy, "numpy"
+    return _codec, "c"
+
+
+_impl, BACKEND = _load_backend()
+
+#: Sample rates the resampler accepts (Hz).
+SUPPORTED_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+
+_I16 = np.dtype(np.int16)
+_U8 = np.dtype(np.uint8)
+_F32 = np.dtype(np.float32)
+_I16_LE = np.dtype("<i2")
+_F32_LE = np.dtype("<f4")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _as_array(x: Any, dtype: np.dtype[Any], what: str, *, name: str = "input") -> np.ndarray:
+    """Return ``x`` as a 1-D C-contiguous array of ``dtype`` without copying numpy input.
+
+    bytes-like input is reinterpreted (little-endian for multi-byte dtypes).
+    """
+    if isinstance(x, np.ndarray):
+        if x.dtype != dtype:
+            raise AudioTypeError(f"{what}: {name} must have dtype {dtype.name}, got {x.dtype.name}")
+        if x.ndim != 1:
+            raise AudioError(f"{what}: {name} must be 1-D, got shape {x.shape}")
+        if not x.flags.c_contiguous:
+            raise AudioError(f"{what}: {name} must be C-contiguous; pass np.ascontiguousarray(x)")
+        return x
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        mv = memoryview(x)
+        if not mv.contiguous:
+            raise AudioError(f"{what}: {name} buffer must be contiguous")
+        nbytes = mv.nbytes
+        if nbytes % dtype.itemsize:
+            raise AudioError(
+                f"{what}: {name} has {nbytes} bytes, not a multiple of {dtype.itemsize} ({dtype.name} samples)"
+            )
+        le = {_I16: _I16_LE, _F32: _F32_LE}.get(dtype, dtype)
+        arr = np.frombuffer(mv.cast("B"), dtype=le)
+        if arr.dtype != dtype:  # big-endian host
+            arr = arr.astype(dtype)
+        return arr
+    raise AudioTypeError(
+        f"{what}: {name} must be a numpy array of {dtype.name} or a bytes-like object, got {type(x).__name__}"
+    )
+
+
+def _pcm_array(x: Any, what: str) -> np.ndarray:
+    """int16 or float32 1-D contiguous array (bytes-like input is read as PCM16)."""
+    if isinstance(x, np.ndarray):
+        if x.dtype != _I16 and x.dtype != _F32:
+            raise AudioTypeError(f"{what}: samples must be int16 or float32, got dtype {x.dtype.name}")
+        return _as_array(x, x.dtype, what)
+    return _as_array(x, _I16, what)
+
+
+# --------------------------------------------------------------------------- G.711
+
+
+def ulaw_encode(pcm: Any) -> np.ndarray:
+    """PCM16 (int16 array or little-endian bytes) -> mu-law codes (uint8 array)."""
+    x = _as_array(pcm, _I16, "ulaw_encode")
+    out = np.empty(x.shape[0], dtype=_U8)
+    _impl.ulaw_encode(x, out)
+    return out
+
+
+def alaw_encode(pcm: Any) -> np.ndarray:
+    """PCM16 (int16 array or little-endian bytes) -> A-law codes (uint8 array)."""
+    x = _as_array(pcm, _I16, "alaw_encode")
+    out = np.empty(x.shape[0], dtype=_U8)
+    _impl.alaw_encode(x, out)
+    return out
+
+
+def ulaw_decode(codes: Any) -> np.ndarray:
+    """mu-law codes (uint8 array or bytes) -> PCM16 (int16 array)."""
+    x = _as_array(codes, _U8, "ulaw_decode", name="codes")
+    out = np.empty(x.shape[0], dtype=_I16)
+    _impl.ulaw_decode(x, out)
+    return out
+
+
+def alaw_decode(codes: Any) -> np.ndarray:
+    """A-law codes (uint8 array or bytes) -> PCM16 (int16 array)."""
+    x = _as_array(codes, _U8, "alaw_decode", name="codes")
+    out = np.empty(x.shape[0], dtype=_I16)
+    _impl.alaw_decode(x, out)
+    return out
+
+
+# --------------------------------------------------------------------------- sample formats
+
+
+def int16_to_float32(pcm: Any) -> np.ndarray:
+    """int16 samples -> float32 in [-1, 1), scaled by 1/32768."""
+    x = _as_array(pcm, _I16, "int16_to_float32")
+    out = np.empty(x.shape[0], dtype=_F32)
+    _impl.i16_to_f32(x, out)
+    return out
+
+
+def float32_to_int16(x: Any) -> np.ndarray:
+    """float32 samples -> int16: times 32768, rounded half to even, saturated; NaN -> 0."""
+    a = _as_array(x, _F32, "float32_to_int16")
+    out = np.empty(a.shape[0], dtype=_I16)
+    _impl.f32_to_i16(a, out)
+    return out
+
+
+def stereo_to_mono(pcm_interleaved: Any) -> np.ndarray:
+    """Interleaved L/R samples -> mono, same dtype.
+
+    int16: ``floor((l + r) / 2)`` (exact, cannot overflow); float32: ``(l + r) * 0.5``.
+    """
+    x = _pcm_array(pcm_interleaved, "stereo_to_mono")
+    if x.shape[0] % 2:
+        raise AudioError(f"stereo_to_mono: interleaved stereo needs an even sample count, got {x.shape[0]}")
+    out = np.empty(x.shape[0] // 2, dtype=x.dtype)
+    if x.dtype == _I16:
+        _impl.stereo_to_mono_i16(x, out)
+    else:
+        _impl.stereo_to_mono_f32(x, out)
+    return out
+
+
+def apply_gain(pcm: Any, gain: float) -> np.ndarray:
+    """Multiply samples by ``gain`` with saturation, same dtype.
+
+    int16: the exact product rounded half to even and clipped to [-32768, 32767];
+    float32: the float32 product clipped to [-1.0, 1.0].  NaN samples become 0.
+    """
+    x = _pcm_array(pcm, "apply_gain")
+    try:
+        g = float(gain)
+    except (TypeError, ValueError):
+        raise AudioTypeError(f"apply_gain: gain must be a real number, got {type(gain).__name__}") from None
+    if not math.isfinite(g):
+        raise AudioError(f"apply_gain: gain must be finite, got {g}")
+    out = np.empty(x.shape[0], dtype=x.dtype)
+    if x.dtype == _I16:
+        _impl.gain_i16(x, out, g)
+    else:
+        _impl.gain_f32(x, out, g)
+    return out
+
+
+# --------------------------------------------------------------------------- resampler design
+
+LANES = 8
+
+# quality -> (passband edge, stopband edge, stopband attenuation dB); edges as fractions
+# of the lower of the two sample rates.  The stopband starts at the lower Nyquist
+# frequency, so nothing above it aliases into the band below it.
+_QUALITY: dict[str, tuple[float, float, float]] = {
+    "fast": (0.40, 0.50, 80.0),
+    "default": (0.45, 0.50, 100.0),
+    "high": (0.46, 0.50, 120.0),
+}
+
+
+class _Design:
+    __slots__ = ("bank", "delay", "down", "taps", "up")
+
+    def __init__(self, bank: np.ndarray, up: int, down: int, taps: int, delay: float) -> None:
+        self.bank = bank
+        self.up = up
+        self.down = down
+        self.taps = taps
+        self.delay = delay
+
+
+def _kaiser_beta(atten: float) -> float:
+    if atten > 50.0:
+        return 0.1102 * (atten - 8.7)
+    if atten >= 21.0:
+        return 0.5842 * (atten - 21.0) ** 0.4 + 0.07886 * (atten - 21.0)
+    return 0.0
+
+
+@functools.lru_cache(maxsize=64)
+def _design(src_rate: int, dst_rate: int, quality: str) -> _Design:
+    """Kaiser-windowed-sinc polyphase bank for ``src_rate -> dst_rate`` (cached, read-only)."""
+    g = math.gcd(src_rate, dst_rate)
+    up, down = dst_rate // g, src_rate // g
+    f_pass, f_stop, atten = _QUALITY[quality]
+    f_lo = min(src_rate, dst_rate)
+    width = (f_stop - f_pass) * f_lo / src_rate  # transition width, cycles per input sample
+    n_in = (atten - 7.95) / (14.36 * width) + 1.0  # Kaiser's length estimate, input samples
+    taps = int(math.ceil(n_in / LANES)) * LANES
+    n_proto = up * taps
+    fc = 0.5 * (f_pass + f_stop) * f_lo / (src_rate * up)  # cutoff, cycles per prototype sample
+    centre = (n_proto - 1) / 2.0
+    t = np.arange(n_proto, dtype=np.float64) - centre
+    h = 2.0 * fc * np.sinc(2.0 * fc * t) * np.kaiser(n_proto, _kaiser_beta(atten))
+    # Polyphase split: phase p, tap j holds h[p + j*up]; normalise every phase to unit DC gain.
+    bank = h.reshape(taps, up).T.copy()
+    bank /= bank.sum(axis=1, keepdims=True)
+    bank = np.ascontiguousarray(bank[:, ::-1], dtype=np.float32)
+    bank.flags.writeable = False
+    return _Design(bank, up, down, taps, centre / down)
+
+
+# --------------------------------------------------------------------------- streaming resampler
+
+
+class Resampler:
+    """Streaming rational polyphase resampler (Kaiser-windowed sinc).
+
+    ``process(chunk)`` takes a 1-D int16 or float32 array (or PCM16 bytes) and
+    returns the output available so far, in the same dtype (int16 output is
+    rounded half to even and saturated).  A stream's dtype is fixed by its
+    first chunk until ``flush()``/``reset()``.  The output for any split of the
+    input into chunks is exactly the one-shot output: after ``N`` input samples
+    ``process`` has returned ``ceil(N * dst_rate / src_rate)`` samples in total.
+    ``flush()`` returns the tail held in the filter and resets the stream.
+
+    ``delay`` is the group delay in **output samples** (float): output sample
+    ``k`` corresponds to input time ``(k - delay) / dst_rate`` seconds.
+
+    Quality presets (edges as fractions of the lower rate): ``"default"``
+    passband to 0.45 with <= 0.1 dB ripple and >= 96 dB rejection of anything at
+    or above the lower Nyquist frequency; ``"fast"`` passband to 0.40, about 80
+    dB; ``"high"`` passband to 0.46, about 120 dB (float32 input only shows it).
+
+    When ``src_rate == dst_rate`` the stream is a passthrough: ``process``
+    returns a copy and ``delay`` is 0.
+    """
+
+    def __init__(self, src_rate: int, dst_rate: int, *, quality: str = "default") -> None:
+        for name, rate in (("src_rate", src_rate), ("dst_rate", dst_rate)):
+            if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)):
+                raise AudioTypeError(f"Resampler: {name} must be an int, got {type(rate).__name__}")
+            if int(rate) not in SUPPORTED_RATES:
+                raise AudioError(
+                    f"Resampler: unsupported {name} {rate} Hz; supported rates are "
+                    + ", ".join(str(r) for r in SUPPORTED_RATES)
+                )
+        if quality not in _QUALITY:
+            raise AudioError(f"Resampler: unknown quality {quality!r}; choose one of {sorted(_QUALITY)}")
+        self.src_rate = int(src_rate)
+        self.dst_rate = int(dst_rate)
+        self.quality = quality
+        self._passthrough = self.src_rate == self.dst_rate
+        if self._passthrough:
+            self.delay = 0.0
+            self._up = self._down = 1
+            self._taps = 1
+            self._bank = np.ones((1, LANES), dtype=np.float32)
+        else:
+            d = _design(self.src_rate, self.dst_rate, quality)
+            self.delay = d.delay
+            self._up, self._down, self._taps, self._bank = d.up, d.down, d.taps, d.bank
+        self._work = np.zeros(self._taps - 1 + 4096, dtype=np.float32)
+        self._acc = 0
+        self._dtype: np.dtype[Any] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Resampler({self.src_rate}, {self.dst_rate}, quality={self.quality!r}) "
+            f"[up={self._up} down={self._down} taps/phase={self._taps} delay={self.delay:.3f} samples]"
+        )
+
+    def reset(self) -> None:
+        """Forget all input: clear the history and phase, unlock the dtype."""
+        self._work[: self._taps - 1] = 0.0
+        self._acc = 0
+        self._dtype = None
+
+    def _check(self, chunk: Any) -> np.ndarray:
+        x = _pcm_array(chunk, "Resampler.process")
+        if self._dtype is None:
+            self._dtype = x.dtype
+        elif x.dtype != self._dtype:
+            raise AudioTypeError(
+                f"Resampler.process: this stream carries {self._dtype.name}, got {x.dtype.name}; "
+                "call reset() to change dtype"
+            )
+        return x
+
+    def _run(self, x: np.ndarray, out_dtype: np.dtype[Any]) -> np.ndarray:
+        n = x.shape[0]
+        up, down, acc = self._up, self._down, self._acc
+        count = (n * up - acc + down - 1) // down if n * up > acc else 0
+        out = np.empty(count, dtype=out_dtype)
+        need = self._taps - 1 + n
+        if self._work.shape[0] < need:
+            work = np.zeros(need + need // 2, dtype=np.float32)
+            work[: self._taps - 1] = self._work[: self._taps - 1]
+            self._work = work
+        self._acc = _impl.resample(self._bank, up, down, self._taps, self._work, x, acc, out)
+        return out
+
+    def process(self, chunk: Any) -> np.ndarray:
+        """Feed a chunk; return the output samples it completes (same dtype as the input)."""
+        x = self._check(chunk)
+        if self._passthrough:
+            return x.copy()
+        return self._run(x, x.dtype)
+
+    def flush(self) -> np.ndarray:
+        """Return the tail still held in the filter (input padded with silence), then reset."""
+        dtype = self._dtype if self._dtype is not None else _I16
+        if self._passthrough:
+            self.reset()
+            return np.empty(0, dtype=dtype)
+        # enough silence to push the last input sample through the filter centre
+        pad = int(math.ceil(self.delay * self._down / self._up)) + 1
+        out = self._run(np.zeros(pad, dtype=dtype), dtype)
+        self.reset()
+        return out
