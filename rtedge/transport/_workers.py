@@ -1,0 +1,308 @@
+"""The three loops of a client, each on its own named thread.
+
+Guarantees
+----------
+* ``rtedge-sender`` is the only thread that writes frames (besides the pong
+  websocket-client sends from inside ``recv``).  It sends queued items in
+  order, control events never dropped, and keeps the link alive: a ping
+  after ``ping_interval`` seconds without traffic, and the link declared dead
+  (socket aborted) when nothing at all has been received for
+  ``ping_interval + ping_timeout`` seconds.
+* ``rtedge-receiver`` is the only thread that reads frames.  It never runs
+  user code: per message it updates the sans-IO session under the client's
+  lock, hands audio to the internal audio sinks (which must not block), and
+  puts events on the dispatch queue and the event log.
+* ``rtedge-dispatch`` is the only thread that runs user callbacks, in the
+  order events arrived.  A callback that raises is logged and passed to
+  ``on_error``; the loop goes on.  A slow callback delays only later
+  callbacks, never the receiver, the sender or the keepalive.
+
+All three exit on their own when the connection ends or the client closes;
+``Client.close()`` joins them with a deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ..errors import ConnectionClosed, DeadlineExceeded, RemoteProtocolError
+from ..protocol import events as ev
+from . import _ws
+
+log = logging.getLogger("rtedge")
+
+BENIGN_ERROR_CODES = frozenset({"response_cancel_not_active", "conversation_already_has_active_response"})
+
+
+@attrs.define(eq=False)
+class TransportStats:
+    """Counters kept by the workers (read them; only the workers write them)."""
+
+    messages_received: int = 0
+    messages_sent: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    #: audio appends dropped because the send queue held more than its limit
+    audio_dropped: int = 0
+    audio_dropped_ms: float = 0.0
+    #: unread events dropped from the event log (the inbox) because it was full
+    inbox_dropped: int = 0
+    #: messages that were not valid JSON events
+    malformed_messages: int = 0
+    callback_errors: int = 0
+    pings_sent: int = 0
+    last_receive: float = attrs.field(factory=time.monotonic)
+
+
+_CLOSE = object()
+
+
+class SendQueue:
+    """FIFO of wire texts for the sender.  Audio is bounded by duration (oldest audio dropped, counted);
+    control events are never dropped.  Thread-safe."""
+
+    def __init__(self, stats: TransportStats, max_audio_ms: float) -> None:
+        self._items: deque[tuple[str, float]] = deque()  # (text, audio ms; 0 for control)
+        self._cond = threading.Condition()  # guards _items, _audio_ms, _closed
+        self._audio_ms = 0.0
+        self._closed = False
+        self._stats = stats
+        self.max_audio_ms = max_audio_ms
+
+    def put(self, text: str, audio_ms: float = 0.0) -> None:
+        with self._cond:
+            if self._closed:
+                raise ConnectionClosed("the client is closing; nothing more can be sent")
+            self._items.append((text, audio_ms))
+            self._audio_ms += audio_ms
+            if audio_ms and self._audio_ms > self.max_audio_ms:
+                self._drop_oldest_audio()
+            self._cond.notify()
+
+    def _drop_oldest_audio(self) -> None:
+        for i, (_, ms) in enumerate(self._items):
+            if ms:
+                del self._items[i]
+                self._audio_ms -= ms
+                self._stats.audio_dropped += 1
+                self._stats.audio_dropped_ms += ms
+                return
+
+    def get(self, timeout: float) -> str | object | None:
+        """The next text, ``_CLOSE`` once closed and drained, or None on timeout."""
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
+            if self._items:
+                text, ms = self._items.popleft()
+                self._audio_ms -= ms
+                return text
+            return _CLOSE if self._closed else None
+
+    def close(self, discard: bool = False) -> None:
+        """No more puts; the sender drains what is queued (or nothing, with ``discard``), then stops."""
+        with self._cond:
+            self._closed = True
+            if discard:
+                self._items.clear()
+                self._audio_ms = 0.0
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def sender_loop(conn: _ws.WsConnection, sendq: SendQueue, stats: TransportStats, *,
+                ping_interval: float, ping_timeout: float, close_code: Callable[[], int]) -> None:
+    """Body of ``rtedge-sender``."""
+    last_sent = time.monotonic()
+    tick = min(ping_interval, ping_timeout, 1.0) if ping_interval > 0 else 1.0
+    try:
+        while True:
+            item = sendq.get(tick)
+            now = time.monotonic()
+            if item is _CLOSE:
+                conn.send_close(close_code())
+                return
+            if isinstance(item, str):
+                conn.send_text(item)
+                stats.messages_sent += 1
+                stats.bytes_sent += len(item)
+                last_sent = now
+            if ping_interval > 0:
+                last_sent = _keepalive(conn, stats, now, last_sent, ping_interval, ping_timeout)
+    except ConnectionClosed as exc:
+        log.debug("sender stopped: %s", exc)
+        conn.abort()
+
+
+def _keepalive(conn: _ws.WsConnection, stats: TransportStats, now: float, last_sent: float,
+               interval: float, timeout: float) -> float:
+    silent_for = now - stats.last_receive
+    if silent_for > interval + timeout:
+        log.warning("no data from the server for %.1f s (ping timeout); dropping the connection", silent_for)
+        raise ConnectionClosed("keepalive timeout")
+    if silent_for >= interval and now - last_sent >= min(interval, timeout):
+        conn.ping(b"rtedge")
+        stats.pings_sent += 1
+        return now
+    return last_sent
+
+
+def receiver_loop(conn: _ws.WsConnection, on_text: Callable[[bytes], None],
+                  on_end: Callable[[int | None, str], None], stats: TransportStats) -> None:
+    """Body of ``rtedge-receiver``: frames in, ``on_text`` per message, ``on_end`` exactly once."""
+    code: int | None = None
+    reason = ""
+    try:
+        while True:
+            opcode, payload = conn.recv()
+            stats.last_receive = time.monotonic()
+            if opcode == _ws.TEXT:
+                stats.messages_received += 1
+                stats.bytes_received += len(payload)
+                on_text(payload)
+            elif opcode == _ws.CLOSE:
+                code, reason = _ws.parse_close(payload)
+                return
+            elif opcode == _ws.BINARY:
+                log.warning("ignoring a binary frame of %d bytes (realtime APIs send text)", len(payload))
+    except ConnectionClosed as exc:
+        reason = str(exc)
+    except Exception:  # a bug in our own code: never die silently
+        log.exception("receiver failed")
+        reason = "internal error in the receiver"
+    finally:
+        on_end(code, reason)
+
+
+class EventLog:
+    """The client's inbox: a bounded log of received events with a consumer cursor.
+
+    ``events()``/``wait_for()`` consume from the cursor; internal waits read from any
+    sequence number without consuming.  Thread-safe.
+    """
+
+    def __init__(self, maxlen: int, stats: TransportStats) -> None:
+        self._log: deque[tuple[int, ev.ServerEvent]] = deque()
+        self._cond = threading.Condition()  # guards _log, _seq, _cursor, _ended
+        self._seq = 0
+        self._cursor = 0
+        self._ended = False
+        self._maxlen = maxlen
+        self._stats = stats
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def append(self, event: ev.ServerEvent) -> None:
+        with self._cond:
+            self._seq += 1
+            self._log.append((self._seq, event))
+            if len(self._log) > self._maxlen:
+                old_seq, _ = self._log.popleft()
+                if old_seq > self._cursor:
+                    self._stats.inbox_dropped += 1
+                    self._cursor = old_seq
+            self._cond.notify_all()
+
+    def end(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def find(self, after: int, match: Callable[[ev.ServerEvent], bool],
+             timeout: float | None) -> tuple[int, ev.ServerEvent]:
+        """The first event after sequence ``after`` that matches, waiting up to ``timeout``.
+
+        Raises:
+            DeadlineExceeded: nothing matched in time.
+            ConnectionClosed: the log ended (connection gone) with no match.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for seq, event in self._log:
+                    if seq > after and match(event):
+                        return seq, event
+                after = max(after, self._seq)
+                if self._ended:
+                    raise ConnectionClosed("the connection ended before the awaited event arrived")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise DeadlineExceeded(f"no matching event within {timeout} s")
+                self._cond.wait(remaining)
+
+    def consume(self, match: Callable[[ev.ServerEvent], bool], timeout: float | None) -> ev.ServerEvent:
+        """Like :meth:`find` from the cursor, and move the cursor past the match."""
+        seq, event = self.find(self._cursor, match, timeout)
+        with self._cond:
+            self._cursor = max(self._cursor, seq)
+        return event
+
+
+class Dispatcher:
+    """Runs user callbacks on ``rtedge-dispatch``, in arrival order."""
+
+    def __init__(self, stats: TransportStats, on_error: Callable[[BaseException, Any], None] | None) -> None:
+        self._queue: queue.SimpleQueue[ev.ServerEvent | object] = queue.SimpleQueue()
+        self._handlers: dict[str, list[Callable[[Any], Any]]] = {}
+        self._lock = threading.Lock()  # guards _handlers (copy-on-write lists)
+        self._stats = stats
+        self.on_error = on_error
+
+    def add(self, event_type: str, fn: Callable[[Any], Any]) -> None:
+        with self._lock:
+            self._handlers[event_type] = [*self._handlers.get(event_type, ()), fn]
+
+    def remove(self, event_type: str, fn: Callable[[Any], Any]) -> None:
+        with self._lock:
+            self._handlers[event_type] = [h for h in self._handlers.get(event_type, ()) if h is not fn]
+
+    def put(self, event: ev.ServerEvent) -> None:
+        self._queue.put(event)
+
+    def stop(self) -> None:
+        self._queue.put(_CLOSE)
+
+    def run(self, stop_requested: threading.Event) -> None:
+        """Body of ``rtedge-dispatch``: until stop(); after close() began, leftover events are skipped."""
+        while True:
+            event = self._queue.get()
+            if event is _CLOSE:
+                return
+            assert isinstance(event, ev.ServerEvent)
+            handlers = self._handlers.get(event.type, []) + self._handlers.get("*", [])
+            for fn in handlers:
+                self._call(fn, event)
+
+    def _call(self, fn: Callable[[Any], Any], event: ev.ServerEvent) -> None:
+        try:
+            fn(event)
+        except Exception as exc:
+            self._stats.callback_errors += 1
+            log.exception("callback %r raised on %s", getattr(fn, "__name__", fn), event.type)
+            if self.on_error is not None:
+                try:
+                    self.on_error(exc, event)
+                except Exception:
+                    log.exception("on_error hook raised; ignoring")
+
+
+def describe_error(event: ev.Error) -> str:
+    err = event.error
+    return f"{err.code or err.type or 'error'}: {err.message}"
+
+
+def decode_failure(exc: RemoteProtocolError) -> str:
+    return f"malformed message from the server ({exc}); raw={exc.raw[:80]!r}"

@@ -1,0 +1,156 @@
+"""The only module that imports websocket-client.
+
+It wraps a low-level ``websocket.WebSocket`` (not ``WebSocketApp``: we need
+our own threads and our own reconnect loop) and translates its exceptions
+into rtedge's.  Two choices matter for CPU on a Pi:
+
+* ``skip_utf8_validation=True``: websocket-client's own UTF-8 check is a
+  pure-Python per-byte loop that costs ~89 % of a naive client's CPU.  We
+  lose no safety: :meth:`WsConnection.recv` decodes text frames with
+  ``bytes.decode("utf-8")``, which is strict and runs in C, so invalid
+  UTF-8 still fails loudly (as a protocol error).
+* ``enable_multithread=True``: the sender and receiver threads share the
+  socket; websocket-client then serialises sends with a lock and reads
+  with another.
+
+Secrets travel in headers only and no message built here contains a
+header value or a URL query value that looks like a key.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+from typing import Any
+
+import websocket
+
+from ..errors import ConnectionClosed, HandshakeError, TransportError
+from ..protocol.dialects.base import redact_url
+
+#: opcode constants, re-exported so callers need not import websocket
+TEXT = websocket.ABNF.OPCODE_TEXT
+BINARY = websocket.ABNF.OPCODE_BINARY
+CLOSE = websocket.ABNF.OPCODE_CLOSE
+PING = websocket.ABNF.OPCODE_PING
+PONG = websocket.ABNF.OPCODE_PONG
+
+
+def _retry_after(headers: Any) -> float | None:
+    if not headers:
+        return None
+    for key, value in dict(headers).items():
+        if str(key).lower() == "retry-after":
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+class WsConnection:
+    """One open WebSocket.  ``send_text``/``ping``/``send_close`` are thread-safe with ``recv``."""
+
+    def __init__(self, ws: websocket.WebSocket, url: str) -> None:
+        self._ws = ws
+        self.url = redact_url(url)
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        headers: dict[str, str],
+        *,
+        timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_certs: str | None = None,
+    ) -> WsConnection:
+        """Connect and complete the HTTP upgrade.
+
+        Raises:
+            HandshakeError: the server answered the upgrade with a non-101 status.
+            TransportError: DNS, TCP, TLS or protocol failure before the upgrade completed.
+        """
+        sslopt: dict[str, Any] = {}
+        if ssl_context is not None:
+            sslopt["context"] = ssl_context
+        if ca_certs is not None:
+            sslopt["ca_certs"] = ca_certs
+        ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True, sslopt=sslopt)
+        safe = redact_url(url)
+        try:
+            ws.connect(url, header=[f"{k}: {v}" for k, v in headers.items()],  # type: ignore[no-untyped-call]
+                       timeout=timeout, suppress_origin=True)
+        except websocket.WebSocketBadStatusException as exc:
+            ws.shutdown()  # type: ignore[no-untyped-call]
+            status = getattr(exc, "status_code", None)
+            raise HandshakeError(f"handshake with {safe} refused: HTTP {status}", status,
+                                 _retry_after(getattr(exc, "resp_headers", None))) from None
+        except (OSError, websocket.WebSocketException) as exc:
+            ws.shutdown()  # type: ignore[no-untyped-call]
+            raise TransportError(f"cannot connect to {safe}: {type(exc).__name__}: {exc}") from None
+        ws.settimeout(None)
+        return cls(ws, url)
+
+    def recv(self) -> tuple[int, bytes]:
+        """Block for the next frame: ``(opcode, payload)``.  Pings are answered inside.
+
+        Raises:
+            ConnectionClosed: the socket broke or was aborted (code None).
+        """
+        try:
+            opcode, frame = self._ws.recv_data_frame(True)
+        except (OSError, websocket.WebSocketException, AttributeError, ValueError) as exc:
+            # AttributeError/ValueError: websocket-client touching a socket that abort() released
+            raise ConnectionClosed(f"connection lost: {type(exc).__name__}: {exc}") from None
+        return opcode, frame.data if frame is not None else b""
+
+    def send_text(self, text: str) -> None:
+        """Send one text frame.
+
+        Raises:
+            ConnectionClosed: the socket is gone.
+        """
+        try:
+            self._ws.send(text)
+        except (OSError, websocket.WebSocketException, AttributeError) as exc:
+            raise ConnectionClosed(f"send failed: {type(exc).__name__}: {exc}") from None
+
+    def ping(self, payload: bytes = b"") -> None:
+        """Send a ping frame (keepalive)."""
+        try:
+            self._ws.ping(payload)
+        except (OSError, websocket.WebSocketException, AttributeError) as exc:
+            raise ConnectionClosed(f"ping failed: {type(exc).__name__}: {exc}") from None
+
+    def send_close(self, code: int = 1000, reason: str = "") -> None:
+        """Send a close frame; the peer's reply arrives through :meth:`recv`."""
+        try:
+            self._ws.send_close(code, reason.encode("utf-8"))
+        except (OSError, websocket.WebSocketException, AttributeError):
+            pass  # already broken: the receiver sees the end on its own
+
+    def abort(self) -> None:
+        """Wake a blocked :meth:`recv` at once by shutting the socket down (no close handshake)."""
+        sock = self._ws.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def shutdown(self) -> None:
+        """Release the socket (idempotent)."""
+        try:
+            self._ws.shutdown()  # type: ignore[no-untyped-call]
+        except OSError:
+            pass
+
+
+def parse_close(payload: bytes) -> tuple[int | None, str]:
+    """Close code and reason from a close frame's payload (code None when absent)."""
+    if len(payload) < 2:
+        return None, ""
+    (code,) = struct.unpack("!H", payload[:2])
+    return code, payload[2:].decode("utf-8", "replace")

@@ -1,0 +1,469 @@
+"""The synchronous client: a context manager over three named threads.
+
+Guarantees
+----------
+* ``connect()`` returns only once ``session.created`` has arrived and, when a
+  session config was given, the server confirmed it with ``session.updated``;
+  otherwise it raises (``HandshakeError``, ``TransportError``,
+  ``ServerError``, ``DeadlineExceeded``) and leaves no thread behind.
+* Every send helper serialises on the caller's thread (so an illegal event
+  raises right there) and queues the text for ``rtedge-sender`` in order.
+* User callbacks run only on ``rtedge-dispatch`` (see :mod:`._workers`).
+* ``close()`` is idempotent, bounded by its timeout, and safe from any
+  thread, a callback included; it joins every thread it can (a callback
+  calling it cannot join its own thread, which exits as soon as that
+  callback returns).
+* Secrets: the API key is sent in a header and kept nowhere else; it is not
+  in ``repr()``, logs or exception messages.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError, ConnectionClosed, DeadlineExceeded, LocalProtocolError, RemoteProtocolError, ServerError
+from ..protocol import events as ev
+from ..protocol import items
+from ..protocol._state import ConnectionState, SessionState
+from ..protocol._unset import UNSET
+from ..protocol.config import SessionConfig
+from ..protocol.dialects import Dialect, get_dialect
+from ..protocol.dialects.base import redact_url
+from ..protocol.session import Session
+from ..protocol.usage import Usage
+from . import _ws
+from ._workers import (BENIGN_ERROR_CODES, Dispatcher, EventLog, SendQueue, TransportStats, decode_failure,
+                       describe_error, receiver_loop, sender_loop)
+
+log = logging.getLogger("rtedge")
+
+F = TypeVar("F", bound=Callable[..., Any])
+AudioSink = Callable[[ev.ResponseOutputAudioDelta], None]
+
+_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 10.0,
+    "ping_interval": 20.0,
+    "ping_timeout": 10.0,
+    "max_audio_queue_ms": 2000.0,
+    "inbox_size": 10000,
+    "ssl_context": None,
+    "ca_certs": None,
+    "on_error": None,
+    "headers": None,
+}
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Client:
+    """A live realtime session.  Create it with :func:`connect`.
+
+    Attributes:
+        dialect: the provider's wire dialect.
+        stats: transport counters (messages, bytes, dropped audio, callback errors...).
+    """
+
+    def __init__(self, dialect: Dialect, url: str, headers: dict[str, str], options: dict[str, Any]) -> None:
+        self.dialect = dialect
+        self._url = url
+        self._headers = headers  # holds the key: never logged, never in repr
+        self._opts = options
+        self._session = Session(dialect)
+        self._lock = threading.RLock()  # guards _session (pure calls only, never I/O) and _closing
+        self.stats = TransportStats()
+        self._sendq = SendQueue(self.stats, options["max_audio_queue_ms"])
+        self._log = EventLog(options["inbox_size"], self.stats)
+        self._dispatcher = Dispatcher(self.stats, options["on_error"])
+        self._audio_sinks: list[AudioSink] = []
+        self._conn: _ws.WsConnection | None = None
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+        self._stop = threading.Event()
+        self._converter: Any = None  # rtedge.audio.convert.InputConverter, created on first audio
+        self._converter_fmt: Any = None
+
+    def __repr__(self) -> str:
+        s = self._session.state
+        return f"<rtedge.Client {self.dialect.name} {redact_url(self._url)} {s.connection.value}>"
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def _open(self, session: SessionConfig | None) -> None:
+        timeout = self._opts["connect_timeout"]
+        deadline = time.monotonic() + timeout
+        self._conn = _ws.WsConnection.open(self._url, self._headers, timeout=timeout,
+                                           ssl_context=self._opts["ssl_context"], ca_certs=self._opts["ca_certs"])
+        self._start_threads(self._conn)
+        try:
+            self._log.find(0, lambda e: isinstance(e, ev.SessionCreated | ev.Error),
+                           max(0.0, deadline - time.monotonic()))
+            self._raise_if_error(0)
+            if session is not None:
+                self.update_session(session, timeout=max(0.0, deadline - time.monotonic()))
+        except BaseException:
+            self.close(timeout=2.0)
+            raise
+
+    def _raise_if_error(self, after: int) -> None:
+        try:
+            _, err = self._log.find(after, lambda e: isinstance(e, ev.Error), 0)
+        except (DeadlineExceeded, ConnectionClosed):
+            return
+        assert isinstance(err, ev.Error)
+        raise _server_error(err)
+
+    def _start_threads(self, conn: _ws.WsConnection) -> None:
+        opts = self._opts
+        specs: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = [
+            ("rtedge-receiver", receiver_loop, (conn, self._on_text, self._on_end, self.stats)),
+            ("rtedge-sender", sender_loop, (conn, self._sendq, self.stats)),
+            ("rtedge-dispatch", self._dispatcher.run, (self._stop,)),
+        ]
+        kwargs = {"ping_interval": opts["ping_interval"], "ping_timeout": opts["ping_timeout"],
+                  "close_code": lambda: 1000}
+        for name, target, args in specs:
+            t = threading.Thread(target=target, args=args, kwargs=kwargs if name == "rtedge-sender" else {},
+                                 name=name, daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End the session: drain queued sends, close the socket (1000), join every thread.
+
+        Idempotent and bounded by ``timeout`` seconds; safe from any thread, callbacks included.
+        """
+        with self._lock:
+            first = not self._closing
+            self._closing = True
+        deadline = time.monotonic() + timeout
+        if first:
+            self._stop.set()
+            self._sendq.close()
+        me = threading.current_thread()
+        by_name = {t.name: t for t in self._threads}
+        for name in ("rtedge-sender", "rtedge-receiver"):
+            t = by_name.get(name)
+            if t is not None and t is not me:
+                t.join(max(0.0, deadline - time.monotonic()) * (0.5 if name == "rtedge-sender" else 1.0))
+                if t.is_alive() and self._conn is not None:
+                    self._conn.abort()  # the peer did not answer the close in time
+                    t.join(max(0.05, deadline - time.monotonic()))
+        if self._conn is not None:
+            self._conn.shutdown()
+        if first:
+            self._dispatcher.stop()
+        d = by_name.get("rtedge-dispatch")
+        if d is not None and d is not me:
+            d.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in self._threads if t.is_alive() and t is not me]
+        if stuck:
+            log.warning("threads still running after close(%.1f s): %s (a callback may be blocking)", timeout, stuck)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------ receiving
+    def _on_text(self, payload: bytes) -> None:
+        """Receiver thread: one message in.  No user code runs here."""
+        try:
+            text = payload.decode("utf-8")
+            with self._lock:
+                event = self._session.receive_message(text)
+        except (UnicodeDecodeError, RemoteProtocolError) as exc:
+            self.stats.malformed_messages += 1
+            rpe = exc if isinstance(exc, RemoteProtocolError) else RemoteProtocolError(f"invalid UTF-8: {exc}")
+            log.warning("%s", decode_failure(rpe))
+            return
+        if isinstance(event, ev.ResponseOutputAudioDelta):
+            for sink in self._audio_sinks:
+                sink(event)
+        elif isinstance(event, ev.Error):
+            level = logging.DEBUG if event.error.code in BENIGN_ERROR_CODES else logging.WARNING
+            log.log(level, "server error event: %s", describe_error(event))
+        self._log.append(event)
+        self._dispatcher.put(event)
+
+    def _on_end(self, code: int | None, reason: str) -> None:
+        """Receiver thread, once: the connection is over."""
+        with self._lock:
+            self._session.connection_lost(code, reason)
+            lost = list(self._session.events())
+        if not self._closing:
+            log.warning("connection closed by the server or network: code=%s reason=%s", code, reason or "-")
+        self._sendq.close(discard=True)
+        for event in lost:
+            self._log.append(event)
+            self._dispatcher.put(event)
+        self._log.end()
+
+    # ------------------------------------------------------------------------------------------ callbacks
+    def on(self, event_type: str, fn: F | None = None) -> Any:
+        """Call ``fn(event)`` on the dispatcher thread for each event of ``event_type`` (``"*"``: all).
+
+        Usable as ``client.on("response.done", fn)`` or as a decorator ``@client.on("response.done")``.
+        """
+        if fn is None:
+            def decorator(f: F) -> F:
+                self._dispatcher.add(event_type, f)
+                return f
+            return decorator
+        self._dispatcher.add(event_type, fn)
+        return fn
+
+    def off(self, event_type: str, fn: Callable[[Any], Any]) -> None:
+        """Remove a callback added with :meth:`on`."""
+        self._dispatcher.remove(event_type, fn)
+
+    def add_audio_sink(self, sink: AudioSink) -> None:
+        """Internal fast path: ``sink`` gets every audio delta on the receiver thread, before dispatch.
+        It must not block (rtedge's playback buffer uses it); user code belongs in :meth:`on`."""
+        self._audio_sinks.append(sink)
+
+    def events(self, timeout: float | None = None) -> Iterator[ev.ServerEvent]:
+        """Iterate received events in order (the inbox), from the oldest not yet consumed.
+
+        Stops when ``timeout`` seconds pass with no new event, or when the connection ends.
+        Events consumed here are not seen again by :meth:`wait_for` (and vice versa).
+        """
+        while True:
+            try:
+                yield self._log.consume(lambda e: True, timeout)
+            except (DeadlineExceeded, ConnectionClosed):
+                return
+
+    def wait_for(self, event_type: str, timeout: float | None = 30.0) -> ev.ServerEvent:
+        """Consume inbox events until one of ``event_type`` arrives (it may already have), and return it.
+
+        Raises:
+            DeadlineExceeded: none arrived within ``timeout`` seconds.
+            ConnectionClosed: the connection ended first.
+        """
+        return self._log.consume(lambda e: e.type == event_type, timeout)
+
+    # ------------------------------------------------------------------------------------------ sending
+    def send(self, event: ev.ClientEvent | Mapping[str, Any]) -> str | None:
+        """Queue any client event (a typed event, or a dict sent as is).  Returns its event_id, if any.
+
+        Raises:
+            LocalProtocolError: the event is illegal now (e.g. cancel with no active response).
+            ConnectionClosed: the client is closed or the connection is gone.
+        """
+        if not isinstance(event, ev.ClientEvent):
+            event = ev.RawClientEvent(data=dict(event))
+        return self._send(event)
+
+    def _send(self, event: ev.ClientEvent, audio_ms: float = 0.0) -> str | None:
+        with self._lock:
+            if self._closing:
+                raise ConnectionClosed("the client is closed")
+            try:
+                text = self._session.send(event)
+            except LocalProtocolError:
+                if self._session.state.connection is ConnectionState.CLOSED:
+                    raise ConnectionClosed("the connection is closed") from None
+                raise
+            self._sendq.put(text, audio_ms)
+            return _event_id_of(text) if not isinstance(event, ev.InputAudioBufferAppend) else None
+
+    def append_audio(self, pcm: Any, rate: int | None = None) -> int:
+        """Append microphone audio, converted to the session's input format.
+
+        Args:
+            pcm: int16 samples (1-D ndarray, ``(frames, 2)`` stereo, or little-endian bytes).
+            rate: the sample rate of ``pcm`` in Hz (default: the session's input rate).
+
+        Returns:
+            The number of wire bytes queued (0 while the resampler primes).
+        """
+        from ..audio.convert import InputConverter
+
+        with self._lock:
+            fmt = self._session.state.input_format
+            if self._converter is None or self._converter_fmt != fmt:
+                self._converter, self._converter_fmt = InputConverter(fmt), fmt
+            data = self._converter.convert(pcm, rate or fmt.rate)
+        if not data:
+            return 0
+        self._send(ev.InputAudioBufferAppend(audio=data), audio_ms=len(data) / fmt.bytes_per_ms)
+        return len(data)
+
+    def commit(self) -> str | None:
+        """Commit the input buffer (manual turns).  Flushes the resampler's tail first."""
+        with self._lock:
+            tail = self._converter.flush() if self._converter is not None else b""
+        if tail:
+            self._send(ev.InputAudioBufferAppend(audio=tail), len(tail) / self._session.state.input_format.bytes_per_ms)
+        return self._send(ev.InputAudioBufferCommit())
+
+    def clear_input(self) -> str | None:
+        """Drop uncommitted input audio on the server."""
+        return self._send(ev.InputAudioBufferClear())
+
+    def create_response(self, **overrides: Any) -> str | None:
+        """Ask for a response; keyword arguments become per-response overrides (``instructions=``...)."""
+        return self._send(ev.ResponseCreate(response=overrides or UNSET))
+
+    def cancel_response(self) -> bool:
+        """Cancel the active response.  Returns False (and sends nothing) when none is active
+        or a cancel is already under way."""
+        with self._lock:
+            cancel = self._session.cancel_event()
+            if cancel is None:
+                return False
+            self._send(cancel)
+            return True
+
+    def send_text(self, text: str, respond: bool = True) -> str | None:
+        """Add a user text message; with ``respond`` also ask for a response (its event_id is returned)."""
+        event_id = self._send(ev.ConversationItemCreate(item=items.user_text(text)))
+        return self.create_response() if respond else event_id
+
+    def truncate(self, item_id: str, audio_end_ms: float, content_index: int = 0) -> bool:
+        """Tell the server the user heard only ``audio_end_ms`` of an assistant item's audio.
+
+        ``audio_end_ms`` is clamped to the audio received for the item; nothing is sent (False)
+        when that leaves 0 ms, the item is unknown, or the provider cannot truncate.
+        """
+        with self._lock:
+            event = self._session.truncate_event(item_id, audio_end_ms, content_index)
+            if event is None:
+                return False
+            self._send(event)
+            return True
+
+    def update_session(self, config: SessionConfig | None = None, *, timeout: float | None = None,
+                       **fields: Any) -> str | None:
+        """Send ``session.update`` with ``config`` (or fields such as ``instructions=``).
+
+        With ``timeout``, wait for the server's ``session.updated`` and raise ``ServerError``
+        if it rejected the update, ``DeadlineExceeded`` if it did not answer in time.
+        """
+        if config is None:
+            config = SessionConfig.from_kwargs(**fields)
+        elif fields:
+            config = config.merged(SessionConfig.from_kwargs(**fields))
+        mark = self._log.seq
+        event_id = self._send(ev.SessionUpdate(session=config))
+        if timeout is not None:
+            self._await_update(mark, event_id, timeout)
+            _warn_mismatch(config, self)
+        return event_id
+
+    def _await_update(self, mark: int, event_id: str | None, timeout: float) -> None:
+        def answer(e: ev.ServerEvent) -> bool:
+            return isinstance(e, ev.SessionUpdated) or (isinstance(e, ev.Error) and e.error.event_id == event_id)
+        try:
+            _, event = self._log.find(mark, answer, timeout)
+        except DeadlineExceeded:
+            raise DeadlineExceeded(f"no session.updated within {timeout:.1f} s") from None
+        if isinstance(event, ev.Error):
+            raise _server_error(event)
+
+    # ------------------------------------------------------------------------------------------ state
+    @property
+    def state(self) -> SessionState:
+        """The protocol state (read it; it changes as events arrive)."""
+        return self._session.state
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The effective session config as the server last reported it (a copy)."""
+        with self._lock:
+            return dict(self._session.state.session)
+
+    @property
+    def usage(self) -> Usage:
+        """Token totals over all responses so far."""
+        return self._session.state.usage
+
+    @property
+    def closed(self) -> bool:
+        return self._closing or self._session.state.connection is ConnectionState.CLOSED
+
+
+def _event_id_of(text: str) -> str | None:
+    # event_id is always the second key we write (see Dialect.encode); avoid re-parsing JSON
+    marker = '"event_id":"'
+    start = text.find(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    return text[start:text.index('"', start)]
+
+
+def _server_error(event: ev.Error) -> ServerError:
+    e = event.error
+    return ServerError(e.message, code=e.code, event_id=e.event_id, type=e.type, param=e.param)
+
+
+def _warn_mismatch(config: SessionConfig, client: Client) -> None:
+    """Log when the server's effective config does not reflect an explicit null we asked for."""
+    if config.turn_detection is None:
+        audio = client.session.get("audio") or {}
+        td = (audio.get("input") or {}).get("turn_detection", None) if isinstance(audio, dict) else None
+        if td is not None:
+            log.warning("asked for turn_detection=null but the server still reports %r", td)
+
+
+def connect(
+    provider: str = "openai",
+    *,
+    model: str | None = None,
+    api_key: str | None = None,
+    url: str | None = None,
+    session: SessionConfig | None = None,
+    **options: Any,
+) -> Client:
+    """Open a realtime session and return a connected :class:`Client`.
+
+    Args:
+        provider: ``"openai"`` (more dialects register themselves).
+        model: the model (default: the provider's); sent in the URL query.
+        api_key: the key; default from the provider's environment variable (``OPENAI_API_KEY``).
+            May be omitted for a loopback URL (the local test server).
+        url: override the provider endpoint (``ws://`` or ``wss://``).
+        session: a :class:`SessionConfig` to apply; ``connect`` waits until the server confirms it.
+        **options: ``connect_timeout`` (s, 10), ``ping_interval`` (s, 20; 0 disables keepalive),
+            ``ping_timeout`` (s, 10), ``max_audio_queue_ms`` (2000), ``inbox_size`` (events, 10000),
+            ``ssl_context``, ``ca_certs`` (path), ``on_error`` (``fn(exc, event)``), ``headers`` (extra).
+
+    Raises:
+        ConfigError: unknown provider/option, or no API key for a remote endpoint.
+        HandshakeError: the upgrade was refused (``status_code`` 401, 403, 429...).
+        TransportError: the server could not be reached.
+        ServerError: the server rejected the session config.
+        DeadlineExceeded: no ``session.created``/``session.updated`` within ``connect_timeout``.
+    """
+    unknown = sorted(set(options) - set(_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown connect option(s) {unknown}; known: {sorted(_DEFAULTS)}")
+    opts = {**_DEFAULTS, **options}
+    if opts["ssl_context"] is not None and not isinstance(opts["ssl_context"], ssl.SSLContext):
+        raise ConfigError("ssl_context must be an ssl.SSLContext")
+    dialect = get_dialect(provider)
+    full_url = dialect.url(model, url)
+    key = api_key or (os.environ.get(dialect.api_key_env) if dialect.api_key_env else None)
+    if not key and not _is_loopback(full_url):
+        raise ConfigError(f"no API key for {provider}: pass api_key= or set {dialect.api_key_env}")
+    headers = {**dialect.headers(key), **(opts["headers"] or {})}
+    client = Client(dialect, full_url, headers, opts)
+    client._open(session)
+    return client
