@@ -1,0 +1,7 @@
+"""``python -m rtedge``: the same as the ``rtedge`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
