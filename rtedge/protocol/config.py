@@ -175,8 +175,10 @@ class FunctionTool:
 
 
 def _tools(value: object) -> object:
-    if value is UNSET or value is None:
+    if value is UNSET:
         return value
+    if value is None:
+        raise ConfigError("tools cannot be None: the server rejects null here; use () to clear the tools")
     if not isinstance(value, Sequence) or isinstance(value, str | bytes):
         raise ConfigError(f"tools must be a sequence of FunctionTool or dicts, got {type(value).__name__}")
     return tuple(value)
@@ -212,7 +214,7 @@ class SessionConfig:
         extra: dialect-specific fields merged verbatim into the session object (escape hatch).
     """
 
-    instructions: str | Unset = UNSET
+    instructions: str | Unset = attrs.field(default=UNSET, validator=_not_none)
     output_modalities: tuple[str, ...] | Unset = attrs.field(default=UNSET, converter=_modalities)
     voice: str | Unset = attrs.field(default=UNSET, validator=_not_none)
     speed: float | Unset = attrs.field(default=UNSET, validator=_in_range(0.25, 1.5))

@@ -581,14 +581,14 @@ def server_event_from_raw(raw: Mapping[str, Any]) -> ServerEvent:
     event_id = raw.get("event_id")
     event_id = None if event_id is None else str(event_id)
     cls = SERVER_EVENT_REGISTRY.get(type_)
-    if cls is None:
+    if cls is None or type_.startswith("rtedge."):  # rtedge's own events never come from the wire
         return UnknownServerEvent(type=type_, event_id=event_id, raw=raw)
     kwargs: dict[str, Any] = {}
     for name in _FIELDS[cls]:
         if name not in raw:
             continue
         value = raw[name]
-        if name == "error":
+        if name == "error" and cls is Error:  # transcription.failed keeps its error as the raw mapping
             value = ErrorInfo.from_raw(value)
         elif name in _INT_FIELDS and not isinstance(value, int):
             continue  # malformed: keep the default, the raw data still has it
