@@ -1,0 +1,20 @@
+"""Test helpers that are part of the public API: a local realtime server.
+
+``RealtimeServer`` speaks the OpenAI Realtime GA protocol on loopback, with
+knobs for scripted replies and faults; ``make_self_signed_cert`` and the SSL
+context helpers make ``wss://`` tests easy.  The server works with plain JSON
+dicts and never imports the client side of rtedge.
+"""
+
+from rtedge.testing._response import Reply, Turn
+from rtedge.testing._tls import client_ssl_context, make_self_signed_cert, server_ssl_context
+from rtedge.testing.server import RealtimeServer
+
+__all__ = [
+    "RealtimeServer",
+    "Reply",
+    "Turn",
+    "client_ssl_context",
+    "make_self_signed_cert",
+    "server_ssl_context",
+]

@@ -1,0 +1,553 @@
+"""``RealtimeServer``: a local server that behaves like the OpenAI Realtime GA server.
+
+Theory of operation
+-------------------
+The server is the ``websockets`` package's threaded sync server bound to
+``127.0.0.1`` (port 0 by default, so tests never clash), optionally behind
+TLS.  Its threads are all named ``rtedge-testserver-*``:
+
+* ``rtedge-testserver-accept`` accepts TCP connections;
+* ``rtedge-testserver-connN`` runs one connection: handshake checks, then
+  ``session.created``, then every client event in order
+  (``rtedge-testserver-connN-recv`` is the library's frame reader for it);
+* ``rtedge-testserver-connN-respond`` streams that connection's responses on
+  real-time deadlines (see ``_session``).
+
+Everything a client sends and everything the server sends is recorded, in
+order, across connections (:attr:`RealtimeServer.received`,
+:attr:`RealtimeServer.sent`), and tests wait on those records with
+:meth:`RealtimeServer.wait_for_received` / :meth:`RealtimeServer.wait_for_sent`,
+which block on a condition variable and never poll.
+
+:meth:`RealtimeServer.stop` closes every connection (1001), waits for all the
+threads above to finish, and if a connection does not close in time (a peer
+that stopped reading), it tears its socket down, so ``stop`` always returns
+within a bounded time.  A client that vanishes without a close frame only ends
+its own connection's threads.
+
+Knobs are plain attributes: change ``reply_text``, ``responder``,
+``handshake_status`` ... between turns and the next event uses the new value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+import ssl
+import string
+import struct
+import threading
+import time
+import urllib.parse
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response as HttpResponse
+from websockets.sync.server import Server, ServerConnection, serve
+
+from rtedge.testing._response import Reply, Turn
+from rtedge.testing._session import ServerSession
+
+__all__ = ["RealtimeServer"]
+
+log = logging.getLogger("rtedge.testing")
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful, witty, and friendly AI. Your voice and personality should be warm and engaging. "
+    "Talk quickly. You should always call a function if you can."
+)
+DEFAULT_REPLY = "I heard you."
+MAX_MESSAGE = 32 * 1024 * 1024  # a 15 MiB append is 20 MiB of base64 plus JSON
+_ALNUM = string.ascii_letters + string.digits
+_ID_LENGTH = {"call": 16}
+
+Responder = Callable[[Turn], "str | tuple[str, np.ndarray] | Reply"]
+
+
+class _Conn:
+    """One accepted WebSocket connection."""
+
+    def __init__(self, index: int, ws: ServerConnection, name: str, model: str) -> None:
+        self.index = index
+        self.ws = ws
+        self.name = name
+        self.model = model
+        self.session: ServerSession | None = None
+        self.alive = True
+
+
+class RealtimeServer:
+    """A local OpenAI Realtime (GA) server for tests, demos and ``rtedge serve``.
+
+    Use it as a context manager (``with RealtimeServer() as server:``) or call
+    :meth:`start` / :meth:`stop`; :meth:`serve_forever` blocks until stopped.
+    Clients connect to ``server.url + "?model=gpt-realtime"``.
+
+    Args:
+        host: Interface to bind (loopback by default).
+        port: TCP port; 0 picks a free one (read it back from :attr:`port`).
+        ssl_context: Server-side TLS context (see ``server_ssl_context``); ``None`` = plain ``ws://``.
+        api_key: When set, a handshake without ``Authorization: Bearer <api_key>``
+            (or ``api-key: <api_key>``) is refused.
+        auth_failure: How a bad key is refused: ``"http"`` (HTTP 401 at the
+            handshake) or ``"event"`` (what the live API does: accept, send an
+            ``error`` event, close with 3000).
+        handshake_status: When set (e.g. 503), every handshake is refused with
+            this HTTP status.  Mutable at run time.
+        reply_text: What the model says when no ``responder`` is given.
+        responder: ``responder(turn: Turn)`` returning the reply text, a
+            ``(text, int16 24 kHz audio)`` tuple, or a :class:`Reply`.
+        delta_ms: Audio per ``response.output_audio.delta`` (20 or 40 ms typical).
+        realtime: Pace audio deltas at real time on absolute deadlines; ``False``
+            sends everything as fast as possible.
+        response_delay: Seconds between ``response.created`` and the first output.
+        tool_name: Tool the model calls when tools are configured (default: the first one).
+        tool_arguments: Arguments JSON for tool calls, or ``callable(tool) -> str``;
+            default: an example value for every required parameter.
+        auto_tool_calls: Make a function call when tools are configured and the
+            last context item is not a ``function_call_output``.
+        input_transcript: Transcript for committed user audio when the session
+            has ``transcription`` set; a string or ``callable(int16 audio, rate) -> str``.
+        instructions: The session's default instructions.
+        default_model: Model reported when the URL has no ``model`` query.
+        session_duration_s: Session lifetime; on expiry the server sends
+            ``session_expired`` and closes with 1001 (the live limit is 60 min).
+        ping_interval: Server keepalive pings in seconds (the live API uses ~20 s); ``None`` = off.
+        keep_audio: Record audio payloads; ``False`` replaces them with ``"<N bytes>"``.
+        seed: Seed for ids and padding (``None`` = random).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        api_key: str | None = None,
+        auth_failure: str = "http",
+        handshake_status: int | None = None,
+        reply_text: str = DEFAULT_REPLY,
+        responder: Responder | None = None,
+        delta_ms: int = 40,
+        realtime: bool = True,
+        response_delay: float = 0.0,
+        tool_name: str | None = None,
+        tool_arguments: str | Callable[[dict[str, Any]], str] | None = None,
+        auto_tool_calls: bool = True,
+        input_transcript: str | Callable[[np.ndarray, int], str] = "Hello.",
+        instructions: str = DEFAULT_INSTRUCTIONS,
+        default_model: str = "gpt-realtime",
+        session_duration_s: float = 3600.0,
+        ping_interval: float | None = None,
+        keep_audio: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        if auth_failure not in ("http", "event"):
+            raise ValueError("auth_failure must be 'http' or 'event'")
+        if not 5 <= int(delta_ms) <= 1000:
+            raise ValueError("delta_ms must be between 5 and 1000")
+        self.host, self._port, self.ssl_context = host, port, ssl_context
+        self.api_key, self.auth_failure, self.handshake_status = api_key, auth_failure, handshake_status
+        self.reply_text, self.responder = reply_text, responder
+        self.delta_ms, self.realtime, self.response_delay = int(delta_ms), realtime, response_delay
+        self.tool_name, self.tool_arguments, self.auto_tool_calls = tool_name, tool_arguments, auto_tool_calls
+        self.input_transcript, self.instructions = input_transcript, instructions
+        self.default_model, self.session_duration_s = default_model, float(session_duration_s)
+        self.ping_interval, self.keep_audio = ping_interval, keep_audio
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._records = threading.Condition()
+        self._received: list[dict[str, Any]] = []
+        self._sent: list[dict[str, Any]] = []
+        self._handshakes: list[dict[str, Any]] = []
+        self._conns: list[_Conn] = []
+        self._ws_server: Server | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> RealtimeServer:
+        """Bind and start accepting connections (idempotent).
+
+        Returns:
+            The server itself, so ``server = RealtimeServer().start()`` works.
+        """
+        with self._lock:
+            if self._ws_server is not None:
+                return self
+            self._ws_server = serve(
+                self._handle, self.host, self._port, ssl=self.ssl_context, compression=None,
+                process_request=self._process_request, max_size=MAX_MESSAGE, ping_interval=self.ping_interval,
+                close_timeout=2, open_timeout=5, logger=logging.getLogger("rtedge.testing.websockets"),
+            )
+            inner = self._ws_server.handler
+
+            def named(sock: socket.socket, addr: Any) -> None:
+                threading.current_thread().name = "rtedge-testserver-handshake"
+                inner(sock, addr)
+
+            self._ws_server.handler = named
+            self._accept_thread = threading.Thread(
+                target=self._ws_server.serve_forever, name="rtedge-testserver-accept", daemon=True)
+            self._accept_thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection (code 1001) and join all server threads.
+
+        Args:
+            timeout: Seconds to wait for a clean shutdown before sockets are torn down.
+        """
+        with self._lock:
+            server, self._ws_server = self._ws_server, None
+        if server is None:
+            return
+        closer = threading.Thread(target=server.shutdown, name="rtedge-testserver-stop", daemon=True)
+        closer.start()
+        closer.join(timeout)
+        if closer.is_alive():  # a peer that does not read can hold a close forever
+            for conn in self._snapshot_conns():
+                conn.ws.close_socket()
+            closer.join(timeout)
+        if self._accept_thread is not None:
+            self._accept_thread.join(timeout)
+        for conn in self._snapshot_conns():
+            if conn.session is not None:
+                conn.session.close()
+        self._stopped.set()
+
+    def serve_forever(self) -> None:
+        """Start if needed and block until :meth:`stop` is called (or Ctrl-C)."""
+        self.start()
+        try:
+            while not self._stopped.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> RealtimeServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (after :meth:`start`)."""
+        if self._ws_server is None:
+            return self._port
+        return int(self._ws_server.socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """``ws[s]://host:port/v1/realtime`` (append ``?model=...``)."""
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{self.host}:{self.port}/v1/realtime"
+
+    # -- handshake and connections ----------------------------------------------
+
+    def _authorized(self, headers: Any) -> bool | None:
+        """True if the key matches, False if wrong, None if missing."""
+        auth = headers.get("Authorization") or ""
+        given = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("api-key")
+        if not given:
+            return None
+        return given == self.api_key
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> HttpResponse | None:
+        with self._records:
+            self._handshakes.append({"path": request.path,
+                                     "headers": {k.lower(): v for k, v in request.headers.raw_items()}})
+            self._records.notify_all()
+        if self.handshake_status is not None:
+            return self._http_error(connection, int(self.handshake_status), "server_error",
+                                    "The server is temporarily unable to handle the request.", None)
+        if self.api_key is not None and self.auth_failure == "http":
+            verdict = self._authorized(request.headers)
+            if verdict is None:
+                return self._http_error(connection, 401, "invalid_request_error",
+                                        "Missing bearer or basic authentication in header", None)
+            if not verdict:
+                return self._http_error(connection, 401, "invalid_request_error",
+                                        "Incorrect API key provided.", "invalid_api_key")
+        return None
+
+    @staticmethod
+    def _http_error(connection: ServerConnection, status: int, kind: str, message: str,
+                    code: str | None) -> HttpResponse:
+        body = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+        response = connection.respond(status, body + "\n")
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    def _register(self, ws: ServerConnection) -> _Conn:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(ws.request.path if ws.request else "").query)
+        model = (query.get("model") or [self.default_model])[0]
+        with self._records:
+            index = len(self._conns)
+            conn = _Conn(index, ws, f"rtedge-testserver-conn{index}", model)
+            self._conns.append(conn)
+            self._records.notify_all()
+        threading.current_thread().name = conn.name
+        for attr, suffix in (("recv_events_thread", "recv"), ("keepalive_thread", "ping")):
+            thread = getattr(ws, attr, None)
+            if isinstance(thread, threading.Thread):
+                thread.name = f"{conn.name}-{suffix}"
+        return conn
+
+    def _refuse_in_band(self, conn: _Conn) -> bool:
+        """Live-API style refusals after the 101: beta header, bad key (``auth_failure="event"``)."""
+        headers = conn.ws.request.headers if conn.ws.request else {}
+        if "realtime=v1" in (headers.get("OpenAI-Beta") or ""):
+            code, kind, message, close = ("beta_api_shape_disabled", "invalid_request_error",
+                                          "The Realtime Beta API is no longer supported. Please use /v1/realtime "
+                                          "for the GA API.", 4000)
+        elif self.api_key is not None and self.auth_failure == "event" and not self._authorized(headers):
+            code, kind, message, close = ("invalid_api_key", "invalid_request_error",
+                                          "Incorrect API key provided.", 3000)
+        else:
+            return False
+        event = {"type": "error", "event_id": self.new_id("event"),
+                 "error": {"type": kind, "code": code, "message": message, "param": None, "event_id": None}}
+        self._record_sent(event)
+        try:
+            conn.ws.send(json.dumps(event))
+            conn.ws.close(close, f"{kind}.{code}")
+        except ConnectionClosed:
+            pass
+        return True
+
+    def _handle(self, ws: ServerConnection) -> None:
+        conn = self._register(ws)
+        try:
+            if self._refuse_in_band(conn):
+                return
+            conn.session = ServerSession(self, conn.model, ws.send, ws.close, conn.name)
+            conn.session.start()
+            while True:
+                message = ws.recv()
+                if isinstance(message, str):
+                    conn.session.handle_text(message)
+                else:
+                    conn.session.handle_binary()
+        except ConnectionClosed:
+            pass
+        finally:
+            conn.alive = False
+            if conn.session is not None:
+                conn.session.close()
+            with self._records:
+                self._records.notify_all()
+
+    def _snapshot_conns(self) -> list[_Conn]:
+        with self._records:
+            return list(self._conns)
+
+    # -- ids ---------------------------------------------------------------------
+
+    def new_id(self, prefix: str) -> str:
+        """A fresh id such as ``event_...``, ``item_...``, ``resp_...`` or ``call_...``."""
+        length = _ID_LENGTH.get(prefix, 21)
+        return f"{prefix}_" + "".join(self._rng.choices(_ALNUM, k=length))
+
+    def obfuscation(self, delta: str) -> str:
+        """Padding like the live ``obfuscation`` field (delta + padding is about 16 chars)."""
+        return "".join(self._rng.choices(_ALNUM, k=max(0, 16 - len(delta))))
+
+    # -- records -----------------------------------------------------------------
+
+    def _strip_audio(self, event: dict[str, Any], key: str) -> dict[str, Any]:
+        if self.keep_audio or not isinstance(event.get(key), str):
+            return event
+        return {**event, key: f"<{len(event[key]) * 3 // 4} bytes>"}
+
+    def _record_received(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "input_audio_buffer.append":
+            event = self._strip_audio(event, "audio")
+        with self._records:
+            self._received.append(event)
+            self._records.notify_all()
+
+    def _record_sent(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "response.output_audio.delta":
+            event = self._strip_audio(event, "delta")
+        with self._records:
+            self._sent.append(event)
+            self._records.notify_all()
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        """Every client event received (parsed JSON), in order, across connections."""
+        with self._records:
+            return list(self._received)
+
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        """Every server event sent, in order, across connections."""
+        with self._records:
+            return list(self._sent)
+
+    @property
+    def handshakes(self) -> list[dict[str, Any]]:
+        """Every handshake attempt: ``{"path": ..., "headers": {lower-case name: value}}``."""
+        with self._records:
+            return list(self._handshakes)
+
+    def clear_records(self) -> None:
+        """Forget the received/sent/handshake records (connections are kept)."""
+        with self._records:
+            self._received.clear()
+            self._sent.clear()
+            self._handshakes.clear()
+
+    def _wait(self, records: list[dict[str, Any]], kind: str, timeout: float,
+              where: Callable[[dict[str, Any]], bool] | None, nth: int, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        scanned, matches = 0, 0
+        with self._records:
+            while True:
+                for event in records[scanned:]:
+                    if event.get("type") == kind and (where is None or where(event)):
+                        matches += 1
+                        if matches == nth:
+                            return event
+                scanned = len(records)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = sorted({str(e.get("type")) for e in records})
+                    raise TimeoutError(f"no {what} {kind!r} (#{nth}) within {timeout:g} s; types seen: {seen}")
+                self._records.wait(remaining)
+
+    def wait_for_received(self, kind: str, timeout: float = 5.0, *,
+                          where: Callable[[dict[str, Any]], bool] | None = None, nth: int = 1) -> dict[str, Any]:
+        """Wait until the ``nth`` client event of type ``kind`` (matching ``where``) has arrived.
+
+        Args:
+            kind: Client event type, e.g. ``"response.create"``.
+            timeout: Seconds to wait.
+            where: Optional predicate on the event.
+            nth: Which match to return (1 = the first ever recorded).
+
+        Returns:
+            The event dict.
+
+        Raises:
+            TimeoutError: It did not arrive in time.
+        """
+        return self._wait(self._received, kind, timeout, where, nth, "client event")
+
+    def wait_for_sent(self, kind: str, timeout: float = 5.0, *,
+                      where: Callable[[dict[str, Any]], bool] | None = None, nth: int = 1) -> dict[str, Any]:
+        """Like :meth:`wait_for_received`, for events the server has sent."""
+        return self._wait(self._sent, kind, timeout, where, nth, "server event")
+
+    def wait_for_connections(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until ``count`` WebSocket connections have been accepted in total.
+
+        Raises:
+            TimeoutError: Fewer connections arrived in time.
+        """
+        deadline = time.monotonic() + timeout
+        with self._records:
+            while len(self._conns) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(self._conns)} of {count} connections within {timeout:g} s")
+                self._records.wait(remaining)
+
+    # -- connection state and faults -----------------------------------------------
+
+    @property
+    def connection_count(self) -> int:
+        """WebSocket connections accepted so far (refused handshakes not included)."""
+        with self._records:
+            return len(self._conns)
+
+    @property
+    def active_connections(self) -> int:
+        """Connections currently open."""
+        return sum(1 for conn in self._snapshot_conns() if conn.alive)
+
+    @property
+    def sessions(self) -> list[dict[str, Any]]:
+        """Effective session config of every connection, in connection order (copies)."""
+        return [conn.session.snapshot() for conn in self._snapshot_conns() if conn.session is not None]
+
+    def conversation(self, connection: int = -1) -> list[dict[str, Any]]:
+        """Copies of a connection's conversation items, in order (without audio)."""
+        session = self._session(connection)
+        with session.cond:
+            return [entry.public() for entry in session.conversation.entries]
+
+    def _session(self, connection: int) -> ServerSession:
+        conns = [c for c in self._snapshot_conns() if c.session is not None]
+        if not conns:
+            raise LookupError("no connection has a session yet")
+        session = conns[connection].session
+        assert session is not None
+        return session
+
+    def _targets(self, connection: int | None) -> Iterable[_Conn]:
+        conns = self._snapshot_conns()
+        return [c for c in conns if c.alive] if connection is None else [conns[connection]]
+
+    def send_event(self, event: dict[str, Any], connection: int | None = None) -> int:
+        """Inject a server event (``event_id`` added if missing), in order with the session's own.
+
+        Args:
+            event: The event dict; it is sent as given.
+            connection: Index of the connection, or ``None`` for every open one.
+
+        Returns:
+            How many connections it was sent to.
+        """
+        count = 0
+        for conn in self._targets(connection):
+            if conn.alive and conn.session is not None:
+                conn.session.inject(event)
+                count += 1
+        return count
+
+    def close_connections(self, code: int = 1000, reason: str = "", timeout: float = 5.0) -> int:
+        """Close open connections with ``code``/``reason`` and wait for the close handshakes.
+
+        Returns:
+            How many connections were closed.
+        """
+        conns = [c for c in self._snapshot_conns() if c.alive]
+        closers = [threading.Thread(target=self._close_one, args=(c, code, reason),
+                                    name=f"{c.name}-close", daemon=True) for c in conns]
+        for thread in closers:
+            thread.start()
+        for thread in closers:
+            thread.join(timeout)
+        return len(conns)
+
+    @staticmethod
+    def _close_one(conn: _Conn, code: int, reason: str) -> None:
+        try:
+            conn.ws.close(code, reason)
+        except Exception:  # already gone
+            pass
+
+    def drop_connections(self) -> int:
+        """Abort open connections without a close frame (TCP reset): the client sees 1006.
+
+        Returns:
+            How many connections were dropped.
+        """
+        conns = [c for c in self._snapshot_conns() if c.alive]
+        for conn in conns:
+            try:
+                conn.ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            conn.ws.close_socket()
+        return len(conns)
