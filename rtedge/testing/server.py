@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response as HttpResponse
+from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
 from rtedge.testing._response import Reply, Turn
@@ -473,7 +474,7 @@ class RealtimeServer:
     @property
     def active_connections(self) -> int:
         """Connections currently open."""
-        return sum(1 for conn in self._snapshot_conns() if conn.alive)
+        return sum(1 for conn in self._snapshot_conns() if conn.alive and conn.ws.state is State.OPEN)
 
     @property
     def sessions(self) -> list[dict[str, Any]]:
@@ -496,7 +497,7 @@ class RealtimeServer:
 
     def _targets(self, connection: int | None) -> Iterable[_Conn]:
         conns = self._snapshot_conns()
-        return [c for c in conns if c.alive] if connection is None else [conns[connection]]
+        return [c for c in conns if c.alive and c.ws.state is State.OPEN] if connection is None else [conns[connection]]
 
     def send_event(self, event: dict[str, Any], connection: int | None = None) -> int:
         """Inject a server event (``event_id`` added if missing), in order with the session's own.
@@ -515,19 +516,27 @@ class RealtimeServer:
                 count += 1
         return count
 
-    def close_connections(self, code: int = 1000, reason: str = "", timeout: float = 5.0) -> int:
-        """Close open connections with ``code``/``reason`` and wait for the close handshakes.
+    def close_connections(self, code: int = 1000, reason: str = "", *, wait: bool = False,
+                          timeout: float = 5.0) -> int:
+        """Start the closing handshake on every open connection with ``code``/``reason``.
+
+        Args:
+            code: WebSocket close code (e.g. 1000, 1001, 1011, 4000).
+            reason: Close reason text.
+            wait: Block until the handshakes finish (the peers must be reading).
+            timeout: Upper bound for ``wait``.
 
         Returns:
-            How many connections were closed.
+            How many connections are being closed.
         """
-        conns = [c for c in self._snapshot_conns() if c.alive]
+        conns = [c for c in self._snapshot_conns() if c.alive and c.ws.state is State.OPEN]
         closers = [threading.Thread(target=self._close_one, args=(c, code, reason),
                                     name=f"{c.name}-close", daemon=True) for c in conns]
         for thread in closers:
             thread.start()
-        for thread in closers:
-            thread.join(timeout)
+        if wait:
+            for thread in closers:
+                thread.join(timeout)
         return len(conns)
 
     @staticmethod
