@@ -8,6 +8,7 @@ need them receive a ``recording`` parameter and are skipped when the folder is a
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,10 +43,13 @@ class Recording:
         return [data for data in self.sent() if data.get("type") == type_]
 
 
+@functools.lru_cache(maxsize=None)
 def _load(provider: str, path: Path) -> Recording:
+    """Parse a recording once per test run (tests must not mutate the message dicts)."""
     import yaml
 
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    doc = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (a safe loader)
     messages = []
     for interaction in doc.get("interactions") or ():
         # Some recordings hold only an HTTP exchange (WebRTC side-band SDP): no WebSocket messages.
