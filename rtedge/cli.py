@@ -209,7 +209,7 @@ def _on_signals(stop: threading.Event) -> Callable[[], None]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import connect
-    from .protocol.config import SessionConfig, Transcription
+    from .protocol.config import ServerVad, SessionConfig, Transcription
     from .testing import RealtimeServer
     from .wavio import read_wav
 
@@ -223,7 +223,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"rtedge demo: local realtime server at {server.url}", flush=True)
         print(f"rtedge demo: speaking {phrase.name} ({len(samples) / rate:.1f} s at {rate} Hz)", flush=True)
         t0 = time.monotonic()
+        # 500 ms of silence ends a turn, so the comma pause in the phrase does not split it
         session = SessionConfig(instructions="You are a helpful kiosk.",
+                                turn_detection=ServerVad(silence_duration_ms=500),
                                 transcription=Transcription(model="gpt-4o-mini-transcribe"))
         client = connect("openai", url=server.url, session=session)
         print(f"rtedge demo: connected in {(time.monotonic() - t0) * 1000:.0f} ms", flush=True)

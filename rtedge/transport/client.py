@@ -186,12 +186,17 @@ class Client:
         try:
             text = payload.decode("utf-8")
             with self._lock:
-                event = self._session.receive_message(text)
+                self._session.receive_message(text)
+                received = list(self._session.events())
         except (UnicodeDecodeError, RemoteProtocolError) as exc:
             self.stats.malformed_messages += 1
             rpe = exc if isinstance(exc, RemoteProtocolError) else RemoteProtocolError(f"invalid UTF-8: {exc}")
             log.warning("%s", decode_failure(rpe))
             return
+        for event in received:
+            self._deliver(event)
+
+    def _deliver(self, event: ev.ServerEvent) -> None:
         if isinstance(event, ev.ResponseOutputAudioDelta):
             for sink in self._audio_sinks:
                 sink(event)

@@ -1,0 +1,312 @@
+"""The client against the local GA server on loopback (plain and TLS), through its three threads."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import websockets.sync.server
+
+import rtedge
+from rtedge.errors import (ConfigError, ConnectionClosed, DeadlineExceeded, HandshakeError, LocalProtocolError,
+                           ServerError)
+from rtedge.protocol import events as ev
+from rtedge.protocol._state import ResponseState
+from rtedge.testing import RealtimeServer, make_self_signed_cert
+from rtedge.testing._tls import client_ssl_context, server_ssl_context
+from rtedge.wavio import read_wav
+
+from ..conftest import client_threads, wait_until
+
+pytestmark = pytest.mark.usefixtures("no_thread_leak")
+
+
+@pytest.fixture
+def server():
+    with RealtimeServer(realtime=False, seed=1) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server):
+    with rtedge.connect(url=server.url, session=rtedge.SessionConfig(output_modalities=("text",))) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    return make_self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+def _text_turn(c: rtedge.Client, text: str = "Hello there") -> ev.ResponseDone:
+    c.send_text(text)
+    done = c.wait_for("response.done", timeout=10)
+    assert isinstance(done, ev.ResponseDone)
+    return done
+
+
+# ------------------------------------------------------------------------------------------------ turns
+
+
+def test_connect_waits_for_confirmed_config_and_text_turn(server, client):
+    # connect() returned: the requested config is already the server's effective config
+    assert client.session["output_modalities"] == ["text"]
+    done = _text_turn(client)
+    assert done.status == "completed"
+    assert client.state.response is ResponseState.IDLE
+    reply = client.state.output_items[done.response["output"][0]["id"]]
+    assert reply.text[0] == "I heard you."
+    # usage in the client equals what the server reported
+    reported = server.wait_for_sent("response.done")["response"]["usage"]
+    assert client.usage.total_tokens == reported["total_tokens"] > 0
+    assert client.usage.responses == 1
+    # what we sent, in order, as the server saw it
+    kinds = [e["type"] for e in server.received]
+    assert kinds == ["session.update", "conversation.item.create", "response.create"]
+
+
+def test_tls_text_turn(tls_files):
+    cert, key = tls_files
+    with RealtimeServer(realtime=False, ssl_context=server_ssl_context(cert, key)) as srv:
+        assert srv.url.startswith("wss://")
+        with rtedge.connect(url=srv.url, ssl_context=client_ssl_context(cert)) as c:
+            assert _text_turn(c).status == "completed"
+        # without trusting the certificate the handshake fails with a clear transport error
+        with pytest.raises(rtedge.TransportError, match="CERTIFICATE_VERIFY_FAILED|certificate"):
+            rtedge.connect(url=srv.url)
+
+
+def test_audio_turn_via_server_vad(server, speech_dir):
+    samples, rate = read_wav(speech_dir / "turn_on_the_kitchen_lights.wav")
+    transcripts: list[str] = []
+    with rtedge.connect(url=server.url) as c:
+        c.on("response.output_audio_transcript.done", lambda e: transcripts.append(e.transcript))
+        for i in range(0, len(samples), rate // 50):  # 20 ms frames at 16 kHz, resampled to 24 kHz
+            c.append_audio(samples[i:i + rate // 50], rate=rate)
+        c.append_audio(np.zeros(rate, dtype=np.int16), rate=rate)  # trailing silence ends the turn
+        started = c.wait_for("input_audio_buffer.speech_started", timeout=10)
+        stopped = c.wait_for("input_audio_buffer.speech_stopped", timeout=10)
+        done = c.wait_for("response.done", timeout=10)
+        # espeak pads 0.3 s of silence before the phrase; the server reports the onset minus its
+        # 300 ms prefix padding, so the start lands near 0 and well before the end of the phrase
+        assert 0 <= started.audio_start_ms <= 600
+        assert stopped.audio_end_ms > started.audio_start_ms + 1000
+        assert done.status == "completed"
+        item_id = done.response["output"][0]["id"]
+        assert c.state.audio_received_ms(item_id) > 100
+        assert wait_until(lambda: transcripts == ["I heard you."])
+    # every byte we appended reached the server as 24 kHz PCM16
+    appended = sum(len(e["audio"]) for e in server.received if e["type"] == "input_audio_buffer.append")
+    assert appended > 0
+    expected_ms = (len(samples) + rate) * 1000 / rate
+    sent_ms = c.state.input_bytes_sent / 48
+    assert abs(sent_ms - expected_ms) < 20
+
+
+def test_function_call_round():
+    weather = rtedge.FunctionTool(name="get_weather", description="Weather for a city",
+                                  parameters={"type": "object", "properties": {"city": {"type": "string"}},
+                                              "required": ["city"]})
+    with RealtimeServer(realtime=False, tool_arguments='{"city": "Oslo"}') as srv:
+        session = rtedge.SessionConfig(tools=[weather], output_modalities=("text",))
+        with rtedge.connect(url=srv.url, session=session) as c:
+            c.send_text("Weather in Oslo?")
+            args = c.wait_for("response.function_call_arguments.done", timeout=10)
+            assert args.name == "get_weather" and json.loads(args.arguments) == {"city": "Oslo"}
+            c.wait_for("response.done", timeout=10)
+            call = c.state.function_calls[args.call_id]
+            assert call.done and call.arguments == args.arguments  # assembled from the deltas
+            c.send(ev.ConversationItemCreate(item=rtedge.protocol.items.function_call_output(args.call_id, "sunny")))
+            c.create_response()
+            done = c.wait_for("response.done", timeout=10)
+            assert done.response["output"][0]["type"] == "message"
+        sent = [e["type"] for e in srv.received]
+        assert sent[-2:] == ["conversation.item.create", "response.create"]
+
+
+# ------------------------------------------------------------------------------------------------ cancel, truncate
+
+
+def test_cancel_response_only_when_active():
+    with RealtimeServer(realtime=True, reply_text="a long answer " * 20) as srv:
+        with rtedge.connect(url=srv.url) as c:
+            assert c.cancel_response() is False  # nothing active: nothing sent
+            with pytest.raises(LocalProtocolError):
+                c.send(ev.ResponseCancel())
+            c.create_response()
+            c.wait_for("response.output_audio.delta", timeout=10)
+            assert c.cancel_response() is True
+            assert c.cancel_response() is False  # already cancelling
+            done = c.wait_for("response.done", timeout=10)
+            assert done.status == "cancelled"
+            assert c.cancel_response() is False
+        cancels = [e for e in srv.received if e["type"] == "response.cancel"]
+        assert len(cancels) == 1
+        assert not any(e["type"] == "error" for e in srv.sent)
+
+
+def test_truncate_clamps_to_audio_received_and_skips_zero():
+    with RealtimeServer(realtime=False, reply_text="Short.") as srv:
+        with rtedge.connect(url=srv.url) as c:
+            c.create_response()
+            done = c.wait_for("response.done", timeout=10)
+            item_id = done.response["output"][0]["id"]
+            received = c.state.audio_received_ms(item_id)
+            assert received > 0
+            assert c.truncate(item_id, 0) is False  # nothing heard: no truncate
+            assert c.truncate("item_unknown", 500) is False
+            assert c.truncate(item_id, received + 5000) is True  # clamped, never beyond what we got
+            truncated = c.wait_for("conversation.item.truncated", timeout=10)
+            assert truncated.audio_end_ms == int(received)
+            assert not any(e["type"] == "error" for e in srv.sent)
+        sent = [e for e in srv.received if e["type"] == "conversation.item.truncate"]
+        assert len(sent) == 1 and sent[0]["content_index"] == 0 and sent[0]["audio_end_ms"] == int(received)
+
+
+def test_explicit_null_turn_detection_confirmed(server):
+    with rtedge.connect(url=server.url, session=rtedge.SessionConfig(turn_detection=None)) as c:
+        assert c.session["audio"]["input"]["turn_detection"] is None
+    update = server.received[0]
+    assert update["session"]["audio"]["input"] == {"turn_detection": None}
+    assert server.sessions[-1]["audio"]["input"]["turn_detection"] is None
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def test_rejected_config_raises_server_error(server):
+    bad = rtedge.SessionConfig(input_format=rtedge.AudioFormat.pcm(16000))  # GA accepts 24 kHz only
+    with pytest.raises(ServerError) as info:
+        rtedge.connect(url=server.url, session=bad)
+    assert info.value.code == "integer_below_min_value"
+    assert info.value.event_id == server.received[0]["event_id"]
+    assert client_threads() == [] or wait_until(lambda: client_threads() == [])
+
+
+def test_server_error_events_are_delivered_not_raised(client):
+    errors: list[ev.Error] = []
+    client.on("error", errors.append)
+    client.send({"type": "conversation.item.delete", "item_id": "item_nope"})
+    err = client.wait_for("error", timeout=5)
+    assert isinstance(err, ev.Error) and err.error.code
+    assert wait_until(lambda: len(errors) == 1)
+    assert _text_turn(client).status == "completed"  # the session goes on
+
+
+def test_handshake_401():
+    with RealtimeServer(api_key="sk-right") as srv:
+        with pytest.raises(HandshakeError) as info:
+            rtedge.connect(url=srv.url, api_key="sk-wrong-secret")
+        assert info.value.status_code == 401
+        assert "sk-wrong-secret" not in str(info.value)
+        with rtedge.connect(url=srv.url, api_key="sk-right") as c:
+            assert "sk-right" not in repr(c)
+        assert srv.handshakes[-1]["headers"]["authorization"] == "Bearer sk-right"
+
+
+def test_refused_connection_and_bad_options():
+    with pytest.raises(rtedge.TransportError, match="refused"):
+        rtedge.connect(url="ws://127.0.0.1:9/v1/realtime", connect_timeout=2)
+    with pytest.raises(ConfigError, match="unknown connect option"):
+        rtedge.connect(url="ws://127.0.0.1:9/v1/realtime", conect_timeout=2)
+    with pytest.raises(ConfigError, match="API key"):
+        rtedge.connect(url="wss://realtime.invalid/v1/realtime")
+
+
+def test_connect_timeout_when_server_is_silent():
+    def silent(ws):
+        for _ in ws:  # never sends session.created
+            pass
+
+    with websockets.sync.server.serve(silent, "127.0.0.1", 0) as srv:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        url = f"ws://127.0.0.1:{srv.socket.getsockname()[1]}/v1/realtime"
+        t0 = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            rtedge.connect(url=url, connect_timeout=0.5)
+        assert time.monotonic() - t0 < 3.0
+        srv.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------ callbacks, threads
+
+
+def test_callbacks_run_on_dispatcher_and_errors_go_to_on_error(server):
+    seen: list[tuple[str, str]] = []
+    failures: list[tuple[BaseException, str]] = []
+    with rtedge.connect(url=server.url, on_error=lambda exc, e: failures.append((exc, e.type))) as c:
+        @c.on("response.created")
+        def boom(event):
+            raise RuntimeError("callback bug")
+
+        c.on("*", lambda e: seen.append((e.type, threading.current_thread().name)))
+        _text_turn(c)
+        assert wait_until(lambda: ("response.done", "rtedge-dispatch") in seen)
+    assert {name for _, name in seen} == {"rtedge-dispatch"}
+    assert len(failures) == 1 and isinstance(failures[0][0], RuntimeError) and failures[0][1] == "response.created"
+    assert c.stats.callback_errors == 1
+
+
+def test_slow_callback_does_not_delay_receiver(server):
+    release = threading.Event()
+    with rtedge.connect(url=server.url) as c:
+        c.on("response.created", lambda e: release.wait(10))  # blocks the dispatcher only
+        c.create_response()
+        done = c.wait_for("response.done", timeout=5)  # the receiver kept reading
+        assert done.status == "completed"
+        assert c.state.response is ResponseState.IDLE
+        assert c.stats.last_receive > 0
+        release.set()
+
+
+def test_close_from_inside_callback(server):
+    closed = threading.Event()
+    c = rtedge.connect(url=server.url)
+
+    def on_done(event):
+        c.close()
+        closed.set()
+
+    c.on("response.done", on_done)
+    c.create_response()
+    assert closed.wait(10)
+    assert wait_until(lambda: client_threads() == [])
+    with pytest.raises(ConnectionClosed):
+        c.send_text("too late")
+    c.close()  # idempotent
+
+
+def test_close_is_bounded_and_joins_threads(server):
+    c = rtedge.connect(url=server.url)
+    assert sorted(client_threads()) == ["rtedge-dispatch", "rtedge-receiver", "rtedge-sender"]
+    t0 = time.monotonic()
+    c.close(timeout=2.0)
+    assert time.monotonic() - t0 < 2.5
+    assert client_threads() == []
+    assert server.wait_for_sent("session.created")  # the server saw a clean session
+
+
+def test_server_closing_ends_events_and_threads(server, client):
+    server.close_connections(1001, "going away")
+    lost = client.wait_for("rtedge.connection_lost", timeout=5)
+    assert lost.code == 1001 and lost.reason == "going away"
+    assert client.closed
+    with pytest.raises(ConnectionClosed):
+        client.create_response()
+    assert list(client.events(timeout=0.1)) == []
+
+
+def test_events_iterator_and_wait_for_share_the_inbox(client):
+    client.send_text("hi")
+    types = []
+    for event in client.events(timeout=5):
+        types.append(event.type)
+        if event.type == "response.done":
+            break
+    assert types[0] == "session.created"  # the inbox keeps events from the start
+    assert "response.created" in types and types.index("response.created") < types.index("response.done")
+    with pytest.raises(DeadlineExceeded):
+        client.wait_for("response.done", timeout=0.2)  # already consumed above
