@@ -104,7 +104,8 @@ def _formant_weights(freqs: np.ndarray, formants: tuple[int, int]) -> np.ndarray
     weight = np.zeros_like(freqs)
     for i, centre in enumerate(formants):
         weight += (0.6 if i else 1.0) / (1.0 + ((freqs - centre) / bandwidth) ** 2)
-    return weight / np.arange(1, len(freqs) + 1) ** 0.3
+    tilted: np.ndarray = weight / np.arange(1, len(freqs) + 1) ** 0.3
+    return tilted
 
 
 def _tone(phase: np.ndarray, f0: float, rate: int, formants: tuple[int, int]) -> np.ndarray:
@@ -112,7 +113,8 @@ def _tone(phase: np.ndarray, f0: float, rate: int, formants: tuple[int, int]) ->
     harmonics = np.arange(1, max(2, int(top // f0)) + 1)
     weights = _formant_weights(harmonics * f0, formants)
     seg = np.sin(np.outer(phase, harmonics)) @ weights
-    return seg / max(1e-9, float(np.abs(seg).max()))
+    normalized: np.ndarray = seg / max(1e-9, float(np.abs(seg).max()))
+    return normalized
 
 
 def _fade(n: int, rate: int) -> np.ndarray:
@@ -127,17 +129,19 @@ def _fade(n: int, rate: int) -> np.ndarray:
 
 def _segment(ch: str, n: int, t0: float, f0: float, rate: int, rng: np.random.Generator) -> np.ndarray:
     low = ch.lower()
+    seg: np.ndarray
     if low in _PAUSE_MS or n == 0:
-        return np.zeros(n)
-    if low in _VOWELS or low.isdigit():
-        formants = _VOWELS.get(low, (500, 1500))
+        seg = np.zeros(n)
+    elif low in _VOWELS or low.isdigit():
         phase = 2 * np.pi * f0 * (t0 + np.arange(n) / rate)
-        return 0.9 * _tone(phase, f0, rate, formants) * _fade(n, rate)
-    if low in _VOICED:
+        seg = 0.9 * _tone(phase, f0, rate, _VOWELS.get(low, (500, 1500))) * _fade(n, rate)
+    elif low in _VOICED:
         phase = 2 * np.pi * f0 * (t0 + np.arange(n) / rate)
-        return 0.45 * _tone(phase, f0, rate, (400, 1300)) * _fade(n, rate)
-    noise = np.diff(rng.standard_normal(n + 1))  # tilted towards high frequencies, like fricatives
-    return 0.12 * noise / max(1e-9, float(np.abs(noise).max())) * _fade(n, rate)
+        seg = 0.45 * _tone(phase, f0, rate, (400, 1300)) * _fade(n, rate)
+    else:
+        noise = np.diff(rng.standard_normal(n + 1))  # tilted towards high frequencies, like fricatives
+        seg = 0.12 * noise / max(1e-9, float(np.abs(noise).max())) * _fade(n, rate)
+    return seg
 
 
 @functools.lru_cache(maxsize=64)

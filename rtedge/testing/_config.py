@@ -46,6 +46,8 @@ FORMAT_TYPES = ("audio/pcm", "audio/pcmu", "audio/pcma")
 PCM_RATE = 24000
 
 Validator = Callable[[Any, str], Any]
+ObjValidator = Callable[[Any, str], "dict[str, Any]"]
+StrValidator = Callable[[Any, str], str]
 
 
 class ClientError(Exception):
@@ -232,7 +234,7 @@ def number(lo: float, hi: float) -> Validator:
     return check
 
 
-def enum(*allowed: str) -> Validator:
+def enum(*allowed: str) -> StrValidator:
     def check(value: Any, path: str) -> str:
         if not isinstance(value, str):
             raise _type_error(path, "a string", value)
@@ -266,10 +268,10 @@ def array(inner: Validator) -> Validator:
 def mapping(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _type_error(path, "an object", value)
-    return value
+    return dict(value)
 
 
-def obj(fields: Mapping[str, Validator], required: Sequence[str] = ()) -> Validator:
+def obj(fields: Mapping[str, Validator], required: Sequence[str] = ()) -> ObjValidator:
     """An object with known keys: unknown keys -> ``unknown_parameter``."""
 
     def check(value: Any, path: str) -> dict[str, Any]:

@@ -222,6 +222,7 @@ class Response:
 
     def _open_item(self, plan: Plan) -> Iterator[dict[str, Any]]:
         item_id = self.new_id("item")
+        item: dict[str, Any]
         if plan.kind == "function_call":
             item = {"id": item_id, "type": "function_call", "status": "in_progress", "name": plan.name,
                     "call_id": self.new_id("call"), "arguments": ""}
@@ -286,7 +287,8 @@ class Response:
             while next_piece < len(pieces) and starts[next_piece] < begin + step:
                 yield self._delta("response.output_audio_transcript.delta", pieces[next_piece], obfuscate)
                 next_piece += 1
-            self.entry.audio = np.concatenate([self.entry.audio, chunk])  # type: ignore[list-item]
+            held = self.entry.audio if self.entry.audio is not None else np.zeros(0, dtype=np.int16)
+            self.entry.audio = np.concatenate([held, chunk])
             payload = base64.b64encode(self.out_fmt.encode(chunk)).decode("ascii")
             yield self._base("response.output_audio.delta", **self._part_fields(), delta=payload)
         for piece in pieces[next_piece:]:

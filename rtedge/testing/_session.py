@@ -35,7 +35,7 @@ import json
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator
 
 import numpy as np
 
@@ -113,7 +113,7 @@ class ServerSession:
         self.speech_item: str | None = None
         self.speech_start = 0
         self.active: Response | None = None
-        self.stream: Iterator[dict[str, Any] | float] | None = None
+        self.stream: Generator[dict[str, Any] | float, None, None] | None = None
         self.tokens_used = 0
         self.last_input_tokens = 0
         self._thread = threading.Thread(target=self._respond_loop, name=f"{name}-respond", daemon=True)
@@ -307,7 +307,11 @@ class ServerSession:
         if not config:
             return
         knob = self.server.input_transcript
-        text = knob(entry.audio, entry.fmt.rate) if callable(knob) and entry.fmt else str(knob)
+        if callable(knob):
+            audio = entry.audio if entry.audio is not None else np.zeros(0, dtype=np.int16)
+            text = str(knob(audio, entry.fmt.rate if entry.fmt else 24000))
+        else:
+            text = str(knob)
         for piece in split_text(text):
             self.emit({"type": "conversation.item.input_audio_transcription.delta", "item_id": entry.id,
                        "content_index": 0, "delta": piece, "obfuscation": self.server.obfuscation(piece)})
@@ -477,7 +481,7 @@ class ServerSession:
             return Reply(str(result[0]), result[1] if len(result) > 1 else None)
         return Reply(str(result))
 
-    def _stream(self, resp: Response, plan: Plan) -> Iterator[dict[str, Any] | float]:
+    def _stream(self, resp: Response, plan: Plan) -> Generator[dict[str, Any] | float, None, None]:
         yield from resp.run(plan, self.server.obfuscation)
         self._closed(resp)
 
@@ -526,6 +530,12 @@ class ServerSession:
             except StopIteration:
                 if self.stream is stream:
                     self.stream = None
+                return True
+            except Exception as exc:  # a bug while streaming: fail the response, keep the session
+                log.exception("test server response stream failed")
+                if self.stream is stream and self.active is not None:
+                    self._finish_active("failed", None, {"type": "server_error", "code": "server_error",
+                                                         "message": str(exc)})
                 return True
             while not self.closing and self.stream is stream and time.monotonic() < item:
                 self.cond.wait(item - time.monotonic())

@@ -351,6 +351,9 @@ class RealtimeServer:
         with self._records:
             return list(self._conns)
 
+    def _open_conns(self) -> list[_Conn]:
+        return [c for c in self._snapshot_conns() if c.alive and c.ws.state is State.OPEN]
+
     # -- ids ---------------------------------------------------------------------
 
     def new_id(self, prefix: str) -> str:
@@ -474,7 +477,7 @@ class RealtimeServer:
     @property
     def active_connections(self) -> int:
         """Connections currently open."""
-        return sum(1 for conn in self._snapshot_conns() if conn.alive and conn.ws.state is State.OPEN)
+        return len(self._open_conns())
 
     @property
     def sessions(self) -> list[dict[str, Any]]:
@@ -497,7 +500,7 @@ class RealtimeServer:
 
     def _targets(self, connection: int | None) -> Iterable[_Conn]:
         conns = self._snapshot_conns()
-        return [c for c in conns if c.alive and c.ws.state is State.OPEN] if connection is None else [conns[connection]]
+        return self._open_conns() if connection is None else [conns[connection]]
 
     def send_event(self, event: dict[str, Any], connection: int | None = None) -> int:
         """Inject a server event (``event_id`` added if missing), in order with the session's own.
@@ -529,7 +532,7 @@ class RealtimeServer:
         Returns:
             How many connections are being closed.
         """
-        conns = [c for c in self._snapshot_conns() if c.alive and c.ws.state is State.OPEN]
+        conns = self._open_conns()
         closers = [threading.Thread(target=self._close_one, args=(c, code, reason),
                                     name=f"{c.name}-close", daemon=True) for c in conns]
         for thread in closers:
@@ -552,7 +555,7 @@ class RealtimeServer:
         Returns:
             How many connections were dropped.
         """
-        conns = [c for c in self._snapshot_conns() if c.alive]
+        conns = self._open_conns()
         for conn in conns:
             try:
                 conn.ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

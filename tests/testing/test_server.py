@@ -285,6 +285,45 @@ def test_audio_turn_with_server_vad(server: RealtimeServer, peer: Peer) -> None:
     assert abs(held_ms - (stopped["audio_end_ms"] - started["audio_start_ms"])) <= 25
 
 
+def test_g711_input_with_server_vad_and_transcription(server: RealtimeServer, peer: Peer) -> None:
+    phrase = speech("stop.wav")
+    pcm8k = np.concatenate([np.zeros(4000, np.int16), codec.Resampler(24000, 8000).process(phrase),
+                            np.zeros(4000, np.int16)])
+    peer.update(audio={"input": {"format": {"type": "audio/pcmu"}, "transcription": {"model": "whisper-1"}}})
+    server.input_transcript = "Stop."
+    peer.send({"type": "input_audio_buffer.append",
+               "audio": base64.b64encode(codec.ulaw_encode(pcm8k).tobytes()).decode()})
+    events = peer.until("conversation.item.input_audio_transcription.completed")
+    started = next(e for e in events if e["type"] == "input_audio_buffer.speech_started")
+    assert 400 <= started["audio_start_ms"] <= 700  # 0.8 s to the onset, less 300 ms padding, in ms
+    completed = events[-1]
+    assert completed["transcript"] == "Stop." and completed["usage"]["type"] == "duration"
+    deltas = [e["delta"] for e in events if e["type"] == "conversation.item.input_audio_transcription.delta"]
+    assert "".join(deltas) == "Stop."
+    assert types(events).index("response.created") < len(events) - 1
+    peer.until("response.done")
+
+
+def test_realtime_pacing_uses_absolute_deadlines(server: RealtimeServer, peer: Peer) -> None:
+    server.realtime, server.delta_ms = True, 20
+    peer.say("hi")
+    peer.send({"type": "response.create"})
+    arrivals = []
+    for event in peer.until("response.done"):
+        if event["type"] == "response.output_audio.delta":
+            assert len(base64.b64decode(event["delta"])) <= 960  # 20 ms at 24 kHz
+    # measure on a second response, timing each delta as it arrives
+    peer.send({"type": "response.create"})
+    while True:
+        event = peer.recv()
+        if event["type"] == "response.output_audio.delta":
+            arrivals.append(time.monotonic())
+        if event["type"] == "response.done":
+            break
+    expected = (len(arrivals) - 1) * 0.020
+    assert expected * 0.9 <= arrivals[-1] - arrivals[0] <= expected + 0.5
+
+
 def test_manual_commit_and_clear(server: RealtimeServer, peer: Peer) -> None:
     peer.update(audio={"input": {"turn_detection": None}})
     peer.send({"type": "input_audio_buffer.commit", "event_id": "evt_commit"})
