@@ -10,12 +10,15 @@ implements it (ones'-complement magnitude for negative inputs, 14-bit mu-law
 and 13-bit A-law linear domains).  The encoders are 65,536-entry lookup
 tables built once from that algorithm.
 
-The resampler kernel computes every output sample as a dot product in a
-fixed order: eight float32 partial sums over the taps (tap ``t`` goes to
-lane ``t % 8``, lanes accumulate in increasing ``t``), then the lanes are
-combined as ``((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))``.  The C kernel uses the
-same order, so both backends give bit-identical float32 results, and a
-sample's value never depends on how the input was split into chunks.
+The resampler works in exact integer arithmetic carried in float64: the
+coefficients are integers (Q23, every polyphase row summing to exactly 2^23)
+and the samples are integers (int16 values as they are; float32 values as
+``round(x * 2^24)`` with ``x`` clipped to [-8, 8], NaN read as 0).  Every
+product and partial sum stays below 2^53, so an output sample does not depend
+on the summation order: BLAS may sum in any order and any split of the input
+into chunks gives the same bits.  The C kernel uses the same coefficients in
+float32 with a fixed summation order; the two agree within float32 rounding
+(at most 1 LSB for int16 output).
 """
 
 from __future__ import annotations
@@ -35,9 +38,6 @@ __all__ = [
     "ulaw_decode",
     "ulaw_encode",
 ]
-
-LANES = 8
-
 
 # --------------------------------------------------------------------------- G.711 tables
 
@@ -172,6 +172,13 @@ def gain_f32(src: np.ndarray, dst: np.ndarray, gain: float) -> None:
 # --------------------------------------------------------------------------- resampler
 
 
+BANK_DTYPE = "float64"  # dtype the resample kernel wants for ``bank``
+WORK_DTYPE = "float64"  # ... and for ``work``
+FIX_IN = 16777216.0  # 2^24, float32 input scale
+FIX_COEF = 8388608.0  # 2^23, coefficient scale
+FLOAT_IN_LIMIT = 8.0
+
+
 def resample(
     bank: np.ndarray,
     up: int,
@@ -184,36 +191,46 @@ def resample(
 ) -> int:
     """One streaming step of the rational polyphase resampler.
 
-    ``bank`` is float32 ``(up, taps)`` (C order), each row time-reversed so a
-    dot product with a forward input window gives one output sample.
-    ``work`` is a float32 buffer of at least ``taps - 1 + len(src)`` samples
-    whose first ``taps - 1`` entries are the input history; on return they
-    hold the new history.  ``acc`` is the phase accumulator
-    ``K*down - N*up`` (K outputs made, N inputs consumed), in ``[0, down)``.
-    ``out`` (float32 or int16) must have exactly
-    ``max(0, ceil((len(src)*up - acc) / down))`` samples.  Returns the new
-    ``acc``.
+    ``bank`` is ``BANK_DTYPE``, 1-D, ``up * taps`` integer coefficients: ``up`` rows
+    of ``taps`` (phase-major), each row time-reversed so a dot product with a forward input window gives one
+    output sample.  ``work`` is a ``WORK_DTYPE`` buffer of at least
+    ``taps - 1 + len(src)`` samples whose first ``taps - 1`` entries are the
+    input history; on return they hold the new history.  ``acc`` is the phase
+    accumulator ``K*down - N*up`` (K outputs made, N inputs consumed), in
+    ``[0, down)``.  ``out`` (same dtype as ``src``: int16 or float32) must have
+    exactly ``max(0, ceil((len(src)*up - acc) / down))`` samples.  Returns the
+    new ``acc``.
     """
     n = src.shape[0]
     hist = taps - 1
+    bank = bank.reshape(up, taps)
     buf = work[: hist + n]
-    buf[hist:] = src
+    is_float = src.dtype == np.float32
+    if is_float:
+        v = buf[hist:]
+        v[...] = src
+        np.nan_to_num(v, copy=False, nan=0.0, posinf=FLOAT_IN_LIMIT, neginf=-FLOAT_IN_LIMIT)
+        np.clip(v, -FLOAT_IN_LIMIT, FLOAT_IN_LIMIT, out=v)
+        np.multiply(v, FIX_IN, out=v)
+        np.rint(v, out=v)
+    else:
+        buf[hist:] = src
     count = out.shape[0]
     if count:
         pos = acc + down * np.arange(count, dtype=np.int64)
         start = pos // up
-        phase = pos - start * up
         windows = np.lib.stride_tricks.sliding_window_view(buf, taps)[start]
-        windows *= bank[phase]
-        lanes = windows.reshape(count, taps // LANES, LANES).sum(axis=1)
-        half = lanes[:, :4] + lanes[:, 4:]
-        quarter = half[:, :2] + half[:, 2:]
-        y = quarter[:, 0] + quarter[:, 1]
-        if out.dtype == np.int16:
-            _round_saturate_into(y, out)
+        if up == 1:
+            y = windows @ bank[0]
+        elif up <= 4:
+            y = (windows @ bank.T)[np.arange(count), pos - start * up]
         else:
-            out[...] = y
-    # keep the last taps-1 samples as the new history
+            y = np.einsum("ij,ij->i", windows, np.take(bank, pos - start * up, axis=0))
+        if is_float:
+            np.multiply(y, 1.0 / (FIX_IN * FIX_COEF), out=out, casting="same_kind")
+        else:
+            np.multiply(y, 1.0 / FIX_COEF, out=y)
+            _round_saturate_into(y, out)
     if hist:
         work[:hist] = buf[n:]
     return acc + count * down - n * up

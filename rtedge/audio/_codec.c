@@ -1,0 +1,882 @@
+/*
+ * rtedge.audio._codec -- small C kernels over buffers for rtedge.audio.codec.
+ *
+ * The numpy twin (_codec_numpy.py) has the same functions, signatures and
+ * results.  Validation of dtypes, shapes and rates happens in codec.py; the
+ * checks here only keep a bad call from crashing or writing out of bounds.
+ * Nothing is kept between calls: the resampler's stream state (input history
+ * and phase accumulator) is passed in and returned.  The G.711 lookup tables
+ * are constants computed once at import.  Every kernel releases the GIL.
+ *
+ * Buffers are taken through the buffer protocol (no numpy headers needed).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ buffers */
+
+typedef struct {
+    Py_buffer view;
+    int held;
+} buf_t;
+
+static void
+buf_release(buf_t *b)
+{
+    if (b->held) {
+        PyBuffer_Release(&b->view);
+        b->held = 0;
+    }
+}
+
+/* Native-order format character of a buffer, or 0 if it is not native. */
+static char
+fmt_char(const Py_buffer *v)
+{
+    const char *f = v->format ? v->format : "B";
+    if (f[0] == '@' || f[0] == '=') {
+        f++;
+    }
+#if PY_LITTLE_ENDIAN
+    else if (f[0] == '<') {
+        f++;
+    }
+#else
+    else if (f[0] == '>' || f[0] == '!') {
+        f++;
+    }
+#endif
+    if (f[0] == '\0' || f[1] != '\0') {
+        return 0;
+    }
+    return f[0];
+}
+
+/* Get a 1-D C-contiguous buffer whose format is one of `fmts` (e.g. "hf").
+ * `names` gives a readable dtype name for the error message. */
+static int
+buf_get(PyObject *obj, buf_t *b, int writable, const char *fmts, const char *what,
+        const char *expect)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    b->held = 0;
+    if (PyObject_GetBuffer(obj, &b->view, flags) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous%s buffer of %s", what,
+                     writable ? " writable" : "", expect);
+        return -1;
+    }
+    b->held = 1;
+    if (b->view.ndim > 1) {
+        PyErr_Format(PyExc_ValueError, "%s must be 1-D, got %d dimensions", what, b->view.ndim);
+        buf_release(b);
+        return -1;
+    }
+    char c = fmt_char(&b->view);
+    if (c == 0 || strchr(fmts, c) == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s must hold %s, got buffer format '%s'", what, expect,
+                     b->view.format ? b->view.format : "B");
+        buf_release(b);
+        return -1;
+    }
+    return 0;
+}
+
+static Py_ssize_t
+buf_len(const buf_t *b)
+{
+    return b->view.len / (b->view.itemsize ? b->view.itemsize : 1);
+}
+
+static int
+check_nargs(Py_ssize_t nargs, Py_ssize_t want, const char *fn)
+{
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes exactly %zd arguments (%zd given)", fn, want, nargs);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ G.711 */
+/*
+ * ITU-T G.711 as the G.191 tools implement it: negative inputs use the ones'
+ * complement magnitude.  mu-law works on the 14-bit value x >> 2, A-law on the
+ * 12-bit magnitude of x >> 4 (13-bit signed), so the encoders only depend on
+ * x >> 2 resp. x >> 4 and are tabulated on that index.
+ */
+static uint8_t ulaw_enc_tab[1 << 14];
+static uint8_t alaw_enc_tab[1 << 12];
+static int16_t ulaw_dec_tab[256];
+static int16_t alaw_dec_tab[256];
+
+static int
+bit_length(int v)
+{
+    int n = 0;
+    while (v) {
+        n++;
+        v >>= 1;
+    }
+    return n;
+}
+
+static uint8_t
+ulaw_code(int x) /* x: int16 value */
+{
+    int mag = (x < 0 ? ~x : x) >> 2;
+    int biased = mag + 33;
+    if (biased > 0x1FFF) {
+        biased = 0x1FFF;
+    }
+    int seg = bit_length(biased) - 6;
+    int mant = (biased >> (seg + 1)) & 0x0F;
+    return (uint8_t)(0xFF ^ ((seg << 4) | mant | (x < 0 ? 0x80 : 0)));
+}
+
+static uint8_t
+alaw_code(int x)
+{
+    int mag = (x < 0 ? ~x : x) >> 4;
+    int seg = bit_length(mag) - 4;
+    int mant;
+    if (seg <= 0) {
+        seg = 0;
+        mant = mag & 0x0F;
+    }
+    else {
+        mant = (mag >> (seg - 1)) & 0x0F;
+    }
+    return (uint8_t)(((seg << 4) | mant | (x < 0 ? 0 : 0x80)) ^ 0x55);
+}
+
+static int16_t
+ulaw_value(int code)
+{
+    int inv = ~code & 0xFF;
+    int seg = (inv >> 4) & 7;
+    int mant = inv & 0x0F;
+    int mag = (((mant << 3) + 0x84) << seg) - 0x84;
+    return (int16_t)((inv & 0x80) ? -mag : mag);
+}
+
+static int16_t
+alaw_value(int code)
+{
+    int v = code ^ 0x55;
+    int seg = (v >> 4) & 7;
+    int mant = v & 0x0F;
+    int mag = seg == 0 ? (mant << 4) + 8 : ((mant + 16) << 4) + 8;
+    if (seg > 1) {
+        mag <<= seg - 1;
+    }
+    return (int16_t)((code & 0x80) ? mag : -mag);
+}
+
+static void
+g711_init(void)
+{
+    for (int i = 0; i < (1 << 14); i++) {
+        int x = (int)(int16_t)(uint16_t)(i << 2); /* any x with (uint16)x >> 2 == i */
+        ulaw_enc_tab[i] = ulaw_code(x);
+    }
+    for (int i = 0; i < (1 << 12); i++) {
+        int x = (int)(int16_t)(uint16_t)(i << 4);
+        alaw_enc_tab[i] = alaw_code(x);
+    }
+    for (int c = 0; c < 256; c++) {
+        ulaw_dec_tab[c] = ulaw_value(c);
+        alaw_dec_tab[c] = alaw_value(c);
+    }
+}
+
+typedef enum { ULAW_ENC, ALAW_ENC, ULAW_DEC, ALAW_DEC } g711_op;
+
+static PyObject *
+g711(PyObject *const *args, Py_ssize_t nargs, g711_op op, const char *fn)
+{
+    buf_t src, dst;
+    int enc = (op == ULAW_ENC || op == ALAW_ENC);
+    if (check_nargs(nargs, 2, fn) < 0) {
+        return NULL;
+    }
+    if (buf_get(args[0], &src, 0, enc ? "h" : "B", "src", enc ? "int16" : "uint8") < 0) {
+        return NULL;
+    }
+    if (buf_get(args[1], &dst, 1, enc ? "B" : "h", "dst", enc ? "uint8" : "int16") < 0) {
+        buf_release(&src);
+        return NULL;
+    }
+    Py_ssize_t n = buf_len(&src);
+    if (buf_len(&dst) != n) {
+        PyErr_Format(PyExc_ValueError, "%s: dst has %zd samples, src has %zd", fn, buf_len(&dst), n);
+        buf_release(&src);
+        buf_release(&dst);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    switch (op) {
+    case ULAW_ENC: {
+        const uint16_t *s = (const uint16_t *)src.view.buf;
+        uint8_t *d = (uint8_t *)dst.view.buf;
+        for (Py_ssize_t i = 0; i < n; i++) d[i] = ulaw_enc_tab[s[i] >> 2];
+        break;
+    }
+    case ALAW_ENC: {
+        const uint16_t *s = (const uint16_t *)src.view.buf;
+        uint8_t *d = (uint8_t *)dst.view.buf;
+        for (Py_ssize_t i = 0; i < n; i++) d[i] = alaw_enc_tab[s[i] >> 4];
+        break;
+    }
+    case ULAW_DEC: {
+        const uint8_t *s = (const uint8_t *)src.view.buf;
+        int16_t *d = (int16_t *)dst.view.buf;
+        for (Py_ssize_t i = 0; i < n; i++) d[i] = ulaw_dec_tab[s[i]];
+        break;
+    }
+    case ALAW_DEC: {
+        const uint8_t *s = (const uint8_t *)src.view.buf;
+        int16_t *d = (int16_t *)dst.view.buf;
+        for (Py_ssize_t i = 0; i < n; i++) d[i] = alaw_dec_tab[s[i]];
+        break;
+    }
+    }
+    Py_END_ALLOW_THREADS
+    buf_release(&src);
+    buf_release(&dst);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+py_ulaw_encode(PyObject *m, PyObject *const *a, Py_ssize_t n) { return g711(a, n, ULAW_ENC, "ulaw_encode"); }
+static PyObject *
+py_alaw_encode(PyObject *m, PyObject *const *a, Py_ssize_t n) { return g711(a, n, ALAW_ENC, "alaw_encode"); }
+static PyObject *
+py_ulaw_decode(PyObject *m, PyObject *const *a, Py_ssize_t n) { return g711(a, n, ULAW_DEC, "ulaw_decode"); }
+static PyObject *
+py_alaw_decode(PyObject *m, PyObject *const *a, Py_ssize_t n) { return g711(a, n, ALAW_DEC, "alaw_decode"); }
+
+/* ------------------------------------------------------------------ sample formats */
+
+/* Round half to even without libm: valid for |v| < 2^22 (float) / 2^51 (double)
+ * in the default rounding mode.  The clamps below keep v in that range. */
+static inline float
+round_even_f(float v)
+{
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    return (v + magic) - magic;
+}
+
+static inline double
+round_even_d(double v)
+{
+    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
+    return (v + magic) - magic;
+}
+
+static inline int16_t
+sat_round_f(float v)
+{
+    if (v != v) {
+        v = 0.0f;
+    }
+    if (v > 32767.0f) {
+        v = 32767.0f;
+    }
+    else if (v < -32768.0f) {
+        v = -32768.0f;
+    }
+    return (int16_t)round_even_f(v);
+}
+
+static inline int16_t
+sat_round_d(double v)
+{
+    if (v != v) {
+        v = 0.0;
+    }
+    if (v > 32767.0) {
+        v = 32767.0;
+    }
+    else if (v < -32768.0) {
+        v = -32768.0;
+    }
+    return (int16_t)round_even_d(v);
+}
+
+/* Two-buffer elementwise helper: src format/dst format, dst length = src length / ratio. */
+static int
+get_pair(PyObject *const *args, buf_t *src, buf_t *dst, const char *sf, const char *sname,
+         const char *df, const char *dname, Py_ssize_t ratio, const char *fn, Py_ssize_t *n_out)
+{
+    if (buf_get(args[0], src, 0, sf, "src", sname) < 0) {
+        return -1;
+    }
+    if (buf_get(args[1], dst, 1, df, "dst", dname) < 0) {
+        buf_release(src);
+        return -1;
+    }
+    Py_ssize_t n = buf_len(src);
+    if (n % ratio || buf_len(dst) != n / ratio) {
+        PyErr_Format(PyExc_ValueError, "%s: dst has %zd samples, src has %zd", fn, buf_len(dst), n);
+        buf_release(src);
+        buf_release(dst);
+        return -1;
+    }
+    *n_out = n / ratio;
+    return 0;
+}
+
+static PyObject *
+py_i16_to_f32(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    buf_t src, dst;
+    Py_ssize_t n;
+    if (check_nargs(nargs, 2, "i16_to_f32") < 0 ||
+        get_pair(args, &src, &dst, "h", "int16", "f", "float32", 1, "i16_to_f32", &n) < 0) {
+        return NULL;
+    }
+    const int16_t *s = (const int16_t *)src.view.buf;
+    float *d = (float *)dst.view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) d[i] = (float)s[i] * (1.0f / 32768.0f);
+    Py_END_ALLOW_THREADS
+    buf_release(&src);
+    buf_release(&dst);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+py_f32_to_i16(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    buf_t src, dst;
+    Py_ssize_t n;
+    if (check_nargs(nargs, 2, "f32_to_i16") < 0 ||
+        get_pair(args, &src, &dst, "f", "float32", "h", "int16", 1, "f32_to_i16", &n) < 0) {
+        return NULL;
+    }
+    const float *s = (const float *)src.view.buf;
+    int16_t *d = (int16_t *)dst.view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) d[i] = sat_round_f(s[i] * 32768.0f);
+    Py_END_ALLOW_THREADS
+    buf_release(&src);
+    buf_release(&dst);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+py_stereo_to_mono_i16(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    buf_t src, dst;
+    Py_ssize_t n;
+    if (check_nargs(nargs, 2, "stereo_to_mono_i16") < 0 ||
+        get_pair(args, &src, &dst, "h", "int16", "h", "int16", 2, "stereo_to_mono_i16", &n) < 0) {
+        return NULL;
+    }
+    const int16_t *s = (const int16_t *)src.view.buf;
+    int16_t *d = (int16_t *)dst.view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) d[i] = (int16_t)(((int32_t)s[2 * i] + (int32_t)s[2 * i + 1]) >> 1);
+    Py_END_ALLOW_THREADS
+    buf_release(&src);
+    buf_release(&dst);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+py_stereo_to_mono_f32(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    buf_t src, dst;
+    Py_ssize_t n;
+    if (check_nargs(nargs, 2, "stereo_to_mono_f32") < 0 ||
+        get_pair(args, &src, &dst, "f", "float32", "f", "float32", 2, "stereo_to_mono_f32", &n) < 0) {
+        return NULL;
+    }
+    const float *s = (const float *)src.view.buf;
+    float *d = (float *)dst.view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) d[i] = (s[2 * i] + s[2 * i + 1]) * 0.5f;
+    Py_END_ALLOW_THREADS
+    buf_release(&src);
+    buf_release(&dst);
+    Py_RETURN_NONE;
+}
+
+static int
+get_gain(PyObject *obj, double *g)
+{
+    *g = PyFloat_AsDouble(obj);
+    if (*g == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+py_gain_i16(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    buf_t src, dst;
+    Py_ssize_t n;
+    double g;
+    if (check_nargs(nargs, 3, "gain_i16") < 0 || get_gain(args[2], &g) < 0 ||
+        get_pair(args, &src, &dst, "h", "int16", "h", "int16", 1, "gain_i16", &n) < 0) {
+        return NULL;
+    }
+    const int16_t *s = (const int16_t *)src.view.buf;
+    int16_t *d = (int16_t *)dst.view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) d[i] = sat_round_d((double)s[i] * g);
+    Py_END_ALLOW_THREADS
+    buf_release(&src);
+    buf_release(&dst);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+py_gain_f32(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    buf_t src, dst;
+    Py_ssize_t n;
+    double g;
+    if (check_nargs(nargs, 3, "gain_f32") < 0 || get_gain(args[2], &g) < 0 ||
+        get_pair(args, &src, &dst, "f", "float32", "f", "float32", 1, "gain_f32", &n) < 0) {
+        return NULL;
+    }
+    const float *s = (const float *)src.view.buf;
+    float *d = (float *)dst.view.buf;
+    const float gf = (float)g;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float v = s[i] * gf;
+        if (v != v) {
+            v = 0.0f;
+        }
+        d[i] = v > 1.0f ? 1.0f : (v < -1.0f ? -1.0f : v);
+    }
+    Py_END_ALLOW_THREADS
+    buf_release(&src);
+    buf_release(&dst);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ resampler */
+/*
+ * Rational polyphase FIR.  The bank holds the filter as integers in Q23 (each
+ * phase row sums to exactly 2^23), stored as float32 (exact: |c| < 2^24), each
+ * row time-reversed; the work buffer holds the input as float32 (int16 values
+ * exactly; float32 input clipped to [-8, 8], NaN read as 0), its first
+ * taps - 1 entries being the history carried between calls.
+ *
+ * Every output is a float32 dot product in one fixed order: four 8-lane
+ * accumulators (8-tap block j goes to accumulator j % 4; fused multiply-add
+ * where the CPU has it), combined as (A0 + A1) + (A2 + A3), then across lanes
+ * as ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)).  The pair and quad paths do
+ * exactly these operations for each of their outputs, so a sample's value does
+ * not depend on which path computed it nor on how the input was split into
+ * chunks.  The numpy twin computes the same sums exactly (integer arithmetic in
+ * float64); the two agree within float32 rounding, i.e. within 1 LSB for int16.
+ *
+ * Outputs k, k + up, k + 2*up, ... use one coefficient row on windows `down`
+ * samples apart; they are computed four (or two) at a time so each coefficient
+ * load serves several outputs.  Outputs are visited in tiles of 4*up so the
+ * windows in use stay in cache for long inputs.
+ */
+
+#define TAP_BLOCK 8 /* taps per phase are a multiple of this */
+#define FLOAT_IN_LIMIT 8.0f
+#define COEF_UNIT (1.0f / 8388608.0f) /* 2^-23 */
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(RTEDGE_NO_CLONES)
+/* An AVX2 + FMA clone is picked at load time on CPUs that have it; baseline x86-64 otherwise. */
+#define KERNEL_CLONES __attribute__((target_clones("default", "arch=x86-64-v3")))
+#else
+#define KERNEL_CLONES
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+/* 8 x float vectors: one AVX register in the x86-64-v3 clone, two SSE/NEON
+ * registers elsewhere.  aligned(4) + may_alias allow loads from any float*. */
+typedef float v8f __attribute__((vector_size(32), aligned(4), __may_alias__));
+#define LD(p) (*(const v8f *)(p))
+#define INLINE static inline __attribute__((always_inline))
+
+/* y[0], y[1] = lane sums of a and b in the fixed tree order. */
+INLINE void
+reduce_pair(v8f a, v8f b, float *y)
+{
+    float ua[4], ub[4];
+    for (int i = 0; i < 4; i++) {
+        ua[i] = a[i] + a[i + 4];
+        ub[i] = b[i] + b[i + 4];
+    }
+    y[0] = (ua[0] + ua[2]) + (ua[1] + ua[3]);
+    y[1] = (ub[0] + ub[2]) + (ub[1] + ub[3]);
+}
+
+INLINE void
+fir_pair(const float *restrict c, const float *restrict x0, const float *restrict x1, Py_ssize_t taps,
+         float *restrict y)
+{
+    v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    v8f b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
+    Py_ssize_t t = 0;
+    for (; t + 32 <= taps; t += 32) {
+        v8f c0 = LD(c + t), c1 = LD(c + t + 8), c2 = LD(c + t + 16), c3 = LD(c + t + 24);
+        a0 += c0 * LD(x0 + t);
+        b0 += c0 * LD(x1 + t);
+        a1 += c1 * LD(x0 + t + 8);
+        b1 += c1 * LD(x1 + t + 8);
+        a2 += c2 * LD(x0 + t + 16);
+        b2 += c2 * LD(x1 + t + 16);
+        a3 += c3 * LD(x0 + t + 24);
+        b3 += c3 * LD(x1 + t + 24);
+    }
+    if (t < taps) {
+        v8f cj = LD(c + t);
+        a0 += cj * LD(x0 + t);
+        b0 += cj * LD(x1 + t);
+        t += 8;
+    }
+    if (t < taps) {
+        v8f cj = LD(c + t);
+        a1 += cj * LD(x0 + t);
+        b1 += cj * LD(x1 + t);
+        t += 8;
+    }
+    if (t < taps) {
+        v8f cj = LD(c + t);
+        a2 += cj * LD(x0 + t);
+        b2 += cj * LD(x1 + t);
+    }
+    reduce_pair((a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3), y);
+}
+
+INLINE void
+fir_quad(const float *restrict c, const float *restrict x0, Py_ssize_t stride, Py_ssize_t taps,
+         float *restrict y)
+{
+    const float *x1 = x0 + stride, *x2 = x0 + 2 * stride, *x3 = x0 + 3 * stride;
+    v8f a00 = {0}, a01 = {0}, a02 = {0}, a03 = {0};
+    v8f a10 = {0}, a11 = {0}, a12 = {0}, a13 = {0};
+    v8f a20 = {0}, a21 = {0}, a22 = {0}, a23 = {0};
+    v8f a30 = {0}, a31 = {0}, a32 = {0}, a33 = {0};
+    Py_ssize_t t = 0;
+    for (; t + 32 <= taps; t += 32) {
+        {
+            v8f cj = LD(c + t + 0);
+            a00 += cj * LD(x0 + t + 0);
+            a10 += cj * LD(x1 + t + 0);
+            a20 += cj * LD(x2 + t + 0);
+            a30 += cj * LD(x3 + t + 0);
+        }
+        {
+            v8f cj = LD(c + t + 8);
+            a01 += cj * LD(x0 + t + 8);
+            a11 += cj * LD(x1 + t + 8);
+            a21 += cj * LD(x2 + t + 8);
+            a31 += cj * LD(x3 + t + 8);
+        }
+        {
+            v8f cj = LD(c + t + 16);
+            a02 += cj * LD(x0 + t + 16);
+            a12 += cj * LD(x1 + t + 16);
+            a22 += cj * LD(x2 + t + 16);
+            a32 += cj * LD(x3 + t + 16);
+        }
+        {
+            v8f cj = LD(c + t + 24);
+            a03 += cj * LD(x0 + t + 24);
+            a13 += cj * LD(x1 + t + 24);
+            a23 += cj * LD(x2 + t + 24);
+            a33 += cj * LD(x3 + t + 24);
+        }
+    }
+    if (t < taps) {
+        v8f cj = LD(c + t);
+        a00 += cj * LD(x0 + t);
+        a10 += cj * LD(x1 + t);
+        a20 += cj * LD(x2 + t);
+        a30 += cj * LD(x3 + t);
+        t += 8;
+    }
+    if (t < taps) {
+        v8f cj = LD(c + t);
+        a01 += cj * LD(x0 + t);
+        a11 += cj * LD(x1 + t);
+        a21 += cj * LD(x2 + t);
+        a31 += cj * LD(x3 + t);
+        t += 8;
+    }
+    if (t < taps) {
+        v8f cj = LD(c + t);
+        a02 += cj * LD(x0 + t);
+        a12 += cj * LD(x1 + t);
+        a22 += cj * LD(x2 + t);
+        a32 += cj * LD(x3 + t);
+        t += 8;
+    }
+    reduce_pair((a00 + a01) + (a02 + a03), (a10 + a11) + (a12 + a13), y);
+    reduce_pair((a20 + a21) + (a22 + a23), (a30 + a31) + (a32 + a33), y + 2);
+}
+#else /* portable scalar version of the same arithmetic */
+static void
+fir_one(const float *c, const float *x, Py_ssize_t taps, float *y)
+{
+    float a[4][8] = {{0}};
+    for (Py_ssize_t t = 0; t < taps; t++) {
+        a[(t / 8) % 4][t % 8] += c[t] * x[t];
+    }
+    float v[8];
+    for (int l = 0; l < 8; l++) v[l] = (a[0][l] + a[1][l]) + (a[2][l] + a[3][l]);
+    *y = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+}
+
+static void
+fir_pair(const float *c, const float *x0, const float *x1, Py_ssize_t taps, float *y)
+{
+    fir_one(c, x0, taps, y);
+    fir_one(c, x1, taps, y + 1);
+}
+
+static void
+fir_quad(const float *c, const float *x0, Py_ssize_t stride, Py_ssize_t taps, float *y)
+{
+    for (int o = 0; o < 4; o++) fir_one(c, x0 + o * stride, taps, y + o);
+}
+#endif
+
+/* Compute `count` outputs (unscaled dot products) into y. */
+KERNEL_CLONES
+static void
+resample_core(const float *h, const float *w, Py_ssize_t up, Py_ssize_t down, Py_ssize_t taps,
+              long long acc, Py_ssize_t count, float *y)
+{
+    const Py_ssize_t dq = down / up, dr = down % up;
+    const Py_ssize_t tile = 4 * up;
+    /* output 0: window start and phase */
+    const Py_ssize_t start0 = (Py_ssize_t)(acc / up);
+    const Py_ssize_t phase0 = (Py_ssize_t)(acc % up);
+    float q[4];
+    for (Py_ssize_t k0 = 0, tbase = start0; k0 < count; k0 += tile, tbase += 4 * down) {
+        Py_ssize_t start = tbase, phase = phase0;
+        const Py_ssize_t kend = k0 + up < count ? k0 + up : count;
+        for (Py_ssize_t k = k0; k < kend; k++) {
+            const float *c = h + phase * taps;
+            const Py_ssize_t left = (count - 1 - k) / up + 1; /* outputs of this class from k on */
+            if (left >= 4) {
+                fir_quad(c, w + start, down, taps, q);
+                y[k] = q[0];
+                y[k + up] = q[1];
+                y[k + 2 * up] = q[2];
+                y[k + 3 * up] = q[3];
+            }
+            else if (left >= 2) {
+                fir_pair(c, w + start, w + start + down, taps, q);
+                y[k] = q[0];
+                y[k + up] = q[1];
+                if (left == 3) {
+                    fir_pair(c, w + start + 2 * down, w + start + 2 * down, taps, q);
+                    y[k + 2 * up] = q[0];
+                }
+            }
+            else {
+                fir_pair(c, w + start, w + start, taps, q);
+                y[k] = q[0];
+            }
+            start += dq;
+            phase += dr;
+            if (phase >= up) {
+                phase -= up;
+                start++;
+            }
+        }
+    }
+}
+
+static PyObject *
+py_resample(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* resample(bank, up, down, taps, work, src, acc, out) -> new acc */
+    buf_t bank, work, src, out;
+    long up, down, taps;
+    long long acc;
+    if (check_nargs(nargs, 8, "resample") < 0) {
+        return NULL;
+    }
+    up = PyLong_AsLong(args[1]);
+    down = PyLong_AsLong(args[2]);
+    taps = PyLong_AsLong(args[3]);
+    acc = PyLong_AsLongLong(args[6]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (up < 1 || down < 1 || taps < TAP_BLOCK || taps % TAP_BLOCK || up > 100000 || down > 100000 ||
+        taps > 100000 || acc < 0 || acc >= down) {
+        PyErr_Format(PyExc_ValueError,
+                     "resample: bad geometry up=%ld down=%ld taps=%ld acc=%lld "
+                     "(need taps a positive multiple of %d, 0 <= acc < down)",
+                     up, down, taps, acc, TAP_BLOCK);
+        return NULL;
+    }
+    if (buf_get(args[0], &bank, 0, "f", "bank", "float32") < 0) {
+        return NULL;
+    }
+    if (buf_get(args[4], &work, 1, "f", "work", "float32") < 0) {
+        buf_release(&bank);
+        return NULL;
+    }
+    if (buf_get(args[5], &src, 0, "hf", "src", "int16 or float32") < 0) {
+        buf_release(&bank);
+        buf_release(&work);
+        return NULL;
+    }
+    if (buf_get(args[7], &out, 1, "hf", "out", "int16 or float32") < 0) {
+        buf_release(&bank);
+        buf_release(&work);
+        buf_release(&src);
+        return NULL;
+    }
+    const Py_ssize_t n = buf_len(&src);
+    const Py_ssize_t hist = taps - 1;
+    const long long total = (long long)n * up - acc;
+    const Py_ssize_t count = total > 0 ? (Py_ssize_t)((total + down - 1) / down) : 0;
+    const int src_is_f = fmt_char(&src.view) == 'f';
+    const int out_is_f = fmt_char(&out.view) == 'f';
+    const char *err = NULL;
+    if (buf_len(&bank) != (Py_ssize_t)up * taps) {
+        err = "resample: bank must hold up * taps coefficients";
+    }
+    else if (buf_len(&work) < hist + n) {
+        err = "resample: work buffer shorter than taps - 1 + len(src)";
+    }
+    else if (buf_len(&out) != count) {
+        err = "resample: out must hold exactly ceil((len(src) * up - acc) / down) samples";
+    }
+    else if (src_is_f != out_is_f) {
+        err = "resample: src and out must have the same dtype";
+    }
+    if (err) {
+        PyErr_SetString(PyExc_ValueError, err);
+        buf_release(&bank);
+        buf_release(&work);
+        buf_release(&src);
+        buf_release(&out);
+        return NULL;
+    }
+
+    const float *h = (const float *)bank.view.buf;
+    float *w = (float *)work.view.buf;
+    float stack_tmp[1024];
+    float *tmp = stack_tmp;
+    if (!out_is_f && count > 1024) {
+        tmp = (float *)PyMem_RawMalloc((size_t)count * sizeof(float));
+        if (tmp == NULL) {
+            buf_release(&bank);
+            buf_release(&work);
+            buf_release(&src);
+            buf_release(&out);
+            return PyErr_NoMemory();
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (src_is_f) {
+        const float *s = (const float *)src.view.buf;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float v = s[i];
+            if (v != v) {
+                v = 0.0f;
+            }
+            w[hist + i] = v > FLOAT_IN_LIMIT ? FLOAT_IN_LIMIT : (v < -FLOAT_IN_LIMIT ? -FLOAT_IN_LIMIT : v);
+        }
+    }
+    else {
+        const int16_t *s = (const int16_t *)src.view.buf;
+        for (Py_ssize_t i = 0; i < n; i++) w[hist + i] = (float)s[i];
+    }
+
+    float *y = out_is_f ? (float *)out.view.buf : tmp;
+    resample_core(h, w, up, down, taps, acc, count, y);
+    if (out_is_f) {
+        for (Py_ssize_t i = 0; i < count; i++) y[i] *= COEF_UNIT;
+    }
+    else {
+        int16_t *o = (int16_t *)out.view.buf;
+        for (Py_ssize_t i = 0; i < count; i++) o[i] = sat_round_f(y[i] * COEF_UNIT);
+    }
+    /* keep the last taps - 1 samples as the history */
+    memmove(w, w + n, (size_t)hist * sizeof(float));
+    Py_END_ALLOW_THREADS
+    if (tmp != stack_tmp) {
+        PyMem_RawFree(tmp);
+    }
+    buf_release(&bank);
+    buf_release(&work);
+    buf_release(&src);
+    buf_release(&out);
+    return PyLong_FromLongLong(acc + (long long)count * down - (long long)n * up);
+}
+
+/* ------------------------------------------------------------------ module */
+
+static PyMethodDef codec_methods[] = {
+    {"ulaw_encode", (PyCFunction)(void (*)(void))py_ulaw_encode, METH_FASTCALL, "ulaw_encode(src, dst)"},
+    {"alaw_encode", (PyCFunction)(void (*)(void))py_alaw_encode, METH_FASTCALL, "alaw_encode(src, dst)"},
+    {"ulaw_decode", (PyCFunction)(void (*)(void))py_ulaw_decode, METH_FASTCALL, "ulaw_decode(src, dst)"},
+    {"alaw_decode", (PyCFunction)(void (*)(void))py_alaw_decode, METH_FASTCALL, "alaw_decode(src, dst)"},
+    {"i16_to_f32", (PyCFunction)(void (*)(void))py_i16_to_f32, METH_FASTCALL, "i16_to_f32(src, dst)"},
+    {"f32_to_i16", (PyCFunction)(void (*)(void))py_f32_to_i16, METH_FASTCALL, "f32_to_i16(src, dst)"},
+    {"stereo_to_mono_i16", (PyCFunction)(void (*)(void))py_stereo_to_mono_i16, METH_FASTCALL,
+     "stereo_to_mono_i16(src, dst)"},
+    {"stereo_to_mono_f32", (PyCFunction)(void (*)(void))py_stereo_to_mono_f32, METH_FASTCALL,
+     "stereo_to_mono_f32(src, dst)"},
+    {"gain_i16", (PyCFunction)(void (*)(void))py_gain_i16, METH_FASTCALL, "gain_i16(src, dst, gain)"},
+    {"gain_f32", (PyCFunction)(void (*)(void))py_gain_f32, METH_FASTCALL, "gain_f32(src, dst, gain)"},
+    {"resample", (PyCFunction)(void (*)(void))py_resample, METH_FASTCALL,
+     "resample(bank, up, down, taps, work, src, acc, out) -> acc"},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+codec_exec(PyObject *m)
+{
+    g711_init();
+    /* dtypes the resample kernel wants for its bank and work buffers */
+    if (PyModule_AddStringConstant(m, "BANK_DTYPE", "float32") < 0 ||
+        PyModule_AddStringConstant(m, "WORK_DTYPE", "float32") < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot codec_slots[] = {
+    {Py_mod_exec, codec_exec},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef codec_module = {
+    PyModuleDef_HEAD_INIT,
+    "rtedge.audio._codec",
+    "C kernels for rtedge.audio.codec (see _codec_numpy.py for the numpy twin).",
+    0,
+    codec_methods,
+    codec_slots,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__codec(void)
+{
+    return PyModuleDef_Init(&codec_module);
+}
