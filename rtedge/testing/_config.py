@@ -321,7 +321,7 @@ def _turn_detection(value: Any, path: str) -> dict[str, Any] | None:
             threshold=number(0.0, 1.0),
             prefix_padding_ms=integer(0),
             silence_duration_ms=integer(0),
-            idle_timeout_ms=nullable(integer(5000, 30000)),
+            idle_timeout_ms=nullable(integer(0)),
         )
     else:
         fields = dict(common, eagerness=enum("low", "medium", "high", "auto"))

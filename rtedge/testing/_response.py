@@ -159,6 +159,7 @@ class Response:
     sent_text: str = ""  # transcript, text or arguments streamed so far
     usage: dict[str, Any] | None = None
     details: dict[str, Any] | None = None  # status_details
+    audio_started: float | None = None  # monotonic time of the first audio delta
 
     # -- events ---------------------------------------------------------------
 
@@ -280,6 +281,7 @@ class Response:
         starts = _piece_starts(pieces, plan.offsets)
         step = self.out_fmt.ms_to_samples(self.delta_ms)
         t0, next_piece = time.monotonic(), 0
+        self.audio_started = t0
         for k, begin in enumerate(range(0, int(plan.audio.size), step)):
             if k:
                 yield t0 + k * self.delta_ms / 1000.0 if self.realtime else 0.0
@@ -293,6 +295,12 @@ class Response:
             yield self._base("response.output_audio.delta", **self._part_fields(), delta=payload)
         for piece in pieces[next_piece:]:
             yield self._delta("response.output_audio_transcript.delta", piece, obfuscate)
+
+    def playback_end(self) -> float:
+        """When a client playing this response's audio in real time would finish (monotonic)."""
+        if self.audio_started is None or self.entry is None:
+            return time.monotonic()
+        return max(time.monotonic(), self.audio_started + self.entry.audio_ms() / 1000.0)
 
     # -- closing --------------------------------------------------------------
 

@@ -116,6 +116,9 @@ class ServerSession:
         self.stream: Generator[dict[str, Any] | float, None, None] | None = None
         self.tokens_used = 0
         self.last_input_tokens = 0
+        self.idle_deadline: float | None = None  # server_vad idle_timeout_ms, armed after a response
+        self.idle_from = 0  # input position when it was armed
+        self.idle_nudged = False  # one nudge per silence, never a self-prompting loop
         self._thread = threading.Thread(target=self._respond_loop, name=f"{name}-respond", daemon=True)
 
     # -- helpers ---------------------------------------------------------------
@@ -258,6 +261,7 @@ class ServerSession:
 
     def _speech_started(self, position: int) -> None:
         self.speech_item, self.speech_start = self.server.new_id("item"), position
+        self.idle_deadline, self.idle_nudged = None, False
         self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": self.input.ms(position),
                    "item_id": self.speech_item})
         td = self._turn_detection() or {}
@@ -433,6 +437,7 @@ class ServerSession:
             realtime=self.server.realtime, start_delay=self.server.response_delay,
         )
         self.last_input_tokens = sum(tokens)
+        self.idle_deadline = None
         self.emit(resp.created_event())
         self.active = resp
         try:
@@ -501,7 +506,22 @@ class ServerSession:
         if self.active is resp:
             self.active = None
         self.emit(rate_limits_event(RATE_LIMIT - self.tokens_used))
+        td = self._turn_detection() or {}
+        idle_ms = td.get("idle_timeout_ms")
+        if idle_ms is not None and td.get("type") == "server_vad" and not self.idle_nudged:
+            self.idle_deadline = resp.playback_end() + idle_ms / 1000.0
+            self.idle_from = self.input.total
         self.cond.notify_all()
+
+    def _idle_timeout(self) -> None:
+        """No speech for ``idle_timeout_ms`` after playback: commit what was heard and prompt."""
+        self.idle_deadline, self.idle_nudged = None, True
+        item_id, end = self.server.new_id("item"), self.input.total
+        self.emit({"type": "input_audio_buffer.timeout_triggered", "audio_start_ms": self.input.ms(self.idle_from),
+                   "audio_end_ms": self.input.ms(end), "item_id": item_id})
+        self._commit(item_id, self.input.take(self.idle_from, end))
+        if self.active is None:
+            self._start_response({})
 
     # -- responder thread ------------------------------------------------------
 
@@ -515,12 +535,16 @@ class ServerSession:
     def _respond_step(self) -> bool:
         """Run one step of the active stream; returns False when the session ends."""
         with self.cond:
-            while not self.closing and self.stream is None and time.monotonic() < self.deadline:
-                self.cond.wait(max(0.0, self.deadline - time.monotonic()))
-            if self.closing:
+            while not self.closing and self.stream is None:
+                now = time.monotonic()
+                if now >= self.deadline:
+                    return self._expire()
+                if self.idle_deadline is not None and now >= self.idle_deadline:
+                    self._idle_timeout()
+                    continue
+                self.cond.wait(min(self.deadline, self.idle_deadline or self.deadline) - now)
+            if self.closing or self.stream is None:
                 return False
-            if self.stream is None:
-                return self._expire()
             stream = self.stream
             try:
                 item = next(stream)

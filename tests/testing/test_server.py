@@ -324,6 +324,25 @@ def test_realtime_pacing_uses_absolute_deadlines(server: RealtimeServer, peer: P
     assert expected * 0.9 <= arrivals[-1] - arrivals[0] <= expected + 0.5
 
 
+def test_idle_timeout_prompts_once(server: RealtimeServer, peer: Peer) -> None:
+    peer.update(output_modalities=["text"], audio={"input": {"turn_detection": {
+        "type": "server_vad", "idle_timeout_ms": 300}}})
+    peer.say("hello")
+    peer.send({"type": "response.create"})
+    first_done = time.monotonic()
+    peer.until("response.done")
+    events = peer.until("response.done")
+    assert time.monotonic() - first_done >= 0.3
+    kinds = types(events)
+    assert kinds[:4] == ["rate_limits.updated", "input_audio_buffer.timeout_triggered",
+                         "input_audio_buffer.committed", "conversation.item.added"]
+    triggered = events[1]
+    assert triggered["item_id"] == events[2]["item_id"]
+    assert triggered["audio_end_ms"] >= triggered["audio_start_ms"] >= 0
+    with pytest.raises(TimeoutError):  # a nudge is not followed by another nudge
+        server.wait_for_sent("input_audio_buffer.timeout_triggered", timeout=0.6, nth=2)
+
+
 def test_manual_commit_and_clear(server: RealtimeServer, peer: Peer) -> None:
     peer.update(audio={"input": {"turn_detection": None}})
     peer.send({"type": "input_audio_buffer.commit", "event_id": "evt_commit"})
