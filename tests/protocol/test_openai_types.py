@@ -81,7 +81,8 @@ CLIENT_EVENTS: list[tuple[str, ev.ClientEvent]] = [
     ("input_audio_buffer.append", ev.InputAudioBufferAppend(audio=b"\x00\x01" * 480)),
     ("input_audio_buffer.commit", ev.InputAudioBufferCommit()),
     ("input_audio_buffer.clear", ev.InputAudioBufferClear()),
-    ("conversation.item.create", ev.ConversationItemCreate(item=items.user_text("Hi"), previous_item_id="root")),
+    ("conversation.item.create",
+     ev.ConversationItemCreate(item=items.user_text("Hi"), previous_item_id="root")),
     ("conversation.item.retrieve", ev.ConversationItemRetrieve(item_id="item_1")),
     ("conversation.item.truncate", ev.ConversationItemTruncate(item_id="item_1", audio_end_ms=250)),
     ("conversation.item.delete", ev.ConversationItemDelete(item_id="item_1")),
@@ -97,7 +98,8 @@ def test_one_instance_of_every_sendable_type() -> None:
 
 
 @pytest.mark.parametrize("event", [e for _, e in CLIENT_EVENTS], ids=[n for n, _ in CLIENT_EVENTS])
-def test_client_event_validates_against_openai_types(validate_client_event: Validate, event: ev.ClientEvent) -> None:
+def test_client_event_validates_against_openai_types(validate_client_event: Validate,
+                                                     event: ev.ClientEvent) -> None:
     text = _active_session().send(event)
     model = _check(validate_client_event, text)
     assert model.type == event.TYPE
@@ -140,7 +142,7 @@ def test_the_extras_check_catches_misplaced_fields(validate_client_event: Valida
         validate_client_event({"type": "session.update", "session": {"type": "realtime", "voice": "alloy"}})
 
 
-# =========================================================================== hypothesis sweep of SessionConfig
+# ====================================================================== hypothesis sweep of SessionConfig
 
 
 def _maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -254,16 +256,17 @@ def _expected_value(name: str, value: Any) -> Any:
     if name == "noise_reduction":
         return {"type": value}
     if name == "tools":
-        return [{"type": "function", "name": t.name, "description": t.description, "parameters": dict(t.parameters)}
-                for t in value]
+        return [{"type": "function", "name": t.name, "description": t.description,
+                 "parameters": dict(t.parameters)} for t in value]
     if name == "turn_detection":
-        keys = (["threshold", "prefix_padding_ms", "silence_duration_ms", "create_response", "interrupt_response",
-                 "idle_timeout_ms"] if isinstance(value, ServerVad)
+        keys = (["threshold", "prefix_padding_ms", "silence_duration_ms", "create_response",
+                 "interrupt_response", "idle_timeout_ms"] if isinstance(value, ServerVad)
                 else ["eagerness", "create_response", "interrupt_response"])
         wire_type = "server_vad" if isinstance(value, ServerVad) else "semantic_vad"
         return {"type": wire_type, **{k: getattr(value, k) for k in keys if getattr(value, k) is not UNSET}}
     if name == "transcription":
-        return {k: getattr(value, k) for k in ("model", "language", "prompt") if getattr(value, k) is not UNSET}
+        return {k: getattr(value, k) for k in ("model", "language", "prompt")
+                if getattr(value, k) is not UNSET}
     return value
 
 
@@ -304,7 +307,8 @@ def test_session_config_sweep(validate_client_event: Validate, config: SessionCo
 
 @settings(max_examples=60, deadline=None)
 @given(config=session_configs)
-def test_sweep_configs_survive_merge_and_resend(validate_client_event: Validate, config: SessionConfig) -> None:
+def test_sweep_configs_survive_merge_and_resend(validate_client_event: Validate,
+                                                config: SessionConfig) -> None:
     # merged() lays set fields over a base: the result must serialize to a valid event with the base's
     # fields kept where the update left them unset.
     base = SessionConfig(instructions="base", voice="alloy", turn_detection=ServerVad(threshold=0.5))

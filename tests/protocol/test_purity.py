@@ -79,7 +79,8 @@ def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name)
               and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id)
               in ("import_module", "__import__")
-              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+              and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)):
             found.append((node.lineno, node.args[0].value))
     return found
 

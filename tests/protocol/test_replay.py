@@ -36,12 +36,14 @@ Validate = Callable[[str | dict[str, Any]], Any]
 # Every event type in the OpenAI GA recordings is a documented GA server event (protocol reference §1.3).
 GA_TYPES_IN_RECORDINGS = {
     "session.created", "session.updated", "conversation.item.added", "conversation.item.done",
-    "conversation.item.input_audio_transcription.delta", "conversation.item.input_audio_transcription.completed",
+    "conversation.item.input_audio_transcription.delta",
+    "conversation.item.input_audio_transcription.completed",
     "input_audio_buffer.committed", "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
     "rate_limits.updated", "response.created", "response.done", "response.output_item.added",
     "response.output_item.done", "response.content_part.added", "response.content_part.done",
     "response.output_text.delta", "response.output_text.done", "response.output_audio.delta",
-    "response.output_audio.done", "response.output_audio_transcript.delta", "response.output_audio_transcript.done",
+    "response.output_audio.done", "response.output_audio_transcript.delta",
+    "response.output_audio_transcript.done",
     "response.function_call_arguments.delta", "response.function_call_arguments.done",
     "conversation.created",
 }
@@ -135,11 +137,11 @@ def test_usage_totals_equal_recorded_sums(recording: Any) -> None:
         totals["output_text_tokens"] += out.get("text_tokens", 0)
         totals["output_audio_tokens"] += out.get("audio_tokens", 0)
     assert counted == len(dones)  # GA and xAI both report usage on every response.done
-    usage = session.state.usage
-    assert usage.responses == counted
+    summed = session.state.usage
+    assert summed.responses == counted
     for name, value in totals.items():
-        assert getattr(usage, name) == value, name
-    assert usage.total_tokens > 0
+        assert getattr(summed, name) == value, name
+    assert summed.total_tokens > 0
     # and per response
     for done in dones:
         rid = done["response"]["id"]

@@ -96,7 +96,8 @@ CLIENT_CASES: list[tuple[str, ev.ClientEvent, dict[str, Any]]] = [
     ),
     (
         "session.update-pcma-in-pcmu-out",
-        ev.SessionUpdate(session=SessionConfig(input_format=AudioFormat.pcma(), output_format=AudioFormat.pcmu())),
+        ev.SessionUpdate(session=SessionConfig(input_format=AudioFormat.pcma(),
+                                               output_format=AudioFormat.pcmu())),
         {"type": "session.update", "session": {"type": "realtime", "audio": {
             "input": {"format": {"type": "audio/pcma"}}, "output": {"format": {"type": "audio/pcmu"}}}}},
     ),
@@ -201,7 +202,8 @@ CLIENT_CASES: list[tuple[str, ev.ClientEvent, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("event", "expected"), [c[1:] for c in CLIENT_CASES], ids=[c[0] for c in CLIENT_CASES])
+@pytest.mark.parametrize(("event", "expected"), [c[1:] for c in CLIENT_CASES],
+                         ids=[c[0] for c in CLIENT_CASES])
 def test_client_event_golden(event: ev.ClientEvent, expected: dict[str, Any]) -> None:
     text = to_wire(event, OPENAI)
     assert json.loads(text) == expected
@@ -245,7 +247,7 @@ def test_openai_session_refuses_session_finish() -> None:
         Session("openai").send(ev.SessionFinish())
 
 
-# --------------------------------------------------------------------------------- config errors at construction
+# ------------------------------------------------------------------------ config errors at construction
 
 
 @pytest.mark.parametrize("build", [
@@ -270,10 +272,12 @@ def test_openai_session_refuses_session_finish() -> None:
     pytest.param(lambda: SessionConfig(input_format=None), id='SessionConfig(input_format=None)'),
     pytest.param(lambda: SessionConfig(output_format=None), id='SessionConfig(output_format=None)'),
     pytest.param(lambda: SessionConfig(output_modalities=()), id='SessionConfig(output_modalities=())'),
-    pytest.param(lambda: SessionConfig(output_modalities=("video",)), id='SessionConfig(output_modalities=("video",))'),
+    pytest.param(lambda: SessionConfig(output_modalities=("video",)),
+                 id='SessionConfig(output_modalities=("video",))'),
     pytest.param(lambda: AudioFormat("pcmu", 16000), id='AudioFormat("pcmu", 16000)'),
     pytest.param(lambda: AudioFormat("opus", 48000), id='AudioFormat("opus", 48000)'),
-    pytest.param(lambda: SessionConfig.from_kwargs(temperature=0.8), id='SessionConfig.from_kwargs(temperature=0.8)'),
+    pytest.param(lambda: SessionConfig.from_kwargs(temperature=0.8),
+                 id='SessionConfig.from_kwargs(temperature=0.8)'),
 ])
 def test_invalid_config_raises_config_error_at_construction(build: Any) -> None:
     with pytest.raises(ConfigError):
@@ -286,6 +290,16 @@ def test_config_error_is_a_value_error() -> None:
 
 
 # ============================================================================================ wire -> server
+
+# ids from the recorded GA sessions
+RESP_AUDIO = "resp_E6U0xfWhN878XBMhc0LKn"
+ITEM_ASSISTANT = "item_E6U0xWSFIFri2uw2kTLLq"
+ITEM_USER = "item_E6U0xpLmn5e80rVGpEeKv"
+RESP_TEXT = "resp_E6U14YFe7U2EU95eQndMH"
+ITEM_TEXT = "item_E6U14tdNtskbeBmYROQjH"
+RESP_TOOL = "resp_E6U11oof93olA0JOwdA0H"
+ITEM_TOOL = "item_E6U11H8XY7uk9uRetnwLK"
+SESSION_ID = "sess_E6U0wu9FmdwQ0Lgv9ESYH"
 
 # (payload, expected class, expected typed attributes).  Payloads marked "recorded" are trimmed copies of
 # real server events (GA gpt-realtime or xAI); the others follow the protocol reference (GA types, vLLM,
@@ -303,7 +317,7 @@ SERVER_CASES: list[tuple[dict[str, Any], type[ev.ServerEvent], dict[str, Any]]] 
     ),
     (  # recorded (trimmed)
         {"type": "session.created", "event_id": "event_E6U0wB3eiENYwSnJIBpFN",
-         "session": {"type": "realtime", "object": "realtime.session", "id": "sess_E6U0wu9FmdwQ0Lgv9ESYH",
+         "session": {"type": "realtime", "object": "realtime.session", "id": SESSION_ID,
                      "model": "gpt-realtime", "output_modalities": ["audio"],
                      "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
                                          "turn_detection": {"type": "server_vad", "threshold": 0.5}},
@@ -313,8 +327,9 @@ SERVER_CASES: list[tuple[dict[str, Any], type[ev.ServerEvent], dict[str, Any]]] 
     ),
     (  # recorded (trimmed)
         {"type": "session.updated", "event_id": "event_E6U0xPKs3yvsEC0vkrect",
-         "session": {"type": "realtime", "id": "sess_E6U0wu9FmdwQ0Lgv9ESYH", "instructions": "Reply in a few words.",
-                     "audio": {"input": {"transcription": {"model": "gpt-realtime-whisper", "language": None}}}}},
+         "session": {"type": "realtime", "id": SESSION_ID, "instructions": "Reply in a few words.",
+                     "audio": {"input": {"transcription": {"model": "gpt-realtime-whisper",
+                                                           "language": None}}}}},
         ev.SessionUpdated,
         {},
     ),
@@ -327,19 +342,20 @@ SERVER_CASES: list[tuple[dict[str, Any], type[ev.ServerEvent], dict[str, Any]]] 
         {"conversation": {"id": "4a313578-606b-4235-90a3-8e9bdae5f5d4", "object": "realtime.conversation"}},
     ),
     (  # recorded
-        {"type": "conversation.item.added", "event_id": "event_E6U0x6ewwhja4NJms0BK9", "previous_item_id": None,
-         "item": {"id": "item_E6U0xpLmn5e80rVGpEeKv", "type": "message", "status": "completed", "role": "user",
+        {"type": "conversation.item.added", "event_id": "event_E6U0x6ewwhja4NJms0BK9",
+         "previous_item_id": None,
+         "item": {"id": ITEM_USER, "type": "message", "status": "completed", "role": "user",
                   "content": [{"type": "input_audio", "transcript": None}]}},
         ev.ConversationItemAdded,
-        {"item_id": "item_E6U0xpLmn5e80rVGpEeKv", "previous_item_id": None},
+        {"item_id": ITEM_USER, "previous_item_id": None},
     ),
     (  # recorded
         {"type": "conversation.item.done", "event_id": "event_E6U0xItUrm6p3zuKMWLAm",
          "previous_item_id": "item_prev",
-         "item": {"id": "item_E6U0xpLmn5e80rVGpEeKv", "type": "message", "status": "completed", "role": "user",
+         "item": {"id": ITEM_USER, "type": "message", "status": "completed", "role": "user",
                   "content": [{"type": "input_audio", "transcript": None}]}},
         ev.ConversationItemDone,
-        {"item_id": "item_E6U0xpLmn5e80rVGpEeKv", "previous_item_id": "item_prev"},
+        {"item_id": ITEM_USER, "previous_item_id": "item_prev"},
     ),
     (
         {"type": "conversation.item.created", "event_id": "e2", "previous_item_id": "item_0",
@@ -360,15 +376,16 @@ SERVER_CASES: list[tuple[dict[str, Any], type[ev.ServerEvent], dict[str, Any]]] 
       "audio_end_ms": 1500},
      ev.ConversationItemTruncated, {"item_id": "item_2", "content_index": 0, "audio_end_ms": 1500}),
     (  # recorded
-        {"type": "conversation.item.input_audio_transcription.delta", "event_id": "event_E6U0xFfUwkVBtivCMNlgo",
-         "item_id": "item_E6U0xpLmn5e80rVGpEeKv", "content_index": 0, "delta": " Hello",
+        {"type": "conversation.item.input_audio_transcription.delta",
+         "event_id": "event_E6U0xFfUwkVBtivCMNlgo",
+         "item_id": ITEM_USER, "content_index": 0, "delta": " Hello",
          "obfuscation": "sOu3zwViFH"},
         ev.InputAudioTranscriptionDelta,
-        {"item_id": "item_E6U0xpLmn5e80rVGpEeKv", "content_index": 0, "delta": " Hello"},
+        {"item_id": ITEM_USER, "content_index": 0, "delta": " Hello"},
     ),
     (  # recorded
         {"type": "conversation.item.input_audio_transcription.completed",
-         "event_id": "event_E6U0yPHRaSGaFrbW4UkbV", "item_id": "item_E6U0xpLmn5e80rVGpEeKv", "content_index": 0,
+         "event_id": "event_E6U0yPHRaSGaFrbW4UkbV", "item_id": ITEM_USER, "content_index": 0,
          "transcript": "Hello, my name is Marcelo.", "usage": {"type": "duration", "seconds": 3}},
         ev.InputAudioTranscriptionCompleted,
         {"transcript": "Hello, my name is Marcelo.", "usage": {"type": "duration", "seconds": 3}},
@@ -383,53 +400,54 @@ SERVER_CASES: list[tuple[dict[str, Any], type[ev.ServerEvent], dict[str, Any]]] 
     ),
     (  # recorded
         {"type": "input_audio_buffer.committed", "event_id": "event_E6U0x8fqo2wYVuT4FuuTt",
-         "previous_item_id": None, "item_id": "item_E6U0xpLmn5e80rVGpEeKv"},
+         "previous_item_id": None, "item_id": ITEM_USER},
         ev.InputAudioBufferCommitted,
-        {"item_id": "item_E6U0xpLmn5e80rVGpEeKv", "previous_item_id": None},
+        {"item_id": ITEM_USER, "previous_item_id": None},
     ),
     ({"type": "input_audio_buffer.cleared", "event_id": "e7"}, ev.InputAudioBufferCleared, {}),
     (  # recorded
         {"type": "input_audio_buffer.speech_started", "event_id": "event_E6U0xtb4IYeT9FSp0z1Dm",
-         "audio_start_ms": 1460, "item_id": "item_E6U0xpLmn5e80rVGpEeKv"},
+         "audio_start_ms": 1460, "item_id": ITEM_USER},
         ev.InputAudioBufferSpeechStarted,
-        {"audio_start_ms": 1460, "item_id": "item_E6U0xpLmn5e80rVGpEeKv"},
+        {"audio_start_ms": 1460, "item_id": ITEM_USER},
     ),
     (  # recorded
         {"type": "input_audio_buffer.speech_stopped", "event_id": "event_E6U0xmIzKD3XGdehniexF",
-         "audio_end_ms": 4256, "item_id": "item_E6U0xpLmn5e80rVGpEeKv"},
+         "audio_end_ms": 4256, "item_id": ITEM_USER},
         ev.InputAudioBufferSpeechStopped,
-        {"audio_end_ms": 4256, "item_id": "item_E6U0xpLmn5e80rVGpEeKv"},
+        {"audio_end_ms": 4256, "item_id": ITEM_USER},
     ),
     ({"type": "input_audio_buffer.timeout_triggered", "event_id": "e8", "audio_start_ms": 5000,
       "audio_end_ms": 11000, "item_id": "item_9"},
-     ev.InputAudioBufferTimeoutTriggered, {"audio_start_ms": 5000, "audio_end_ms": 11000, "item_id": "item_9"}),
+     ev.InputAudioBufferTimeoutTriggered,
+     {"audio_start_ms": 5000, "audio_end_ms": 11000, "item_id": "item_9"}),
     (  # recorded
         {"type": "response.created", "event_id": "event_E6U0xqU33ZWMW0z5TtF7M",
-         "response": {"object": "realtime.response", "id": "resp_E6U0xfWhN878XBMhc0LKn", "status": "in_progress",
+         "response": {"object": "realtime.response", "id": RESP_AUDIO, "status": "in_progress",
                       "status_details": None, "output": [], "conversation_id": "conv_E6U0wZ7az3EZovEnFLqH4",
                       "output_modalities": ["audio"], "max_output_tokens": "inf", "usage": None,
                       "metadata": None}},
         ev.ResponseCreated,
-        {"response_id": "resp_E6U0xfWhN878XBMhc0LKn", "status": "in_progress"},
+        {"response_id": RESP_AUDIO, "status": "in_progress"},
     ),
     (  # recorded (trimmed)
         {"type": "response.done", "event_id": "event_E6U0yAVEcd97wmd3MgWAH",
-         "response": {"object": "realtime.response", "id": "resp_E6U0xfWhN878XBMhc0LKn", "status": "completed",
+         "response": {"object": "realtime.response", "id": RESP_AUDIO, "status": "completed",
                       "status_details": None, "output": [],
                       "usage": {"total_tokens": 205, "input_tokens": 41, "output_tokens": 164,
-                                "input_token_details": {"text_tokens": 14, "audio_tokens": 27, "image_tokens": 0,
-                                                        "cached_tokens": 0},
+                                "input_token_details": {"text_tokens": 14, "audio_tokens": 27,
+                                                        "image_tokens": 0, "cached_tokens": 0},
                                 "output_token_details": {"text_tokens": 28, "audio_tokens": 136}}}},
         ev.ResponseDone,
-        {"response_id": "resp_E6U0xfWhN878XBMhc0LKn", "status": "completed"},
+        {"response_id": RESP_AUDIO, "status": "completed"},
     ),
     (  # recorded
         {"type": "response.output_item.added", "event_id": "event_E6U0xxVBhC3KCTCrIG4g8",
-         "response_id": "resp_E6U0xfWhN878XBMhc0LKn", "output_index": 0,
-         "item": {"id": "item_E6U0xWSFIFri2uw2kTLLq", "type": "message", "status": "in_progress",
+         "response_id": RESP_AUDIO, "output_index": 0,
+         "item": {"id": ITEM_ASSISTANT, "type": "message", "status": "in_progress",
                   "role": "assistant", "content": []}},
         ev.ResponseOutputItemAdded,
-        {"response_id": "resp_E6U0xfWhN878XBMhc0LKn", "output_index": 0, "item_id": "item_E6U0xWSFIFri2uw2kTLLq"},
+        {"response_id": RESP_AUDIO, "output_index": 0, "item_id": ITEM_ASSISTANT},
     ),
     (  # recorded (xAI function call, second output)
         {"type": "response.output_item.done", "event_id": "493d1d5d-7651-4d94-b3a3-f49802256420",
@@ -441,35 +459,35 @@ SERVER_CASES: list[tuple[dict[str, Any], type[ev.ServerEvent], dict[str, Any]]] 
     ),
     (  # recorded
         {"type": "response.content_part.added", "event_id": "event_E6U0xSOMTv6xBpY7C0bR8",
-         "response_id": "resp_E6U0xfWhN878XBMhc0LKn", "item_id": "item_E6U0xWSFIFri2uw2kTLLq", "output_index": 0,
+         "response_id": RESP_AUDIO, "item_id": ITEM_ASSISTANT, "output_index": 0,
          "content_index": 0, "part": {"type": "audio", "transcript": ""}},
         ev.ResponseContentPartAdded,
-        {"item_id": "item_E6U0xWSFIFri2uw2kTLLq", "content_index": 0, "part": {"type": "audio", "transcript": ""}},
+        {"item_id": ITEM_ASSISTANT, "content_index": 0, "part": {"type": "audio", "transcript": ""}},
     ),
     (  # recorded
         {"type": "response.content_part.done", "event_id": "event_E6U0yqTmBC83uW5DNo7Wj",
-         "response_id": "resp_E6U0xfWhN878XBMhc0LKn", "item_id": "item_E6U0xWSFIFri2uw2kTLLq", "output_index": 0,
+         "response_id": RESP_AUDIO, "item_id": ITEM_ASSISTANT, "output_index": 0,
          "content_index": 1, "part": {"type": "audio", "transcript": "Hello, Marcelo!"}},
         ev.ResponseContentPartDone,
         {"content_index": 1, "part": {"type": "audio", "transcript": "Hello, Marcelo!"}},
     ),
     (  # recorded
         {"type": "response.output_text.delta", "event_id": "event_E6U15MRPskSLwnIDT7jHM",
-         "response_id": "resp_E6U14YFe7U2EU95eQndMH", "item_id": "item_E6U14tdNtskbeBmYROQjH", "output_index": 0,
+         "response_id": RESP_TEXT, "item_id": ITEM_TEXT, "output_index": 0,
          "content_index": 0, "delta": "Your", "obfuscation": "7zleWRBBoD2B"},
         ev.ResponseOutputTextDelta,
-        {"response_id": "resp_E6U14YFe7U2EU95eQndMH", "item_id": "item_E6U14tdNtskbeBmYROQjH", "delta": "Your"},
+        {"response_id": RESP_TEXT, "item_id": ITEM_TEXT, "delta": "Your"},
     ),
     (  # recorded
         {"type": "response.output_text.done", "event_id": "event_E6U15QMSHWDM1KUDSjU9B",
-         "response_id": "resp_E6U14YFe7U2EU95eQndMH", "item_id": "item_E6U14tdNtskbeBmYROQjH", "output_index": 0,
+         "response_id": RESP_TEXT, "item_id": ITEM_TEXT, "output_index": 0,
          "content_index": 0, "text": "Your name is Alice, and your favorite color is teal!"},
         ev.ResponseOutputTextDone,
         {"text": "Your name is Alice, and your favorite color is teal!"},
     ),
     (  # recorded
         {"type": "response.output_audio.delta", "event_id": "event_E6U0x5zQRGJVzr6MR41ud",
-         "response_id": "resp_E6U0xfWhN878XBMhc0LKn", "item_id": "item_E6U0xWSFIFri2uw2kTLLq", "output_index": 0,
+         "response_id": RESP_AUDIO, "item_id": ITEM_ASSISTANT, "output_index": 0,
          "content_index": 0, "delta": "//8AAAYAAAD8/wMAAAAAAP7/AgAFAAAAAQD9/wUAAAAA"},
         ev.ResponseOutputAudioDelta,
         # 44 base64 characters, no padding -> 33 bytes
@@ -477,45 +495,48 @@ SERVER_CASES: list[tuple[dict[str, Any], type[ev.ServerEvent], dict[str, Any]]] 
     ),
     (  # recorded
         {"type": "response.output_audio.done", "event_id": "event_E6U0yllcMma7BGWVjmfuH",
-         "response_id": "resp_E6U0xfWhN878XBMhc0LKn", "item_id": "item_E6U0xWSFIFri2uw2kTLLq", "output_index": 0,
+         "response_id": RESP_AUDIO, "item_id": ITEM_ASSISTANT, "output_index": 0,
          "content_index": 0},
         ev.ResponseOutputAudioDone,
-        {"response_id": "resp_E6U0xfWhN878XBMhc0LKn", "item_id": "item_E6U0xWSFIFri2uw2kTLLq"},
+        {"response_id": RESP_AUDIO, "item_id": ITEM_ASSISTANT},
     ),
     (  # recorded
         {"type": "response.output_audio_transcript.delta", "event_id": "event_E6U0x4CPpGXckBREkhDss",
-         "response_id": "resp_E6U0xfWhN878XBMhc0LKn", "item_id": "item_E6U0xWSFIFri2uw2kTLLq", "output_index": 0,
+         "response_id": RESP_AUDIO, "item_id": ITEM_ASSISTANT, "output_index": 0,
          "content_index": 0, "delta": "Hello", "obfuscation": "kX1yigxefJb"},
         ev.ResponseOutputAudioTranscriptDelta,
         {"delta": "Hello"},
     ),
     (  # recorded
         {"type": "response.output_audio_transcript.done", "event_id": "event_E6U0yUTLiyu5P8q1fsrhQ",
-         "response_id": "resp_E6U0xfWhN878XBMhc0LKn", "item_id": "item_E6U0xWSFIFri2uw2kTLLq", "output_index": 0,
+         "response_id": RESP_AUDIO, "item_id": ITEM_ASSISTANT, "output_index": 0,
          "content_index": 0, "transcript": "Hello, Marcelo! Great to meet you. How can I help you today?"},
         ev.ResponseOutputAudioTranscriptDone,
         {"transcript": "Hello, Marcelo! Great to meet you. How can I help you today?"},
     ),
     (  # recorded
         {"type": "response.function_call_arguments.delta", "event_id": "event_E6U11jGO7A5J0mN4JeHbr",
-         "response_id": "resp_E6U11oof93olA0JOwdA0H", "item_id": "item_E6U11H8XY7uk9uRetnwLK", "output_index": 0,
+         "response_id": RESP_TOOL, "item_id": ITEM_TOOL, "output_index": 0,
          "call_id": "call_uMNE0Myi2tDTPu0w", "delta": "{", "obfuscation": "aBSplHqbmMbpmCf"},
         ev.ResponseFunctionCallArgumentsDelta,
-        {"call_id": "call_uMNE0Myi2tDTPu0w", "item_id": "item_E6U11H8XY7uk9uRetnwLK", "delta": "{"},
+        {"call_id": "call_uMNE0Myi2tDTPu0w", "item_id": ITEM_TOOL, "delta": "{"},
     ),
     (  # recorded
         {"type": "response.function_call_arguments.done", "event_id": "event_E6U11JalTa2AXhyGOruaq",
-         "response_id": "resp_E6U11oof93olA0JOwdA0H", "item_id": "item_E6U11H8XY7uk9uRetnwLK", "output_index": 0,
-         "call_id": "call_uMNE0Myi2tDTPu0w", "name": "get_weather", "arguments": "{  \n  \"city\": \"London\" \n} \n"},
+         "response_id": RESP_TOOL, "item_id": ITEM_TOOL, "output_index": 0,
+         "call_id": "call_uMNE0Myi2tDTPu0w", "name": "get_weather",
+         "arguments": "{  \n  \"city\": \"London\" \n} \n"},
         ev.ResponseFunctionCallArgumentsDone,
         {"call_id": "call_uMNE0Myi2tDTPu0w", "name": "get_weather",
          "arguments": "{  \n  \"city\": \"London\" \n} \n"},
     ),
     (  # recorded
         {"type": "rate_limits.updated", "event_id": "event_E8qoq6Q4WQTdjZw5YOdIp",
-         "rate_limits": [{"name": "tokens", "limit": 15000000, "remaining": 14999371, "reset_seconds": 0.002}]},
+         "rate_limits": [{"name": "tokens", "limit": 15000000, "remaining": 14999371,
+                          "reset_seconds": 0.002}]},
         ev.RateLimitsUpdated,
-        {"rate_limits": [{"name": "tokens", "limit": 15000000, "remaining": 14999371, "reset_seconds": 0.002}]},
+        {"rate_limits": [{"name": "tokens", "limit": 15000000, "remaining": 14999371,
+                          "reset_seconds": 0.002}]},
     ),
     ({"type": "output_audio_buffer.started", "event_id": "e9", "response_id": "resp_1"},
      ev.OutputAudioBufferStarted, {"response_id": "resp_1"}),
@@ -532,8 +553,10 @@ SERVER_CASES: list[tuple[dict[str, Any], type[ev.ServerEvent], dict[str, Any]]] 
 ]
 
 
-@pytest.mark.parametrize(("payload", "cls", "expected"), SERVER_CASES, ids=[c[0]["type"] for c in SERVER_CASES])
-def test_server_event_golden(payload: dict[str, Any], cls: type[ev.ServerEvent], expected: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("payload", "cls", "expected"), SERVER_CASES,
+                         ids=[c[0]["type"] for c in SERVER_CASES])
+def test_server_event_golden(payload: dict[str, Any], cls: type[ev.ServerEvent],
+                             expected: dict[str, Any]) -> None:
     event = from_wire(json.dumps(payload), OPENAI)
     assert type(event) is cls
     assert event.type == payload["type"]
