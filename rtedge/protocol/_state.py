@@ -236,7 +236,8 @@ class SessionState:
         if usage.responses:
             self.usage_by_response[rid] = usage
             self.usage = self.usage + usage
-        for item in event.response.get("output") or ():
+        output = event.response.get("output")
+        for item in output if isinstance(output, list) else ():
             if isinstance(item, Mapping) and isinstance(item.get("id"), str):
                 self._output_item(item["id"], rid).status = str(item.get("status", "completed"))
 

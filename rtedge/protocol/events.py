@@ -560,7 +560,24 @@ SERVER_EVENT_TYPES: tuple[type[ServerEvent], ...] = (
 
 SERVER_EVENT_REGISTRY: dict[str, type[ServerEvent]] = {cls.TYPE: cls for cls in SERVER_EVENT_TYPES}
 
-_INT_FIELDS = frozenset({"output_index", "content_index", "audio_start_ms", "audio_end_ms"})
+_INT_FIELDS = frozenset({"output_index", "content_index", "audio_start_ms", "audio_end_ms", "code"})
+_STR_FIELDS = frozenset({"item_id", "previous_item_id", "response_id", "call_id", "name", "arguments", "delta",
+                         "text", "transcript", "reason"})
+_OBJECT_FIELDS = frozenset({"session", "conversation", "item", "response", "part", "usage", "error"})
+_LIST_FIELDS = frozenset({"rate_limits"})
+
+
+def _has_wire_type(name: str, value: object) -> bool:
+    """Whether a field's wire value has the JSON type the typed field declares."""
+    if name in _INT_FIELDS:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name in _STR_FIELDS:
+        return isinstance(value, str)
+    if name in _OBJECT_FIELDS:
+        return isinstance(value, Mapping)
+    if name in _LIST_FIELDS:
+        return isinstance(value, list)
+    return True
 
 
 def _field_names(cls: type[ServerEvent]) -> tuple[str, ...]:
@@ -575,7 +592,9 @@ def server_event_from_raw(raw: Mapping[str, Any]) -> ServerEvent:
     """Build the typed event for a (normalised) wire object; unknown types give UnknownServerEvent.
 
     Fields absent from ``raw`` keep their defaults; ``null`` values are treated as absent
-    except where the field allows None.  Never raises for a mapping with a string ``type``.
+    except where the field allows None, and so are values of the wrong JSON type (a string
+    where an object is declared...), so typed fields can be trusted.  Never raises for a
+    mapping with a string ``type``.
     """
     type_ = str(raw.get("type", ""))
     event_id = raw.get("event_id")
@@ -590,10 +609,11 @@ def server_event_from_raw(raw: Mapping[str, Any]) -> ServerEvent:
         value = raw[name]
         if name == "error" and cls is Error:  # transcription.failed keeps its error as the raw mapping
             value = ErrorInfo.from_raw(value)
-        elif name in _INT_FIELDS and not isinstance(value, int):
+        elif value is None:
+            if name not in ("previous_item_id", "usage"):
+                continue
+        elif not _has_wire_type(name, value):
             continue  # malformed: keep the default, the raw data still has it
-        elif value is None and name not in ("previous_item_id", "usage"):
-            continue
         kwargs[name] = value
     return cls(type=type_, event_id=event_id, raw=raw, **kwargs)
 

@@ -151,7 +151,8 @@ class Session:
     def interrupt_response_on_speech(self) -> bool:
         """True when the server cancels responses itself on speech (``interrupt_response``)."""
         audio: Any = self.state.session.get("audio")
-        td = audio.get("input", {}).get("turn_detection") if isinstance(audio, dict) else None
+        audio_in: Any = audio.get("input") if isinstance(audio, dict) else None
+        td = audio_in.get("turn_detection") if isinstance(audio_in, dict) else None
         if not isinstance(td, dict):
             td = self.state.session.get("turn_detection")  # flat dialects
         return isinstance(td, dict) and td.get("interrupt_response", True) is not False

@@ -7,6 +7,7 @@ import json
 from contextlib import nullcontext
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -528,3 +529,41 @@ def test_sent_id_memory_is_bounded() -> None:
            for _ in range(_state._SENT_MEMORY + 10)]
     assert len(s.state.sent_types) == _state._SENT_MEMORY
     assert s.state.sent_type(ids[0]) is None and s.state.sent_type(ids[-1]) == "input_audio_buffer.clear"
+
+
+# ============================================================================================ hostile input
+
+_WRONG_TYPES: list[object] = ["text", 5, 1.5, True, None, [1, "x"], {"id": 5}, [{"id": 3}],
+                              {"id": "r", "output": 5, "usage": "x"}, {"audio": {"input": "x", "output": 5}},
+                              {"id": "i", "type": "function_call", "call_id": 5, "name": 7}]
+_DECLARED = {str: str, int: int, dict: dict, list: list}
+
+
+def _wire_fields(cls: type[ev.ServerEvent]) -> list[str]:
+    return [f.name for f in attrs.fields(cls) if f.name not in ("type", "event_id", "raw")]
+
+
+@pytest.mark.parametrize("cls", [c for c in ev.SERVER_EVENT_TYPES if not c.TYPE.startswith("rtedge.")],
+                         ids=lambda c: c.TYPE)
+def test_wrong_json_types_never_break_receive(cls: type[ev.ServerEvent]) -> None:
+    """A field of the wrong JSON type is kept in raw but not trusted: no handler or query may fail on it."""
+    for name in _wire_fields(cls):
+        default = attrs.fields_dict(cls)[name].default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory()
+        for value in _WRONG_TYPES:
+            s = Session("openai")
+            created(s, "r")
+            event = feed(s, type=cls.TYPE, **{name: value})
+            assert event.raw[name] == value
+            got = getattr(event, name)
+            if cls is ev.Error and name == "error":
+                assert isinstance(got, ev.ErrorInfo)
+            elif type(default) in _DECLARED and got is not None:
+                # the typed field has its declared JSON type, or is the default
+                assert isinstance(got, _DECLARED[type(default)]) and not isinstance(got, bool) \
+                    or got == default, (name, value, got)
+            s.interrupt_response_on_speech()
+            s.truncate_event("r", 100)
+            s.cancel_event()
+            repr(s)
