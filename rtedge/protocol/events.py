@@ -561,8 +561,8 @@ SERVER_EVENT_TYPES: tuple[type[ServerEvent], ...] = (
 SERVER_EVENT_REGISTRY: dict[str, type[ServerEvent]] = {cls.TYPE: cls for cls in SERVER_EVENT_TYPES}
 
 _INT_FIELDS = frozenset({"output_index", "content_index", "audio_start_ms", "audio_end_ms", "code"})
-_STR_FIELDS = frozenset({"item_id", "previous_item_id", "response_id", "call_id", "name", "arguments", "delta",
-                         "text", "transcript", "reason"})
+_STR_FIELDS = frozenset({"item_id", "previous_item_id", "response_id", "call_id", "name", "arguments",
+                         "delta", "text", "transcript", "reason"})
 _OBJECT_FIELDS = frozenset({"session", "conversation", "item", "response", "part", "usage", "error"})
 _LIST_FIELDS = frozenset({"rate_limits"})
 
