@@ -191,6 +191,9 @@ def _stream(client: Any, samples: Any, rate: int, args: argparse.Namespace) -> i
     u = report.usage
     print(f"summary: {len(report.turns)} turn(s), {report.input_seconds:.1f} s in, {report.output_seconds:.1f} s out, "
           f"tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}", flush=True)
+    if client.stats.audio_dropped:
+        print(f"rtedge: warning: {client.stats.audio_dropped_ms:.0f} ms of input audio was dropped "
+              "(the link was slower than real time)", file=sys.stderr)
     if not report.turns:
         print("rtedge: note: the server heard no speech in the input", file=sys.stderr)
     if report.timed_out and not stop.is_set():

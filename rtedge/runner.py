@@ -177,11 +177,14 @@ def stream_wav(
         client.append_audio(padded[offset:offset + frame], rate)
         if realtime:
             stop.wait(max(0.0, start + (i + 1) * FRAME_MS / 1000 - time.monotonic()))
+        else:  # as fast as the link takes it, never faster than the send queue drains
+            client.wait_sent(max_queued_ms=500, timeout=max(0.0, deadline - time.monotonic()))
     tracker.report.input_seconds = len(samples) / rate
     if manual and not client.closed:
         tracker.mark_turn_end()
         client.commit()
         client.create_response()
+    client.wait_sent(0, timeout=max(0.0, deadline - time.monotonic()))
     answered = tracker.wait_answered(deadline, grace=1.5)
     tracker.report.timed_out = not answered
     tracker.report.usage = client.usage

@@ -92,9 +92,17 @@ class SendQueue:
             if ms:
                 del self._items[i]
                 self._audio_ms -= ms
+                if self._stats.audio_dropped == 0:
+                    log.warning("send queue holds over %.0f ms of audio: dropping the oldest (counted in "
+                                "stats.audio_dropped)", self.max_audio_ms)
                 self._stats.audio_dropped += 1
                 self._stats.audio_dropped_ms += ms
                 return
+
+    def wait_below(self, audio_ms: float, timeout: float | None) -> bool:
+        """Wait until at most ``audio_ms`` of audio is queued (True) or ``timeout`` passes (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._audio_ms <= audio_ms or self._closed, timeout)
 
     def get(self, timeout: float) -> str | object | None:
         """The next text, ``_CLOSE`` once closed and drained, or None on timeout."""
@@ -104,6 +112,8 @@ class SendQueue:
             if self._items:
                 text, ms = self._items.popleft()
                 self._audio_ms -= ms
+                if ms:
+                    self._cond.notify_all()  # wake wait_below()
                 return text
             return _CLOSE if self._closed else None
 

@@ -310,6 +310,15 @@ class Client:
         self._send(ev.InputAudioBufferAppend(audio=data), audio_ms=len(data) / fmt.bytes_per_ms)
         return len(data)
 
+    def wait_sent(self, max_queued_ms: float = 0.0, timeout: float | None = None) -> bool:
+        """Block until at most ``max_queued_ms`` of appended audio waits to be sent.
+
+        Use it to stream a file faster than real time without overrunning the send queue (whose
+        oldest audio is dropped past ``max_audio_queue_ms``, as stale live audio should be).
+        Returns False on timeout.
+        """
+        return self._sendq.wait_below(max_queued_ms, timeout)
+
     def commit(self) -> str | None:
         """Commit the input buffer (manual turns).  Flushes the resampler's tail first."""
         with self._lock:
