@@ -504,17 +504,41 @@ typedef float v8f __attribute__((vector_size(32), aligned(4), __may_alias__));
 #define LD(p) (*(const v8f *)(p))
 #define INLINE static inline __attribute__((always_inline))
 
-/* y[0], y[1] = lane sums of a and b in the fixed tree order. */
+#if defined(__clang__)
+#define SHUF2(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+#else
+typedef int v8i __attribute__((vector_size(32)));
+#define SHUF2(a, b, ...) __builtin_shuffle((a), (b), (v8i){__VA_ARGS__})
+#endif
+
+/* Lane sums of a, b (and c, d) in the fixed tree order
+ *   u_i = v_i + v_{i+4};  sum = (u_0 + u_2) + (u_1 + u_3),
+ * done with vector shuffles, several outputs at once. */
 INLINE void
 reduce_pair(v8f a, v8f b, float *y)
 {
-    float ua[4], ub[4];
-    for (int i = 0; i < 4; i++) {
-        ua[i] = a[i] + a[i + 4];
-        ub[i] = b[i] + b[i + 4];
-    }
-    y[0] = (ua[0] + ua[2]) + (ua[1] + ua[3]);
-    y[1] = (ub[0] + ub[2]) + (ub[1] + ub[3]);
+    v8f u = SHUF2(a, b, 0, 1, 2, 3, 8, 9, 10, 11) + SHUF2(a, b, 4, 5, 6, 7, 12, 13, 14, 15);
+    /* u = [ua0 ua1 ua2 ua3 | ub0 ub1 ub2 ub3] */
+    v8f w = SHUF2(u, u, 0, 1, 4, 5, 0, 1, 4, 5) + SHUF2(u, u, 2, 3, 6, 7, 2, 3, 6, 7);
+    /* w = [ua0+ua2, ua1+ua3, ub0+ub2, ub1+ub3, ...] */
+    v8f r = SHUF2(w, w, 0, 2, 0, 2, 0, 2, 0, 2) + SHUF2(w, w, 1, 3, 1, 3, 1, 3, 1, 3);
+    y[0] = r[0];
+    y[1] = r[1];
+}
+
+INLINE void
+reduce_quad(v8f a, v8f b, v8f c, v8f d, float *y)
+{
+    v8f uab = SHUF2(a, b, 0, 1, 2, 3, 8, 9, 10, 11) + SHUF2(a, b, 4, 5, 6, 7, 12, 13, 14, 15);
+    v8f ucd = SHUF2(c, d, 0, 1, 2, 3, 8, 9, 10, 11) + SHUF2(c, d, 4, 5, 6, 7, 12, 13, 14, 15);
+    /* w = [a02 a13 c02 c13 | b02 b13 d02 d13] with x02 = ux0 + ux2 etc. */
+    v8f w = SHUF2(uab, ucd, 0, 1, 8, 9, 4, 5, 12, 13) + SHUF2(uab, ucd, 2, 3, 10, 11, 6, 7, 14, 15);
+    /* r = [a c b d | a c b d] */
+    v8f r = SHUF2(w, w, 0, 2, 4, 6, 0, 2, 4, 6) + SHUF2(w, w, 1, 3, 5, 7, 1, 3, 5, 7);
+    y[0] = r[0];
+    y[1] = r[2];
+    y[2] = r[1];
+    y[3] = r[3];
 }
 
 INLINE void
@@ -553,6 +577,34 @@ fir_pair(const float *restrict c, const float *restrict x0, const float *restric
         b2 += cj * LD(x1 + t);
     }
     reduce_pair((a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3), y);
+}
+
+INLINE void
+fir_one(const float *restrict c, const float *restrict x0, Py_ssize_t taps, float *restrict y)
+{
+    v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    Py_ssize_t t = 0;
+    for (; t + 32 <= taps; t += 32) {
+        a0 += LD(c + t) * LD(x0 + t);
+        a1 += LD(c + t + 8) * LD(x0 + t + 8);
+        a2 += LD(c + t + 16) * LD(x0 + t + 16);
+        a3 += LD(c + t + 24) * LD(x0 + t + 24);
+    }
+    if (t < taps) {
+        a0 += LD(c + t) * LD(x0 + t);
+        t += 8;
+    }
+    if (t < taps) {
+        a1 += LD(c + t) * LD(x0 + t);
+        t += 8;
+    }
+    if (t < taps) {
+        a2 += LD(c + t) * LD(x0 + t);
+    }
+    v8f s = (a0 + a1) + (a2 + a3);
+    float yy[2];
+    reduce_pair(s, s, yy);
+    *y = yy[0];
 }
 
 INLINE void
@@ -619,8 +671,8 @@ fir_quad(const float *restrict c, const float *restrict x0, Py_ssize_t stride, P
         a32 += cj * LD(x3 + t);
         t += 8;
     }
-    reduce_pair((a00 + a01) + (a02 + a03), (a10 + a11) + (a12 + a13), y);
-    reduce_pair((a20 + a21) + (a22 + a23), (a30 + a31) + (a32 + a33), y + 2);
+    reduce_quad((a00 + a01) + (a02 + a03), (a10 + a11) + (a12 + a13), (a20 + a21) + (a22 + a23),
+                (a30 + a31) + (a32 + a33), y);
 }
 #else /* portable scalar version of the same arithmetic */
 static void
@@ -679,13 +731,11 @@ resample_core(const float *h, const float *w, Py_ssize_t up, Py_ssize_t down, Py
                 y[k] = q[0];
                 y[k + up] = q[1];
                 if (left == 3) {
-                    fir_pair(c, w + start + 2 * down, w + start + 2 * down, taps, q);
-                    y[k + 2 * up] = q[0];
+                    fir_one(c, w + start + 2 * down, taps, y + k + 2 * up);
                 }
             }
             else {
-                fir_pair(c, w + start, w + start, taps, q);
-                y[k] = q[0];
+                fir_one(c, w + start, taps, y + k);
             }
             start += dq;
             phase += dr;
@@ -697,11 +747,141 @@ resample_core(const float *h, const float *w, Py_ssize_t up, Py_ssize_t down, Py
     }
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+/* 2:1 decimation with a short filter, vectorised across outputs: the window is
+ * split into its even and odd samples so eight consecutive outputs read eight
+ * consecutive values.  Every output is the plain sequential sum over the taps,
+ * sum_t c[t] * x[2q + t] for t = 0, 1, ..., in the vector blocks and in the
+ * scalar tail alike.  `scratch` holds 2 * (count + taps / 2 + 1) floats. */
+KERNEL_CLONES
+static void
+decim2_core(const float *c, const float *w, Py_ssize_t taps, Py_ssize_t count, float *y, float *scratch)
+{
+    const Py_ssize_t half = count + taps / 2 + 1;
+    float *ev = scratch, *od = scratch + half;
+    for (Py_ssize_t i = 0; i < half; i++) {
+        ev[i] = w[2 * i];
+        od[i] = w[2 * i + 1];
+    }
+    Py_ssize_t q = 0;
+    for (; q + 32 <= count; q += 32) {
+        v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (Py_ssize_t t = 0; t < taps; t++) {
+            const float *src = ((t & 1) ? od : ev) + q + (t >> 1);
+            const v8f ct = {c[t], c[t], c[t], c[t], c[t], c[t], c[t], c[t]};
+            a0 += ct * LD(src);
+            a1 += ct * LD(src + 8);
+            a2 += ct * LD(src + 16);
+            a3 += ct * LD(src + 24);
+        }
+        memcpy(y + q, &a0, sizeof a0);
+        memcpy(y + q + 8, &a1, sizeof a1);
+        memcpy(y + q + 16, &a2, sizeof a2);
+        memcpy(y + q + 24, &a3, sizeof a3);
+    }
+    for (; q + 8 <= count; q += 8) {
+        v8f a0 = {0};
+        for (Py_ssize_t t = 0; t < taps; t++) {
+            const float *src = ((t & 1) ? od : ev) + q + (t >> 1);
+            const v8f ct = {c[t], c[t], c[t], c[t], c[t], c[t], c[t], c[t]};
+            a0 += ct * LD(src);
+        }
+        memcpy(y + q, &a0, sizeof a0);
+    }
+    for (; q < count; q++) {
+        /* same lane arithmetic as above, one lane used */
+        v8f a0 = {0};
+        for (Py_ssize_t t = 0; t < taps; t++) {
+            const float *src = ((t & 1) ? od : ev) + q + (t >> 1);
+            const v8f ct = {c[t], 0, 0, 0, 0, 0, 0, 0};
+            const v8f xv = {src[0], 0, 0, 0, 0, 0, 0, 0};
+            a0 += ct * xv;
+        }
+        y[q] = a0[0];
+    }
+}
+#else
+static void
+decim2_core(const float *c, const float *w, Py_ssize_t taps, Py_ssize_t count, float *y, float *scratch)
+{
+    for (Py_ssize_t q = 0; q < count; q++) {
+        float a = 0.0f;
+        for (Py_ssize_t t = 0; t < taps; t++) a += c[t] * w[2 * q + t];
+        y[q] = a;
+    }
+}
+#endif
+
+/* Append src (int16 or float32) to a work buffer as float32. */
+static void
+load_input(const void *src, int is_f, Py_ssize_t n, float *w)
+{
+    if (is_f) {
+        const float *s = (const float *)src;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float v = s[i];
+            if (v != v) {
+                v = 0.0f;
+            }
+            w[i] = v > FLOAT_IN_LIMIT ? FLOAT_IN_LIMIT : (v < -FLOAT_IN_LIMIT ? -FLOAT_IN_LIMIT : v);
+        }
+    }
+    else {
+        const int16_t *s = (const int16_t *)src;
+        for (Py_ssize_t i = 0; i < n; i++) w[i] = (float)s[i];
+    }
+}
+
+static Py_ssize_t
+n_outputs(Py_ssize_t n, long up, long down, long long acc)
+{
+    const long long total = (long long)n * up - acc;
+    return total > 0 ? (Py_ssize_t)((total + down - 1) / down) : 0;
+}
+
+static int
+check_geometry(const char *fn, long up, long down, long taps, long long acc)
+{
+    if (up < 1 || down < 1 || taps < TAP_BLOCK || taps % TAP_BLOCK || up > 100000 || down > 100000 ||
+        taps > 100000 || acc < 0 || acc >= down) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: bad geometry up=%ld down=%ld taps=%ld acc=%lld "
+                     "(need taps a positive multiple of %d, 0 <= acc < down)",
+                     fn, up, down, taps, acc, TAP_BLOCK);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+release_all(buf_t *bufs, int n)
+{
+    for (int i = 0; i < n; i++) buf_release(&bufs[i]);
+}
+
+/* Final stage: outputs (unscaled sums) -> out, scaled by 2^-23. */
+static void
+store_output(const float *h, const float *w, long up, long down, long taps, long long acc, Py_ssize_t count,
+             void *out, int out_is_f, float *tmp)
+{
+    float *y = out_is_f ? (float *)out : tmp;
+    resample_core(h, w, up, down, taps, acc, count, y);
+    if (out_is_f) {
+        for (Py_ssize_t i = 0; i < count; i++) y[i] *= COEF_UNIT;
+    }
+    else {
+        int16_t *o = (int16_t *)out;
+        for (Py_ssize_t i = 0; i < count; i++) o[i] = sat_round_f(y[i] * COEF_UNIT);
+    }
+}
+
+#define TMP_STACK 1024
+
 static PyObject *
 py_resample(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
     /* resample(bank, up, down, taps, work, src, acc, out) -> new acc */
-    buf_t bank, work, src, out;
+    buf_t b[4]; /* bank, work, src, out */
     long up, down, taps;
     long long acc;
     if (check_nargs(nargs, 8, "resample") < 0) {
@@ -711,49 +891,37 @@ py_resample(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     down = PyLong_AsLong(args[2]);
     taps = PyLong_AsLong(args[3]);
     acc = PyLong_AsLongLong(args[6]);
-    if (PyErr_Occurred()) {
+    if (PyErr_Occurred() || check_geometry("resample", up, down, taps, acc) < 0) {
         return NULL;
     }
-    if (up < 1 || down < 1 || taps < TAP_BLOCK || taps % TAP_BLOCK || up > 100000 || down > 100000 ||
-        taps > 100000 || acc < 0 || acc >= down) {
-        PyErr_Format(PyExc_ValueError,
-                     "resample: bad geometry up=%ld down=%ld taps=%ld acc=%lld "
-                     "(need taps a positive multiple of %d, 0 <= acc < down)",
-                     up, down, taps, acc, TAP_BLOCK);
+    if (buf_get(args[0], &b[0], 0, "f", "bank", "float32") < 0) {
         return NULL;
     }
-    if (buf_get(args[0], &bank, 0, "f", "bank", "float32") < 0) {
+    if (buf_get(args[4], &b[1], 1, "f", "work", "float32") < 0) {
+        release_all(b, 1);
         return NULL;
     }
-    if (buf_get(args[4], &work, 1, "f", "work", "float32") < 0) {
-        buf_release(&bank);
+    if (buf_get(args[5], &b[2], 0, "hf", "src", "int16 or float32") < 0) {
+        release_all(b, 2);
         return NULL;
     }
-    if (buf_get(args[5], &src, 0, "hf", "src", "int16 or float32") < 0) {
-        buf_release(&bank);
-        buf_release(&work);
+    if (buf_get(args[7], &b[3], 1, "hf", "out", "int16 or float32") < 0) {
+        release_all(b, 3);
         return NULL;
     }
-    if (buf_get(args[7], &out, 1, "hf", "out", "int16 or float32") < 0) {
-        buf_release(&bank);
-        buf_release(&work);
-        buf_release(&src);
-        return NULL;
-    }
-    const Py_ssize_t n = buf_len(&src);
+    const Py_ssize_t n = buf_len(&b[2]);
     const Py_ssize_t hist = taps - 1;
-    const long long total = (long long)n * up - acc;
-    const Py_ssize_t count = total > 0 ? (Py_ssize_t)((total + down - 1) / down) : 0;
-    const int src_is_f = fmt_char(&src.view) == 'f';
-    const int out_is_f = fmt_char(&out.view) == 'f';
+    const Py_ssize_t count = n_outputs(n, up, down, acc);
+    const int src_is_f = fmt_char(&b[2].view) == 'f';
+    const int out_is_f = fmt_char(&b[3].view) == 'f';
     const char *err = NULL;
-    if (buf_len(&bank) != (Py_ssize_t)up * taps) {
+    if (buf_len(&b[0]) != (Py_ssize_t)up * taps) {
         err = "resample: bank must hold up * taps coefficients";
     }
-    else if (buf_len(&work) < hist + n) {
+    else if (buf_len(&b[1]) < hist + n) {
         err = "resample: work buffer shorter than taps - 1 + len(src)";
     }
-    else if (buf_len(&out) != count) {
+    else if (buf_len(&b[3]) != count) {
         err = "resample: out must hold exactly ceil((len(src) * up - acc) / down) samples";
     }
     else if (src_is_f != out_is_f) {
@@ -761,63 +929,126 @@ py_resample(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     }
     if (err) {
         PyErr_SetString(PyExc_ValueError, err);
-        buf_release(&bank);
-        buf_release(&work);
-        buf_release(&src);
-        buf_release(&out);
+        release_all(b, 4);
         return NULL;
     }
-
-    const float *h = (const float *)bank.view.buf;
-    float *w = (float *)work.view.buf;
-    float stack_tmp[1024];
+    const float *h = (const float *)b[0].view.buf;
+    float *w = (float *)b[1].view.buf;
+    float stack_tmp[TMP_STACK];
     float *tmp = stack_tmp;
-    if (!out_is_f && count > 1024) {
+    if (!out_is_f && count > TMP_STACK) {
         tmp = (float *)PyMem_RawMalloc((size_t)count * sizeof(float));
         if (tmp == NULL) {
-            buf_release(&bank);
-            buf_release(&work);
-            buf_release(&src);
-            buf_release(&out);
+            release_all(b, 4);
             return PyErr_NoMemory();
         }
     }
     Py_BEGIN_ALLOW_THREADS
-    if (src_is_f) {
-        const float *s = (const float *)src.view.buf;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            float v = s[i];
-            if (v != v) {
-                v = 0.0f;
-            }
-            w[hist + i] = v > FLOAT_IN_LIMIT ? FLOAT_IN_LIMIT : (v < -FLOAT_IN_LIMIT ? -FLOAT_IN_LIMIT : v);
-        }
-    }
-    else {
-        const int16_t *s = (const int16_t *)src.view.buf;
-        for (Py_ssize_t i = 0; i < n; i++) w[hist + i] = (float)s[i];
-    }
-
-    float *y = out_is_f ? (float *)out.view.buf : tmp;
-    resample_core(h, w, up, down, taps, acc, count, y);
-    if (out_is_f) {
-        for (Py_ssize_t i = 0; i < count; i++) y[i] *= COEF_UNIT;
-    }
-    else {
-        int16_t *o = (int16_t *)out.view.buf;
-        for (Py_ssize_t i = 0; i < count; i++) o[i] = sat_round_f(y[i] * COEF_UNIT);
-    }
-    /* keep the last taps - 1 samples as the history */
-    memmove(w, w + n, (size_t)hist * sizeof(float));
+    load_input(b[2].view.buf, src_is_f, n, w + hist);
+    store_output(h, w, up, down, taps, acc, count, b[3].view.buf, out_is_f, tmp);
+    memmove(w, w + n, (size_t)hist * sizeof(float)); /* the last taps - 1 samples are the history */
     Py_END_ALLOW_THREADS
     if (tmp != stack_tmp) {
         PyMem_RawFree(tmp);
     }
-    buf_release(&bank);
-    buf_release(&work);
-    buf_release(&src);
-    buf_release(&out);
+    release_all(b, 4);
     return PyLong_FromLongLong(acc + (long long)count * down - (long long)n * up);
+}
+
+static PyObject *
+py_resample2(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* resample2(bank1, taps1, work1, bank2, up, down, taps2, work2, src, acc, out) -> new acc
+     *
+     * A 2:1 decimating stage (bank1, taps1) feeding a rational stage (bank2, up/down).
+     * acc = acc1 + 2 * acc2 packs both phase accumulators.  The intermediate signal
+     * goes straight into work2 as float32 (scaled, not rounded). */
+    buf_t b[6]; /* bank1, work1, bank2, work2, src, out */
+    long taps1, up, down, taps2;
+    long long acc;
+    if (check_nargs(nargs, 11, "resample2") < 0) {
+        return NULL;
+    }
+    taps1 = PyLong_AsLong(args[1]);
+    up = PyLong_AsLong(args[4]);
+    down = PyLong_AsLong(args[5]);
+    taps2 = PyLong_AsLong(args[6]);
+    acc = PyLong_AsLongLong(args[9]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    const long long acc1 = acc >= 0 ? acc % 2 : -1, acc2 = acc >= 0 ? acc / 2 : -1;
+    if (check_geometry("resample2 (stage 1)", 1, 2, taps1, acc1) < 0 ||
+        check_geometry("resample2 (stage 2)", up, down, taps2, acc2) < 0) {
+        return NULL;
+    }
+    static const struct {
+        int arg, writable;
+        const char *fmt, *name, *expect;
+    } spec[6] = {
+        {0, 0, "f", "bank1", "float32"},        {2, 1, "f", "work1", "float32"},
+        {3, 0, "f", "bank2", "float32"},        {7, 1, "f", "work2", "float32"},
+        {8, 0, "hf", "src", "int16 or float32"}, {10, 1, "hf", "out", "int16 or float32"},
+    };
+    for (int i = 0; i < 6; i++) {
+        if (buf_get(args[spec[i].arg], &b[i], spec[i].writable, spec[i].fmt, spec[i].name, spec[i].expect) < 0) {
+            release_all(b, i);
+            return NULL;
+        }
+    }
+    const Py_ssize_t n = buf_len(&b[4]);
+    const Py_ssize_t hist1 = taps1 - 1, hist2 = taps2 - 1;
+    const Py_ssize_t count1 = n_outputs(n, 1, 2, acc1);
+    const Py_ssize_t count = n_outputs(count1, up, down, acc2);
+    const int src_is_f = fmt_char(&b[4].view) == 'f';
+    const int out_is_f = fmt_char(&b[5].view) == 'f';
+    const char *err = NULL;
+    if (buf_len(&b[0]) != taps1 || buf_len(&b[2]) != (Py_ssize_t)up * taps2) {
+        err = "resample2: bank1 must hold taps1 and bank2 up * taps2 coefficients";
+    }
+    else if (buf_len(&b[1]) < hist1 + n || buf_len(&b[3]) < hist2 + count1) {
+        err = "resample2: work buffer too short";
+    }
+    else if (buf_len(&b[5]) != count) {
+        err = "resample2: out has the wrong length";
+    }
+    else if (src_is_f != out_is_f) {
+        err = "resample2: src and out must have the same dtype";
+    }
+    if (err) {
+        PyErr_SetString(PyExc_ValueError, err);
+        release_all(b, 6);
+        return NULL;
+    }
+    const float *h1 = (const float *)b[0].view.buf, *h2 = (const float *)b[2].view.buf;
+    float *w1 = (float *)b[1].view.buf, *w2 = (float *)b[3].view.buf;
+    /* tmp: int16 output staging (count floats) + even/odd split for stage 1 */
+    const size_t need = (size_t)count + 2 * (size_t)(count1 + taps1 / 2 + 1);
+    float stack_tmp[4 * TMP_STACK];
+    float *tmp = stack_tmp;
+    if (need > 4 * TMP_STACK) {
+        tmp = (float *)PyMem_RawMalloc(need * sizeof(float));
+        if (tmp == NULL) {
+            release_all(b, 6);
+            return PyErr_NoMemory();
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    load_input(b[4].view.buf, src_is_f, n, w1 + hist1);
+    float *mid = w2 + hist2;
+    decim2_core(h1, w1 + acc1, taps1, count1, mid, tmp + count);
+    for (Py_ssize_t i = 0; i < count1; i++) mid[i] *= COEF_UNIT;
+    memmove(w1, w1 + n, (size_t)hist1 * sizeof(float));
+    store_output(h2, w2, up, down, taps2, acc2, count, b[5].view.buf, out_is_f, tmp);
+    memmove(w2, w2 + count1, (size_t)hist2 * sizeof(float));
+    Py_END_ALLOW_THREADS
+    if (tmp != stack_tmp) {
+        PyMem_RawFree(tmp);
+    }
+    release_all(b, 6);
+    const long long new1 = acc1 + 2LL * count1 - n;
+    const long long new2 = acc2 + (long long)count * down - (long long)count1 * up;
+    return PyLong_FromLongLong(new1 + 2 * new2);
 }
 
 /* ------------------------------------------------------------------ module */
@@ -837,6 +1068,8 @@ static PyMethodDef codec_methods[] = {
     {"gain_f32", (PyCFunction)(void (*)(void))py_gain_f32, METH_FASTCALL, "gain_f32(src, dst, gain)"},
     {"resample", (PyCFunction)(void (*)(void))py_resample, METH_FASTCALL,
      "resample(bank, up, down, taps, work, src, acc, out) -> acc"},
+    {"resample2", (PyCFunction)(void (*)(void))py_resample2, METH_FASTCALL,
+     "resample2(bank1, taps1, work1, bank2, up, down, taps2, work2, src, acc, out) -> acc"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -33,6 +33,7 @@ __all__ = [
     "gain_i16",
     "i16_to_f32",
     "resample",
+    "resample2",
     "stereo_to_mono_f32",
     "stereo_to_mono_i16",
     "ulaw_decode",
@@ -179,6 +180,47 @@ FIX_COEF = 8388608.0  # 2^23, coefficient scale
 FLOAT_IN_LIMIT = 8.0
 
 
+def _load_input(src: np.ndarray, dst: np.ndarray) -> bool:
+    """Write src into dst (float64) as exact integers; return True for float input."""
+    if src.dtype == np.float32:
+        dst[...] = src
+        np.nan_to_num(dst, copy=False, nan=0.0, posinf=FLOAT_IN_LIMIT, neginf=-FLOAT_IN_LIMIT)
+        np.clip(dst, -FLOAT_IN_LIMIT, FLOAT_IN_LIMIT, out=dst)
+        np.multiply(dst, FIX_IN, out=dst)
+        np.rint(dst, out=dst)
+        return True
+    dst[...] = src
+    return False
+
+
+def _fir_exact(bank: np.ndarray, up: int, down: int, taps: int, buf: np.ndarray, acc: int, count: int) -> np.ndarray:
+    """The ``count`` next outputs as exact integer sums (float64)."""
+    if not count:
+        return np.empty(0, dtype=np.float64)
+    pos = acc + down * np.arange(count, dtype=np.int64)
+    start = pos // up
+    windows = np.lib.stride_tricks.sliding_window_view(buf, taps)[start]
+    rows = bank.reshape(up, taps)
+    if up == 1:
+        return windows @ rows[0]
+    if up <= 4:
+        return (windows @ rows.T)[np.arange(count), pos - start * up]
+    return np.einsum("ij,ij->i", windows, np.take(rows, pos - start * up, axis=0))
+
+
+def _n_outputs(n: int, up: int, down: int, acc: int) -> int:
+    total = n * up - acc
+    return (total + down - 1) // down if total > 0 else 0
+
+
+def _store_output(y: np.ndarray, out: np.ndarray, scale: float) -> None:
+    if out.dtype == np.float32:
+        np.multiply(y, scale, out=out, casting="same_kind")
+    else:
+        np.multiply(y, scale, out=y)
+        _round_saturate_into(y, out)
+
+
 def resample(
     bank: np.ndarray,
     up: int,
@@ -192,45 +234,71 @@ def resample(
     """One streaming step of the rational polyphase resampler.
 
     ``bank`` is ``BANK_DTYPE``, 1-D, ``up * taps`` integer coefficients: ``up`` rows
-    of ``taps`` (phase-major), each row time-reversed so a dot product with a forward input window gives one
-    output sample.  ``work`` is a ``WORK_DTYPE`` buffer of at least
-    ``taps - 1 + len(src)`` samples whose first ``taps - 1`` entries are the
-    input history; on return they hold the new history.  ``acc`` is the phase
-    accumulator ``K*down - N*up`` (K outputs made, N inputs consumed), in
-    ``[0, down)``.  ``out`` (same dtype as ``src``: int16 or float32) must have
-    exactly ``max(0, ceil((len(src)*up - acc) / down))`` samples.  Returns the
-    new ``acc``.
+    of ``taps`` (phase-major), each row time-reversed so a dot product with a
+    forward input window gives one output sample.  ``work`` is a
+    ``WORK_DTYPE`` buffer of at least ``taps - 1 + len(src)`` samples whose
+    first ``taps - 1`` entries are the input history; on return they hold the
+    new history.  ``acc`` is the phase accumulator ``K*down - N*up`` (K
+    outputs made, N inputs consumed), in ``[0, down)``.  ``out`` (same dtype as
+    ``src``: int16 or float32) must have exactly
+    ``max(0, ceil((len(src)*up - acc) / down))`` samples.  Returns the new
+    ``acc``.
     """
     n = src.shape[0]
     hist = taps - 1
-    bank = bank.reshape(up, taps)
     buf = work[: hist + n]
-    is_float = src.dtype == np.float32
-    if is_float:
-        v = buf[hist:]
-        v[...] = src
-        np.nan_to_num(v, copy=False, nan=0.0, posinf=FLOAT_IN_LIMIT, neginf=-FLOAT_IN_LIMIT)
-        np.clip(v, -FLOAT_IN_LIMIT, FLOAT_IN_LIMIT, out=v)
-        np.multiply(v, FIX_IN, out=v)
-        np.rint(v, out=v)
-    else:
-        buf[hist:] = src
+    is_float = _load_input(src, buf[hist:])
     count = out.shape[0]
-    if count:
-        pos = acc + down * np.arange(count, dtype=np.int64)
-        start = pos // up
-        windows = np.lib.stride_tricks.sliding_window_view(buf, taps)[start]
-        if up == 1:
-            y = windows @ bank[0]
-        elif up <= 4:
-            y = (windows @ bank.T)[np.arange(count), pos - start * up]
-        else:
-            y = np.einsum("ij,ij->i", windows, np.take(bank, pos - start * up, axis=0))
-        if is_float:
-            np.multiply(y, 1.0 / (FIX_IN * FIX_COEF), out=out, casting="same_kind")
-        else:
-            np.multiply(y, 1.0 / FIX_COEF, out=y)
-            _round_saturate_into(y, out)
+    y = _fir_exact(bank, up, down, taps, buf, acc, count)
+    _store_output(y, out, 1.0 / (FIX_IN * FIX_COEF) if is_float else 1.0 / FIX_COEF)
     if hist:
         work[:hist] = buf[n:]
     return acc + count * down - n * up
+
+
+# Stage-1 output of resample2 is kept on a fixed-point grid so stage 2 stays exact:
+# int16 input -> units of 2^-8 LSB, float input -> units of 2^-24.
+_MID_SHIFT_INT = 2.0**-15  # S1 (Q23 * int16) -> 2^-8 LSB grid
+_MID_SHIFT_FLOAT = 2.0**-23  # S1 (Q23 * 2^24 fixed) -> 2^24 fixed
+
+
+def resample2(
+    bank1: np.ndarray,
+    taps1: int,
+    work1: np.ndarray,
+    bank2: np.ndarray,
+    up: int,
+    down: int,
+    taps2: int,
+    work2: np.ndarray,
+    src: np.ndarray,
+    acc: int,
+    out: np.ndarray,
+) -> int:
+    """Two cascaded stages: a 2:1 decimator (``bank1``) then ``up/down`` (``bank2``).
+
+    ``acc`` packs both phase accumulators as ``acc1 + 2 * acc2``.  ``work1``
+    needs ``taps1 - 1 + len(src)`` samples, ``work2`` ``taps2 - 1 + n1`` where
+    ``n1`` is the number of stage-1 outputs.  Here the intermediate signal is
+    rounded to a fine fixed-point grid (2^-8 LSB for int16, 2^-24 for float
+    input) so both stages stay exact; the C kernel keeps it in float32.
+    """
+    acc1, acc2 = acc % 2, acc // 2
+    n = src.shape[0]
+    hist1, hist2 = taps1 - 1, taps2 - 1
+    buf1 = work1[: hist1 + n]
+    is_float = _load_input(src, buf1[hist1:])
+    count1 = _n_outputs(n, 1, 2, acc1)
+    buf2 = work2[: hist2 + count1]
+    mid = buf2[hist2:]
+    mid[...] = _fir_exact(bank1, 1, 2, taps1, buf1, acc1, count1)
+    np.multiply(mid, _MID_SHIFT_FLOAT if is_float else _MID_SHIFT_INT, out=mid)
+    np.rint(mid, out=mid)
+    work1[:hist1] = buf1[n:]
+    count = out.shape[0]
+    y = _fir_exact(bank2, up, down, taps2, buf2, acc2, count)
+    _store_output(y, out, 1.0 / (FIX_IN * FIX_COEF) if is_float else 1.0 / (FIX_COEF * 256.0))
+    work2[:hist2] = buf2[count1:]
+    new1 = acc1 + 2 * count1 - n
+    new2 = acc2 + count * down - count1 * up
+    return new1 + 2 * new2

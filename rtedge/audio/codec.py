@@ -73,6 +73,8 @@ _impl, BACKEND = _load_backend()
 #: Sample rates the resampler accepts (Hz).
 SUPPORTED_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 
+_ndarray = np.ndarray
+_empty = np.empty
 _I16 = np.dtype(np.int16)
 _U8 = np.dtype(np.uint8)
 _F32 = np.dtype(np.float32)
@@ -233,10 +235,21 @@ _QUALITY: dict[str, tuple[int, float, float]] = {
 }
 
 
-class _Design:
-    __slots__ = ("banks", "delay", "down", "taps", "up")
+# A 2:1 decimating pre-stage is used when src_rate >= _PRESTAGE_RATIO * dst_rate and
+# the rest needs few phases (48k->16k, 48k->8k, 32k->8k, 24k->8k): its
+# transition band is wide (passband to 0.46*dst, stopband from src/2 - dst/2, so
+# nothing it lets through aliases below the final Nyquist frequency) and cheap, and
+# it halves the rate the long final filter runs at.
+_PRESTAGE_RATIO = 2.5
+_PRESTAGE_ATTEN = {"fast": 90.0, "default": 105.0, "high": 125.0}
 
-    def __init__(self, bank: np.ndarray, up: int, down: int, taps: int, delay: float) -> None:
+
+class _Stage:
+    """One polyphase filter stage: ``up`` rows of ``taps`` integer coefficients."""
+
+    __slots__ = ("banks", "centre", "down", "taps", "up")
+
+    def __init__(self, bank: np.ndarray, up: int, down: int, taps: int, centre: float) -> None:
         # the same integer coefficients in float64 and float32 (exact: |c| < 2^24)
         self.banks = {}
         for dt in (np.float64, np.float32):
@@ -246,6 +259,15 @@ class _Design:
         self.up = up
         self.down = down
         self.taps = taps
+        self.centre = centre  # prototype samples
+
+
+class _Design:
+    __slots__ = ("delay", "main", "pre")
+
+    def __init__(self, main: _Stage, pre: _Stage | None, delay: float) -> None:
+        self.main = main
+        self.pre = pre
         self.delay = delay
 
 
@@ -261,33 +283,51 @@ def _quantize_rows(bank: np.ndarray) -> np.ndarray:
     return q
 
 
-@functools.lru_cache(maxsize=64)
-def _design(src_rate: int, dst_rate: int, quality: str) -> _Design:
-    """Kaiser-windowed-sinc polyphase bank for ``src_rate -> dst_rate`` (cached, read-only).
+def _stage(up: int, down: int, taps: int, fc: float, beta: float) -> _Stage:
+    """Kaiser-windowed sinc with ``up * taps`` prototype taps, cutoff ``fc`` cycles/prototype sample.
 
-    The prototype runs at ``up * src_rate``; phase ``p`` tap ``j`` is ``h[p + j*up]``.
-    Each row is stored time-reversed so that output = dot(row, input window).
+    Phase ``p`` tap ``j`` is ``h[p + j*up]``; each row is normalised to unit DC gain,
+    quantised to Q23 and stored time-reversed so that output = dot(row, window).
     """
-    g = math.gcd(src_rate, dst_rate)
-    up, down = dst_rate // g, src_rate // g
-    n_lo, beta, cutoff = _QUALITY[quality]
-    f_lo = min(src_rate, dst_rate)
-    n_in = n_lo * src_rate / f_lo  # filter span in input samples
-    taps = int(math.ceil(n_in / _TAP_MULTIPLE - 1e-9)) * _TAP_MULTIPLE
     n_proto = up * taps
-    fc = cutoff * f_lo / (src_rate * up)  # cycles per prototype sample
     centre = (n_proto - 1) / 2.0
     t = np.arange(n_proto, dtype=np.float64) - centre
     h = 2.0 * fc * np.sinc(2.0 * fc * t) * np.kaiser(n_proto, beta)
     bank = h.reshape(taps, up).T
     bank = bank / bank.sum(axis=1, keepdims=True)
     bank = np.ascontiguousarray(_quantize_rows(bank)[:, ::-1])
-    # exactness bounds: float32 holds every coefficient exactly, and with |x| <= 2^27
-    # and sum|c| <= 2^25 every sum in the numpy kernel stays below 2^53
+    # float32 holds every coefficient exactly, and with |x| <= 2^27 and
+    # sum|c| <= 2^25 every sum in the numpy kernel stays below 2^53
     assert float(np.abs(bank).max()) < 1 << 24
     assert float(np.abs(bank).sum(axis=1).max()) <= 4 * _COEF_SCALE
-    bank = bank.reshape(-1)  # the kernels take the rows back to back
-    return _Design(bank, up, down, taps, centre / down)
+    return _Stage(bank.reshape(-1), up, down, taps, centre)
+
+
+def _round_taps(n: float) -> int:
+    return max(1, int(math.ceil(n / _TAP_MULTIPLE - 1e-9))) * _TAP_MULTIPLE
+
+
+@functools.lru_cache(maxsize=64)
+def _design(src_rate: int, dst_rate: int, quality: str) -> _Design:
+    """Filter plan for ``src_rate -> dst_rate`` (cached; the banks are read-only)."""
+    n_lo, beta, cutoff = _QUALITY[quality]
+    pre = None
+    rate = src_rate
+    if src_rate >= _PRESTAGE_RATIO * dst_rate and dst_rate // math.gcd(src_rate // 2, dst_rate) <= 4:
+        f_pass, f_stop = 0.46 * dst_rate, src_rate / 2 - dst_rate / 2
+        atten = _PRESTAGE_ATTEN[quality]
+        taps1 = _round_taps((atten - 7.95) / (14.36 * (f_stop - f_pass) / src_rate) + 1)
+        pre = _stage(1, 2, taps1, (f_pass + f_stop) / 2 / src_rate, 0.1102 * (atten - 8.7))
+        rate = src_rate // 2
+    g = math.gcd(rate, dst_rate)
+    up, down = dst_rate // g, rate // g
+    f_lo = min(rate, dst_rate)
+    taps = _round_taps(n_lo * rate / f_lo)  # filter span in input samples
+    main = _stage(up, down, taps, cutoff * f_lo / (rate * up), beta)
+    delay = main.centre / down  # output samples
+    if pre is not None:
+        delay += pre.centre / 2 * up / down
+    return _Design(main, pre, delay)
 
 
 # --------------------------------------------------------------------------- streaming resampler
@@ -333,29 +373,43 @@ class Resampler:
         self._passthrough = self.src_rate == self.dst_rate
         self._impl = _impl
         self._work_dtype = np.dtype(_impl.WORK_DTYPE)
+        bank_dtype = np.dtype(_impl.BANK_DTYPE)
+        self._taps1 = 0  # 2:1 pre-stage taps, 0 when there is none
         if self._passthrough:
             self.delay = 0.0
             self._up = self._down = 1
             self._taps = _TAP_MULTIPLE
-            self._bank = np.zeros(_TAP_MULTIPLE, dtype=_impl.BANK_DTYPE)
+            self._bank = np.zeros(_TAP_MULTIPLE, dtype=bank_dtype)
         else:
             d = _design(self.src_rate, self.dst_rate, quality)
             self.delay = d.delay
-            self._up, self._down, self._taps = d.up, d.down, d.taps
-            self._bank = d.banks[np.dtype(_impl.BANK_DTYPE)]
+            self._up, self._down, self._taps = d.main.up, d.main.down, d.main.taps
+            self._bank = d.main.banks[bank_dtype]
+            if d.pre is not None:
+                self._taps1 = d.pre.taps
+                self._bank1 = d.pre.banks[bank_dtype]
+                self._work1 = np.zeros(self._taps1 - 1 + 4096, dtype=self._work_dtype)
         self._work = np.zeros(self._taps - 1 + 4096, dtype=self._work_dtype)
+        # Stream state, all of it: the input history at the start of the work buffers and
+        # the phase accumulator (K*down - N*up; with a pre-stage acc1 + 2*acc2).
         self._acc = 0
         self._dtype: np.dtype[Any] | None = None
+        # the C kernel validates its buffers itself, so process() can skip the Python checks
+        self._fast = _impl is not _codec_numpy and not self._passthrough
+        self._kernel = _impl.resample
 
     def __repr__(self) -> str:
+        pre = f" pre-stage 2:1 taps={self._taps1}" if self._taps1 else ""
         return (
             f"Resampler({self.src_rate}, {self.dst_rate}, quality={self.quality!r}) "
-            f"[up={self._up} down={self._down} taps/phase={self._taps} delay={self.delay:.3f} samples]"
+            f"[up={self._up} down={self._down} taps/phase={self._taps}{pre} delay={self.delay:.3f} samples]"
         )
 
     def reset(self) -> None:
         """Forget all input: clear the history and phase, unlock the dtype."""
         self._work[: self._taps - 1] = 0.0
+        if self._taps1:
+            self._work1[: self._taps1 - 1] = 0.0
         self._acc = 0
         self._dtype = None
 
@@ -370,25 +424,59 @@ class Resampler:
             )
         return x
 
-    def _run(self, x: np.ndarray, out_dtype: np.dtype[Any]) -> np.ndarray:
-        n = x.shape[0]
+    def _grown(self, work: np.ndarray, hist: int, n: int) -> np.ndarray:
+        need = hist + n
+        new = np.zeros(need + need // 2, dtype=self._work_dtype)
+        new[:hist] = work[:hist]
+        return new
+
+    def _step(self, x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+        n = len(x)
         up, down, acc = self._up, self._down, self._acc
-        count = (n * up - acc + down - 1) // down if n * up > acc else 0
-        out = np.empty(count, dtype=out_dtype)
-        need = self._taps - 1 + n
-        if self._work.shape[0] < need:
-            work = np.zeros(need + need // 2, dtype=self._work_dtype)
-            work[: self._taps - 1] = self._work[: self._taps - 1]
-            self._work = work
+        if self._taps1:
+            t = n - (acc & 1)
+            n1 = (t + 1) >> 1 if t > 0 else 0
+            t = n1 * up - (acc >> 1)
+            out = np.empty((t + down - 1) // down if t > 0 else 0, dtype=dtype)
+            if self._work1.shape[0] < self._taps1 - 1 + n:
+                self._work1 = self._grown(self._work1, self._taps1 - 1, n)
+            if self._work.shape[0] < self._taps - 1 + n1:
+                self._work = self._grown(self._work, self._taps - 1, n1)
+            self._acc = self._impl.resample2(
+                self._bank1, self._taps1, self._work1, self._bank, up, down, self._taps, self._work, x, acc, out
+            )
+            return out
+        t = n * up - acc
+        out = np.empty((t + down - 1) // down if t > 0 else 0, dtype=dtype)
+        if self._work.shape[0] < self._taps - 1 + n:
+            self._work = self._grown(self._work, self._taps - 1, n)
         self._acc = self._impl.resample(self._bank, up, down, self._taps, self._work, x, acc, out)
         return out
 
     def process(self, chunk: Any) -> np.ndarray:
         """Feed a chunk; return the output samples it completes (same dtype as the input)."""
+        if self._fast and type(chunk) is _ndarray and chunk.dtype is self._dtype:
+            # Hot path for the C backend: the kernel itself rejects anything that is not
+            # a 1-D C-contiguous buffer of the right type; on error the full check below
+            # produces the descriptive message.
+            try:
+                if self._taps1:
+                    return self._step(chunk, self._dtype)
+                n = len(chunk)
+                up, down, acc = self._up, self._down, self._acc
+                t = n * up - acc
+                out = _empty((t + down - 1) // down if t > 0 else 0, self._dtype)
+                if self._work.shape[0] < self._taps - 1 + n:
+                    self._work = self._grown(self._work, self._taps - 1, n)
+                self._acc = self._kernel(self._bank, up, down, self._taps, self._work, chunk, acc, out)
+                return out
+            except (TypeError, ValueError, BufferError):
+                self._check(chunk)
+                raise
         x = self._check(chunk)
         if self._passthrough:
             return x.copy()
-        return self._run(x, x.dtype)
+        return self._step(x, x.dtype)
 
     def flush(self) -> np.ndarray:
         """Return the tail still held in the filter (input padded with silence), then reset."""
@@ -397,7 +485,7 @@ class Resampler:
             self.reset()
             return np.empty(0, dtype=dtype)
         # enough silence to push the last input sample through the filter centre
-        pad = int(math.ceil(self.delay * self._down / self._up)) + 1
-        out = self._run(np.zeros(pad, dtype=dtype), dtype)
+        pad = int(math.ceil(self.delay * self.src_rate / self.dst_rate)) + 1
+        out = self._step(np.zeros(pad, dtype=dtype), dtype)
         self.reset()
         return out
