@@ -91,6 +91,7 @@ class Client:
         self._log = EventLog(options["inbox_size"], self.stats)
         self._dispatcher = Dispatcher(self.stats, options["on_error"])
         self._audio_sinks: list[AudioSink] = []
+        self._event_hooks: list[Callable[[ev.ServerEvent], None]] = []
         self._conn: _ws.WsConnection | None = None
         self._threads: list[threading.Thread] = []
         self._closing = False
@@ -199,12 +200,21 @@ class Client:
     def _deliver(self, event: ev.ServerEvent) -> None:
         if isinstance(event, ev.ResponseOutputAudioDelta):
             for sink in self._audio_sinks:
-                sink(event)
+                self._run_hook(sink, event)
         elif isinstance(event, ev.Error):
             level = logging.DEBUG if event.error.code in BENIGN_ERROR_CODES else logging.WARNING
             log.log(level, "server error event: %s", describe_error(event))
+        for hook in self._event_hooks:
+            self._run_hook(hook, event)
         self._log.append(event)
         self._dispatcher.put(event)
+
+    @staticmethod
+    def _run_hook(hook: Callable[[Any], None], event: ev.ServerEvent) -> None:
+        try:
+            hook(event)
+        except Exception:  # rtedge's own hooks: a bug must not kill the receiver
+            log.exception("internal hook %r failed on %s", hook, event.type)
 
     def _on_end(self, code: int | None, reason: str) -> None:
         """Receiver thread, once: the connection is over."""
@@ -241,6 +251,11 @@ class Client:
         """Internal fast path: ``sink`` gets every audio delta on the receiver thread, before dispatch.
         It must not block (rtedge's playback buffer uses it); user code belongs in :meth:`on`."""
         self._audio_sinks.append(sink)
+
+    def add_event_hook(self, hook: Callable[[ev.ServerEvent], None]) -> None:
+        """Internal fast path: ``hook`` sees every event on the receiver thread, before dispatch
+        (barge-in uses it to silence the speaker at once).  It must not block."""
+        self._event_hooks.append(hook)
 
     def events(self, timeout: float | None = None) -> Iterator[ev.ServerEvent]:
         """Iterate received events in order (the inbox), from the oldest not yet consumed.
