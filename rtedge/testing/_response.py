@@ -289,8 +289,7 @@ class Response:
             while next_piece < len(pieces) and starts[next_piece] < begin + step:
                 yield self._delta("response.output_audio_transcript.delta", pieces[next_piece], obfuscate)
                 next_piece += 1
-            held = self.entry.audio if self.entry.audio is not None else np.zeros(0, dtype=np.int16)
-            self.entry.audio = np.concatenate([held, chunk])
+            self.entry.audio = plan.audio[: begin + chunk.size]  # a view: what has been sent so far
             payload = base64.b64encode(self.out_fmt.encode(chunk)).decode("ascii")
             yield self._base("response.output_audio.delta", **self._part_fields(), delta=payload)
         for piece in pieces[next_piece:]:

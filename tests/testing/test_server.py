@@ -93,6 +93,10 @@ def server() -> Iterator[RealtimeServer]:
     with RealtimeServer(realtime=False, seed=7) as srv:
         yield srv
     assert_no_server_threads()
+    ids = [event["event_id"] for event in srv.sent]
+    assert len(set(ids)) == len(ids)  # every server event has its own id
+    for event in srv.sent:  # including the ones a test did not read
+        VALIDATOR.validate_python(event)
 
 
 @pytest.fixture
@@ -256,10 +260,14 @@ def test_audio_reply_in_output_format_and_transcript(server: RealtimeServer, pee
     ulaw = b"".join(base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta")
     assert 0.6 < len(ulaw) / 8000 < 1.6
     assert events[-1]["response"]["audio"]["output"]["format"] == {"type": "audio/pcmu"}
-    peer.send({"type": "response.create", "response": {"output_modalities": ["text"], "metadata": {"k": "v"}}})
+    peer.send({"type": "response.create", "response": {"output_modalities": ["text"], "metadata": {"k": "v"},
+                                                       "conversation": "none"}})
     events = peer.until("response.done")
     assert "response.output_audio.delta" not in types(events)
+    assert "conversation.item.added" not in types(events)  # out of band: not added to the conversation
     assert events[-1]["response"]["metadata"] == {"k": "v"}
+    assert events[-1]["response"]["conversation_id"] is None
+    assert len(server.conversation()) == 3
 
 
 def test_audio_turn_with_server_vad(server: RealtimeServer, peer: Peer) -> None:
