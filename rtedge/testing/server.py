@@ -165,6 +165,7 @@ class RealtimeServer:
         self._sent: list[dict[str, Any]] = []
         self._handshakes: list[dict[str, Any]] = []
         self._conns: list[_Conn] = []
+        self._bound_port = 0  # kept after stop(), so start() comes back on the same port
         self._ws_server: Server | None = None
         self._accept_thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -174,14 +175,18 @@ class RealtimeServer:
     def start(self) -> RealtimeServer:
         """Bind and start accepting connections (idempotent).
 
+        After :meth:`stop`, ``start`` binds the same port again, so a test can
+        take the server down and bring it back for a client to reconnect to.
+
         Returns:
             The server itself, so ``server = RealtimeServer().start()`` works.
         """
         with self._lock:
             if self._ws_server is not None:
                 return self
+            self._stopped.clear()
             self._ws_server = serve(
-                self._handle, self.host, self._port, ssl=self.ssl_context, compression=None,
+                self._handle, self.host, self._bound_port or self._port, ssl=self.ssl_context, compression=None,
                 process_request=self._process_request, max_size=MAX_MESSAGE, ping_interval=self.ping_interval,
                 close_timeout=2, open_timeout=5, logger=logging.getLogger("rtedge.testing.websockets"),
             )
@@ -192,6 +197,7 @@ class RealtimeServer:
                 inner(sock, addr)
 
             self._ws_server.handler = named
+            self._bound_port = int(self._ws_server.socket.getsockname()[1])
             self._accept_thread = threading.Thread(
                 target=self._ws_server.serve_forever, name="rtedge-testserver-accept", daemon=True)
             self._accept_thread.start()
@@ -240,10 +246,8 @@ class RealtimeServer:
 
     @property
     def port(self) -> int:
-        """The bound TCP port (after :meth:`start`)."""
-        if self._ws_server is None:
-            return self._port
-        return int(self._ws_server.socket.getsockname()[1])
+        """The bound TCP port (after :meth:`start`; kept after :meth:`stop`)."""
+        return self._bound_port or self._port
 
     @property
     def url(self) -> str:

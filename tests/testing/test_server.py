@@ -586,6 +586,27 @@ def test_abrupt_client_and_stop_are_bounded() -> None:
     stalled.ws.sock.close()
 
 
+def test_stop_closes_with_1001_and_restart_reuses_the_port() -> None:
+    srv = RealtimeServer(realtime=False).start()
+    try:
+        port = srv.port
+        client = Peer(srv.url + "?model=gpt-realtime")
+        client.recv()
+        stopper = threading.Thread(target=srv.stop)
+        stopper.start()
+        assert client.closed()[0] == 1001
+        stopper.join(10)
+        srv.start()
+        assert srv.port == port
+        again = Peer(srv.url + "?model=gpt-realtime")
+        assert again.recv()["type"] == "session.created"
+        again.close()
+        assert srv.connection_count == 2 and len(srv.sessions) == 2
+    finally:
+        srv.stop()
+    assert_no_server_threads()
+
+
 def test_session_expiry() -> None:
     with RealtimeServer(session_duration_s=0.3) as short:
         client = Peer(short.url + "?model=gpt-realtime")
