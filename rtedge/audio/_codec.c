@@ -15,6 +15,16 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Hot loops get an AVX2 + FMA clone picked at load time on x86-64 CPUs that have it
+ * (GCC function multi-versioning); elsewhere the baseline build is used. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(RTEDGE_NO_CLONES)
+/* An AVX2 + FMA clone is picked at load time on CPUs that have it; baseline x86-64 otherwise. */
+#define KERNEL_CLONES __attribute__((target_clones("default", "arch=x86-64-v3")))
+#else
+#define KERNEL_CLONES
+#endif
+
 /* ------------------------------------------------------------------ buffers */
 
 typedef struct {
@@ -109,8 +119,6 @@ check_nargs(Py_ssize_t nargs, Py_ssize_t want, const char *fn)
  */
 static uint8_t ulaw_enc_tab[1 << 14];
 static uint8_t alaw_enc_tab[1 << 12];
-static int16_t ulaw_dec_tab[256];
-static int16_t alaw_dec_tab[256];
 
 static int
 bit_length(int v)
@@ -152,29 +160,6 @@ alaw_code(int x)
     return (uint8_t)(((seg << 4) | mant | (x < 0 ? 0 : 0x80)) ^ 0x55);
 }
 
-static int16_t
-ulaw_value(int code)
-{
-    int inv = ~code & 0xFF;
-    int seg = (inv >> 4) & 7;
-    int mant = inv & 0x0F;
-    int mag = (((mant << 3) + 0x84) << seg) - 0x84;
-    return (int16_t)((inv & 0x80) ? -mag : mag);
-}
-
-static int16_t
-alaw_value(int code)
-{
-    int v = code ^ 0x55;
-    int seg = (v >> 4) & 7;
-    int mant = v & 0x0F;
-    int mag = seg == 0 ? (mant << 4) + 8 : ((mant + 16) << 4) + 8;
-    if (seg > 1) {
-        mag <<= seg - 1;
-    }
-    return (int16_t)((code & 0x80) ? mag : -mag);
-}
-
 static void
 g711_init(void)
 {
@@ -186,9 +171,34 @@ g711_init(void)
         int x = (int)(int16_t)(uint16_t)(i << 4);
         alaw_enc_tab[i] = alaw_code(x);
     }
-    for (int c = 0; c < 256; c++) {
-        ulaw_dec_tab[c] = ulaw_value(c);
-        alaw_dec_tab[c] = alaw_value(c);
+}
+
+/* Decoders as branch-free arithmetic (same values as the tables; vectorises). */
+KERNEL_CLONES
+static void
+ulaw_decode_loop(const uint8_t *restrict s, int16_t *restrict d, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int inv = s[i] ^ 0xFF;
+        int seg = (inv >> 4) & 7;
+        /* the shift is done 8 bits up so compilers keep it in 32-bit lanes (AVX2 vpsllvd) */
+        uint32_t base = (uint32_t)((inv & 0x0F) << 3) + 0x84;
+        int mag = (int)((base << (seg + 8)) >> 8) - 0x84;
+        int neg = ((s[i] >> 7) & 1) - 1; /* 0 for codes >= 0x80 (positive), -1 otherwise */
+        d[i] = (int16_t)((mag ^ neg) - neg);
+    }
+}
+
+KERNEL_CLONES
+static void
+alaw_decode_loop(const uint8_t *restrict s, int16_t *restrict d, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int v = s[i] ^ 0x55;
+        int seg = (v >> 4) & 7;
+        int base = ((v & 0x0F) << 4) + 8 + (seg ? 256 : 0);
+        int mag = base << (seg ? seg - 1 : 0);
+        d[i] = (int16_t)((s[i] & 0x80) ? mag : -mag);
     }
 }
 
@@ -233,13 +243,13 @@ g711(PyObject *const *args, Py_ssize_t nargs, g711_op op, const char *fn)
     case ULAW_DEC: {
         const uint8_t *s = (const uint8_t *)src.view.buf;
         int16_t *d = (int16_t *)dst.view.buf;
-        for (Py_ssize_t i = 0; i < n; i++) d[i] = ulaw_dec_tab[s[i]];
+        ulaw_decode_loop(s, d, n);
         break;
     }
     case ALAW_DEC: {
         const uint8_t *s = (const uint8_t *)src.view.buf;
         int16_t *d = (int16_t *)dst.view.buf;
-        for (Py_ssize_t i = 0; i < n; i++) d[i] = alaw_dec_tab[s[i]];
+        alaw_decode_loop(s, d, n);
         break;
     }
     }
@@ -489,13 +499,6 @@ py_gain_f32(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 #define FLOAT_IN_LIMIT 8.0f
 #define COEF_UNIT (1.0f / 8388608.0f) /* 2^-23 */
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(RTEDGE_NO_CLONES)
-/* An AVX2 + FMA clone is picked at load time on CPUs that have it; baseline x86-64 otherwise. */
-#define KERNEL_CLONES __attribute__((target_clones("default", "arch=x86-64-v3")))
-#else
-#define KERNEL_CLONES
-#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 /* 8 x float vectors: one AVX register in the x86-64-v3 clone, two SSE/NEON

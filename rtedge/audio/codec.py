@@ -129,36 +129,41 @@ def _pcm_array(x: Any, what: str) -> np.ndarray:
 # --------------------------------------------------------------------------- G.711
 
 
+def _elementwise(x: Any, in_dtype: np.dtype[Any], out_dtype: np.dtype[Any], kernel: str, what: str, name: str) -> np.ndarray:
+    impl = _impl
+    if type(x) is _ndarray and x.dtype is in_dtype and impl is not _codec_numpy:
+        # C backend: the kernel checks dimensions and contiguity itself; when it refuses,
+        # the full check below says what is wrong.
+        try:
+            out = _empty(len(x), out_dtype)
+            getattr(impl, kernel)(x, out)
+            return out
+        except (TypeError, ValueError, BufferError):
+            pass
+    a = _as_array(x, in_dtype, what, name=name)
+    out = _empty(a.shape[0], out_dtype)
+    getattr(impl, kernel)(a, out)
+    return out
+
+
 def ulaw_encode(pcm: Any) -> np.ndarray:
     """PCM16 (int16 array or little-endian bytes) -> mu-law codes (uint8 array)."""
-    x = _as_array(pcm, _I16, "ulaw_encode")
-    out = np.empty(x.shape[0], dtype=_U8)
-    _impl.ulaw_encode(x, out)
-    return out
+    return _elementwise(pcm, _I16, _U8, "ulaw_encode", "ulaw_encode", "input")
 
 
 def alaw_encode(pcm: Any) -> np.ndarray:
     """PCM16 (int16 array or little-endian bytes) -> A-law codes (uint8 array)."""
-    x = _as_array(pcm, _I16, "alaw_encode")
-    out = np.empty(x.shape[0], dtype=_U8)
-    _impl.alaw_encode(x, out)
-    return out
+    return _elementwise(pcm, _I16, _U8, "alaw_encode", "alaw_encode", "input")
 
 
 def ulaw_decode(codes: Any) -> np.ndarray:
     """mu-law codes (uint8 array or bytes) -> PCM16 (int16 array)."""
-    x = _as_array(codes, _U8, "ulaw_decode", name="codes")
-    out = np.empty(x.shape[0], dtype=_I16)
-    _impl.ulaw_decode(x, out)
-    return out
+    return _elementwise(codes, _U8, _I16, "ulaw_decode", "ulaw_decode", "codes")
 
 
 def alaw_decode(codes: Any) -> np.ndarray:
     """A-law codes (uint8 array or bytes) -> PCM16 (int16 array)."""
-    x = _as_array(codes, _U8, "alaw_decode", name="codes")
-    out = np.empty(x.shape[0], dtype=_I16)
-    _impl.alaw_decode(x, out)
-    return out
+    return _elementwise(codes, _U8, _I16, "alaw_decode", "alaw_decode", "codes")
 
 
 # --------------------------------------------------------------------------- sample formats
@@ -166,18 +171,12 @@ def alaw_decode(codes: Any) -> np.ndarray:
 
 def int16_to_float32(pcm: Any) -> np.ndarray:
     """int16 samples -> float32 in [-1, 1), scaled by 1/32768."""
-    x = _as_array(pcm, _I16, "int16_to_float32")
-    out = np.empty(x.shape[0], dtype=_F32)
-    _impl.i16_to_f32(x, out)
-    return out
+    return _elementwise(pcm, _I16, _F32, "i16_to_f32", "int16_to_float32", "input")
 
 
 def float32_to_int16(x: Any) -> np.ndarray:
     """float32 samples -> int16: times 32768, rounded half to even, saturated; NaN -> 0."""
-    a = _as_array(x, _F32, "float32_to_int16")
-    out = np.empty(a.shape[0], dtype=_I16)
-    _impl.f32_to_i16(a, out)
-    return out
+    return _elementwise(x, _F32, _I16, "f32_to_i16", "float32_to_int16", "input")
 
 
 def stereo_to_mono(pcm_interleaved: Any) -> np.ndarray:
