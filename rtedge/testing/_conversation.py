@@ -124,14 +124,18 @@ class Conversation:
 
 def _need(value: dict[str, Any], key: str, path: str) -> Any:
     if key not in value:
-        raise ClientError("missing_required_parameter", f"Missing required parameter: '{path}.{key}'.", f"{path}.{key}")
+        raise ClientError(
+            "missing_required_parameter", f"Missing required parameter: '{path}.{key}'.", f"{path}.{key}"
+        )
     return value[key]
 
 
 def _str(value: Any, path: str) -> str:
     if not isinstance(value, str):
         kind = "null" if value is None else type(value).__name__
-        raise ClientError("invalid_type", f"Invalid type for '{path}': expected a string, but got {kind} instead.", path)
+        raise ClientError(
+            "invalid_type", f"Invalid type for '{path}': expected a string, but got {kind} instead.", path
+        )
     return value
 
 
@@ -139,7 +143,8 @@ def _decode_b64(value: Any, path: str) -> bytes:
     try:
         return base64.b64decode(_str(value, path), validate=True)
     except (binascii.Error, ValueError):
-        raise ClientError("invalid_value", f"Invalid '{path}': expected base64-encoded audio.", path) from None
+        message = f"Invalid '{path}': expected base64-encoded audio."
+        raise ClientError("invalid_value", message, path) from None
 
 
 _CONTENT_TYPES = {
@@ -149,7 +154,9 @@ _CONTENT_TYPES = {
 }
 
 
-def _content_part(part: Any, role: str, path: str, fmt: WireFormat) -> tuple[dict[str, Any], np.ndarray | None]:
+def _content_part(
+    part: Any, role: str, path: str, fmt: WireFormat
+) -> tuple[dict[str, Any], np.ndarray | None]:
     if not isinstance(part, dict):
         raise ClientError("invalid_type", f"Invalid type for '{path}': expected an object.", path)
     kind = _str(_need(part, "type", path), f"{path}.type")
@@ -173,7 +180,8 @@ def _message(raw: dict[str, Any], item_id: str, fmt: WireFormat) -> Entry:
         raise invalid_value("item.role", role, ("user", "assistant", "system"))
     parts = _need(raw, "content", "item")
     if not isinstance(parts, list):
-        raise ClientError("invalid_type", "Invalid type for 'item.content': expected an array.", "item.content")
+        message = "Invalid type for 'item.content': expected an array."
+        raise ClientError("invalid_type", message, "item.content")
     content, audio = [], None
     for index, part in enumerate(parts):
         public, samples = _content_part(part, role, f"item.content[{index}]", fmt)
@@ -183,7 +191,9 @@ def _message(raw: dict[str, Any], item_id: str, fmt: WireFormat) -> Entry:
     return Entry(item, audio, fmt if audio is not None else None)
 
 
-def item_from_client(raw: Any, new_id: Callable[[], str], input_fmt: WireFormat, output_fmt: WireFormat) -> Entry:
+def item_from_client(
+    raw: Any, new_id: Callable[[], str], input_fmt: WireFormat, output_fmt: WireFormat
+) -> Entry:
     """Validate a ``conversation.item.create`` item and build its entry.
 
     Args:

@@ -177,11 +177,15 @@ class Response:
             "conversation_id": self.conversation_id,
             "output_modalities": [self.modality],
             "max_output_tokens": self.max_output_tokens,
-            "audio": {"output": {"format": {"type": self.out_fmt.kind, **(
-                {"rate": self.out_fmt.rate} if self.out_fmt.kind == "audio/pcm" else {})}, "voice": self.voice}},
+            "audio": {"output": {"format": self._format(), "voice": self.voice}},
             "usage": self.usage,
             "metadata": self.metadata,
         }
+
+    def _format(self) -> dict[str, Any]:
+        if self.out_fmt.kind == "audio/pcm":
+            return {"type": self.out_fmt.kind, "rate": self.out_fmt.rate}
+        return {"type": self.out_fmt.kind}
 
     def created_event(self) -> dict[str, Any]:
         return {"type": "response.created", "response": self.resource()}
@@ -228,13 +232,15 @@ class Response:
             item = {"id": item_id, "type": "function_call", "status": "in_progress", "name": plan.name,
                     "call_id": self.new_id("call"), "arguments": ""}
         else:
-            item = {"id": item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+            item = {"id": item_id, "type": "message", "status": "in_progress", "role": "assistant",
+                    "content": []}
         self.entry = Entry(item)
         self.output.append(self.entry)
         yield self._item_event("response.output_item.added")
         if self.conversation is not None:
             previous = self.conversation.insert(self.entry)
-            yield {"type": "conversation.item.added", "previous_item_id": previous, "item": self.entry.public()}
+            yield {"type": "conversation.item.added", "previous_item_id": previous,
+                   "item": self.entry.public()}
         if plan.kind == "message":
             kind = "output_audio" if self.modality == "audio" else "output_text"
             item["content"].append({"type": kind, "transcript": ""} if kind == "output_audio" else
@@ -264,7 +270,9 @@ class Response:
                 yield t0 + index * TEXT_DELTA_S if self.realtime else 0.0
             yield self._delta("response.output_text.delta", piece, obfuscate)
 
-    def _stream_arguments(self, plan: Plan, obfuscate: Callable[[str], str]) -> Iterator[dict[str, Any] | float]:
+    def _stream_arguments(
+        self, plan: Plan, obfuscate: Callable[[str], str]
+    ) -> Iterator[dict[str, Any] | float]:
         assert self.entry is not None
         t0 = time.monotonic()
         pieces = [plan.arguments[i : i + ARG_CHUNK] for i in range(0, len(plan.arguments), ARG_CHUNK)]
@@ -347,7 +355,8 @@ class Response:
         if self.conversation is not None and self.conversation.find(item["id"]) is not None:
             index = self.conversation.entries.index(self.entry)
             previous = self.conversation.entries[index - 1].id if index else None
-            yield {"type": "conversation.item.done", "previous_item_id": previous, "item": self.entry.public()}
+            yield {"type": "conversation.item.done", "previous_item_id": previous,
+                   "item": self.entry.public()}
         yield self._item_event("response.output_item.done")
 
     def _usage(self) -> dict[str, Any]:

@@ -184,8 +184,8 @@ class ServerSession:
 
     def handle_binary(self) -> None:
         with self.cond:
-            self._error(ClientError("invalid_event",
-                                    "Expected a text WebSocket message; binary frames are not supported."), None)
+            message = "Expected a text WebSocket message; binary frames are not supported."
+            self._error(ClientError("invalid_event", message), None)
 
     def handle_text(self, raw: str) -> dict[str, Any] | None:
         """Process one client text frame; returns the parsed event (or ``None``)."""
@@ -193,7 +193,8 @@ class ServerSession:
             event = json.loads(raw)
         except ValueError as exc:
             with self.cond:
-                self._error(ClientError("invalid_json", f"Invalid event: failed to parse JSON value. {exc}"), None)
+                message = f"Invalid event: failed to parse JSON value. {exc}"
+                self._error(ClientError("invalid_json", message), None)
             return None
         if not isinstance(event, dict):
             with self.cond:
@@ -232,7 +233,8 @@ class ServerSession:
         old_input = self.config["audio"]["input"]
         self.config = merged
         new_input = merged["audio"]["input"]
-        if (old_input["format"], old_input["turn_detection"]) != (new_input["format"], new_input["turn_detection"]):
+        keys = ("format", "turn_detection")
+        if [old_input[k] for k in keys] != [new_input[k] for k in keys]:
             self.input.configure(self._in_fmt(), self._turn_detection())
             self.speech_item = None
         self.emit({"type": "session.updated", "session": copy.deepcopy(self.config)})
@@ -241,7 +243,8 @@ class ServerSession:
         entries = list(self.conversation.entries)
         if self.active is not None and self.active.entry is not None:
             entries.append(self.active.entry)
-        return any(e.item.get("role") == "assistant" and e.audio is not None and e.audio.size for e in entries)
+        return any(e.item.get("role") == "assistant" and e.audio is not None and e.audio.size
+                   for e in entries)
 
     # -- input audio -----------------------------------------------------------
 
@@ -252,7 +255,8 @@ class ServerSession:
         try:
             payload = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
-            raise ClientError("invalid_value", "Invalid 'audio'. Expected base64-encoded audio.", "audio") from None
+            message = "Invalid 'audio'. Expected base64-encoded audio."
+            raise ClientError("invalid_value", message, "audio") from None
         for boundary in self.input.append(self.input.fmt.decode(payload)):
             if boundary.kind == "start":
                 self._speech_started(boundary.sample)
@@ -287,7 +291,8 @@ class ServerSession:
                 "Error committing input audio buffer: buffer too small. Expected at least 100ms of audio, "
                 f"but buffer only has {have_ms:.2f}ms of audio.",
             )
-        item_id = self.speech_item if self.input.in_speech and self.speech_item else self.server.new_id("item")
+        item_id = self.speech_item if self.input.in_speech and self.speech_item else None
+        item_id = item_id or self.server.new_id("item")
         self.speech_item = None
         self._transcribe(self._commit(item_id, self.input.take_all()))
 
@@ -324,7 +329,8 @@ class ServerSession:
             usage: dict[str, Any] = {"type": "duration", "seconds": round(seconds)}
         else:
             audio_tokens, out_tokens = max(1, round(seconds * 10)), max(1, len(text) // 4)
-            usage = {"type": "tokens", "total_tokens": audio_tokens + out_tokens, "input_tokens": audio_tokens,
+            usage = {"type": "tokens", "total_tokens": audio_tokens + out_tokens,
+                     "input_tokens": audio_tokens,
                      "input_token_details": {"text_tokens": 0, "audio_tokens": audio_tokens},
                      "output_tokens": out_tokens}
         entry.item["content"][0]["transcript"] = text
@@ -337,8 +343,8 @@ class ServerSession:
         entry = item_from_client(event["item"], lambda: self.server.new_id("item"), self._in_fmt(),
                                  self._out_fmt())
         if self.conversation.find(entry.id) is not None:
-            raise ClientError("invalid_value", f"Error adding item: the item with id '{entry.id}' already exists.",
-                              "item.id")
+            message = f"Error adding item: the item with id '{entry.id}' already exists."
+            raise ClientError("invalid_value", message, "item.id")
         previous = self.conversation.insert(entry, event.get("previous_item_id"))
         self.emit({"type": "conversation.item.added", "previous_item_id": previous, "item": entry.public()})
         self.emit({"type": "conversation.item.done", "previous_item_id": previous, "item": entry.public()})
@@ -363,22 +369,24 @@ class ServerSession:
             raise ClientError("item_truncate_invalid_item_id",
                               f"Error truncating item: the item with id '{item_id}' does not exist.")
         content = entry.item.get("content") or [{}]
-        if entry.item.get("role") != "assistant" or content[0].get("type") != "output_audio" or entry.fmt is None:
+        is_audio = content[0].get("type") == "output_audio" and entry.fmt is not None
+        if entry.item.get("role") != "assistant" or not is_audio:
             raise ClientError(None, "Only model output audio messages can be truncated")
         for key, value in (("content_index", index), ("audio_end_ms", end_ms)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ClientError("invalid_type", f"Invalid type for '{key}': expected a non-negative integer.", key)
+                message = f"Invalid type for '{key}': expected a non-negative integer."
+                raise ClientError("invalid_type", message, key)
         if index != 0:
             raise ClientError("invalid_value", f"Invalid 'content_index': item has no content part {index}.",
                               "content_index")
         sent_ms = entry.audio_ms()
         if end_ms > sent_ms:
-            raise ClientError("invalid_value", f"Audio content of {sent_ms}ms is already shorter than {end_ms}ms",
-                              "audio_end_ms")
+            message = f"Audio content of {sent_ms}ms is already shorter than {end_ms}ms"
+            raise ClientError("invalid_value", message, "audio_end_ms")
         transcript = str(content[0].get("transcript") or "")
         keep_chars = round(len(transcript) * end_ms / sent_ms) if sent_ms else 0
         content[0]["transcript"] = transcript[:keep_chars].rstrip()
-        assert entry.audio is not None
+        assert entry.audio is not None and entry.fmt is not None
         entry.audio = entry.audio[: entry.fmt.ms_to_samples(end_ms)]
         self.emit({"type": "conversation.item.truncated", "item_id": item_id, "content_index": index,
                    "audio_end_ms": end_ms})
@@ -461,7 +469,10 @@ class ServerSession:
             tool = next((t for t in functions if t.get("name") == wanted), functions[0])
             name = wanted or tool["name"]
             args = server.tool_arguments
-            arguments = args(tool) if callable(args) else args if args is not None else default_arguments(tool)
+            if callable(args):
+                arguments = args(tool)
+            else:
+                arguments = args if args is not None else default_arguments(tool)
             return Plan("function_call", name=name, arguments=str(arguments))
         reply = self._reply(params, context, instructions)
         return message_plan(reply, resp.modality, resp.out_fmt)
@@ -517,8 +528,9 @@ class ServerSession:
         """No speech for ``idle_timeout_ms`` after playback: commit what was heard and prompt."""
         self.idle_deadline, self.idle_nudged = None, True
         item_id, end = self.server.new_id("item"), self.input.total
-        self.emit({"type": "input_audio_buffer.timeout_triggered", "audio_start_ms": self.input.ms(self.idle_from),
-                   "audio_end_ms": self.input.ms(end), "item_id": item_id})
+        self.emit({"type": "input_audio_buffer.timeout_triggered",
+                   "audio_start_ms": self.input.ms(self.idle_from), "audio_end_ms": self.input.ms(end),
+                   "item_id": item_id})
         self._commit(item_id, self.input.take(self.idle_from, end))
         if self.active is None:
             self._start_response({})

@@ -65,7 +65,7 @@ MAX_MESSAGE = 32 * 1024 * 1024  # a 15 MiB append is 20 MiB of base64 plus JSON
 _ALNUM = string.ascii_letters + string.digits
 _ID_LENGTH = {"call": 16}
 
-Responder = Callable[[Turn], "str | tuple[str, np.ndarray] | Reply"]
+Responder = Callable[[Turn], str | tuple[str, np.ndarray] | Reply]
 
 
 class _Conn:
@@ -186,7 +186,8 @@ class RealtimeServer:
                 return self
             self._stopped.clear()
             self._ws_server = serve(
-                self._handle, self.host, self._bound_port or self._port, ssl=self.ssl_context, compression=None,
+                self._handle, self.host, self._bound_port or self._port, ssl=self.ssl_context,
+                compression=None,
                 process_request=self._process_request, max_size=MAX_MESSAGE, ping_interval=self.ping_interval,
                 close_timeout=2, open_timeout=5, logger=logging.getLogger("rtedge.testing.websockets"),
             )
@@ -311,12 +312,11 @@ class RealtimeServer:
         """Live-API style refusals after the 101: beta header, bad key (``auth_failure="event"``)."""
         headers = conn.ws.request.headers if conn.ws.request else {}
         if "realtime=v1" in (headers.get("OpenAI-Beta") or ""):
-            code, kind, message, close = ("beta_api_shape_disabled", "invalid_request_error",
-                                          "The Realtime Beta API is no longer supported. Please use /v1/realtime "
-                                          "for the GA API.", 4000)
+            code, kind, close = "beta_api_shape_disabled", "invalid_request_error", 4000
+            message = "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."
         elif self.api_key is not None and self.auth_failure == "event" and not self._authorized(headers):
-            code, kind, message, close = ("invalid_api_key", "invalid_request_error",
-                                          "Incorrect API key provided.", 3000)
+            code, kind, close = "invalid_api_key", "invalid_request_error", 3000
+            message = "Incorrect API key provided."
         else:
             return False
         event = {"type": "error", "event_id": self.new_id("event"),
@@ -430,11 +430,14 @@ class RealtimeServer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     seen = sorted({str(e.get("type")) for e in records})
-                    raise TimeoutError(f"no {what} {kind!r} (#{nth}) within {timeout:g} s; types seen: {seen}")
+                    raise TimeoutError(
+                        f"no {what} {kind!r} (#{nth}) within {timeout:g} s; types seen: {seen}")
                 self._records.wait(remaining)
 
-    def wait_for_received(self, kind: str, timeout: float = 5.0, *,
-                          where: Callable[[dict[str, Any]], bool] | None = None, nth: int = 1) -> dict[str, Any]:
+    def wait_for_received(
+        self, kind: str, timeout: float = 5.0, *,
+        where: Callable[[dict[str, Any]], bool] | None = None, nth: int = 1,
+    ) -> dict[str, Any]:
         """Wait until the ``nth`` client event of type ``kind`` (matching ``where``) has arrived.
 
         Args:

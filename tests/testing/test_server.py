@@ -24,7 +24,14 @@ import websocket
 from openai.types.realtime import RealtimeServerEvent
 
 from rtedge.audio import codec
-from rtedge.testing import RealtimeServer, Reply, Turn, client_ssl_context, make_self_signed_cert, server_ssl_context
+from rtedge.testing import (
+    RealtimeServer,
+    Reply,
+    Turn,
+    client_ssl_context,
+    make_self_signed_cert,
+    server_ssl_context,
+)
 
 SPEECH = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "speech"
 VALIDATOR = pydantic.TypeAdapter(RealtimeServerEvent)
@@ -118,6 +125,17 @@ def types(events: list[dict[str, Any]]) -> list[str]:
     return [e["type"] for e in events]
 
 
+def audio_bytes(events: list[dict[str, Any]]) -> bytes:
+    """The decoded audio of all ``response.output_audio.delta`` events."""
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_audio.delta"]
+    return b"".join(base64.b64decode(delta) for delta in deltas)
+
+
+def joined(events: list[dict[str, Any]], kind: str) -> str:
+    """The concatenated ``delta`` text of all events of ``kind``."""
+    return "".join(e["delta"] for e in events if e["type"] == kind)
+
+
 def speech(name: str) -> np.ndarray:
     """A spoken fixture phrase, resampled to 24 kHz int16."""
     if not SPEECH.is_dir():
@@ -174,7 +192,8 @@ def test_session_update_merges_and_null_clears(server: RealtimeServer, peer: Pee
                          tools=[])
     session = second["session"]
     assert session["audio"]["input"]["turn_detection"] is None  # explicit null is echoed
-    assert session["audio"]["input"]["transcription"] == {"model": "whisper-1", "language": None, "prompt": None}
+    transcription = session["audio"]["input"]["transcription"]
+    assert transcription == {"model": "whisper-1", "language": None, "prompt": None}
     assert session["instructions"] == "Be brief." and session["audio"]["output"]["voice"] == "marin"
     assert session["tools"] == []
     assert peer.update(instructions="")["session"]["instructions"] == ""
@@ -188,12 +207,15 @@ def test_session_update_merges_and_null_clears(server: RealtimeServer, peer: Pee
         ({"type": "realtime", "voice": "alloy"}, "unknown_parameter", "session.voice"),
         ({"type": "realtime", "turn_detection": {"type": "server_vad"}}, "unknown_parameter",
          "session.turn_detection"),
-        ({"type": "realtime", "input_audio_format": "pcm16"}, "unknown_parameter", "session.input_audio_format"),
-        ({"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad", "create_response": None}}}},
+        ({"type": "realtime", "input_audio_format": "pcm16"}, "unknown_parameter",
+         "session.input_audio_format"),
+        ({"type": "realtime",
+          "audio": {"input": {"turn_detection": {"type": "server_vad", "create_response": None}}}},
          "invalid_type", "session.audio.input.turn_detection.create_response"),
         ({"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}},
          "integer_below_min_value", "session.audio.input.format.rate"),
-        ({"type": "realtime", "output_modalities": ["audio", "text"]}, "invalid_value", "session.output_modalities"),
+        ({"type": "realtime", "output_modalities": ["audio", "text"]}, "invalid_value",
+         "session.output_modalities"),
     ],
 )
 def test_session_update_validation(server: RealtimeServer, peer: Peer, session: dict[str, Any], code: str,
@@ -233,7 +255,7 @@ def test_text_turn_full_sequence(server: RealtimeServer, peer: Peer) -> None:
     done = events[-2]["response"]
     assert done["status"] == "completed" and done["status_details"] is None
     assert done["output"][0]["content"] == [{"type": "output_text", "text": "Hi there, friend!"}]
-    assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "Hi there, friend!"
+    assert joined(events, "response.output_text.delta") == "Hi there, friend!"
     usage = done["usage"]
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"] > 0
     assert set(usage["input_token_details"]) >= {"text_tokens", "audio_tokens", "cached_tokens",
@@ -245,19 +267,20 @@ def test_audio_reply_in_output_format_and_transcript(server: RealtimeServer, pee
     peer.say("hello")
     peer.send({"type": "response.create"})
     events = peer.until("response.done")
-    audio = b"".join(base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta")
-    transcript = "".join(e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta")
+    audio = audio_bytes(events)
+    transcript = joined(events, "response.output_audio_transcript.delta")
     assert transcript == "I heard you."
     assert 0.6 < len(audio) / 48000 < 1.6  # int16 at 24 kHz, roughly 60-110 ms per character
     assert np.abs(np.frombuffer(audio, dtype="<i2")).max() > 3000
-    assert types(events).index("response.output_audio.done") < types(events).index("response.content_part.done")
+    kinds = types(events)
+    assert kinds.index("response.output_audio.done") < kinds.index("response.content_part.done")
     part = events[-1]["response"]["output"][0]["content"][0]
     assert part == {"type": "output_audio", "transcript": "I heard you."}
     # G.711 output: 8 kHz, one byte per sample, per-response text override
     peer.update(audio={"output": {"format": {"type": "audio/pcmu"}}})
     peer.send({"type": "response.create"})
     events = peer.until("response.done")
-    ulaw = b"".join(base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta")
+    ulaw = audio_bytes(events)
     assert 0.6 < len(ulaw) / 8000 < 1.6
     assert events[-1]["response"]["audio"]["output"]["format"] == {"type": "audio/pcmu"}
     peer.send({"type": "response.create", "response": {"output_modalities": ["text"], "metadata": {"k": "v"},
@@ -363,7 +386,8 @@ def test_manual_commit_and_clear(server: RealtimeServer, peer: Peer) -> None:
     append(peer, silence(60))
     peer.send({"type": "input_audio_buffer.commit"})
     committed = peer.until("conversation.item.done")
-    assert types(committed) == ["input_audio_buffer.committed", "conversation.item.added", "conversation.item.done"]
+    assert types(committed) == [
+        "input_audio_buffer.committed", "conversation.item.added", "conversation.item.done"]
     append(peer, silence(200))
     peer.send({"type": "input_audio_buffer.clear"})
     peer.until("input_audio_buffer.cleared")
@@ -374,7 +398,8 @@ def test_manual_commit_and_clear(server: RealtimeServer, peer: Peer) -> None:
 
 def test_function_call_round(server: RealtimeServer, peer: Peer) -> None:
     weather = {"type": "function", "name": "get_weather", "description": "Weather for a city",
-               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+               "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                              "required": ["city"]}}
     server.tool_arguments = '{"city": "London"}'
     server.reply_text = "It is foggy in London."
     peer.update(output_modalities=["text"], tools=[weather])
@@ -413,7 +438,7 @@ def test_responder_sees_the_conversation(server: RealtimeServer, peer: Peer) -> 
     peer.send({"type": "response.create", "response": {"instructions": "Be terse."}})
     events = peer.until("response.done")
     assert seen[0].last_user_text == "lights on" and seen[0].instructions == "Be terse."
-    audio = b"".join(base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta")
+    audio = audio_bytes(events)
     assert len(audio) == 4800  # the scripted 100 ms, in 40 ms deltas
     assert events[-1]["response"]["output"][0]["content"][0]["transcript"] == "You said: lights on"
 
