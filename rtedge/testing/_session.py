@@ -554,7 +554,8 @@ class ServerSession:
                 if self.idle_deadline is not None and now >= self.idle_deadline:
                     self._idle_timeout()
                     continue
-                self.cond.wait(min(self.deadline, self.idle_deadline or self.deadline) - now)
+                wake = min(self.deadline, self.idle_deadline or self.deadline)
+                self.cond.wait(min(wake - now, 3600.0))  # bounded: an infinite duration is allowed
             if self.closing or self.stream is None:
                 return False
             stream = self.stream

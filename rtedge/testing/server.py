@@ -150,6 +150,8 @@ class RealtimeServer:
             raise ValueError("auth_failure must be 'http' or 'event'")
         if not 5 <= int(delta_ms) <= 1000:
             raise ValueError("delta_ms must be between 5 and 1000")
+        if not 0 < session_duration_s <= 10 * 365 * 86400:
+            raise ValueError("session_duration_s must be positive and finite")
         self.host, self._port, self.ssl_context = host, port, ssl_context
         self.api_key, self.auth_failure, self.handshake_status = api_key, auth_failure, handshake_status
         self.reply_text, self.responder = reply_text, responder
