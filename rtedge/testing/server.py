@@ -119,6 +119,17 @@ class RealtimeServer:
         ping_interval: Server keepalive pings in seconds (the live API uses ~20 s); ``None`` = off.
         keep_audio: Record audio payloads; ``False`` replaces them with ``"<N bytes>"``.
         seed: Seed for ids and padding (``None`` = random).
+
+    Raises:
+        ValueError: An option is out of range.
+
+    Attributes:
+        received: Client events in arrival order (all connections).
+        sent: Server events in send order (all connections).
+        handshakes: Every handshake attempt (path and lower-cased headers).
+        sessions: Effective session config of each connection.
+        connection_count: Connections accepted so far.
+        active_connections: Connections open now.
     """
 
     def __init__(
