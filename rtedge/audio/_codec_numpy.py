@@ -193,19 +193,29 @@ def _load_input(src: np.ndarray, dst: np.ndarray) -> bool:
     return False
 
 
+_BLOCK_ELEMENTS = 1 << 19  # bound on window elements gathered at once (4 MiB of float64)
+
+
 def _fir_exact(bank: np.ndarray, up: int, down: int, taps: int, buf: np.ndarray, acc: int, count: int) -> np.ndarray:
     """The ``count`` next outputs as exact integer sums (float64)."""
+    y = np.empty(count, dtype=np.float64)
     if not count:
-        return np.empty(0, dtype=np.float64)
-    pos = acc + down * np.arange(count, dtype=np.int64)
-    start = pos // up
-    windows = np.lib.stride_tricks.sliding_window_view(buf, taps)[start]
+        return y
     rows = bank.reshape(up, taps)
-    if up == 1:
-        return windows @ rows[0]
-    if up <= 4:
-        return (windows @ rows.T)[np.arange(count), pos - start * up]
-    return np.einsum("ij,ij->i", windows, np.take(rows, pos - start * up, axis=0))
+    windows_all = np.lib.stride_tricks.sliding_window_view(buf, taps)
+    block = max(1, _BLOCK_ELEMENTS // taps)
+    for first in range(0, count, block):
+        n = min(block, count - first)
+        pos = acc + down * np.arange(first, first + n, dtype=np.int64)
+        start = pos // up
+        windows = windows_all[start]
+        if up == 1:
+            y[first : first + n] = windows @ rows[0]
+        elif up <= 4:
+            y[first : first + n] = (windows @ rows.T)[np.arange(n), pos - start * up]
+        else:
+            y[first : first + n] = np.einsum("ij,ij->i", windows, np.take(rows, pos - start * up, axis=0))
+    return y
 
 
 def _n_outputs(n: int, up: int, down: int, acc: int) -> int:
