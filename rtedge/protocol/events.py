@@ -515,6 +515,34 @@ class ConnectionLost(ServerEvent):
     reason: str = ""
 
 
+@attrs.frozen(kw_only=True)
+class Reconnecting(ServerEvent):
+    """The link is down and attempt ``attempt`` starts after ``delay`` seconds (``cause`` says why)."""
+
+    TYPE: ClassVar[str] = "rtedge.reconnecting"
+    attempt: int = 0
+    delay: float = 0.0
+    cause: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class Reconnected(ServerEvent):
+    """A new server session is up, configured and re-seeded with the conversation so far."""
+
+    TYPE: ClassVar[str] = "rtedge.reconnected"
+    attempt: int = 0
+    replayed_items: int = 0
+    downtime: float = 0.0
+
+
+@attrs.frozen(kw_only=True)
+class GaveUp(ServerEvent):
+    """Reconnecting stopped for good: a fatal error or too many attempts (``cause``)."""
+
+    TYPE: ClassVar[str] = "rtedge.gave_up"
+    cause: str = ""
+
+
 SERVER_EVENT_TYPES: tuple[type[ServerEvent], ...] = (
     Error,
     SessionCreated,
@@ -556,6 +584,9 @@ SERVER_EVENT_TYPES: tuple[type[ServerEvent], ...] = (
     TranscriptionDelta,
     TranscriptionDone,
     ConnectionLost,
+    Reconnecting,
+    Reconnected,
+    GaveUp,
 )
 
 SERVER_EVENT_REGISTRY: dict[str, type[ServerEvent]] = {cls.TYPE: cls for cls in SERVER_EVENT_TYPES}

@@ -50,6 +50,9 @@ class TransportStats:
     messages_sent: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0
+    #: audio dropped because the link was down (never replayed stale), in ms
+    audio_dropped_outage_ms: float = 0.0
+    reconnects: int = 0
     #: audio appends dropped because the send queue held more than its limit
     audio_dropped: int = 0
     audio_dropped_ms: float = 0.0
@@ -64,31 +67,41 @@ class TransportStats:
 
 _CLOSE = object()
 
+#: one queued send: wire text, milliseconds of audio (0 for control), the event (for replay)
+Item = tuple[str, float, "ev.ClientEvent | None"]
+
 
 class SendQueue:
-    """FIFO of wire texts for the sender.  Audio is bounded by duration (oldest audio dropped, counted);
-    control events are never dropped.  Thread-safe."""
+    """FIFO of wire texts for the sender.  Thread-safe.
+
+    Audio is bounded by duration: past ``max_audio_ms`` the oldest audio is dropped and counted
+    (live audio that old is useless).  Control events are never dropped.  While the link is down the
+    queue is *paused*: :meth:`pause` drops the queued audio (counted, never replayed stale) and hands
+    back the queued control events so they can be re-sent, in order, on the next connection.
+    """
 
     def __init__(self, stats: TransportStats, max_audio_ms: float) -> None:
-        self._items: deque[tuple[str, float]] = deque()  # (text, audio ms; 0 for control)
-        self._cond = threading.Condition()  # guards _items, _audio_ms, _closed
+        self._items: deque[Item] = deque()
+        self._cond = threading.Condition()  # guards _items, _audio_ms, _closed, _paused
         self._audio_ms = 0.0
         self._closed = False
+        self._paused = False
+        self._orphans: list[ev.ClientEvent] = []
         self._stats = stats
         self.max_audio_ms = max_audio_ms
 
-    def put(self, text: str, audio_ms: float = 0.0) -> None:
+    def put(self, text: str, audio_ms: float = 0.0, event: ev.ClientEvent | None = None) -> None:
         with self._cond:
             if self._closed:
                 raise ConnectionClosed("the client is closing; nothing more can be sent")
-            self._items.append((text, audio_ms))
+            self._items.append((text, audio_ms, event))
             self._audio_ms += audio_ms
             if audio_ms and self._audio_ms > self.max_audio_ms:
                 self._drop_oldest_audio()
             self._cond.notify()
 
     def _drop_oldest_audio(self) -> None:
-        for i, (_, ms) in enumerate(self._items):
+        for i, (_, ms, _) in enumerate(self._items):
             if ms:
                 del self._items[i]
                 self._audio_ms -= ms
@@ -102,25 +115,74 @@ class SendQueue:
     def wait_below(self, audio_ms: float, timeout: float | None) -> bool:
         """Wait until at most ``audio_ms`` of audio is queued (True) or ``timeout`` passes (False)."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._audio_ms <= audio_ms or self._closed, timeout)
+            return self._cond.wait_for(
+                lambda: not self._items or self._audio_ms <= audio_ms + 1e-6 or self._closed, timeout)
 
-    def get(self, timeout: float) -> str | object | None:
-        """The next text, ``_CLOSE`` once closed and drained, or None on timeout."""
+    def get(self, timeout: float) -> Item | object | None:
+        """The next item, ``_CLOSE`` once closed and drained, or None on timeout or while paused."""
         with self._cond:
-            if not self._items and not self._closed:
+            if (self._paused or not self._items) and not self._closed:
                 self._cond.wait(timeout)
-            if self._items:
-                text, ms = self._items.popleft()
-                self._audio_ms -= ms
-                if ms:
+            if self._items and not self._paused:
+                item = self._items.popleft()
+                # an empty queue holds no audio: reset, so float rounding never accumulates
+                self._audio_ms = self._audio_ms - item[1] if self._items else 0.0
+                if item[1]:
                     self._cond.notify_all()  # wake wait_below()
-                return text
+                return item
             return _CLOSE if self._closed else None
+
+    def unget(self, item: Item) -> None:
+        """Give back an item the sender could not send: at the head, or (when the queue was paused
+        meanwhile) to the orphans (control) or the outage count (audio)."""
+        with self._cond:
+            if self._paused:
+                if item[1]:
+                    self._stats.audio_dropped_outage_ms += item[1]
+                elif item[2] is not None:
+                    self._orphans.append(item[2])
+                return
+            self._items.appendleft(item)
+            self._audio_ms += item[1]
+
+    def take_orphans(self) -> list[ev.ClientEvent]:
+        """Control events given back while paused (to be replayed after :meth:`pause`'s)."""
+        with self._cond:
+            orphans, self._orphans = self._orphans, []
+            return orphans
+
+    def pause(self) -> list[ev.ClientEvent]:
+        """Stop handing items out; drop queued audio (counted) and return the queued control events."""
+        with self._cond:
+            self._paused = True
+            control = [event for _, ms, event in self._items if not ms and event is not None]
+            for _, ms, _ in self._items:
+                if ms:
+                    self._stats.audio_dropped_outage_ms += ms
+            self._items.clear()
+            self._audio_ms = 0.0
+            self._cond.notify_all()
+            return control
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def wait_paused_or_closed(self, timeout: float) -> None:
+        """After a failed send: wait until the receiver paused the queue (or it closed)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._paused or self._closed, timeout)
 
     def close(self, discard: bool = False) -> None:
         """No more puts; the sender drains what is queued (or nothing, with ``discard``), then stops."""
         with self._cond:
             self._closed = True
+            self._paused = False
             if discard:
                 self._items.clear()
                 self._audio_ms = 0.0
@@ -131,32 +193,44 @@ class SendQueue:
         return self._closed
 
 
-def sender_loop(conn: _ws.WsConnection, sendq: SendQueue, stats: TransportStats, *,
-                ping_interval: float, ping_timeout: float, close_code: Callable[[], int]) -> None:
-    """Body of ``rtedge-sender``."""
+def sender_loop(current: Callable[[], _ws.WsConnection | None], sendq: SendQueue, stats: TransportStats, *,
+                ping_interval: float, ping_timeout: float, on_tick: Callable[[], None]) -> None:
+    """Body of ``rtedge-sender``: send queued items on the current connection, keep it alive.
+
+    A send that fails puts the item back and aborts the connection, so that the receiver notices
+    at once and the queue is paused for the outage; the loop itself only ends when the queue closes.
+    """
     last_sent = time.monotonic()
     tick = min(ping_interval, ping_timeout, 1.0) if ping_interval > 0 else 1.0
-    try:
-        while True:
-            item = sendq.get(tick)
-            now = time.monotonic()
-            if item is _CLOSE:
-                conn.send_close(close_code())
-                return
-            if isinstance(item, str):
-                conn.send_text(item)
+    while True:
+        item = sendq.get(tick)
+        conn = current()
+        if item is _CLOSE:
+            if conn is not None:
+                conn.send_close(1000)
+            return
+        now = time.monotonic()
+        try:
+            if isinstance(item, tuple) and conn is not None:
+                conn.send_text(item[0])
                 stats.messages_sent += 1
-                stats.bytes_sent += len(item)
+                stats.bytes_sent += len(item[0])
                 last_sent = now
-            if ping_interval > 0:
+            if ping_interval > 0 and conn is not None and not sendq.paused:
                 last_sent = _keepalive(conn, stats, now, last_sent, ping_interval, ping_timeout)
-    except ConnectionClosed as exc:
-        log.debug("sender stopped: %s", exc)
-        conn.abort()
+            on_tick()
+        except ConnectionClosed as exc:
+            log.debug("sender: %s", exc)
+            if isinstance(item, tuple):
+                sendq.unget(item)
+            if conn is not None:
+                conn.abort()
+            sendq.wait_paused_or_closed(5.0)
 
 
 def _keepalive(conn: _ws.WsConnection, stats: TransportStats, now: float, last_sent: float,
                interval: float, timeout: float) -> float:
+    """Ping when the link has been quiet for ``interval``; declare it dead after ``interval + timeout``."""
     silent_for = now - stats.last_receive
     if silent_for > interval + timeout:
         log.warning("no data from the server for %.1f s (ping timeout); dropping the connection", silent_for)
@@ -168,11 +242,10 @@ def _keepalive(conn: _ws.WsConnection, stats: TransportStats, now: float, last_s
     return last_sent
 
 
-def receiver_loop(conn: _ws.WsConnection, on_text: Callable[[bytes], None],
-                  on_end: Callable[[int | None, str], None], stats: TransportStats) -> None:
-    """Body of ``rtedge-receiver``: frames in, ``on_text`` per message, ``on_end`` exactly once."""
-    code: int | None = None
-    reason = ""
+def receive_until_end(conn: _ws.WsConnection, on_text: Callable[[bytes], object],
+                      stats: TransportStats) -> tuple[int | None, str]:
+    """Read frames until the connection ends; ``on_text`` per message.  Returns the close code
+    (None when the socket broke without a close frame) and reason."""
     try:
         while True:
             opcode, payload = conn.recv()
@@ -182,17 +255,11 @@ def receiver_loop(conn: _ws.WsConnection, on_text: Callable[[bytes], None],
                 stats.bytes_received += len(payload)
                 on_text(payload)
             elif opcode == _ws.CLOSE:
-                code, reason = _ws.parse_close(payload)
-                return
+                return _ws.parse_close(payload)
             elif opcode == _ws.BINARY:
                 log.warning("ignoring a binary frame of %d bytes (realtime APIs send text)", len(payload))
     except ConnectionClosed as exc:
-        reason = str(exc)
-    except Exception:  # a bug in our own code: never die silently
-        log.exception("receiver failed")
-        reason = "internal error in the receiver"
-    finally:
-        on_end(code, reason)
+        return None, str(exc)
 
 
 class EventLog:

@@ -26,7 +26,7 @@ from typing import Any
 
 import websocket
 
-from ..errors import ConnectionClosed, HandshakeError, TransportError
+from ..errors import ConnectionClosed, DeadlineExceeded, HandshakeError, TransportError
 from ..protocol.dialects.base import redact_url
 
 #: opcode constants, re-exported so callers need not import websocket
@@ -101,10 +101,16 @@ class WsConnection:
         """
         try:
             opcode, frame = self._ws.recv_data_frame(True)
+        except websocket.WebSocketTimeoutException:
+            raise DeadlineExceeded("no frame from the server in time") from None
         except (OSError, websocket.WebSocketException, AttributeError, ValueError) as exc:
             # AttributeError/ValueError: websocket-client touching a socket that abort() released
             raise ConnectionClosed(f"connection lost: {type(exc).__name__}: {exc}") from None
         return opcode, frame.data if frame is not None else b""
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """Bound blocking reads (None: block forever); a timed-out :meth:`recv` raises DeadlineExceeded."""
+        self._ws.settimeout(seconds)
 
     def send_text(self, text: str) -> None:
         """Send one text frame.

@@ -40,8 +40,10 @@ from ..protocol.dialects.base import redact_url
 from ..protocol.session import Session
 from ..protocol.usage import Usage
 from . import _ws
+from ._link import MAX_PENDING, Link, _event_id_of, _server_error
 from ._workers import (BENIGN_ERROR_CODES, Dispatcher, EventLog, SendQueue, TransportStats, decode_failure,
-                       describe_error, receiver_loop, sender_loop)
+                       describe_error, sender_loop)
+from .backoff import FATAL_ERROR_CODES, Backoff
 
 log = logging.getLogger("rtedge")
 
@@ -58,6 +60,9 @@ _DEFAULTS: dict[str, Any] = {
     "ca_certs": None,
     "on_error": None,
     "headers": None,
+    "reconnect": Backoff(),
+    "max_session_seconds": None,
+    "finish_timeout": 2.0,
 }
 
 
@@ -71,7 +76,7 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-class Client:
+class Client(Link):
     """A live realtime session.  Create it with :func:`connect`.
 
     Attributes:
@@ -95,9 +100,12 @@ class Client:
         self._conn: _ws.WsConnection | None = None
         self._threads: list[threading.Thread] = []
         self._closing = False
+        self._close_started = False
         self._stop = threading.Event()
         self._converter: Any = None  # rtedge.audio.convert.InputConverter, created on first audio
         self._converter_fmt: Any = None
+        self._requested: SessionConfig | None = None  # every session.update we sent, merged
+        self._init_link()
 
     def __repr__(self) -> str:
         s = self._session.state
@@ -105,41 +113,34 @@ class Client:
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def _open(self, session: SessionConfig | None) -> None:
+        """Caller's thread: connect, establish the session, then start the three threads."""
         timeout = self._opts["connect_timeout"]
         deadline = time.monotonic() + timeout
-        self._conn = _ws.WsConnection.open(self._url, self._headers, timeout=timeout,
-                                           ssl_context=self._opts["ssl_context"], ca_certs=self._opts["ca_certs"])
-        self._start_threads(self._conn)
+        self._requested = session
+        conn = self._open_socket(timeout)
         try:
-            self._log.find(0, lambda e: isinstance(e, ev.SessionCreated | ev.Error),
-                           max(0.0, deadline - time.monotonic()))
-            self._raise_if_error(0)
-            if session is not None:
-                self.update_session(session, timeout=max(0.0, deadline - time.monotonic()))
+            self._establish(conn, deadline, [])
         except BaseException:
-            self.close(timeout=2.0)
+            conn.shutdown()
             raise
+        self._conn = conn
+        self.link_state = "open"
+        self._session_started = time.monotonic()
+        self._start_threads()
+        if session is not None:
+            _warn_mismatch(session, self)
 
-    def _raise_if_error(self, after: int) -> None:
-        try:
-            _, err = self._log.find(after, lambda e: isinstance(e, ev.Error), 0)
-        except (DeadlineExceeded, ConnectionClosed):
-            return
-        assert isinstance(err, ev.Error)
-        raise _server_error(err)
-
-    def _start_threads(self, conn: _ws.WsConnection) -> None:
+    def _start_threads(self) -> None:
         opts = self._opts
-        specs: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = [
-            ("rtedge-receiver", receiver_loop, (conn, self._on_text, self._on_end, self.stats)),
-            ("rtedge-sender", sender_loop, (conn, self._sendq, self.stats)),
-            ("rtedge-dispatch", self._dispatcher.run, (self._stop,)),
+        sender_kwargs = {"ping_interval": opts["ping_interval"], "ping_timeout": opts["ping_timeout"],
+                         "on_tick": self._maybe_recycle}
+        specs: list[tuple[str, Callable[..., None], tuple[Any, ...], dict[str, Any]]] = [
+            ("rtedge-receiver", self._supervise, (), {}),
+            ("rtedge-sender", sender_loop, (lambda: self._conn, self._sendq, self.stats), sender_kwargs),
+            ("rtedge-dispatch", self._dispatcher.run, (self._stop,), {}),
         ]
-        kwargs = {"ping_interval": opts["ping_interval"], "ping_timeout": opts["ping_timeout"],
-                  "close_code": lambda: 1000}
-        for name, target, args in specs:
-            t = threading.Thread(target=target, args=args, kwargs=kwargs if name == "rtedge-sender" else {},
-                                 name=name, daemon=True)
+        for name, target, args, kwargs in specs:
+            t = threading.Thread(target=target, args=args, kwargs=kwargs, name=name, daemon=True)
             self._threads.append(t)
             t.start()
 
@@ -148,10 +149,13 @@ class Client:
 
         Idempotent and bounded by ``timeout`` seconds; safe from any thread, callbacks included.
         """
-        with self._lock:
-            first = not self._closing
-            self._closing = True
         deadline = time.monotonic() + timeout
+        with self._lock:
+            first, self._close_started = not self._close_started, True
+        if first and not self._offline and "session_finish" in self.dialect.capabilities:
+            self._finish_session(min(self._opts["finish_timeout"], timeout / 2))
+        with self._lock:
+            self._closing = True
         if first:
             self._stop.set()
             self._sendq.close()
@@ -175,6 +179,17 @@ class Client:
         if stuck:
             log.warning("threads still running after close(%.1f s): %s (a callback may be blocking)", timeout, stuck)
 
+    def _finish_session(self, timeout: float) -> None:
+        """End the session the dialect's way (DashScope ``session.finish``), waiting briefly for
+        ``session.finished``; an ``error`` reply means "not supported by this model" and is fine."""
+        mark = self._log.seq
+        try:
+            event_id = self._send(ev.SessionFinish())
+            self._log.find(mark, lambda e: isinstance(e, ev.SessionFinished) or (
+                isinstance(e, ev.Error) and e.error.event_id in (None, event_id)), timeout)
+        except (DeadlineExceeded, ConnectionClosed, LocalProtocolError) as exc:
+            log.info("session.finish got no answer (%s); closing anyway", exc)
+
     def __enter__(self) -> Client:
         return self
 
@@ -182,8 +197,8 @@ class Client:
         self.close()
 
     # ------------------------------------------------------------------------------------------ receiving
-    def _on_text(self, payload: bytes) -> None:
-        """Receiver thread: one message in.  No user code runs here."""
+    def _on_text(self, payload: bytes) -> list[ev.ServerEvent]:
+        """Receiver thread: one message in, its events delivered and returned.  No user code runs here."""
         try:
             text = payload.decode("utf-8")
             with self._lock:
@@ -193,9 +208,10 @@ class Client:
             self.stats.malformed_messages += 1
             rpe = exc if isinstance(exc, RemoteProtocolError) else RemoteProtocolError(f"invalid UTF-8: {exc}")
             log.warning("%s", decode_failure(rpe))
-            return
+            return []
         for event in received:
             self._deliver(event)
+        return received
 
     def _deliver(self, event: ev.ServerEvent) -> None:
         if isinstance(event, ev.ResponseOutputAudioDelta):
@@ -204,6 +220,8 @@ class Client:
         elif isinstance(event, ev.Error):
             level = logging.DEBUG if event.error.code in BENIGN_ERROR_CODES else logging.WARNING
             log.log(level, "server error event: %s", describe_error(event))
+            if event.error.code in FATAL_ERROR_CODES:
+                self._last_fatal = _server_error(event)
         for hook in self._event_hooks:
             self._run_hook(hook, event)
         self._log.append(event)
@@ -216,18 +234,9 @@ class Client:
         except Exception:  # rtedge's own hooks: a bug must not kill the receiver
             log.exception("internal hook %r failed on %s", hook, event.type)
 
-    def _on_end(self, code: int | None, reason: str) -> None:
-        """Receiver thread, once: the connection is over."""
-        with self._lock:
-            self._session.connection_lost(code, reason)
-            lost = list(self._session.events())
-        if not self._closing:
-            log.warning("connection closed by the server or network: code=%s reason=%s", code, reason or "-")
-        self._sendq.close(discard=True)
-        for event in lost:
-            self._log.append(event)
-            self._dispatcher.put(event)
-        self._log.end()
+    def _emit(self, event: ev.ServerEvent) -> None:
+        """Deliver an event rtedge made itself (reconnect states, synthetic settlements)."""
+        self._deliver(event)
 
     # ------------------------------------------------------------------------------------------ callbacks
     def on(self, event_type: str, fn: F | None = None) -> Any:
@@ -292,16 +301,28 @@ class Client:
 
     def _send(self, event: ev.ClientEvent, audio_ms: float = 0.0) -> str | None:
         with self._lock:
-            if self._closing:
-                raise ConnectionClosed("the client is closed")
+            if self._closing or self.link_state in ("closed", "gave_up"):
+                raise ConnectionClosed("the client is closed" if self._closing else f"the link is {self.link_state}")
+            if self._offline:
+                return self._send_offline(event, audio_ms)
             try:
                 text = self._session.send(event)
             except LocalProtocolError:
                 if self._session.state.connection is ConnectionState.CLOSED:
                     raise ConnectionClosed("the connection is closed") from None
                 raise
-            self._sendq.put(text, audio_ms)
+            self._sendq.put(text, audio_ms, None if audio_ms else event)
             return _event_id_of(text) if not isinstance(event, ev.InputAudioBufferAppend) else None
+
+    def _send_offline(self, event: ev.ClientEvent, audio_ms: float) -> str | None:
+        """While reconnecting: audio is dropped (counted), control events wait for the new session."""
+        if audio_ms:
+            self.stats.audio_dropped_outage_ms += audio_ms
+            return None
+        if len(self._pending) >= MAX_PENDING:
+            raise ConnectionClosed(f"reconnecting, and {MAX_PENDING} control events are already waiting")
+        self._pending.append(event)
+        return None
 
     def append_audio(self, pcm: Any, rate: int | None = None) -> int:
         """Append microphone audio, converted to the session's input format.
@@ -391,6 +412,8 @@ class Client:
             config = config.merged(SessionConfig.from_kwargs(**fields))
         mark = self._log.seq
         event_id = self._send(ev.SessionUpdate(session=config))
+        with self._lock:
+            self._requested = config if self._requested is None else self._requested.merged(config)
         if timeout is not None:
             self._await_update(mark, event_id, timeout)
             _warn_mismatch(config, self)
@@ -419,28 +442,9 @@ class Client:
             return dict(self._session.state.session)
 
     @property
-    def usage(self) -> Usage:
-        """Token totals over all responses so far."""
-        return self._session.state.usage
-
-    @property
     def closed(self) -> bool:
-        return self._closing or self._session.state.connection is ConnectionState.CLOSED
-
-
-def _event_id_of(text: str) -> str | None:
-    # event_id is always the second key we write (see Dialect.encode); avoid re-parsing JSON
-    marker = '"event_id":"'
-    start = text.find(marker)
-    if start < 0:
-        return None
-    start += len(marker)
-    return text[start:text.index('"', start)]
-
-
-def _server_error(event: ev.Error) -> ServerError:
-    e = event.error
-    return ServerError(e.message, code=e.code, event_id=e.event_id, type=e.type, param=e.param)
+        """True once closed by us, or when the link ended for good (gave up, or the server ended it)."""
+        return self._closing or self.link_state in ("closed", "gave_up")
 
 
 def _warn_mismatch(config: SessionConfig, client: Client) -> None:

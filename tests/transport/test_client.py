@@ -289,14 +289,16 @@ def test_close_is_bounded_and_joins_threads(server):
     assert server.wait_for_sent("session.created")  # the server saw a clean session
 
 
-def test_server_closing_ends_events_and_threads(server, client):
+def test_server_closing_ends_events_and_threads(server):
+    client = rtedge.connect(url=server.url, reconnect=None)
     server.close_connections(1001, "going away")
     lost = client.wait_for("rtedge.connection_lost", timeout=5)
     assert lost.code == 1001 and lost.reason == "going away"
     assert client.closed
     with pytest.raises(ConnectionClosed):
         client.create_response()
-    assert list(client.events(timeout=0.1)) == []
+    assert [e.type for e in client.events(timeout=0.1)][-1] == "rtedge.gave_up"
+    client.close()
 
 
 def test_events_iterator_and_wait_for_share_the_inbox(client):

@@ -1,0 +1,322 @@
+"""The link: establishing a session, keeping it, and getting it back.
+
+Theory of operation
+-------------------
+Establishing (:meth:`Link._establish`) reads frames on the calling thread
+until ``session.created``, sends the session config (and, after a reconnect,
+the conversation so far) straight on the new socket, and reads on until the
+server confirms the config with ``session.updated``.  ``connect()`` runs it on
+the caller's thread before any worker thread exists, so a failed connect
+leaves nothing behind; reconnects run it on ``rtedge-receiver``.
+
+``rtedge-receiver`` is the supervisor: an iterative loop (never recursion)
+that reads until the connection ends, then decides.  A close by us ends it.
+A fatal cause (HTTP 401/403, ``invalid_api_key``, ``insufficient_quota``,
+``beta_api_shape_disabled``, a config the new session rejects, close 4000)
+ends it with one ``rtedge.gave_up`` event and :attr:`fatal_error` set.
+Anything recoverable (the close codes in :data:`RECOVERABLE_CLOSE_CODES`,
+a broken socket, a keepalive timeout, handshake 429/5xx with
+``Retry-After`` honoured) starts the reconnect loop: ``rtedge.reconnecting``
+per attempt, a :class:`Backoff` delay that ``close()`` interrupts, and
+``rtedge.reconnected`` once the new session is configured and re-seeded.
+
+While the link is down the send queue is paused: queued and newly appended
+audio is dropped and counted (``stats.audio_dropped_outage_ms``), never
+replayed stale; control events are kept (bounded) and sent after
+re-seeding, in order.  A response that was in flight is settled with a
+synthetic ``response.done`` (status ``cancelled``, reason ``connection_lost``)
+so nobody waits forever.
+
+Proactive recycle: past ``max_session_seconds`` (the dialect's limit minus
+a margin), at a turn boundary, the sender pauses the queue and closes the
+socket with 1000; the supervisor reconnects at once and re-seeds, so users
+never hit ``session_expired`` mid-sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import (ConnectionClosed, DeadlineExceeded, HandshakeError, LocalProtocolError, RtEdgeError,
+                      ServerError, TransportError)
+from ..protocol import events as ev
+from ..protocol._state import InputBufferState, ResponseState
+from ..protocol.config import SessionConfig
+from ..protocol.reseed import history_items
+from ..protocol.session import Session
+from ..protocol.usage import Usage
+from . import _ws
+from .backoff import FATAL_ERROR_CODES, FATAL_HTTP_STATUSES, RECOVERABLE_CLOSE_CODES, Backoff
+from ._workers import EventLog, SendQueue, TransportStats, receive_until_end
+
+log = logging.getLogger("rtedge")
+
+#: control events kept while the link is down; one more raises ConnectionClosed
+MAX_PENDING = 256
+
+
+class Link:
+    """Connection lifecycle shared by :class:`rtedge.Client` (a mixin; the client owns the fields)."""
+
+    dialect: Any
+    stats: TransportStats
+    _url: str
+    _headers: dict[str, str]
+    _opts: dict[str, Any]
+    _session: Session
+    _lock: threading.RLock
+    _sendq: SendQueue
+    _log: EventLog
+    _stop: threading.Event
+    _closing: bool
+    _conn: _ws.WsConnection | None
+    _requested: SessionConfig | None
+    _on_text: Callable[[bytes], list[ev.ServerEvent]]
+    _emit: Callable[[ev.ServerEvent], None]
+
+    def _init_link(self) -> None:
+        self._offline = False
+        self._pending: list[ev.ClientEvent] = []
+        self._usage_before = Usage()
+        self._history: list[dict[str, Any]] = []
+        self._session_started = time.monotonic()
+        self._recycling = False
+        self._last_fatal: ServerError | None = None
+        self.link_state = "connecting"
+        #: the error that made the client give up (HandshakeError, ServerError...), else None
+        self.fatal_error: RtEdgeError | None = None
+
+    # ------------------------------------------------------------------------------------------ establish
+    def _open_socket(self, timeout: float) -> _ws.WsConnection:
+        return _ws.WsConnection.open(self._url, self._headers, timeout=timeout,
+                                     ssl_context=self._opts["ssl_context"], ca_certs=self._opts["ca_certs"])
+
+    def _establish(self, conn: _ws.WsConnection, deadline: float, history: list[dict[str, Any]]) -> None:
+        """Read until ``session.created``, send config and history, read until ``session.updated``.
+
+        Raises:
+            ServerError: the server sent an error (before ``session.created`` or for our config).
+            DeadlineExceeded / ConnectionClosed: no answer by ``deadline`` / the socket ended.
+        """
+        first = self._pump(conn, lambda e: isinstance(e, ev.SessionCreated | ev.Error), deadline)
+        if isinstance(first, ev.Error):
+            raise _server_error(first)
+        update_id = None
+        with self._lock:
+            texts = []
+            if self._requested is not None:
+                texts.append(self._session.send(ev.SessionUpdate(session=self._requested)))
+                update_id = _event_id_of(texts[0])
+            for item in history:
+                texts.append(self._session.send(ev.ConversationItemCreate(item=item)))
+        for text in texts:
+            conn.send_text(text)
+        if update_id is None:
+            return
+
+        def answer(e: ev.ServerEvent) -> bool:
+            return isinstance(e, ev.SessionUpdated) or (isinstance(e, ev.Error) and e.error.event_id == update_id)
+
+        reply = self._pump(conn, answer, deadline)
+        if isinstance(reply, ev.Error):
+            raise _server_error(reply)
+
+    def _pump(self, conn: _ws.WsConnection, match: Callable[[ev.ServerEvent], bool],
+              deadline: float) -> ev.ServerEvent:
+        """Read and handle frames on this thread until an event matches."""
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DeadlineExceeded("the server did not answer in time")
+                conn.set_timeout(remaining)
+                opcode, payload = conn.recv()
+                self.stats.last_receive = time.monotonic()
+                if opcode == _ws.CLOSE:
+                    code, reason = _ws.parse_close(payload)
+                    raise ConnectionClosed(f"the server closed the connection ({code} {reason})".strip(),
+                                           code, reason)
+                if opcode == _ws.TEXT:
+                    for event in self._on_text(payload):
+                        if match(event):
+                            return event
+        finally:
+            conn.set_timeout(None)
+
+    # ------------------------------------------------------------------------------------------ supervise
+    def _supervise(self) -> None:
+        """Body of ``rtedge-receiver``: read, and on loss decide between reconnecting and ending."""
+        conn = self._conn
+        while conn is not None:
+            code, reason = receive_until_end(conn, self._on_text, self.stats)
+            conn.shutdown()
+            if self._closing:
+                break
+            cause, fatal = self._cause(code, reason)
+            self._go_offline(code, reason)
+            if fatal or self._opts["reconnect"] is None:
+                self._give_up(cause, self._last_fatal)
+                return
+            conn = self._reconnect(cause)
+        self._end_link()
+
+    def _cause(self, code: int | None, reason: str) -> tuple[str, bool]:
+        if self._recycling:
+            return "session recycle", False
+        if self._last_fatal is not None:
+            return f"server error {self._last_fatal.code}", True
+        if code is None:
+            return reason or "connection lost", False
+        if code in RECOVERABLE_CLOSE_CODES:
+            return f"close {code} {reason}".strip(), False
+        return f"close {code} {reason}".strip(), True
+
+    def _go_offline(self, code: int | None, reason: str) -> None:
+        """Pause sending, settle the in-flight response, remember the history for re-seeding."""
+        with self._lock:
+            self._offline = True
+            self._pending.extend(self._sendq.pause())
+            state = self._session.state
+            in_flight = state.response is not ResponseState.IDLE and state.response_id
+            self._history = history_items(state)
+            self._session.connection_lost(code, reason)
+            lost = list(self._session.events())
+            self.link_state = "reconnecting"
+        if in_flight:
+            self._emit(ev.ResponseDone(type="response.done", raw={"rtedge_synthetic": True}, response={
+                "id": state.response_id, "object": "realtime.response", "status": "cancelled",
+                "status_details": {"type": "cancelled", "reason": "connection_lost"}}))
+        for event in lost:
+            self._emit(event)
+
+    def _reconnect(self, cause: str) -> _ws.WsConnection | None:
+        """The reconnect loop; returns the new connection, or None (closed or gave up)."""
+        backoff: Backoff = self._opts["reconnect"]
+        down_since, attempt, retry_after = time.monotonic(), 0, None
+        while not self._closing:
+            attempt += 1
+            if backoff.exhausted(attempt):
+                self._give_up(f"{attempt - 1} attempts failed; last: {cause}", None)
+                return None
+            delay = 0.0 if self._recycling and attempt == 1 else backoff.delay(attempt, retry_after=retry_after)
+            self._emit(ev.Reconnecting(type=ev.Reconnecting.TYPE, attempt=attempt, delay=delay, cause=cause))
+            log.warning("reconnecting (attempt %d in %.2f s): %s", attempt, delay, cause)
+            if self._stop.wait(delay):
+                return None
+            try:
+                conn = self._attempt()
+            except HandshakeError as exc:
+                if exc.status_code in FATAL_HTTP_STATUSES:
+                    self._give_up(str(exc), exc)
+                    return None
+                cause, retry_after = str(exc), exc.retry_after
+                continue
+            except ServerError as exc:
+                if exc.code in FATAL_ERROR_CODES or exc.param is not None:
+                    self._give_up(str(exc), exc)
+                    return None
+                cause = str(exc)
+                continue
+            except (TransportError, DeadlineExceeded) as exc:
+                cause = str(exc)
+                continue
+            self._go_online(attempt, time.monotonic() - down_since)
+            return conn
+        return None
+
+    def _attempt(self) -> _ws.WsConnection:
+        timeout = self._opts["connect_timeout"]
+        conn = self._open_socket(timeout)
+        self._conn = conn  # so that close() can abort it while we establish
+        with self._lock:
+            self._usage_before = self._usage_before + self._session.state.usage
+            self._session = Session(self.dialect)
+        try:
+            self._establish(conn, time.monotonic() + timeout, self._history)
+        except BaseException:
+            conn.shutdown()
+            raise
+        return conn
+
+    def _go_online(self, attempt: int, downtime: float) -> None:
+        """Replay the control events kept during the outage, in order, then resume sending."""
+        with self._lock:
+            pending, self._pending = self._pending + self._sendq.take_orphans(), []
+            for event in pending:
+                try:
+                    self._sendq.put(self._session.send(event), 0.0, event)
+                except LocalProtocolError as exc:  # e.g. a cancel for a response that no longer exists
+                    log.info("not replaying %s after reconnect: %s", event.TYPE, exc)
+            self._offline = self._recycling = False
+            self._session_started = time.monotonic()
+            self.stats.reconnects += 1
+            self.stats.last_receive = time.monotonic()
+            self.link_state = "open"
+            self._sendq.resume()
+        self._emit(ev.Reconnected(type=ev.Reconnected.TYPE, attempt=attempt, replayed_items=len(self._history),
+                                  downtime=downtime))
+        log.warning("reconnected after %.2f s (attempt %d, %d items re-seeded)", downtime, attempt,
+                    len(self._history))
+
+    def _give_up(self, cause: str, error: RtEdgeError | None) -> None:
+        self.fatal_error = error or ConnectionClosed(f"gave up: {cause}")
+        log.error("giving up on the connection: %s", cause)
+        self._emit(ev.GaveUp(type=ev.GaveUp.TYPE, cause=cause))
+        self._end_link("gave_up")
+
+    def _end_link(self, state: str = "closed") -> None:
+        with self._lock:
+            if self.link_state != "gave_up":
+                self.link_state = state
+            self._offline = True
+            if self._session.state.connection.value != "closed":
+                self._session.connection_lost(None, "closed")
+                lost = list(self._session.events())
+            else:
+                lost = []
+        for event in lost:
+            self._emit(event)
+        self._sendq.close(discard=True)
+        self._log.end()
+
+    # ------------------------------------------------------------------------------------------ recycle
+    def _maybe_recycle(self) -> None:
+        """Sender thread, every tick: recycle the session at a turn boundary past its age limit."""
+        limit = self._opts["max_session_seconds"]
+        if not limit or self._offline or self._closing or time.monotonic() - self._session_started < limit:
+            return
+        state = self._session.state
+        if state.response is not ResponseState.IDLE or state.input_buffer is InputBufferState.SPEECH:
+            return
+        conn = self._conn
+        if conn is None:
+            return
+        with self._lock:
+            self._recycling = self._offline = True
+            self._pending.extend(self._sendq.pause())
+        log.info("recycling the session after %.0f s, before the provider's limit", limit)
+        conn.send_close(1000, "session recycle")
+
+    @property
+    def usage(self) -> Usage:
+        """Token totals over all responses so far, across reconnects."""
+        return self._usage_before + self._session.state.usage
+
+
+def _event_id_of(text: str) -> str | None:
+    """The event_id of a client event we serialized (``Dialect.encode`` writes it second)."""
+    marker = '"event_id":"'
+    start = text.find(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    return text[start:text.index('"', start)]
+
+
+def _server_error(event: ev.Error) -> ServerError:
+    e = event.error
+    return ServerError(e.message, code=e.code, event_id=e.event_id, type=e.type, param=e.param)
