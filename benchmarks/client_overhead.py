@@ -1,0 +1,598 @@
+#!/usr/bin/env python3
+"""Client CPU per audio-minute of a full-duplex realtime-voice stream: rtedge vs plain websocket-client.
+
+What it measures
+----------------
+A loopback server (websockets sync server, no compression, 127.0.0.1, its own
+process so its CPU is not counted) speaks the OpenAI Realtime GA protocol.
+After ``session.update`` -> ``session.updated`` and the first append it streams 24 kHz PCM16
+downstream in 40 ms ``response.output_audio.delta`` events wrapped in realistic
+5 s turns (VAD events, item/response/content-part lifecycle, a transcript delta
+every 300 ms, the ``*.done`` events, ``response.done`` with usage,
+``rate_limits.updated``), while the client sends the same duration of 24 kHz
+PCM16 upstream in 20 ms ``input_audio_buffer.append`` events.
+
+Each driver runs in its own process, so ``getrusage(RUSAGE_SELF)`` (user+sys,
+all threads) over the *stream phase* is that client's cost.  The stream phase
+runs from ``session.updated`` until all upstream audio was sent (the server
+answers an end marker with the byte count it decoded) and all downstream audio
+was received and base64-decoded (the server's end marker arrived).  Startup
+(interpreter + imports) and connect (+ session.update round trip) CPU are
+reported separately, with peak RSS.
+
+Drivers, interleaved A B C, A B C ... for ``--reps`` repetitions per mode:
+
+* ``wsclient``: websocket-client ``create_connection`` with library defaults,
+  a sender and a receiver thread, json.dumps appends, json.loads + b64decode.
+* ``wsclient_noutf8``: the same with ``skip_utf8_validation=True`` (reference).
+* ``rtedge``: the real ``rtedge.Client``; ``append_audio`` of int16 20 ms
+  frames, audio consumed in an ``on("response.output_audio.delta")`` callback
+  that decodes ``event.audio``.
+
+Modes: ``afap`` (both directions as fast as possible; CPU-s per audio-minute)
+and ``realtime`` (both directions paced at 1x on absolute deadlines; CPU % of
+one core).  Every run is verified: the driver must decode exactly
+seconds*24000*2 downstream bytes and the server must decode exactly as many
+upstream bytes; otherwise a FAIL line is printed and the script exits 1
+(``--selftest-drop N`` loses every Nth frame in both directions to prove it).
+
+Run from the repo root::
+
+    python benchmarks/client_overhead.py             # afap 60 s + realtime 20 s, 3 reps
+    python benchmarks/client_overhead.py --quick     # afap 10 s + realtime 5 s, 1 rep
+    python benchmarks/client_overhead.py --profile   # also cProfile rtedge's driver (afap, all threads)
+
+``--modes '' --profile`` runs only the profile.  The rtedge measured is the one
+``import rtedge`` finds (an editable install: the working tree; to pin a commit,
+put an exported copy of it first on PYTHONPATH).  The server and the clients
+share the machine's cores; compare CPU seconds, not wall time, and compare
+realtime percentages only within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from array import array
+from importlib import metadata, util
+
+RATE, WIDTH = 24000, 2
+UP_MS, DOWN_MS, TURN_S, TRANSCRIPT_MS = 20, 40, 5, 300
+UP_FRAME = RATE * WIDTH * UP_MS // 1000  # 960 bytes
+DOWN_CHUNK = RATE * WIDTH * DOWN_MS // 1000  # 1920 bytes
+DRIVERS = ("wsclient", "wsclient_noutf8", "rtedge")
+BASELINE = "wsclient"
+FMT = {"type": "audio/pcm", "rate": RATE}
+SESSION = {
+    "type": "realtime", "object": "realtime.session", "id": "sess_x", "model": "gpt-realtime",
+    "output_modalities": ["audio"], "instructions": "", "max_output_tokens": "inf", "tools": [],
+    "tool_choice": "auto", "truncation": "auto", "tracing": None, "prompt": None,
+    "audio": {"input": {"format": FMT, "transcription": None, "noise_reduction": None,
+                        "turn_detection": {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
+                                           "silence_duration_ms": 200, "idle_timeout_ms": None,
+                                           "create_response": True, "interrupt_response": True}},
+              "output": {"format": FMT, "voice": "alloy", "speed": 1.0}},
+}
+# What both kinds of driver ask for (rtedge builds the same object from a SessionConfig).
+SESSION_UPDATE = {"type": "realtime", "output_modalities": ["audio"],
+                  "audio": {"input": {"format": FMT, "turn_detection": {"type": "server_vad"}},
+                            "output": {"format": FMT, "voice": "alloy"}}}
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+# ------------------------------------------------------------------------------------------------ server
+def build_plan(seconds: int) -> list[tuple[float, str]]:
+    """The downstream stream as (due time in s, JSON text), ending with a ``bench.downstream_end`` marker."""
+    noise = random.Random(7).randbytes(DOWN_CHUNK * 25)
+    chunks = [base64.b64encode(noise[i * DOWN_CHUNK:(i + 1) * DOWN_CHUNK]).decode() for i in range(25)]
+    words = "Sure, here is a short answer that keeps going for a while so the transcript has text.".split()
+    plan: list[tuple[float, str]] = []
+
+    def add(due: float, type_: str, **fields: object) -> None:
+        plan.append((due, _dumps({"type": type_, "event_id": f"event_{len(plan):021x}", **fields})))
+
+    n_deltas, per_turn, prev = seconds * 1000 // DOWN_MS, TURN_S * 1000 // DOWN_MS, None
+    for k, first in enumerate(range(0, n_deltas, per_turn)):
+        count, t0 = min(per_turn, n_deltas - first), first * DOWN_MS / 1000
+        uid, aid, rid = f"item_u{k:05d}", f"item_a{k:05d}", f"resp_{k:05d}"
+        user = {"id": uid, "type": "message", "object": "realtime.item", "status": "completed", "role": "user",
+                "content": [{"type": "input_audio", "transcript": None}]}
+        add(t0, "input_audio_buffer.speech_started", audio_start_ms=int(t0 * 1000), item_id=uid)
+        add(t0, "input_audio_buffer.speech_stopped", audio_end_ms=int(t0 * 1000) + 900, item_id=uid)
+        add(t0, "input_audio_buffer.committed", previous_item_id=prev, item_id=uid)
+        add(t0, "conversation.item.added", previous_item_id=prev, item=user)
+        add(t0, "conversation.item.done", previous_item_id=prev, item=user)
+        resp = {"id": rid, "object": "realtime.response", "status": "in_progress", "status_details": None,
+                "output": [], "conversation_id": "conv_x", "output_modalities": ["audio"], "max_output_tokens": "inf",
+                "audio": {"output": {"format": FMT, "voice": "alloy"}}, "usage": None, "metadata": None}
+        add(t0, "response.created", response=resp)
+        item = {"id": aid, "type": "message", "object": "realtime.item", "status": "in_progress",
+                "role": "assistant", "content": []}
+        add(t0, "response.output_item.added", response_id=rid, output_index=0, item=item)
+        add(t0, "conversation.item.added", previous_item_id=uid, item=item)
+        ids = {"response_id": rid, "item_id": aid, "output_index": 0, "content_index": 0}
+        add(t0, "response.content_part.added", **ids, part={"type": "audio", "transcript": ""})
+        said: list[str] = []
+        for j in range(count):
+            due = t0 + j * DOWN_MS / 1000
+            if (j * DOWN_MS) % TRANSCRIPT_MS < DOWN_MS:  # one transcript delta per 300 ms
+                said.append(words[len(said) % len(words)] + " ")
+                add(due, "response.output_audio_transcript.delta", **ids, delta=said[-1])
+            add(due, "response.output_audio.delta", **ids, delta=chunks[(first + j) % 25])
+        end, text = t0 + (count - 1) * DOWN_MS / 1000, "".join(said)
+        done_item = {**item, "status": "completed", "content": [{"type": "output_audio", "transcript": text}]}
+        add(end, "response.output_audio.done", **ids)
+        add(end, "response.output_audio_transcript.done", **ids, transcript=text)
+        add(end, "response.content_part.done", **ids, part={"type": "audio", "transcript": text})
+        add(end, "response.output_item.done", response_id=rid, output_index=0, item=done_item)
+        add(end, "conversation.item.done", previous_item_id=uid, item=done_item)
+        usage = {"total_tokens": 700 + 60 * k, "input_tokens": 600 + 60 * k, "output_tokens": 100,
+                 "input_token_details": {"text_tokens": 120, "audio_tokens": 480 + 60 * k, "image_tokens": 0,
+                                         "cached_tokens": 64 * k, "cached_tokens_details": {
+                                             "text_tokens": 64 * k, "audio_tokens": 0, "image_tokens": 0}},
+                 "output_token_details": {"text_tokens": 20, "audio_tokens": 80}}
+        add(end, "response.done", response={**resp, "status": "completed", "output": [done_item], "usage": usage})
+        add(end, "rate_limits.updated", rate_limits=[{"name": "tokens", "limit": 40000,
+                                                      "remaining": 39000 - 700 * k, "reset_seconds": 0.9}])
+        prev = aid
+    add(n_deltas * DOWN_MS / 1000, "bench.downstream_end", audio_bytes=n_deltas * DOWN_CHUNK)
+    return plan
+
+
+def server_main() -> None:
+    """Serve runs at ``/run-<n>/<mode>/<seconds>/v1/realtime``; exits when stdin closes."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.server import serve
+
+    plans: dict[int, list[tuple[float, str]]] = {}
+    plans_lock = threading.Lock()
+
+    def handler(conn) -> None:  # type: ignore[no-untyped-def]
+        _, mode, seconds = conn.request.path.split("?")[0].strip("/").split("/")[:3]
+        with plans_lock:
+            plan = plans.get(int(seconds)) or plans.setdefault(int(seconds), build_plan(int(seconds)))
+        go = threading.Event()
+
+        def stream() -> None:
+            go.wait()
+            start = time.monotonic()
+            try:
+                for due, text in plan:
+                    if mode == "realtime" and (delay := start + due - time.monotonic()) > 0:
+                        time.sleep(delay)
+                    conn.send(text)
+            except ConnectionClosed:
+                pass
+
+        threading.Thread(target=stream, daemon=True).start()
+        up_bytes = up_msgs = 0
+        try:
+            conn.send(_dumps({"type": "session.created", "event_id": "event_created", "session": SESSION}))
+            for message in conn:
+                obj = json.loads(message)
+                kind = obj.get("type")
+                if kind == "input_audio_buffer.append":
+                    up_bytes += len(base64.b64decode(obj["audio"]))
+                    up_msgs += 1
+                    go.set()  # downstream starts with the client's stream phase (its first append)
+                elif kind == "session.update":
+                    conn.send(_dumps({"type": "session.updated", "event_id": "event_updated", "session": SESSION}))
+                elif kind == "bench.upstream_end":
+                    conn.send(_dumps({"type": "bench.upstream_stats", "event_id": "event_stats",
+                                      "up_bytes": up_bytes, "up_messages": up_msgs}))
+        except ConnectionClosed:
+            pass
+        finally:
+            go.set()
+
+    with serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None, max_size=None) as server:
+        print(f"PORT {server.socket.getsockname()[1]}", flush=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        sys.stdin.read()  # the parent closes our stdin when it is done
+
+
+# ------------------------------------------------------------------------------------------------ drivers
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of each live Python thread, by name (from /proc, no instrumentation)."""
+    out, tick = {}, os.sysconf("SC_CLK_TCK")
+    for t in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[t.name] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+class Run:
+    """Counters and phase marks of one driver run; ``finish()`` prints the RESULT line."""
+
+    def __init__(self, name: str, mode: str, seconds: int, drop_every: int) -> None:
+        self.name, self.mode, self.seconds, self.drop_every = name, mode, seconds, drop_every
+        self.startup_cpu = _cpu()  # interpreter start + imports
+        tone = array("h", (int(6000 * math.sin(2 * math.pi * 440 * i / RATE)) for i in range(RATE))).tobytes()
+        self.pcm = tone * seconds  # 440 Hz divides 24 kHz: a seamless loop
+        self.frames = len(self.pcm) // UP_FRAME
+        self.down_bytes, self.down_deltas, self.up_stats, self.down_end, self.error = 0, 0, None, False, None
+        self.done = threading.Event()
+        self.max_lag = 0.0
+        self.res: dict[str, object] = {}
+        self.thread_cpu: dict[str, float] = {}  # CPU of driver threads that ended before the "streamed" mark
+
+    def mark(self, phase: str) -> None:
+        self.res[phase] = (_cpu(), time.monotonic(), _thread_cpu())
+
+    def frame_indices(self):  # type: ignore[no-untyped-def]
+        """Frame numbers to send, paced on absolute 20 ms deadlines in realtime mode."""
+        start = time.monotonic()
+        for i in range(self.frames):
+            if self.mode == "realtime":
+                delay = start + i * UP_MS / 1000 - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    self.max_lag = max(self.max_lag, -delay)
+            if self.drop_every and i % self.drop_every == self.drop_every - 1:
+                continue  # self-test: lose audio on purpose
+            yield i
+
+    def count_down(self, nbytes: int) -> None:
+        self.down_deltas += 1
+        if not (self.drop_every and self.down_deltas % self.drop_every == 0):  # self-test: lose audio on purpose
+            self.down_bytes += nbytes
+
+    def check_done(self) -> None:
+        if self.down_end and self.up_stats is not None:
+            self.done.set()
+
+    def wait(self) -> None:
+        if not self.done.wait(60 + self.seconds * (1.5 if self.mode == "realtime" else 3)):
+            self.error = self.error or "timed out waiting for the end markers"
+
+    def finish(self, extra: dict[str, object] | None = None) -> None:
+        (c0, w0, _), (c1, w1, t1), (c2, w2, t2) = self.res["connect"], self.res["ready"], self.res["streamed"]
+        up = self.up_stats or {}
+        print("RESULT " + _dumps({
+            "ok": self.error is None, "error": self.error, "startup_cpu": self.startup_cpu,
+            "connect_cpu": c1 - c0, "stream_cpu": c2 - c1, "stream_wall": w2 - w1,
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "down_bytes": self.down_bytes, "up_bytes": up.get("up_bytes"), "up_messages": up.get("up_messages"),
+            "sender_max_lag_ms": self.max_lag * 1000,
+            "threads": {**{n: round(v - t1.get(n, 0.0), 3) for n, v in t2.items()}, **self.thread_cpu},
+            **(extra or {})}), flush=True)
+
+
+def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
+    import websocket
+
+    run.mark("connect")
+    kwargs = {"skip_utf8_validation": True} if skip_utf8 else {}  # otherwise: library defaults
+    ws = websocket.create_connection(url, **kwargs)
+    assert json.loads(ws.recv())["type"] == "session.created"
+    ws.send(_dumps({"type": "session.update", "event_id": "evt_1", "session": SESSION_UPDATE}))
+    while json.loads(ws.recv())["type"] != "session.updated":
+        pass
+    run.mark("ready")
+
+    def receiver() -> None:
+        try:
+            while not run.done.is_set():
+                event = json.loads(ws.recv())
+                kind = event["type"]
+                if kind == "response.output_audio.delta":
+                    run.count_down(len(base64.b64decode(event["delta"])))
+                elif kind == "bench.downstream_end":
+                    run.down_end = True
+                elif kind == "bench.upstream_stats":
+                    run.up_stats = event
+                run.check_done()
+        except Exception as exc:  # noqa: BLE001 - reported in the result
+            run.error = f"receiver: {type(exc).__name__}: {exc}"
+            run.done.set()
+        run.thread_cpu["receiver"] = round(time.thread_time(), 3)
+
+    def sender() -> None:
+        for i in run.frame_indices():
+            chunk = run.pcm[i * UP_FRAME:(i + 1) * UP_FRAME]
+            ws.send(_dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(chunk).decode()}))
+        ws.send(_dumps({"type": "bench.upstream_end"}))
+        run.thread_cpu["sender"] = round(time.thread_time(), 3)
+
+    threads = [threading.Thread(target=receiver, name="receiver"), threading.Thread(target=sender, name="sender")]
+    for t in threads:
+        t.start()
+    threads[1].join()
+    run.wait()
+    run.mark("streamed")
+    if run.error is None:
+        threads[0].join()
+        ws.close()
+    else:
+        ws.shutdown()
+    run.finish()
+
+
+def drive_rtedge(run: Run, url: str) -> None:
+    import numpy as np
+
+    import rtedge
+    from rtedge.protocol.config import AudioFormat, ServerVad, SessionConfig
+
+    frames = np.frombuffer(run.pcm, dtype="<i2").reshape(-1, UP_FRAME // WIDTH)
+    run.mark("connect")
+    # afap queues the whole stream at once: let the send queue hold it (it would drop audio beyond 2 s)
+    queue_ms = {"max_audio_queue_ms": run.seconds * 1000 + 5000} if run.mode == "afap" else {}
+    client = rtedge.connect("openai", url=url, ping_interval=0, **queue_ms)
+
+    def on_audio(event) -> None:  # type: ignore[no-untyped-def]
+        run.count_down(len(event.audio))
+
+    def on_marker(event) -> None:  # type: ignore[no-untyped-def]
+        if event.type == "bench.downstream_end":
+            run.down_end = True
+        else:
+            run.up_stats = dict(event.raw)
+        run.check_done()
+
+    client.on("response.output_audio.delta", on_audio)
+    client.on("bench.downstream_end", on_marker)
+    client.on("bench.upstream_stats", on_marker)
+    client.update_session(SessionConfig(output_modalities=("audio",), voice="alloy", turn_detection=ServerVad(),
+                                        input_format=AudioFormat.pcm(RATE), output_format=AudioFormat.pcm(RATE)),
+                          timeout=10)
+    run.mark("ready")
+    for i in run.frame_indices():
+        client.append_audio(frames[i], rate=RATE)
+    client.send({"type": "bench.upstream_end"})
+    run.wait()
+    run.mark("streamed")
+    client.close()
+    s = client.stats
+    run.finish({"audio_dropped": s.audio_dropped, "messages_received": s.messages_received,
+                "messages_sent": s.messages_sent, "callback_errors": s.callback_errors})
+
+
+def _profile_threads() -> list:  # type: ignore[type-arg]
+    """cProfile (timed in thread CPU, not wall) the main thread and every thread started from now on."""
+    import cProfile
+
+    main = cProfile.Profile(time.thread_time)
+    main.enable()
+    profiles, original = [main], threading.Thread.run
+
+    def run(self: threading.Thread) -> None:
+        prof = cProfile.Profile(time.thread_time)
+        profiles.append(prof)
+        prof.enable()
+        try:
+            original(self)
+        finally:
+            prof.disable()
+
+    threading.Thread.run = run  # type: ignore[method-assign]
+    return profiles
+
+
+def driver_main(argv: list[str]) -> None:
+    name, url, mode, seconds, drop_every, profile_out = argv
+    if name == "rtedge":
+        import numpy  # noqa: F401 - imports belong to startup
+
+        import rtedge.transport.client  # noqa: F401
+    else:
+        import websocket  # noqa: F401
+    run = Run(name, mode, int(seconds), int(drop_every))
+    profiles = _profile_threads() if profile_out else None
+    if name == "rtedge":
+        drive_rtedge(run, url)
+    else:
+        drive_wsclient(run, url, skip_utf8=name == "wsclient_noutf8")
+    if profiles:
+        import pstats
+
+        profiles[0].disable()
+        stats = pstats.Stats(profiles[0])
+        for prof in profiles[1:]:
+            stats.add(prof)
+        stats.dump_stats(profile_out)
+
+
+# ------------------------------------------------------------------------------------------------ orchestrator
+def environment() -> list[str]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+
+    def ver(pkg: str) -> str:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+    return [f"- python {sys.version.split()[0]} ({sys.implementation.name}), {os.cpu_count()} CPUs: {cpu}",
+            f"- websocket-client {ver('websocket-client')}, wsaccel "
+            f"{'installed' if util.find_spec('wsaccel') else 'not installed'}; server: websockets {ver('websockets')}",
+            f"- rtedge {ver('rtedge')}, numpy {ver('numpy')}"]
+
+
+def run_driver(script: str, driver: str, url: str, mode: str, seconds: int, drop: int,
+               profile_out: str = "") -> dict:  # type: ignore[type-arg]
+    cmd = [sys.executable, script, "_driver", driver, url, mode, str(seconds), str(drop), profile_out]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120 + 4 * seconds)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": "driver process timed out"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        return {"ok": False, "error": f"driver exited {proc.returncode}: {proc.stderr.strip()[-400:]}"}
+    return json.loads(lines[-1][7:])
+
+
+def verify(res: dict, expected: int) -> str | None:  # type: ignore[type-arg]
+    if not res.get("ok"):
+        return res.get("error") or "failed"
+    if res.get("audio_dropped"):
+        return f"rtedge dropped {res['audio_dropped']} appends from its send queue"
+    problems = []
+    if res["down_bytes"] != expected:
+        problems.append(f"client decoded {res['down_bytes']:,} down bytes != {expected:,}")
+    if res["up_bytes"] != expected:
+        problems.append(f"server decoded {res['up_bytes']:,} up bytes != {expected:,}")
+    return "; ".join(problems) + " <-- LOST AUDIO" if problems else None
+
+
+def _span(values: list[float], fmt: str) -> tuple[str, str]:
+    if not values:
+        return "-", "-"
+    return format(statistics.median(values), fmt), f"{format(min(values), fmt)}–{format(max(values), fmt)}"
+
+
+def table(mode: str, seconds: int, reps: int, results: dict) -> list[str]:  # type: ignore[type-arg]
+    expected = seconds * RATE * WIDTH
+    rt = mode == "realtime"
+    metric = (lambda r: 100 * r["stream_cpu"] / r["stream_wall"]) if rt else (lambda r: r["stream_cpu"] * 60 / seconds)
+    good = {d: [r for r in results[d] if r.get("verified")] for d in DRIVERS}
+    base = [metric(r) for r in good[BASELINE]]
+    head = "CPU % of 1 core" if rt else "CPU-s / audio-min"
+    out = [f"### {mode}: {seconds} s full-duplex per run, {reps} interleaved rep(s)", "",
+           f"| driver | runs ok | {head} (median) | min–max | ratio vs {BASELINE} |"
+           + (" CPU-s / audio-min |" if rt else "") + " stream wall s | startup CPU s | connect CPU s"
+           " | peak RSS MB | up bytes | down bytes |",
+           "|---" * (12 if rt else 11) + "|"]
+    for d in DRIVERS:
+        rs = good[d]
+        vals = [metric(r) for r in rs]
+        med, rng = _span(vals, ".2f" if rt else ".3f")
+        ratio = f"{statistics.median(vals) / statistics.median(base):.2f}×" if vals and base else "-"
+        per_min = f" {_span([r['stream_cpu'] * 60 / seconds for r in rs], '.3f')[0]} |" if rt else ""
+        all_ok = bool(rs) and len(rs) == len(results[d])
+
+        def seen(key: str) -> str:
+            if all_ok:
+                return f"{expected:,} ✓"
+            return (", ".join(sorted({f"{r[key]:,}" for r in results[d] if r.get(key) is not None})) or "-") + " ✗"
+        out.append(f"| {d} | {len(rs)}/{len(results[d])} | {med} | {rng} | {ratio} |{per_min}"
+                   f" {_span([r['stream_wall'] for r in rs], '.2f')[0]} |"
+                   f" {_span([r['startup_cpu'] for r in rs], '.3f')[0]} |"
+                   f" {_span([r['connect_cpu'] for r in rs], '.3f')[0]} |"
+                   f" {_span([r['rss_mb'] for r in rs], '.1f')[0]} | {seen('up_bytes')} | {seen('down_bytes')} |")
+    out.append("\nStream CPU by thread, median s (/proc, 10 ms ticks; wsclient threads: exact):")
+    for d in DRIVERS:
+        names = sorted({n for r in good[d] for n in r["threads"]})
+        split = ", ".join(f"{n} {statistics.median(r['threads'].get(n, 0.0) for r in good[d]):.3f}" for n in names)
+        out.append(f"- {d}: {split or '-'}")
+    return out
+
+
+def print_profile(path: str, res: dict) -> None:  # type: ignore[type-arg]
+    import pstats
+
+    print("\n### rtedge driver profile (afap; cProfile timed in thread CPU, all threads merged, connect and"
+          " close included; the profiler inflates CPU, read it as shares)\n")
+    print(f"stream CPU under the profiler: {res.get('stream_cpu', 0):.3f} s; per-thread CPU over the stream "
+          f"phase: {res.get('threads')}\n\n```")
+    stats = pstats.Stats(path, stream=sys.stdout).strip_dirs()
+    stats.files = []  # no temp-file header
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(40)
+    print("```")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=int, default=60, help="audio seconds per afap run (default 60)")
+    ap.add_argument("--rt-seconds", type=int, default=20, help="audio seconds per realtime run (default 20)")
+    ap.add_argument("--modes", default="afap,realtime", help="comma list of afap,realtime")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions per mode (default 3)")
+    ap.add_argument("--quick", action="store_true", help="afap 10 s + realtime 5 s, 1 rep")
+    ap.add_argument("--profile", action="store_true", help="also cProfile one afap run of the rtedge driver")
+    ap.add_argument("--selftest-drop", type=int, default=0, metavar="N",
+                    help="self-test: drivers drop every Nth upstream frame and miscount every Nth downstream "
+                         "delta, so every run must FAIL")
+    args = ap.parse_args()
+    if args.quick:
+        args.seconds, args.rt_seconds, args.reps = 10, 5, 1
+    modes = [m for m in args.modes.split(",") if m]
+    if set(modes) - {"afap", "realtime"} or args.seconds < 1 or args.rt_seconds < 1:
+        ap.error("--modes takes afap and/or realtime; seconds must be positive integers")
+    script = os.path.abspath(__file__)
+    server = subprocess.Popen([sys.executable, script, "_server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        port = int(server.stdout.readline().split()[1])  # type: ignore[union-attr]
+        print("## rtedge client overhead (full-duplex 24 kHz PCM16, 20 ms up / 40 ms down)\n")
+        print("\n".join(environment()))
+        print("- CPU = getrusage user+sys of the driver process over the stream phase (server excluded); "
+              "ratio = driver median / wsclient median; every row's bytes verified at both ends\n")
+        failed, run_no, tables = False, 0, []
+        for mode in modes:
+            seconds = args.seconds if mode == "afap" else args.rt_seconds
+            results: dict[str, list] = {d: [] for d in DRIVERS}  # type: ignore[type-arg]
+            for rep in range(args.reps):
+                for d in DRIVERS:
+                    run_no += 1
+                    url = f"ws://127.0.0.1:{port}/run-{run_no}/{mode}/{seconds}/v1/realtime"
+                    res = run_driver(script, d, url, mode, seconds, args.selftest_drop)
+                    problem = verify(res, seconds * RATE * WIDTH)
+                    res["verified"] = problem is None
+                    results[d].append(res)
+                    if problem:
+                        failed = True
+                        print(f"FAIL {mode} rep {rep + 1} {d}: {problem}", flush=True)
+                    else:
+                        print(f"  {mode} rep {rep + 1}/{args.reps} {d:16s} stream CPU {res['stream_cpu']:.3f} s, "
+                              f"wall {res['stream_wall']:.2f} s, threads {res['threads']}", file=sys.stderr)
+            tables.append(table(mode, seconds, args.reps, results))
+        for t in tables:
+            print("\n" + "\n".join(t))
+        if args.profile:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "rtedge.prof")
+                url = f"ws://127.0.0.1:{port}/run-{run_no + 1}/afap/{args.seconds}/v1/realtime"
+                res = run_driver(script, "rtedge", url, "afap", args.seconds, args.selftest_drop, path)
+                problem = verify(res, args.seconds * RATE * WIDTH)
+                if problem:
+                    failed = True
+                    print(f"FAIL profile run rtedge: {problem}")
+                else:
+                    print_profile(path, res)
+        if failed:
+            print("\nFAIL: at least one run lost audio or did not finish (see FAIL lines above)")
+        return 1 if failed else 0
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        try:
+            server.wait(5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_server":
+        server_main()
+    elif len(sys.argv) > 1 and sys.argv[1] == "_driver":
+        driver_main(sys.argv[2:])
+    else:
+        sys.exit(main())
