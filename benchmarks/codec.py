@@ -44,6 +44,7 @@ import argparse
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import math
 import os
 import platform
@@ -66,6 +67,10 @@ PAIRS = [(48000, 16000), (44100, 16000), (24000, 16000), (16000, 24000), (8000, 
 # --------------------------------------------------------------------------- timing helpers
 
 
+def fmt_time(t: float) -> str:
+    return f"{t:.2f} s" if t >= 1 else f"{t * 1e3:.2f} ms" if t >= 1e-3 else f"{t * 1e6:.1f} us"
+
+
 def best_of(fns: dict[str, Callable[[], Any]], rounds: int, inner: int = 1) -> dict[str, float]:
     """Best wall time per call (seconds) of each fn, interleaving candidates within a round."""
     best = {name: math.inf for name in fns}
@@ -86,6 +91,16 @@ def rtedge_backend(name: str) -> Iterator[None]:
         codec._impl = _codec_numpy
     try:
         yield
+    finally:
+        codec._impl = saved
+
+
+def call_on(mod: Any, fn: Callable[[np.ndarray], Any], arr: np.ndarray) -> Any:
+    """Call a public codec function with ``mod`` as its kernel module."""
+    saved = codec._impl
+    codec._impl = mod
+    try:
+        return fn(arr)
     finally:
         codec._impl = saved
 
@@ -243,7 +258,12 @@ class _Speex:
             lib.speex_resampler_destroy.argtypes = [ctypes.c_void_p]
             lib.speex_resampler_skip_zeros.argtypes = [ctypes.c_void_p]
             lib.speex_resampler_process_int.argtypes = [
-                ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p, u32p, ctypes.c_void_p, u32p,
+                ctypes.c_void_p,
+                ctypes.c_uint32,
+                ctypes.c_void_p,
+                u32p,
+                ctypes.c_void_p,
+                u32p,
             ]
             lib.speex_resampler_process_float.argtypes = lib.speex_resampler_process_int.argtypes
             cls.lib = lib
@@ -274,8 +294,14 @@ class Speex(Candidate):
         while done_in < len(x):
             n_in = ctypes.c_uint32(len(x) - done_in)
             n_out = ctypes.c_uint32(cap - done_out)
-            fn(st, 0, x.ctypes.data + done_in * x.itemsize, ctypes.byref(n_in),
-               out.ctypes.data + done_out * out.itemsize, ctypes.byref(n_out))
+            fn(
+                st,
+                0,
+                x.ctypes.data + done_in * x.itemsize,
+                ctypes.byref(n_in),
+                out.ctypes.data + done_out * out.itemsize,
+                ctypes.byref(n_out),
+            )
             if n_in.value == 0 and n_out.value == 0:
                 break
             done_in += n_in.value
@@ -297,7 +323,9 @@ class Speex(Candidate):
     def oneshot_float(self, x: np.ndarray) -> np.ndarray:
         st = self._state()
         try:
-            return self._run(st, x.astype(np.float32), self.lib.speex_resampler_process_float).astype(np.float64)
+            return self._run(st, x.astype(np.float32), self.lib.speex_resampler_process_float).astype(
+                np.float64
+            )
         finally:
             self.lib.speex_resampler_destroy(st)
 
@@ -392,50 +420,44 @@ def g711_rows(args: argparse.Namespace) -> list[list[str]]:
         impls_big: dict[str, Callable[[], Any]] = {}
         impls_small: dict[str, Callable[[], Any]] = {}
         for be in backends:
-            mod = codec._impl if be == "c" else _codec_numpy
-
-            def call(arr: np.ndarray, mod: Any = mod) -> Any:
-                saved = codec._impl
-                codec._impl = mod
-                try:
-                    return fn(arr)
-                finally:
-                    codec._impl = saved
-
             if be == "c":
-                impls_big[f"rtedge ({be})"] = lambda: fn(big)
-                impls_small[f"rtedge ({be})"] = lambda: fn(small)
+                impls_big["rtedge (c)"] = functools.partial(fn, big)
+                impls_small["rtedge (c)"] = functools.partial(fn, small)
             else:
-                impls_big[f"rtedge ({be})"] = lambda call=call: call(big)
-                impls_small[f"rtedge ({be})"] = lambda call=call: call(small)
+                impls_big["rtedge (numpy)"] = functools.partial(call_on, _codec_numpy, fn, big)
+                impls_small["rtedge (numpy)"] = functools.partial(call_on, _codec_numpy, fn, small)
         if audioop is not None:
             a_fn = {
-                "ulaw_encode": lambda b: audioop.lin2ulaw(b, 2),
-                "alaw_encode": lambda b: audioop.lin2alaw(b, 2),
-                "ulaw_decode": lambda b: audioop.ulaw2lin(b, 2),
-                "alaw_decode": lambda b: audioop.alaw2lin(b, 2),
+                "ulaw_encode": audioop.lin2ulaw,
+                "alaw_encode": audioop.lin2alaw,
+                "ulaw_decode": audioop.ulaw2lin,
+                "alaw_decode": audioop.alaw2lin,
             }[op]
             bb, sb = (xb, chunkb) if enc else (codesb, codes_chunkb)
-            impls_big["audioop"] = lambda a_fn=a_fn, bb=bb: a_fn(bb)
-            impls_small["audioop"] = lambda a_fn=a_fn, sb=sb: a_fn(sb)
+            impls_big["audioop"] = functools.partial(a_fn, bb, 2)
+            impls_small["audioop"] = functools.partial(a_fn, sb, 2)
         t_big = best_of(impls_big, args.rounds)
         t_small = best_of(impls_small, args.rounds, inner=args.g711_inner)
         ref_big, ref_small = t_big.get("audioop"), t_small.get("audioop")
         for name in impls_big:
-            qual = "G.191 exact" if name.startswith("rtedge") else (
-                "508 mu-law diffs vs G.191" if op == "ulaw_encode" else "= G.191"
+            qual = (
+                "G.191 exact"
+                if name.startswith("rtedge")
+                else ("508 mu-law diffs vs G.191" if op == "ulaw_encode" else "= G.191")
             )
-            rows.append([
-                f"G.711 {op.replace('_', ' ')}",
-                name,
-                qual,
-                "",
-                f"{t_big[name] * 1e3:.2f} ms ({t_big[name] / len(x) * 1e9:.2f} ns/sample)",
-                f"{args.seconds / t_big[name]:,.0f}x",
-                f"{ref_big / t_big[name]:.1f}x" if ref_big else "-",
-                f"{t_small[name] * 1e6:.2f}",
-                f"{ref_small / t_small[name]:.2f}x" if ref_small else "-",
-            ])
+            rows.append(
+                [
+                    f"G.711 {op.replace('_', ' ')}",
+                    name,
+                    qual,
+                    "",
+                    f"{fmt_time(t_big[name])} ({t_big[name] / len(x) * 1e9:.2f} ns/sample)",
+                    f"{args.seconds / t_big[name]:,.0f}x",
+                    f"{ref_big / t_big[name]:.1f}x" if ref_big else "-",
+                    f"{t_small[name] * 1e6:.2f}",
+                    f"{ref_small / t_small[name]:.2f}x" if ref_small else "-",
+                ]
+            )
     return rows
 
 
@@ -447,7 +469,7 @@ def resample_rows(args: argparse.Namespace, src: int, dst: int) -> list[list[str
     chunks = [x[i * frame : (i + 1) * frame] for i in range(n_chunks)]
 
     streams = {c.name: c.stream() for c in cands}
-    for name, step in streams.items():  # warm up: fill the filters, settle allocations
+    for step in streams.values():  # warm up: fill the filters, settle allocations
         for ch in chunks[:20]:
             step(ch)
 
@@ -463,33 +485,48 @@ def resample_rows(args: argparse.Namespace, src: int, dst: int) -> list[list[str
     for c in cands:
         rej, edge = quality(c, args.tone_seconds)
         stateless = " (stateless)" if c.stateless else ""
-        rows.append([
-            f"resample {src / 1000:g}k->{dst / 1000:g}k",
-            c.name,
-            f"{rej:.1f}",
-            f"{edge:+.2f}",
-            f"{t_oneshot[c.name] * 1e3:.2f} ms",
-            f"{args.seconds / t_oneshot[c.name]:,.0f}x",
-            f"{ref_o / t_oneshot[c.name]:.2f}x" if ref_o else "-",
-            f"{t_stream[c.name] * 1e6:.2f}{stateless}",
-            f"{ref_s / t_stream[c.name]:.2f}x" if ref_s else "-",
-        ])
+        rows.append(
+            [
+                f"resample {src / 1000:g}k->{dst / 1000:g}k",
+                c.name,
+                f"{rej:.1f}",
+                f"{edge:+.2f}",
+                fmt_time(t_oneshot[c.name]),
+                f"{args.seconds / t_oneshot[c.name]:,.0f}x",
+                f"{ref_o / t_oneshot[c.name]:.2f}x" if ref_o else "-",
+                f"{t_stream[c.name] * 1e6:.2f}{stateless}",
+                f"{ref_s / t_stream[c.name]:.2f}x" if ref_s else "-",
+            ]
+        )
     return rows
 
 
 def print_table(rows: list[list[str]], seconds: float) -> None:
-    head = ["task", "implementation", "rej dB", "@0.45 dB", f"{seconds:g} s buffer", "x realtime", "vs ref",
-            "20 ms chunk (us)", "vs ref"]
+    head = [
+        "task",
+        "implementation",
+        "rej dB",
+        "@0.45 dB",
+        f"{seconds:g} s buffer",
+        "x realtime",
+        "vs ref",
+        "20 ms chunk (us)",
+        "vs ref",
+    ]
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-    line = "| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |"
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |"
     print(line)
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
-        print("| " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " |")
+        print("| " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) + " |")
 
 
 def versions() -> str:
-    parts = [f"Python {platform.python_version()}", f"numpy {np.__version__}", f"rtedge backend {codec.BACKEND}"]
+    parts = [
+        f"Python {platform.python_version()}",
+        f"numpy {np.__version__}",
+        f"rtedge backend {codec.BACKEND}",
+    ]
     for mod in ("soxr", "samplerate", "scipy"):
         try:
             m = __import__(mod)
@@ -527,17 +564,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     started = time.time()
-    print(f"# rtedge codec benchmark ({'quick' if args.quick else 'full'}): {cpu_name()}, {os.cpu_count()} CPUs")
+    print(
+        f"# rtedge codec benchmark ({'quick' if args.quick else 'full'}): {cpu_name()}, {os.cpu_count()} CPUs"
+    )
     print(f"# {versions()}")
-    print(f"# buffers {args.seconds:g} s, streams of {args.chunks} x 20 ms chunks, best of {args.rounds} rounds")
+    print(
+        f"# buffers {args.seconds:g} s, streams of {args.chunks} x 20 ms chunks, best of {args.rounds} rounds"
+    )
     print()
     rows = g711_rows(args)
     for src, dst in PAIRS:
         rows += resample_rows(args, src, dst)
     print_table(rows, args.seconds)
     print()
-    print("vs ref: reference time / this time (G.711: audioop on bytes; resampling: soxr HQ). "
-          "rej dB: worst alias/image level; @0.45 dB: gain at 0.45 x the lower rate.")
+    print(
+        "vs ref: reference time / this time (G.711: audioop on bytes; resampling: soxr HQ). "
+        "rej dB: worst alias/image level; @0.45 dB: gain at 0.45 x the lower rate."
+    )
     print(f"# wall time {time.time() - started:.1f} s")
     return 0
 

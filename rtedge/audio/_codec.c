@@ -9,6 +9,9 @@
  * are constants computed once at import.  Every kernel releases the GIL.
  *
  * Buffers are taken through the buffer protocol (no numpy headers needed).
+ *
+ * Build switches: RTEDGE_NO_CLONES (no AVX2 clone), RTEDGE_PORTABLE (plain C
+ * instead of GCC/clang vector extensions; same results, slower).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -500,7 +503,7 @@ py_gain_f32(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 #define COEF_UNIT (1.0f / 8388608.0f) /* 2^-23 */
 
 
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(RTEDGE_PORTABLE)
 /* 8 x float vectors: one AVX register in the x86-64-v3 clone, two SSE/NEON
  * registers elsewhere.  aligned(4) + may_alias allow loads from any float*. */
 typedef float v8f __attribute__((vector_size(32), aligned(4), __may_alias__));
@@ -750,7 +753,7 @@ resample_core(const float *h, const float *w, Py_ssize_t up, Py_ssize_t down, Py
     }
 }
 
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(RTEDGE_PORTABLE)
 /* 2:1 decimation with a short filter, vectorised across outputs: the window is
  * split into its even and odd samples so eight consecutive outputs read eight
  * consecutive values.  Every output is the plain sequential sum over the taps,

@@ -196,7 +196,9 @@ def _load_input(src: np.ndarray, dst: np.ndarray) -> bool:
 _BLOCK_ELEMENTS = 1 << 19  # bound on window elements gathered at once (4 MiB of float64)
 
 
-def _fir_exact(bank: np.ndarray, up: int, down: int, taps: int, buf: np.ndarray, acc: int, count: int) -> np.ndarray:
+def _fir_exact(
+    bank: np.ndarray, up: int, down: int, taps: int, buf: np.ndarray, acc: int, count: int
+) -> np.ndarray:
     """The ``count`` next outputs as exact integer sums (float64)."""
     y = np.empty(count, dtype=np.float64)
     if not count:
@@ -263,7 +265,7 @@ def resample(
     _store_output(y, out, 1.0 / (FIX_IN * FIX_COEF) if is_float else 1.0 / FIX_COEF)
     if hist:
         work[:hist] = buf[n:]
-    return acc + count * down - n * up
+    return int(acc + count * down - n * up)
 
 
 # Stage-1 output of resample2 is kept on a fixed-point grid so stage 2 stays exact:
@@ -311,4 +313,4 @@ def resample2(
     work2[:hist2] = buf2[count1:]
     new1 = acc1 + 2 * count1 - n
     new2 = acc2 + count * down - count1 * up
-    return new1 + 2 * new2
+    return int(new1 + 2 * new2)

@@ -61,7 +61,7 @@ def _load_backend() -> tuple[ModuleType, str]:
     if choice in ("numpy", "python", "pure"):
         return _codec_numpy, "numpy"
     try:
-        from . import _codec  # type: ignore[attr-defined]
+        from . import _codec
     except ImportError:
         if choice == "c":
             raise
@@ -107,10 +107,11 @@ def _as_array(x: Any, dtype: np.dtype[Any], what: str, *, name: str = "input") -
         nbytes = mv.nbytes
         if nbytes % dtype.itemsize:
             raise AudioError(
-                f"{what}: {name} has {nbytes} bytes, not a multiple of {dtype.itemsize} ({dtype.name} samples)"
+                f"{what}: {name} has {nbytes} bytes, "
+                f"not a multiple of {dtype.itemsize} ({dtype.name} samples)"
             )
-        le = {_I16: _I16_LE, _F32: _F32_LE}.get(dtype, dtype)
-        arr = np.frombuffer(mv.cast("B"), dtype=le)
+        le = _I16_LE if dtype == _I16 else _F32_LE if dtype == _F32 else dtype
+        arr: np.ndarray = np.frombuffer(mv.cast("B"), dtype=le)
         if arr.dtype != dtype:  # big-endian host
             arr = arr.astype(dtype)
         return arr
@@ -277,8 +278,8 @@ class _Design:
 
 def _quantize_rows(bank: np.ndarray) -> np.ndarray:
     """Round each row to integers summing to exactly ``_COEF_SCALE`` (unit DC gain)."""
-    q = np.rint(bank * _COEF_SCALE)
-    for row, ideal in zip(q, bank * _COEF_SCALE):
+    q: np.ndarray = np.rint(bank * _COEF_SCALE)
+    for row, ideal in zip(q, bank * _COEF_SCALE, strict=True):
         residual = int(_COEF_SCALE - row.sum())
         if residual:
             # nudge the taps whose rounding moved them most in the opposite direction
@@ -376,6 +377,28 @@ class Resampler:
     returns a copy and ``delay`` is 0.
     """
 
+    __slots__ = (
+        "_acc",
+        "_bank",
+        "_bank1",
+        "_down",
+        "_dtype",
+        "_fast",
+        "_impl",
+        "_kernel",
+        "_passthrough",
+        "_taps",
+        "_taps1",
+        "_up",
+        "_work",
+        "_work1",
+        "_work_dtype",
+        "delay",
+        "dst_rate",
+        "quality",
+        "src_rate",
+    )
+
     def __init__(self, src_rate: int, dst_rate: int, *, quality: str = "default") -> None:
         for name, rate in (("src_rate", src_rate), ("dst_rate", dst_rate)):
             if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)):
@@ -463,7 +486,17 @@ class Resampler:
             if self._work.shape[0] < self._taps - 1 + n1:
                 self._work = self._grown(self._work, self._taps - 1, n1)
             self._acc = self._impl.resample2(
-                self._bank1, self._taps1, self._work1, self._bank, up, down, self._taps, self._work, x, acc, out
+                self._bank1,
+                self._taps1,
+                self._work1,
+                self._bank,
+                up,
+                down,
+                self._taps,
+                self._work,
+                x,
+                acc,
+                out,
             )
             return out
         t = n * up - acc

@@ -84,7 +84,17 @@ def _build_wheel(tmp_path: Path, env_extra: dict[str, str]) -> tuple[Path, str]:
 def _install_and_run(tmp_path: Path, wheel: Path) -> str:
     site = tmp_path / "site"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -95,7 +105,9 @@ def _install_and_run(tmp_path: Path, wheel: Path) -> str:
 
 def test_install_without_a_compiler_falls_back_to_numpy(tmp_path: Path) -> None:
     # a compiler that does not exist: the optional extension fails, the install must not
-    wheel, log = _build_wheel(tmp_path, {"CC": str(tmp_path / "no-such-cc"), "LDSHARED": str(tmp_path / "no-such-cc")})
+    wheel, log = _build_wheel(
+        tmp_path, {"CC": str(tmp_path / "no-such-cc"), "LDSHARED": str(tmp_path / "no-such-cc")}
+    )
     names = zipfile.ZipFile(wheel).namelist()
     assert "rtedge/audio/codec.py" in names and "rtedge/audio/_codec_numpy.py" in names
     assert not [n for n in names if n.startswith("rtedge/audio/_codec") and n.endswith((".so", ".pyd"))]

@@ -30,7 +30,20 @@ def test_float32_round_trip_is_lossless() -> None:
 def test_float32_to_int16_rounds_half_to_even_and_saturates() -> None:
     lsb = 1.0 / 32768.0
     x = np.array(
-        [0.5 * lsb, 1.5 * lsb, 2.5 * lsb, -0.5 * lsb, -1.5 * lsb, 0.49 * lsb, 1.0, 1.5, -1.0, -2.0, 1e30, -1e30],
+        [
+            0.5 * lsb,
+            1.5 * lsb,
+            2.5 * lsb,
+            -0.5 * lsb,
+            -1.5 * lsb,
+            0.49 * lsb,
+            1.0,
+            1.5,
+            -1.0,
+            -2.0,
+            1e30,
+            -1e30,
+        ],
         dtype=np.float32,
     )
     expected = [0, 2, 2, 0, -2, 0, 32767, 32767, -32768, -32768, 32767, -32768]

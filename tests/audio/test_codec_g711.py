@@ -113,14 +113,20 @@ def test_round_trip_properties() -> None:
     assert back_u[0x7F] == 0xFF
     np.testing.assert_array_equal(codec.alaw_encode(codec.alaw_decode(ALL_CODES)), ALL_CODES)
     # decoding is odd-symmetric and monotonic in the magnitude code
-    for dec, pos in ((codec.ulaw_decode, np.arange(0x80, 0x100)), (codec.alaw_decode, np.arange(0x80, 0x100))):
+    for dec, pos in (
+        (codec.ulaw_decode, np.arange(0x80, 0x100)),
+        (codec.alaw_decode, np.arange(0x80, 0x100)),
+    ):
         vals = dec(pos.astype(np.uint8)).astype(np.int32)
         assert len(set(vals.tolist())) == 128
 
 
 def test_quantisation_error_is_within_half_a_step() -> None:
     x = ALL_PCM.astype(np.int32)
-    for enc, dec, shift in ((codec.ulaw_encode, codec.ulaw_decode, 2), (codec.alaw_encode, codec.alaw_decode, 3)):
+    for enc, dec, shift in (
+        (codec.ulaw_encode, codec.ulaw_decode, 2),
+        (codec.alaw_encode, codec.alaw_decode, 3),
+    ):
         y = dec(enc(ALL_PCM)).astype(np.int32)
         codes = enc(ALL_PCM)
         # the step at each code = distance to the neighbouring reconstruction level
@@ -140,7 +146,9 @@ def test_quantisation_error_is_within_half_a_step() -> None:
 def _read_vector(g711_dir, name: str) -> np.ndarray:  # type: ignore[no-untyped-def]
     path = g711_dir / name
     if not path.exists():
-        pytest.skip(f"ITU-T G.191 test vectors not found ({name}); they are read from ../shared/fixtures/g711")
+        pytest.skip(
+            f"ITU-T G.191 test vectors not found ({name}); they are read from ../shared/fixtures/g711"
+        )
     return np.frombuffer(path.read_bytes(), dtype="<i2").astype(np.int16)
 
 
@@ -153,15 +161,21 @@ def test_g191_vectors_reproduced_exactly(g711_dir) -> None:  # type: ignore[no-u
     a = _read_vector(g711_dir, "sweep-r.a")
     np.testing.assert_array_equal(codec.ulaw_encode(src), u.astype(np.uint8))
     np.testing.assert_array_equal(codec.alaw_encode(src), a.astype(np.uint8))
-    np.testing.assert_array_equal(codec.ulaw_decode(u.astype(np.uint8)), _read_vector(g711_dir, "sweep-r.reu"))
-    np.testing.assert_array_equal(codec.alaw_decode(a.astype(np.uint8)), _read_vector(g711_dir, "sweep-r.rea"))
+    np.testing.assert_array_equal(
+        codec.ulaw_decode(u.astype(np.uint8)), _read_vector(g711_dir, "sweep-r.reu")
+    )
+    np.testing.assert_array_equal(
+        codec.alaw_decode(a.astype(np.uint8)), _read_vector(g711_dir, "sweep-r.rea")
+    )
 
 
 def test_reference_tables_reproduce_the_g191_vectors(g711_dir) -> None:  # type: ignore[no-untyped-def]
     """The tables derived above from the standard are themselves the G.191 ones."""
     src = _read_vector(g711_dir, "sweep.src")
     assert np.unique(src).size == 65536
-    np.testing.assert_array_equal(ULAW_ENC[src.astype(np.int32) + 32768], _read_vector(g711_dir, "sweep-r.u").astype(np.uint8))
+    np.testing.assert_array_equal(
+        ULAW_ENC[src.astype(np.int32) + 32768], _read_vector(g711_dir, "sweep-r.u").astype(np.uint8)
+    )
     np.testing.assert_array_equal(
         ALAW_ENC[src.astype(np.int32) + 32768], _read_vector(g711_dir, "sweep-r.a").astype(np.uint8)
     )
@@ -195,9 +209,15 @@ def test_audioop_agrees_on_alaw_and_both_decoders() -> None:
     audioop = _audioop()
     pcm = ALL_PCM.tobytes()
     codes = ALL_CODES.tobytes()
-    np.testing.assert_array_equal(codec.alaw_encode(ALL_PCM), np.frombuffer(audioop.lin2alaw(pcm, 2), np.uint8))
-    np.testing.assert_array_equal(codec.ulaw_decode(ALL_CODES), np.frombuffer(audioop.ulaw2lin(codes, 2), "<i2"))
-    np.testing.assert_array_equal(codec.alaw_decode(ALL_CODES), np.frombuffer(audioop.alaw2lin(codes, 2), "<i2"))
+    np.testing.assert_array_equal(
+        codec.alaw_encode(ALL_PCM), np.frombuffer(audioop.lin2alaw(pcm, 2), np.uint8)
+    )
+    np.testing.assert_array_equal(
+        codec.ulaw_decode(ALL_CODES), np.frombuffer(audioop.ulaw2lin(codes, 2), "<i2")
+    )
+    np.testing.assert_array_equal(
+        codec.alaw_decode(ALL_CODES), np.frombuffer(audioop.alaw2lin(codes, 2), "<i2")
+    )
 
 
 # --------------------------------------------------------------------------- inputs

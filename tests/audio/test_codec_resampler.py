@@ -52,7 +52,11 @@ def tone_fit(y: np.ndarray, freq: float, rate: float, start: int, stop: int) -> 
     seg = y[start:stop].astype(np.float64)
     coef, *_ = np.linalg.lstsq(basis, seg, rcond=None)
     resid = seg - basis @ coef
-    return float(np.hypot(coef[0], coef[1])), float(np.arctan2(coef[0], coef[1])), float(np.sqrt(np.mean(resid**2)))
+    return (
+        float(np.hypot(coef[0], coef[1])),
+        float(np.arctan2(coef[0], coef[1])),
+        float(np.sqrt(np.mean(resid**2))),
+    )
 
 
 def run_tone(src: int, dst: int, freq: float, seconds: float = 0.25, amp: float = 0.5) -> np.ndarray:
