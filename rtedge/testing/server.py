@@ -98,6 +98,8 @@ class RealtimeServer:
             ``error`` event, close with 3000).
         handshake_status: When set (e.g. 503), every handshake is refused with
             this HTTP status.  Mutable at run time.
+        handshake_headers: Extra headers on such a refusal (e.g. ``{"Retry-After": "2"}``).
+            Mutable at run time.
         reply_text: What the model says when no ``responder`` is given.
         responder: ``responder(turn: Turn)`` returning the reply text, a
             ``(text, int16 24 kHz audio)`` tuple, or a :class:`Reply`.
@@ -141,6 +143,7 @@ class RealtimeServer:
         api_key: str | None = None,
         auth_failure: str = "http",
         handshake_status: int | None = None,
+        handshake_headers: dict[str, str] | None = None,
         reply_text: str = DEFAULT_REPLY,
         responder: Responder | None = None,
         delta_ms: int = 40,
@@ -165,6 +168,7 @@ class RealtimeServer:
             raise ValueError("session_duration_s must be positive and finite")
         self.host, self._port, self.ssl_context = host, port, ssl_context
         self.api_key, self.auth_failure, self.handshake_status = api_key, auth_failure, handshake_status
+        self.handshake_headers = dict(handshake_headers or {})
         self.reply_text, self.responder = reply_text, responder
         self.delta_ms, self.realtime, self.response_delay = int(delta_ms), realtime, response_delay
         self.tool_name, self.tool_arguments, self.auto_tool_calls = tool_name, tool_arguments, auto_tool_calls
@@ -285,8 +289,11 @@ class RealtimeServer:
                                      "headers": {k.lower(): v for k, v in request.headers.raw_items()}})
             self._records.notify_all()
         if self.handshake_status is not None:
-            return self._http_error(connection, int(self.handshake_status), "server_error",
-                                    "The server is temporarily unable to handle the request.", None)
+            response = self._http_error(connection, int(self.handshake_status), "server_error",
+                                        "The server is temporarily unable to handle the request.", None)
+            for name, value in self.handshake_headers.items():
+                response.headers[name] = value
+            return response
         if self.api_key is not None and self.auth_failure == "http":
             verdict = self._authorized(request.headers)
             if verdict is None:
@@ -536,6 +543,24 @@ class RealtimeServer:
         for conn in self._targets(connection):
             if conn.alive and conn.session is not None:
                 conn.session.inject(event)
+                count += 1
+        return count
+
+    def send_raw(self, text: str | bytes, connection: int | None = None) -> int:
+        """Send one frame as given (text or binary; malformed JSON on purpose), in order with the
+        session's own events.  Not recorded in :attr:`sent`.
+
+        Returns:
+            How many connections it was sent to.
+        """
+        count = 0
+        for conn in self._targets(connection):
+            if conn.alive and conn.session is not None:
+                with conn.session.cond:
+                    try:
+                        conn.ws.send(text)
+                    except ConnectionClosed:
+                        continue
                 count += 1
         return count
 
