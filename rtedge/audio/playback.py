@@ -176,8 +176,13 @@ class PlaybackBuffer:
             return time.monotonic() - self._last_audio_pull < self.output_latency + _PERIOD_SLACK
 
     # ---------------------------------------------------------------------------------------------- barge-in
-    def flush(self) -> PlaybackPosition | None:
+    def flush(self, *, streaming: str | None = None) -> PlaybackPosition | None:
         """Drop all queued audio now; the next ``pull`` returns silence.
+
+        Args:
+            streaming: the item id whose audio is still arriving (its response is active), if any.
+                With just-in-time streaming the queue is often empty between deltas; that item
+                still counts as playing.
 
         Returns:
             The position of the item that was playing (or about to play), or None when nothing was
@@ -185,7 +190,8 @@ class PlaybackBuffer:
         """
         with self._lock:
             sounding = self._current is not None and (
-                time.monotonic() - self._last_audio_pull < self.output_latency)
+                time.monotonic() - self._last_audio_pull < self.output_latency
+                or (streaming is not None and self._current[0] == streaming))
             if self._queue:
                 head = (self._queue[0][0], self._queue[0][1])
                 key: tuple[str, int] | None = self._current if head == self._current or sounding else head

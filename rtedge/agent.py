@@ -1,0 +1,273 @@
+"""VoiceAgent: microphone in, speaker out, full duplex, and interruptions that behave.
+
+Guarantees
+----------
+* Barge-in (server ``input_audio_buffer.speech_started``, or the local VAD
+  in ``barge_in="local"`` mode) is handled on the thread that noticed it,
+  never on the dispatcher, so a slow user callback cannot delay it:
+
+  1. the playback buffer is flushed: the speaker's next pull gets silence,
+     so sound stops within one device period;
+  2. ``conversation.item.truncate`` is sent for the item that was playing,
+     with its content index and ``audio_end_ms`` = audio really played
+     (handed to the device minus its output latency), clamped by the client
+     to audio received; nothing is sent when nothing was playing or nothing
+     had been heard yet;
+  3. ``response.cancel`` is sent only when a response is still active and
+     the server is not cancelling it itself (``interrupt_response``).
+     Late audio deltas of the interrupted response are dropped.
+
+* The echo guard keeps the speaker's own sound from being taken for the
+  user: ``"half_duplex"`` sends no microphone audio while playing (barge-in
+  by the local VAD only), ``"threshold"`` requires microphone audio during
+  playback to beat a raised level, ``"off"`` trusts an echo-cancelled
+  source (PipeWire/PulseAudio ``module-echo-cancel``).
+* The VAD gate sends speech with its pre-roll and enough trailing silence for
+  the server's VAD to end the turn, and nothing else; the bytes and seconds
+  not sent are in :attr:`VoiceAgent.stats`.
+* ``run()`` blocks until :meth:`stop`, ``max_seconds``, or (with
+  ``until_input_ends``) a finite source has ended and its last turn is
+  answered and played; devices are stopped and their threads joined on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+
+from .audio import codec
+from .audio.convert import decode_pcm
+from .audio.playback import PlaybackBuffer, PlaybackPosition
+from .audio.vad import VadGate, VadSettings
+from .errors import ConfigError, ConnectionClosed, LocalProtocolError
+from .protocol import events as ev
+from .protocol._state import ResponseState
+
+log = logging.getLogger("rtedge")
+
+BargeIn = Literal["server", "local", "off"]
+EchoGuard = Literal["half_duplex", "threshold", "off"]
+
+
+@attrs.define(eq=False)
+class AgentStats:
+    """Counters of a VoiceAgent (read them; the agent writes them)."""
+
+    mic_frames: int = 0
+    frames_sent: int = 0
+    frames_held_back: int = 0  #: mic frames not sent (VAD gate or echo guard)
+    seconds_not_sent: float = 0.0
+    interruptions: int = 0
+    truncates: int = 0
+    cancels: int = 0
+    late_deltas_dropped: int = 0
+    #: seconds from noticing barge-in to the playback buffer being empty, per interruption
+    flush_latencies: deque[float] = attrs.field(factory=lambda: deque(maxlen=1000))
+
+
+@attrs.frozen
+class Interruption:
+    """What one barge-in did."""
+
+    source: str
+    position: PlaybackPosition | None
+    truncated: bool
+    cancelled: bool
+
+
+class VoiceAgent:
+    """Drive a client with a microphone and a speaker.
+
+    Args:
+        client: a connected :class:`rtedge.Client`.
+        mic: an :class:`rtedge.audio.devices.AudioSource` (``start(on_frame)``, ``stop()``, ``rate``).
+        speaker: an :class:`rtedge.audio.devices.AudioSink` (``start(pull)``, ``stop()``, ``rate``,
+            ``output_latency``).
+        barge_in: ``"server"`` (on the server's ``speech_started``), ``"local"`` (on the local VAD's
+            onset while playing) or ``"off"``.
+        echo_guard: ``"half_duplex"``, ``"threshold"`` or ``"off"`` (see the module docstring).
+        vad_gate: :class:`VadSettings` for the gate, True for the defaults, or False to stream every
+            microphone frame (the gate then only serves the echo guard and local barge-in).
+        echo_boost_db: how much louder than the adaptive noise floor mic audio must be, on top of the
+            gate's threshold, to count as speech while the speaker plays (``"threshold"`` mode).
+
+    Raises:
+        ConfigError: an unknown policy name.
+    """
+
+    def __init__(self, client: Any, mic: Any, speaker: Any, *, barge_in: BargeIn = "server",
+                 echo_guard: EchoGuard = "threshold", vad_gate: VadSettings | bool = True,
+                 echo_boost_db: float = 15.0) -> None:
+        if barge_in not in ("server", "local", "off"):
+            raise ConfigError(f"barge_in must be 'server', 'local' or 'off', got {barge_in!r}")
+        if echo_guard not in ("half_duplex", "threshold", "off"):
+            raise ConfigError(f"echo_guard must be 'half_duplex', 'threshold' or 'off', got {echo_guard!r}")
+        self.client, self.mic, self.speaker = client, mic, speaker
+        self.barge_in, self.echo_guard, self.echo_boost_db = barge_in, echo_guard, echo_boost_db
+        self.gating = vad_gate is not False
+        settings = vad_gate if isinstance(vad_gate, VadSettings) else VadSettings()
+        self.gate = VadGate(mic.rate, settings)
+        self.playback = PlaybackBuffer(speaker.rate, output_latency=getattr(speaker, "output_latency", 0.0))
+        self.stats = AgentStats()
+        self.interruptions: list[Interruption] = []
+        self._lock = threading.Lock()  # guards _cut, _resampler, _awaiting_response, _interrupting
+        self._cut: deque[str] = deque(maxlen=32)  # responses whose late audio is dropped
+        self._resampler: codec.Resampler | None = None
+        self._resampler_key: tuple[str, int] | None = None
+        self._awaiting_response = False
+        self._stop = threading.Event()
+        client.add_audio_sink(self._on_audio)
+        client.add_event_hook(self._on_event)
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def run(self, *, max_seconds: float | None = None, until_input_ends: bool = False) -> None:
+        """Stream until :meth:`stop`, ``max_seconds``, the connection ending, or (``until_input_ends``)
+        a finite source ended and everything was answered and played."""
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        self.speaker.start(self.playback.pull)
+        self.playback.output_latency = getattr(self.speaker, "output_latency", 0.0)
+        self.mic.start(self._on_frame)
+        ended_at: float | None = None
+        try:
+            while not self._stop.wait(0.02):
+                if self.client.closed or (deadline is not None and time.monotonic() >= deadline):
+                    return
+                if until_input_ends and getattr(self.mic, "finished", threading.Event()).is_set():
+                    ended_at = ended_at or time.monotonic()
+                    if time.monotonic() - ended_at > 1.0 and self.idle():
+                        return
+        finally:
+            self.mic.stop()
+            self.speaker.stop()
+
+    def playing(self) -> bool:
+        """True while the speaker sounds, or an answer's audio is still streaming in (the buffer may
+        run empty for a moment between deltas; the echo guard must not open in those gaps)."""
+        if self.playback.is_playing():
+            return True
+        if self.client.state.response is not ResponseState.ACTIVE:
+            return False
+        item = self._streaming_item()
+        return item is not None and self.playback.received_ms(item) > 0
+
+    def idle(self) -> bool:
+        """No turn awaiting a response, no response active, nothing playing, no speech in progress."""
+        state = self.client.state
+        return (not self._awaiting_response and state.response is ResponseState.IDLE
+                and not self.playing() and state.input_buffer.value != "speech")
+
+    def stop(self) -> None:
+        """Make :meth:`run` return (from any thread, a signal handler included)."""
+        self._stop.set()
+
+    def __enter__(self) -> VoiceAgent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------------------------------ microphone
+    def _on_frame(self, frame: np.ndarray) -> None:
+        """Device thread: one microphone frame in."""
+        self.stats.mic_frames += 1
+        playing = self.playing()
+        guard = playing and self.echo_guard != "off"
+        self.gate.set_boost(self.echo_boost_db if guard else 0.0)
+        result = self.gate.process(frame)
+        if self.barge_in == "local" and result.speech_started and playing:
+            self.interrupt("local")
+        if playing and self.echo_guard == "half_duplex":
+            to_send: tuple[np.ndarray, ...] = ()
+        elif self.gating or guard:
+            to_send = result.frames if self.gating else ((frame,) if result.is_speech else ())
+        else:
+            to_send = (frame,)
+        self._send(frame, to_send)
+
+    def _send(self, frame: np.ndarray, frames: tuple[np.ndarray, ...]) -> None:
+        sent = sum(len(f) for f in frames)
+        if not frames:
+            self.stats.frames_held_back += 1
+            self.stats.seconds_not_sent += len(frame) / self.mic.rate
+        try:
+            for f in frames:
+                self.client.append_audio(f, self.mic.rate)
+                self.stats.frames_sent += 1
+        except (ConnectionClosed, LocalProtocolError):
+            self._stop.set()
+        del sent
+
+    # ------------------------------------------------------------------------------------------ receiver side
+    def _on_audio(self, event: ev.ResponseOutputAudioDelta) -> None:
+        """Receiver thread: assistant audio into the playback buffer (decoded, at the speaker rate)."""
+        with self._lock:
+            if event.response_id in self._cut:
+                self.stats.late_deltas_dropped += 1
+                return
+            fmt = self.client.state.output_format
+            samples = decode_pcm(event.audio, fmt)
+            if fmt.rate != self.playback.rate:
+                key = (event.item_id, event.content_index)
+                if self._resampler is None or self._resampler_key != key:
+                    self._resampler, self._resampler_key = codec.Resampler(fmt.rate, self.playback.rate), key
+                samples = self._resampler.process(samples)
+        self.playback.push(event.item_id, event.content_index, samples)
+
+    def _on_event(self, event: ev.ServerEvent) -> None:
+        """Receiver thread: barge-in and turn bookkeeping."""
+        if isinstance(event, ev.InputAudioBufferSpeechStarted) and self.barge_in == "server":
+            self.interrupt("server")
+        elif isinstance(event, ev.InputAudioBufferCommitted):
+            self._awaiting_response = self._server_creates_responses()
+        elif isinstance(event, ev.ResponseCreated):
+            self._awaiting_response = False
+
+    def _server_creates_responses(self) -> bool:
+        td = (self.client.session.get("audio") or {}).get("input", {}).get("turn_detection")
+        return isinstance(td, dict) and td.get("create_response", True) is not False
+
+    # ------------------------------------------------------------------------------------------ barge-in
+    def interrupt(self, source: str = "app") -> Interruption:
+        """Stop playback now, truncate what was playing at what was heard, cancel if needed."""
+        t0 = time.monotonic()
+        state = self.client.state
+        active = state.response is ResponseState.ACTIVE
+        position = self.playback.flush(streaming=self._streaming_item() if active else None)
+        self.stats.flush_latencies.append(time.monotonic() - t0)
+        with self._lock:
+            if active and state.response_id:
+                self._cut.append(state.response_id)
+            self._resampler = None
+        truncated = cancelled = False
+        try:
+            if position is not None and position.played_ms > 0:
+                truncated = self.client.truncate(position.item_id, position.played_ms, position.content_index)
+            if active and not (self._server_interrupts() and source in ("server", "local")):
+                cancelled = self.client.cancel_response()
+        except (ConnectionClosed, LocalProtocolError) as exc:
+            log.debug("barge-in could not reach the server: %s", exc)
+        self.stats.interruptions += 1
+        self.stats.truncates += int(truncated)
+        self.stats.cancels += int(cancelled)
+        result = Interruption(source, position, truncated, cancelled)
+        self.interruptions.append(result)
+        return result
+
+    def _streaming_item(self) -> str | None:
+        """The newest output item of the active response (its audio may still be arriving)."""
+        state = self.client.state
+        for item in reversed(state.output_items.values()):
+            if item.response_id == state.response_id:
+                return item.item_id
+        return None
+
+    def _server_interrupts(self) -> bool:
+        """True when the session's turn detection cancels responses on speech by itself."""
+        td = (self.client.session.get("audio") or {}).get("input", {}).get("turn_detection")
+        return isinstance(td, dict) and td.get("interrupt_response", True) is not False
