@@ -63,6 +63,7 @@ class AgentStats:
     frames_sent: int = 0
     frames_held_back: int = 0  #: mic frames not sent (VAD gate or echo guard)
     seconds_not_sent: float = 0.0
+    #: barge-ins that cut something short (speech with nothing playing is not counted)
     interruptions: int = 0
     truncates: int = 0
     cancels: int = 0
@@ -252,7 +253,8 @@ class VoiceAgent:
                 cancelled = self.client.cancel_response()
         except (ConnectionClosed, LocalProtocolError) as exc:
             log.debug("barge-in could not reach the server: %s", exc)
-        self.stats.interruptions += 1
+        if position is not None or cancelled:
+            self.stats.interruptions += 1  # something was really cut short
         self.stats.truncates += int(truncated)
         self.stats.cancels += int(cancelled)
         result = Interruption(source, position, truncated, cancelled)
@@ -264,7 +266,7 @@ class VoiceAgent:
         state = self.client.state
         for item in reversed(state.output_items.values()):
             if item.response_id == state.response_id:
-                return item.item_id
+                return str(item.item_id)
         return None
 
     def _server_interrupts(self) -> bool:

@@ -32,6 +32,8 @@ log = logging.getLogger("rtedge")
 EPILOG_RUN = """examples:
   rtedge run --url wss://api.openai.com/v1/realtime --api-key-file ~/.openai-key --input question.wav --output answer.wav
   rtedge run --url ws://127.0.0.1:8765/v1/realtime --input question.wav --output answer.wav --fast
+  rtedge run --mic USB --speaker default --barge-in local --echo-guard half_duplex
+  arecord -f S16_LE -r 16000 -c 1 -t raw | rtedge run --mic raw:- --speaker raw:- | aplay -f S16_LE -r 24000
 """
 EPILOG_SERVE = """examples:
   rtedge serve --port 8765
@@ -49,12 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
 
-    run = sub.add_parser("run", help="stream a WAV file through a realtime session", epilog=EPILOG_RUN,
-                         formatter_class=fmt)
+    run = sub.add_parser("run", help="a voice session: microphone (or WAV) in, speaker (or WAV) out",
+                         epilog=EPILOG_RUN, formatter_class=fmt)
     _add_session_args(run)
-    run.add_argument("--input", required=True, metavar="WAV", help="16-bit PCM WAV to send (any rate)")
-    run.add_argument("--output", metavar="WAV", help="write the assistant's audio here")
+    run.add_argument("--input", metavar="WAV", help="speak this 16-bit PCM WAV (any rate), paced like a mic")
+    run.add_argument("--output", metavar="WAV", help="play the assistant's audio into this WAV (paced)")
+    run.add_argument("--mic", metavar="DEVICE", help="microphone: a device name or index from 'rtedge devices', "
+                     "or raw:- for s16le 16 kHz on stdin")
+    run.add_argument("--speaker", metavar="DEVICE", help="speaker: a device name or index, raw:- for s16le "
+                     "24 kHz on stdout, or null")
+    run.add_argument("--barge-in", choices=("server", "local", "off"), default="server",
+                     help="interrupt the assistant on the server's VAD (default) or the local VAD")
+    run.add_argument("--echo-guard", choices=("half_duplex", "threshold", "off"), default="threshold",
+                     help="keep the speaker's sound from counting as the user (default threshold; "
+                          "off for an echo-cancelled source)")
+    run.add_argument("--vad-gate", choices=("on", "off"), default="on",
+                     help="send only speech (with pre-roll and trailing silence), not idle silence")
     _add_run_args(run)
+
+    devices = sub.add_parser("devices", help="list audio devices (index, name, channels, default rate)")
+    devices.set_defaults(command="devices")
 
     demo = sub.add_parser("demo", help="a full voice turn against the built-in local server (no key needed)",
                           epilog=EPILOG_DEMO, formatter_class=fmt)
@@ -85,7 +101,8 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fast", action="store_true", help="send the input as fast as possible (not real time)")
+    p.add_argument("--fast", action="store_true", help="batch mode: send the --input WAV as fast as the link "
+                   "takes it and write the answer to --output (no devices, no barge-in)")
     p.add_argument("--manual", action="store_true", help="no server VAD: commit and request the response")
     p.add_argument("--max-seconds", type=float, default=120.0, help="bound on the whole run (default 120)")
 
@@ -97,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="rtedge: %(levelname)s: %(message)s")
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
-        "run": cmd_run, "demo": cmd_demo, "serve": cmd_serve, "version": cmd_version,
+        "run": cmd_run, "demo": cmd_demo, "serve": cmd_serve, "version": cmd_version, "devices": cmd_devices,
     }
     if args.command is None:
         parser.print_help()
@@ -157,21 +174,75 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import connect
+    from .transport.client import connect
     from .protocol.config import SessionConfig
-    from .wavio import read_wav
 
-    samples, rate = read_wav(args.input)
+    if args.fast and not args.input:
+        raise ConfigError("--fast needs --input WAV")
+    if args.input and args.mic:
+        raise ConfigError("give --input or --mic, not both")
     key = read_key_file(args.api_key_file) if args.api_key_file else None
     fields: dict[str, Any] = {}
     if args.instructions:
         fields["instructions"] = args.instructions
     if args.manual:
         fields["turn_detection"] = None
+    if args.fast:
+        from .wavio import read_wav
+
+        samples, rate = read_wav(args.input)
+    else:
+        mic, speaker = _devices(args)
     client = connect(args.provider, url=args.url, model=args.model, api_key=key,
                      session=SessionConfig(**fields) if fields else None, ca_certs=args.ca_certs)
     with client:
-        return _stream(client, samples, rate, args)
+        if args.fast:
+            return _stream(client, samples, rate, args)
+        return _run_agent(client, mic, speaker, args)
+
+
+def _devices(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The source and sink that --input/--mic and --output/--speaker name (built, not started)."""
+    from .audio.devices import open_sink, open_source
+
+    mic = open_source(f"wav:{args.input}" if args.input else args.mic, rate=16000)
+    speaker = open_sink(f"wav:{args.output}" if args.output else args.speaker, rate=24000)
+    return mic, speaker
+
+
+def _run_agent(client: Any, mic: Any, speaker: Any, args: argparse.Namespace) -> int:
+    from .agent import VoiceAgent
+    from .runner import TurnTracker
+
+    agent = VoiceAgent(client, mic, speaker, barge_in=args.barge_in, echo_guard=args.echo_guard,
+                       vad_gate=args.vad_gate == "on")
+    tracker = TurnTracker(client, None, lambda s: print(s, flush=True))
+    restore = _on_signals(agent._stop)
+    try:
+        agent.run(max_seconds=args.max_seconds, until_input_ends=bool(args.input))
+    finally:
+        restore()
+    report = tracker.report
+    u = client.usage
+    print(f"summary: {len(report.turns)} turn(s), {agent.stats.interruptions} interruption(s), "
+          f"{agent.stats.seconds_not_sent:.1f} s of mic audio not sent (VAD gate), "
+          f"tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}", flush=True)
+    if client.fatal_error is not None:
+        return fail(client.fatal_error)
+    return EXIT_OK
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .audio.devices import list_devices
+
+    infos = list_devices()
+    if not infos:
+        print("no audio devices found (is the user in group 'audio'? is ALSA configured?)")
+    for d in infos:
+        marks = ("*in" if d.default_input else "") + ("*out" if getattr(d, "default_output", False) else "")
+        print(f"{d.index:3d}  {d.name:32s} in {d.max_input_channels:3d}  out {d.max_output_channels:3d}  "
+              f"{d.default_rate} Hz  {marks}")
+    return EXIT_OK
 
 
 def _stream(client: Any, samples: Any, rate: int, args: argparse.Namespace) -> int:
@@ -207,11 +278,16 @@ def _on_signals(stop: threading.Event) -> Callable[[], None]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    return lambda: [signal.signal(s, h) for s, h in old.items()] and None
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from . import connect
+    from .transport.client import connect
     from .protocol.config import ServerVad, SessionConfig, Transcription
     from .testing import RealtimeServer
     from .wavio import read_wav

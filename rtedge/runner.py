@@ -55,8 +55,8 @@ class RunReport:
     usage: Usage = attrs.field(factory=Usage)
 
 
-class _Tracker:
-    """Callbacks (dispatcher thread) that assemble turns; ``done`` is set when every turn has an answer."""
+class TurnTracker:
+    """Callbacks (dispatcher thread) that assemble turns, print transcripts and per-turn summaries."""
 
     def __init__(self, client: Client, writer: WavWriter | None, echo: Callable[[str], None]) -> None:
         self.client, self.writer, self.echo = client, writer, echo
@@ -166,7 +166,7 @@ def stream_wav(
         max_seconds: bound on the whole run; the report says ``timed_out`` when it was hit.
     """
     stop = stop or threading.Event()
-    tracker = _Tracker(client, output, echo)
+    tracker = TurnTracker(client, output, echo)
     deadline = time.monotonic() + max_seconds
     frame = rate * FRAME_MS // 1000
     padded = np.concatenate([samples, np.zeros(rate * trailing_silence_ms // 1000, dtype=np.int16)])
