@@ -203,7 +203,11 @@ def sender_loop(current: Callable[[], _ws.WsConnection | None], sendq: SendQueue
     last_sent = time.monotonic()
     tick = min(ping_interval, ping_timeout, 1.0) if ping_interval > 0 else 1.0
     while True:
-        item = sendq.get(tick)
+        wait = tick
+        if ping_interval > 0 and not sendq.paused:  # wake at the keepalive deadline, not a tick later
+            dead_at = stats.last_receive + ping_interval + ping_timeout
+            wait = min(tick, max(0.005, dead_at - time.monotonic() + 0.005))
+        item = sendq.get(wait)
         conn = current()
         if item is _CLOSE:
             if conn is not None:
