@@ -81,12 +81,6 @@ class FaultProxy:
         for thread in list(self._threads):
             thread.join(timeout)
 
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def url(self) -> str:
         return f"ws://{self.host}:{self.port}/v1/realtime"

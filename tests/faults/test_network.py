@@ -67,9 +67,8 @@ def test_black_hole_detected_by_keepalive(proxy, server, caplog):
     t0 = time.monotonic()
     t_lost, lost = timeline.wait("rtedge.connection_lost", timeout=5, after=t0)
     detected = t_lost - t0
-    # the link was silent for at most `interval` before the pause, so death is declared within
-    # interval + timeout of the pause, plus one sender tick (min(interval, timeout)) of slack
-    assert detected <= interval + timeout + min(interval, timeout) + 0.2, detected
+    # nothing arrives after the pause, so death is declared at most interval + timeout after it
+    assert detected <= interval + timeout + 0.1, detected
     assert client.stats.pings_sent > pings
     assert lost.code is None
     assert any("ping timeout" in r.getMessage() for r in caplog.records)  # the keepalive, not TCP, saw it
