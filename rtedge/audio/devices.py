@@ -1,0 +1,732 @@
+"""Audio sources (microphone-like) and sinks (speaker-like).
+
+A **source** pushes: ``start(on_frame)`` makes the device call
+``on_frame(frame)`` once per period (``frame_ms``, 20 ms by default) with a
+1-D int16 mono array of exactly ``frame_samples = rate * frame_ms / 1000``
+samples.  A **sink** pulls: ``start(pull)`` makes the device call ``pull(n)``
+once per period and it must get exactly ``n`` int16 mono samples back (the
+playback buffer fills silence itself).
+
+=================  =====================================================
+``Microphone``     PortAudio capture (callback mode), any device rate/channels
+``Speaker``        PortAudio playback (callback mode)
+``WavSource``      a WAV file, paced like a microphone, then silence
+``WavSink``        appends what it pulls to a WAV file
+``RawSource``      raw s16le mono from a pipe (``arecord ... | rtedge``)
+``RawSink``        raw s16le mono to a pipe (``rtedge ... | aplay ...``)
+``NullSource``     silence forever
+``NullSink``       pulls and discards
+=================  =====================================================
+
+Guarantees
+----------
+* Each device starts at most one thread of its own: a daemon named
+  ``rtedge-mic`` (sources) or ``rtedge-speaker`` (sinks).  For the file, pipe
+  and null devices that thread calls ``on_frame``/``pull``; for
+  ``Microphone``/``Speaker`` PortAudio's own thread calls them, and the
+  ``rtedge-*`` thread watches the stream and reopens it after a failure.
+* Callbacks come from one thread at a time, in order, and must return quickly
+  (a slow one delays file devices and glitches PortAudio ones).  An exception
+  from ``on_frame`` or ``pull`` is logged (the first one with its traceback),
+  counted in ``stats.errors``, and the device goes on; a failed ``pull`` plays
+  silence.
+* ``stop()`` is idempotent and bounded: it sets the stop event, which cuts
+  every pacing wait short, then joins the thread for at most
+  :data:`STOP_TIMEOUT` seconds (a thread still blocked after that, say in a
+  write to a stalled pipe, is logged).  Once it returns no callback runs any
+  more.  Called from the device's own callback it does not wait: the thread
+  ends as soon as the callback returns.
+* Devices are single-use: ``start()`` again after ``start()`` raises
+  :class:`~rtedge.errors.AudioError` (a ``start()`` that raised may be retried).
+* Paced devices keep absolute deadlines (``t0 + k * frame_ms``), so their
+  pace does not drift with the time the callbacks take.
+* ``import rtedge.audio.devices`` never imports PyAudio; only ``Microphone``,
+  ``Speaker`` and ``list_devices`` load it when used.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import select
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+import attrs
+import numpy as np
+
+from ..errors import AudioError
+from ..wavio import WavWriter, read_wav
+from . import codec
+
+if TYPE_CHECKING:
+    from ._pyaudio import DeviceInfo, Microphone, Speaker, list_devices
+
+__all__ = [
+    "STOP_TIMEOUT", "AudioSink", "AudioSource", "DeviceInfo", "DeviceStats", "Microphone", "NullSink",
+    "NullSource", "RawSink", "RawSource", "Speaker", "WavSink", "WavSource", "list_devices", "open_sink",
+    "open_source",
+]
+
+log = logging.getLogger("rtedge.audio")
+
+#: seconds ``stop()`` waits for a device thread to end
+STOP_TIMEOUT = 2.0
+
+OnFrame = Callable[[np.ndarray], None]
+Pull = Callable[[int], np.ndarray]
+
+
+@attrs.define(eq=False)
+class DeviceStats:
+    """Counters a device keeps (its threads write them; read them any time)."""
+
+    #: frames delivered to ``on_frame`` (silence included) or pulled with ``pull``
+    frames: int = 0
+    #: capture buffers PortAudio flagged as overflowed (audio was lost)
+    overflows: int = 0
+    #: playback periods PortAudio flagged as underflowed (a gap was heard)
+    underruns: int = 0
+    #: callback exceptions, bad ``pull`` results, stream failures, read/write errors
+    errors: int = 0
+    #: attempts to reopen a failed PortAudio stream, and how many succeeded
+    reopen_attempts: int = 0
+    reopens: int = 0
+
+
+def _check_rate(rate: Any, frame_ms: Any, what: str) -> None:
+    for name, value in (("rate", rate), ("frame_ms", frame_ms)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise AudioError(f"{what}: {name} must be a positive int, got {value!r}")
+    if rate * frame_ms % 1000:
+        raise AudioError(f"{what}: {frame_ms} ms at {rate} Hz is not a whole number of samples")
+
+
+class _Device:
+    """What sources and sinks share: rate, period, stats, failure state, single-use start."""
+
+    def __init__(self, rate: int, frame_ms: int) -> None:
+        _check_rate(rate, frame_ms, type(self).__name__)
+        self.rate = rate
+        self.frame_ms = frame_ms
+        self.stats = DeviceStats()
+        #: set when the device gave up (``error`` says why); it delivers nothing useful after that
+        self.failed = threading.Event()
+        self.error: AudioError | None = None
+        self._started = False
+        self._start_lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._callback_errors = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rate={self.rate})"
+
+    @property
+    def frame_samples(self) -> int:
+        """Samples per frame: ``rate * frame_ms / 1000``."""
+        return self.rate * self.frame_ms // 1000
+
+    def _claim_start(self) -> None:
+        with self._start_lock:
+            if self._started or self._stop_event.is_set():
+                raise AudioError(f"{self!r} was already started or stopped; devices are single-use")
+            self._started = True
+
+    def _release_start(self) -> None:
+        with self._start_lock:
+            self._started = False
+
+    def _callback_failed(self, what: str) -> None:
+        """Count and log a failed user callback (inside ``except``: with the traceback)."""
+        self.stats.errors += 1
+        self._callback_errors += 1
+        level = logging.ERROR if self._callback_errors == 1 else logging.DEBUG
+        log.log(level, "%r: %s; counted in stats.errors (repeats are logged at debug level)", self, what,
+                exc_info=sys.exc_info()[0] is not None)
+
+    def _fail(self, error: AudioError) -> None:
+        self.stats.errors += 1
+        if self.error is None:
+            self.error = error
+            log.error("%r: %s", self, error)
+        self.failed.set()
+
+    def _open(self) -> None:
+        """Acquire resources before the thread starts (errors reach ``start()``)."""
+
+    def _close(self) -> None:
+        """Release resources; runs on the device thread as it ends."""
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _start_thread(self, name: str) -> None:
+        """``_open()``, then run ``_run`` on a daemon thread (after ``_claim_start()``)."""
+        try:
+            self._open()
+        except BaseException:
+            self._release_start()
+            raise
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the device and join its thread (idempotent, bounded by :data:`STOP_TIMEOUT`)."""
+        self._stop_event.set()
+        t = self._thread
+        if t is None:
+            self._close()  # never started: release what the constructor took (a RawSource's file)
+        if t is None or t is threading.current_thread():
+            return
+        t.join(STOP_TIMEOUT)
+        if t.is_alive():
+            log.warning("%r: thread %s did not end within %.1f s (blocked in I/O?)",
+                        self, t.name, STOP_TIMEOUT)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class AudioSource(_Device):
+    """Base of microphone-like devices.
+
+    Attributes:
+        rate: Hz of the frames delivered.
+        frame_ms: the period; each frame holds ``frame_samples`` samples.
+        finished: set when a finite source (file, pipe) reached its end; it then
+            delivers silence frames, paced in real time, until stopped (so a
+            server VAD can end the turn).  Never set for a microphone.
+        stats: :class:`DeviceStats`.
+    """
+
+    def __init__(self, rate: int, frame_ms: int) -> None:
+        super().__init__(rate, frame_ms)
+        self.finished = threading.Event()
+        self._on_frame: OnFrame | None = None
+
+    def start(self, on_frame: OnFrame) -> None:
+        """Begin calling ``on_frame(frame)`` once per period from the device's thread.
+
+        Raises:
+            AudioError: the device cannot be opened, or it was already started.
+        """
+        raise NotImplementedError
+
+    def _deliver(self, frame: np.ndarray) -> None:
+        self.stats.frames += 1
+        try:
+            self._on_frame(frame)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - the consumer's bug must not stop the device
+            self._callback_failed("on_frame() raised")
+
+
+class AudioSink(_Device):
+    """Base of speaker-like devices (pull model).
+
+    Attributes:
+        rate: Hz of the samples ``pull`` returns.
+        frame_ms: the period; ``pull(n)`` is asked for ``n = frame_samples``
+            samples (a Speaker converting rates asks for that many per call too).
+        output_latency: seconds between a ``pull()`` and its sound leaving the
+            device (PortAudio's output latency; 0 for files and pipes).
+        stats: :class:`DeviceStats`.
+    """
+
+    def __init__(self, rate: int, frame_ms: int) -> None:
+        super().__init__(rate, frame_ms)
+        self._pull: Pull | None = None
+
+    @property
+    def output_latency(self) -> float:
+        """Seconds between a ``pull()`` and its sound leaving the device (0 here)."""
+        return 0.0
+
+    def start(self, pull: Pull) -> None:
+        """Begin calling ``pull(n)`` once per period; it must return exactly ``n`` int16 mono samples.
+
+        Raises:
+            AudioError: the device cannot be opened, or it was already started.
+        """
+        raise NotImplementedError
+
+    def _pull_exact(self, n: int) -> np.ndarray:
+        """``pull(n)``, checked: a failure or a wrong result counts an error and yields silence/padding."""
+        self.stats.frames += 1
+        try:
+            out = self._pull(n)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - the consumer's bug must not stop the device
+            self._callback_failed("pull() raised")
+            return np.zeros(n, dtype=np.int16)
+        if type(out) is np.ndarray and out.dtype == np.int16 and out.shape == (n,):
+            return out
+        got = f"{out.dtype} shape {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        self._callback_failed(f"pull({n}) must return {n} int16 mono samples, got {got}")
+        if isinstance(out, np.ndarray) and out.dtype == np.int16 and out.ndim == 1:
+            fixed = np.zeros(n, dtype=np.int16)
+            fixed[: min(n, len(out))] = out[:n]
+            return fixed
+        return np.zeros(n, dtype=np.int16)
+
+
+# --------------------------------------------------------------------------- paced devices
+
+
+class _Pacer:
+    """Absolute deadlines ``t0 + k * period``; every wait ends early when ``stop`` is set."""
+
+    #: more than this many periods behind (the process was suspended...): start a new schedule
+    MAX_LAG_PERIODS = 10
+
+    def __init__(self, period: float, stop: threading.Event, realtime: bool) -> None:
+        self.period = period
+        self.realtime = realtime
+        self._stop = stop
+        self._t0 = time.monotonic()
+        self._k = 0
+
+    def restart(self) -> None:
+        """Count deadlines from now."""
+        self._t0 = time.monotonic()
+        self._k = 0
+
+    def wait(self) -> bool:
+        """Wait for the next deadline (not at all unless realtime); False once stopped."""
+        self._k += 1
+        if not self.realtime:
+            return not self._stop.is_set()
+        delay = self._t0 + self._k * self.period - time.monotonic()
+        if delay < -self.MAX_LAG_PERIODS * self.period:
+            self.restart()
+            delay = 0.0
+        if delay > 0:
+            return not self._stop.wait(delay)
+        return not self._stop.is_set()
+
+
+class _ThreadedSource(AudioSource):
+    """A source whose thread delivers ``_content()`` frame by frame, then paced silence."""
+
+    def __init__(self, rate: int, frame_ms: int, realtime: bool) -> None:
+        super().__init__(rate, frame_ms)
+        self.realtime = realtime
+
+    def _content(self) -> Iterator[np.ndarray]:
+        """Frames of exactly ``frame_samples``; return at the end (or once stopped)."""
+        raise NotImplementedError
+
+    def start(self, on_frame: OnFrame) -> None:
+        self._claim_start()
+        self._on_frame = on_frame
+        self._start_thread("rtedge-mic")
+
+    def _run(self) -> None:
+        pacer = _Pacer(self.frame_ms / 1000, self._stop_event, self.realtime)
+        try:
+            if not self._deliver_content(pacer) or self._stop_event.is_set():
+                return
+            self.finished.set()
+            pacer.realtime = True  # silence is always paced, or it would flood the consumer
+            pacer.restart()
+            while pacer.wait():
+                self._deliver(np.zeros(self.frame_samples, dtype=np.int16))
+        finally:
+            self._close()
+
+    def _deliver_content(self, pacer: _Pacer) -> bool:
+        """Deliver ``_content()``; False if stopped meanwhile.  A read error ends it like its end does."""
+        try:
+            for frame in self._content():
+                if not pacer.wait():
+                    return False
+                self._deliver(frame)
+        except AudioError as exc:
+            self._fail(exc)
+        return True
+
+
+class _ThreadedSink(AudioSink):
+    """A sink whose thread pulls a frame per period and hands it to ``_consume()``."""
+
+    def __init__(self, rate: int, frame_ms: int, realtime: bool) -> None:
+        super().__init__(rate, frame_ms)
+        self.realtime = realtime
+
+    def _consume(self, frame: np.ndarray) -> None:
+        """Do something with one pulled frame; raise AudioError to fail the sink."""
+
+    def start(self, pull: Pull) -> None:
+        self._claim_start()
+        self._pull = pull
+        self._start_thread("rtedge-speaker")
+
+    def _run(self) -> None:
+        pacer = _Pacer(self.frame_ms / 1000, self._stop_event, self.realtime)
+        n = self.frame_samples
+        try:
+            while not self._stop_event.is_set():
+                frame = self._pull_exact(n)
+                if not self.failed.is_set():
+                    try:
+                        self._consume(frame)
+                    except AudioError as exc:
+                        # keep pulling (and discarding) so the caller's played-audio clock still runs
+                        self._fail(exc)
+                if not pacer.wait():
+                    break
+        finally:
+            self._close()
+
+
+def _frames(samples: np.ndarray, n: int) -> Iterator[np.ndarray]:
+    """Consecutive frames of ``n`` samples; the last one padded with silence."""
+    for k in range(0, len(samples), n):
+        frame = samples[k : k + n]
+        if len(frame) < n:
+            frame = np.concatenate([frame, np.zeros(n - len(frame), dtype=np.int16)])
+        yield frame.copy()
+
+
+class WavSource(_ThreadedSource):
+    """Plays a 16-bit PCM WAV file (mono or stereo) as if it were a microphone.
+
+    Frames are delivered by the ``rtedge-mic`` thread on absolute deadlines, one
+    per ``frame_ms`` (``realtime=True``), or as fast as ``on_frame`` returns
+    (``realtime=False``).  After the last frame (padded with silence) it sets
+    ``finished`` and delivers silence frames, paced in real time either way,
+    until stopped.
+
+    Args:
+        path: the WAV file (read whole at construction).
+        rate: rate of the frames; None = the file's rate.  Another rate is
+            converted with :class:`~rtedge.audio.codec.Resampler`, with the filter
+            delay removed to the nearest sample.
+
+    Raises:
+        AudioError: the file cannot be read, or the rate conversion is not supported.
+    """
+
+    def __init__(
+        self, path: str | Path, *, rate: int | None = None, frame_ms: int = 20, realtime: bool = True
+    ) -> None:
+        samples, file_rate = read_wav(path)
+        rate = file_rate if rate is None else rate
+        super().__init__(rate, frame_ms, realtime)
+        self.path = Path(path)
+        self.file_rate = file_rate
+        self.samples = samples if rate == file_rate else _resample_whole(samples, file_rate, rate)
+
+    def __repr__(self) -> str:
+        return f"WavSource({str(self.path)!r}, rate={self.rate})"
+
+    def _content(self) -> Iterator[np.ndarray]:
+        return _frames(self.samples, self.frame_samples)
+
+
+def _resample_whole(samples: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """A whole signal at another rate, without the filter's delay: ``ceil(N * dst / src)`` samples."""
+    rs = codec.Resampler(src, dst)
+    out = np.concatenate([rs.process(samples), rs.flush()])
+    skip = round(rs.delay)
+    return np.ascontiguousarray(out[skip : skip + math.ceil(len(samples) * dst / src)])
+
+
+class NullSource(_ThreadedSource):
+    """Silence frames, paced in real time, forever (``finished`` is never set)."""
+
+    def __init__(self, rate: int = 16000, frame_ms: int = 20) -> None:
+        super().__init__(rate, frame_ms, realtime=True)
+
+    def _content(self) -> Iterator[np.ndarray]:
+        while True:
+            yield np.zeros(self.frame_samples, dtype=np.int16)
+
+
+class WavSink(_ThreadedSink):
+    """Appends the audio it pulls to a 16-bit mono WAV file.
+
+    The ``rtedge-speaker`` thread pulls one frame per period on absolute
+    deadlines (``realtime=True``).  ``realtime=False`` pulls as fast as the
+    CPU allows: use it only in tests or offline rendering, and stop promptly.
+    The file then grows with silence at CPU speed, and a consumer that counts
+    pulled audio as "played" (the agent's played clock, used to truncate on
+    barge-in) sees time run far ahead of the wall clock.
+
+    The file is created by ``start()`` (errors raise there) and finalised by
+    ``stop()``.
+    """
+
+    def __init__(
+        self, path: str | Path, *, rate: int = 24000, frame_ms: int = 20, realtime: bool = True
+    ) -> None:
+        super().__init__(rate, frame_ms, realtime)
+        self.path = Path(path)
+        self._writer: WavWriter | None = None
+
+    def __repr__(self) -> str:
+        return f"WavSink({str(self.path)!r}, rate={self.rate})"
+
+    def _open(self) -> None:
+        self._writer = WavWriter(self.path, self.rate)
+
+    def _consume(self, frame: np.ndarray) -> None:
+        try:
+            self._writer.write(frame)  # type: ignore[union-attr]
+        except OSError as exc:
+            raise AudioError(f"{self.path}: write failed ({exc})") from None
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except OSError as exc:
+                self._fail(AudioError(f"{self.path}: cannot finish the WAV file ({exc})"))
+
+
+class NullSink(_ThreadedSink):
+    """Pulls a frame per period (real time by default) and discards it."""
+
+    def __init__(self, rate: int = 24000, frame_ms: int = 20, realtime: bool = True) -> None:
+        super().__init__(rate, frame_ms, realtime)
+
+
+
+# --------------------------------------------------------------------------- raw pipes
+
+
+def _fileno(stream: Any) -> int | None:
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+class RawSource(_ThreadedSource):
+    """Raw s16le mono samples from a byte stream: ``arecord -t raw -f S16_LE -r 16000 | rtedge ...``.
+
+    With a file descriptor (pipes, files, stdin) the descriptor is read
+    directly with ``select`` timeouts, so ``stop()`` is not held up by a silent
+    pipe; do not read the same stream elsewhere meanwhile.  Other objects
+    (``io.BytesIO``) are read with ``read()``.
+
+    Args:
+        stream: binary stream (default: standard input).
+        realtime: False (the default) lets the writer set the pace, right for
+            ``arecord``, which is paced by its sound card; True paces frames
+            in real time, right for reading a file.  After the end of the
+            stream (``finished``) silence is paced in real time either way.
+        close: close ``stream`` when the device stops.
+    """
+
+    def __init__(self, stream: BinaryIO | None = None, rate: int = 16000, frame_ms: int = 20,
+                 realtime: bool = False, *, close: bool = False) -> None:
+        super().__init__(rate, frame_ms, realtime)
+        self.stream = stream if stream is not None else sys.stdin.buffer
+        self._close_stream = close
+        self._fd = _fileno(self.stream)
+
+    def __repr__(self) -> str:
+        return f"RawSource({getattr(self.stream, 'name', type(self.stream).__name__)!r}, rate={self.rate})"
+
+    def _read(self, n: int) -> bytes:
+        """Up to ``n`` bytes, b"" at the end of the stream or once stopped."""
+        if self._fd is None:
+            return bytes(self.stream.read(n) or b"")
+        while not self._stop_event.is_set():
+            ready, _, _ = select.select([self._fd], [], [], 0.1)
+            if ready:
+                return os.read(self._fd, n)
+        return b""
+
+    def _content(self) -> Iterator[np.ndarray]:
+        nbytes = 2 * self.frame_samples
+        while True:
+            buf = bytearray()
+            try:
+                while len(buf) < nbytes:
+                    chunk = self._read(nbytes - len(buf))
+                    if not chunk:
+                        break
+                    buf += chunk
+            except (OSError, ValueError) as exc:
+                raise AudioError(f"{self!r}: read failed ({exc})") from None
+            samples = np.frombuffer(bytes(buf[: len(buf) // 2 * 2]), dtype="<i2").astype(np.int16)
+            if len(buf) == nbytes:
+                yield samples
+                continue
+            if len(samples) and not self._stop_event.is_set():
+                yield from _frames(samples, nbytes // 2)  # the last, partial frame (an odd byte is dropped)
+            return
+
+    def _close(self) -> None:
+        if self._close_stream:
+            try:
+                self.stream.close()
+            except OSError:
+                pass
+
+
+class RawSink(_ThreadedSink):
+    """Raw s16le mono samples to a byte stream, e.g. ``rtedge ... | aplay -t raw -f S16_LE -r 24000 -c 1``.
+
+    Real-time pacing by default, so that the pipe stays short and "pulled"
+    stays close to "played".  With a file descriptor the descriptor is written
+    directly (flushing ``stream`` first), waiting with ``select`` timeouts so
+    ``stop()`` is not held up by a reader that stopped reading.  A broken pipe
+    sets ``failed``; the sink then keeps pulling and discards the audio.
+
+    Args:
+        stream: binary stream (default: standard output; log to stderr then).
+        close: close ``stream`` when the device stops.
+    """
+
+    def __init__(self, stream: BinaryIO | None = None, rate: int = 24000, frame_ms: int = 20,
+                 realtime: bool = True, *, close: bool = False) -> None:
+        super().__init__(rate, frame_ms, realtime)
+        self.stream = stream if stream is not None else sys.stdout.buffer
+        self._close_stream = close
+        self._fd = _fileno(self.stream)
+
+    def __repr__(self) -> str:
+        return f"RawSink({getattr(self.stream, 'name', type(self.stream).__name__)!r}, rate={self.rate})"
+
+    def _open(self) -> None:
+        if self._fd is not None:
+            self.stream.flush()
+
+    def _consume(self, frame: np.ndarray) -> None:
+        data = memoryview(frame.astype("<i2", copy=False).tobytes())
+        try:
+            if self._fd is None:
+                self.stream.write(data)
+                return
+            while data and not self._stop_event.is_set():
+                _, ready, _ = select.select([], [self._fd], [], 0.1)
+                if ready:
+                    data = data[os.write(self._fd, data) :]
+        except (OSError, ValueError) as exc:
+            raise AudioError(f"{self!r}: write failed ({exc})") from None
+
+    def _close(self) -> None:
+        try:
+            if self._close_stream:
+                self.stream.close()
+            elif self._fd is None:
+                self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+# --------------------------------------------------------------------------- discovery and specs
+
+
+def _split_spec(spec: str | None) -> tuple[str, str]:
+    """'wav:x.wav' -> ('wav', 'x.wav'); 'null' -> ('null', ''); other text -> ('pa', text)."""
+    if spec is None or spec.strip() in ("", "default", "pa:", "pa:default"):
+        return "pa", ""
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in ("wav", "raw", "pa"):
+        if not rest and kind != "pa":
+            raise AudioError(f"audio spec {spec!r}: give a path after '{kind}:' ('raw:-' is stdin/stdout)")
+        return kind, rest
+    if spec == "null":
+        return "null", ""
+    return "pa", spec
+
+
+def _pa_device(name: str) -> str | int | None:
+    if not name:
+        return None
+    return int(name) if name.isdigit() else name
+
+
+def open_source(
+    spec: str | None, *, rate: int | None = None, frame_ms: int = 20, realtime: bool | None = None
+) -> AudioSource:
+    """Build (not start) the source a CLI spec names.
+
+    Specs: ``None``/``"default"`` (default microphone), ``"pa:NAME"``,
+    ``"pa:INDEX"`` or a plain device name (:class:`Microphone`),
+    ``"wav:PATH"`` (:class:`WavSource`), ``"raw:-"`` (stdin) or ``"raw:PATH"``
+    (:class:`RawSource`), ``"null"`` (:class:`NullSource`).
+
+    Args:
+        rate: frame rate; None = 16000, or the file's rate for WAV.
+        realtime: pacing of file/pipe sources; None = their default (WAV and
+            raw files paced, stdin not).
+
+    Raises:
+        AudioError: a malformed spec or an unreadable file.
+    """
+    kind, arg = _split_spec(spec)
+    if kind == "wav":
+        return WavSource(arg, rate=rate, frame_ms=frame_ms, realtime=True if realtime is None else realtime)
+    if kind == "raw":
+        if arg == "-":
+            return RawSource(rate=rate or 16000, frame_ms=frame_ms, realtime=bool(realtime))
+        stream = _open_file(arg, "rb")
+        return RawSource(stream, rate=rate or 16000, frame_ms=frame_ms,
+                         realtime=True if realtime is None else realtime, close=True)
+    if kind == "null":
+        return NullSource(rate=rate or 16000, frame_ms=frame_ms)
+    from ._pyaudio import Microphone
+
+    return Microphone(_pa_device(arg), rate=rate or 16000, frame_ms=frame_ms)
+
+
+def open_sink(
+    spec: str | None, *, rate: int = 24000, frame_ms: int = 20, realtime: bool | None = None
+) -> AudioSink:
+    """Build (not start) the sink a CLI spec names.
+
+    Specs: ``None``/``"default"`` (default speaker), ``"pa:NAME"``,
+    ``"pa:INDEX"`` or a plain device name (:class:`Speaker`), ``"wav:PATH"``
+    (:class:`WavSink`), ``"raw:-"`` (stdout) or ``"raw:PATH"``
+    (:class:`RawSink`), ``"null"`` (:class:`NullSink`).  ``realtime`` None
+    means paced (see :class:`WavSink` before passing False).
+
+    Raises:
+        AudioError: a malformed spec or a file that cannot be created.
+    """
+    kind, arg = _split_spec(spec)
+    paced = True if realtime is None else realtime
+    if kind == "wav":
+        return WavSink(arg, rate=rate, frame_ms=frame_ms, realtime=paced)
+    if kind == "raw":
+        if arg == "-":
+            return RawSink(rate=rate, frame_ms=frame_ms, realtime=paced)
+        return RawSink(_open_file(arg, "wb"), rate=rate, frame_ms=frame_ms, realtime=paced, close=True)
+    if kind == "null":
+        return NullSink(rate=rate, frame_ms=frame_ms, realtime=paced)
+    from ._pyaudio import Speaker
+
+    return Speaker(_pa_device(arg), rate=rate, frame_ms=frame_ms)
+
+
+def _open_file(path: str, mode: str) -> BinaryIO:
+    try:
+        return cast(BinaryIO, open(path, mode))  # the device closes it on stop()
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot open ({exc.strerror or exc})") from None
+
+
+_PORTAUDIO_NAMES = ("DeviceInfo", "Microphone", "Speaker", "list_devices")
+
+
+def __getattr__(name: str) -> Any:
+    # The PortAudio devices live in ._pyaudio, which builds on the classes above;
+    # importing it on first use keeps the dependency one-way.
+    if name in _PORTAUDIO_NAMES:
+        from . import _pyaudio
+
+        return getattr(_pyaudio, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
