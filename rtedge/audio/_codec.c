@@ -163,9 +163,15 @@ alaw_code(int x)
     return (uint8_t)(((seg << 4) | mant | (x < 0 ? 0 : 0x80)) ^ 0x55);
 }
 
+static int g711_ready = 0;
+
 static void
 g711_init(void)
 {
+    /* constant tables, filled once per process (every interpreter would write the same bytes) */
+    if (g711_ready) {
+        return;
+    }
     for (int i = 0; i < (1 << 14); i++) {
         int x = (int)(int16_t)(uint16_t)(i << 2); /* any x with (uint16)x >> 2 == i */
         ulaw_enc_tab[i] = ulaw_code(x);
@@ -174,6 +180,7 @@ g711_init(void)
         int x = (int)(int16_t)(uint16_t)(i << 4);
         alaw_enc_tab[i] = alaw_code(x);
     }
+    g711_ready = 1;
 }
 
 /* Decoders as branch-free arithmetic (same values as the tables; vectorises). */

@@ -7,8 +7,8 @@
 import numpy as np
 import numpy.typing as npt
 
-BANK_DTYPE: str  # dtype of the resampler's coefficient bank ("float32")
-WORK_DTYPE: str  # dtype of the resampler's history/work buffers ("float32")
+BANK_DTYPE: str  # dtype the resample kernels want for the coefficient bank (C: "float32", numpy: "float64")
+WORK_DTYPE: str  # ... and for the history/work buffers (same)
 
 def ulaw_encode(src: npt.NDArray[np.int16], dst: npt.NDArray[np.uint8], /) -> None: ...
 def alaw_encode(src: npt.NDArray[np.int16], dst: npt.NDArray[np.uint8], /) -> None: ...

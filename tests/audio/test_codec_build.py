@@ -121,3 +121,27 @@ def test_install_with_a_compiler_builds_the_extension(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert [n for n in names if n.startswith("rtedge/audio/_codec") and n.endswith((".so", ".pyd"))]
     assert _install_and_run(tmp_path, wheel) == "c"
+
+
+def test_benchmark_quick_smoke(tmp_path: Path) -> None:
+    """benchmarks/codec.py --quick runs and prints one table covering every task."""
+    env = {k: v for k, v in os.environ.items() if k != "RTEDGE_CODEC"}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "codec.py"), "--quick", "--seconds", "0.5"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    tasks = {row.split("|")[1].strip() for row in rows[1:]}
+    for op in ("ulaw encode", "ulaw decode", "alaw encode", "alaw decode"):
+        assert f"G.711 {op}" in tasks
+    for pair in ("48k->16k", "44.1k->16k", "24k->16k", "16k->24k", "8k->16k", "16k->8k"):
+        assert f"resample {pair}" in tasks
+    ours = [row for row in rows if "rtedge (numpy)" in row and "resample" in row]
+    assert len(ours) == 6
+    for row in ours:  # the measured rejection of our default filter is in the table
+        assert float(row.split("|")[3]) <= -96.0
