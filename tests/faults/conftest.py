@@ -36,6 +36,16 @@ def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _pollers() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]"
+        except OSError:
+            pass
+    return count
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not MATRIX and not NOTES:
         return
@@ -69,7 +79,10 @@ def no_leaks(request):
 
 @pytest.fixture
 def server():
+    pollers = _pollers()
     with RealtimeServer(realtime=False, seed=5) as srv:
+        # the accept thread opens its poller asynchronously: wait for it, so fd counts are stable
+        assert wait_until(lambda: _pollers() > pollers, timeout=5.0)
         yield srv
 
 
