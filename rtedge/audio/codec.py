@@ -9,7 +9,9 @@ Two interchangeable backends do the arithmetic:
   rounding (at most 1 LSB for int16).
 
 ``BACKEND`` says which one is in use.  Set ``RTEDGE_CODEC=numpy`` in the
-environment before import to force the twin.  All validation happens here;
+environment before import to force the twin.  The extension is optional at
+install time: without a working C compiler ``pip install`` still succeeds and
+the twin is used; ``CC=false pip install .`` installs without it on purpose.  All validation happens here;
 the kernels only compute.  Neither backend keeps state between calls: the
 resampler's stream state (input history, phase) lives in the
 :class:`Resampler` object.
