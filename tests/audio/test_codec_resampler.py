@@ -352,3 +352,21 @@ def test_c_resample_kernel_validates_its_buffers(c_module) -> None:  # type: ign
         c_module.resample(bank, 3, 2, taps, work.tobytes(), src, 0, ok_out)
     with pytest.raises(TypeError):
         c_module.resample(bank, 3, 2, taps, work, src, 0)
+
+
+@pytest.mark.parametrize("quality,floor_db", [("fast", -80.0), ("high", -115.0)])
+@pytest.mark.parametrize("src,dst", [(48000, 16000), (44100, 16000), (16000, 24000), (16000, 8000)])
+def test_other_quality_presets(quality: str, floor_db: float, src: int, dst: int) -> None:
+    x = noise(src // 10, np.int16, seed=11)
+    r = Resampler(src, dst, quality=quality)
+    np.testing.assert_array_equal(chunked(r, x, [7, 300, 0, 41]), one_shot(r, x))
+    n = int(src * 0.2)
+    f = 1.1 * dst / 2 if dst < src else 0.45 * src
+    tone = (0.5 * np.sin(2 * np.pi * f / src * np.arange(n))).astype(np.float32)
+    y = one_shot(Resampler(src, dst, quality=quality), tone).astype(np.float64)
+    a, b = len(y) // 5, 4 * len(y) // 5
+    if dst < src:
+        level = np.sqrt(2 * np.mean(y[a:b] ** 2)) / 0.5
+    else:
+        level = tone_fit(y, f, dst, a, b)[2] * np.sqrt(2) / 0.5
+    assert 20 * np.log10(level + 1e-30) <= floor_db
