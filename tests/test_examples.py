@@ -1,0 +1,36 @@
+"""The examples run as a user would run them (against the local server they start themselves)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+
+def run(*args: str) -> str:
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_text_turn():
+    assert "[completed] tokens:" in run("examples/text_turn.py")
+
+
+def test_push_to_talk(tmp_path, speech_dir):
+    out = run("examples/push_to_talk.py", str(speech_dir / "stop.wav"), str(tmp_path / "answer.wav"))
+    assert "assistant: I heard you." in out and (tmp_path / "answer.wav").stat().st_size > 10000
+
+
+def test_kiosk_with_files_as_devices(tmp_path, speech_dir):
+    out = run("examples/kiosk.py", "--mic", f"wav:{speech_dir / 'stop.wav'}", "--speaker",
+              f"wav:{tmp_path / 'kiosk.wav'}", "--seconds", "5")
+    assert "assistant: I heard you." in out and "interruptions: 0" in out
+
+
+@pytest.mark.parametrize("script", ["text_turn.py", "push_to_talk.py", "kiosk.py"])
+def test_help(script):
+    assert "usage:" in run(f"examples/{script}", "--help")
