@@ -115,7 +115,7 @@ class Link:
                 texts.append(self._session.send(ev.ConversationItemCreate(item=item)))
         for text in texts:
             conn.send_text(text)
-        if update_id is None:
+        if update_id is None or not self.dialect.acknowledges_session_update:  # vLLM sends no session.updated
             return
 
         def answer(e: ev.ServerEvent) -> bool:
@@ -157,8 +157,9 @@ class Link:
             if self._closing:
                 break
             cause, fatal = self._cause(code, reason)
-            self._go_offline(code, reason)
-            if fatal or self._opts["reconnect"] is None:
+            final = fatal or self._opts["reconnect"] is None
+            self._go_offline(code, reason, "gave_up" if final else "reconnecting")
+            if final:
                 self._give_up(cause, self._last_fatal)
                 return
             conn = self._reconnect(cause)
@@ -175,8 +176,11 @@ class Link:
             return f"close {code} {reason}".strip(), False
         return f"close {code} {reason}".strip(), True
 
-    def _go_offline(self, code: int | None, reason: str) -> None:
-        """Pause sending, settle the in-flight response, remember the history for re-seeding."""
+    def _go_offline(self, code: int | None, reason: str, link_state: str) -> None:
+        """Pause sending, settle the in-flight response, remember the history for re-seeding.
+
+        ``link_state`` is the state consumers of ``rtedge.connection_lost`` must already see
+        (``gave_up`` when no reconnect will follow)."""
         with self._lock:
             self._offline = True
             self._pending.extend(self._sendq.pause())
@@ -185,7 +189,7 @@ class Link:
             self._history = history_items(state)
             self._session.connection_lost(code, reason)
             lost = list(self._session.events())
-            self.link_state = "reconnecting"
+            self.link_state = link_state
         if in_flight:
             self._emit(ev.ResponseDone(type="response.done", raw={"rtedge_synthetic": True}, response={
                 "id": state.response_id, "object": "realtime.response", "status": "cancelled",
