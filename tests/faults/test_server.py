@@ -162,3 +162,18 @@ def test_gives_up_after_max_attempts(server):
     assert len(timeline.of("rtedge.reconnecting")) == 3 and "3 attempts failed" in gave_up.cause
     assert client.closed
     close_bounded(client)
+
+
+@pytest.mark.parametrize("reconnect", [None, Backoff(initial=0.01, jitter=0)])
+def test_link_state_is_final_when_connection_lost_is_delivered(server, reconnect):
+    """Without a reconnect to come (reconnect=None, or a fatal close), a consumer that sees
+    rtedge.connection_lost already sees a closed client, never a transient 'reconnecting'."""
+    client, timeline = open_client(server.url, reconnect=reconnect)
+    seen: list[tuple[bool, str]] = []
+    client.add_event_hook(lambda e: seen.append((client.closed, client.link_state))
+                          if e.type == "rtedge.connection_lost" else None)
+    server.close_connections(4000 if reconnect else 1001, "bye")
+    timeline.wait("rtedge.gave_up")
+    assert seen == [(True, "gave_up")]
+    assert timeline.of("rtedge.reconnecting") == []
+    close_bounded(client)
