@@ -81,6 +81,7 @@ INPUT_TRANSITIONS: dict[InputBufferState, dict[str, InputBufferState]] = {
     InputBufferState.HAS_AUDIO: {
         "input_audio_buffer.speech_started": InputBufferState.SPEECH,
         "input_audio_buffer.committed": InputBufferState.EMPTY,
+        "transcription.done": InputBufferState.EMPTY,  # vLLM drops its queued audio after done
         "input_audio_buffer.cleared": InputBufferState.EMPTY,
         "send:input_audio_buffer.clear": InputBufferState.EMPTY,
     },
@@ -314,6 +315,13 @@ class SessionState:
     def _on_cleared(self, event: ev.InputAudioBufferCleared) -> None:
         self.input_appended_ms = 0.0
 
+    def _on_transcription_done(self, event: ev.TranscriptionDone) -> None:
+        """vLLM: one utterance transcribed; its usage counts like a response's."""
+        self.input_appended_ms = 0.0
+        usage = Usage.from_raw(event.usage)
+        if usage.responses:
+            self.usage = self.usage + usage
+
     # ------------------------------------------------------------------------------------------ queries
     def audio_received_ms(self, item_id: str, content_index: int = 0) -> float:
         """Milliseconds of assistant audio received for an item's content part (0 when unknown)."""
@@ -347,4 +355,5 @@ _HANDLERS: dict[type[ev.ServerEvent], Any] = {
     ev.ConversationItemTruncated: SessionState._on_item_truncated,
     ev.InputAudioBufferCommitted: SessionState._on_committed,
     ev.InputAudioBufferCleared: SessionState._on_cleared,
+    ev.TranscriptionDone: SessionState._on_transcription_done,
 }

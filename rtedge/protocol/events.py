@@ -51,9 +51,15 @@ class InputAudioBufferAppend(ClientEvent):
 
 @attrs.frozen(kw_only=True)
 class InputAudioBufferCommit(ClientEvent):
-    """Commit the input buffer as a user item (needs >= 100 ms of audio since the last commit)."""
+    """Commit the input buffer as a user item (needs >= 100 ms of audio since the last commit).
+
+    vLLM's transcription endpoint gives commit two meanings: without ``final`` it starts a
+    generation, and ``final=True`` ends the utterance's audio.  ``final`` is sent only by
+    dialects with the ``commit_final`` capability (the session refuses it elsewhere).
+    """
 
     TYPE: ClassVar[str] = "input_audio_buffer.commit"
+    final: bool | Unset = UNSET
 
 
 @attrs.frozen(kw_only=True)
@@ -640,6 +646,8 @@ def server_event_from_raw(raw: Mapping[str, Any]) -> ServerEvent:
         value = raw[name]
         if name == "error" and cls is Error:  # transcription.failed keeps its error as the raw mapping
             value = ErrorInfo.from_raw(value)
+            if value.code is None and isinstance(raw.get("code"), str):  # vLLM: {"error": "...", "code": ...}
+                value = attrs.evolve(value, code=raw["code"])
         elif value is None:
             if name not in ("previous_item_id", "usage"):
                 continue

@@ -87,7 +87,15 @@ class Session:
         if isinstance(event, ev.ResponseCancel) and event.response_id is UNSET:
             if state.response is ResponseState.IDLE:
                 raise LocalProtocolError("cannot send response.cancel: no response is active")
+        if isinstance(event, ev.InputAudioBufferCommit) and event.final is not UNSET \
+                and "commit_final" not in self.dialect.capabilities:
+            raise LocalProtocolError(f"the {self.dialect.name} dialect has no final commit "
+                                     "(input_audio_buffer.commit with final is vLLM's)")
         needs = {
+            ev.ResponseCreate: "response_create",
+            ev.ResponseCancel: "response_cancel",
+            ev.ConversationItemCreate: "item_create",
+            ev.InputAudioBufferClear: "input_clear",
             ev.ConversationItemTruncate: "truncate",
             ev.ConversationItemRetrieve: "retrieve",
             ev.ConversationItemDelete: "delete",

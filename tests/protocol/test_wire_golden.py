@@ -638,7 +638,7 @@ def test_vllm_string_error_becomes_error_info_message() -> None:
     event = from_wire(json.dumps(payload), OPENAI)
     assert isinstance(event, ev.Error)
     assert event.error.message == "Model not validated: send session.update first"
-    assert event.error.code is None and event.event_id is None
+    assert event.error.code == "model_not_validated" and event.event_id is None  # vLLM's code is top-level
     assert event.raw["code"] == "model_not_validated"
 
 

@@ -32,8 +32,11 @@ from ..events import (
     SessionUpdate,
 )
 
-#: Capabilities a dialect may have; the client checks them before sending.
-CAPABILITIES = frozenset({"truncate", "retrieve", "delete", "session_finish", "tools", "response_cancel"})
+#: Capabilities a dialect may have; the client checks them before sending.  ``response_create``,
+#: ``item_create`` and ``input_clear`` are conversation features every GA-like dialect has (vLLM's
+#: transcription endpoint has none); ``commit_final`` is vLLM's ``input_audio_buffer.commit`` ``final``.
+CAPABILITIES = frozenset({"truncate", "retrieve", "delete", "session_finish", "tools", "response_cancel",
+                          "response_create", "item_create", "input_clear", "commit_final"})
 
 
 def set_fields_dict(value: Any) -> dict[str, Any]:
@@ -64,7 +67,12 @@ class Dialect:
     api_key_env: str = ""
     default_input_format: AudioFormat = AudioFormat.pcm(24000)
     default_output_format: AudioFormat = AudioFormat.pcm(24000)
-    capabilities: frozenset[str] = CAPABILITIES - {"session_finish"}
+    capabilities: frozenset[str] = CAPABILITIES - {"session_finish", "commit_final"}
+    #: The server answers ``session.update`` with ``session.updated`` (vLLM sends nothing back):
+    #: when False, ``connect()`` does not wait for a confirmation.
+    acknowledges_session_update: bool = True
+    #: ``connect()`` refuses a non-loopback URL without a key (self-hosted servers may run without one)
+    api_key_required: bool = True
 
     # -- connection ------------------------------------------------------------------------------------
     def url(self, model: str | None, url: str | None = None) -> str:
@@ -80,6 +88,10 @@ class Dialect:
     def headers(self, api_key: str | None) -> dict[str, str]:
         """HTTP headers for the upgrade request (the key goes here, never into the URL)."""
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def initial_session(self, model: str | None, session: SessionConfig | None) -> SessionConfig | None:
+        """The session config ``connect()`` sends first (identity here; vLLM puts the model in it)."""
+        return session
 
     # -- client events -----------------------------------------------------------------------------------
     def encode(self, event: ClientEvent) -> dict[str, Any]:
