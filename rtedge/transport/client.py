@@ -493,8 +493,9 @@ def connect(
         raise ConfigError("ssl_context must be an ssl.SSLContext")
     dialect = get_dialect(provider)
     full_url = dialect.url(model, url)
+    session = dialect.initial_session(model, session)
     key = api_key or (os.environ.get(dialect.api_key_env) if dialect.api_key_env else None)
-    if not key and not _is_loopback(full_url):
+    if not key and dialect.api_key_required and not _is_loopback(full_url):
         raise ConfigError(f"no API key for {provider}: pass api_key= or set {dialect.api_key_env}")
     headers = {**dialect.headers(key), **(opts["headers"] or {})}
     client = Client(dialect, full_url, headers, opts)
