@@ -268,6 +268,7 @@ class Link:
 
     def _give_up(self, cause: str, error: RtEdgeError | None) -> None:
         self.fatal_error = error or ConnectionClosed(f"gave up: {cause}")
+        self.link_state = "gave_up"  # before the event: whoever sees it sees client.closed
         log.error("giving up on the connection: %s", cause)
         self._emit(ev.GaveUp(type=ev.GaveUp.TYPE, cause=cause))
         self._end_link("gave_up")
