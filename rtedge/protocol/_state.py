@@ -159,6 +159,8 @@ class SessionState:
     input_appended_ms: float = 0.0
     #: total input audio bytes sent this session
     input_bytes_sent: int = 0
+    #: an ``input_audio_buffer.append`` was sent in this session (DashScope wants one before any image)
+    audio_appended: bool = False
     output_items: OrderedDict[str, OutputItem] = attrs.field(factory=OrderedDict)
     function_calls: OrderedDict[str, FunctionCall] = attrs.field(factory=OrderedDict)
     #: conversation items by id, in the order the server added them
@@ -192,6 +194,7 @@ class SessionState:
                 self.sent_types.popitem(last=False)
         if isinstance(event, ev.InputAudioBufferAppend):
             n = len(event.audio)
+            self.audio_appended = True
             self.input_bytes_sent += n
             self.input_appended_ms += n / self.input_format.bytes_per_ms
         elif isinstance(event, ev.InputAudioBufferClear):

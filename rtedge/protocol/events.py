@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
+from ..errors import ConfigError
 from ._unset import UNSET, Unset
 from .config import SessionConfig
 
@@ -47,6 +48,37 @@ class InputAudioBufferAppend(ClientEvent):
 
     TYPE: ClassVar[str] = "input_audio_buffer.append"
     audio: bytes
+
+
+#: DashScope's limit for one image: 256 KB of base64 text (about 192 KB of JPEG).
+MAX_IMAGE_BASE64_BYTES = 256 * 1024
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _jpeg_image(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bytes):
+        raise ConfigError(f"image must be JPEG bytes, got {type(value).__name__}")
+    if not value.startswith(JPEG_MAGIC):
+        raise ConfigError("image must be a JPEG (it does not start with FF D8 FF); "
+                          "DashScope's input_image_buffer.append takes JPEG only")
+    encoded = 4 * -(-len(value) // 3)
+    if encoded > MAX_IMAGE_BASE64_BYTES:
+        limit = MAX_IMAGE_BASE64_BYTES
+        raise ConfigError(f"image is {len(value)} bytes ({encoded} as base64); the limit is {limit} bytes "
+                          f"of base64 (about {limit * 3 // 4} bytes of JPEG): scale it down (480p-720p is "
+                          "recommended)")
+
+
+@attrs.frozen(kw_only=True)
+class InputImageBufferAppend(ClientEvent):
+    """Append one image, a video frame (DashScope): JPEG bytes, checked here (base64 is done on the wire).
+
+    Only after the session's first audio append (the server rejects an image before any audio); the
+    image is committed together with the audio buffer.  About one frame per second is the norm.
+    """
+
+    TYPE: ClassVar[str] = "input_image_buffer.append"
+    image: bytes = attrs.field(validator=_jpeg_image)
 
 
 @attrs.frozen(kw_only=True)
@@ -137,6 +169,7 @@ class RawClientEvent(ClientEvent):
 CLIENT_EVENT_TYPES: tuple[type[ClientEvent], ...] = (
     SessionUpdate,
     InputAudioBufferAppend,
+    InputImageBufferAppend,
     InputAudioBufferCommit,
     InputAudioBufferClear,
     ConversationItemCreate,

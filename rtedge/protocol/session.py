@@ -100,9 +100,13 @@ class Session:
             ev.ConversationItemRetrieve: "retrieve",
             ev.ConversationItemDelete: "delete",
             ev.SessionFinish: "session_finish",
+            ev.InputImageBufferAppend: "input_image",
         }.get(type(event))
         if needs is not None and needs not in self.dialect.capabilities:
             raise LocalProtocolError(f"the {self.dialect.name} dialect does not support {event.TYPE}")
+        if isinstance(event, ev.InputImageBufferAppend) and not state.audio_appended:
+            raise LocalProtocolError("cannot send an image before any audio: append audio first (DashScope "
+                                     "rejects input_image_buffer.append before input_audio_buffer.append)")
         if isinstance(event, ev.ConversationItemTruncate) and event.audio_end_ms < 0:
             raise LocalProtocolError(f"audio_end_ms must be >= 0, got {event.audio_end_ms}")
 

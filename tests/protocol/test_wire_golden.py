@@ -199,6 +199,8 @@ CLIENT_CASES: list[tuple[str, ev.ClientEvent, dict[str, Any]]] = [
     ("response.cancel-by-id", ev.ResponseCancel(response_id="resp_1"),
      {"type": "response.cancel", "response_id": "resp_1"}),
     ("session.finish", ev.SessionFinish(), {"type": "session.finish"}),
+    ("input_image_buffer.append", ev.InputImageBufferAppend(image=b"\xff\xd8\xff\xe0jpeg", event_id="i1"),
+     {"type": "input_image_buffer.append", "event_id": "i1", "image": "/9j/4GpwZWc="}),
 ]
 
 

@@ -26,6 +26,7 @@ from ..events import (
     ConversationItemRetrieve,
     ConversationItemTruncate,
     InputAudioBufferAppend,
+    InputImageBufferAppend,
     RawClientEvent,
     ResponseCancel,
     ResponseCreate,
@@ -73,6 +74,9 @@ class Dialect:
     acknowledges_session_update: bool = True
     #: ``connect()`` refuses a non-loopback URL without a key (self-hosted servers may run without one)
     api_key_required: bool = True
+    #: Seconds to wait for ``response.done`` after a ``response.cancel`` before the client settles the
+    #: response itself (a synthetic ``response.done``); None: the server always sends one.
+    cancel_done_timeout: float | None = None
 
     # -- connection ------------------------------------------------------------------------------------
     def url(self, model: str | None, url: str | None = None) -> str:
@@ -105,6 +109,8 @@ class Dialect:
             out["session"] = self.encode_session(event.session)
         elif isinstance(event, InputAudioBufferAppend):
             out["audio"] = base64.b64encode(event.audio).decode("ascii")
+        elif isinstance(event, InputImageBufferAppend):
+            out["image"] = base64.b64encode(event.image).decode("ascii")
         elif isinstance(event, ConversationItemCreate):
             out["item"] = self.encode_item(event.item)
             if event.previous_item_id is not UNSET:
@@ -123,6 +129,11 @@ class Dialect:
 
     def encode_session(self, config: SessionConfig) -> dict[str, Any]:
         raise NotImplementedError
+
+    def check(self, config: SessionConfig) -> list[str]:
+        """Warnings about ``config`` for this provider and model, as text for the caller to log
+        (the protocol core logs nothing).  Raises ConfigError for what the provider would reject."""
+        return []
 
     def encode_item(self, item: Mapping[str, Any]) -> dict[str, Any]:
         return dict(item)
