@@ -1,0 +1,161 @@
+"""What happens to sends while the link is down: audio is dropped and counted (never replayed
+stale), control events wait and go out after re-seeding in order, an in-flight response is settled."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+import numpy as np
+
+import rtedge
+from rtedge.protocol import events as ev
+from rtedge.protocol._state import ResponseState
+
+from ..conftest import wait_until
+from .conftest import close_bounded, connection_events, open_client, record, text_turn
+
+RATE = 24000  # the session's input rate: appended samples reach the wire unchanged
+NORMAL, MARK, LATE = 100, 0x2BAD, 0x1111  # MARK: audio produced while the link is down
+FRAME = RATE // 50  # 20 ms
+
+
+def _frame(value: int) -> np.ndarray:
+    return np.full(FRAME, value, dtype=np.int16)
+
+
+def _samples(append: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(append["audio"]), dtype="<i2")
+
+
+def _appends(server, connection: int) -> list[dict]:
+    return [e for e in connection_events(server, connection) if e["type"] == "input_audio_buffer.append"]
+
+
+def _start_outage(server, timeline) -> float:
+    """Drop the link and keep the server refusing handshakes (503) until ``_end_outage``."""
+    server.handshake_status = 503
+    t0 = time.monotonic()
+    server.drop_connections()
+    timeline.wait("rtedge.connection_lost", after=t0)
+    return t0
+
+
+def _end_outage(server, timeline, t0: float) -> float:
+    server.handshake_status = None
+    t_back, _ = timeline.wait("rtedge.reconnected", after=t0)
+    return t_back
+
+
+def test_audio_appended_during_outage_is_dropped_and_counted(server):
+    client, timeline = open_client(server.url)
+    for _ in range(10):
+        client.append_audio(_frame(NORMAL), rate=RATE)
+    server.wait_for_received("input_audio_buffer.append", nth=10)
+    t0 = _start_outage(server, timeline)
+    before = client.stats.audio_dropped_outage_ms
+    for _ in range(25):  # 500 ms produced while the link is down
+        client.append_audio(_frame(MARK), rate=RATE)
+    assert client.stats.audio_dropped_outage_ms - before == 500.0
+    _end_outage(server, timeline, t0)
+    for _ in range(10):
+        client.append_audio(_frame(NORMAL), rate=RATE)
+    server.wait_for_received("input_audio_buffer.append", nth=20)
+    appends = [e for e in server.received if e["type"] == "input_audio_buffer.append"]
+    assert len(appends) == 20  # 10 before, 10 after: nothing from the outage
+    for append in appends:
+        assert (_samples(append) == NORMAL).all()
+    assert [e["type"] for e in connection_events(server, 1)].count("input_audio_buffer.append") == 10
+    close_bounded(client)
+    record("audio appended during an outage (500 ms)",
+           f"dropped, counted (stats.audio_dropped_outage_ms = {client.stats.audio_dropped_outage_ms:.0f}), "
+           "never sent on the new connection")
+
+
+def test_live_stream_across_an_outage_never_replays_stale_audio(server):
+    """A microphone thread keeps appending through the outage.  Frames made while the server
+    refuses to come back carry MARK; none of them may reach the new session."""
+    client, timeline = open_client(server.url)
+    phase = {"value": NORMAL, "marked": 0}
+    stop = threading.Event()
+
+    def microphone() -> None:
+        while not stop.is_set():
+            value = phase["value"]
+            phase["marked"] += value == MARK
+            try:
+                client.append_audio(_frame(value), rate=RATE)
+            except rtedge.ConnectionClosed:
+                return
+            stop.wait(0.005)
+
+    mic = threading.Thread(target=microphone, name="test-microphone", daemon=True)
+    mic.start()
+    try:
+        server.wait_for_received("input_audio_buffer.append", nth=5)
+        server.handshake_status = 503
+        phase["value"] = MARK  # from the drop until the server can take us back: stale by definition
+        t0 = time.monotonic()
+        server.drop_connections()
+        timeline.wait("rtedge.reconnecting", after=t0, nth=3)
+        phase["value"] = LATE  # around the reconnect: fresh enough either way
+        server.handshake_status = None
+        timeline.wait("rtedge.reconnected", after=t0)
+        phase["value"] = NORMAL
+        assert wait_until(lambda: len(_appends(server, 1)) >= 5)  # the stream resumed
+    finally:
+        stop.set()
+        mic.join(5)
+    assert phase["marked"] > 5 and client.stats.audio_dropped_outage_ms > 0
+    assert not any((_samples(e) == MARK).any() for e in _appends(server, 1))
+    close_bounded(client)
+
+
+def test_control_events_during_outage_are_sent_after_reseeding_in_order(server):
+    client, timeline = open_client(server.url)
+    text_turn(client, "Hello there")
+    t0 = _start_outage(server, timeline)
+    assert client.send_text("first while down", respond=False) is None  # queued, no id yet
+    client.send_text("second while down", respond=False)
+    client.create_response()
+    _end_outage(server, timeline, t0)
+    done = client.wait_for("response.done", timeout=10)
+    assert done.status == "completed"
+    events = connection_events(server, 1)
+    assert [e["type"] for e in events[:6]] == ["session.update"] + ["conversation.item.create"] * 4 + [
+        "response.create"]
+    texts = [e["item"]["content"][0]["text"] for e in events[1:5]]
+    assert texts == ["Hello there", "I heard you.", "first while down", "second while down"]
+    assert [i["content"][0].get("text") for i in server.conversation(1)[2:4]] == texts[2:]
+    close_bounded(client)
+    record("control events sent during an outage",
+           "queued; sent after session.update and the replayed items, in order; the response completes")
+
+
+def test_response_in_flight_is_settled_as_cancelled(server):
+    server.realtime = True
+    server.reply_text = "This is a long answer that takes a few seconds to speak out loud. " * 3
+    client, timeline = open_client(server.url, session=rtedge.SessionConfig(turn_detection=None))
+    client.create_response()
+    created = client.wait_for("response.created", timeout=5)
+    client.wait_for("response.output_audio.delta", timeout=5)
+    t0 = time.monotonic()
+    server.drop_connections()
+    done = client.wait_for("response.done", timeout=5)  # nobody waits forever
+    assert isinstance(done, ev.ResponseDone)
+    assert done.status == "cancelled" and done.response["status_details"] == {
+        "type": "cancelled", "reason": "connection_lost"}
+    assert done.response_id == created.response_id and done.raw.get("rtedge_synthetic") is True
+    types = timeline.types(after=t0)
+    assert types.index("response.done") < types.index("rtedge.connection_lost")
+    t_back, _ = timeline.wait("rtedge.reconnected", after=t0)
+    assert client.state.response is ResponseState.IDLE
+    assert client.cancel_response() is False  # nothing to cancel in the new session
+    server.realtime = False
+    client.create_response()
+    assert client.wait_for("response.done", timeout=10).status == "completed"
+    close_bounded(client)
+    record("response in flight at the drop",
+           "settled by a synthetic response.done (cancelled, connection_lost) before connection_lost",
+           t_back - t0)
