@@ -63,6 +63,13 @@ class TransportStats:
     callback_errors: int = 0
     pings_sent: int = 0
     last_receive: float = attrs.field(factory=time.monotonic)
+    # Heartbeats, for a service watchdog (monotonic seconds; read them, only the workers write them).
+    #: the sender loop's last iteration (it iterates at least once a second while the client is open)
+    sender_tick: float = attrs.field(factory=time.monotonic)
+    #: when the receiver began handling the current message; 0.0 while it waits for one
+    receive_busy_since: float = 0.0
+    #: when the dispatcher began running callbacks for the current event; 0.0 while it waits for one
+    dispatch_busy_since: float = 0.0
 
 
 _CLOSE = object()
@@ -203,6 +210,7 @@ def sender_loop(current: Callable[[], _ws.WsConnection | None], sendq: SendQueue
     last_sent = time.monotonic()
     tick = min(ping_interval, ping_timeout, 1.0) if ping_interval > 0 else 1.0
     while True:
+        stats.sender_tick = time.monotonic()
         wait = tick
         if ping_interval > 0 and not sendq.paused:  # wake at the keepalive deadline, not a tick later
             dead_at = stats.last_receive + ping_interval + ping_timeout
@@ -257,7 +265,11 @@ def receive_until_end(conn: _ws.WsConnection, on_text: Callable[[bytes], object]
             if opcode == _ws.TEXT:
                 stats.messages_received += 1
                 stats.bytes_received += len(payload)
-                on_text(payload)
+                stats.receive_busy_since = stats.last_receive
+                try:
+                    on_text(payload)
+                finally:
+                    stats.receive_busy_since = 0.0
             elif opcode == _ws.CLOSE:
                 return _ws.parse_close(payload)
             elif opcode == _ws.BINARY:
@@ -364,8 +376,10 @@ class Dispatcher:
                 return
             assert isinstance(event, ev.ServerEvent)
             handlers = self._handlers.get(event.type, []) + self._handlers.get("*", [])
+            self._stats.dispatch_busy_since = time.monotonic()
             for fn in handlers:
                 self._call(fn, event)
+            self._stats.dispatch_busy_since = 0.0
 
     def _call(self, fn: Callable[[Any], Any], event: ev.ServerEvent) -> None:
         try:
