@@ -28,6 +28,9 @@ _LAZY = {
     "SemanticVad": "rtedge.protocol.config",
     "Transcription": "rtedge.protocol.config",
     "FunctionTool": "rtedge.protocol.config",
+    "tool": "rtedge.tools",
+    "Tool": "rtedge.tools",
+    "ToolRunner": "rtedge.tools",
     "UNSET": "rtedge.protocol._unset",
     "Usage": "rtedge.protocol.usage",
     "RtEdgeError": "rtedge.errors",
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     from .protocol._unset import UNSET
     from .protocol.config import AudioFormat, FunctionTool, SemanticVad, ServerVad, SessionConfig, Transcription
     from .protocol.usage import Usage
+    from .tools import Tool, ToolRunner, tool
     from .transport.client import Client, connect
 
 

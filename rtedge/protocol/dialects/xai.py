@@ -29,7 +29,6 @@ from typing import Any
 from ...errors import ConfigError
 from .._unset import UNSET
 from ..config import AudioFormat, SemanticVad, ServerVad, SessionConfig
-from .base import CAPABILITIES
 from .openai import OpenAIDialect
 
 #: wire event types renamed to their GA spelling
@@ -51,7 +50,7 @@ class XAIDialect(OpenAIDialect):
     default_input_format = AudioFormat.pcm(24000)
     default_output_format = AudioFormat.pcm(24000)
     pcm_rates = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
-    capabilities = CAPABILITIES - {"session_finish", "truncate", "retrieve"}
+    capabilities = OpenAIDialect.capabilities - {"truncate", "retrieve"}
 
     # -- client events -----------------------------------------------------------------------------------
     def encode_session(self, config: SessionConfig) -> dict[str, Any]:
