@@ -83,6 +83,8 @@ CLIENT_EVENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "response.cancel": ((), ("response_id",)),
 }
 MIN_COMMIT_MS = 100
+#: Extension event (not in the live API), see ``RealtimeServer(barriers=...)``.
+BARRIER = "rtedge.barrier"
 
 
 class ServerSession:
@@ -212,6 +214,9 @@ class ServerSession:
         kind = event.get("type")
         if kind is None:
             raise ClientError("missing_required_parameter", "Missing required parameter: 'type'.", "type")
+        if kind == BARRIER and self.server.barriers:
+            self._barrier(event)
+            return
         if kind not in CLIENT_EVENTS:
             raise invalid_value("type", kind, list(CLIENT_EVENTS))
         required, optional = CLIENT_EVENTS[kind]
@@ -222,6 +227,17 @@ class ServerSession:
             if key not in event:
                 raise ClientError("missing_required_parameter", f"Missing required parameter: '{key}'.", key)
         getattr(self, "_on_" + kind.replace(".", "_"))(event)
+
+    def _barrier(self, event: dict[str, Any]) -> None:
+        """``rtedge.barrier``: answer ``rtedge.barrier.done`` once no response is streaming.
+
+        The handler thread waits here (the lock is released while waiting), so every event caused
+        by what the client sent before the barrier has been sent before the answer, and nothing the
+        client sends after it is processed before: a quiescent point for lock-step clients.
+        """
+        while self.active is not None and not self.closing:
+            self.cond.wait(1.0)
+        self.emit({"type": BARRIER + ".done", "client_event_id": event.get("event_id")})
 
     def _on_session_update(self, event: dict[str, Any]) -> None:
         patch = validate_session(event["session"])

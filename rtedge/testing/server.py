@@ -120,6 +120,11 @@ class RealtimeServer:
             ``session_expired`` and closes with 1001 (the live limit is 60 min).
         ping_interval: Server keepalive pings in seconds (the live API uses ~20 s); ``None`` = off.
         keep_audio: Record audio payloads; ``False`` replaces them with ``"<N bytes>"``.
+        barriers: Accept the extension event ``{"type": "rtedge.barrier", "event_id": ...}`` (not
+            in the live API): it is answered with ``{"type": "rtedge.barrier.done",
+            "client_event_id": ...}`` once no response is streaming, in order with everything
+            else (``rtedge.tick`` uses it for lock-step ticks).  ``False`` rejects it like the
+            live server rejects unknown events.
         seed: Seed for ids and padding (``None`` = random).
 
     Raises:
@@ -158,6 +163,7 @@ class RealtimeServer:
         session_duration_s: float = 3600.0,
         ping_interval: float | None = None,
         keep_audio: bool = True,
+        barriers: bool = True,
         seed: int | None = None,
     ) -> None:
         if auth_failure not in ("http", "event"):
@@ -175,6 +181,7 @@ class RealtimeServer:
         self.input_transcript, self.instructions = input_transcript, instructions
         self.default_model, self.session_duration_s = default_model, float(session_duration_s)
         self.ping_interval, self.keep_audio = ping_interval, keep_audio
+        self.barriers = barriers
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._records = threading.Condition()
