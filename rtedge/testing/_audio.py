@@ -43,7 +43,9 @@ class WireFormat:
 
     def __init__(self, fmt: Mapping[str, Any]) -> None:
         self.kind: str = str(fmt.get("type", "audio/pcm"))
-        self.rate: int = PCM_RATE if self.kind == "audio/pcm" else G711_RATE
+        rate = fmt.get("rate", PCM_RATE)  # GA PCM is 24 kHz only; DashScope's input is 16 kHz
+        pcm_rate = rate if isinstance(rate, int) and rate > 0 else PCM_RATE
+        self.rate: int = pcm_rate if self.kind == "audio/pcm" else G711_RATE
         self.bytes_per_sample: int = 2 if self.kind == "audio/pcm" else 1
 
     def decode(self, payload: bytes) -> np.ndarray:

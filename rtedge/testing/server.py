@@ -49,6 +49,8 @@ from websockets.http11 import Request, Response as HttpResponse
 from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
+from rtedge.testing._qwen import PATH as QWEN_PATH
+from rtedge.testing._qwen import QwenServerSession
 from rtedge.testing._response import Reply, Turn
 from rtedge.testing._session import ServerSession
 
@@ -126,6 +128,14 @@ class RealtimeServer:
             else (``rtedge.tick`` uses it for lock-step ticks).  ``False`` rejects it like the
             live server rejects unknown events.
         seed: Seed for ids and padding (``None`` = random).
+        dialect: ``"openai"`` (GA), ``"qwen"`` (DashScope Qwen-Omni: flat session, beta event
+            names, ``session.finish``, images; see ``_qwen``), or ``None``: per connection, ``qwen``
+            when the path is ``/api-ws/v1/realtime``, else GA.  :attr:`url` uses the dialect's path.
+        finish_reply: (qwen) answer to ``session.finish``: ``"finished"`` (``session.finished``, then
+            close 1000), ``"error"`` (refused as an unknown event type) or ``"none"``.
+        done_after_cancel: (qwen) ``False``: a client cancel ends the response without ``response.done``.
+        idle_cut_s: (qwen) close a connection after this many seconds without input audio (live: ~300).
+        idle_close_code: (qwen) the close code of the idle cut (not documented for the live service).
 
     Raises:
         ValueError: An option is out of range.
@@ -165,7 +175,16 @@ class RealtimeServer:
         keep_audio: bool = True,
         barriers: bool = True,
         seed: int | None = None,
+        dialect: str | None = None,
+        finish_reply: str = "finished",
+        done_after_cancel: bool = True,
+        idle_cut_s: float | None = None,
+        idle_close_code: int = 1011,
     ) -> None:
+        if dialect not in (None, "openai", "qwen"):
+            raise ValueError("dialect must be 'openai', 'qwen' or None")
+        if finish_reply not in ("finished", "error", "none"):
+            raise ValueError("finish_reply must be 'finished', 'error' or 'none'")
         if auth_failure not in ("http", "event"):
             raise ValueError("auth_failure must be 'http' or 'event'")
         if not 5 <= int(delta_ms) <= 1000:
@@ -181,6 +200,8 @@ class RealtimeServer:
         self.input_transcript, self.instructions = input_transcript, instructions
         self.default_model, self.session_duration_s = default_model, float(session_duration_s)
         self.ping_interval, self.keep_audio = ping_interval, keep_audio
+        self.dialect, self.finish_reply, self.done_after_cancel = dialect, finish_reply, done_after_cancel
+        self.idle_cut_s, self.idle_close_code = idle_cut_s, idle_close_code
         self.barriers = barriers
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -276,9 +297,10 @@ class RealtimeServer:
 
     @property
     def url(self) -> str:
-        """``ws[s]://host:port/v1/realtime`` (append ``?model=...``)."""
+        """``ws[s]://host:port/v1/realtime`` (``/api-ws/v1/realtime`` for qwen; append ``?model=...``)."""
         scheme = "wss" if self.ssl_context is not None else "ws"
-        return f"{scheme}://{self.host}:{self.port}/v1/realtime"
+        path = QWEN_PATH if self.dialect == "qwen" else "/v1/realtime"
+        return f"{scheme}://{self.host}:{self.port}{path}"
 
     # -- handshake and connections ----------------------------------------------
 
@@ -361,7 +383,10 @@ class RealtimeServer:
         try:
             if self._refuse_in_band(conn):
                 return
-            conn.session = ServerSession(self, conn.model, ws.send, ws.close, conn.name)
+            path = urllib.parse.urlsplit(ws.request.path if ws.request else "").path
+            qwen = self.dialect == "qwen" or (self.dialect is None and path.rstrip("/") == QWEN_PATH)
+            session_class = QwenServerSession if qwen else ServerSession
+            conn.session = session_class(self, conn.model, ws.send, ws.close, conn.name)
             conn.session.start()
             while True:
                 message = ws.recv()
@@ -411,7 +436,7 @@ class RealtimeServer:
             self._records.notify_all()
 
     def _record_sent(self, event: dict[str, Any]) -> None:
-        if event.get("type") == "response.output_audio.delta":
+        if event.get("type") in ("response.output_audio.delta", "response.audio.delta"):
             event = self._strip_audio(event, "delta")
         with self._records:
             self._sent.append(event)

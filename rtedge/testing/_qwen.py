@@ -1,0 +1,454 @@
+"""The DashScope Qwen-Omni realtime dialect of the test server.
+
+Theory of operation
+-------------------
+:class:`QwenServerSession` is the GA :class:`ServerSession` with a translator
+on both sides, so the emulation (VAD, responses, audio pacing, cancels,
+tools) is shared and only the wire differs:
+
+* **In**: DashScope's client events.  ``session.update`` carries the *flat*
+  session (``modalities``, ``voice``, ``input_audio_format``,
+  ``output_audio_format``, ``turn_detection`` with DashScope's ranges,
+  ``input_audio_transcription``, tools in the nested Chat-Completions shape,
+  sampling parameters); it is validated here and folded into the GA-shaped
+  config the shared code reads.  ``response.create`` takes ``modalities``.
+  ``input_image_buffer.append`` (JPEG, at most 256 KB of base64, only after
+  some audio: "Error append image before append audio.") and
+  ``session.finish`` are DashScope's own.  Events DashScope does not have
+  (truncate, retrieve, delete) are refused like any unknown type.
+* **Out**: every GA event is rewritten before it is sent: beta names
+  (``response.audio.delta``, ``response.audio_transcript.*``,
+  ``response.text.*``), ``conversation.item.created`` instead of
+  ``added``/``done``, the flat session with DashScope's defaults (voice
+  Cherry, ``pcm16`` in at 16 kHz, ``pcm24`` out at 24 kHz, server VAD with
+  threshold 0.5 and 800 ms of silence), usage with the plural keys
+  (``input_tokens_details``) and no caching, no ``rate_limits.updated``, no
+  ``obfuscation``, no input transcription deltas.
+
+Knobs (on :class:`RealtimeServer`): ``finish_reply`` (``"finished"``: send
+``session.finished`` then close 1000; ``"error"``: refuse ``session.finish``
+as an unknown event type, as qwen3.5-omni-flash did; ``"none"``: ignore it),
+``done_after_cancel`` (False: a client cancel ends the response without
+``response.done``, as the qwen3.5 models do) and ``idle_cut_s`` /
+``idle_close_code`` (close the connection after that long without input
+audio; the live service cuts at about 300 s and its close code is not
+documented).  Like the live qwen3-omni-flash model, models outside
+qwen3.5 accept tools and never call them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from rtedge.testing._config import (
+    ClientError,
+    anything,
+    boolean,
+    enum,
+    integer,
+    invalid_value,
+    mapping,
+    nullable,
+    number,
+    obj,
+    string,
+    validate_response_params,
+)
+from rtedge.testing._input import InputBuffer
+from rtedge.testing._session import BARRIER, ServerSession
+
+if TYPE_CHECKING:
+    from rtedge.testing.server import RealtimeServer
+
+__all__ = ["DEFAULT_MODEL", "PATH", "QwenServerSession"]
+
+PATH = "/api-ws/v1/realtime"
+DEFAULT_MODEL = "qwen3-omni-flash-realtime"
+INPUT_RATE = 16000
+OUTPUT_RATE = 24000
+MAX_IMAGE_BASE64 = 256 * 1024
+#: Models that call tools (and offer semantic_vad); unknown models are treated as capable.
+TOOL_MODELS = ("qwen3.5-omni-plus-realtime", "qwen3.5-omni-flash-realtime")
+KNOWN_MODELS = TOOL_MODELS + ("qwen3-omni-flash-realtime", "qwen-omni-turbo-realtime")
+
+QWEN_CLIENT_EVENTS = (
+    "session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
+    "input_image_buffer.append", "conversation.item.create", "response.create", "response.cancel",
+    "session.finish",
+)
+_RENAMES = {
+    "response.output_audio.delta": "response.audio.delta",
+    "response.output_audio.done": "response.audio.done",
+    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
+    "response.output_audio_transcript.done": "response.audio_transcript.done",
+    "response.output_text.delta": "response.text.delta",
+    "response.output_text.done": "response.text.done",
+}
+_DROPPED = frozenset({"conversation.item.done", "rate_limits.updated",
+                      "conversation.item.input_audio_transcription.delta"})
+
+
+def _base_model(model: str) -> str:
+    for name in KNOWN_MODELS:
+        if model == name or model.startswith(name + "-"):
+            return name
+    return ""
+
+
+def calls_tools(model: str) -> bool:
+    """Whether the emulated model calls tools (qwen3.5, or a model this table does not know)."""
+    base = _base_model(model)
+    return base in TOOL_MODELS or not base
+
+
+def default_turn_detection() -> dict[str, Any]:
+    """DashScope's server VAD defaults, as ``session.created`` shows them."""
+    return {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 800,
+            "create_response": True, "interrupt_response": True}
+
+
+def _modalities(value: Any, path: str) -> list[str]:
+    if not isinstance(value, list) or not value or any(m not in ("text", "audio") for m in value):
+        raise ClientError("invalid_value", f"Invalid modalities: {value!r}. Supported combinations are: "
+                          "['text'] and ['text', 'audio'].", path)
+    if "audio" in value and "text" not in value:
+        raise ClientError("invalid_value", "Invalid modalities: ['audio']. Supported combinations are: "
+                          "['text'] and ['text', 'audio'].", path)
+    return ["text", "audio"] if "audio" in value else ["text"]
+
+
+def _voice(value: Any, path: str) -> str:
+    name = string(value, path)
+    if not name:
+        raise ClientError("invalid_value", "Invalid value: ''. The voice cannot be empty.", path)
+    return name
+
+
+def _tool(value: Any, path: str) -> dict[str, Any]:
+    tool = mapping(value, path)
+    if "function" not in tool:
+        raise ClientError("missing_required_parameter", f"Missing required parameter: '{path}.function'.",
+                          f"{path}.function")
+    enum("function")(tool.get("type", "function"), f"{path}.type")
+    function = obj({"name": string, "description": string, "parameters": mapping},
+                   required=("name",))(tool["function"], f"{path}.function")
+    return {"type": "function", "function": function}
+
+
+def _transcription(value: Any, path: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return obj({"model": string, "language": nullable(string)}, required=("model",))(value, path)
+
+
+_NUMBER = number(-1e9, 1e9)
+_SESSION_FIELDS: dict[str, Callable[[Any, str], Any]] = {
+    "modalities": _modalities,
+    "voice": _voice,
+    "instructions": string,
+    "input_audio_format": enum("pcm16", "pcm"),
+    "output_audio_format": enum("pcm24", "pcm16", "pcm"),
+    "input_audio_transcription": _transcription,
+    "turn_detection": anything,  # checked with the model in mind, below
+    "tools": lambda value, path: [_tool(t, f"{path}[{i}]") for i, t in enumerate(_list(value, path))],
+    "tool_choice": anything,
+    "temperature": number(0.0, 2.0),
+    "top_p": number(0.0, 1.0),
+    "top_k": integer(0),
+    "max_tokens": integer(1),
+    "repetition_penalty": _NUMBER,
+    "presence_penalty": number(-2.0, 2.0),
+    "seed": integer(0),
+    "smooth_output": nullable(boolean),
+    "enable_search": boolean,
+    "search_options": mapping,
+}
+#: What the server reports besides the fields above (accepted and echoed).
+_ECHOED = ("temperature", "top_p", "top_k", "max_tokens", "repetition_penalty", "presence_penalty", "seed",
+           "smooth_output", "enable_search", "search_options")
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ClientError("invalid_type", f"Invalid type for '{path}': expected an array.", path)
+    return value
+
+
+class QwenServerSession(ServerSession):
+    """One connection speaking the DashScope dialect (see the module docstring)."""
+
+    def __init__(self, server: RealtimeServer, model: str, send: Callable[[str], None],
+                 close: Callable[[int, str], None], name: str) -> None:
+        if model == "gpt-realtime" and server.default_model == "gpt-realtime":  # the GA default is no Qwen
+            model = DEFAULT_MODEL
+        super().__init__(server, model, send, close, name)
+        self.model = model
+        cfg = self.config
+        cfg["output_modalities"] = ["audio"]
+        cfg["audio"]["input"]["format"] = {"type": "audio/pcm", "rate": INPUT_RATE}
+        cfg["audio"]["input"]["turn_detection"] = default_turn_detection()
+        cfg["audio"]["output"]["format"] = {"type": "audio/pcm", "rate": OUTPUT_RATE}
+        cfg["audio"]["output"]["voice"] = "Tina" if _base_model(model) in TOOL_MODELS else "Cherry"
+        self.formats = {"input_audio_format": "pcm16",
+                        "output_audio_format": "pcm16" if _base_model(model).startswith("qwen-omni-turbo")
+                        else "pcm24"}
+        self.extras: dict[str, Any] = {"temperature": 0.9, "top_p": 1.0, "max_tokens": 16384}
+        self.input = InputBuffer(self._in_fmt(), self._turn_detection())
+        self.session_end = self.deadline
+        self.audio_seen = False
+        self.images_pending = 0
+        self.images_total = 0
+        self.idle = False
+        self._suppress_done = False
+        self._touch()
+
+    # -- the flat session ------------------------------------------------------
+
+    def flat_session(self) -> dict[str, Any]:
+        """The effective config in DashScope's flat shape (as ``session.created``/``updated`` show it)."""
+        cfg = self.config
+        tools = [{"type": "function", "function": {k: v for k, v in t.items() if k != "type"}}
+                 for t in cfg["tools"]]
+        return {
+            "id": cfg["id"], "object": "realtime.session", "model": self.model,
+            "modalities": ["text", "audio"] if cfg["output_modalities"] == ["audio"] else ["text"],
+            "instructions": cfg["instructions"], "voice": cfg["audio"]["output"]["voice"],
+            **self.formats,
+            "input_audio_transcription": copy.deepcopy(cfg["audio"]["input"]["transcription"]),
+            "turn_detection": copy.deepcopy(cfg["audio"]["input"]["turn_detection"]),
+            "tools": tools, "tool_choice": copy.deepcopy(cfg["tool_choice"]),
+            **copy.deepcopy(self.extras),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.cond:
+            return self.flat_session()
+
+    # -- out: GA events -> DashScope events --------------------------------------
+
+    def emit(self, event: dict[str, Any]) -> None:
+        out = self._translate(event)
+        if out is not None:
+            super().emit(out)
+
+    def inject(self, event: dict[str, Any]) -> None:
+        """Send a test's event as given (already in DashScope's spelling)."""
+        with self.cond:
+            super().emit(copy.deepcopy(event))
+
+    def _translate(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        kind = event["type"]
+        if kind in _DROPPED or (kind == "response.done" and self._suppress_done):
+            return None
+        out = {k: v for k, v in event.items() if k != "obfuscation"}
+        out["type"] = _RENAMES.get(kind, kind)
+        if kind in ("session.created", "session.updated"):
+            out["session"] = self.flat_session()
+        elif kind == "conversation.item.added":
+            out["type"] = "conversation.item.created"
+            out["item"] = _beta_item(out["item"])
+        elif kind in ("response.output_item.added", "response.output_item.done"):
+            out["item"] = _beta_item(out["item"])
+        elif kind in ("response.created", "response.done"):
+            out["response"] = _beta_response(out["response"], self.formats["output_audio_format"])
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            out.pop("usage", None)
+        return out
+
+    # -- in: DashScope client events -----------------------------------------------
+
+    def _dispatch(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind is None:
+            raise ClientError("missing_required_parameter", "Missing required parameter: 'type'.", "type")
+        if kind == "session.finish":
+            self._on_session_finish(event)
+            return
+        if kind not in QWEN_CLIENT_EVENTS and kind != BARRIER:
+            raise invalid_value("type", kind, [k for k in QWEN_CLIENT_EVENTS if k != "session.finish"])
+        if kind == "input_image_buffer.append":
+            self._on_input_image_buffer_append(event)
+            return
+        super()._dispatch(event)
+
+    def _on_session_update(self, event: dict[str, Any]) -> None:
+        patch = obj(_SESSION_FIELDS)(event["session"], "session")
+        cfg = copy.deepcopy(self.config)
+        audio_in, audio_out = cfg["audio"]["input"], cfg["audio"]["output"]
+        if "turn_detection" in patch:
+            audio_in["turn_detection"] = self._vad(patch["turn_detection"])
+        if "modalities" in patch:
+            cfg["output_modalities"] = ["audio"] if "audio" in patch["modalities"] else ["text"]
+        if "voice" in patch:
+            if patch["voice"] != audio_out["voice"] and self._assistant_audio_present():
+                raise ClientError("cannot_update_voice",
+                                  "Cannot update a conversation's voice if assistant audio is present.")
+            audio_out["voice"] = patch["voice"]
+        if "instructions" in patch:
+            cfg["instructions"] = patch["instructions"]
+        if "input_audio_transcription" in patch:
+            audio_in["transcription"] = patch["input_audio_transcription"]
+        if "tools" in patch:
+            cfg["tools"] = [{"type": "function", **t["function"]} for t in patch["tools"]]
+        if "tool_choice" in patch:
+            cfg["tool_choice"] = patch["tool_choice"]
+        for key in ("input_audio_format", "output_audio_format"):
+            if key in patch:
+                self.formats[key] = patch[key]
+        self.extras.update((k, patch[k]) for k in _ECHOED if k in patch)
+        old_vad = self.config["audio"]["input"]["turn_detection"]
+        self.config = cfg
+        if old_vad != audio_in["turn_detection"]:
+            self.input.configure(self._in_fmt(), self._turn_detection())
+            self.speech_item = None
+        self.emit({"type": "session.updated", "session": {}})
+
+    def _vad(self, value: Any) -> dict[str, Any] | None:
+        path = "session.turn_detection"
+        if value is None:
+            return None
+        mapping(value, path)
+        kinds = ("server_vad", "semantic_vad") if calls_tools(self.model) else ("server_vad",)
+        kind = enum(*kinds)(value.get("type", "server_vad"), f"{path}.type")
+        fields = {"type": string, "threshold": number(-1.0, 1.0), "prefix_padding_ms": integer(0),
+                  "silence_duration_ms": integer(200, 6000), "create_response": boolean,
+                  "interrupt_response": boolean}
+        if kind == "semantic_vad":
+            fields["eagerness"] = enum("low", "medium", "high", "auto")
+        result = default_turn_detection()
+        result.update(obj(fields)(value, path))
+        result["type"] = kind
+        return result
+
+    def _on_input_audio_buffer_append(self, event: dict[str, Any]) -> None:
+        super()._on_input_audio_buffer_append(event)
+        self.audio_seen = True
+        self._touch()
+
+    def _on_input_image_buffer_append(self, event: dict[str, Any]) -> None:
+        for key in event:
+            if key not in ("type", "event_id", "image"):
+                raise ClientError("unknown_parameter", f"Unknown parameter: '{key}'.", key)
+        if not self.audio_seen:
+            raise ClientError("", "Error append image before append audio.")
+        image = event.get("image")
+        if not isinstance(image, str):
+            raise ClientError("invalid_value", "Invalid 'image'. Expected a base64-encoded JPEG.", "image")
+        if len(image) > MAX_IMAGE_BASE64:
+            raise ClientError("invalid_value", f"Image too large: {len(image)} bytes of base64, at most "
+                              f"{MAX_IMAGE_BASE64} allowed.", "image")
+        try:
+            data = base64.b64decode(image, validate=True)
+        except (binascii.Error, ValueError):
+            data = b""
+        if not data.startswith(b"\xff\xd8\xff"):
+            raise ClientError("invalid_value", "Invalid 'image'. Expected a base64-encoded JPEG.", "image")
+        self.images_pending += 1
+        self.images_total += 1
+
+    def _on_input_audio_buffer_commit(self, event: dict[str, Any]) -> None:
+        super()._on_input_audio_buffer_commit(event)
+        self.images_pending = 0  # images are committed with the audio
+
+    def _on_response_create(self, event: dict[str, Any]) -> None:
+        params = event.get("response")
+        if params is not None:
+            params = mapping(params, "response")
+            ga = {k: v for k, v in params.items() if k != "modalities"}
+            for key in ga:
+                if key not in ("instructions",):
+                    raise ClientError("unknown_parameter", f"Unknown parameter: 'response.{key}'.",
+                                      f"response.{key}")
+            if "modalities" in params:
+                mods = _modalities(params["modalities"], "response.modalities")
+                ga["output_modalities"] = ["audio"] if "audio" in mods else ["text"]
+            validate_response_params(ga)
+            event = {**event, "response": ga}
+        super()._on_response_create(event)
+
+    def _plan(self, resp: Any, params: dict[str, Any], context: Any, instructions: str,
+              tools: list[dict[str, Any]]) -> Any:
+        if not calls_tools(self.model):
+            tools = []  # accepted, never called (seed report on qwen3-omni-flash-realtime)
+        return super()._plan(resp, params, context, instructions, tools)
+
+    def _finish_active(self, status: str, reason: str | None, error: dict[str, Any] | None = None) -> None:
+        self._suppress_done = (status == "cancelled" and reason == "client_cancelled"
+                               and not self.server.done_after_cancel)
+        try:
+            super()._finish_active(status, reason, error)
+        finally:
+            self._suppress_done = False
+
+    # -- ending: session.finish and the idle cut ---------------------------------
+
+    def _on_session_finish(self, event: dict[str, Any]) -> None:
+        reply, kind = self.server.finish_reply, "session.finish"
+        if reply == "error":
+            raise invalid_value("type", "session.finish", [k for k in QWEN_CLIENT_EVENTS if k != kind])
+        if reply != "finished":
+            return
+        if self.active is not None and self.stream is not None:
+            self.stream.close()
+            self.stream = None
+            self.active = None
+        self.emit({"type": "session.finished"})
+        self.closing = True
+        self.cond.notify_all()
+        threading.Thread(target=self._close, args=(1000, "session finished"),
+                         name=self._thread.name + "-finish", daemon=True).start()
+
+    def _touch(self) -> None:
+        """Input audio arrived (or the session started): push the idle cut back."""
+        cut = self.server.idle_cut_s
+        self.deadline = self.session_end if cut is None else min(self.session_end, time.monotonic() + cut)
+
+    def _expire(self) -> bool:
+        if time.monotonic() < self.session_end - 1e-3:  # the idle cut, not the session limit
+            self.idle = True
+            self.closing = True
+            cut = self.server.idle_cut_s
+            threading.Thread(target=self._close, args=(self.server.idle_close_code, f"idle for {cut:g} s"),
+                             name=self._thread.name + "-idle", daemon=True).start()
+            return False
+        return super()._expire()
+
+
+def _beta_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An assistant item's GA content types -> beta (``audio``/``text``)."""
+    if item.get("role") != "assistant" or not isinstance(item.get("content"), list):
+        return item
+    parts = []
+    for part in item["content"]:
+        if isinstance(part, dict) and part.get("type") in ("output_audio", "output_text"):
+            part = {**part, "type": part["type"][len("output_"):]}
+        parts.append(part)
+    return {**item, "content": parts}
+
+
+def _beta_usage(usage: Any) -> Any:
+    if not isinstance(usage, dict):
+        return usage
+    out = {k: usage[k] for k in ("total_tokens", "input_tokens", "output_tokens") if k in usage}
+    for ga, beta in (("input_token_details", "input_tokens_details"),
+                     ("output_token_details", "output_tokens_details")):
+        details = usage.get(ga) or {}
+        out[beta] = {key: details.get(key, 0) for key in ("text_tokens", "audio_tokens")}
+    return out
+
+
+def _beta_response(response: dict[str, Any], output_format: str) -> dict[str, Any]:
+    """A GA response object -> DashScope's (``modalities``, ``voice``, format name, plural usage keys)."""
+    out = {k: v for k, v in response.items() if k not in ("output_modalities", "audio", "usage", "output")}
+    mods = response.get("output_modalities") or ["audio"]
+    out["modalities"] = ["text", "audio"] if "audio" in mods else ["text"]
+    out["voice"] = ((response.get("audio") or {}).get("output") or {}).get("voice")
+    out["output_audio_format"] = output_format
+    out["output"] = [_beta_item(item) for item in response.get("output") or []]
+    out["usage"] = _beta_usage(response.get("usage"))
+    return out
