@@ -57,6 +57,8 @@ log = logging.getLogger("rtedge")
 
 #: control events kept while the link is down; one more raises ConnectionClosed
 MAX_PENDING = 256
+#: milliseconds of silence appended by the ``keepalive_audio_s`` option
+KEEPALIVE_SILENCE_MS = 100.0
 
 
 class Link:
@@ -77,6 +79,7 @@ class Link:
     _requested: SessionConfig | None
     _on_text: Callable[[bytes], list[ev.ServerEvent]]
     _emit: Callable[[ev.ServerEvent], None]
+    _send: Callable[..., str | None]
 
     def _init_link(self) -> None:
         self._offline = False
@@ -85,6 +88,9 @@ class Link:
         self._history: list[dict[str, Any]] = []
         self._session_started = time.monotonic()
         self._recycling = False
+        self._finishing = False  # close() is ending the session the dialect's way (session.finish)
+        self._cancel_sent_at = 0.0
+        self._audio_mark: tuple[tuple[int, int], float] = ((0, -1), time.monotonic())
         self._last_fatal: ServerError | None = None
         self.link_state = "connecting"
         #: the error that made the client give up (HandshakeError, ServerError...), else None
@@ -154,7 +160,7 @@ class Link:
         while conn is not None:
             code, reason = receive_until_end(conn, self._on_text, self.stats)
             conn.shutdown()
-            if self._closing:
+            if self._closing or self._finishing:
                 break
             cause, fatal = self._cause(code, reason)
             final = fatal or self._opts["reconnect"] is None
@@ -305,6 +311,57 @@ class Link:
             self._pending.extend(self._sendq.pause())
         log.info("recycling the session after %.0f s, before the provider's limit", limit)
         conn.send_close(1000, "session recycle")
+
+    # ------------------------------------------------------------------------------------------ per tick
+    def _tick(self) -> None:
+        """Sender thread, about once a second and after every send: the link's periodic duties."""
+        self._maybe_recycle()
+        self._settle_cancel()
+        self._keepalive_audio()
+
+    def _settle_cancel(self) -> None:
+        """End a cancelled response the server never finishes (DashScope's qwen3.5 models send no
+        ``response.done`` after ``response.cancel``): once the dialect's ``cancel_done_timeout`` has
+        passed since the cancel, a synthetic ``response.done`` (``cancelled``, reason
+        ``client_cancelled``, ``raw["rtedge_synthetic"]``) goes through the session state and on to
+        consumers.  A real ``response.done`` arriving later is delivered as well."""
+        timeout = self.dialect.cancel_done_timeout
+        if timeout is None or self._offline or time.monotonic() - self._cancel_sent_at < timeout:
+            return
+        with self._lock:
+            state = self._session.state
+            if state.response is not ResponseState.CANCELLING:
+                return
+            done = ev.ResponseDone(type="response.done", raw={"rtedge_synthetic": True}, response={
+                "id": state.response_id, "object": "realtime.response", "status": "cancelled",
+                "status_details": {"type": "cancelled", "reason": "client_cancelled"}})
+            state.on_event(done)
+        log.info("no response.done %.1f s after response.cancel; settling %s as cancelled", timeout,
+                 state.response_id)
+        self._emit(done)
+
+    def _keepalive_audio(self) -> None:
+        """With ``keepalive_audio_s``: append a little silence after that long without input audio
+        (DashScope ends a session after about 300 s without audio; WebSocket pings do not count)."""
+        every = self._opts.get("keepalive_audio_s")
+        if not every or self._offline or self._closing or self._finishing:
+            return
+        now = time.monotonic()
+        state = self._session.state
+        mark = (id(self._session), state.input_bytes_sent)
+        if mark != self._audio_mark[0]:
+            self._audio_mark = (mark, now)
+            return
+        if now - self._audio_mark[1] < every:
+            return
+        fmt = state.input_format
+        fill = {"pcmu": b"\xff", "pcma": b"\xd5"}.get(fmt.kind, b"\x00")  # digital silence per format
+        samples = int(fmt.rate * KEEPALIVE_SILENCE_MS / 1000)
+        silence = fill * (samples * fmt.bytes_per_sample)
+        try:
+            self._send(ev.InputAudioBufferAppend(audio=silence), KEEPALIVE_SILENCE_MS)
+        except (ConnectionClosed, LocalProtocolError) as exc:
+            log.debug("keepalive audio not sent: %s", exc)
 
     @property
     def usage(self) -> Usage:

@@ -63,6 +63,7 @@ _DEFAULTS: dict[str, Any] = {
     "reconnect": Backoff(),
     "max_session_seconds": None,
     "finish_timeout": 2.0,
+    "keepalive_audio_s": None,
 }
 
 
@@ -133,7 +134,7 @@ class Client(Link):
     def _start_threads(self) -> None:
         opts = self._opts
         sender_kwargs = {"ping_interval": opts["ping_interval"], "ping_timeout": opts["ping_timeout"],
-                         "on_tick": self._maybe_recycle}
+                         "on_tick": self._tick}
         specs: list[tuple[str, Callable[..., None], tuple[Any, ...], dict[str, Any]]] = [
             ("rtedge-receiver", self._supervise, (), {}),
             ("rtedge-sender", sender_loop, (lambda: self._conn, self._sendq, self.stats), sender_kwargs),
@@ -153,6 +154,7 @@ class Client(Link):
         with self._lock:
             first, self._close_started = not self._close_started, True
         if first and not self._offline and "session_finish" in self.dialect.capabilities:
+            self._finishing = True  # the server may close right after session.finished: not a loss
             self._finish_session(min(self._opts["finish_timeout"], timeout / 2))
         with self._lock:
             self._closing = True
@@ -311,6 +313,8 @@ class Client(Link):
                 if self._session.state.connection is ConnectionState.CLOSED:
                     raise ConnectionClosed("the connection is closed") from None
                 raise
+            if isinstance(event, ev.ResponseCancel):
+                self._cancel_sent_at = time.monotonic()  # see Link._settle_cancel
             self._sendq.put(text, audio_ms, None if audio_ms else event)
             return _event_id_of(text) if not isinstance(event, ev.InputAudioBufferAppend) else None
 
@@ -345,6 +349,15 @@ class Client(Link):
             return 0
         self._send(ev.InputAudioBufferAppend(audio=data), audio_ms=len(data) / fmt.bytes_per_ms)
         return len(data)
+
+    def append_image(self, jpeg: bytes) -> None:
+        """Append one JPEG image (a video frame) to the input, for dialects that take images (DashScope).
+
+        Raises:
+            ConfigError: not a JPEG, or over the size limit (256 KB of base64).
+            LocalProtocolError: no audio was appended yet in this session, or the provider takes no images.
+        """
+        self._send(ev.InputImageBufferAppend(image=bytes(jpeg)))
 
     def wait_sent(self, max_queued_ms: float = 0.0, timeout: float | None = None) -> bool:
         """Block until at most ``max_queued_ms`` of appended audio waits to be sent.
@@ -410,6 +423,8 @@ class Client(Link):
             config = SessionConfig.from_kwargs(**fields)
         elif fields:
             config = config.merged(SessionConfig.from_kwargs(**fields))
+        for warning in self.dialect.check(config):
+            log.warning("%s", warning)
         mark = self._log.seq
         event_id = self._send(ev.SessionUpdate(session=config))
         with self._lock:
@@ -457,7 +472,7 @@ def _warn_mismatch(config: SessionConfig, client: Client) -> None:
 
 
 def connect(
-    provider: str = "openai",
+    provider: str | Dialect = "openai",
     *,
     model: str | None = None,
     api_key: str | None = None,
@@ -468,7 +483,8 @@ def connect(
     """Open a realtime session and return a connected :class:`Client`.
 
     Args:
-        provider: ``"openai"`` (more dialects register themselves).
+        provider: ``"openai"``, ``"qwen"``... (see ``rtedge.protocol.dialects``), or a configured
+            :class:`Dialect` such as ``QwenDialect(region="intl", workspace="ws-1")``.
         model: the model (default: the provider's); sent in the URL query.
         api_key: the key; default from the provider's environment variable (``OPENAI_API_KEY``).
             May be omitted for a loopback URL (the local test server).
@@ -476,7 +492,9 @@ def connect(
         session: a :class:`SessionConfig` to apply; ``connect`` waits until the server confirms it.
         **options: ``connect_timeout`` (s, 10), ``ping_interval`` (s, 20; 0 disables keepalive),
             ``ping_timeout`` (s, 10), ``max_audio_queue_ms`` (2000), ``inbox_size`` (events, 10000),
-            ``ssl_context``, ``ca_certs`` (path), ``on_error`` (``fn(exc, event)``), ``headers`` (extra).
+            ``ssl_context``, ``ca_certs`` (path), ``on_error`` (``fn(exc, event)``), ``headers`` (extra),
+            ``keepalive_audio_s`` (append 100 ms of silence after that many seconds without input audio;
+            DashScope ends sessions after about 300 s without audio, and pings do not count).
 
     Raises:
         ConfigError: unknown provider/option, or no API key for a remote endpoint.
@@ -491,12 +509,14 @@ def connect(
     opts = {**_DEFAULTS, **options}
     if opts["ssl_context"] is not None and not isinstance(opts["ssl_context"], ssl.SSLContext):
         raise ConfigError("ssl_context must be an ssl.SSLContext")
-    dialect = get_dialect(provider)
+    dialect = get_dialect(provider) if isinstance(provider, str) else provider
     full_url = dialect.url(model, url)
     session = dialect.initial_session(model, session)
+    for warning in dialect.check(session) if session is not None else ():
+        log.warning("%s", warning)
     key = api_key or (os.environ.get(dialect.api_key_env) if dialect.api_key_env else None)
     if not key and dialect.api_key_required and not _is_loopback(full_url):
-        raise ConfigError(f"no API key for {provider}: pass api_key= or set {dialect.api_key_env}")
+        raise ConfigError(f"no API key for {dialect.name}: pass api_key= or set {dialect.api_key_env}")
     headers = {**dialect.headers(key), **(opts["headers"] or {})}
     client = Client(dialect, full_url, headers, opts)
     client._open(session)
