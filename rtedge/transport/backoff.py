@@ -12,10 +12,16 @@ from ..errors import ConfigError
 #: internal error, service restart, try again later, TLS failure.
 RECOVERABLE_CLOSE_CODES = frozenset({1001, 1005, 1006, 1011, 1012, 1013, 1015})
 
-#: Server error codes after which reconnecting cannot help.
-FATAL_ERROR_CODES = frozenset({"invalid_api_key", "insufficient_quota", "beta_api_shape_disabled",
-                               "model_not_found", "unknown_parameter", "invalid_value", "invalid_type",
-                               "integer_below_min_value"})
+#: Server error codes that end the session (the server closes right after): when one arrives
+#: mid-session, the close that follows is fatal whatever its code.
+SESSION_ENDING_ERROR_CODES = frozenset({"invalid_api_key", "insufficient_quota", "beta_api_shape_disabled",
+                                        "model_not_found"})
+
+#: Server error codes after which reconnecting cannot help: the session-ending ones, and configuration
+#: errors when they answer the session config of a new session (mid-session, e.g. for a bad
+#: ``session.update`` or truncate, they leave the session open and say nothing about the next one).
+FATAL_ERROR_CODES = SESSION_ENDING_ERROR_CODES | frozenset({"unknown_parameter", "invalid_value", "invalid_type",
+                                                            "integer_below_min_value"})
 
 #: HTTP statuses at the handshake after which reconnecting cannot help.
 FATAL_HTTP_STATUSES = frozenset({400, 401, 403, 404})

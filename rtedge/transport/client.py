@@ -43,7 +43,7 @@ from . import _ws
 from ._link import MAX_PENDING, Link, _event_id_of, _server_error
 from ._workers import (BENIGN_ERROR_CODES, Dispatcher, EventLog, SendQueue, TransportStats, decode_failure,
                        describe_error, sender_loop)
-from .backoff import FATAL_ERROR_CODES, Backoff
+from .backoff import SESSION_ENDING_ERROR_CODES, Backoff
 
 log = logging.getLogger("rtedge")
 
@@ -222,7 +222,7 @@ class Client(Link):
         elif isinstance(event, ev.Error):
             level = logging.DEBUG if event.error.code in BENIGN_ERROR_CODES else logging.WARNING
             log.log(level, "server error event: %s", describe_error(event))
-            if event.error.code in FATAL_ERROR_CODES:
+            if event.error.code in SESSION_ENDING_ERROR_CODES:
                 self._last_fatal = _server_error(event)
         for hook in self._event_hooks:
             self._run_hook(hook, event)
