@@ -1,18 +1,18 @@
-"""The ``rtedge`` command line: run, demo, serve, version.
+"""The ``rtedge`` command line: run, demo, serve, devices, transcribe, check-config, doctor, version.
 
 Every command returns an exit code instead of raising; expected failures
 (a missing file, a refused connection, a bad key) print one line on stderr.
 
-Exit codes: 0 success, 1 unexpected failure, 2 bad usage or configuration,
-3 authentication refused (HTTP 401/403), 4 connection failure, 5 timed out.
+Exit codes (see :mod:`rtedge._exit`): 0 clean end, 1 unexpected failure,
+2 configuration or bad input, 3 authentication refused or fatal provider
+error, 4 connection failure, 5 timed out, 6 gave up reconnecting, 7 audio
+device failure.  The systemd unit does not restart on 2 and 3.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
 import sys
 import threading
 import time
@@ -21,19 +21,32 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ._exit import (EXIT_AUDIO, EXIT_AUTH, EXIT_CONFIG, EXIT_CONNECT, EXIT_FAIL, EXIT_GAVE_UP, EXIT_OK,
+                    EXIT_TIMEOUT, exit_code_for)
 from ._version import __version__
-from .errors import (AudioError, ConfigError, DeadlineExceeded, HandshakeError, RtEdgeError, ServerError,
-                     TransportError)
+from .config import read_key_file
+from .errors import ConfigError, RtEdgeError
 
-EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_AUTH, EXIT_CONNECT, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
+__all__ = [
+    "EXIT_AUDIO", "EXIT_AUTH", "EXIT_CONFIG", "EXIT_CONNECT", "EXIT_FAIL", "EXIT_GAVE_UP", "EXIT_OK",
+    "EXIT_TIMEOUT", "build_parser", "exit_code_for", "fail", "main", "read_key_file",
+]
 
 log = logging.getLogger("rtedge")
 
 EPILOG_RUN = """examples:
+  rtedge run --config /etc/rtedge/rtedge.toml           # what the systemd unit runs
+  rtedge run --mic USB --speaker default --barge-in local --echo-guard half_duplex
   rtedge run --url wss://api.openai.com/v1/realtime --api-key-file ~/.openai-key --input question.wav --output answer.wav
   rtedge run --url ws://127.0.0.1:8765/v1/realtime --input question.wav --output answer.wav --fast
-  rtedge run --mic USB --speaker default --barge-in local --echo-guard half_duplex
+  rtedge run --config kiosk.toml --set session.voice=marin --log-format json
   arecord -f S16_LE -r 16000 -c 1 -t raw | rtedge run --mic raw:- --speaker raw:- | aplay -f S16_LE -r 24000
+
+settings: command line > environment (RTEDGE_<SECTION>_<KEY>, e.g. RTEDGE_AUDIO_MIC) > --config file > defaults;
+'rtedge check-config' shows the result.  API key: --api-key-file, $CREDENTIALS_DIRECTORY/api-key, or $OPENAI_API_KEY.
+signals: SIGTERM/SIGINT end the session gracefully (exit 0); SIGHUP re-reads the config and re-sends session.update.
+exit codes: 0 clean, 1 bug, 2 config, 3 auth/fatal provider error, 4 connect, 5 timeout, 6 gave up reconnecting,
+7 audio device.
 """
 EPILOG_SERVE = """examples:
   rtedge serve --port 8765
@@ -43,43 +56,109 @@ EPILOG_DEMO = """examples:
   rtedge demo                 # a spoken turn against the built-in local server, at real-time pace
   rtedge demo --output reply.wav --fast
 """
+EPILOG_DEVICES = """examples:
+  rtedge devices              # then: rtedge run --mic "USB Audio" --speaker 2
+"""
+EPILOG_CHECK = """examples:
+  rtedge check-config --config /etc/rtedge/rtedge.toml
+  RTEDGE_AUDIO_MIC=null rtedge check-config --config kiosk.toml --set service.stats_interval=60
+
+Prints the effective settings as TOML, each with where it came from; the API key only by its source.
+Exit 0 when valid, 2 with one line per problem (file:line: key: what is wrong) otherwise.
+"""
+EPILOG_DOCTOR = """examples:
+  rtedge doctor                                   # codec, PortAudio, devices, audio group, config, endpoint
+  rtedge doctor --config /etc/rtedge/rtedge.toml --no-network
+"""
+EPILOG_VERSION = """examples:
+  rtedge version
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``rtedge`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="rtedge", description="Realtime voice client for the edge.")
     parser.add_argument("--debug", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    fmt = argparse.RawDescriptionHelpFormatter
+    _add_run_parser(sub)
+    _add_demo_parser(sub)
+    _add_serve_parser(sub)
+    _command(sub, "devices", "list audio devices (index, name, channels, default rate)", EPILOG_DEVICES)
+    transcriber = _transcriber()
+    if transcriber is not None:
+        transcriber.add_transcribe_parser(sub)
+    check = _command(sub, "check-config", "print the effective configuration (secrets redacted); "
+                                          "exit 2 on errors", EPILOG_CHECK)
+    _add_config_args(check)
+    _add_session_args(check)
+    doctor = _command(sub, "doctor", "check the install and say what to fix", EPILOG_DOCTOR)
+    _add_config_args(doctor)
+    _add_session_args(doctor)
+    doctor.add_argument("--no-network", action="store_true", help="skip the endpoint reachability check")
+    _command(sub, "version", "print the version", EPILOG_VERSION)
+    return parser
 
-    run = sub.add_parser("run", help="a voice session: microphone (or WAV) in, speaker (or WAV) out",
-                         epilog=EPILOG_RUN, formatter_class=fmt)
+
+def _command(sub: Any, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
+                                                epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return p
+
+
+def _add_run_parser(sub: Any) -> None:
+    run = _command(sub, "run", "a voice session: microphone (or WAV) in, speaker (or WAV) out", EPILOG_RUN)
+    _add_config_args(run)
     _add_session_args(run)
     run.add_argument("--input", metavar="WAV", help="speak this 16-bit PCM WAV (any rate), paced like a mic")
     run.add_argument("--output", metavar="WAV", help="play the assistant's audio into this WAV (paced)")
-    run.add_argument("--mic", metavar="DEVICE", help="microphone: a device name or index from 'rtedge devices', "
-                     "or raw:- for s16le 16 kHz on stdin")
-    run.add_argument("--speaker", metavar="DEVICE", help="speaker: a device name or index, raw:- for s16le "
-                     "24 kHz on stdout, or null")
-    run.add_argument("--barge-in", choices=("server", "local", "off"), default="server",
-                     help="interrupt the assistant on the server's VAD (default) or the local VAD")
-    run.add_argument("--echo-guard", choices=("half_duplex", "threshold", "off"), default="threshold",
-                     help="keep the speaker's sound from counting as the user (default threshold; "
-                          "off for an echo-cancelled source)")
-    run.add_argument("--vad-gate", choices=("on", "off"), default="on",
-                     help="send only speech (with pre-roll and trailing silence), not idle silence")
-    _add_run_args(run)
+    run.add_argument("--mic", metavar="DEVICE", help="audio.mic: a device name or index from 'rtedge devices', "
+                     "wav:PATH, raw:- for s16le 16 kHz on stdin, or null")
+    run.add_argument("--speaker", metavar="DEVICE", help="audio.speaker: a device name or index, raw:- for s16le "
+                     "24 kHz on stdout, wav:PATH, or null")
+    run.add_argument("--barge-in", choices=("server", "local", "off"),
+                     help="vad.barge_in: interrupt the assistant on the server's VAD (default) or the local VAD")
+    run.add_argument("--echo-guard", choices=("half_duplex", "threshold", "off"),
+                     help="vad.echo_guard: keep the speaker's sound from counting as the user (default "
+                          "threshold; off for an echo-cancelled source)")
+    run.add_argument("--vad-gate", choices=("on", "off"),
+                     help="vad.gate: send only speech (with pre-roll and trailing silence), not idle silence")
+    run.add_argument("--fast", action="store_true", help="batch mode: send the --input WAV as fast as the link "
+                     "takes it and write the answer to --output (no devices, no barge-in)")
+    run.add_argument("--manual", action="store_true", help="no server VAD: commit and request the response")
+    run.add_argument("--max-seconds", type=float, help="service.max_seconds: bound on the whole run (default: "
+                     "until stopped; 120 with --input)")
 
-    devices = sub.add_parser("devices", help="list audio devices (index, name, channels, default rate)")
-    devices.set_defaults(command="devices")
 
-    demo = sub.add_parser("demo", help="a full voice turn against the built-in local server (no key needed)",
-                          epilog=EPILOG_DEMO, formatter_class=fmt)
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="TOML", help="settings file (default: $RTEDGE_CONFIG, else none)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append",
+                   help="set any setting, e.g. --set reconnect.max_attempts=0 (repeatable)")
+    p.add_argument("--log-format", choices=("auto", "human", "journal", "json"),
+                   help="logging.format (auto: journal under systemd, else human)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="logging.level")
+
+
+def _add_session_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--provider", help="provider.name: provider dialect (default openai)")
+    p.add_argument("--url", help="provider.url: WebSocket endpoint (default: the provider's)")
+    p.add_argument("--model", help="provider.model: model name (default: the provider's)")
+    p.add_argument("--api-key-file", metavar="FILE", help="provider.api_key_file: read the API key from FILE "
+                   "(never pass keys in argv)")
+    p.add_argument("--instructions", help="session.instructions: system instructions for the session")
+    p.add_argument("--ca-certs", metavar="PEM", help="provider.ca_certs: trust this CA bundle for wss://")
+
+
+def _add_demo_parser(sub: Any) -> None:
+    demo = _command(sub, "demo", "a full voice turn against the built-in local server (no key needed)", EPILOG_DEMO)
     demo.add_argument("--output", metavar="WAV", help="write the assistant's audio here")
     demo.add_argument("--input", metavar="WAV", help="speak this WAV instead of the bundled phrase")
-    _add_run_args(demo)
+    demo.add_argument("--fast", action="store_true", help="send the phrase as fast as the link takes it")
+    demo.add_argument("--max-seconds", type=float, default=120.0, help="bound on the whole run (default 120)")
+    demo.set_defaults(manual=False)
 
-    serve = sub.add_parser("serve", help="run the local realtime test server", epilog=EPILOG_SERVE,
-                           formatter_class=fmt)
+
+def _add_serve_parser(sub: Any) -> None:
+    serve = _command(sub, "serve", "run the local realtime test server", EPILOG_SERVE)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     serve.add_argument("--tls-cert", metavar="PEM", help="serve wss:// with this certificate")
@@ -87,24 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key-file", metavar="FILE", help="require this key as a Bearer token")
     serve.add_argument("--reply-text", default=None, help="what the server's assistant says")
 
-    sub.add_parser("version", help="print the version")
-    return parser
 
-
-def _add_session_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--provider", default="openai", help="provider dialect (default openai)")
-    p.add_argument("--url", help="WebSocket endpoint (default: the provider's)")
-    p.add_argument("--model", help="model name (default: the provider's)")
-    p.add_argument("--api-key-file", metavar="FILE", help="read the API key from FILE (never pass keys in argv)")
-    p.add_argument("--instructions", help="system instructions for the session")
-    p.add_argument("--ca-certs", metavar="PEM", help="trust this CA bundle for wss://")
-
-
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fast", action="store_true", help="batch mode: send the --input WAV as fast as the link "
-                   "takes it and write the answer to --output (no devices, no barge-in)")
-    p.add_argument("--manual", action="store_true", help="no server VAD: commit and request the response")
-    p.add_argument("--max-seconds", type=float, default=120.0, help="bound on the whole run (default 120)")
+def _transcriber() -> Any:
+    """``rtedge.transcriber`` when this build has it (``rtedge transcribe``), else None."""
+    try:
+        from . import transcriber
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.transcriber":
+            raise
+        return None
+    return transcriber
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,8 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="rtedge: %(levelname)s: %(message)s")
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
-        "run": cmd_run, "demo": cmd_demo, "serve": cmd_serve, "version": cmd_version, "devices": cmd_devices,
+        "run": _lazy("_cli_run", "cmd_run"), "check-config": _lazy("_cli_run", "cmd_check_config"),
+        "doctor": _lazy("_doctor", "cmd_doctor"), "demo": cmd_demo, "serve": cmd_serve, "version": cmd_version,
+        "devices": cmd_devices,
     }
+    transcriber = _transcriber()
+    if transcriber is not None:
+        commands["transcribe"] = transcriber.cmd_transcribe
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
@@ -129,106 +205,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(exc, EXIT_FAIL)
 
 
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        import importlib
+
+        fn: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(f".{module}", __package__), name)
+        return fn(args)
+    return command
+
+
 def fail(exc: BaseException, code: int | None = None) -> int:
-    """Print a one-line error and return the exit code for it."""
+    """Print the error (one ``rtedge: error:`` line per line of its message) and return its exit code."""
     if code is None:
         code = exit_code_for(exc)
-    print(f"rtedge: error: {exc}", file=sys.stderr)
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        print(f"rtedge: error: {line}", file=sys.stderr)
     return code
 
 
-def exit_code_for(exc: BaseException) -> int:
-    if isinstance(exc, HandshakeError) and exc.status_code in (401, 403):
-        return EXIT_AUTH
-    if isinstance(exc, ServerError) and exc.code in ("invalid_api_key", "insufficient_quota"):
-        return EXIT_AUTH
-    if isinstance(exc, ConfigError | AudioError | ServerError):
-        return EXIT_CONFIG
-    if isinstance(exc, DeadlineExceeded):
-        return EXIT_TIMEOUT
-    if isinstance(exc, TransportError):
-        return EXIT_CONNECT
-    return EXIT_FAIL
+def _on_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM set ``stop``; returns a function that restores the old handlers."""
+    import signal
 
+    from ._cli_run import on_signals
 
-def read_key_file(path: str) -> str:
-    """The API key from a file (first line, stripped); warns when others can read it."""
-    try:
-        st = os.stat(path)
-        with open(path, encoding="utf-8") as fh:
-            key = fh.readline().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read API key file {path}: {exc.strerror or exc}") from None
-    if st.st_mode & 0o077:
-        log.warning("API key file %s is readable by group/others; chmod 600 it", path)
-    if not key:
-        raise ConfigError(f"API key file {path} is empty")
-    return key
+    return on_signals({signal.SIGINT: stop.set, signal.SIGTERM: stop.set})
 
 
 def cmd_version(args: argparse.Namespace) -> int:
     from .audio import codec
 
     print(f"rtedge {__version__} (codec backend: {codec.BACKEND})")
-    return EXIT_OK
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from .transport.client import connect
-    from .protocol.config import SessionConfig
-
-    if args.fast and not args.input:
-        raise ConfigError("--fast needs --input WAV")
-    if args.input and args.mic:
-        raise ConfigError("give --input or --mic, not both")
-    key = read_key_file(args.api_key_file) if args.api_key_file else None
-    fields: dict[str, Any] = {}
-    if args.instructions:
-        fields["instructions"] = args.instructions
-    if args.manual:
-        fields["turn_detection"] = None
-    if args.fast:
-        from .wavio import read_wav
-
-        samples, rate = read_wav(args.input)
-    else:
-        mic, speaker = _devices(args)
-    client = connect(args.provider, url=args.url, model=args.model, api_key=key,
-                     session=SessionConfig(**fields) if fields else None, ca_certs=args.ca_certs)
-    with client:
-        if args.fast:
-            return _stream(client, samples, rate, args)
-        return _run_agent(client, mic, speaker, args)
-
-
-def _devices(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The source and sink that --input/--mic and --output/--speaker name (built, not started)."""
-    from .audio.devices import open_sink, open_source
-
-    mic = open_source(f"wav:{args.input}" if args.input else args.mic, rate=16000)
-    speaker = open_sink(f"wav:{args.output}" if args.output else args.speaker, rate=24000)
-    return mic, speaker
-
-
-def _run_agent(client: Any, mic: Any, speaker: Any, args: argparse.Namespace) -> int:
-    from .agent import VoiceAgent
-    from .runner import TurnTracker
-
-    agent = VoiceAgent(client, mic, speaker, barge_in=args.barge_in, echo_guard=args.echo_guard,
-                       vad_gate=args.vad_gate == "on")
-    tracker = TurnTracker(client, None, lambda s: print(s, flush=True))
-    restore = _on_signals(agent._stop)
-    try:
-        agent.run(max_seconds=args.max_seconds, until_input_ends=bool(args.input))
-    finally:
-        restore()
-    report = tracker.report
-    u = client.usage
-    print(f"summary: {len(report.turns)} turn(s), {agent.stats.interruptions} interruption(s), "
-          f"{agent.stats.seconds_not_sent:.1f} s of mic audio not sent (VAD gate), "
-          f"tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}", flush=True)
-    if client.fatal_error is not None:
-        return fail(client.fatal_error)
     return EXIT_OK
 
 
@@ -245,51 +252,11 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _stream(client: Any, samples: Any, rate: int, args: argparse.Namespace) -> int:
-    from .runner import stream_wav
-    from .wavio import WavWriter
-
-    writer = WavWriter(args.output, client.state.output_format.rate) if args.output else None
-    stop = threading.Event()
-    restore = _on_signals(stop)
-    try:
-        report = stream_wav(client, samples, rate, output=writer, realtime=not args.fast, manual=args.manual,
-                            max_seconds=args.max_seconds, echo=lambda s: print(s, flush=True), stop=stop)
-    finally:
-        restore()
-        if writer is not None:
-            writer.close()
-    u = report.usage
-    print(f"summary: {len(report.turns)} turn(s), {report.input_seconds:.1f} s in, {report.output_seconds:.1f} s out, "
-          f"tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}", flush=True)
-    if client.stats.audio_dropped:
-        print(f"rtedge: warning: {client.stats.audio_dropped_ms:.0f} ms of input audio was dropped "
-              "(the link was slower than real time)", file=sys.stderr)
-    if not report.turns:
-        print("rtedge: note: the server heard no speech in the input", file=sys.stderr)
-    if report.timed_out and not stop.is_set():
-        print(f"rtedge: error: no complete answer within --max-seconds {args.max_seconds:g}", file=sys.stderr)
-        return EXIT_TIMEOUT
-    return EXIT_OK
-
-
-def _on_signals(stop: threading.Event) -> Callable[[], None]:
-    """SIGINT/SIGTERM set ``stop``; returns a function that restores the old handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-    return restore
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .transport.client import connect
+    from ._cli_run import stream_file
     from .protocol.config import ServerVad, SessionConfig, Transcription
     from .testing import RealtimeServer
+    from .transport.client import connect
     from .wavio import read_wav
 
     data = resources.files("rtedge") / "data"
@@ -309,7 +276,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         client = connect("openai", url=server.url, session=session)
         print(f"rtedge demo: connected in {(time.monotonic() - t0) * 1000:.0f} ms", flush=True)
         with client:
-            return _stream(client, samples, rate, args)
+            return stream_file(client, samples, rate, args, lambda s: print(s, flush=True), args.max_seconds)
 
 
 def demo_server_options(reply: Any, reply_rate: int, heard: str | None, realtime: bool) -> dict[str, Any]:

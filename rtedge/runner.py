@@ -58,10 +58,14 @@ class RunReport:
 class TurnTracker:
     """Callbacks (dispatcher thread) that assemble turns, print transcripts and per-turn summaries."""
 
-    def __init__(self, client: Client, writer: WavWriter | None, echo: Callable[[str], None]) -> None:
+    def __init__(self, client: Client, writer: WavWriter | None, echo: Callable[[str], None],
+                 keep_turns: int | None = None) -> None:
         self.client, self.writer, self.echo = client, writer, echo
         self.report = RunReport()
         self.cond = threading.Condition()  # guards report.turns and the counters below
+        #: turns seen so far; ``report.turns`` keeps only the last ``keep_turns`` (a service runs for months)
+        self.turns_started = 0
+        self.keep_turns = keep_turns
         self.responses_done = 0
         self.pending_turn: Turn | None = None
         self.current: Turn | None = None
@@ -74,8 +78,11 @@ class TurnTracker:
     def mark_turn_end(self) -> None:
         with self.cond:
             if self.pending_turn is None:
-                self.pending_turn = Turn(index=len(self.report.turns) + 1, ended_at=time.monotonic())
+                self.turns_started += 1
+                self.pending_turn = Turn(index=self.turns_started, ended_at=time.monotonic())
                 self.report.turns.append(self.pending_turn)
+                if self.keep_turns is not None and len(self.report.turns) > self.keep_turns:
+                    del self.report.turns[0]
 
     def _handle(self, event: ev.ServerEvent) -> None:
         if isinstance(event, ev.InputAudioBufferSpeechStopped | ev.InputAudioBufferCommitted):
@@ -128,7 +135,7 @@ class TurnTracker:
         quiet_until = time.monotonic() + grace
         with self.cond:
             while True:
-                turns = len(self.report.turns)
+                turns = self.turns_started
                 if turns and self.responses_done >= turns and self.current is None and self.pending_turn is None:
                     return True
                 now = time.monotonic()

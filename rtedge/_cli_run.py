@@ -1,0 +1,491 @@
+"""``rtedge run`` and ``rtedge check-config``: a voice session as a service.
+
+Theory of operation
+-------------------
+:func:`cmd_run` builds the :class:`~rtedge.config.Config` (command line >
+``RTEDGE_*`` > file > defaults), routes output through a
+:class:`~rtedge._logs.Console` and hands over to :class:`Service`, which owns
+the main thread:
+
+1. ``STATUS=connecting``; build the devices; connect (retried with the
+   reconnect backoff when ``reconnect.retry_first_connect`` is on).
+2. The :class:`~rtedge.agent.VoiceAgent` runs on a thread of its own
+   (``rtedge-agent``) while the main thread loops every 50 ms: it sends
+   ``READY=1`` once the session is configured and both devices deliver
+   frames, ``STATUS=`` whenever the state changes, the statistics line every
+   ``service.stats_interval``, and applies a reload.
+3. Signal handlers only set flags and wake the loop: SIGTERM/SIGINT end the
+   run (``STOPPING=1``, agent and devices stopped, session closed within
+   ``service.stop_timeout``, exit 0); SIGHUP sends ``RELOADING=1``, re-reads
+   the config and re-sends ``session.update`` on the same connection, then
+   ``READY=1``.
+4. The ``rtedge-watchdog`` thread pings systemd only while the client's
+   threads, the devices and this loop show progress (:mod:`rtedge.service`).
+
+The exit code says why the run ended (:mod:`rtedge._exit`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from ._exit import (EXIT_AUDIO, EXIT_CONFIG, EXIT_OK, EXIT_TIMEOUT, DeviceFailure, GaveUpError,
+                    exit_code_for)
+from ._logs import LEVELS, Console, logging_to, pick_format
+from .config import Config, Secret, load_config, resolve_api_key
+from .errors import (AudioError, ConfigError, ConnectionClosed, DeadlineExceeded, HandshakeError,
+                     LocalProtocolError, RtEdgeError, ServerError, TransportError)
+from .service import (Health, Notifier, Watchdog, client_probes, describe_state, device_probe, monotonic_usec,
+                      session_numbers, stats_line, status_text, tick_probe)
+
+log = logging.getLogger("rtedge")
+
+#: argparse destination -> setting, for flags that set one directly
+FLAG_KEYS = {
+    "provider": "provider.name", "url": "provider.url", "model": "provider.model",
+    "api_key_file": "provider.api_key_file", "ca_certs": "provider.ca_certs",
+    "instructions": "session.instructions", "mic": "audio.mic", "speaker": "audio.speaker",
+    "barge_in": "vad.barge_in", "echo_guard": "vad.echo_guard", "max_seconds": "service.max_seconds",
+    "log_format": "logging.format", "log_level": "logging.level",
+}
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
+    """The command line's settings: ``--set KEY=VALUE`` first, then the specific flags.
+
+    Raises:
+        ConfigError: a malformed ``--set``, or flags that contradict each other.
+    """
+    out: dict[str, tuple[Any, str]] = {}
+    for item in getattr(args, "set", None) or ():
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. --set audio.mic=USB")
+        out[key.strip()] = (value, f"--set {key.strip()}")
+    for dest, key in FLAG_KEYS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            out[key] = (value, "--" + dest.replace("_", "-"))
+    if getattr(args, "input", None) and getattr(args, "mic", None):
+        raise ConfigError("give --input or --mic, not both")
+    if getattr(args, "input", None):
+        out["audio.mic"] = ("wav:" + args.input, "--input")
+    if getattr(args, "output", None):
+        out["audio.speaker"] = ("wav:" + args.output, "--output")
+    if getattr(args, "vad_gate", None) is not None:
+        out["vad.gate"] = (args.vad_gate == "on", "--vad-gate")
+    if getattr(args, "manual", False):
+        out["session.turn_detection"] = ("none", "--manual")
+    if getattr(args, "debug", False):
+        out["logging.level"] = ("debug", "--debug")
+    return out
+
+
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
+    """The effective config for ``args``: ``--config`` (or ``$RTEDGE_CONFIG``), the environment, the flags."""
+    env = os.environ if environ is None else environ
+    path = getattr(args, "config", None) or env.get("RTEDGE_CONFIG") or None
+    return load_config(path, env, overrides_from_args(args))
+
+
+def log_error(exc: BaseException) -> None:
+    """Log an error, one record per line (several config problems come as several lines)."""
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        log.error("%s", line)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``rtedge run``; returns the exit code."""
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        with logging_to(Console(pick_format("auto"), False), "info"):
+            log_error(exc)
+            Notifier.from_env().notify("STATUS=configuration error (see the log)")
+        return EXIT_CONFIG
+    console = Console(pick_format(config.logging.format), config.logging.status_line)
+    with logging_to(console, config.logging.level):
+        try:
+            key = resolve_api_key(config.provider)
+            if key is not None:
+                console.redact.secrets.append(key.value)
+            if args.fast:
+                return run_fast(config, key, args, console)
+            return Service(config, args, console, key).run()
+        except RtEdgeError as exc:
+            log_error(exc)
+            return exit_code_for(exc)
+
+
+def connect_options(config: Config, key: Secret | None) -> dict[str, Any]:
+    """Keyword arguments of :func:`rtedge.connect` for ``config``."""
+    p = config.provider
+    return {"model": p.model or None, "url": p.url or None, "api_key": key.value if key else None,
+            "session": config.session.to_session_config(), "ca_certs": p.ca_certs or None,
+            "connect_timeout": p.connect_timeout, "ping_interval": p.ping_interval, "ping_timeout": p.ping_timeout,
+            "max_audio_queue_ms": float(p.max_audio_queue_ms), "reconnect": config.reconnect.to_backoff(),
+            "max_session_seconds": p.max_session_seconds or None}
+
+
+def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, console: Console) -> int:
+    """``rtedge run --fast``: the --input WAV as fast as the link takes it, the answer into --output."""
+    from .transport.client import connect
+    from .wavio import read_wav
+
+    if not args.input:
+        raise ConfigError("--fast needs --input WAV")
+    samples, rate = read_wav(args.input)
+    client = connect(config.provider.name, **connect_options(config, key))
+    with client:
+        return stream_file(client, samples, rate, args, console.line,
+                           max_seconds=config.service.max_seconds or 120.0)
+
+
+def stream_file(client: Any, samples: Any, rate: int, args: argparse.Namespace, echo: Callable[[str], Any],
+                max_seconds: float) -> int:
+    """Send a recording as one turn (``run --fast``, ``demo``), print the turns and a summary."""
+    import sys
+
+    from .runner import stream_wav
+    from .wavio import WavWriter
+
+    writer = WavWriter(args.output, client.state.output_format.rate) if args.output else None
+    stop = threading.Event()
+    restore = on_signals({signal.SIGINT: stop.set, signal.SIGTERM: stop.set})
+    try:
+        report = stream_wav(client, samples, rate, output=writer, realtime=not args.fast, manual=args.manual,
+                            max_seconds=max_seconds, echo=echo, stop=stop)
+    finally:
+        restore()
+        if writer is not None:
+            writer.close()
+    u = report.usage
+    echo(f"summary: {len(report.turns)} turn(s), {report.input_seconds:.1f} s in, {report.output_seconds:.1f} s "
+         f"out, tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}")
+    if client.stats.audio_dropped:
+        print(f"rtedge: warning: {client.stats.audio_dropped_ms:.0f} ms of input audio was dropped "
+              "(the link was slower than real time)", file=sys.stderr)
+    if not report.turns:
+        print("rtedge: note: the server heard no speech in the input", file=sys.stderr)
+    if report.timed_out and not stop.is_set():
+        print(f"rtedge: error: no complete answer within {max_seconds:g} s", file=sys.stderr)
+        return EXIT_TIMEOUT
+    return EXIT_OK
+
+
+def on_signals(handlers: Mapping[int, Callable[[], None]]) -> Callable[[], None]:
+    """Install ``handlers`` (signal -> function of no arguments); returns a function restoring the old ones.
+
+    A no-op off the main thread (Python delivers signals to the main thread only).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {sig: signal.signal(sig, lambda *_, fn=fn: fn()) for sig, fn in handlers.items()}
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def build_devices(config: Config) -> tuple[Any, Any]:
+    """The configured microphone and speaker, built (not started).
+
+    Raises:
+        AudioError: a bad file spec (exit 2).
+        DeviceFailure: a sound device that cannot be set up (exit 7: it may appear later).
+    """
+    from .audio.devices import open_sink, open_source
+
+    a = config.audio
+    built = []
+    for spec, opener, rate in ((a.mic, open_source, a.mic_rate), (a.speaker, open_sink, a.speaker_rate)):
+        try:
+            built.append(opener(spec, rate=rate, frame_ms=a.frame_ms))
+        except AudioError as exc:
+            if spec.split(":", 1)[0] in ("wav", "raw", "null"):
+                raise
+            raise DeviceFailure(str(exc)) from None
+    return built[0], built[1]
+
+
+class Service:
+    """One ``rtedge run`` with devices: the main loop, sd_notify, signals, reload (see the module doc)."""
+
+    def __init__(self, config: Config, args: argparse.Namespace, console: Console, key: Secret | None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.config, self.args, self.console, self.key = config, args, console, key
+        self.environ = os.environ if environ is None else environ
+        self.notifier = Notifier.from_env(self.environ)
+        self.health = Health()
+        self.watchdog = Watchdog(self.notifier, self.health)
+        self._wake = threading.Event()
+        self._stop_reason: str | None = None
+        self._reload_requested = False
+        self._main_tick = time.monotonic()
+        self._attempt = 0
+        self._agent_error: BaseException | None = None
+        self._status = ""
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def run(self) -> int:
+        """Connect, run until stopped, close; returns the exit code.  Raises RtEdgeError on failures
+        before the session runs (the caller maps them to exit codes)."""
+        s = self.config.service
+        limit = s.stall_seconds + self.config.provider.connect_timeout
+        self.health.add("main", tick_probe("main thread", lambda: self._main_tick, limit))
+        restore = on_signals({signal.SIGTERM: self._request_stop, signal.SIGINT: self._request_stop,
+                              signal.SIGHUP: self._request_reload})
+        self.watchdog.start()
+        try:
+            self._set_status("connecting")
+            mic, speaker = build_devices(self.config)
+            client = self._connect()
+            if client is None:
+                self.notifier.notify("STOPPING=1", "STATUS=stopping")
+                return EXIT_OK
+            try:
+                return self._session(client, mic, speaker)
+            finally:
+                client.close(s.stop_timeout)
+        finally:
+            self.watchdog.stop()
+            restore()
+            self.notifier.close()
+
+    def _request_stop(self) -> None:
+        self._stop_reason = self._stop_reason or "signal"
+        self._wake.set()
+
+    def _request_reload(self) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    def _connect(self) -> Any:
+        """Connect; with ``reconnect.retry_first_connect`` retry recoverable failures with the backoff.
+        Returns None when stopped meanwhile."""
+        from .transport.backoff import FATAL_HTTP_STATUSES
+        from .transport.client import connect
+
+        backoff = self.config.reconnect.to_backoff() if self.config.reconnect.retry_first_connect else None
+        attempt = 0
+        while True:
+            attempt += 1
+            self._main_tick = time.monotonic()
+            try:
+                return connect(self.config.provider.name, **connect_options(self.config, self.key))
+            except (TransportError, DeadlineExceeded) as exc:
+                fatal = isinstance(exc, HandshakeError) and exc.status_code in FATAL_HTTP_STATUSES
+                if backoff is None or fatal:
+                    raise
+                if backoff.exhausted(attempt + 1):
+                    raise GaveUpError(f"gave up connecting after {attempt} attempts; last: {exc}") from None
+                delay = backoff.delay(attempt, retry_after=getattr(exc, "retry_after", None))
+                log.warning("cannot connect (%s); attempt %d in %.1f s", exc, attempt + 1, delay)
+                self._set_status(f"connecting (attempt {attempt + 1})")
+            if self._sleep(delay):
+                return None
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait, keeping the main heartbeat; True when a stop was requested."""
+        end = time.monotonic() + seconds
+        while self._stop_reason is None and time.monotonic() < end:
+            self._main_tick = time.monotonic()
+            self._wake.wait(min(0.25, max(0.0, end - time.monotonic())))
+            self._wake.clear()
+        return self._stop_reason is not None
+
+    # ------------------------------------------------------------------------------------------ the session
+    def _session(self, client: Any, mic: Any, speaker: Any) -> int:
+        from .agent import VoiceAgent
+        from .protocol import events as ev
+        from .runner import TurnTracker
+
+        v = self.config.vad
+        agent = VoiceAgent(client, mic, speaker, barge_in=v.barge_in, echo_guard=v.echo_guard,  # type: ignore
+                           vad_gate=v.to_vad_settings() if v.gate else False, echo_boost_db=v.echo_boost_db)
+        tracker = TurnTracker(client, None, self._echo, keep_turns=1000)
+
+        def on_event(event: Any) -> None:  # receiver thread: must not block
+            if isinstance(event, ev.Reconnecting | ev.Reconnected):
+                self._attempt = event.attempt if isinstance(event, ev.Reconnecting) else 0
+                self._wake.set()
+
+        client.add_event_hook(on_event)
+        for name, probe in client_probes(client, self.config.service.stall_seconds).items():
+            self.health.add(name, probe)
+        until_input_ends = bool(getattr(self.args, "input", None))
+        thread = threading.Thread(target=self._agent_main, args=(agent, until_input_ends), name="rtedge-agent",
+                                  daemon=True)
+        devices = {"mic": mic, "speaker": speaker}
+        thread.start()
+        try:
+            self._loop(client, agent, tracker, thread, devices)
+        finally:
+            self._shutdown(agent, thread)
+        return self._finish(client, agent, tracker, devices)
+
+    def _agent_main(self, agent: Any, until_input_ends: bool) -> None:
+        try:
+            agent.run(until_input_ends=until_input_ends)
+        except BaseException as exc:  # reported by the main thread
+            self._agent_error = exc
+        finally:
+            self._wake.set()
+
+    def _loop(self, client: Any, agent: Any, tracker: Any, thread: threading.Thread,
+              devices: dict[str, Any]) -> None:
+        s = self.config.service
+        max_seconds = s.max_seconds or (120.0 if getattr(self.args, "input", None) else 0.0)
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        stats_due = time.monotonic() + s.stats_interval if s.stats_interval else None
+        ready = False
+        while True:
+            self._main_tick = now = time.monotonic()
+            if self._stop_reason is not None or not thread.is_alive():
+                return
+            if deadline is not None and now >= deadline:
+                self._stop_reason = "max_seconds"
+                return
+            if any(d.failed.is_set() for d in devices.values()):
+                self._stop_reason = "device failed"
+                return
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload(client)
+            if not ready and all(d.stats.frames > 0 for d in devices.values()):
+                ready = True
+                for name, device in devices.items():
+                    self.health.add(name, device_probe(f"{name} ({device!r})", device, s.stall_seconds))
+                self.notifier.notify("READY=1", "STATUS=ready", f"MAINPID={os.getpid()}")
+                self._status = "ready"
+                log.info("ready: session configured, audio open")
+            if ready:
+                numbers = session_numbers(client, agent, tracker, devices)
+                self._set_status(status_text(describe_state(client, agent, self._attempt), numbers))
+                if stats_due is not None and now >= stats_due:
+                    stats_due = now + s.stats_interval
+                    self.console.line(stats_line(numbers), event="stats", **numbers)
+            self._wake.wait(0.05)
+            self._wake.clear()
+
+    def _set_status(self, text: str) -> None:
+        if text != self._status:
+            self._status = text
+            self.notifier.notify(f"STATUS={text}")
+            self.console.status(text)
+
+    def _echo(self, text: str) -> None:
+        if not self.config.logging.transcripts and text.startswith(("you: ", "assistant: ")):
+            return
+        self.console.line(text)
+
+    def _shutdown(self, agent: Any, thread: threading.Thread) -> None:
+        self.notifier.notify("STOPPING=1", "STATUS=stopping")
+        self._status = "stopping"
+        self.console.status("stopping")
+        log.info("stopping (%s)", self._stop_reason or "the session ended")
+        agent.stop()
+        thread.join(self.config.service.stop_timeout)
+
+    def _finish(self, client: Any, agent: Any, tracker: Any, devices: dict[str, Any]) -> int:
+        """Summary line and exit code once the loop ended."""
+        numbers = session_numbers(client, agent, tracker, devices)
+        self.console.clear_status()
+        self.console.line(stats_line(numbers), event="stats", **numbers)
+        u = client.usage
+        self.console.line(f"summary: {tracker.turns_started} turn(s), {agent.stats.interruptions} interruption(s), "
+                          f"{agent.stats.seconds_not_sent:.1f} s of mic audio not sent (VAD gate), "
+                          f"tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}")
+        error = self._agent_error
+        if error is not None and not isinstance(error, RtEdgeError):
+            raise error
+        if isinstance(error, AudioError) or self._stop_reason == "device failed":
+            failed = [d for d in devices.values() if d.failed.is_set()]
+            log.error("%s", error or failed[0].error)
+            return EXIT_AUDIO
+        if error is not None:
+            log_error(error)
+            return exit_code_for(error)
+        return self._link_exit(client)
+
+    def _link_exit(self, client: Any) -> int:
+        err = client.fatal_error
+        if err is None:
+            return EXIT_OK
+        if client.link_state == "gave_up" and isinstance(err, ConnectionClosed):
+            err = GaveUpError(str(err))
+        log_error(err)
+        return exit_code_for(err)
+
+    # ------------------------------------------------------------------------------------------ reload
+    def _reload(self, client: Any) -> None:
+        """SIGHUP: re-read the config; re-send ``session.update`` on the same connection; apply log level."""
+        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}", "STATUS=reloading")
+        log.info("reloading the configuration")
+        try:
+            new = config_from_args(self.args, self.environ)
+        except ConfigError as exc:
+            log_error(exc)
+            log.error("reload failed; keeping the running configuration")
+            self.notifier.notify("READY=1", "STATUS=reload failed (see the log); running as before")
+            return
+        for key in sorted(_changed(self.config, new) - {"session", "logging"}):
+            log.warning("%s changed; restart the service to apply it", key)
+        try:
+            client.update_session(new.session.to_session_config(), timeout=new.provider.connect_timeout)
+        except (ServerError, DeadlineExceeded, ConnectionClosed, LocalProtocolError) as exc:
+            log.error("reload: session.update failed: %s", exc)
+        logging.getLogger("rtedge").setLevel(LEVELS[new.logging.level])
+        self.config = attrs.evolve(self.config, session=new.session, logging=new.logging)
+        self.notifier.notify("READY=1", f"STATUS={self._status}")
+        log.info("configuration reloaded")
+
+
+def _changed(old: Config, new: Config) -> set[str]:
+    """Sections (or ``section.key`` outside session/logging) whose values differ."""
+    out = set()
+    for section in ("provider", "session", "audio", "vad", "reconnect", "service", "logging"):
+        a, b = getattr(old, section), getattr(new, section)
+        if a != b:
+            if section in ("session", "logging"):
+                out.add(section)
+            else:
+                out.update(f"{section}.{f.name}" for f in attrs.fields(type(a))
+                           if getattr(a, f.name) != getattr(b, f.name))
+    return out
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """``rtedge check-config``: the effective config with secrets redacted; exit 2 on errors."""
+    import sys
+
+    from ._config_load import render
+
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"rtedge: error: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        key, problem = resolve_api_key(config.provider), None
+    except ConfigError as exc:
+        key, problem = None, f"error: {exc}"
+    if key is None and problem is None:
+        problem = "none found (fine for a loopback URL; see provider.api_key_file)"
+    sys.stdout.write(render(config, key, problem))
+    if problem and problem.startswith("error"):
+        print(f"rtedge: error: {problem[len('error: '):]}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
