@@ -51,7 +51,7 @@ from ..protocol.session import Session
 from ..protocol.usage import Usage
 from . import _ws
 from .backoff import FATAL_ERROR_CODES, FATAL_HTTP_STATUSES, RECOVERABLE_CLOSE_CODES, Backoff
-from ._workers import EventLog, SendQueue, TransportStats, receive_until_end
+from ._workers import Dispatcher, EventLog, SendQueue, TransportStats, receive_until_end
 
 log = logging.getLogger("rtedge")
 
@@ -73,6 +73,7 @@ class Link:
     _lock: threading.RLock
     _sendq: SendQueue
     _log: EventLog
+    _dispatcher: Dispatcher
     _stop: threading.Event
     _closing: bool
     _conn: _ws.WsConnection | None
@@ -293,6 +294,7 @@ class Link:
             self._emit(event)
         self._sendq.close(discard=True)
         self._log.end()
+        self._dispatcher.stop()  # after the last callbacks: no thread outlives the link, close() or not
 
     # ------------------------------------------------------------------------------------------ recycle
     def _maybe_recycle(self) -> None:
