@@ -20,6 +20,7 @@ from .proxy import FaultProxy
 
 #: fault -> (outcome, recovery seconds or None); printed in the terminal summary
 MATRIX: dict[str, tuple[str, float | None]] = {}
+_OPENED: list[rtedge.Client] = []
 #: free-form lines (soak and fuzz numbers) printed after the matrix
 NOTES: list[str] = []
 
@@ -73,6 +74,9 @@ def no_leaks(request):
             request.getfixturevalue(name)
     fds = fd_count()
     yield
+    for client in _OPENED:  # a failed test may not have closed its client: keep the next tests clean
+        client.close(timeout=1.0)
+    _OPENED.clear()
     assert wait_until(lambda: client_threads() == [], timeout=5.0), client_threads()
     assert wait_until(lambda: fd_count() <= fds, timeout=5.0), (fd_count(), fds, os.listdir("/proc/self/fd"))
 
@@ -135,6 +139,7 @@ def open_client(url: str, **options: Any) -> tuple[rtedge.Client, Timeline]:
     opts: dict[str, Any] = {"reconnect": FAST, "connect_timeout": 2.0, "session": TEXT}
     opts.update(options)
     client = rtedge.connect(url=url, **opts)
+    _OPENED.append(client)
     return client, Timeline(client)
 
 

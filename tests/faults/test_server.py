@@ -10,6 +10,7 @@ import pytest
 from rtedge.errors import ConnectionClosed, HandshakeError, ServerError
 from rtedge.transport.backoff import Backoff
 
+from ..conftest import client_threads, wait_until
 from .conftest import close_bounded, connection_events, open_client, record, text_turn
 
 SESSION_EXPIRED = {"type": "error", "error": {
@@ -176,4 +177,17 @@ def test_link_state_is_final_when_connection_lost_is_delivered(server, reconnect
     timeline.wait("rtedge.gave_up")
     assert seen == [(True, "gave_up")]
     assert timeline.of("rtedge.reconnecting") == []
+    close_bounded(client)
+
+
+def test_threads_exit_on_their_own_after_giving_up(server):
+    """A kiosk that drops a dead client and makes a new one without calling close() must not
+    pile up threads: after gave_up all three exit on their own (the gave_up callback still runs)."""
+    client, timeline = open_client(server.url)
+    seen = []
+    client.on("rtedge.gave_up", seen.append)
+    server.close_connections(4000, "bye")
+    timeline.wait("rtedge.gave_up")
+    assert wait_until(lambda: client_threads() == [], timeout=3.0), client_threads()
+    assert len(seen) == 1
     close_bounded(client)
