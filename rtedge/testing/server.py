@@ -539,6 +539,11 @@ class RealtimeServer:
         return len(self._open_conns())
 
     @property
+    def close_codes(self) -> list[int | None]:
+        """Per connection, the close code the client sent (1006: it ended without one; None: still open)."""
+        return [conn.ws.close_code for conn in self._snapshot_conns()]
+
+    @property
     def sessions(self) -> list[dict[str, Any]]:
         """Effective session config of every connection, in connection order (copies)."""
         return [conn.session.snapshot() for conn in self._snapshot_conns() if conn.session is not None]
