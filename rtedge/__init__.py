@@ -22,6 +22,8 @@ from ._version import __version__
 _LAZY = {
     "connect": "rtedge.transport.client",
     "Client": "rtedge.transport.client",
+    "Transcriber": "rtedge.transcriber",
+    "Utterance": "rtedge.transcriber",
     "SessionConfig": "rtedge.protocol.config",
     "AudioFormat": "rtedge.protocol.config",
     "ServerVad": "rtedge.protocol.config",
@@ -31,6 +33,9 @@ _LAZY = {
     "tool": "rtedge.tools",
     "Tool": "rtedge.tools",
     "ToolRunner": "rtedge.tools",
+    "TickSession": "rtedge.tick",
+    "TickSettings": "rtedge.tick",
+    "TickResult": "rtedge.tick",
     "UNSET": "rtedge.protocol._unset",
     "Usage": "rtedge.protocol.usage",
     "RtEdgeError": "rtedge.errors",
@@ -55,7 +60,9 @@ if TYPE_CHECKING:
     from .protocol._unset import UNSET
     from .protocol.config import AudioFormat, FunctionTool, SemanticVad, ServerVad, SessionConfig, Transcription
     from .protocol.usage import Usage
+    from .tick import TickResult, TickSession, TickSettings
     from .tools import Tool, ToolRunner, tool
+    from .transcriber import Transcriber, Utterance
     from .transport.client import Client, connect
 
 

@@ -118,9 +118,8 @@ class VLLMDialect(Dialect):
         out: dict[str, Any] = {"type": event.TYPE}
         if isinstance(event, InputAudioBufferAppend):
             out["audio"] = base64.b64encode(event.audio).decode("ascii")
-        elif isinstance(event, InputAudioBufferCommit):
-            if event.final is not UNSET:
-                out["final"] = bool(event.final)
+        elif isinstance(event, InputAudioBufferCommit) and event.final is not UNSET:
+            out["final"] = bool(event.final)
         return out
 
     def encode_session(self, config: SessionConfig) -> dict[str, Any]:

@@ -1,0 +1,370 @@
+"""vLLM realtime transcription: the dialect's wire shape, the local vLLM-protocol server, ``rtedge.Transcriber``
+and ``rtedge transcribe``."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import itertools
+import json
+import re
+import threading
+
+import numpy as np
+import pytest
+
+import rtedge
+from rtedge.audio.devices import WavSource
+from rtedge.audio.vad import VadSettings
+from rtedge.errors import (ConfigError, ConnectionClosed, DeadlineExceeded, HandshakeError, LocalProtocolError,
+                           ServerError)
+from rtedge.protocol import events as ev
+from rtedge.protocol.config import SessionConfig, Transcription
+from rtedge.protocol.dialects import get_dialect
+from rtedge.protocol.session import Session
+from rtedge.testing import VLLMServer, make_self_signed_cert
+from rtedge.testing._tls import client_ssl_context, server_ssl_context
+from rtedge.testing.vllm_server import DEFAULT_MODEL
+from rtedge.transcriber import Transcriber, Utterance, add_transcribe_parser, cmd_transcribe
+from rtedge.wavio import WavWriter, read_wav
+
+from ..conftest import wait_until
+
+pytestmark = pytest.mark.usefixtures("no_thread_leak")
+
+MODEL = DEFAULT_MODEL
+PHRASES = ("turn_on_the_kitchen_lights", "whats_the_weather_tomorrow")
+
+
+def _wire(event: ev.ClientEvent, provider: str = "vllm") -> dict:
+    session = Session(provider)
+    return json.loads(session.send(event))
+
+
+def _server_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(("rtedge-testserver-vllm", "rtedge-mic"))]
+
+
+@pytest.fixture(autouse=True)
+def no_server_or_device_threads():
+    before = set(_server_threads())
+    yield
+    assert wait_until(lambda: set(_server_threads()) <= before, timeout=5.0), _server_threads()
+
+
+# ------------------------------------------------------------------------------------------------ wire
+
+
+def test_session_update_puts_the_model_at_the_top_level_without_event_id():
+    session = get_dialect("vllm").initial_session(MODEL, None)
+    assert _wire(ev.SessionUpdate(session=session)) == {"type": "session.update", "model": MODEL}
+    # the model may also come from transcription.model; extra fields (fork extensions) go top-level too
+    config = SessionConfig(transcription=Transcription(model="m2"), extra={"language": "en"})
+    assert _wire(ev.SessionUpdate(session=config)) == {"type": "session.update", "model": "m2", "language": "en"}
+
+
+def test_commit_append_and_final_commit_golden():
+    assert _wire(ev.InputAudioBufferCommit()) == {"type": "input_audio_buffer.commit"}
+    assert _wire(ev.InputAudioBufferCommit(final=True)) == {"type": "input_audio_buffer.commit", "final": True}
+    pcm = np.arange(-4, 4, dtype="<i2").tobytes()
+    assert _wire(ev.InputAudioBufferAppend(audio=pcm)) == {
+        "type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}
+
+
+def test_ga_commit_encoding_is_unchanged_and_refuses_final():
+    assert set(_wire(ev.InputAudioBufferCommit(), "openai")) == {"type", "event_id"}
+    with pytest.raises(LocalProtocolError, match="final"):
+        Session("openai").send(ev.InputAudioBufferCommit(final=True))
+
+
+def test_string_error_keeps_its_code_and_session_created_is_normalised():
+    session = Session("vllm")
+    created = session.receive_message('{"type":"session.created","id":"sess-abc","created":1760000000}')
+    assert isinstance(created, ev.SessionCreated) and created.event_id is None
+    assert session.state.session_id == "sess-abc"
+    assert session.state.input_format == rtedge.AudioFormat.pcm(16000)
+    error = session.receive_message('{"type":"error","error":"The model `x` does not exist.",'
+                                    '"code":"model_not_found"}')
+    assert isinstance(error, ev.Error)
+    assert error.error.code == "model_not_found"
+    assert error.error.message == "The model `x` does not exist."
+
+
+def test_transcription_done_usage_counts_in_the_session_state():
+    session = Session("vllm")
+    session.receive_message('{"type":"session.created","id":"sess-1","created":1}')
+    delta = session.receive_message('{"type":"transcription.delta","delta":"turn"}')
+    assert isinstance(delta, ev.TranscriptionDelta) and delta.delta == "turn"
+    for n in (1, 2):
+        session.receive_message(json.dumps({"type": "transcription.done", "text": "turn on", "usage": {
+            "prompt_tokens": 30, "completion_tokens": 2 * n, "total_tokens": 30 + 2 * n}}))
+    usage = session.state.usage
+    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens, usage.responses) == (60, 6, 66, 2)
+
+
+@pytest.mark.parametrize("event", [
+    ev.ResponseCreate(),
+    ev.ResponseCancel(response_id="resp_1"),
+    ev.ConversationItemCreate(item={"type": "message", "role": "user", "content": []}),
+    ev.ConversationItemTruncate(item_id="item_1", audio_end_ms=100),
+    ev.ConversationItemRetrieve(item_id="item_1"),
+    ev.ConversationItemDelete(item_id="item_1"),
+    ev.InputAudioBufferClear(),
+    ev.SessionFinish(),
+], ids=lambda e: e.TYPE)
+def test_conversation_events_are_refused_locally(event):
+    session = Session("vllm")
+    with pytest.raises(LocalProtocolError, match="vllm"):
+        session.send(event)
+    assert session.state.sent_types == {}  # nothing was accounted
+
+
+def test_url_and_model_checks():
+    d = get_dialect("vllm")
+    assert d.url(MODEL, "ws://gpu:8000") == "ws://gpu:8000/v1/realtime"
+    assert d.url(MODEL, "wss://gpu/v1/realtime") == "wss://gpu/v1/realtime"  # no ?model= query
+    with pytest.raises(ConfigError, match="needs url"):
+        d.url(MODEL, None)
+    with pytest.raises(ConfigError, match="needs model"):
+        d.initial_session(None, None)
+    with pytest.raises(ConfigError, match="disagrees"):
+        d.initial_session("a", SessionConfig(extra={"model": "b"}))
+    with pytest.raises(ConfigError, match="voice"):
+        Session("vllm").send(ev.SessionUpdate(session=SessionConfig(voice="marin", extra={"model": "m"})))
+    with pytest.raises(ConfigError, match="16000"):
+        Session("vllm").send(ev.SessionUpdate(session=SessionConfig(
+            input_format=rtedge.AudioFormat.pcm(24000), extra={"model": "m"})))
+
+
+# ------------------------------------------------------------------------------------------------ server + client
+
+
+@pytest.fixture
+def server():
+    with VLLMServer(transcript="turn on the kitchen lights") as srv:
+        yield srv
+
+
+def test_connect_sends_the_model_and_does_not_wait_for_an_ack(server):
+    with rtedge.connect("vllm", url=server.url, model=MODEL, connect_timeout=5) as client:
+        update = server.wait_for_received("session.update")
+        assert update == {"type": "session.update", "model": MODEL}
+        assert client.state.session_id and client.state.session_id.startswith("sess-")
+        client.send(ev.InputAudioBufferCommit())
+        client.append_audio(np.full(16000, 1000, dtype=np.int16), rate=16000)
+        client.send(ev.InputAudioBufferCommit(final=True))
+        done = client.wait_for("transcription.done", timeout=5)
+        assert isinstance(done, ev.TranscriptionDone) and done.text == "turn on the kitchen lights"
+        assert client.usage.input_tokens == 13 and client.usage.output_tokens == 5  # 1 s = 12.5 -> 13 tokens
+        with pytest.raises(LocalProtocolError):
+            client.send_text("hello")
+    assert [e["type"] for e in server.received if e["type"] != "input_audio_buffer.append"] == [
+        "session.update", "input_audio_buffer.commit", "input_audio_buffer.commit"]
+
+
+def test_server_errors_and_unknown_events(server):
+    with rtedge.connect("vllm", url=server.url, model="nope", connect_timeout=5) as client:
+        error = client.wait_for("error", timeout=5)
+        assert error.error.code == "model_not_found" and "`nope`" in error.error.message
+        client.send(ev.InputAudioBufferCommit())
+        assert client.wait_for("error", timeout=5).error.code == "model_not_validated"
+        client.send({"type": "input_audio_buffer.clear"})  # raw: the server's own answer
+        assert client.wait_for("error", timeout=5).error.code == "unknown_event"
+        client.send({"type": "session.update"})
+        assert client.wait_for("error", timeout=5).error.code == "invalid_event"
+        client.send({"type": "input_audio_buffer.append", "audio": "not base64!"})
+        assert client.wait_for("error", timeout=5).error.code == "invalid_audio"
+
+
+def _fixture_transcript(speech_dir):
+    """A transcript callable that names the fixture whose loudest 100 ms it finds, byte for byte, in the
+    utterance: proof that the audio reached the server unchanged."""
+    probes = {}
+    for name in PHRASES:
+        samples, rate = read_wav(speech_dir / f"{name}.wav")
+        assert rate == 16000
+        energy = np.convolve(samples.astype(np.float64) ** 2, np.ones(1600), "valid")
+        k = int(np.argmax(energy))
+        probes[name.replace("_", " ").replace("whats", "what's")] = samples[k:k + 1600].tobytes()
+
+    def transcript(audio: np.ndarray) -> str:
+        data = audio.tobytes()
+        found = [text for text, probe in probes.items() if probe in data]
+        return " / ".join(found) or "(unknown audio)"
+
+    return transcript
+
+
+@pytest.fixture
+def two_phrases(speech_dir, tmp_path):
+    """The two fixture phrases with 1.5 s of silence between them, and where their speech lies."""
+    parts = [read_wav(speech_dir / f"{name}.wav")[0] for name in PHRASES]
+    audio = np.concatenate([parts[0], np.zeros(24000, dtype=np.int16), parts[1]])
+    path = tmp_path / "two.wav"
+    writer = WavWriter(path, 16000)
+    writer.write(audio)
+    writer.close()
+    offset = (len(parts[0]) + 24000) / 16000
+    return path, offset
+
+
+def test_transcribes_two_utterances_split_by_the_vad(speech_dir, two_phrases):
+    path, offset = two_phrases
+    deltas: list[str] = []
+    results: list[Utterance] = []
+    # done_delay: the model's latency; audio of the next utterance must wait for done, not be dropped
+    with VLLMServer(transcript=_fixture_transcript(speech_dir), done_delay=0.3) as srv:
+        tr = Transcriber(url=srv.url, model=MODEL, on_delta=deltas.append, on_utterance=results.append)
+        utterances = tr.transcribe_file(path)
+        assert tr.client is None  # the connection was its own: closed
+        assert srv.dropped_appends == 0 and srv.ignored_commits == 0
+        received = [e["type"] + (" final" if e.get("final") else "") for e in srv.received]
+    assert [u.text for u in utterances] == ["turn on the kitchen lights", "what's the weather tomorrow"]
+    assert results == utterances and deltas[-1] == "what's the weather tomorrow"
+    first, second = utterances
+    assert first.start_s == pytest.approx(0.3, abs=0.1) and second.start_s == pytest.approx(offset + 0.3, abs=0.1)
+    assert first.start_s < first.end_s < second.start_s < second.end_s
+    assert second.start_s - first.end_s > 1.5  # the silence between them
+    assert not first.truncated and not second.truncated
+    assert first.usage.output_tokens == 5 and first.usage.input_tokens > 20
+    assert tr.usage == first.usage + second.usage
+    assert tr.stats.utterances == 2 and tr.stats.audio_not_sent_s > 0.5  # the silence stayed home
+    # the wire: model, then per utterance: start commit, appends, final commit
+    assert received[0] == "session.update"
+    collapsed = [t for i, t in enumerate(received[1:], 1) if t != received[i - 1]]
+    assert collapsed == ["input_audio_buffer.commit", "input_audio_buffer.append", "input_audio_buffer.commit final",
+                         "input_audio_buffer.commit", "input_audio_buffer.append", "input_audio_buffer.commit final"]
+    assert str(first).startswith("[0.") and str(first).endswith("] turn on the kitchen lights")
+
+
+def test_one_connection_for_several_sources_and_a_paced_source(speech_dir):
+    with VLLMServer(transcript=_fixture_transcript(speech_dir)) as srv:
+        with Transcriber(url=srv.url, model=MODEL) as tr:
+            a = tr.transcribe_file(speech_dir / "turn_on_the_kitchen_lights.wav")
+            b = list(tr.transcribe(WavSource(speech_dir / "stop.wav", rate=16000, realtime=False)))
+            assert tr.client is not None and not tr.client.closed
+        assert srv.connection_count == 1
+    assert [u.text for u in a] == ["turn on the kitchen lights"] and len(b) == 1
+
+
+def test_vad_none_sends_the_whole_file_as_one_utterance(speech_dir):
+    with VLLMServer() as srv:
+        utts = Transcriber(url=srv.url, model=MODEL, vad=None).transcribe_file(speech_dir / "stop.wav")
+        sent, file = len(srv.utterances[0]), len(read_wav(speech_dir / "stop.wav")[0])
+        assert file <= sent < file + 320  # all of it (the source pads its last 20 ms frame)
+    assert len(utts) == 1 and utts[0].text == f"{sent / 16000:.2f} seconds of audio" and utts[0].start_s == 0.0
+
+
+def test_a_long_utterance_cut_by_the_token_limit_continues(speech_dir):
+    with VLLMServer(transcript="one two three four five six", max_tokens=2, word_ms=200) as srv:
+        utts = Transcriber(url=srv.url, model=MODEL).transcribe_file(
+            speech_dir / "set_a_timer_for_ten_minutes.wav")
+        # audio already queued when a generation stops is dropped by the server (as vLLM does);
+        # what matters here is that the next generation starts cleanly
+        assert srv.ignored_commits == 0
+    assert len(utts) >= 2 and utts[0].truncated and not utts[-1].truncated
+    assert all(u.text == "one two" for u in utts)
+    assert all(a.end_s <= b.start_s + 1e-9 for a, b in itertools.pairwise(utts))
+
+
+def test_model_not_found_is_a_server_error(speech_dir):
+    with VLLMServer() as srv:
+        tr = Transcriber(url=srv.url, model="not-served")
+        with pytest.raises(ServerError) as info:
+            tr.transcribe_file(speech_dir / "stop.wav")
+    assert info.value.code == "model_not_found" and "not-served" in str(info.value)
+
+
+class _ForgetfulServer(VLLMServer):
+    """A server that drops session.update (as a proxy in front of vLLM might)."""
+
+    def _on_session_update(self, conn, event):
+        pass
+
+
+def test_model_not_validated_is_a_server_error(speech_dir):
+    with _ForgetfulServer() as srv, pytest.raises(ServerError) as info:
+        Transcriber(url=srv.url, model=MODEL).transcribe_file(speech_dir / "stop.wav")
+    assert info.value.code == "model_not_validated"
+
+
+def test_api_key_401_and_bearer(speech_dir):
+    with VLLMServer(api_key="sekret") as srv:
+        with pytest.raises(HandshakeError) as info:
+            Transcriber(url=srv.url, model=MODEL, api_key="wrong").transcribe_file(speech_dir / "stop.wav")
+        assert info.value.status_code == 401 and "wrong" not in str(info.value)
+        assert len(Transcriber(url=srv.url, model=MODEL, api_key="sekret").transcribe_file(
+            speech_dir / "stop.wav")) == 1
+        assert srv.handshakes[-1]["headers"]["authorization"] == "Bearer sekret"
+
+
+def test_tls(speech_dir, tmp_path):
+    cert, key = make_self_signed_cert(tmp_path)
+    with VLLMServer(ssl_context=server_ssl_context(cert, key)) as srv:
+        assert srv.url.startswith("wss://")
+        utts = Transcriber(url=srv.url, model=MODEL, ssl_context=client_ssl_context(cert)).transcribe_file(
+            speech_dir / "stop.wav")
+    assert len(utts) == 1
+
+
+def test_no_done_in_time_is_a_deadline(speech_dir):
+    with VLLMServer(done_delay=30) as srv:
+        tr = Transcriber(url=srv.url, model=MODEL, done_timeout=0.3)
+        with pytest.raises(DeadlineExceeded, match="transcription.done"):
+            tr.transcribe_file(speech_dir / "stop.wav")
+
+
+def test_connection_lost_mid_utterance(speech_dir):
+    with VLLMServer(done_delay=30) as srv:
+        threading.Thread(target=lambda: (srv.wait_for_received("input_audio_buffer.commit", timeout=10,
+                                                                where=lambda e: e.get("final")),
+                                          srv.close_connections(1011, "boom")),
+                         name="test-closer", daemon=True).start()
+        with pytest.raises(ConnectionClosed):
+            Transcriber(url=srv.url, model=MODEL).transcribe_file(speech_dir / "stop.wav")
+
+
+def test_transcriber_argument_checks():
+    with pytest.raises(ConfigError, match="vllm"):
+        Transcriber("openai", url="ws://127.0.0.1:1/v1/realtime", model=MODEL)
+    with pytest.raises(ConfigError, match="url"):
+        Transcriber(model=MODEL)
+    with pytest.raises(ConfigError, match="model"):
+        Transcriber(url="ws://127.0.0.1:1/v1/realtime")
+    assert rtedge.Transcriber is Transcriber
+    assert Transcriber(url="ws://127.0.0.1:1", model=MODEL, vad=VadSettings(hangover_ms=200)).vad.hangover_ms == 200
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="rtedge")
+    add_transcribe_parser(parser.add_subparsers(dest="command"))
+    return cmd_transcribe(parser.parse_args(["transcribe", *argv]))
+
+
+def test_cli_prints_one_line_per_utterance_and_usage(speech_dir, two_phrases, capsys):
+    path, _ = two_phrases
+    with VLLMServer(transcript=_fixture_transcript(speech_dir)) as srv:
+        assert _cli("--provider", "vllm", "--url", srv.url, "--model", MODEL, "--input", str(path)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"\[0\.\d\d-\d\.\d\d\] turn on the kitchen lights", lines[0]), lines
+    assert re.fullmatch(r"\[\d\.\d\d-\d\.\d\d\] what's the weather tomorrow", lines[1]), lines
+    assert re.fullmatch(r"summary: 2 utterance\(s\), .* tokens in \d+ / out 9 / total \d+", lines[2]), lines
+
+
+def test_cli_errors_are_one_line_with_exit_codes(speech_dir, tmp_path, capsys):
+    stop = str(speech_dir / "stop.wav")
+    key = tmp_path / "key"
+    key.write_text("wrong\n")
+    with VLLMServer(api_key="sekret") as srv:
+        assert _cli("--url", srv.url, "--model", MODEL, "--input", stop, "--api-key-file", str(key)) == 3
+        err = capsys.readouterr().err
+        assert err.startswith("rtedge: error: ") and "401" in err and err.count("\n") == 1
+    with VLLMServer() as srv:
+        assert _cli("--url", srv.url, "--model", "nope", "--input", stop) == 2
+        assert "model_not_found" in capsys.readouterr().err
+        assert _cli("--url", srv.url, "--model", MODEL, "--input", str(tmp_path / "missing.wav")) == 2
+        assert _cli("--url", srv.url, "--model", MODEL) == 2  # neither --input nor --mic
+    assert _cli("--url", "ws://127.0.0.1:9/v1/realtime", "--model", MODEL, "--input", stop) == 4
