@@ -179,6 +179,16 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
     return " ".join(summary), params
 
 
+def _parameter_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The evaluated type hints of ``fn``'s parameters (its return annotation may name a local class)."""
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except NameError:
+        annotations = {k: v for k, v in getattr(fn, "__annotations__", {}).items() if k != "return"}
+        holder = types.SimpleNamespace(__annotations__=annotations, __globals__=getattr(fn, "__globals__", {}))
+        return typing.get_type_hints(holder, include_extras=True)
+
+
 def schema_from_function(fn: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
     """The description and the JSON schema of ``fn``'s parameters (see the module docstring)."""
     try:
@@ -186,7 +196,7 @@ def schema_from_function(fn: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"cannot read the signature of {fn!r}: {exc}") from None
     try:
-        hints = typing.get_type_hints(fn, include_extras=True)
+        hints = _parameter_hints(fn)
     except (NameError, TypeError, AttributeError) as exc:  # an unresolvable forward reference, typically
         raise ConfigError(f"cannot resolve the type hints of {fn!r}: {exc}") from None
     description, docs = parse_docstring(inspect.getdoc(fn))
@@ -284,12 +294,14 @@ def _convert(fn: Callable[..., Any], arguments: Mapping[str, Any]) -> dict[str, 
     """Arguments as the function wants them: Enum values to members, missing Optionals to None."""
     out = dict(arguments)
     try:
-        hints = typing.get_type_hints(fn)
+        hints = _parameter_hints(fn)
         signature = inspect.signature(fn)
     except (NameError, TypeError, AttributeError, ValueError):
         return out
     for name, param in signature.parameters.items():
         hint = hints.get(name)
+        if typing.get_origin(hint) is typing.Annotated:
+            hint = typing.get_args(hint)[0]
         if name not in out:
             if param.default is inspect.Parameter.empty and hint is not None and _is_optional(hint):
                 out[name] = None
