@@ -25,12 +25,13 @@ With :func:`rtedge.connect`::
     rtedge.connect("azure", url="https://contoso.openai.azure.com", model="my-realtime",
                    api_key="Bearer " + credential.get_token("https://ai.azure.com/.default").token)
 
-A fixed resource or Entra by default are options of the class; register a configured
-subclass under a provider name to use them with ``connect``::
+A fixed resource, or Entra tokens by default, are options of the dialect, which ``connect``
+also takes in place of a provider name (or register a configured subclass under a name)::
+
+    rtedge.connect(AzureDialect(resource="contoso", auth="entra"), model="my-realtime", api_key=token)
 
     class ContosoAzure(AzureDialect):
         resource = "contoso"
-        auth = "entra"
 
     register_dialect("contoso", ContosoAzure)
 

@@ -15,7 +15,8 @@ What differs from GA (from recorded xAI sessions and the protocol reference):
   at the top level (``response.usage`` is ``{}``); it is copied into ``response.usage``.
   ``status_details`` may be a string (``"unimplemented"``): it becomes null.  The session
   object the server reports is beta-like too: its top-level ``turn_detection`` and
-  ``voice`` are also given their GA places under ``audio``.  ``ping`` events and
+  ``voice`` are also given their GA places under ``audio`` (and its ``turn_detection:
+  {"type": null}`` for manual turns becomes null).  ``ping`` events and
   ``conversation.item.input_audio_transcription.updated`` pass through as unknown events.
 * No ``conversation.item.truncate`` (unreliable) and no ``.retrieve``: the capabilities
   leave them out, so :meth:`Session.truncate_event` returns None.
@@ -54,7 +55,7 @@ class XAIDialect(OpenAIDialect):
 
     # -- client events -----------------------------------------------------------------------------------
     def encode_session(self, config: SessionConfig) -> dict[str, Any]:
-        self._check(config)
+        self.check(config)
         session = super().encode_session(config)
         session.pop("type", None)
         session.pop("output_modalities", None)  # audio is the only output; nothing to ask for
@@ -72,13 +73,15 @@ class XAIDialect(OpenAIDialect):
                 del session["audio"]
         return session
 
-    def _check(self, config: SessionConfig) -> None:
+    def check(self, config: SessionConfig) -> list[str]:
+        """Raise ConfigError for what xAI rejects: PCM rates, text-only output, turn detection."""
         for what, fmt in (("input_format", config.input_format), ("output_format", config.output_format)):
             if isinstance(fmt, AudioFormat) and fmt.kind == "pcm" and fmt.rate not in self.pcm_rates:
                 raise ConfigError(f"xai {what}: PCM rate {fmt.rate} Hz is not accepted; use one of {self.pcm_rates}")
         if config.output_modalities is not UNSET and "text" in config.output_modalities:
             raise ConfigError("xai cannot answer in text only: its model always speaks (output_modalities=('audio',))")
         _check_turn_detection(config.turn_detection)
+        return []
 
     # -- server events -----------------------------------------------------------------------------------
     def normalize(self, raw: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +137,7 @@ def _ga_session(session: Mapping[str, Any]) -> dict[str, Any]:
     if "turn_detection" in out:
         td = out["turn_detection"]
         if isinstance(td, Mapping) and td.get("type") is None:
-            td = None  # xAI reports manual turns as {"type": null}
+            td = out["turn_detection"] = None  # xAI reports manual turns as {"type": null}
         audio["input"] = {**_mapping(audio.get("input")), "turn_detection": td}
     if "voice" in out:
         audio["output"] = {**_mapping(audio.get("output")), "voice": out["voice"]}
