@@ -36,6 +36,7 @@ with the server's code; the source is stopped and an owned connection closed
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 import threading
@@ -47,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .errors import AudioError, ConfigError, ConnectionClosed, DeadlineExceeded, ServerError
+from .errors import (AudioError, ConfigError, ConnectionClosed, DeadlineExceeded, HandshakeError, ServerError,
+                     TransportError)
 from .protocol import events as ev
 from .protocol.usage import Usage
 
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
 
     from .audio.devices import AudioSource
     from .audio.vad import VadGate, VadSettings
+    from .transport.backoff import Backoff
     from .transport.client import Client
 
 __all__ = ["Transcriber", "TranscriberStats", "Utterance", "add_transcribe_parser", "cmd_transcribe"]
@@ -101,13 +104,17 @@ class TranscriberStats:
         audio_sent_s: seconds of audio sent.
         audio_not_sent_s: seconds of audio the VAD gate kept off the wire (silence).
         frames_dropped: source frames dropped because the backlog was full (a live source only).
-        lost_utterances: utterances lost to a connection outage (only with ``reconnect=``).
+        reconnects: new connections after a lost one (only with ``reconnect=``).
+        retried_utterances: utterances sent again on a new connection after an outage.
+        lost_utterances: utterances lost to an outage (longer than ``max_retry_audio_s``).
     """
 
     utterances: int = 0
     audio_sent_s: float = 0.0
     audio_not_sent_s: float = 0.0
     frames_dropped: int = 0
+    reconnects: int = 0
+    retried_utterances: int = 0
     lost_utterances: int = 0
 
 
@@ -117,7 +124,7 @@ class _Inbox:
     def __init__(self, max_frames: int, block: bool, stats: TranscriberStats) -> None:
         self.cond = threading.Condition()
         self.frames: deque[np.ndarray] = deque()
-        self.events: deque[ev.ServerEvent] = deque()
+        self.events: deque[tuple[Client, ev.ServerEvent]] = deque()
         self.ended = False  # the source reached its end
         self.closed = False  # the consumer is gone: producers stop waiting
         self._max, self._block, self._stats = max_frames, block, stats
@@ -137,9 +144,9 @@ class _Inbox:
                 self.frames.append(frame)
                 self.cond.notify_all()
 
-    def put_event(self, event: ev.ServerEvent) -> None:
+    def put_event(self, client: Client, event: ev.ServerEvent) -> None:
         with self.cond:
-            self.events.append(event)
+            self.events.append((client, event))
             self.cond.notify_all()
 
     def end(self) -> None:
@@ -161,6 +168,9 @@ class _Generation:
     end: int | None = None  # last voiced sample, once the speech ended
     final_sent_at: float | None = None  # monotonic time of the final commit
     deltas: list[str] = attrs.field(factory=list)
+    #: audio sent so far, to send again on a new connection (None once longer than max_retry_audio_s)
+    audio: list[np.ndarray] | None = attrs.field(factory=list)
+    audio_samples: int = 0
 
 
 def _ceil_frames(ms: int, frame_ms: int) -> int:
@@ -189,11 +199,13 @@ class Transcriber:
         done_timeout: seconds to wait for ``transcription.done`` after an utterance's final commit.
         chunk_ms: audio per append (vLLM's example sends 128 ms).
         max_backlog_s: audio a live source may queue while the server transcribes (then dropped).
+        reconnect: None (default): a lost connection raises :class:`~rtedge.errors.ConnectionClosed`.
+            A :class:`~rtedge.transport.backoff.Backoff`: open a new connection after that policy's
+            delays and send the utterance in flight again from its start (its audio is kept, up to
+            ``max_retry_audio_s``), so an outage loses no speech; a file source waits meanwhile.
+        max_retry_audio_s: longest utterance kept for sending again after an outage.
         **connect_options: passed to :func:`rtedge.connect` (``connect_timeout``, ``ssl_context``,
-            ``ca_certs``, ``headers``, ``reconnect``...).  ``reconnect`` defaults to None here:
-            a lost connection raises :class:`~rtedge.errors.ConnectionClosed`; with a
-            :class:`~rtedge.transport.backoff.Backoff` the utterance in flight is lost (counted
-            in ``stats.lost_utterances``) and transcription resumes on the new connection.
+            ``ca_certs``, ``headers``...); the client's own reconnect loop stays off (see ``reconnect``).
 
     Raises:
         ConfigError: a provider without vLLM's commit protocol, or invalid settings.
@@ -212,6 +224,8 @@ class Transcriber:
         done_timeout: float = 30.0,
         chunk_ms: int = 100,
         max_backlog_s: float = 30.0,
+        reconnect: Backoff | None = None,
+        max_retry_audio_s: float = 60.0,
         **connect_options: Any,
     ) -> None:
         from .audio.vad import VadSettings
@@ -230,7 +244,8 @@ class Transcriber:
         self.on_utterance, self.on_delta = on_utterance, on_delta
         self.done_timeout, self.chunk_ms, self.max_backlog_s = float(done_timeout), int(chunk_ms), max_backlog_s
         self._api_key = api_key  # never logged
-        self._connect_options = {"reconnect": None, **connect_options}
+        self.reconnect, self.max_retry_audio_s = reconnect, float(max_retry_audio_s)
+        self._connect_options = {**connect_options, "reconnect": None}
         self.client: Client | None = None
         self.stats = TranscriberStats()
         self._usage = Usage()
@@ -254,7 +269,7 @@ class Transcriber:
             return self
         client = connect(self.provider, url=self.url, model=self.model, api_key=self._api_key,
                          **self._connect_options)
-        client.add_event_hook(self._on_event)
+        client.add_event_hook(functools.partial(self._on_event, client))
         self.client = client
         return self
 
@@ -282,11 +297,11 @@ class Transcriber:
         """Token totals over every utterance so far."""
         return self._usage
 
-    def _on_event(self, event: ev.ServerEvent) -> None:
+    def _on_event(self, client: Client, event: ev.ServerEvent) -> None:
         """Receiver thread: hand the event to the running transcription (never blocks)."""
         inbox = self._inbox
         if inbox is not None:
-            inbox.put_event(event)
+            inbox.put_event(client, event)
 
     # ------------------------------------------------------------------------------------------ transcribe
     def transcribe_file(self, path: str | Path) -> list[Utterance]:
@@ -338,8 +353,8 @@ class Transcriber:
             self._inbox = inbox
         # events that arrived before the hook saw them (say model_not_found right after connect)
         for event in client.events(timeout=0):
-            if not any(e is event for e in inbox.events):
-                inbox.put_event(event)
+            if not any(e is event for _, e in inbox.events):
+                inbox.put_event(client, event)
 
         def on_frame(frame: np.ndarray) -> None:
             if inbox.ended or inbox.closed:
@@ -359,8 +374,9 @@ class Transcriber:
             source.stop()
             with self._lock:
                 self._inbox = None
-            for _ in client.events(timeout=0):  # seen through the hook already
-                pass
+            if self.client is not None:
+                for _ in self.client.events(timeout=0):  # seen through the hook already
+                    pass
             if run.gen is not None:  # stopped mid-utterance: the server's generation would linger
                 self.close()
 
@@ -371,12 +387,12 @@ class _Run:
     def __init__(self, owner: Transcriber, client: Client, gate: VadGate | None, resampler: Any) -> None:
         self.t, self.client, self.gate, self.resampler = owner, client, gate, resampler
         self.pos = 0  # 16 kHz samples fed to the gate
-        self.pending: Any = None  # samples short of a gate frame
+        self.pending: Any = None  # resampled samples short of a gate frame
+        self.queue: deque[np.ndarray] = deque()  # gate frames waiting (while a final commit awaits done)
         self.out: list[np.ndarray] = []  # gated audio not yet appended
         self.out_samples = 0
         self.gen: _Generation | None = None  # the generation the server runs now
         self.finalizing = False  # final commit sent; reading paused until done
-        self.offline = False
         self.speech = False  # the gate (or vad=None) is in an utterance
         self.last_speech = 0  # 16 kHz sample position of the last frame the gate counted as speech
         self.chunk = RATE * owner.chunk_ms // 1000
@@ -391,30 +407,33 @@ class _Run:
 
     # -- the loop ------------------------------------------------------------------------------------------
     def loop(self, inbox: _Inbox, source: AudioSource) -> Iterator[Utterance]:
-
         while True:
+            frames: list[np.ndarray] = []
             with inbox.cond:
-                inbox.cond.wait_for(lambda: bool(inbox.events) or (not self.finalizing and (
-                    bool(inbox.frames) or inbox.ended)) or source.failed.is_set(), self._wait_time())
+                if not self.queue or self.finalizing:
+                    inbox.cond.wait_for(lambda: bool(inbox.events) or (not self.finalizing and (
+                        bool(inbox.frames) or inbox.ended)) or source.failed.is_set(), self._wait_time())
                 events = list(inbox.events)
                 inbox.events.clear()
-                frames: list[np.ndarray] = []
-                if not self.finalizing:
+                if not self.finalizing and not self.queue:
                     frames = list(inbox.frames)
                     inbox.frames.clear()
                     inbox.cond.notify_all()  # a paused file source may go on
                 ended = inbox.ended and not inbox.frames
-            for event in events:
-                yield from self._on_event(event)
+            for client, event in events:
+                if client is self.client:  # not a late event of a connection replaced since
+                    yield from self._on_event(event, inbox)
             if source.failed.is_set():
                 raise source.error or AudioError(f"{source!r} failed")
             for frame in frames:
-                self._feed(frame)
+                self._split(frame)
+            while self.queue and not self.finalizing:  # one utterance at a time: stop at a final commit
+                self._gate_frame(self.queue.popleft())
             if self.finalizing and self.gen is not None and self.gen.final_sent_at is not None \
                     and time.monotonic() - self.gen.final_sent_at > self.t.done_timeout:
                 raise DeadlineExceeded(f"no transcription.done within {self.t.done_timeout:g} s after the end "
                                        "of an utterance (is the server overloaded, or the model wrong?)")
-            if ended and not self.finalizing and not frames and not events:
+            if ended and not self.finalizing and not self.queue and not events:
                 if self.speech or self.gen is not None:
                     self._end_speech()
                     continue
@@ -426,8 +445,8 @@ class _Run:
         return 1.0
 
     # -- audio ---------------------------------------------------------------------------------------------
-    def _feed(self, frame: np.ndarray) -> None:
-        """One source frame: resample, then the gate frame by frame."""
+    def _split(self, frame: np.ndarray) -> None:
+        """One source frame: resampled to 16 kHz and cut into gate frames (queued)."""
         import numpy as np
 
         x = self.resampler.process(frame) if self.resampler is not None else frame
@@ -435,8 +454,7 @@ class _Run:
             x = np.concatenate([self.pending, x])
         n = len(x) // self.frame * self.frame
         self.pending = x[n:]
-        for k in range(0, n, self.frame):
-            self._gate_frame(x[k:k + self.frame])
+        self.queue.extend(x[k:k + self.frame] for k in range(0, n, self.frame))
 
     def _gate_frame(self, frame: np.ndarray) -> None:
         self.pos += len(frame)
@@ -459,15 +477,14 @@ class _Run:
             self._end_speech()
         self.t.stats.audio_not_sent_s = self.gate.stats.seconds_not_sent
 
-    def _start(self, start: int) -> None:
+    def _start(self, start: int) -> _Generation:
         """Speech began at sample ``start``: start a generation."""
-        if self.offline:
-            return
-        self.gen = _Generation(start=max(0, start))
+        gen = self.gen = _Generation(start=max(0, start))
         self.client.send(ev.InputAudioBufferCommit())
+        return gen
 
     def _send_audio(self, frames: list[np.ndarray]) -> None:
-        if self.gen is None or self.offline:
+        if self.gen is None:
             return
         self.out.extend(frames)
         self.out_samples += sum(len(f) for f in frames)
@@ -481,6 +498,15 @@ class _Run:
             return
         data = np.concatenate(self.out)
         self.out, self.out_samples = [], 0
+        self._append(data)
+
+    def _append(self, data: np.ndarray) -> None:
+        gen = self.gen
+        if gen is not None and gen.audio is not None:  # kept to send again after a reconnect
+            gen.audio.append(data)
+            gen.audio_samples += len(data)
+            if gen.audio_samples > self.t.max_retry_audio_s * RATE:
+                gen.audio = None
         if not self.client.wait_sent(max_queued_ms=500.0, timeout=self.t.done_timeout):
             raise DeadlineExceeded(f"the connection did not take the audio within {self.t.done_timeout:g} s")
         self.client.append_audio(data, rate=RATE)
@@ -490,19 +516,23 @@ class _Run:
         """The speech ended (or the source did): send the final commit."""
         self.speech = False
         gen = self.gen
-        if gen is None or self.offline:
+        if gen is None:
             return
         if self.pending is not None and len(self.pending) and self.gate is None:
             self.out.append(self.pending)  # vad=None: the file's last partial frame belongs to it
             self.pending = None
         self._flush_audio()
         gen.end = max(gen.start, self.last_speech - self.hangover)
-        gen.final_sent_at = time.monotonic()
+        self._send_final()
+
+    def _send_final(self) -> None:
+        assert self.gen is not None
+        self.gen.final_sent_at = time.monotonic()
         self.finalizing = True
         self.client.send(ev.InputAudioBufferCommit(final=True))
 
     # -- events --------------------------------------------------------------------------------------------
-    def _on_event(self, event: ev.ServerEvent) -> Iterator[Utterance]:
+    def _on_event(self, event: ev.ServerEvent, inbox: _Inbox) -> Iterator[Utterance]:
         if isinstance(event, ev.TranscriptionDelta):
             if self.gen is not None:
                 self.gen.deltas.append(event.delta)
@@ -514,18 +544,13 @@ class _Run:
             e = event.error
             raise ServerError(e.message, code=e.code, event_id=e.event_id, type=e.type, param=e.param)
         elif isinstance(event, ev.ConnectionLost | ev.GaveUp):
-            if self.client.link_state == "reconnecting" and not isinstance(event, ev.GaveUp):
-                self._go_offline()
-                return
-            error = self.client.fatal_error
-            if isinstance(error, ServerError | ConnectionClosed):
-                raise error
-            detail = event.cause if isinstance(event, ev.GaveUp) else f"close {event.code} {event.reason}"
-            raise ConnectionClosed(f"the transcription connection was lost ({detail.strip()})")
-        elif isinstance(event, ev.Reconnected):
-            self.offline = False
-            if self.speech:  # the speech goes on: transcribe the rest of it
-                self._start(self.pos)
+            if self.t.reconnect is None:
+                error = self.client.fatal_error
+                if isinstance(error, ServerError):
+                    raise error
+                detail = event.cause if isinstance(event, ev.GaveUp) else f"close {event.code} {event.reason}"
+                raise ConnectionClosed(f"the transcription connection was lost ({detail.strip()})")
+            self._reconnect(inbox, str(event.cause if isinstance(event, ev.GaveUp) else event.reason))
 
     def _on_done(self, event: ev.TranscriptionDone) -> Iterator[Utterance]:
         gen = self.gen
@@ -547,14 +572,55 @@ class _Run:
             self.t.on_utterance(utt)
         yield utt
 
-    def _go_offline(self) -> None:
-        """The link is down and will be re-established: the utterance in flight is lost."""
-        self.offline = True
-        if self.gen is not None:
-            self.t.stats.lost_utterances += 1
-            log.warning("transcriber: connection lost; the utterance from %.2f s is lost", self.gen.start / RATE)
+    # -- reconnecting --------------------------------------------------------------------------------------
+    def _reconnect(self, inbox: _Inbox, cause: str) -> None:
+        """A fresh connection (the old one's queued events die with it), then the utterance in flight again."""
+        from .transport.backoff import FATAL_HTTP_STATUSES
+
+        backoff = self.t.reconnect
+        assert backoff is not None
+        self.t.close()
+        attempt = 0
+        while True:
+            attempt += 1
+            if backoff.exhausted(attempt):
+                raise ConnectionClosed(f"gave up reconnecting after {attempt - 1} attempts; last: {cause}")
+            delay = backoff.delay(attempt)
+            log.warning("transcriber: connection lost (%s); reconnecting in %.2f s (attempt %d)",
+                        cause or "no reason", delay, attempt)
+            with inbox.cond:
+                if inbox.cond.wait_for(lambda: inbox.ended or inbox.closed, delay):
+                    raise ConnectionClosed(f"stopped while reconnecting; last: {cause}")
+            try:
+                self.t.connect()
+                break
+            except HandshakeError as exc:
+                if exc.status_code in FATAL_HTTP_STATUSES:
+                    raise
+                cause = str(exc)
+            except (TransportError, DeadlineExceeded) as exc:
+                cause = str(exc)
+        assert self.t.client is not None
+        self.client = self.t.client
+        self.t.stats.reconnects += 1
+        gen = self.gen
         self.gen, self.finalizing = None, False
-        self.out, self.out_samples = [], 0
+        if gen is None:
+            if self.speech:
+                self._start(self.pos)
+            return
+        if gen.audio is None:
+            self.t.stats.lost_utterances += 1
+            log.warning("transcriber: the utterance from %.2f s was too long to send again; lost", gen.start / RATE)
+            if self.speech:
+                self._start(self.pos)
+            return
+        self.t.stats.retried_utterances += 1
+        self._start(gen.start).end = gen.end
+        for data in gen.audio:
+            self._append(data)
+        if gen.end is not None:
+            self._send_final()
 
 
 # ---------------------------------------------------------------------------------------------- command line

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import rtedge
-from rtedge.audio.devices import WavSource
+from rtedge.audio.devices import NullSource, WavSource
 from rtedge.audio.vad import VadSettings
 from rtedge.errors import (ConfigError, ConnectionClosed, DeadlineExceeded, HandshakeError, LocalProtocolError,
                            ServerError)
@@ -25,6 +25,7 @@ from rtedge.protocol.session import Session
 from rtedge.testing import VLLMServer, make_self_signed_cert
 from rtedge.testing._tls import client_ssl_context, server_ssl_context
 from rtedge.testing.vllm_server import DEFAULT_MODEL
+from rtedge.transport.backoff import Backoff
 from rtedge.transcriber import Transcriber, Utterance, add_transcribe_parser, cmd_transcribe
 from rtedge.wavio import WavWriter, read_wav
 
@@ -195,17 +196,21 @@ def _fixture_transcript(speech_dir):
     return transcript
 
 
+def _join(speech_dir, path, gap_s: float):
+    """The two fixture phrases with ``gap_s`` of silence between them; returns where the second begins."""
+    parts = [read_wav(speech_dir / f"{name}.wav")[0] for name in PHRASES]
+    gap = int(gap_s * 16000)
+    writer = WavWriter(path, 16000)
+    writer.write(np.concatenate([parts[0], np.zeros(gap, dtype=np.int16), parts[1]]))
+    writer.close()
+    return (len(parts[0]) + gap) / 16000
+
+
 @pytest.fixture
 def two_phrases(speech_dir, tmp_path):
-    """The two fixture phrases with 1.5 s of silence between them, and where their speech lies."""
-    parts = [read_wav(speech_dir / f"{name}.wav")[0] for name in PHRASES]
-    audio = np.concatenate([parts[0], np.zeros(24000, dtype=np.int16), parts[1]])
+    """The two fixture phrases with 1.5 s of silence between them, and where the second begins."""
     path = tmp_path / "two.wav"
-    writer = WavWriter(path, 16000)
-    writer.write(audio)
-    writer.close()
-    offset = (len(parts[0]) + 24000) / 16000
-    return path, offset
+    return path, _join(speech_dir, path, 1.5)
 
 
 def test_transcribes_two_utterances_split_by_the_vad(speech_dir, two_phrases):
@@ -237,7 +242,50 @@ def test_transcribes_two_utterances_split_by_the_vad(speech_dir, two_phrases):
     assert str(first).startswith("[0.") and str(first).endswith("] turn on the kitchen lights")
 
 
-def test_one_connection_for_several_sources_and_a_paced_source(speech_dir):
+def test_close_utterances_never_overlap_on_the_wire(speech_dir, tmp_path):
+    # 0.2 s between the files and 1 s source frames: the gate closes and reopens within one source
+    # frame; the second utterance must still wait for the first one's done (else vLLM ignores its commit)
+    path = tmp_path / "close.wav"
+    _join(speech_dir, path, 0.2)
+    with VLLMServer(transcript=_fixture_transcript(speech_dir), done_delay=0.2) as srv:
+        source = WavSource(path, frame_ms=1000, realtime=False)
+        utts = list(Transcriber(url=srv.url, model=MODEL).transcribe(source))
+        assert srv.ignored_commits == 0 and srv.dropped_appends == 0
+    assert [u.text for u in utts] == ["turn on the kitchen lights", "what's the weather tomorrow"]
+
+
+def test_reconnect_sends_the_utterance_in_flight_again(speech_dir, two_phrases):
+    path, _ = two_phrases
+    with VLLMServer(transcript=_fixture_transcript(speech_dir), done_delay=30) as srv:
+        def cut() -> None:  # the first final commit arrives; the server dies before its done
+            srv.wait_for_received("input_audio_buffer.commit", timeout=10, where=lambda e: e.get("final"))
+            srv.done_delay = 0.0
+            srv.close_connections(1011, "restart")
+
+        closer = threading.Thread(target=cut, name="test-closer", daemon=True)
+        closer.start()
+        tr = Transcriber(url=srv.url, model=MODEL, reconnect=Backoff(initial=0.05, jitter=0.0, max_attempts=3))
+        utts = tr.transcribe_file(path)
+        closer.join(5)
+        assert srv.connection_count == 2
+    assert [u.text for u in utts] == ["turn on the kitchen lights", "what's the weather tomorrow"]
+    assert tr.stats.reconnects == 1 and tr.stats.retried_utterances == 1 and tr.stats.lost_utterances == 0
+    assert utts[0].start_s == pytest.approx(0.3, abs=0.1)
+
+
+def test_paced_source_and_stop(speech_dir):
+    with VLLMServer(transcript="stop") as srv, Transcriber(url=srv.url, model=MODEL) as tr:
+        utts = list(tr.transcribe(WavSource(speech_dir / "stop.wav", realtime=True)))  # paced like a mic
+        assert [u.text for u in utts] == ["stop"]
+        # a source that never ends (a microphone) runs until stop()
+        stopper = threading.Timer(0.3, tr.stop)
+        stopper.start()
+        assert list(tr.transcribe(NullSource())) == []
+        stopper.join()
+        assert tr.stats.frames_dropped == 0
+
+
+def test_one_connection_for_several_sources(speech_dir):
     with VLLMServer(transcript=_fixture_transcript(speech_dir)) as srv:
         with Transcriber(url=srv.url, model=MODEL) as tr:
             a = tr.transcribe_file(speech_dir / "turn_on_the_kitchen_lights.wav")
