@@ -310,6 +310,36 @@ def test_tool_round_against_the_local_server(provider, validate_client_event):
     assert runner.closed
 
 
+def test_tool_round_with_the_qwen_dialect():
+    @tool
+    def get_weather(city: str) -> dict[str, Any]:
+        """Weather for a city."""
+        return {**WEATHER_OUTPUT, "city": city}
+
+    with RealtimeServer(dialect="qwen", realtime=False, tool_arguments='{"city": "Oslo"}', reply_text="Sunny.") as srv:
+        with rtedge.connect("qwen", url=srv.url, model="qwen3.5-omni-flash-realtime",
+                            session=SessionConfig(output_modalities=("text",))) as c:
+            with ToolRunner(c, [get_weather]) as runner:
+                assert srv.sessions[-1]["tools"][0]["function"]["name"] == "get_weather"  # nested shape
+                c.send_text("Weather in Oslo?")
+                call = c.wait_for("response.function_call_arguments.done", timeout=10)
+                c.wait_for("response.done", timeout=10)
+                final = c.wait_for("response.done", timeout=10)
+                assert runner.wait_idle(timeout=10)
+            assert final.status == "completed" and final.response["output"][0]["type"] == "message"
+            assert runner.history[-1].thread == "rtedge-tools"
+        assert _outputs(srv) == [{"type": "function_call_output", "call_id": call.call_id,
+                                  "output": json.dumps(WEATHER_OUTPUT)}]
+        assert [e["type"] for e in srv.received] == [
+            "session.update", "session.update", "conversation.item.create", "response.create",
+            "conversation.item.create", "response.create", "session.finish"]
+    # a model that never calls tools has no "tools" capability: the runner says so up front
+    with RealtimeServer(dialect="qwen", realtime=False) as srv:
+        with rtedge.connect("qwen", url=srv.url, model="qwen3-omni-flash-realtime") as c:
+            with pytest.raises(ConfigError, match="no function calling"):
+                ToolRunner(c, [get_weather])
+
+
 def _scripted_calls(srv: RealtimeServer, response_id: str, calls: list[tuple[str, str, str]],
                     status: str = "completed") -> None:
     """Inject one response holding several function calls, the way the GA server streams them."""
