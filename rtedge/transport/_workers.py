@@ -5,7 +5,8 @@ Guarantees
 * ``rtedge-sender`` is the only thread that writes frames (besides the pong
   websocket-client sends from inside ``recv``).  It sends queued items in
   order, control events never dropped, and keeps the link alive: a ping
-  after ``ping_interval`` seconds without traffic, and the link declared dead
+  after ``ping_interval`` seconds with nothing received (sending does not
+  count), and the link declared dead
   (socket aborted) when nothing at all has been received for
   ``ping_interval + ping_timeout`` seconds.
 * ``rtedge-receiver`` is the only thread that reads frames.  It never runs
@@ -207,14 +208,15 @@ def sender_loop(current: Callable[[], _ws.WsConnection | None], sendq: SendQueue
     A send that fails puts the item back and aborts the connection, so that the receiver notices
     at once and the queue is paused for the outage; the loop itself only ends when the queue closes.
     """
-    last_sent = time.monotonic()
+    last_ping = 0.0
     tick = min(ping_interval, ping_timeout, 1.0) if ping_interval > 0 else 1.0
     while True:
         stats.sender_tick = time.monotonic()
         wait = tick
-        if ping_interval > 0 and not sendq.paused:  # wake at the keepalive deadline, not a tick later
-            dead_at = stats.last_receive + ping_interval + ping_timeout
-            wait = min(tick, max(0.005, dead_at - time.monotonic() + 0.005))
+        if ping_interval > 0 and not sendq.paused:  # wake when a ping or the verdict is due
+            ping_at = max(stats.last_receive + ping_interval, last_ping + min(ping_interval, ping_timeout))
+            due = min(ping_at, stats.last_receive + ping_interval + ping_timeout)
+            wait = min(tick, max(0.005, due - time.monotonic() + 0.005))
         item = sendq.get(wait)
         conn = current()
         if item is _CLOSE:
@@ -227,9 +229,8 @@ def sender_loop(current: Callable[[], _ws.WsConnection | None], sendq: SendQueue
                 conn.send_text(item[0])
                 stats.messages_sent += 1
                 stats.bytes_sent += len(item[0])
-                last_sent = now
             if ping_interval > 0 and conn is not None and not sendq.paused:
-                last_sent = _keepalive(conn, stats, now, last_sent, ping_interval, ping_timeout)
+                last_ping = _keepalive(conn, stats, now, last_ping, ping_interval, ping_timeout)
             on_tick()
         except ConnectionClosed as exc:
             log.debug("sender: %s", exc)
@@ -240,18 +241,20 @@ def sender_loop(current: Callable[[], _ws.WsConnection | None], sendq: SendQueue
             sendq.wait_paused_or_closed(5.0)
 
 
-def _keepalive(conn: _ws.WsConnection, stats: TransportStats, now: float, last_sent: float,
+def _keepalive(conn: _ws.WsConnection, stats: TransportStats, now: float, last_ping: float,
                interval: float, timeout: float) -> float:
-    """Ping when the link has been quiet for ``interval``; declare it dead after ``interval + timeout``."""
+    """Ping when nothing has been received for ``interval`` (at most every ``min(interval, timeout)``);
+    declare the link dead after ``interval + timeout``.  What we send does not count: streaming audio
+    to a server that stays silent (no speech) proves nothing about the link, only a pong does."""
     silent_for = now - stats.last_receive
     if silent_for > interval + timeout:
         log.warning("no data from the server for %.1f s (ping timeout); dropping the connection", silent_for)
         raise ConnectionClosed("keepalive timeout")
-    if silent_for >= interval and now - last_sent >= min(interval, timeout):
+    if silent_for >= interval and now - last_ping >= min(interval, timeout):
         conn.ping(b"rtedge")
         stats.pings_sent += 1
         return now
-    return last_sent
+    return last_ping
 
 
 def receive_until_end(conn: _ws.WsConnection, on_text: Callable[[bytes], object],
