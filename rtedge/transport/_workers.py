@@ -372,7 +372,9 @@ class Dispatcher:
         self._queue.put(_CLOSE)
 
     def run(self, stop_requested: threading.Event) -> None:
-        """Body of ``rtedge-dispatch``: until stop(); after close() began, leftover events are skipped."""
+        """Body of ``rtedge-dispatch``: until stop().  Events queued before stop() are still delivered
+        (close() waits for that within its timeout; when a callback blocks past it, the rest follow once
+        it returns, and then the thread exits)."""
         while True:
             event = self._queue.get()
             if event is _CLOSE:
