@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -137,4 +138,25 @@ def test_events_during_outage_are_typed(proxy, server):
     assert isinstance(rec, ev.Reconnecting) and rec.attempt == 1 and rec.delay == pytest.approx(0.05)
     assert rec.cause
     assert isinstance(back, ev.Reconnected) and 0 < back.downtime < 5
+    close_bounded(client)
+
+
+def test_keepalive_pings_while_streaming_to_a_silent_server(server):
+    """A kiosk streams microphone audio all the time; with manual turns (or silence under server VAD)
+    the server answers nothing.  Sending is no proof the link is alive: the keepalive must ping and
+    get pongs, not declare a healthy link dead after interval + timeout."""
+    import numpy as np
+
+    interval, timeout = 0.3, 0.3
+    client, timeline = open_client(server.url, ping_interval=interval, ping_timeout=timeout)
+    t0 = time.monotonic()
+    frames = 0
+    while time.monotonic() - t0 < 4 * (interval + timeout):
+        client.append_audio(np.zeros(480, dtype=np.int16), rate=24000)
+        frames += 1
+        client.wait_sent(0, timeout=1)
+        threading.Event().wait(0.02)  # a 20 ms microphone frame
+    server.wait_for_received("input_audio_buffer.append", nth=frames)
+    assert timeline.of("rtedge.connection_lost") == [] and client.stats.reconnects == 0
+    assert client.stats.pings_sent >= 3
     close_bounded(client)

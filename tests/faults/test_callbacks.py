@@ -1,0 +1,133 @@
+"""User callbacks that misbehave: one that blocks for 10 s, one that raises, one that calls close()."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from rtedge.errors import ConnectionClosed
+from rtedge.transport.backoff import Backoff
+
+from ..conftest import client_threads, wait_until
+from .conftest import close_bounded, open_client, record, text_turn
+
+
+def test_callback_blocking_10s(server, caplog):
+    """The receiver and the keepalive go on while the dispatcher is stuck; close() is still bounded.
+
+    Documented behaviour: close() cannot interrupt a running callback, so ``rtedge-dispatch``
+    outlives close() (with a warning); once the callback returns it delivers the events that were
+    already queued (they arrived before close()) and exits.
+    """
+    interval, timeout = 0.3, 0.3
+    client, timeline = open_client(server.url, ping_interval=interval, ping_timeout=timeout)
+    release, entered = threading.Event(), threading.Event()
+    delivered: list[str] = []
+
+    def block(event):
+        entered.set()
+        release.wait(10)
+
+    client.on("response.created", block)
+    client.on("*", lambda e: delivered.append(e.type))
+    try:
+        t0 = time.monotonic()
+        text_turn(client)  # wait_for reads the inbox, which the receiver fills: not blocked
+        assert entered.wait(5)
+        text_turn(client, "Second turn while the callback blocks")
+        pings = client.stats.pings_sent
+        quiet_from = time.monotonic()
+        # three more keepalive rounds, i.e. well past interval + timeout with the dispatcher stuck
+        assert wait_until(lambda: client.stats.pings_sent >= pings + 3, timeout=5)
+        assert time.monotonic() - quiet_from > interval + timeout
+        assert timeline.of("rtedge.connection_lost") == [] and client.link_state == "open"
+        assert "response.done" not in delivered  # the dispatcher really is stuck
+        stuck_for = time.monotonic() - t0
+        elapsed = close_bounded_with_stuck_dispatcher(client, 1.0)
+        assert any("threads still running" in r.getMessage() for r in caplog.records)
+    finally:
+        release.set()
+    assert wait_until(lambda: client_threads() == [], timeout=2.0), client_threads()
+    # the events queued behind the blocked callback were delivered after all, in order, then it exited
+    assert delivered.count("response.done") == 2 and delivered[-1] == "rtedge.connection_lost", delivered
+    record("user callback blocks (10 s)", f"receiver, wait_for and keepalive unaffected for {stuck_for:.1f} s "
+           f"(link alive, {client.stats.pings_sent - pings} pings); close() returned in {elapsed:.2f} s; the "
+           "dispatcher delivers the queued events when the callback returns, then exits")
+
+
+def close_bounded_with_stuck_dispatcher(client, timeout: float) -> float:
+    t0 = time.monotonic()
+    client.close(timeout=timeout)
+    elapsed = time.monotonic() - t0
+    assert elapsed < timeout + 1.0
+    assert client_threads() == ["rtedge-dispatch"]  # sender and receiver are gone already
+    return elapsed
+
+
+def test_callback_that_raises(server):
+    failures: list[tuple[type, str]] = []
+
+    def on_error(exc, event):
+        failures.append((type(exc), event.type))
+        raise RuntimeError("and on_error is buggy too")
+
+    client, timeline = open_client(server.url, on_error=on_error)
+    later: list[str] = []
+
+    def boom(event):
+        raise ValueError(f"bug on {event.type}")
+
+    client.on("*", boom)
+    client.on("response.done", lambda e: later.append(e.type))  # registered after the raising one
+    text_turn(client)
+    text_turn(client)
+    assert wait_until(lambda: later == ["response.done", "response.done"])
+    assert failures and all(kind is ValueError for kind, _ in failures)
+    assert client.stats.callback_errors == len(failures)
+    assert client.link_state == "open"
+    close_bounded(client)
+    record("user callback raises (and on_error raises)",
+           f"on_error called {len(failures)} times, logged, counted; later callbacks and turns go on")
+
+
+def test_callback_that_calls_close(server):
+    client, timeline = open_client(server.url)
+    result: dict[str, float] = {}
+
+    def on_done(event):
+        t0 = time.monotonic()
+        client.close(timeout=2.0)
+        result["elapsed"] = time.monotonic() - t0
+
+    client.on("response.done", on_done)
+    client.send_text("hi")
+    assert wait_until(lambda: "elapsed" in result, timeout=5)
+    assert result["elapsed"] < 3.0
+    assert wait_until(lambda: client_threads() == [], timeout=2.0), client_threads()
+    assert wait_until(lambda: server.close_codes == [1000])
+    with pytest.raises(ConnectionClosed):
+        client.send_text("too late")
+    close_bounded(client)  # idempotent
+    record("user callback calls close()",
+           f"close() returned in {result['elapsed'] * 1000:.0f} ms inside the callback; closed with 1000, "
+           "every thread gone")
+
+
+def test_close_from_reconnecting_callback_interrupts_the_backoff(server):
+    client, timeline = open_client(server.url, reconnect=Backoff(initial=30.0, jitter=0))
+    result: dict[str, float] = {}
+
+    def on_reconnecting(event):
+        t0 = time.monotonic()
+        client.close(timeout=2.0)
+        result["elapsed"] = time.monotonic() - t0
+
+    client.on("rtedge.reconnecting", on_reconnecting)
+    t0 = time.monotonic()
+    server.drop_connections()
+    assert wait_until(lambda: client_threads() == [], timeout=3.0), client_threads()  # not 30 s
+    assert time.monotonic() - t0 < 3.0 and result["elapsed"] < 3.0
+    assert timeline.of("rtedge.reconnected") == [] and server.connection_count == 1
+    close_bounded(client)
