@@ -391,6 +391,7 @@ class Service:
         self.console.line(text)
 
     def _shutdown(self, agent: Any, thread: threading.Thread) -> None:
+        self.watchdog.stop()  # systemd stops watching once the service is stopping; so do the pings
         self.notifier.notify("STOPPING=1", "STATUS=stopping")
         self._status = "stopping"
         self.console.status("stopping")

@@ -136,6 +136,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=("auto", "human", "journal", "json"),
                    help="logging.format (auto: journal under systemd, else human)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="logging.level")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="log debug messages "
+                   "(logging.level = debug)")
 
 
 def _add_session_args(p: argparse.ArgumentParser) -> None:

@@ -143,7 +143,7 @@ class SessionSettings:
     transcription_model: str = setting("", "transcribe the user's audio with this model "
                                            "(gpt-4o-mini-transcribe...); empty = no transcripts")
     transcription_language: str = setting("", "ISO-639-1 language hint for transcription; empty = auto")
-    noise_reduction: str = setting("", "server-side noise reduction; empty = the server's default",
+    noise_reduction: str = setting("", "server-side noise reduction: near_field, far_field, off; empty = the server's default",
                                    choices=("", "near_field", "far_field", "off"))
     max_output_tokens: int = setting(0, "bound on tokens per response; 0 = no bound", "tokens",
                                      lo=0, hi=4096)
