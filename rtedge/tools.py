@@ -106,8 +106,8 @@ def _type_schema(hint: Any, where: str) -> dict[str, Any]:
     simple = {str: "string", bool: "boolean", int: "integer", float: "number"}
     if hint in simple:
         return {"type": simple[hint]}
-    if hint in (list, tuple, set, frozenset) or origin in (list, set, frozenset, Sequence, collections.abc.Sequence,
-                                                           collections.abc.Set, collections.abc.MutableSequence):
+    sequences = (list, set, frozenset, Sequence, collections.abc.Set, collections.abc.MutableSequence)
+    if hint in (list, tuple, set, frozenset) or origin in sequences:
         return {"type": "array", "items": _type_schema(args[0], where)} if args else {"type": "array"}
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
@@ -160,7 +160,8 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
     for line in lines:
         section = _SECTION.match(line)
         if section:
-            in_args, indent, current = section.group(1) in ("Args", "Arguments", "Parameters", "Params"), -1, None
+            in_args = section.group(1) in ("Args", "Arguments", "Parameters", "Params")
+            indent, current = -1, None
             continue
         if not in_args or not line.strip():
             continue
@@ -185,7 +186,8 @@ def _parameter_hints(fn: Callable[..., Any]) -> dict[str, Any]:
         return typing.get_type_hints(fn, include_extras=True)
     except NameError:
         annotations = {k: v for k, v in getattr(fn, "__annotations__", {}).items() if k != "return"}
-        holder = types.SimpleNamespace(__annotations__=annotations, __globals__=getattr(fn, "__globals__", {}))
+        namespace = getattr(fn, "__globals__", {})
+        holder = types.SimpleNamespace(__annotations__=annotations, __globals__=namespace)
         return typing.get_type_hints(holder, include_extras=True)
 
 
@@ -208,8 +210,8 @@ def schema_from_function(fn: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
             open_ended = True
             continue
         if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
-            raise ConfigError(f"tool {getattr(fn, '__name__', fn)!r}: parameter {name!r} cannot be passed by name "
-                              "(tools are called with keyword arguments)")
+            raise ConfigError(f"tool {getattr(fn, '__name__', fn)!r}: parameter {name!r} cannot be passed "
+                              "by name (tools are called with keyword arguments)")
         hint = hints.get(name, param.annotation)
         schema = _type_schema(hint, f"parameter {name!r} of {getattr(fn, '__name__', fn)!r}")
         if name in docs and docs[name] and "description" not in schema:
@@ -433,8 +435,9 @@ class ToolRunner:
             response run in parallel up to this many.
         timeout: seconds a handler may run before the model gets an error output (the handler
             itself cannot be stopped: its thread stays busy until it returns); None: no limit.
-        update_session: put the tools in the session now (``session.update``, waiting up to
-            ``session_timeout`` for ``session.updated``); False when the session already has them.
+        update_session: make these tools the session's tools now (``session.update``, waiting up
+            to ``session_timeout`` for ``session.updated``; tools declared before are replaced, and
+            a reconnect re-sends them); False when the session already has them.
         session_timeout: seconds to wait for that confirmation.
         respond: send ``response.create`` after the outputs (False: the caller decides when).
 
@@ -490,7 +493,8 @@ class ToolRunner:
         self._settled = True  # no open batch and no response.create waiting
         self._closed = False
         if update_session:
-            client.update_session(tools=[t.function_tool for t in self.tools.values()], timeout=session_timeout)
+            declared = [t.function_tool for t in self.tools.values()]
+            client.update_session(tools=declared, timeout=session_timeout)
         self._callback = self._on_event  # one bound method, so that off() finds it
         names = ["rtedge-tools", *(f"rtedge-tools-{i}" for i in range(2, max_workers + 1))]
         self._workers = [threading.Thread(target=self._work, name=n, daemon=True) for n in names]
@@ -541,7 +545,7 @@ class ToolRunner:
         with self._cond:
             return self._cond.wait_for(lambda: self._closed or (self._queued == 0 and self._settled), timeout)
 
-    # ------------------------------------------------------------------------------------------ dispatcher side
+    # -------------------------------------------------------------------------------------- dispatcher side
     def _on_event(self, event: ev.ServerEvent) -> None:
         """On ``rtedge-dispatch``: hand the event to the control thread; never blocks."""
         with self._cond:
@@ -552,7 +556,7 @@ class ToolRunner:
         for kind in _EVENT_TYPES:
             self.client.off(kind, self._callback)
 
-    # ------------------------------------------------------------------------------------------ control thread
+    # --------------------------------------------------------------------------------------- control thread
     def _run(self) -> None:
         try:
             while True:
@@ -611,7 +615,8 @@ class ToolRunner:
         handler = self.tools.get(name)
         if handler is None:
             log.warning("the model called an unknown tool %r (call %s)", name, call_id)
-            self._answer(call, error_output(f"unknown tool {name!r}; the tools are {sorted(self.tools)}"), True)
+            problem = f"unknown tool {name!r}; the tools are {sorted(self.tools)}"
+            self._answer(call, error_output(problem), True)
             return
         try:
             args = json.loads(arguments or "{}")
@@ -644,9 +649,9 @@ class ToolRunner:
 
     def _answer(self, call: _Call, output: str, error: bool) -> None:
         call.output, call.error = output, error
-        self.history.append(ToolCallRecord(call_id=call.call_id, name=call.name, arguments=call.arguments,
-                                           output=output, error=error, seconds=call.seconds, thread=call.thread,
-                                           response_id=call.response_id))
+        self.history.append(ToolCallRecord(
+            call_id=call.call_id, name=call.name, arguments=call.arguments, output=output, error=error,
+            seconds=call.seconds, thread=call.thread, response_id=call.response_id))
         batch = self._batches.get(call.response_id)
         if batch is not None and self._flush(batch):
             self._request_create(retry=False)
@@ -657,7 +662,8 @@ class ToolRunner:
         for item in output if isinstance(output, list) else ():
             # a dialect that skips response.function_call_arguments.done still lists the call here
             if (isinstance(item, Mapping) and item.get("type") == "function_call"
-                    and item.get("status", "completed") == "completed" and isinstance(item.get("call_id"), str)):
+                    and item.get("status", "completed") == "completed"
+                    and isinstance(item.get("call_id"), str)):
                 self._start(item["call_id"], str(item.get("name", "")), str(item.get("arguments", "")), rid)
         batch = self._batches.get(rid)
         if batch is None and rid and "" in self._batches:
@@ -697,7 +703,8 @@ class ToolRunner:
             log.warning("could not send the tool outputs: %s", exc)
             return False
         if batch.status != "completed":
-            log.info("response %s ended %s: tool outputs sent, no response.create", batch.response_id, batch.status)
+            log.info("response %s ended %s: tool outputs sent, no response.create",
+                     batch.response_id, batch.status)
             return False
         return self.respond and bool(batch.calls)
 

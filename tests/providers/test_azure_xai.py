@@ -21,7 +21,8 @@ import pytest
 
 import rtedge
 from rtedge.errors import ConfigError, LocalProtocolError
-from rtedge.protocol import AudioFormat, FunctionTool, SemanticVad, ServerVad, Session, SessionConfig, Transcription
+from rtedge.protocol import (AudioFormat, FunctionTool, SemanticVad, ServerVad, Session, SessionConfig,
+                             Transcription)
 from rtedge.protocol import events as ev
 from rtedge.protocol import items
 from rtedge.protocol._state import ConnectionState, ResponseState
@@ -79,7 +80,8 @@ def validate_client_event():
     (AzureDialect(resource="contoso"), None, "wss://contoso.openai.azure.com/openai/v1/realtime?model=dep"),
     (AzureDialect(resource="contoso.cognitiveservices.azure.com"), None,
      "wss://contoso.cognitiveservices.azure.com/openai/v1/realtime?model=dep"),
-    (AzureDialect(resource="fabrikam"), "http://127.0.0.1:8765", "ws://127.0.0.1:8765/openai/v1/realtime?model=dep"),
+    (AzureDialect(resource="fabrikam"), "http://127.0.0.1:8765",
+     "ws://127.0.0.1:8765/openai/v1/realtime?model=dep"),
 ])
 def test_azure_url(dialect, url, expected):
     assert dialect.url("dep", url) == expected
@@ -129,7 +131,8 @@ def test_azure_headers_api_key_or_entra_bearer():
 def test_azure_session_against_the_local_server(api_key, header, server_key, validate_client_event):
     with RealtimeServer(realtime=False, api_key=server_key, reply_text="Hello from Azure.") as srv:
         session = SessionConfig(instructions="Be brief.", output_modalities=("text",))
-        with rtedge.connect("azure", url=srv.url, model="my-deployment", api_key=api_key, session=session) as c:
+        with rtedge.connect("azure", url=srv.url, model="my-deployment", api_key=api_key,
+                            session=session) as c:
             assert c.dialect.name == "azure"
             c.send_text("Hi")
             done = c.wait_for("response.done", timeout=10)
@@ -202,13 +205,14 @@ def test_xai_session_shape_golden():
         "instructions": "Be brief.",
         "max_output_tokens": 512,
         "tool_choice": "auto",
-        "tools": [{"type": "function", "name": "get_weather", "description": "Look up the weather for a city.",
-                   "parameters": WEATHER.parameters}],
+        "tools": [{"type": "function", "name": "get_weather",
+                   "description": "Look up the weather for a city.", "parameters": WEATHER.parameters}],
         "voice": "ara",
         "turn_detection": {"type": "server_vad", "threshold": 0.6, "silence_duration_ms": 500,
                            "create_response": True},
         "audio": {
-            "input": {"format": {"type": "audio/pcm", "rate": 16000}, "transcription": {"model": "grok-transcribe"}},
+            "input": {"format": {"type": "audio/pcm", "rate": 16000},
+                      "transcription": {"model": "grok-transcribe"}},
             "output": {"format": {"type": "audio/pcm", "rate": 48000}, "speed": 1.1},
         },
     }
@@ -223,8 +227,8 @@ def test_xai_session_small_cases():
     assert _xai_session(SessionConfig(input_format=AudioFormat.pcmu(), output_format=AudioFormat.pcma())) == {
         "audio": {"input": {"format": {"type": "audio/pcmu"}}, "output": {"format": {"type": "audio/pcma"}}}}
     for rate in XAIDialect.pcm_rates:
-        assert _xai_session(SessionConfig(input_format=AudioFormat.pcm(rate)))["audio"]["input"]["format"]["rate"] \
-            == rate
+        wire = _xai_session(SessionConfig(input_format=AudioFormat.pcm(rate)))
+        assert wire["audio"]["input"]["format"]["rate"] == rate
 
 
 @pytest.mark.parametrize(("config", "match"), [
@@ -309,8 +313,10 @@ XAI_DONE = {
     "response": {"id": "resp-1", "object": "realtime.response", "output": [], "status": "completed",
                  "status_details": "unimplemented", "usage": {}},
     "response_id": "resp-1",
-    "usage": {"input_tokens": 7, "input_token_details": {"text_tokens": 7, "audio_tokens": 0, "grok_tokens": 0},
-              "output_tokens": 83, "output_token_details": {"text_tokens": 7, "audio_tokens": 76, "grok_tokens": 0},
+    "usage": {"input_tokens": 7,
+              "input_token_details": {"text_tokens": 7, "audio_tokens": 0, "grok_tokens": 0},
+              "output_tokens": 83,
+              "output_token_details": {"text_tokens": 7, "audio_tokens": 76, "grok_tokens": 0},
               "total_tokens": 90, "output_audio_seconds": 1.5115, "billable_audio_seconds": 1},
     "previous_item_id": None,
 }
@@ -328,12 +334,13 @@ def test_xai_response_done_usage_and_status_details():
     assert (usage.input_text_tokens, usage.output_text_tokens, usage.output_audio_tokens) == (7, 7, 76)
     assert session.state.usage_by_response["resp-1"].total_tokens == 90
     # a GA-shaped response.usage is left alone
-    ga = {"type": "response.done", "response": {"id": "r2", "status": "cancelled", "usage": {"total_tokens": 5},
-                                                "status_details": {"type": "cancelled", "reason": "turn_detected"}},
-          "usage": {"total_tokens": 99}}
+    details = {"type": "cancelled", "reason": "turn_detected"}
+    ga = {"type": "response.done", "usage": {"total_tokens": 99},
+          "response": {"id": "r2", "status": "cancelled", "usage": {"total_tokens": 5},
+                       "status_details": details}}
     out = XAI.normalize(copy.deepcopy(ga))
     assert out["response"]["usage"] == {"total_tokens": 5}
-    assert out["response"]["status_details"] == {"type": "cancelled", "reason": "turn_detected"}
+    assert out["response"]["status_details"] == details
 
 
 def test_xai_ping_passes_through_and_sessions_get_ga_places():
@@ -383,10 +390,11 @@ def config_from_xai(session: dict[str, Any]) -> SessionConfig:
             kw[key] = rest.pop(key)
     if "turn_detection" in rest:
         td = rest.pop("turn_detection")
-        kw["turn_detection"] = None if td is None else ServerVad(**{k: v for k, v in td.items() if k != "type"})
+        kw["turn_detection"] = None if td is None else ServerVad(**{k: v for k, v in td.items()
+                                                                    if k != "type"})
     if "tools" in rest:
-        kw["tools"] = [FunctionTool(name=t["name"], description=t.get("description", ""), parameters=t["parameters"])
-                       for t in rest.pop("tools")]
+        kw["tools"] = [FunctionTool(name=t["name"], description=t.get("description", ""),
+                                    parameters=t["parameters"]) for t in rest.pop("tools")]
     audio = rest.pop("audio", {})
     inp, out = audio.pop("input", {}), audio.pop("output", {})
     if "format" in inp:
@@ -429,7 +437,8 @@ def test_xai_recording_replays_through_the_xai_dialect(path):
     # usage: the sums of the recorded top-level usage objects
     usage = session.state.usage
     assert usage.responses == len(dones)
-    for name, key, detail in (("input_tokens", "input_tokens", None), ("output_tokens", "output_tokens", None),
+    for name, key, detail in (("input_tokens", "input_tokens", None),
+                              ("output_tokens", "output_tokens", None),
                               ("total_tokens", "total_tokens", None),
                               ("input_text_tokens", "input_token_details", "text_tokens"),
                               ("input_audio_tokens", "input_token_details", "audio_tokens"),
@@ -443,7 +452,7 @@ def test_xai_recording_replays_through_the_xai_dialect(path):
         assert session.state.output_items[item_id].text[0] == transcript
         assert " ".join(deltas[item_id].split()) == " ".join(transcript.split())
     # the reported session, with xAI's top-level turn detection also in its GA place
-    updated = [d for direction, d in messages if direction == "received" and d["type"] == "session.updated"][-1]
+    updated = [d for way, d in messages if way == "received" and d["type"] == "session.updated"][-1]
     td = session.state.session["audio"]["input"]["turn_detection"]
     assert td == updated["session"]["turn_detection"] and td["type"] == "server_vad"
     assert session.interrupt_response_on_speech() is True

@@ -86,8 +86,9 @@ class Level(enum.IntEnum):
 
 def forecast(city: str, days: int, unit: Unit = Unit.CELSIUS, hourly: bool = False, *,
              mode: Literal["fast", "exact"] = "fast", ratio: float = 0.5, tags: list[str] | None = None,
-             level: Optional[Level] = None, pairs: tuple[int, ...] = (), extra: dict[str, float] | None = None,
-             note: Annotated[str, "a note for the forecaster"] = "", anything: Any = None) -> dict[str, Any]:
+             level: Optional[Level] = None, pairs: tuple[int, ...] = (),
+             extra: dict[str, float] | None = None, note: Annotated[str, "a note for the forecaster"] = "",
+             anything: Any = None) -> dict[str, Any]:
     """Weather forecast for a city.
 
     Uses the national service; falls back to a cache.
@@ -150,8 +151,8 @@ def test_kwargs_leave_the_schema_open_and_unions_become_any_of():
         """No args section."""
 
     _, params = schema_from_function(f)
-    assert params == {"type": "object", "properties": {"x": {"anyOf": [{"type": "integer"}, {"type": "string"}]}},
-                      "required": ["x"]}
+    any_of = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+    assert params == {"type": "object", "properties": {"x": any_of}, "required": ["x"]}
 
 
 def test_decorator_forms_and_tool_is_a_function_tool():
@@ -177,7 +178,8 @@ def test_decorator_forms_and_tool_is_a_function_tool():
 
     assert isinstance(ping, Tool) and isinstance(ping, FunctionTool)
     assert ping() == "pong"  # still callable like the function
-    assert ping.parameters == {"type": "object", "properties": {}, "required": [], "additionalProperties": False}
+    assert ping.parameters == {"type": "object", "properties": {}, "required": [],
+                               "additionalProperties": False}
     assert (switch.name, switch.description) == ("set_light", "Switch a light.")
     assert switch.invoke({"room": "hall", "on": True}) == '{"room": "hall", "on": true}'
     assert search.parameters == explicit and search.description == "Search the manual."
@@ -186,8 +188,8 @@ def test_decorator_forms_and_tool_is_a_function_tool():
                                               parameters=ping.parameters)
     # straight into a session config, in GA's flat tool shape
     wire = json.loads(Session("openai").send(ev.SessionUpdate(session=SessionConfig(tools=[switch]))))
-    assert wire["session"]["tools"] == [{"type": "function", "name": "set_light", "description": "Switch a light.",
-                                         "parameters": switch.parameters}]
+    assert wire["session"]["tools"] == [{"type": "function", "name": "set_light",
+                                         "description": "Switch a light.", "parameters": switch.parameters}]
 
 
 def test_from_schema_and_invoke_conversions():
@@ -282,7 +284,8 @@ def test_tool_round_against_the_local_server(provider, validate_client_event):
         ran_on.append(threading.current_thread().name)
         return {**WEATHER_OUTPUT, "city": city}
 
-    with RealtimeServer(realtime=False, tool_arguments='{"city": "Oslo"}', reply_text="Sunny, 18 degrees.") as srv:
+    reply = "Sunny, 18 degrees."
+    with RealtimeServer(realtime=False, tool_arguments='{"city": "Oslo"}', reply_text=reply) as srv:
         with rtedge.connect(provider, url=srv.url, model="gpt-realtime",
                             session=SessionConfig(output_modalities=("text",))) as c:
             with ToolRunner(c, [get_weather]) as runner:
@@ -295,7 +298,7 @@ def test_tool_round_against_the_local_server(provider, validate_client_event):
             assert ran_on == ["rtedge-tools"]
             assert first.response["output"][0]["type"] == "function_call"
             assert final.status == "completed" and final.response["output"][0]["type"] == "message"
-            assert c.state.output_items[final.response["output"][0]["id"]].text[0] == "Sunny, 18 degrees."
+            assert c.state.output_items[final.response["output"][0]["id"]].text[0] == reply
             record = runner.history[-1]
             assert (record.call_id, record.name, record.error, record.thread) == (
                 call.call_id, "get_weather", False, "rtedge-tools")
@@ -316,7 +319,8 @@ def test_tool_round_with_the_qwen_dialect():
         """Weather for a city."""
         return {**WEATHER_OUTPUT, "city": city}
 
-    with RealtimeServer(dialect="qwen", realtime=False, tool_arguments='{"city": "Oslo"}', reply_text="Sunny.") as srv:
+    args = '{"city": "Oslo"}'
+    with RealtimeServer(dialect="qwen", realtime=False, tool_arguments=args, reply_text="Sunny.") as srv:
         with rtedge.connect("qwen", url=srv.url, model="qwen3.5-omni-flash-realtime",
                             session=SessionConfig(output_modalities=("text",))) as c:
             with ToolRunner(c, [get_weather]) as runner:
@@ -349,14 +353,14 @@ def _scripted_calls(srv: RealtimeServer, response_id: str, calls: list[tuple[str
     for index, (call_id, name, arguments) in enumerate(calls):
         item = {"id": f"item_{call_id}", "type": "function_call", "status": "in_progress", "name": name,
                 "call_id": call_id, "arguments": ""}
-        srv.send_event({"type": "response.output_item.added", "response_id": response_id, "output_index": index,
-                        "item": item})
+        srv.send_event({"type": "response.output_item.added", "response_id": response_id,
+                        "output_index": index, "item": item})
         srv.send_event({"type": "response.function_call_arguments.done", "response_id": response_id,
                         "item_id": item["id"], "output_index": index, "call_id": call_id, "name": name,
                         "arguments": arguments})
         item = {**item, "status": "completed", "arguments": arguments}
-        srv.send_event({"type": "response.output_item.done", "response_id": response_id, "output_index": index,
-                        "item": item})
+        srv.send_event({"type": "response.output_item.done", "response_id": response_id,
+                        "output_index": index, "item": item})
         items.append(item)
     srv.send_event({"type": "response.done", "response": {"id": response_id, "object": "realtime.response",
                                                           "status": status, "output": items}})
@@ -394,7 +398,8 @@ def test_two_calls_in_one_response_run_in_parallel_then_one_response_create(vali
         assert kinds == ["conversation.item.create", "conversation.item.create", "response.create"]
         assert _outputs(srv) == [
             {"type": "function_call_output", "call_id": "call_a", "output": "hall on"},
-            {"type": "function_call_output", "call_id": "call_b", "output": '{"room": "hall", "percent": 40}'}]
+            {"type": "function_call_output", "call_id": "call_b",
+             "output": '{"room": "hall", "percent": 40}'}]
         _validate_all(srv, validate_client_event)
 
 

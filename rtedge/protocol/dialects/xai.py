@@ -77,9 +77,11 @@ class XAIDialect(OpenAIDialect):
         """Raise ConfigError for what xAI rejects: PCM rates, text-only output, turn detection."""
         for what, fmt in (("input_format", config.input_format), ("output_format", config.output_format)):
             if isinstance(fmt, AudioFormat) and fmt.kind == "pcm" and fmt.rate not in self.pcm_rates:
-                raise ConfigError(f"xai {what}: PCM rate {fmt.rate} Hz is not accepted; use one of {self.pcm_rates}")
+                raise ConfigError(f"xai {what}: PCM rate {fmt.rate} Hz is not accepted; "
+                                  f"use one of {self.pcm_rates}")
         if config.output_modalities is not UNSET and "text" in config.output_modalities:
-            raise ConfigError("xai cannot answer in text only: its model always speaks (output_modalities=('audio',))")
+            raise ConfigError("xai cannot answer in text only: its model always speaks "
+                              "(output_modalities=('audio',))")
         _check_turn_detection(config.turn_detection)
         return []
 
@@ -102,12 +104,14 @@ def _check_turn_detection(value: object) -> None:
     if value is UNSET or value is None:
         return
     if isinstance(value, SemanticVad):
-        raise ConfigError("xai supports only server_vad turn detection (or None for manual turns), not semantic_vad")
+        raise ConfigError("xai supports only server_vad turn detection (or None for manual turns), "
+                          "not semantic_vad")
     if isinstance(value, ServerVad):
         threshold: object = value.threshold
     elif isinstance(value, Mapping):
         if value.get("type") != "server_vad":
-            raise ConfigError(f"xai supports only server_vad turn detection (or None), got type {value.get('type')!r}")
+            raise ConfigError("xai supports only server_vad turn detection (or None), "
+                              f"got type {value.get('type')!r}")
         threshold = value.get("threshold", UNSET)
     else:
         raise ConfigError(f"turn_detection must be ServerVad, a dict or None, got {type(value).__name__}")
