@@ -67,7 +67,7 @@ def check_value(field: attrs.Attribute[Any], value: Any) -> Any:
         ConfigError: a message without location: ``must be an integer in [0, 10] (ms), got 'x'``.
     """
     md = field.metadata
-    kind = md["kind"]
+    kind, given = md["kind"], value
     ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
@@ -79,7 +79,7 @@ def check_value(field: attrs.Attribute[Any], value: Any) -> Any:
         ok = False
     if not ok:
         unit = f" ({md['unit']})" if md.get("unit") else ""
-        raise ConfigError(f"must be {describe_kind(field)}{unit}, got {value!r}")
+        raise ConfigError(f"must be {describe_kind(field)}{unit}, got {given!r}")
     return value
 
 

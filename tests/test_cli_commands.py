@@ -1,0 +1,78 @@
+"""Every subcommand has --help with examples; doctor says what to fix; exit codes of the first connection."""
+
+from __future__ import annotations
+
+import pytest
+
+from rtedge.cli import EXIT_CONNECT, EXIT_FAIL, EXIT_GAVE_UP, EXIT_OK, build_parser, main
+from rtedge.testing import RealtimeServer
+
+pytestmark = pytest.mark.usefixtures("no_thread_leak")
+
+COMMANDS = ["run", "demo", "serve", "devices", "check-config", "doctor", "version"]
+
+
+def subcommands() -> list[str]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return list(action.choices)
+
+
+def test_every_command_is_there():
+    names = subcommands()
+    assert set(COMMANDS) <= set(names)
+    try:
+        import rtedge.transcriber  # noqa: F401  (another part of rtedge; wired when present)
+    except ModuleNotFoundError:
+        return
+    assert "transcribe" in names
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_help_has_examples(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"rtedge {command}" in out
+
+
+def test_debug_before_or_after_the_command(tmp_path, capsys):
+    assert main(["--debug", "check-config"]) == EXIT_OK
+    assert 'level = "debug"' in capsys.readouterr().out
+    assert main(["check-config", "--debug"]) == EXIT_OK
+    assert 'level = "debug"' in capsys.readouterr().out
+    assert main(["check-config"]) == EXIT_OK
+    assert 'level = "info"' in capsys.readouterr().out
+
+
+def test_doctor_reports_each_check(capsys):
+    with RealtimeServer() as srv:
+        code = main(["doctor", "--url", srv.url, "--set", "audio.mic=null", "--set", "audio.speaker=null"])
+    out = capsys.readouterr().out
+    for needle in ("codec backend", "PortAudio", "config: valid", "API key", "reachable (TCP in"):
+        assert needle in out, out
+    assert all(line.split()[0] in ("ok", "warn", "FAIL", "all", "1", "2", "3") for line in out.splitlines())
+    assert code == (EXIT_FAIL if "FAIL" in out else EXIT_OK)
+
+
+def test_doctor_says_what_to_fix(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[audio]\nmic_rate = 1\n")
+    assert main(["doctor", "--config", str(bad), "--no-network"]) == EXIT_FAIL
+    assert f"FAIL  config: {bad}:2: audio.mic_rate" in capsys.readouterr().out
+    assert main(["doctor", "--url", "ws://127.0.0.1:9/v1/realtime", "--set", "audio.mic=null",
+                 "--set", "audio.speaker=null"]) == EXIT_FAIL
+    out = capsys.readouterr().out
+    assert "FAIL  endpoint ws://127.0.0.1:9/v1/realtime" in out and "check the network" in out
+
+
+def test_first_connection_fails_fast_or_retries_then_gives_up(capsys):
+    url = "ws://127.0.0.1:9/v1/realtime"  # nothing listens on the discard port
+    assert main(["run", "--url", url, "--mic", "null", "--speaker", "null"]) == EXIT_CONNECT
+    assert "rtedge: error:" in capsys.readouterr().err
+    code = main(["run", "--url", url, "--mic", "null", "--speaker", "null", "--set", "reconnect.retry_first_connect=1",
+                 "--set", "reconnect.max_attempts=2", "--set", "reconnect.initial_delay=0.01"])
+    err = capsys.readouterr().err
+    assert code == EXIT_GAVE_UP
+    assert "attempt 2 in" in err and "gave up connecting after 2 attempts" in err
