@@ -540,8 +540,9 @@ class ToolRunner:
         return self._closed
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until every event received so far is handled, no call is running, and no output
-        or ``response.create`` waits to be sent.  Returns False on timeout."""
+        """Wait until the events the dispatcher has handed to the runner are handled, no call is
+        running, and no output or ``response.create`` waits to be sent (those are queued for
+        sending by then).  True at once when the runner is closed; False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: self._closed or (self._queued == 0 and self._settled), timeout)
 

@@ -529,10 +529,27 @@ def test_cancelled_response_gets_outputs_but_no_response_create():
     with RealtimeServer(realtime=False, auto_tool_calls=False) as srv:
         with rtedge.connect(url=srv.url) as c, ToolRunner(c, [note]) as runner:
             _scripted_calls(srv, "resp_cut", [("call_n", "note", '{"text": "hi"}')], status="cancelled")
-            c.wait_for("response.done", timeout=10)
-            assert runner.wait_idle(timeout=10)
             srv.wait_for_received("conversation.item.create", timeout=10)
+            assert runner.wait_idle(timeout=10)
+            # a marker sent after whatever the runner queued: once it arrives, all of that has
+            c.send_text("marker", respond=False)
+            srv.wait_for_received("conversation.item.create", nth=2, timeout=10)
         assert [o["call_id"] for o in _outputs(srv)] == ["call_n"]
+        assert not _client_events(srv, "response.create")
+
+
+def test_respond_false_leaves_the_response_create_to_the_caller():
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    with RealtimeServer(realtime=False, auto_tool_calls=False) as srv:
+        with rtedge.connect(url=srv.url) as c, ToolRunner(c, [add], respond=False) as runner:
+            _scripted_calls(srv, "resp_add", [("call_s", "add", '{"a": 2, "b": 3}')])
+            srv.wait_for_received("conversation.item.create", timeout=10)
+            assert runner.wait_idle(timeout=10)
+            c.send_text("marker", respond=False)
+            srv.wait_for_received("conversation.item.create", nth=2, timeout=10)
+        assert _outputs(srv) == [{"type": "function_call_output", "call_id": "call_s", "output": "5"}]
         assert not _client_events(srv, "response.create")
 
 
