@@ -98,8 +98,9 @@ class Link:
         self.fatal_error: RtEdgeError | None = None
 
     # ------------------------------------------------------------------------------------------ establish
-    def _open_socket(self, timeout: float) -> _ws.WsConnection:
-        return _ws.WsConnection.open(self._url, self._headers, timeout=timeout,
+    def _open_socket(self, timeout: float,
+                     pending: Callable[[_ws.WsConnection], None] | None = None) -> _ws.WsConnection:
+        return _ws.WsConnection.open(self._url, self._headers, timeout=timeout, pending=pending,
                                      ssl_context=self._opts["ssl_context"], ca_certs=self._opts["ca_certs"])
 
     def _establish(self, conn: _ws.WsConnection, deadline: float, history: list[dict[str, Any]]) -> None:
@@ -241,8 +242,13 @@ class Link:
 
     def _attempt(self) -> _ws.WsConnection:
         timeout = self._opts["connect_timeout"]
-        conn = self._open_socket(timeout)
-        self._conn = conn  # so that close() can abort it while we establish
+
+        def pending(conn: _ws.WsConnection) -> None:
+            self._conn = conn  # so that close() can abort it while it upgrades and while we establish
+            if self._closing:
+                raise TransportError("the client is closing")
+
+        conn = self._open_socket(timeout, pending)
         with self._lock:
             self._usage_before = self._usage_before + self._session.state.usage
             self._session = Session(self.dialect)

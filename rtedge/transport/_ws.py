@@ -22,6 +22,7 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import websocket
@@ -65,8 +66,12 @@ class WsConnection:
         timeout: float,
         ssl_context: ssl.SSLContext | None = None,
         ca_certs: str | None = None,
+        pending: Callable[[WsConnection], None] | None = None,
     ) -> WsConnection:
         """Connect and complete the HTTP upgrade.
+
+        ``pending`` gets the connection before the upgrade starts, so that another thread can
+        :meth:`abort` an upgrade the server never answers (once the TCP connection is up).
 
         Raises:
             HandshakeError: the server answered the upgrade with a non-101 status.
@@ -78,6 +83,9 @@ class WsConnection:
         if ca_certs is not None:
             sslopt["ca_certs"] = ca_certs
         ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True, sslopt=sslopt)
+        conn = cls(ws, url)
+        if pending is not None:
+            pending(conn)
         safe = redact_url(url)
         try:
             ws.connect(url, header=[f"{k}: {v}" for k, v in headers.items()],  # type: ignore[no-untyped-call]
@@ -91,7 +99,7 @@ class WsConnection:
             ws.shutdown()  # type: ignore[no-untyped-call]
             raise TransportError(f"cannot connect to {safe}: {type(exc).__name__}: {exc}") from None
         ws.settimeout(None)
-        return cls(ws, url)
+        return conn
 
     def recv(self) -> tuple[int, bytes]:
         """Block for the next frame: ``(opcode, payload)``.  Pings are answered inside.
