@@ -91,7 +91,7 @@ class Link:
         self._recycling = False
         self._finishing = False  # close() is ending the session the dialect's way (session.finish)
         self._cancel_sent_at = 0.0
-        self._audio_mark: tuple[tuple[int, int], float] = ((0, -1), time.monotonic())
+        self._last_audio_at = time.monotonic()  # when input audio was last queued (keepalive_audio_s)
         self._last_fatal: ServerError | None = None
         self.link_state = "connecting"
         #: the error that made the client give up (HandshakeError, ServerError...), else None
@@ -350,19 +350,14 @@ class Link:
 
     def _keepalive_audio(self) -> None:
         """With ``keepalive_audio_s``: append a little silence after that long without input audio
-        (DashScope ends a session after about 300 s without audio; WebSocket pings do not count)."""
+        (DashScope ends a session after about 300 s without audio; WebSocket pings do not count).
+        Checked on the sender's tick (about 1 s), so keep it a few seconds under the provider's cut."""
         every = self._opts.get("keepalive_audio_s")
         if not every or self._offline or self._closing or self._finishing:
             return
-        now = time.monotonic()
-        state = self._session.state
-        mark = (id(self._session), state.input_bytes_sent)
-        if mark != self._audio_mark[0]:
-            self._audio_mark = (mark, now)
+        if time.monotonic() - self._last_audio_at < every:
             return
-        if now - self._audio_mark[1] < every:
-            return
-        fmt = state.input_format
+        fmt = self._session.state.input_format
         fill = {"pcmu": b"\xff", "pcma": b"\xd5"}.get(fmt.kind, b"\x00")  # digital silence per format
         samples = int(fmt.rate * KEEPALIVE_SILENCE_MS / 1000)
         silence = fill * (samples * fmt.bytes_per_sample)

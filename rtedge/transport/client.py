@@ -316,6 +316,8 @@ class Client(Link):
             if isinstance(event, ev.ResponseCancel):
                 self._cancel_sent_at = time.monotonic()  # see Link._settle_cancel
             self._sendq.put(text, audio_ms, None if audio_ms else event)
+            if audio_ms:
+                self._last_audio_at = time.monotonic()  # see Link._keepalive_audio
             return _event_id_of(text) if not isinstance(event, ev.InputAudioBufferAppend) else None
 
     def _send_offline(self, event: ev.ClientEvent, audio_ms: float) -> str | None:
@@ -509,6 +511,10 @@ def connect(
     opts = {**_DEFAULTS, **options}
     if opts["ssl_context"] is not None and not isinstance(opts["ssl_context"], ssl.SSLContext):
         raise ConfigError("ssl_context must be an ssl.SSLContext")
+    keepalive = opts["keepalive_audio_s"]
+    if keepalive is not None and (isinstance(keepalive, bool) or not isinstance(keepalive, int | float)
+                                  or not keepalive > 0):
+        raise ConfigError(f"keepalive_audio_s must be a number of seconds > 0 or None, got {keepalive!r}")
     dialect = get_dialect(provider) if isinstance(provider, str) else provider
     full_url = dialect.url(model, url)
     session = dialect.initial_session(model, session)
