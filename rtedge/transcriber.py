@@ -347,6 +347,8 @@ class Transcriber:
         frame_ms = source.frame_ms
         max_frames = 50 if block else max(1, int(self.max_backlog_s * 1000 / frame_ms))
         inbox = _Inbox(max_frames, block, self.stats)
+        run = _Run(self, client, VadGate(RATE, self.vad) if self.vad is not None else None,
+                   Resampler(source.rate, RATE) if source.rate != RATE else None)
         with self._lock:
             if self._inbox is not None:
                 raise ConfigError("this Transcriber is already transcribing a source")
@@ -364,10 +366,8 @@ class Transcriber:
                 return
             inbox.put_frame(frame)
 
-        run = _Run(self, client, VadGate(RATE, self.vad) if self.vad is not None else None,
-                   Resampler(source.rate, RATE) if source.rate != RATE else None)
-        source.start(on_frame)
         try:
+            source.start(on_frame)
             yield from run.loop(inbox, source)
         finally:
             inbox.close()

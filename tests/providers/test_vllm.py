@@ -295,6 +295,16 @@ def test_one_connection_for_several_sources(speech_dir):
     assert [u.text for u in a] == ["turn on the kitchen lights"] and len(b) == 1
 
 
+def test_a_48khz_source_is_resampled_to_16khz(speech_dir):
+    with VLLMServer(transcript="stop") as srv:
+        source = WavSource(speech_dir / "stop.wav", rate=48000, realtime=False)
+        utts = list(Transcriber(url=srv.url, model=MODEL).transcribe(source))
+        heard = srv.utterances[0]
+    assert [u.text for u in utts] == ["stop"] and utts[0].start_s == pytest.approx(0.3, abs=0.1)
+    assert 1.6 < len(heard) / 16000 < 1.75  # all of it (pre-roll + speech + trailing), at 16 kHz
+    assert np.abs(heard.astype(np.int32)).max() > 3000
+
+
 def test_vad_none_sends_the_whole_file_as_one_utterance(speech_dir):
     with VLLMServer() as srv:
         utts = Transcriber(url=srv.url, model=MODEL, vad=None).transcribe_file(speech_dir / "stop.wav")
