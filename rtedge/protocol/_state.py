@@ -10,7 +10,7 @@ style of h11's ``_state.py``:
 * **response**: IDLE -> ACTIVE (``response.created``) -> IDLE
   (``response.done``); a ``response.cancel`` we send moves ACTIVE to
   CANCELLING, which ``response.done`` (or the benign
-  ``response_cancel_not_active`` error) ends.
+  ``response_cancel_not_active`` error, or the next ``response.created``) ends.
 * **input buffer**: EMPTY -> HAS_AUDIO (we append) -> SPEECH (server VAD
   heard speech) -> HAS_AUDIO (speech stopped) -> EMPTY (committed/cleared).
 
@@ -70,6 +70,9 @@ RESPONSE_TRANSITIONS: dict[ResponseState, dict[str, ResponseState]] = {
     ResponseState.CANCELLING: {
         "response.done": ResponseState.IDLE,
         "error:response_cancel_not_active": ResponseState.IDLE,
+        # a server runs one response at a time: a new one means the cancelled one is over
+        # (DashScope's qwen3.5 models send no response.done after a cancel)
+        "response.created": ResponseState.ACTIVE,
     },
 }
 
