@@ -90,7 +90,8 @@ class Link:
         self._session_started = time.monotonic()
         self._recycling = False
         self._finishing = False  # close() is ending the session the dialect's way (session.finish)
-        self._cancel_sent_at = 0.0
+        #: (response id, monotonic time, event log mark) of the last response.cancel sent
+        self._cancel_pending: tuple[str | None, float, int] | None = None
         self._last_audio_at = time.monotonic()  # when input audio was last queued (keepalive_audio_s)
         self._last_fatal: ServerError | None = None
         self.link_state = "connecting"
@@ -330,22 +331,34 @@ class Link:
     def _settle_cancel(self) -> None:
         """End a cancelled response the server never finishes (DashScope's qwen3.5 models send no
         ``response.done`` after ``response.cancel``): once the dialect's ``cancel_done_timeout`` has
-        passed since the cancel, a synthetic ``response.done`` (``cancelled``, reason
-        ``client_cancelled``, ``raw["rtedge_synthetic"]``) goes through the session state and on to
-        consumers.  A real ``response.done`` arriving later is delivered as well."""
-        timeout = self.dialect.cancel_done_timeout
-        if timeout is None or self._offline or time.monotonic() - self._cancel_sent_at < timeout:
+        passed since the cancel with no ``response.done`` for that response, a synthetic one
+        (``cancelled``, reason ``client_cancelled``, ``raw["rtedge_synthetic"]``) goes to consumers,
+        and through the session state while it still waits on that response.  A real
+        ``response.done`` arriving later is delivered as well."""
+        timeout, pending = self.dialect.cancel_done_timeout, self._cancel_pending
+        if timeout is None or pending is None or time.monotonic() - pending[1] < timeout:
             return
+        self._cancel_pending = None
+        rid, _, mark = pending
+        if self._offline:
+            return  # going offline settled it already
+        done = ev.ResponseDone(type="response.done", raw={"rtedge_synthetic": True}, response={
+            "id": rid or "", "object": "realtime.response", "status": "cancelled",
+            "status_details": {"type": "cancelled", "reason": "client_cancelled"}})
         with self._lock:
             state = self._session.state
-            if state.response is not ResponseState.CANCELLING:
+            waiting = state.response is ResponseState.CANCELLING and state.response_id == rid
+            if waiting:
+                state.on_event(done)
+        if not waiting:  # the state moved on (a new response started, or the done came): was it done?
+            def ended(e: ev.ServerEvent) -> bool:
+                return isinstance(e, ev.ResponseDone) and (not rid or e.response_id in (rid, ""))
+            try:
+                self._log.find(mark, ended, 0)
                 return
-            done = ev.ResponseDone(type="response.done", raw={"rtedge_synthetic": True}, response={
-                "id": state.response_id, "object": "realtime.response", "status": "cancelled",
-                "status_details": {"type": "cancelled", "reason": "client_cancelled"}})
-            state.on_event(done)
-        log.info("no response.done %.1f s after response.cancel; settling %s as cancelled", timeout,
-                 state.response_id)
+            except (DeadlineExceeded, ConnectionClosed):
+                pass
+        log.info("no response.done %.1f s after response.cancel; settling %s as cancelled", timeout, rid)
         self._emit(done)
 
     def _keepalive_audio(self) -> None:

@@ -313,8 +313,8 @@ class Client(Link):
                 if self._session.state.connection is ConnectionState.CLOSED:
                     raise ConnectionClosed("the connection is closed") from None
                 raise
-            if isinstance(event, ev.ResponseCancel):
-                self._cancel_sent_at = time.monotonic()  # see Link._settle_cancel
+            if isinstance(event, ev.ResponseCancel):  # see Link._settle_cancel
+                self._cancel_pending = (self._session.state.response_id, time.monotonic(), self._log.seq)
             self._sendq.put(text, audio_ms, None if audio_ms else event)
             if audio_ms:
                 self._last_audio_at = time.monotonic()  # see Link._keepalive_audio
