@@ -255,6 +255,17 @@ def test_plural_usage_keys_and_beta_content_types() -> None:
 # ------------------------------------------------------------------------------------------------ images
 
 
+def test_a_new_response_ends_cancelling() -> None:
+    # qwen3.5 sends no response.done after a cancel; the next response.created means it is over
+    session = Session(QwenDialect(PLUS))
+    _receive(session, {"type": "response.created", "response": {"id": "resp_1", "status": "in_progress"}})
+    session.send(ev.ResponseCancel())
+    assert session.state.response is ResponseState.CANCELLING
+    _receive(session, {"type": "response.created", "response": {"id": "resp_2", "status": "in_progress"}})
+    assert session.state.response is ResponseState.ACTIVE and session.state.response_id == "resp_2"
+    assert isinstance(session.cancel_event(), ev.ResponseCancel)
+
+
 def test_image_rules_in_the_session() -> None:
     session = Session("qwen")
     with pytest.raises(LocalProtocolError, match="before any audio"):
@@ -446,6 +457,27 @@ def test_cancel_without_response_done_settles_within_the_timeout() -> None:
             server.realtime = False
             c.send_text("Again?")
             assert c.wait_for("response.done", timeout=5).status == "completed"
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_a_new_response_during_the_wait_is_not_the_one_settled() -> None:
+    reply = "A long answer, long enough to outlast the settling timeout twice."
+    with RealtimeServer(dialect="qwen", realtime=True, done_after_cancel=False, reply_text=reply) as server:
+        with _connect(server, QwenDialect(cancel_done_timeout=0.4)) as c:
+            c.create_response()
+            first = c.wait_for("response.created", timeout=5)
+            c.wait_for("response.output_audio.delta", timeout=5)
+            c.cancel_response()
+            server.wait_for_sent("response.output_item.done", timeout=5)
+            c.create_response()  # the server ended the first at output_item.done: a second one starts
+            second = c.wait_for("response.created", timeout=5)
+            assert c.state.response is ResponseState.ACTIVE and c.state.response_id == second.response_id
+            settled = c.wait_for("response.done", timeout=3)
+            assert settled.raw.get("rtedge_synthetic") and settled.response_id == first.response_id
+            assert c.state.response is ResponseState.ACTIVE  # the second response is still running
+            assert c.cancel_response()  # and can itself be cancelled
+            again = c.wait_for("response.done", timeout=3)
+            assert again.response_id == second.response_id and again.status == "cancelled"
 
 
 @pytest.mark.usefixtures("no_thread_leak")
