@@ -344,6 +344,21 @@ def test_text_turn_and_usage_with_plural_keys(server) -> None:
 
 
 @pytest.mark.usefixtures("no_thread_leak")
+def test_server_picks_the_dialect_from_the_path() -> None:
+    with RealtimeServer(realtime=False) as server:  # dialect=None: by path, per connection
+        assert server.url.endswith("/v1/realtime") and "/api-ws/" not in server.url
+        qwen_url = server.url.replace("/v1/realtime", "/api-ws/v1/realtime")
+        with rtedge.connect("qwen", url=qwen_url, session=SessionConfig(output_modalities=("text",))) as c:
+            assert server.sessions[0]["modalities"] == ["text"] and server.sessions[0]["voice"] == "Cherry"
+            c.send_text("Hi")
+            assert c.wait_for("response.done", timeout=5).status == "completed"
+        with rtedge.connect("openai", url=server.url) as c:
+            assert server.sessions[1]["type"] == "realtime"
+        kinds = {e["type"] for e in server.sent}
+        assert "response.text.delta" in kinds and "response.output_text.delta" not in kinds
+
+
+@pytest.mark.usefixtures("no_thread_leak")
 def test_audio_turn_with_real_speech(server, speech_dir) -> None:
     pcm, rate = read_wav(speech_dir / "turn_on_the_kitchen_lights.wav")
     assert rate == 16000
