@@ -35,6 +35,7 @@ pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
 MODEL = DEFAULT_MODEL
 PHRASES = ("turn_on_the_kitchen_lights", "whats_the_weather_tomorrow")
+ALL_PHRASES = ("set_a_timer_for_ten_minutes", "stop", *PHRASES)
 
 
 def _wire(event: ev.ClientEvent, provider: str = "vllm") -> dict:
@@ -181,7 +182,7 @@ def _fixture_transcript(speech_dir):
     """A transcript callable that names the fixture whose loudest 100 ms it finds, byte for byte, in the
     utterance: proof that the audio reached the server unchanged."""
     probes = {}
-    for name in PHRASES:
+    for name in ALL_PHRASES:
         samples, rate = read_wav(speech_dir / f"{name}.wav")
         assert rate == 16000
         energy = np.convolve(samples.astype(np.float64) ** 2, np.ones(1600), "valid")
@@ -428,3 +429,21 @@ def test_cli_errors_are_one_line_with_exit_codes(speech_dir, tmp_path, capsys):
         assert _cli("--url", srv.url, "--model", MODEL, "--input", str(tmp_path / "missing.wav")) == 2
         assert _cli("--url", srv.url, "--model", MODEL) == 2  # neither --input nor --mic
     assert _cli("--url", "ws://127.0.0.1:9/v1/realtime", "--model", MODEL, "--input", stop) == 4
+
+
+def test_rtedge_transcribe_prints_the_servers_transcript_of_every_phrase(speech_dir, tmp_path, capsys):
+    from rtedge.cli import main
+
+    parts = [read_wav(speech_dir / f"{name}.wav")[0] for name in ALL_PHRASES]
+    gap = np.zeros(24000, dtype=np.int16)
+    path = tmp_path / "phrases.wav"
+    writer = WavWriter(path, 16000)
+    writer.write(np.concatenate([x for part in parts for x in (part, gap)]))
+    writer.close()
+    with VLLMServer(transcript=_fixture_transcript(speech_dir)) as srv:
+        assert main(["transcribe", "--provider", "vllm", "--url", srv.url, "--model", MODEL,
+                     "--input", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("] ", 1)[1] for line in lines[:-1]] == [
+        "set a timer for ten minutes", "stop", "turn on the kitchen lights", "what's the weather tomorrow"]
+    assert lines[-1].startswith("summary: 4 utterance(s)") and "/ out 16 /" in lines[-1]  # one token per word
