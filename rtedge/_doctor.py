@@ -24,6 +24,8 @@ from .errors import AudioError, ConfigError
 
 Result = tuple[str, str]  # ("ok" | "warn" | "FAIL", message)
 DEFAULT_CONFIG = "/etc/rtedge/rtedge.toml"
+#: where the shipped unit's LoadCredential= reads the key
+UNIT_CREDENTIAL = "/etc/rtedge/api-key"
 
 
 def check_python() -> Result:
@@ -121,9 +123,14 @@ def check_api_key(config: Any) -> Result:
         key = resolve_api_key(config.provider)
     except ConfigError as exc:
         return "FAIL", f"API key: {exc}"
+    if key is None and os.path.exists(UNIT_CREDENTIAL):
+        mode = os.stat(UNIT_CREDENTIAL).st_mode
+        if mode & 0o077:
+            return "warn", f"API key: {UNIT_CREDENTIAL} is readable by group/others: chmod 600 {UNIT_CREDENTIAL}"
+        return "ok", f"API key: {UNIT_CREDENTIAL} is there for the systemd unit (LoadCredential; not read here)"
     if key is None:
         return "warn", ("API key: none found; put it in a file readable only by you and set provider.api_key_file "
-                        "(under systemd: LoadCredential=api-key:/etc/rtedge/api-key)")
+                        f"(under systemd: {UNIT_CREDENTIAL}, see the unit's LoadCredential=)")
     return "ok", f"API key: from {key.source} (not shown)"
 
 

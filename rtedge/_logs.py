@@ -204,6 +204,7 @@ def _isatty(stream: Any) -> bool:
 
 def _width() -> int:
     try:
-        return os.get_terminal_size(sys.stderr.fileno()).columns
+        columns = os.get_terminal_size(sys.stderr.fileno()).columns
     except (OSError, ValueError, AttributeError):
         return 80
+    return columns if columns >= 20 else 80  # a pseudo-terminal without a size reports 0

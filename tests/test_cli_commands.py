@@ -76,3 +76,21 @@ def test_first_connection_fails_fast_or_retries_then_gives_up(capsys):
     err = capsys.readouterr().err
     assert code == EXIT_GAVE_UP
     assert "attempt 2 in" in err and "gave up connecting after 2 attempts" in err
+
+
+def test_doctor_checks_the_units_key_file(tmp_path, monkeypatch, capsys):
+    import rtedge._doctor as doctor
+
+    key = tmp_path / "api-key"
+    key.write_text("sk-doctor-SECRET")
+    monkeypatch.setattr(doctor, "UNIT_CREDENTIAL", str(key))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    args = ["doctor", "--no-network", "--set", "audio.mic=null", "--set", "audio.speaker=null"]
+    key.chmod(0o644)
+    main(args)
+    assert f"warn  API key: {key} is readable by group/others: chmod 600" in capsys.readouterr().out
+    key.chmod(0o600)
+    main(args)
+    out = capsys.readouterr().out
+    assert f"ok    API key: {key} is there for the systemd unit" in out and "sk-doctor-SECRET" not in out

@@ -395,3 +395,40 @@ def test_json_format(tmp_path, children, phrase):
     stats = next(o for o in out if o.get("event") == "stats")
     assert stats["turns"] == 1 and stats["tokens_total"] > 0 and stats["latency_p50_ms"] is not None
     assert any(o["msg"] == "assistant: Okay." for o in out)
+
+
+def test_live_status_line_on_a_terminal(tmp_path, children, phrase):
+    import pty
+
+    master, slave = pty.openpty()
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO once the child closed its end
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=read, name="test-pty-reader", daemon=True)
+    reader.start()
+    try:
+        with RealtimeServer(reply_text="Okay.") as srv:
+            child = Child(tmp_path, ["run", "--url", srv.url, "--input", str(phrase), "--speaker", "null"],
+                          stderr=slave)
+            children.append(child)
+            os.close(slave)
+            slave = -1
+            assert child.wait(30) == EXIT_OK
+        reader.join(5)
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    tty = b"".join(chunks).decode()
+    assert "\r\x1b[Kconnecting" in tty and "\r\x1b[Klistening" in tty and "\r\x1b[Kspeaking | 1 turns" in tty
+    assert "assistant: Okay." in child.stdout  # stdout is a file here: plain lines, no control codes
+    assert "\x1b" not in child.stdout
