@@ -38,14 +38,33 @@ from typing import Any
 
 import attrs
 
-from ._exit import (EXIT_AUDIO, EXIT_CONFIG, EXIT_OK, EXIT_TIMEOUT, DeviceFailure, GaveUpError,
-                    exit_code_for)
+from ._exit import EXIT_AUDIO, EXIT_CONFIG, EXIT_OK, EXIT_TIMEOUT, DeviceFailure, GaveUpError, exit_code_for
 from ._logs import LEVELS, Console, logging_to, pick_format
 from .config import Config, Secret, load_config, resolve_api_key
-from .errors import (AudioError, ConfigError, ConnectionClosed, DeadlineExceeded, HandshakeError,
-                     LocalProtocolError, RtEdgeError, ServerError, TransportError)
-from .service import (Health, Notifier, Watchdog, client_probes, describe_state, device_probe, monotonic_usec,
-                      session_numbers, stats_line, status_text, tick_probe)
+from .errors import (
+    AudioError,
+    ConfigError,
+    ConnectionClosed,
+    DeadlineExceeded,
+    HandshakeError,
+    LocalProtocolError,
+    RtEdgeError,
+    ServerError,
+    TransportError,
+)
+from .service import (
+    Health,
+    Notifier,
+    Watchdog,
+    client_probes,
+    describe_state,
+    device_probe,
+    monotonic_usec,
+    session_numbers,
+    stats_line,
+    status_text,
+    tick_probe,
+)
 
 log = logging.getLogger("rtedge")
 
@@ -131,7 +150,8 @@ def connect_options(config: Config, key: Secret | None) -> dict[str, Any]:
     p = config.provider
     return {"model": p.model or None, "url": p.url or None, "api_key": key.value if key else None,
             "session": config.session.to_session_config(), "ca_certs": p.ca_certs or None,
-            "connect_timeout": p.connect_timeout, "ping_interval": p.ping_interval, "ping_timeout": p.ping_timeout,
+            "connect_timeout": p.connect_timeout, "ping_interval": p.ping_interval,
+            "ping_timeout": p.ping_timeout,
             "max_audio_queue_ms": float(p.max_audio_queue_ms), "reconnect": config.reconnect.to_backoff(),
             "max_session_seconds": p.max_session_seconds or None}
 
@@ -169,8 +189,9 @@ def stream_file(client: Any, samples: Any, rate: int, args: argparse.Namespace, 
         if writer is not None:
             writer.close()
     u = report.usage
-    echo(f"summary: {len(report.turns)} turn(s), {report.input_seconds:.1f} s in, {report.output_seconds:.1f} s "
-         f"out, tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}")
+    echo(f"summary: {len(report.turns)} turn(s), {report.input_seconds:.1f} s in, "
+         f"{report.output_seconds:.1f} s out, tokens in {u.input_tokens} / out {u.output_tokens} / "
+         f"total {u.total_tokens}")
     if client.stats.audio_dropped:
         print(f"rtedge: warning: {client.stats.audio_dropped_ms:.0f} ms of input audio was dropped "
               "(the link was slower than real time)", file=sys.stderr)
@@ -325,8 +346,8 @@ class Service:
         for name, probe in client_probes(client, self.config.service.stall_seconds).items():
             self.health.add(name, probe)
         until_input_ends = bool(getattr(self.args, "input", None))
-        thread = threading.Thread(target=self._agent_main, args=(agent, until_input_ends), name="rtedge-agent",
-                                  daemon=True)
+        thread = threading.Thread(target=self._agent_main, args=(agent, until_input_ends),
+                                  name="rtedge-agent", daemon=True)
         devices = {"mic": mic, "speaker": speaker}
         thread.start()
         try:
@@ -405,7 +426,8 @@ class Service:
         self.console.clear_status()
         self.console.line(stats_line(numbers), event="stats", **numbers)
         u = client.usage
-        self.console.line(f"summary: {tracker.turns_started} turn(s), {agent.stats.interruptions} interruption(s), "
+        self.console.line(f"summary: {tracker.turns_started} turn(s), "
+                          f"{agent.stats.interruptions} interruption(s), "
                           f"{agent.stats.seconds_not_sent:.1f} s of mic audio not sent (VAD gate), "
                           f"tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}")
         error = self._agent_error
@@ -455,7 +477,7 @@ class Service:
 
 def _changed(old: Config, new: Config) -> set[str]:
     """Sections (or ``section.key`` outside session/logging) whose values differ."""
-    out = set()
+    out: set[str] = set()
     for section in ("provider", "session", "audio", "vad", "reconnect", "service", "logging"):
         a, b = getattr(old, section), getattr(new, section)
         if a != b:

@@ -23,8 +23,8 @@ log = logging.getLogger("rtedge")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
-_KEY = re.compile(r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)"
-                  r"\s*=")
+_PART = r"(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
+_KEY = re.compile(rf"^\s*({_PART}(?:\s*\.\s*{_PART})*)\s*=")
 
 
 def key_lines(text: str) -> dict[str, int]:
@@ -211,7 +211,8 @@ def cross_check(config: Config) -> list[str]:
     audio = config.audio
     for key, rate in (("audio.mic_rate", audio.mic_rate), ("audio.speaker_rate", audio.speaker_rate)):
         if rate * audio.frame_ms % 1000:
-            problem("audio.frame_ms", f"{audio.frame_ms} ms at {key} = {rate} Hz is not a whole number of samples")
+            problem("audio.frame_ms",
+                    f"{audio.frame_ms} ms at {key} = {rate} Hz is not a whole number of samples")
     rc = config.reconnect
     if rc.max_delay < rc.initial_delay:
         problem("reconnect.max_delay", f"must be >= reconnect.initial_delay ({rc.initial_delay:g} s)")

@@ -53,7 +53,8 @@ def check_portaudio() -> Result:
 
 def check_audio_group() -> Result:
     if not os.path.isdir("/dev/snd"):
-        return "warn", "no /dev/snd: no ALSA sound devices on this machine (is the sound card's driver loaded?)"
+        return "warn", ("no /dev/snd: no ALSA sound devices on this machine (is the sound card's driver "
+                        "loaded?)")
     try:
         gid = grp.getgrnam("audio").gr_gid
     except KeyError:
@@ -70,8 +71,8 @@ def _is_sound_card(spec: str) -> bool:
 
 def check_devices(config: Any) -> list[Result]:
     # without a config, or with a sound card configured, missing devices are a failure
-    level = "FAIL" if config is None or any(_is_sound_card(s) for s in (config.audio.mic, config.audio.speaker)) \
-        else "warn"
+    cards = config is None or any(_is_sound_card(s) for s in (config.audio.mic, config.audio.speaker))
+    level = "FAIL" if cards else "warn"
     try:
         from .audio._pyaudio import list_devices, resolve_device
 
@@ -79,15 +80,16 @@ def check_devices(config: Any) -> list[Result]:
     except AudioError as exc:
         return [(level, f"audio devices: {exc}")]
     if not infos:
-        return [(level, "PortAudio found no audio devices: check 'aplay -l' and 'arecord -l', the 'audio' group, "
-                        "and /etc/asound.conf")]
+        return [(level, "PortAudio found no audio devices: check 'aplay -l' and 'arecord -l', the 'audio' "
+                        "group, and /etc/asound.conf")]
     ins = sum(1 for d in infos if d.max_input_channels > 0)
     outs = sum(1 for d in infos if d.max_output_channels > 0)
     results: list[Result] = [("ok", f"audio devices: {ins} with inputs, {outs} with outputs "
                                     "('rtedge devices' lists them)")]
     if config is None:
         return results
-    for key, spec, output in (("audio.mic", config.audio.mic, False), ("audio.speaker", config.audio.speaker, True)):
+    sides = (("audio.mic", config.audio.mic, False), ("audio.speaker", config.audio.speaker, True))
+    for key, spec, output in sides:
         kind, _, rest = spec.partition(":")
         if not _is_sound_card(spec):
             results.append(("ok", f"{key} = {spec!r} (not a sound card)"))
@@ -126,11 +128,14 @@ def check_api_key(config: Any) -> Result:
     if key is None and os.path.exists(UNIT_CREDENTIAL):
         mode = os.stat(UNIT_CREDENTIAL).st_mode
         if mode & 0o077:
-            return "warn", f"API key: {UNIT_CREDENTIAL} is readable by group/others: chmod 600 {UNIT_CREDENTIAL}"
-        return "ok", f"API key: {UNIT_CREDENTIAL} is there for the systemd unit (LoadCredential; not read here)"
+            return "warn", (f"API key: {UNIT_CREDENTIAL} is readable by group/others: "
+                            f"chmod 600 {UNIT_CREDENTIAL}")
+        return "ok", (f"API key: {UNIT_CREDENTIAL} is there for the systemd unit "
+                      "(LoadCredential; not read here)")
     if key is None:
-        return "warn", ("API key: none found; put it in a file readable only by you and set provider.api_key_file "
-                        f"(under systemd: {UNIT_CREDENTIAL}, see the unit's LoadCredential=)")
+        return "warn", ("API key: none found; put it in a file readable only by you and set "
+                        f"provider.api_key_file (under systemd: {UNIT_CREDENTIAL}, see the unit's "
+                        "LoadCredential=)")
     return "ok", f"API key: from {key.source} (not shown)"
 
 

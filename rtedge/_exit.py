@@ -20,8 +20,15 @@ The unit file's ``RestartPreventExitStatus=2 3`` follows this table.
 
 from __future__ import annotations
 
-from .errors import (AudioError, ConfigError, ConnectionClosed, DeadlineExceeded, HandshakeError, ServerError,
-                     TransportError)
+from .errors import (
+    AudioError,
+    ConfigError,
+    ConnectionClosed,
+    DeadlineExceeded,
+    HandshakeError,
+    ServerError,
+    TransportError,
+)
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_AUTH, EXIT_CONNECT, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 EXIT_GAVE_UP, EXIT_AUDIO = 6, 7

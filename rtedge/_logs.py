@@ -150,8 +150,8 @@ class ConsoleHandler(logging.Handler):
             if record.exc_info and self.console.fmt != "json":
                 message += "\n" + self.formatter_exc(record)
             if self.console.fmt == "json":
-                obj = {"ts": _iso_now(record.created), "level": record.levelname.lower(), "logger": record.name,
-                       "thread": record.threadName, "msg": message}
+                obj = {"ts": _iso_now(record.created), "level": record.levelname.lower(),
+                       "logger": record.name, "thread": record.threadName, "msg": message}
                 if record.exc_info:
                     obj["exc"] = self.formatter_exc(record)
                 text = json.dumps(obj, ensure_ascii=False, default=str)

@@ -21,8 +21,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ._exit import (EXIT_AUDIO, EXIT_AUTH, EXIT_CONFIG, EXIT_CONNECT, EXIT_FAIL, EXIT_GAVE_UP, EXIT_OK,
-                    EXIT_TIMEOUT, exit_code_for)
+from ._exit import (
+    EXIT_AUDIO,
+    EXIT_AUTH,
+    EXIT_CONFIG,
+    EXIT_CONNECT,
+    EXIT_FAIL,
+    EXIT_GAVE_UP,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    exit_code_for,
+)
 from ._version import __version__
 from .config import read_key_file
 from .errors import ConfigError, RtEdgeError
@@ -37,16 +46,19 @@ log = logging.getLogger("rtedge")
 EPILOG_RUN = """examples:
   rtedge run --config /etc/rtedge/rtedge.toml           # what the systemd unit runs
   rtedge run --mic USB --speaker default --barge-in local --echo-guard half_duplex
-  rtedge run --url wss://api.openai.com/v1/realtime --api-key-file ~/.openai-key --input question.wav --output answer.wav
+  rtedge run --url wss://api.openai.com/v1/realtime --api-key-file ~/.openai-key \
+      --input question.wav --output answer.wav
   rtedge run --url ws://127.0.0.1:8765/v1/realtime --input question.wav --output answer.wav --fast
   rtedge run --config kiosk.toml --set session.voice=marin --log-format json
   arecord -f S16_LE -r 16000 -c 1 -t raw | rtedge run --mic raw:- --speaker raw:- | aplay -f S16_LE -r 24000
 
-settings: command line > environment (RTEDGE_<SECTION>_<KEY>, e.g. RTEDGE_AUDIO_MIC) > --config file > defaults;
-'rtedge check-config' shows the result.  API key: --api-key-file, $CREDENTIALS_DIRECTORY/api-key, or $OPENAI_API_KEY.
-signals: SIGTERM/SIGINT end the session gracefully (exit 0); SIGHUP re-reads the config and re-sends session.update.
-exit codes: 0 clean, 1 bug, 2 config, 3 auth/fatal provider error, 4 connect, 5 timeout, 6 gave up reconnecting,
-7 audio device.
+settings: command line > environment (RTEDGE_<SECTION>_<KEY>, e.g. RTEDGE_AUDIO_MIC) > --config file
+  > defaults; 'rtedge check-config' shows the result.
+API key: --api-key-file, $CREDENTIALS_DIRECTORY/api-key, or $OPENAI_API_KEY (never in argv).
+signals: SIGTERM/SIGINT end the session gracefully (exit 0); SIGHUP re-reads the config and re-sends
+  session.update on the same connection.
+exit codes: 0 clean, 1 bug, 2 config, 3 auth/fatal provider error, 4 connect, 5 timeout,
+  6 gave up reconnecting, 7 audio device.
 """
 EPILOG_SERVE = """examples:
   rtedge serve --port 8765
@@ -100,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command(sub: Any, name: str, help: str, epilog: str) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
-                                                epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=help[:1].upper() + help[1:] + ".", epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     return p
 
 
@@ -111,22 +124,23 @@ def _add_run_parser(sub: Any) -> None:
     _add_session_args(run)
     run.add_argument("--input", metavar="WAV", help="speak this 16-bit PCM WAV (any rate), paced like a mic")
     run.add_argument("--output", metavar="WAV", help="play the assistant's audio into this WAV (paced)")
-    run.add_argument("--mic", metavar="DEVICE", help="audio.mic: a device name or index from 'rtedge devices', "
-                     "wav:PATH, raw:- for s16le 16 kHz on stdin, or null")
-    run.add_argument("--speaker", metavar="DEVICE", help="audio.speaker: a device name or index, raw:- for s16le "
-                     "24 kHz on stdout, wav:PATH, or null")
+    run.add_argument("--mic", metavar="DEVICE", help="audio.mic: a device name or index from "
+                     "'rtedge devices', wav:PATH, raw:- for s16le 16 kHz on stdin, or null")
+    run.add_argument("--speaker", metavar="DEVICE", help="audio.speaker: a device name or index, raw:- "
+                     "for s16le 24 kHz on stdout, wav:PATH, or null")
     run.add_argument("--barge-in", choices=("server", "local", "off"),
-                     help="vad.barge_in: interrupt the assistant on the server's VAD (default) or the local VAD")
+                     help="vad.barge_in: interrupt the assistant on the server's VAD (default) or the "
+                          "local VAD")
     run.add_argument("--echo-guard", choices=("half_duplex", "threshold", "off"),
                      help="vad.echo_guard: keep the speaker's sound from counting as the user (default "
                           "threshold; off for an echo-cancelled source)")
     run.add_argument("--vad-gate", choices=("on", "off"),
                      help="vad.gate: send only speech (with pre-roll and trailing silence), not idle silence")
-    run.add_argument("--fast", action="store_true", help="batch mode: send the --input WAV as fast as the link "
-                     "takes it and write the answer to --output (no devices, no barge-in)")
+    run.add_argument("--fast", action="store_true", help="batch mode: send the --input WAV as fast as the "
+                     "link takes it and write the answer to --output (no devices, no barge-in)")
     run.add_argument("--manual", action="store_true", help="no server VAD: commit and request the response")
-    run.add_argument("--max-seconds", type=float, help="service.max_seconds: bound on the whole run (default: "
-                     "until stopped; 120 with --input)")
+    run.add_argument("--max-seconds", type=float, help="service.max_seconds: bound on the whole run "
+                     "(default: until stopped; 120 with --input)")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -151,7 +165,8 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_demo_parser(sub: Any) -> None:
-    demo = _command(sub, "demo", "a full voice turn against the built-in local server (no key needed)", EPILOG_DEMO)
+    demo = _command(sub, "demo", "a full voice turn against the built-in local server (no key needed)",
+                    EPILOG_DEMO)
     demo.add_argument("--output", metavar="WAV", help="write the assistant's audio here")
     demo.add_argument("--input", metavar="WAV", help="speak this WAV instead of the bundled phrase")
     demo.add_argument("--fast", action="store_true", help="send the phrase as fast as the link takes it")
@@ -188,8 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="rtedge: %(levelname)s: %(message)s")
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _lazy("_cli_run", "cmd_run"), "check-config": _lazy("_cli_run", "cmd_check_config"),
-        "doctor": _lazy("_doctor", "cmd_doctor"), "demo": cmd_demo, "serve": cmd_serve, "version": cmd_version,
-        "devices": cmd_devices,
+        "doctor": _lazy("_doctor", "cmd_doctor"), "demo": cmd_demo, "serve": cmd_serve,
+        "version": cmd_version, "devices": cmd_devices,
     }
     transcriber = _transcriber()
     if transcriber is not None:
@@ -211,7 +226,8 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         import importlib
 
-        fn: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(f".{module}", __package__), name)
+        target = importlib.import_module(f".{module}", __package__)
+        fn: Callable[[argparse.Namespace], int] = getattr(target, name)
         return fn(args)
     return command
 

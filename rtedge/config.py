@@ -108,8 +108,8 @@ class ProviderSettings:
     name: str = setting("openai", "provider dialect (openai; more register themselves)")
     url: str = setting("", "WebSocket endpoint; empty = the provider's own")
     model: str = setting("", "model name; empty = the provider's default")
-    api_key_file: str = setting("", "file holding the API key (first line); empty = "
-                                    "$CREDENTIALS_DIRECTORY/api-key, then the provider's environment variable")
+    api_key_file: str = setting("", "file holding the API key (first line); empty = $CREDENTIALS_DIRECTORY/"
+                                    "api-key, then the provider's environment variable")
     ca_certs: str = setting("", "PEM bundle to trust for wss:// instead of the system's; empty = system")
     connect_timeout: float = setting(10.0, "bound on opening the connection and configuring the session",
                                      "s", lo=0.1, hi=300)
@@ -143,7 +143,8 @@ class SessionSettings:
     transcription_model: str = setting("", "transcribe the user's audio with this model "
                                            "(gpt-4o-mini-transcribe...); empty = no transcripts")
     transcription_language: str = setting("", "ISO-639-1 language hint for transcription; empty = auto")
-    noise_reduction: str = setting("", "server-side noise reduction: near_field, far_field, off; empty = the server's default",
+    noise_reduction: str = setting("", "server-side noise reduction: near_field, far_field, off; empty = the "
+                                       "server's default",
                                    choices=("", "near_field", "far_field", "off"))
     max_output_tokens: int = setting(0, "bound on tokens per response; 0 = no bound", "tokens",
                                      lo=0, hi=4096)
@@ -162,10 +163,11 @@ class SessionSettings:
         elif self.turn_detection == "semantic_vad":
             fields["turn_detection"] = SemanticVad(eagerness=self.eagerness)  # type: ignore[arg-type]
         else:
-            fields["turn_detection"] = ServerVad(
-                threshold=self.vad_threshold, prefix_padding_ms=self.prefix_padding_ms,
-                silence_duration_ms=self.silence_duration_ms, **(
-                    {"idle_timeout_ms": self.idle_timeout_ms} if self.idle_timeout_ms else {}))
+            vad: dict[str, Any] = {"threshold": self.vad_threshold, "prefix_padding_ms": self.prefix_padding_ms,
+                                   "silence_duration_ms": self.silence_duration_ms}
+            if self.idle_timeout_ms:
+                vad["idle_timeout_ms"] = self.idle_timeout_ms
+            fields["turn_detection"] = ServerVad(**vad)
         if self.transcription_model:
             lang = {"language": self.transcription_language} if self.transcription_language else {}
             fields["transcription"] = Transcription(model=self.transcription_model, **lang)
@@ -186,7 +188,8 @@ class AudioSettings:
                                   "wav:PATH, raw:PATH, raw:- (stdin) or null")
     speaker: str = setting("default", "speaker: default, a device name or index, wav:PATH, raw:PATH, "
                                       "raw:- (stdout) or null")
-    mic_rate: int = setting(16000, "microphone sample rate (resampled for the wire)", "Hz", lo=8000, hi=192000)
+    mic_rate: int = setting(16000, "microphone sample rate (resampled for the wire)", "Hz",
+                            lo=8000, hi=192000)
     speaker_rate: int = setting(24000, "speaker sample rate", "Hz", lo=8000, hi=192000)
     frame_ms: int = setting(20, "audio period of both devices", "ms", lo=5, hi=100)
 
@@ -275,7 +278,8 @@ class LoggingSettings:
 
     SECTION: ClassVar[str] = "logging"
 
-    level: str = setting("info", "least severe messages logged", choices=("debug", "info", "warning", "error"))
+    level: str = setting("info", "least severe messages logged",
+                         choices=("debug", "info", "warning", "error"))
     format: str = setting("auto", "auto (journal when stderr is the journal, else human), human, journal "
                                   "(<N> priority prefixes, no timestamps) or json (one object per line)",
                           choices=("auto", "human", "journal", "json"))
@@ -289,7 +293,7 @@ SECTIONS: dict[str, type[Any]] = {cls.SECTION: cls for cls in (
     LoggingSettings)}
 
 #: other RTEDGE_* variables rtedge reads (not settings; never warned about)
-OTHER_VARIABLES = frozenset({"RTEDGE_CONFIG", "RTEDGE_CODEC", "RTEDGE_AUDIO_DEBUG"})
+OTHER_VARIABLES = frozenset({"RTEDGE_CONFIG", "RTEDGE_CODEC", "RTEDGE_AUDIO_DEBUG", "RTEDGE_LIVE"})
 
 
 def env_name(key: str) -> str:

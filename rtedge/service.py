@@ -292,7 +292,8 @@ def stats_line(n: Mapping[str, Any]) -> str:
     """``stats: 12 turns, latency p50 410 ms / p95 820 ms, ...`` from :func:`session_numbers`."""
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.0f} ms"
-    return (f"stats: {n['turns']} turns, latency p50 {ms(n['latency_p50_ms'])} / p95 {ms(n['latency_p95_ms'])}, "
+    return (f"stats: {n['turns']} turns, latency p50 {ms(n['latency_p50_ms'])} / "
+            f"p95 {ms(n['latency_p95_ms'])}, "
             f"{n['reconnects']} reconnects, {n['underruns']} underruns, {n['overflows']} overflows, "
             f"{n['audio_dropped_ms']} ms audio dropped, VAD gate saved {n['vad_seconds_not_sent']:.1f} s "
             f"({n['vad_bytes_saved'] / 1e6:.2f} MB), {n['interruptions']} interruptions, "
