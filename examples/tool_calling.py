@@ -35,7 +35,8 @@ def main(args: argparse.Namespace) -> None:
                                                   tool_arguments='{"city": "Oslo"}').start()
     key = read_key_file(args.api_key_file) if args.api_key_file else None
     try:
-        session = rtedge.SessionConfig(instructions="Use the tools you have. Be brief.", output_modalities=("text",))
+        session = rtedge.SessionConfig(instructions="Use the tools you have. Be brief.",
+                                       output_modalities=("text",))
         with rtedge.connect("openai", url=args.url or server.url, api_key=key, session=session) as client:
             client.on("response.output_text.done", lambda e: print("assistant:", e.text))
             with ToolRunner(client, [get_weather]) as runner:

@@ -24,7 +24,9 @@ def show(utterance: Utterance) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    server = None if args.url else VLLMServer(transcript="turn on the kitchen lights", models=[args.model]).start()
+    server = None
+    if not args.url:  # a local stand-in for vLLM that "hears" one fixed sentence
+        server = VLLMServer(transcript="turn on the kitchen lights", models=[args.model]).start()
     try:
         transcriber = Transcriber(url=args.url or server.url, model=args.model, on_utterance=show)
         if args.mic:

@@ -71,8 +71,9 @@ def test_first_connection_fails_fast_or_retries_then_gives_up(capsys):
     url = "ws://127.0.0.1:9/v1/realtime"  # nothing listens on the discard port
     assert main(["run", "--url", url, "--mic", "null", "--speaker", "null"]) == EXIT_CONNECT
     assert "rtedge: error:" in capsys.readouterr().err
-    code = main(["run", "--url", url, "--mic", "null", "--speaker", "null", "--set", "reconnect.retry_first_connect=1",
-                 "--set", "reconnect.max_attempts=2", "--set", "reconnect.initial_delay=0.01"])
+    code = main(["run", "--url", url, "--mic", "null", "--speaker", "null",
+                 "--set", "reconnect.retry_first_connect=1", "--set", "reconnect.max_attempts=2",
+                 "--set", "reconnect.initial_delay=0.01"])
     err = capsys.readouterr().err
     assert code == EXIT_GAVE_UP
     assert "attempt 2 in" in err and "gave up connecting after 2 attempts" in err

@@ -46,17 +46,20 @@ def test_precedence_cli_over_environment_over_file_over_defaults(tmp_path):
     env = {"RTEDGE_AUDIO_MIC": "env-mic", "RTEDGE_AUDIO_SPEAKER": "env-speaker"}
     config = load_config(str(path), env, {"audio.mic": ("cli-mic", "--mic")})
     assert config.audio.mic == "cli-mic" and config.where("audio.mic") == "--mic"
-    assert config.audio.speaker == "env-speaker" and config.where("audio.speaker") == "environment RTEDGE_AUDIO_SPEAKER"
+    assert config.audio.speaker == "env-speaker"
+    assert config.where("audio.speaker") == "environment RTEDGE_AUDIO_SPEAKER"
     assert config.audio.mic_rate == 48000 and config.where("audio.mic_rate") == f"{path}:4"
     assert config.service.stats_interval == 60.0 and isinstance(config.service.stats_interval, float)
     assert config.audio.frame_ms == 20 and config.where("audio.frame_ms") == "default"
 
 
 def test_strings_from_environment_and_set_are_parsed_by_type():
-    env = {"RTEDGE_VAD_GATE": "off", "RTEDGE_RECONNECT_MAX_ATTEMPTS": "0", "RTEDGE_SERVICE_STALL_SECONDS": "2.5"}
+    env = {"RTEDGE_VAD_GATE": "off", "RTEDGE_RECONNECT_MAX_ATTEMPTS": "0",
+           "RTEDGE_SERVICE_STALL_SECONDS": "2.5"}
     config = load_config(None, env, {"logging.transcripts": ("no", "--set logging.transcripts"),
                                      "provider.ping_interval": ("0", "--set provider.ping_interval")})
-    assert config.vad.gate is False and config.reconnect.max_attempts == 0 and config.service.stall_seconds == 2.5
+    assert config.vad.gate is False and config.reconnect.max_attempts == 0
+    assert config.service.stall_seconds == 2.5
     assert config.logging.transcripts is False and config.provider.ping_interval == 0.0
     assert config.reconnect.to_backoff().max_attempts is None  # 0 = never give up
 
@@ -72,7 +75,8 @@ def test_main_applies_flags_over_set_and_config(tmp_path, capsys):
 
 
 def test_unknown_rtedge_variables_only_warn(caplog):
-    env = {"RTEDGE_AUDIO_MICS": "x", "RTEDGE_CODEC": "numpy", "RTEDGE_AUDIO_DEBUG": "1", "RTEDGE_CONFIG": "/x"}
+    env = {"RTEDGE_AUDIO_MICS": "x", "RTEDGE_CODEC": "numpy", "RTEDGE_AUDIO_DEBUG": "1",
+           "RTEDGE_CONFIG": "/x", "RTEDGE_LIVE": "1"}
     with caplog.at_level(logging.WARNING, logger="rtedge"):
         load_config(None, env, {})
     warned = [r.getMessage() for r in caplog.records]
@@ -87,7 +91,8 @@ def test_unknown_rtedge_variables_only_warn(caplog):
     ('[audio]\nmic_rate = "16000"\n', "{p}:2: audio.mic_rate: must be an integer in [8000, 192000] (Hz), "
                                       "got '16000'"),
     ('[audio]\nmic_rate = 16000.0\n', "{p}:2: audio.mic_rate: must be an integer"),
-    ('[audio]\nmic_rate = 4000\n', "{p}:2: audio.mic_rate: must be an integer in [8000, 192000] (Hz), got 4000"),
+    ('[audio]\nmic_rate = 4000\n',
+     "{p}:2: audio.mic_rate: must be an integer in [8000, 192000] (Hz), got 4000"),
     ('[vad]\ngate = 1\n', "{p}:2: vad.gate: must be true or false, got 1"),
     ('[reconnect]\nmax_attempts = true\n', "{p}:2: reconnect.max_attempts: must be an integer"),
     ('[vad]\nbarge_in = "sometimes"\n', "{p}:2: vad.barge_in: must be one of 'server', 'local', 'off', "
@@ -98,8 +103,8 @@ def test_unknown_rtedge_variables_only_warn(caplog):
     ('provider.name = "nope"\n', "{p}:1: provider.name: unknown provider 'nope'"),
     ('[provider]\nurl = "https://x/v1?api-key=SEKRIT"\n', "{p}:2: provider.url: must start with ws:// or "
                                                           "wss://, got 'https://x/v1?api-key=%2A%2A%2A'"),
-    ('[audio]\nmic_rate = 44100\nframe_ms = 15\n', "{p}:3: audio.frame_ms: 15 ms at audio.mic_rate = 44100 Hz "
-                                                   "is not a whole number of samples"),
+    ('[audio]\nmic_rate = 44100\nframe_ms = 15\n',
+     "{p}:3: audio.frame_ms: 15 ms at audio.mic_rate = 44100 Hz is not a whole number of samples"),
     ('[reconnect]\ninitial_delay = 5\nmax_delay = 1\n', "{p}:3: reconnect.max_delay: must be >= "
                                                         "reconnect.initial_delay (5 s)"),
     ('[audio]\nmic = \n', "{p}: invalid TOML: Invalid value (at line 2, column 7)"),
@@ -128,8 +133,8 @@ def test_file_problems_that_are_not_toml(tmp_path):
 
 def test_environment_and_command_line_errors_name_their_source(tmp_path):
     assert errors_of(None, {"RTEDGE_SERVICE_STALL_SECONDS": "soon"}) == [
-        "environment RTEDGE_SERVICE_STALL_SECONDS: service.stall_seconds: must be a number in [0.1, 3600] (s), "
-        "got 'soon'"]
+        "environment RTEDGE_SERVICE_STALL_SECONDS: service.stall_seconds: "
+        "must be a number in [0.1, 3600] (s), got 'soon'"]
     assert errors_of(None, {}, {"audio.mick": ("x", "--set audio.mick")}) == [
         "--set audio.mick: audio.mick: unknown key (did you mean audio.mic?)"]
     assert errors_of(None, {}, {"service.max_seconds": (-1.0, "--max-seconds")})[0].startswith(
@@ -217,8 +222,8 @@ def test_check_config_prints_valid_toml_with_origins_and_no_secrets(tmp_path, ca
     lines = captured.out.splitlines()
     assert f"# api key: from {key_file} (redacted)" in lines
     assert any(line.startswith("url = ") and line.endswith(f"# {path}:2") for line in lines)
-    assert any(line.startswith("stats_interval = ") and line.endswith("# environment RTEDGE_SERVICE_STATS_INTERVAL")
-               for line in lines)
+    assert any(line.startswith("stats_interval = ")
+               and line.endswith("# environment RTEDGE_SERVICE_STATS_INTERVAL") for line in lines)
     assert any(line.startswith("mic = ") and line.endswith("# --set audio.mic") for line in lines)
 
 

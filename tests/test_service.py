@@ -81,7 +81,8 @@ class NotifyListener:
         with self.cond:
             while True:
                 for t, text in self.messages:
-                    if t >= after and any(line == field or line.startswith(field) for line in text.split("\n")):
+                    lines = text.split("\n")
+                    if t >= after and any(line == field or line.startswith(field) for line in lines):
                         return t
                 remaining = deadline - time.monotonic()
                 assert remaining > 0, f"no {field!r} within {timeout} s; got {self.texts()}"
@@ -200,14 +201,15 @@ def test_sighup_resends_session_update_on_the_same_connection(tmp_path, children
             child = Child(tmp_path, run_args(srv.url, phrase, "--config", str(config)), notify_env(listener))
             children.append(child)
             ready = listener.wait_for("READY=1")
-            srv.wait_for_received("session.update", where=lambda e: e["session"].get("instructions") == "first")
+            srv.wait_for_received("session.update",
+                                  where=lambda e: e["session"].get("instructions") == "first")
             config.write_text('[session]\ninstructions = "second"\nvoice = "marin"\n')
             child.signal(signal.SIGHUP)
             reloading = listener.wait_for("RELOADING=1", after=ready)
             listener.wait_for("READY=1", after=reloading)
             update = srv.wait_for_received("session.update", nth=2, timeout=5)
-            assert update["session"]["instructions"] == "second" and update["session"]["audio"]["output"]["voice"] \
-                == "marin"
+            assert update["session"]["instructions"] == "second"
+            assert update["session"]["audio"]["output"]["voice"] == "marin"
             assert srv.connection_count == 1
             reload_msg = next(m for m in listener.texts() if "RELOADING=1" in m)
             assert re.search(r"^MONOTONIC_USEC=\d+$", reload_msg, re.M)

@@ -94,6 +94,21 @@ def test_client_probes_see_a_callback_blocking_the_dispatcher():
         assert wait_until(lambda: health.problems() == [], timeout=5)
 
 
+def test_client_probes_see_a_receiver_stuck_on_a_message():
+    release = threading.Event()
+    with RealtimeServer() as srv, rtedge.connect(url=srv.url) as client:
+        health = Health()
+        for name, probe in client_probes(client, stall=0.2).items():
+            health.add(name, probe)
+        # an internal hook runs on rtedge-receiver; one that blocks stops the receiver's progress
+        client.add_event_hook(lambda event: event.type == "response.done" and release.wait(10))
+        client.send_text("hi")
+        assert wait_until(lambda: any("rtedge-receiver: stuck handling a message" in p
+                                      for p in health.problems()), timeout=10)
+        release.set()
+        assert wait_until(lambda: health.problems() == [], timeout=5)
+
+
 def test_device_probe_needs_moving_frames():
     class Stats:
         frames = 0
@@ -149,10 +164,12 @@ def test_console_formats_and_redaction(fmt, capsys):
         assert out == "turn 1: <redacted>\n"
     elif fmt == "journal":
         assert all(line.startswith(("<4>", "<3>")) for line in err.splitlines())
-        assert err.startswith("<4>bad key <redacted>\n<3>failed\n<3>Traceback") and out == "<6>turn 1: <redacted>\n"
+        assert err.startswith("<4>bad key <redacted>\n<3>failed\n<3>Traceback")
+        assert out == "<6>turn 1: <redacted>\n"
     else:
         records = [json.loads(line) for line in err.splitlines()]
-        assert [r["level"] for r in records] == ["warning", "error"] and "ValueError: boom" in records[1]["exc"]
+        assert [r["level"] for r in records] == ["warning", "error"]
+        assert "ValueError: boom" in records[1]["exc"]
         line = json.loads(out)
         assert line["msg"] == "turn 1: <redacted>" and line["event"] == "turn" and line["turns"] == 1
 
@@ -165,7 +182,8 @@ def test_statistics_and_status_text():
                "vad_seconds_not_sent": 95.0, "vad_bytes_saved": 6080000, "interruptions": 1, "tokens_in": 100,
                "tokens_out": 50, "tokens_total": 150}
     assert stats_line(numbers) == (
-        "stats: 3 turns, latency p50 410 ms / p95 820 ms, 1 reconnects, 2 underruns, 0 overflows, 120 ms audio "
-        "dropped, VAD gate saved 95.0 s (6.08 MB), 1 interruptions, tokens in 100 / out 50 / total 150")
+        "stats: 3 turns, latency p50 410 ms / p95 820 ms, 1 reconnects, 2 underruns, 0 overflows, "
+        "120 ms audio dropped, VAD gate saved 95.0 s (6.08 MB), 1 interruptions, "
+        "tokens in 100 / out 50 / total 150")
     assert status_text("listening", numbers) == "listening | 3 turns, last 400 ms | 150 tokens | 1 reconnects"
     assert status_text("connecting", {**numbers, "turns": 0, "reconnects": 0}) == "connecting"

@@ -42,8 +42,8 @@ def checkable_unit(tmp_path):
 @needs_analyze
 def test_verify_prints_nothing(checkable_unit):
     # unknown keys are only warnings with exit code 0, so any output at all fails the test
-    proc = subprocess.run([ANALYZE, "verify", "--man=no", str(checkable_unit)], capture_output=True, text=True,
-                          timeout=60, cwd=checkable_unit.parent)
+    proc = subprocess.run([ANALYZE, "verify", "--man=no", str(checkable_unit)], capture_output=True,
+                          text=True, timeout=60, cwd=checkable_unit.parent)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
 
 
@@ -52,8 +52,8 @@ def test_verify_would_catch_a_typo(tmp_path, checkable_unit):
     bad = tmp_path / "bad" / "rtedge.service"
     bad.parent.mkdir()
     bad.write_text(checkable_unit.read_text().replace("WatchdogSec=", "WatchdogSecs="))
-    proc = subprocess.run([ANALYZE, "verify", "--man=no", str(bad)], capture_output=True, text=True, timeout=60,
-                          cwd=bad.parent)
+    proc = subprocess.run([ANALYZE, "verify", "--man=no", str(bad)], capture_output=True, text=True,
+                          timeout=60, cwd=bad.parent)
     # rc stays 0 for an unknown key: only the output shows it, hence the empty-output check above
     assert proc.returncode == 0 and "Unknown key 'WatchdogSecs'" in proc.stderr
 
