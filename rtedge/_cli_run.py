@@ -313,6 +313,9 @@ class Service:
                     raise GaveUpError(f"gave up connecting after {attempt} attempts; last: {exc}") from None
                 delay = backoff.delay(attempt, retry_after=getattr(exc, "retry_after", None))
                 log.warning("cannot connect (%s); attempt %d in %.1f s", exc, attempt + 1, delay)
+                # still starting: ask systemd for time for the wait and the next attempt (TimeoutStartSec)
+                budget = delay + self.config.provider.connect_timeout + 30.0
+                self.notifier.notify(f"EXTEND_TIMEOUT_USEC={int(budget * 1e6)}")
                 self._set_status(f"connecting (attempt {attempt + 1})")
             if self._sleep(delay):
                 return None

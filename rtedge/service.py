@@ -124,20 +124,25 @@ class Health:
         with self._lock:
             self._probes[name] = probe
 
-    def problems(self, now: float | None = None) -> list[str]:
-        """What is wrong now (empty: healthy).  A probe that raises counts as a problem."""
+    def check(self, now: float | None = None) -> dict[str, str]:
+        """Probe name -> what is wrong, for the probes reporting a problem now (empty: healthy).
+        A probe that raises counts as a problem."""
         now = time.monotonic() if now is None else now
         with self._lock:
             probes = list(self._probes.items())
-        found = []
+        found = {}
         for name, probe in probes:
             try:
                 problem = probe(now)
             except Exception as exc:  # a probe bug must not look healthy
                 problem = f"{name}: probe failed ({exc!r})"
             if problem:
-                found.append(problem)
+                found[name] = problem
         return found
+
+    def problems(self, now: float | None = None) -> list[str]:
+        """What is wrong now, in words (empty: healthy)."""
+        return list(self.check(now).values())
 
 
 def tick_probe(name: str, last: Callable[[], float], limit: float) -> Probe:
@@ -210,7 +215,7 @@ class Watchdog:
         self.notifier, self.health = notifier, health
         self.interval = notifier.watchdog_interval or 1.0
         self.pings = 0
-        self.problems: list[str] = []
+        self.problems: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtedge-watchdog", daemon=True)
 
@@ -228,10 +233,11 @@ class Watchdog:
             self.check()
 
     def check(self) -> bool:
-        """Probe once; ping when healthy.  Returns True when healthy."""
-        problems = self.health.problems()
-        if problems and problems != self.problems:
-            log.warning("stalled, not pinging the watchdog: %s", "; ".join(problems))
+        """Probe once; ping when healthy.  Returns True when healthy.  A warning is logged when the set of
+        stalled parts changes (not on every check of a long stall)."""
+        problems = self.health.check()
+        if problems and problems.keys() != self.problems.keys():
+            log.warning("stalled, not pinging the watchdog: %s", "; ".join(problems.values()))
         elif not problems and self.problems:
             log.warning("recovered: all threads make progress again")
         self.problems = problems

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import socket
+
 import pytest
 
 from rtedge.cli import EXIT_CONNECT, EXIT_FAIL, EXIT_GAVE_UP, EXIT_OK, build_parser, main
@@ -67,8 +71,12 @@ def test_doctor_says_what_to_fix(tmp_path, capsys):
     assert "FAIL  endpoint ws://127.0.0.1:9/v1/realtime" in out and "check the network" in out
 
 
-def test_first_connection_fails_fast_or_retries_then_gives_up(capsys):
+def test_first_connection_fails_fast_or_retries_then_gives_up(capsys, tmp_path, monkeypatch):
     url = "ws://127.0.0.1:9/v1/realtime"  # nothing listens on the discard port
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.settimeout(5)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
     assert main(["run", "--url", url, "--mic", "null", "--speaker", "null"]) == EXIT_CONNECT
     assert "rtedge: error:" in capsys.readouterr().err
     code = main(["run", "--url", url, "--mic", "null", "--speaker", "null",
@@ -77,6 +85,15 @@ def test_first_connection_fails_fast_or_retries_then_gives_up(capsys):
     err = capsys.readouterr().err
     assert code == EXIT_GAVE_UP
     assert "attempt 2 in" in err and "gave up connecting after 2 attempts" in err
+    messages = []
+    systemd.settimeout(0.2)
+    with contextlib.suppress(TimeoutError):
+        while True:
+            messages.append(systemd.recv(4096).decode())
+    systemd.close()
+    # still starting while it retries: systemd is asked for more time than TimeoutStartSec
+    assert any(re.fullmatch(r"EXTEND_TIMEOUT_USEC=\d+", m) for m in messages), messages
+    assert "STATUS=connecting (attempt 2)" in messages
 
 
 def test_doctor_checks_the_units_key_file(tmp_path, monkeypatch, capsys):

@@ -291,6 +291,7 @@ def test_no_watchdog_while_the_microphone_stalls_and_again_after(tmp_path, child
         os.close(writer)
     assert gap_start > ready
     assert re.search(r"mic .*no audio frames", child.stderr), child.stderr
+    assert child.stderr.count("stalled, not pinging the watchdog") == 1  # once per stall, not every check
     assert "recovered" in child.stderr
 
 
