@@ -17,7 +17,10 @@ to the next ticks.  Three things move the cursor or hold audio back:
 
 * ``input_audio_buffer.speech_started`` (barge-in): audio plays up to the
   speech onset the server reports (``audio_start_ms + prefix_padding_ms`` on
-  the input clock, mapped onto this tick and clamped to it); then the queue
+  the input clock, mapped onto this tick and clamped to it; when a server
+  clamped ``audio_start_ms`` to the start of its buffer, right after the
+  previous turn, this is later than the real onset, at most by the prefix
+  padding and never past the tick's end); then the queue
   is dropped, the item that was playing is truncated at what was played,
   and a cancel is asked for only when a response is active and the server
   will not cancel it itself (``interrupt_response``): the rules of
@@ -47,7 +50,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -385,11 +388,14 @@ class TickEngine:
         input_base_ms: input audio (ms) appended before tick 0 (the server's input clock offset).
         session: the effective session config (turn detection is read from it).
         barge_in: act on ``speech_started`` (True), or only report it.
+        formats: the dialect's ``session_formats`` (a session -> (input, output) formats), to follow an
+            output format changed by ``session.updated``; None keeps ``wire_out``.
     """
 
     def __init__(self, fmt: TickFormat, tick_ms: int, wire_out: AudioFormat, *, input_base_ms: float = 0.0,
-                 session: Mapping[str, Any] | None = None, barge_in: bool = True) -> None:
-        self.fmt, self.tick_ms, self.wire_out = fmt, tick_ms, wire_out
+                 session: Mapping[str, Any] | None = None, barge_in: bool = True,
+                 formats: Callable[[Mapping[str, Any]], tuple[Any, Any]] | None = None) -> None:
+        self.fmt, self.tick_ms, self.wire_out, self.formats = fmt, tick_ms, wire_out, formats
         self.n = fmt.rate * tick_ms // 1000
         self.input_base_ms, self.barge_in = input_base_ms, barge_in
         self.turn_detection = turn_detection_of(session or {})
@@ -580,6 +586,13 @@ class TickEngine:
         td = turn_detection_of(e.session)
         if td is not None or "audio" in e.session or "turn_detection" in e.session:
             self.turn_detection = td
+        out = self.formats(e.session)[1] if self.formats is not None else None
+        if out is not None and out != self.wire_out:
+            for item in list(self.open.values()):  # flush the old rate's resampler tails first
+                if item.resampler is not None:
+                    self._enqueue(item, self._tick_samples(item.resampler.finish()))
+                    item.resampler = None
+            self.wire_out = out
 
     def _on_user_transcript(self, e: ev.InputAudioTranscriptionCompleted) -> None:
         self.user_text.append(e.transcript)

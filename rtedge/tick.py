@@ -216,7 +216,7 @@ class TickSession:
         state = client.state
         self.engine = TickEngine(self.format, self.tick_ms, state.output_format,
                                  input_base_ms=state.input_bytes_sent / state.input_format.bytes_per_ms,
-                                 session=session, barge_in=barge_in)
+                                 session=session, barge_in=barge_in, formats=client.dialect.session_formats)
         client.add_event_hook(self._on_event)
         if self.sync == "barrier":
             self._barrier()  # proves the server answers barriers; its events start tick 0
@@ -336,7 +336,9 @@ class TickSession:
                     if isinstance(event, ev.ConnectionLost):
                         raise ConnectionClosed(f"the connection ended while waiting for a barrier: {event.reason}")
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed:
+                if self._closed:
+                    raise ConnectionClosed("the tick session was closed while waiting for a barrier")
+                if remaining <= 0:
                     raise DeadlineExceeded(f"no {BARRIER_DONE} within {self.barrier_timeout:g} s")
                 self._cond.wait(remaining)
 

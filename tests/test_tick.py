@@ -167,11 +167,13 @@ def test_interruption_cancels_only_when_the_server_will_not():
 # ------------------------------------------------------------------------------------------------ determinism
 
 
-def scripted_run(tools: bool = False) -> list[TickResult]:
+def scripted_run(tools: bool = False, realtime: bool = False, reply: str = LONG) -> list[TickResult]:
     tool = rtedge.tool(lambda order_id: {"order_id": order_id, "status": "shipped"}, name="order_status")
     kwargs = {"tools": [tool]} if tools else {}
-    with RealtimeServer(realtime=False, seed=11, reply_text=LONG) as srv, \
+    with RealtimeServer(realtime=realtime, seed=11, reply_text=reply) as srv, \
             TickSession(settings(srv, **PCMU), tick_ms=200, **kwargs) as ts:
+        if reply != LONG:
+            return run(ts, ulaw_speech("Hi!"), silence(600), ulaw_tone(300), silence(1400))
         return run(ts, ulaw_speech("Hi, where is my order?"), silence(2500), ulaw_tone(600), silence(3000),
                    ulaw_speech("Thanks."), silence(1500))
 
@@ -182,6 +184,13 @@ def test_same_scripted_server_twice_gives_identical_results():
     assert any(r.interrupted for r in first) and sum(r.agent_samples for r in first) > 0
     with_tools = scripted_run(tools=True)
     assert with_tools == scripted_run(tools=True) and any(r.tool_calls for r in with_tools)
+
+
+def test_results_do_not_depend_on_server_pacing():
+    """Barriers make a server streaming at real time give the same ticks as one streaming at once."""
+    fast = scripted_run(reply="Okay, noted.")
+    assert any(r.interrupted for r in fast)
+    assert scripted_run(reply="Okay, noted.", realtime=True) == fast
 
 
 # ------------------------------------------------------------------------------------------------ codec
