@@ -234,10 +234,38 @@ def build_devices(config: Config) -> tuple[Any, Any]:
         try:
             built.append(opener(spec, rate=rate, frame_ms=a.frame_ms))
         except AudioError as exc:
-            if spec.split(":", 1)[0] in ("wav", "raw", "null"):
+            if not is_sound_card(spec):
                 raise
             raise DeviceFailure(str(exc)) from None
     return built[0], built[1]
+
+
+def is_sound_card(spec: str) -> bool:
+    """True when an ``audio.mic``/``audio.speaker`` spec names a PortAudio device (no file, pipe, null)."""
+    return not (spec.split(":", 1)[0] in ("wav", "raw") or spec == "null")
+
+
+def try_sound_cards(config: Config) -> None:
+    """Open and close the configured sound cards once (devices are single-use, so the real ones are built
+    afterwards).
+
+    Raises:
+        DeviceFailure: a card is missing, busy or refuses the format.
+    """
+    import numpy as np
+
+    mic, speaker = build_devices(config)
+    for device, spec, callback in ((mic, config.audio.mic, lambda frame: None),
+                                   (speaker, config.audio.speaker, lambda n: np.zeros(n, np.int16))):
+        if not is_sound_card(spec):
+            device.stop()
+            continue
+        try:
+            device.start(callback)
+        except AudioError as exc:
+            raise DeviceFailure(str(exc)) from None
+        finally:
+            device.stop()
 
 
 class Service:
@@ -270,6 +298,9 @@ class Service:
         self.watchdog.start()
         try:
             self._set_status("connecting")
+            if not self._wait_for_sound_cards():
+                self.notifier.notify("STOPPING=1", "STATUS=stopping")
+                return EXIT_OK
             mic, speaker = build_devices(self.config)
             client = self._connect()
             if client is None:
@@ -312,13 +343,42 @@ class Service:
                 if backoff.exhausted(attempt + 1):
                     raise GaveUpError(f"gave up connecting after {attempt} attempts; last: {exc}") from None
                 delay = backoff.delay(attempt, retry_after=getattr(exc, "retry_after", None))
-                log.warning("cannot connect (%s); attempt %d in %.1f s", exc, attempt + 1, delay)
+                log.warning("cannot connect (%s); attempt %d in %.2f s", exc, attempt + 1, delay)
                 # still starting: ask systemd for time for the wait and the next attempt (TimeoutStartSec)
                 budget = delay + self.config.provider.connect_timeout + 30.0
                 self.notifier.notify(f"EXTEND_TIMEOUT_USEC={int(budget * 1e6)}")
                 self._set_status(f"connecting (attempt {attempt + 1})")
             if self._sleep(delay):
                 return None
+
+    def _wait_for_sound_cards(self) -> bool:
+        """With ``reconnect.retry_first_connect``, wait (with the reconnect backoff) until the configured
+        sound cards open: a USB card may appear after the service started.  False when stopped meanwhile.
+
+        Raises:
+            DeviceFailure: still failing after ``reconnect.max_attempts`` (or at once without the option).
+        """
+        a = self.config.audio
+        cards = is_sound_card(a.mic) or is_sound_card(a.speaker)
+        if not self.config.reconnect.retry_first_connect or not cards:
+            return True
+        backoff = self.config.reconnect.to_backoff()
+        attempt = 0
+        while True:
+            attempt += 1
+            self._main_tick = time.monotonic()
+            try:
+                try_sound_cards(self.config)
+                return True
+            except DeviceFailure as exc:
+                if backoff is None or backoff.exhausted(attempt + 1):
+                    raise DeviceFailure(f"gave up waiting for the sound card after {attempt} attempts: {exc}")
+                delay = backoff.delay(attempt)
+                log.warning("sound card not ready (%s); attempt %d in %.2f s", exc, attempt + 1, delay)
+                self.notifier.notify(f"EXTEND_TIMEOUT_USEC={int((delay + 30.0) * 1e6)}")
+                self._set_status(f"waiting for the sound card (attempt {attempt + 1})")
+            if self._sleep(delay):
+                return False
 
     def _sleep(self, seconds: float) -> bool:
         """Wait, keeping the main heartbeat; True when a stop was requested."""

@@ -65,13 +65,11 @@ def check_audio_group() -> Result:
                     "(the systemd unit adds the group by itself)")
 
 
-def _is_sound_card(spec: str) -> bool:
-    return not (spec.partition(":")[0] in ("wav", "raw") or spec == "null")
-
-
 def check_devices(config: Any) -> list[Result]:
+    from ._cli_run import is_sound_card
+
     # without a config, or with a sound card configured, missing devices are a failure
-    cards = config is None or any(_is_sound_card(s) for s in (config.audio.mic, config.audio.speaker))
+    cards = config is None or any(is_sound_card(s) for s in (config.audio.mic, config.audio.speaker))
     level = "FAIL" if cards else "warn"
     try:
         from .audio._pyaudio import list_devices, resolve_device
@@ -91,7 +89,7 @@ def check_devices(config: Any) -> list[Result]:
     sides = (("audio.mic", config.audio.mic, False), ("audio.speaker", config.audio.speaker, True))
     for key, spec, output in sides:
         kind, _, rest = spec.partition(":")
-        if not _is_sound_card(spec):
+        if not is_sound_card(spec):
             results.append(("ok", f"{key} = {spec!r} (not a sound card)"))
             continue
         name = rest if kind == "pa" else spec

@@ -243,8 +243,9 @@ class ReconnectSettings:
                                   "lockstep)", lo=0, hi=1)
     max_attempts: int = setting(12, "failed attempts in a row before giving up (exit code 6); 0 = never "
                                     "give up", lo=0, hi=1000000)
-    retry_first_connect: bool = setting(False, "also retry the first connection with the same backoff "
-                                               "(a kiosk booting before its network is up)")
+    retry_first_connect: bool = setting(False, "at start, also wait with this backoff for the network (the "
+                                               "first connection) and for the sound cards (a kiosk booting "
+                                               "before its network or USB audio is up)")
 
     def to_backoff(self) -> Any:
         """The :class:`rtedge.transport.backoff.Backoff`, or None when reconnecting is off."""

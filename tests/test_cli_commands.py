@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from rtedge.cli import EXIT_CONNECT, EXIT_FAIL, EXIT_GAVE_UP, EXIT_OK, build_parser, main
+from rtedge.cli import EXIT_AUDIO, EXIT_CONNECT, EXIT_FAIL, EXIT_GAVE_UP, EXIT_OK, build_parser, main
 from rtedge.testing import RealtimeServer
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
@@ -112,3 +112,17 @@ def test_doctor_checks_the_units_key_file(tmp_path, monkeypatch, capsys):
     main(args)
     out = capsys.readouterr().out
     assert f"ok    API key: {key} is there for the systemd unit" in out and "sk-doctor-SECRET" not in out
+
+
+def test_missing_sound_card_exits_7_at_once_or_after_waiting(capsys):
+    # no PortAudio device has this name; the file/null specs around it are not sound cards
+    args = ["run", "--url", "ws://127.0.0.1:9/v1/realtime", "--mic", "no-such-card-xyz", "--speaker", "null"]
+    assert main([*args, "--set", "reconnect.retry_first_connect=1", "--set", "reconnect.max_attempts=2",
+                 "--set", "reconnect.initial_delay=0.01"]) == EXIT_AUDIO
+    err = capsys.readouterr().err
+    assert "sound card not ready" in err and "attempt 2 in" in err
+    assert ("gave up waiting for the sound card after 2 attempts: "
+            "no audio input device named 'no-such-card-xyz'") in err
+    with RealtimeServer() as srv:  # without waiting: the session starts, the card fails to open, exit 7
+        assert main(["run", "--url", srv.url, "--mic", "no-such-card-xyz", "--speaker", "null"]) == EXIT_AUDIO
+    assert "rtedge: error: no audio input device named 'no-such-card-xyz'" in capsys.readouterr().err
