@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from ..errors import LocalProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
 from . import events as ev
 from ._state import ConnectionState, ResponseState, SessionState
 from ._unset import UNSET
@@ -115,12 +115,17 @@ class Session:
         """Parse and account for one server message; the event is also queued for :meth:`events`.
 
         Raises:
-            RemoteProtocolError: the message is not a JSON object with a string ``type``.
+            RemoteProtocolError: the message is not a JSON object with a string ``type``, or it is
+                nested too deeply to parse or merge (``json`` raises RecursionError, not ValueError).
         """
-        event = from_wire(text, self.dialect)
-        self.state.on_event(event)
-        if isinstance(event, ev.SessionCreated | ev.SessionUpdated):
-            self.state.set_formats(*self.dialect.session_formats(self.state.session))
+        try:
+            event = from_wire(text, self.dialect)
+            self.state.on_event(event)  # merges replace whole values: a RecursionError changes nothing
+            if isinstance(event, ev.SessionCreated | ev.SessionUpdated):
+                self.state.set_formats(*self.dialect.session_formats(self.state.session))
+        except RecursionError:
+            raw = text if isinstance(text, str) else text[:200].decode("utf-8", "replace")
+            raise RemoteProtocolError("server sent JSON nested too deeply", raw) from None
         self._events.append(event)
         return event
 
