@@ -639,8 +639,8 @@ _LIST_FIELDS = frozenset({"rate_limits"})
 
 def _has_wire_type(name: str, value: object) -> bool:
     """Whether a field's wire value has the JSON type the typed field declares."""
-    if name in _INT_FIELDS:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if name in _INT_FIELDS:  # indexes, milliseconds and close codes are never negative
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
     if name in _STR_FIELDS:
         return isinstance(value, str)
     if name in _OBJECT_FIELDS:
@@ -696,7 +696,7 @@ def base64_decoded_size(text: str) -> int:
     if n == 0:
         return 0
     pad = 2 if text.endswith("==") else 1 if text.endswith("=") else 0
-    return n * 3 // 4 - pad
+    return max(0, n * 3 // 4 - pad)  # never negative, even for junk such as "="
 
 
 Role = Literal["user", "assistant", "system"]

@@ -9,7 +9,8 @@ import attrs
 
 
 def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    """A token count: a non-negative JSON integer, else 0 (a negative count would corrupt the totals)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _details(raw: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
