@@ -15,7 +15,8 @@ from .conftest import close_bounded, open_client, record, text_turn
 
 def test_malformed_messages_are_counted_and_skipped(server, caplog):
     client, timeline = open_client(server.url)
-    bad = ["{not json", "[1, 2, 3]", "null", '"a string"', '{"type": 5}', '{"no_type": true}', "", "{" * 10_000]
+    deep = '{"type":"x","a":' + "[" * 100_000 + "]" * 100_000 + "}"  # json.loads: RecursionError
+    bad = ["{not json", "[1, 2, 3]", "null", '"a string"', '{"type": 5}', '{"no_type": true}', "", "{" * 10_000, deep]
     for text in bad:
         server.send_raw(text)
     server.send_raw(b"\x00\x01binary")  # binary frames are ignored (with a warning), not parsed
@@ -24,7 +25,7 @@ def test_malformed_messages_are_counted_and_skipped(server, caplog):
     assert timeline.of("rtedge.connection_lost") == [] and client.link_state == "open"
     assert sum("malformed message" in r.getMessage() for r in caplog.records) == len(bad)
     close_bounded(client)
-    record("malformed JSON (8 kinds) and a binary frame",
+    record("malformed JSON (9 kinds, one nested 100,000 deep) and a binary frame",
            f"skipped, counted (stats.malformed_messages = {len(bad)}), logged; session stays up")
 
 
