@@ -49,7 +49,6 @@ import os
 import pstats
 import random
 import resource
-import statistics
 import subprocess
 import sys
 import threading
@@ -135,7 +134,7 @@ class Call:
         self.sent = self.played = self.dropped = self.interruptions = 0
         self.lateness: list[float] = []
         self.stop_speaking = threading.Event()
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
         self.thread = threading.Thread(target=self._run, name="bench-call", daemon=True)
 
     def _next_audio(self, agent_busy: bool) -> np.ndarray:
@@ -164,7 +163,7 @@ class Call:
                 quiet_since = 0 if busy or len(self.pending) else quiet_since + 1
                 if self.stop_speaking.is_set() and not len(self.pending) and quiet_since >= 10:
                     return  # 2 s without agent audio after the caller stopped: drained
-        except BaseException as exc:  # reported by the main thread
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
 
     def close(self) -> None:
@@ -179,7 +178,8 @@ class Call:
 
 def rss_mb() -> tuple[float, float]:
     """(current, peak) resident set size of this process in MiB."""
-    status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
     return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
 
 
@@ -194,7 +194,8 @@ def thread_cpu() -> dict[str, float]:
     out: dict[str, float] = {}
     for thread in threading.enumerate():
         try:
-            fields = open(f"/proc/self/task/{thread.native_id}/stat").read().rsplit(")", 1)[1].split()
+            with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
         name = thread.name if thread.name.startswith(("rtedge-", "bench-")) else "other"

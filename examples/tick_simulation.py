@@ -48,7 +48,7 @@ def caller_phrase() -> np.ndarray:
 
 def responder() -> object:
     """The scripted model: a real recorded answer first, then a long synthetic one, then short ones."""
-    reply, rate = read_wav(files("rtedge") / "data" / "demo_reply.wav")
+    reply, _rate = read_wav(files("rtedge") / "data" / "demo_reply.wav")  # 24 kHz, as Reply wants
     answers = iter([Reply("Okay. The kitchen lights are on.", reply), Reply(LONG_ANSWER)])
 
     def answer(turn: Turn) -> Reply:

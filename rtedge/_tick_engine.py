@@ -235,11 +235,11 @@ class _Aligned:
     """A per-item streaming resampler without group delay: ``N`` inputs give exactly
     ``N * dst // src`` outputs once :meth:`finish` is called (never more before)."""
 
-    __slots__ = ("_rs", "_skip", "_pending", "_n_in", "_n_out", "_src", "_dst")
+    __slots__ = ("_dst", "_n_in", "_n_out", "_pending", "_rs", "_skip", "_src")
 
     def __init__(self, src: int, dst: int) -> None:
         self._rs = codec.Resampler(src, dst)
-        self._skip = int(round(self._rs.delay))
+        self._skip = round(self._rs.delay)
         self._pending = np.zeros(0, dtype=np.int16)
         self._n_in = self._n_out = 0
         self._src, self._dst = src, dst
@@ -272,8 +272,20 @@ class _Aligned:
 class _Item:
     """One assistant content part: its audio and transcript bookkeeping (tick-format samples)."""
 
-    __slots__ = ("item_id", "content_index", "response_id", "pushed", "played", "audio_done", "text",
-                 "text_done", "anchors", "emitted", "closed", "resampler")
+    __slots__ = (
+        "anchors",
+        "audio_done",
+        "closed",
+        "content_index",
+        "emitted",
+        "item_id",
+        "played",
+        "pushed",
+        "resampler",
+        "response_id",
+        "text",
+        "text_done",
+    )
 
     def __init__(self, item_id: str, content_index: int, response_id: str) -> None:
         self.item_id, self.content_index, self.response_id = item_id, content_index, response_id
@@ -480,7 +492,7 @@ class TickEngine:
     def _input_offset(self, audio_ms: float) -> int:
         """An input-clock time (ms) as a sample offset in this tick, clamped to the tick."""
         rel = audio_ms - self.input_base_ms - self.tick * self.tick_ms
-        return min(self.n, max(0, int(round(rel * self.fmt.rate / 1000.0))))
+        return min(self.n, max(0, round(rel * self.fmt.rate / 1000.0)))
 
     def _item(self, item_id: str, content_index: int, response_id: str) -> _Item:
         key = (item_id, content_index)

@@ -74,10 +74,26 @@ from typing import Any, Literal
 import attrs
 import numpy as np
 
-from ._tick_engine import (AudioSpan, Cancel, EngineStats, TickEngine, TickEvent, TickFormat, TickResult, ToolCall,
-                           Truncate, tick_format)
+from ._tick_engine import (
+    AudioSpan,
+    Cancel,
+    EngineStats,
+    TickEngine,
+    TickEvent,
+    TickFormat,
+    TickResult,
+    ToolCall,
+    Truncate,
+    tick_format,
+)
 from .audio import codec
-from .errors import AudioError, ConfigError, ConnectionClosed, DeadlineExceeded, LocalProtocolError
+from .errors import (
+    AudioError,
+    ConfigError,
+    ConnectionClosed,
+    DeadlineExceeded,
+    LocalProtocolError,
+)
 from .protocol import events as ev
 from .protocol import items
 from .protocol.config import SessionConfig
@@ -416,7 +432,7 @@ class TickSession:
             if not isinstance(args, dict):
                 return error_output("arguments must be a JSON object")
             return str(tool.invoke(args))
-        except Exception as exc:  # the model hears about it; the tick goes on
+        except Exception as exc:  # noqa: BLE001 - any handler failure goes back to the model; the tick goes on
             return error_output(f"{type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------------------------------ state

@@ -287,9 +287,8 @@ def test_provider_without_tools_gives_a_clear_error():
         with rtedge.connect("notools-test", url=srv.url) as client:
             with pytest.raises(ConfigError, match="does not support tool calls"):
                 TickSession(client, tools=[lookup_order])
-            with TickSession(client) as ts:
-                with pytest.raises(ConfigError, match="does not support tool calls"):
-                    ts.send_tool_result("call_1", "{}")
+            with TickSession(client) as ts, pytest.raises(ConfigError, match="does not support tool calls"):
+                ts.send_tool_result("call_1", "{}")
 
 
 # ------------------------------------------------------------------------------------------------ modes and errors
@@ -314,9 +313,9 @@ def test_wall_clock_ticks_paced_at_real_time_conserve_audio():
 
 
 def test_barrier_needs_a_server_that_answers_it():
-    with RealtimeServer(realtime=False, seed=12, barriers=False) as srv:
-        with pytest.raises(ConfigError, match="sync='wall'"):
-            TickSession(settings(srv))
+    with RealtimeServer(realtime=False, seed=12, barriers=False) as srv, \
+            pytest.raises(ConfigError, match="sync='wall'"):
+        TickSession(settings(srv))
 
 
 def test_bad_arguments():
