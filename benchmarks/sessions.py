@@ -68,7 +68,7 @@ REPLY = "Sure, let me look that up. Your order shipped yesterday and it should a
 TARGET_TOTAL_PCT = 50.0  # of the machine's 2 cores, for 50 sessions
 
 
-# ------------------------------------------------------------------------------------------------ server process
+# -------------------------------------------------------------------------------------------- server process
 
 
 def serve() -> None:
@@ -227,7 +227,8 @@ def run_one(n: int, seconds: float, phrase: np.ndarray, chunk_ms: int = 20) -> d
     errors = [c.error for c in calls if c.error is not None]
     late = sorted(x for c in calls for x in c.lateness)
     return {
-        "n": n, "seconds": wall, "cpu_pct_per_session": 100 * cpu / wall / n, "cpu_pct_total": 100 * cpu / wall,
+        "n": n, "seconds": wall, "cpu_pct_per_session": 100 * cpu / wall / n,
+        "cpu_pct_total": 100 * cpu / wall,
         "cores": os.cpu_count() or 1, "threads": threads, "rss_mb": rss, "peak_rss_mb": rss_mb()[1],
         "late_p99_ms": 1000 * late[int(0.99 * (len(late) - 1))] if late else 0.0,
         "late_max_ms": 1000 * late[-1] if late else 0.0,
@@ -242,8 +243,9 @@ def run_one(n: int, seconds: float, phrase: np.ndarray, chunk_ms: int = 20) -> d
 
 
 def table(rows: list[dict]) -> str:
-    head = (f"{'N':>3} {'seconds':>7} {'CPU %/session':>13} {'CPU % total':>11} {'of cores':>8} {'threads':>7} "
-            f"{'RSS MiB':>7} {'late p99/max ms':>15} {'agent audio s':>13} {'lost down/up':>12} {'barge-ins':>9}")
+    head = (f"{'N':>3} {'seconds':>7} {'CPU %/session':>13} {'CPU % total':>11} {'of cores':>8} "
+            f"{'threads':>7} {'RSS MiB':>7} {'late p99/max ms':>15} {'agent audio s':>13} "
+            f"{'lost down/up':>12} {'barge-ins':>9}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(

@@ -165,14 +165,16 @@ def main(args: argparse.Namespace) -> None:
     write_stereo(out, caller_audio, agent_audio)
     out.with_suffix(".txt").write_text(log.text())
     print(log.text())
-    print(f"\n{len(caller_audio)} ticks ({len(caller_audio) * args.tick_ms / 1000:.1f} s) -> {out} (caller left, "
-          f"agent right) and {out.with_suffix('.txt')}; agent audio played {stats.played_samples / 8000:.2f} s, "
+    seconds = len(caller_audio) * args.tick_ms / 1000
+    print(f"\n{len(caller_audio)} ticks ({seconds:.1f} s) -> {out} (caller left, agent right) and "
+          f"{out.with_suffix('.txt')}; agent audio played {stats.played_samples / 8000:.2f} s, "
           f"dropped by barge-in {stats.dropped_samples / 8000:.2f} s")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="sim.wav", help="the stereo WAV to write (the transcript goes next to it)")
+    parser.add_argument("--out", default="sim.wav",
+                        help="the stereo WAV to write (the transcript goes next to it)")
     parser.add_argument("--tick-ms", type=int, default=200, help="tick length (default 200)")
     parser.add_argument("--realtime", action="store_true", help="pace the local server at real time")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="stop the call after this long")

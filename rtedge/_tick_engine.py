@@ -357,7 +357,8 @@ class _Playout:
             self._span(item, start, take)
             item.played += take
             self.current = item
-            self.cursor, self.head_offset, self.queued = start + take, self.head_offset + take, self.queued - take
+            self.cursor, self.head_offset = start + take, self.head_offset + take
+            self.queued -= take
             if self.head_offset == len(data):
                 self.queue.popleft()
                 self.head_offset = 0
@@ -365,7 +366,8 @@ class _Playout:
 
     def _span(self, item: _Item, start: int, take: int) -> None:
         last = self.spans[-1] if self.spans else None
-        if last is not None and last[0] is item and last[1] + last[2] == start and last[3] + last[2] == item.played:
+        contiguous = last is not None and last[1] + last[2] == start and last[3] + last[2] == item.played
+        if last is not None and last[0] is item and contiguous:
             last[2] += take
         else:
             self.spans.append([item, start, take, item.played])
@@ -452,8 +454,8 @@ class TickEngine:
             tick=self.tick, start_ms=self.tick * self.tick_ms, format=self.fmt.name,
             agent_audio=play.out.tobytes() if self.fmt.kind == "ulaw" else play.out.astype("<i2").tobytes(),
             agent_transcript=text, user_transcript=" ".join(self.user_text), events=tuple(self.events),
-            tool_calls=tuple(self.tool_calls), interrupted=self.interrupted, spans=spans, agent_samples=played,
-            dropped_samples=self.dropped, carried_samples=play.queued)
+            tool_calls=tuple(self.tool_calls), interrupted=self.interrupted, spans=spans,
+            agent_samples=played, dropped_samples=self.dropped, carried_samples=play.queued)
 
     def _emit_text(self) -> None:
         """Append to this tick's text what every open item's played audio carries (in item order)."""

@@ -296,9 +296,9 @@ class TickSession:
         elif isinstance(audio, np.ndarray) and audio.dtype == fmt.dtype and audio.ndim == 1:
             raw = audio
         else:
-            want = "bytes or a 1-D uint8 array (mu-law)" if fmt.kind == "ulaw" else "bytes or a 1-D int16 array"
-            raise AudioError(f"{fmt.name} tick audio must be {want}, got {type(audio).__name__}"
-                             f"{'' if not isinstance(audio, np.ndarray) else f' {audio.dtype} {audio.shape}'}")
+            want = "a 1-D uint8 array (mu-law)" if fmt.kind == "ulaw" else "a 1-D int16 array"
+            got = f"{audio.dtype} {audio.shape}" if isinstance(audio, np.ndarray) else type(audio).__name__
+            raise AudioError(f"{fmt.name} tick audio must be bytes or {want}, got {got}")
         if len(raw) > n:
             raise AudioError(f"{len(raw)} samples is more than one {self.tick_ms} ms tick ({n} samples)")
         pcm = codec.ulaw_decode(np.ascontiguousarray(raw)) if fmt.kind == "ulaw" else raw.astype(np.int16)
@@ -350,7 +350,7 @@ class TickSession:
                             f"the server does not answer {BARRIER} ({event.error.message}); lock-step ticks "
                             "need rtedge's local server: use TickSession(..., sync='wall') with this one")
                     if isinstance(event, ev.ConnectionLost):
-                        raise ConnectionClosed(f"the connection ended while waiting for a barrier: {event.reason}")
+                        raise ConnectionClosed(f"the connection ended during a barrier wait: {event.reason}")
                 remaining = deadline - time.monotonic()
                 if self._closed:
                     raise ConnectionClosed("the tick session was closed while waiting for a barrier")
@@ -392,7 +392,8 @@ class TickSession:
         from .tools import output_text
 
         with self._lock:
-            self.client.send(ev.ConversationItemCreate(item=items.function_call_output(call_id, output_text(output))))
+            item = items.function_call_output(call_id, output_text(output))
+            self.client.send(ev.ConversationItemCreate(item=item))
             if respond:
                 self.client.create_response()
             self.sync_point()
@@ -414,7 +415,8 @@ class TickSession:
             for _rid, status, calls in finished:
                 for call in calls:
                     output = self._invoke(call)
-                    self.client.send(ev.ConversationItemCreate(item=items.function_call_output(call.call_id, output)))
+                    item = items.function_call_output(call.call_id, output)
+                    self.client.send(ev.ConversationItemCreate(item=item))
                 if status == "completed":
                     self.client.create_response()
             if self.sync != "barrier":
@@ -432,7 +434,7 @@ class TickSession:
             if not isinstance(args, dict):
                 return error_output("arguments must be a JSON object")
             return str(tool.invoke(args))
-        except Exception as exc:  # noqa: BLE001 - any handler failure goes back to the model; the tick goes on
+        except Exception as exc:  # noqa: BLE001 - a failing handler answers the model; the tick goes on
             return error_output(f"{type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------------------------------ state

@@ -65,7 +65,7 @@ def heard(results: list[TickResult]) -> bytes:
     return b"".join(r.agent_audio[b * s.offset:b * (s.offset + s.length)] for r in results for s in r.spans)
 
 
-# ------------------------------------------------------------------------------------------------ conservation
+# ---------------------------------------------------------------------------------------------- conservation
 
 
 def test_ticks_are_exact_and_audio_is_conserved_to_the_byte():
@@ -91,7 +91,8 @@ def test_conservation_through_the_resampler_is_exact_per_item(fmt, rate):
     with RealtimeServer(realtime=False, seed=2, reply_text=REPLY) as srv, \
             TickSession(settings(srv), tick_ms=100, audio_format=fmt) as ts:
         n = ts.samples_per_tick
-        speech = codec.Resampler(8000, rate).process(codec.ulaw_decode(ulaw_speech("Hello there, anyone home?")))
+        caller = codec.ulaw_decode(ulaw_speech("Hello there, anyone home?"))
+        speech = codec.Resampler(8000, rate).process(caller)
         if fmt == "ulaw8k":
             speech = codec.ulaw_encode(speech)
         audio = np.concatenate([speech, np.full(rate * 5, 0xFF if fmt == "ulaw8k" else 0, speech.dtype)])
@@ -102,7 +103,8 @@ def test_conservation_through_the_resampler_is_exact_per_item(fmt, rate):
     for e in srv.sent:
         if e["type"] == "response.output_audio.delta":
             per_item[e["item_id"]] = per_item.get(e["item_id"], 0) + len(base64.b64decode(e["delta"])) // 2
-    assert per_item and sum(r.agent_samples for r in results) == sum(v * rate // 24000 for v in per_item.values())
+    expected = sum(v * rate // 24000 for v in per_item.values())
+    assert per_item and sum(r.agent_samples for r in results) == expected
     if fmt == "pcm24k":  # same rate: the samples themselves are the server's
         assert heard(results) == sent_audio(srv)
     assert "".join(r.agent_transcript for r in results) == REPLY
@@ -201,10 +203,12 @@ def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(ref ** 2) / max(1e-9, np.sum((ref - got) ** 2))))
 
 
-def best_alignment(got: np.ndarray, rate: int, freq: float, amp: float, lags: np.ndarray) -> tuple[float, float]:
+def best_alignment(got: np.ndarray, rate: int, freq: float, amp: float,
+                   lags: np.ndarray) -> tuple[float, float]:
     """(lag in samples, SNR dB) of the best-matching delayed tone."""
     t = np.arange(len(got)) / rate
-    scores = [snr_db(amp * np.sin(2 * np.pi * freq * (t - lag / rate))[200:-200], got[200:-200]) for lag in lags]
+    tone = [amp * np.sin(2 * np.pi * freq * (t - lag / rate)) for lag in lags]
+    scores = [snr_db(ref[200:-200], got[200:-200]) for ref in tone]
     i = int(np.argmax(scores))
     return float(lags[i]), scores[i]
 
@@ -246,7 +250,8 @@ def lookup_order(order_id: str) -> dict:
 
 
 def test_tool_call_is_answered_inside_the_tick():
-    with RealtimeServer(realtime=False, seed=7, reply_text=REPLY, tool_arguments='{"order_id": "W42"}') as srv, \
+    args = '{"order_id": "W42"}'
+    with RealtimeServer(realtime=False, seed=7, reply_text=REPLY, tool_arguments=args) as srv, \
             TickSession(settings(srv, **PCMU), tick_ms=200, tools=[lookup_order]) as ts:
         results = run(ts, ulaw_speech("Where is my order?"), silence(4000))
     hit = next(r for r in results if r.tool_calls)
@@ -291,7 +296,7 @@ def test_provider_without_tools_gives_a_clear_error():
                 ts.send_tool_result("call_1", "{}")
 
 
-# ------------------------------------------------------------------------------------------------ modes and errors
+# ------------------------------------------------------------------------------------------ modes and errors
 
 
 def test_wall_clock_ticks_paced_at_real_time_conserve_audio():
