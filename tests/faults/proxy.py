@@ -10,6 +10,7 @@ Faults:
 * ``delay = s``        latency added to every chunk, each direction.
 * ``pause()``          black hole: nothing is forwarded either way, the sockets stay open (only an
                        application keepalive can notice); ``resume()`` forwards what was held.
+* ``pause(stall=True)``  also stop reading, so the senders' socket buffers fill up (backpressure).
 * ``reset()``          abort every live link with a TCP RST to both peers.
 * ``fin()``            end every live link with a FIN to both peers (no WebSocket close frame).
 * ``cut_after(n)``     forward ``n`` more server->client bytes, then reset (a frame cut in half).
@@ -44,6 +45,7 @@ class FaultProxy:
         self.delay = 0.0
         self._cond = threading.Condition()  # guards links, queues, _paused, _budget
         self._paused = False
+        self._stalled = False
         self._budget: int | None = None
         self._links: list[_Link] = []
         self._threads: list[threading.Thread] = []
@@ -95,13 +97,14 @@ class FaultProxy:
         return sum(t.is_alive() for t in self._threads)
 
     # ------------------------------------------------------------------------------------------ faults
-    def pause(self) -> None:
+    def pause(self, stall: bool = False) -> None:
         with self._cond:
             self._paused = True
+            self._stalled = stall
 
     def resume(self) -> None:
         with self._cond:
-            self._paused = False
+            self._paused = self._stalled = False
             self._cond.notify_all()
 
     def cut_after(self, nbytes: int | None) -> None:
@@ -178,6 +181,8 @@ class FaultProxy:
     def _read(self, link: _Link, src: socket.socket, downstream: bool) -> None:
         queue = link.queues[downstream]
         while True:
+            with self._cond:
+                self._cond.wait_for(lambda: not self._stalled or link.dead)
             try:
                 data = src.recv(65536)
             except OSError:

@@ -159,3 +159,37 @@ def test_response_in_flight_is_settled_as_cancelled(server):
     record("response in flight at the drop",
            "settled by a synthetic response.done (cancelled, connection_lost) before connection_lost",
            t_back - t0)
+
+
+def test_send_backpressure_drops_oldest_audio_never_control_events(proxy, server):
+    """The link stalls (nothing is read: the socket buffers fill and the sender blocks) while the
+    microphone keeps appending: the send queue keeps at most max_audio_queue_ms of audio, dropping
+    the oldest and counting it; control events queued meanwhile are all sent once the link moves."""
+    client, timeline = open_client(proxy.url, max_audio_queue_ms=500)
+    text_turn(client)
+    proxy.pause(stall=True)
+    client.send_text("first while stalled", respond=False)
+    frames = 0
+    while client.wait_sent(0, timeout=0.2):  # the socket buffers still take it: fill them (fast)
+        for _ in range(10):  # 200 ms of audio per round, well under the queue's limit
+            client.append_audio(_frame(NORMAL), rate=RATE)
+        frames += 10
+        assert frames < 100_000
+    assert client.stats.audio_dropped == 0  # nothing was dropped while the link moved
+    for _ in range(100):  # 2 s more with the sender blocked
+        client.append_audio(_frame(NORMAL), rate=RATE)
+    assert client.stats.audio_dropped > 0
+    assert client.wait_sent(max_queued_ms=500, timeout=0)  # at most 500 ms of audio waiting
+    client.send_text("second while stalled", respond=False)
+    proxy.resume()
+    second = server.wait_for_received("conversation.item.create", timeout=30,
+                                      where=lambda e: e["item"]["content"][0]["text"] == "second while stalled")
+    texts = [e["item"]["content"][0]["text"] for e in server.received if e["type"] == "conversation.item.create"]
+    assert texts == ["Hello there", "first while stalled", "second while stalled"] and second
+    assert timeline.of("rtedge.connection_lost") == [] and client.stats.reconnects == 0
+    dropped = client.stats.audio_dropped_ms
+    close_bounded(client)
+    record("send backpressure (stalled link, max_audio_queue_ms=500)",
+           f"oldest audio dropped ({dropped / 1000:.1f} s, stats.audio_dropped), queue bounded at 500 ms; "
+           f"control events all sent, in order, when the link moved ({frames * 20 / 1000:.0f} s of audio filled "
+           "the socket buffers first)")

@@ -89,7 +89,9 @@ def test_soak_500_reconnect_cycles():
         d_threads, d_fds, d_rss = threading.active_count() - threads, fd_count() - fds, rss_bytes() - rss
         assert client.stats.reconnects == WARMUP + CYCLES and client.fatal_error is None
         text_turn(client, "Still with me?")  # the last session works
+        t_close = time.monotonic()
         client.close(timeout=2.0)
+        assert time.monotonic() - t_close < 3.0
         assert (d_threads, d_fds) == (0, 0)
         assert d_rss < 1_000_000, f"RSS grew by {d_rss} bytes over {CYCLES} cycles"
         assert elapsed < 120
@@ -101,3 +103,5 @@ def test_soak_500_reconnect_cycles():
         if proc.stdin is not None:
             proc.stdin.close()
         proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
