@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -85,6 +86,8 @@ class Link:
     def _init_link(self) -> None:
         self._offline = False
         self._pending: list[ev.ClientEvent] = []
+        #: session.updates sent and not answered yet (event_id, config), oldest first
+        self._updates_in_flight: deque[tuple[str | None, SessionConfig]] = deque()
         self._usage_before = Usage()
         self._history: list[dict[str, Any]] = []
         self._session_started = time.monotonic()
@@ -253,12 +256,29 @@ class Link:
         with self._lock:
             self._usage_before = self._usage_before + self._session.state.usage
             self._session = Session(self.dialect)
+            while self._updates_in_flight:  # sent, never answered: assume the server took them
+                self._merge_requested(self._updates_in_flight.popleft()[1])
         try:
             self._establish(conn, time.monotonic() + timeout, self._history)
         except BaseException:
             conn.shutdown()
             raise
         return conn
+
+    def _update_answered(self, event: ev.ServerEvent) -> None:
+        """Receiver: ``session.updated`` confirms the oldest update in flight (the server answers them
+        in order), an ``error`` naming one rejects it.  Only confirmed updates go into the config a
+        new session is given after a reconnect: a rejected one would be rejected again, ending the link."""
+        with self._lock:
+            if isinstance(event, ev.SessionUpdated):
+                if self._updates_in_flight:
+                    self._merge_requested(self._updates_in_flight.popleft()[1])
+            elif isinstance(event, ev.Error) and event.error.event_id is not None:
+                rejected = event.error.event_id
+                self._updates_in_flight = deque(u for u in self._updates_in_flight if u[0] != rejected)
+
+    def _merge_requested(self, config: SessionConfig) -> None:
+        self._requested = config if self._requested is None else self._requested.merged(config)
 
     def _go_online(self, attempt: int, downtime: float) -> None:
         """Replay the control events kept during the outage, in order, then resume sending."""

@@ -105,7 +105,7 @@ class Client(Link):
         self._stop = threading.Event()
         self._converter: Any = None  # rtedge.audio.convert.InputConverter, created on first audio
         self._converter_fmt: Any = None
-        self._requested: SessionConfig | None = None  # every session.update we sent, merged
+        self._requested: SessionConfig | None = None  # every session.update the server accepted, merged
         self._init_link()
 
     def __repr__(self) -> str:
@@ -224,6 +224,8 @@ class Client(Link):
             log.log(level, "server error event: %s", describe_error(event))
             if event.error.code in SESSION_ENDING_ERROR_CODES:
                 self._last_fatal = _server_error(event)
+        if isinstance(event, ev.SessionUpdated | ev.Error) and self._updates_in_flight:
+            self._update_answered(event)
         for hook in self._event_hooks:
             self._run_hook(hook, event)
         self._log.append(event)
@@ -430,7 +432,10 @@ class Client(Link):
         mark = self._log.seq
         event_id = self._send(ev.SessionUpdate(session=config))
         with self._lock:
-            self._requested = config if self._requested is None else self._requested.merged(config)
+            if self.dialect.acknowledges_session_update:
+                self._updates_in_flight.append((event_id, config))  # see Link._update_answered
+            else:
+                self._requested = config if self._requested is None else self._requested.merged(config)
         if timeout is not None:
             self._await_update(mark, event_id, timeout)
             _warn_mismatch(config, self)
