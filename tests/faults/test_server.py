@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import rtedge
 from rtedge.errors import ConnectionClosed, HandshakeError, ServerError
 from rtedge.transport.backoff import Backoff
 
@@ -191,3 +192,26 @@ def test_threads_exit_on_their_own_after_giving_up(server):
     assert wait_until(lambda: client_threads() == [], timeout=3.0), client_threads()
     assert len(seen) == 1
     close_bounded(client)
+
+
+def test_rejected_session_update_is_not_resent_after_reconnect(server):
+    """A session.update the server rejected mid-session (the session goes on) must not be part of
+    the config a new session gets after a reconnect: it would be rejected again and end the link."""
+    client, timeline = open_client(server.url)
+    with pytest.raises(ServerError) as info:
+        client.update_session(input_format=rtedge.AudioFormat.pcm(16000), timeout=5)  # GA wants 24 kHz
+    assert info.value.code == "integer_below_min_value"
+    client.update_session(instructions="Be very brief.", timeout=5)  # accepted
+    text_turn(client)
+    t0 = time.monotonic()
+    server.drop_connections()
+    t_back, _ = timeline.wait("rtedge.reconnected", after=t0)
+    assert client.fatal_error is None
+    reseed = connection_events(server, 1)[0]
+    assert reseed["type"] == "session.update"
+    assert reseed["session"]["instructions"] == "Be very brief."
+    assert reseed["session"].get("audio", {}).get("input", {}).get("format", {}).get("rate") in (None, 24000)
+    text_turn(client)
+    close_bounded(client)
+    record("session.update rejected mid-session, then a drop",
+           "the rejected update is left out of the re-seeded config; reconnected", t_back - t0)
