@@ -262,6 +262,9 @@ class Link:
             self._establish(conn, time.monotonic() + timeout, self._history)
         except BaseException:
             conn.shutdown()
+            with self._lock:  # a session that never got going: end it without a second connection_lost
+                self._session.connection_lost(None, "reconnect attempt failed")
+                list(self._session.events())
             raise
         return conn
 
