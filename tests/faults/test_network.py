@@ -10,6 +10,7 @@ import pytest
 import rtedge
 from rtedge.protocol import events as ev
 
+from ..conftest import client_threads, wait_until
 from .conftest import close_bounded, open_client, record, text_turn
 
 
@@ -159,4 +160,20 @@ def test_keepalive_pings_while_streaming_to_a_silent_server(server):
     server.wait_for_received("input_audio_buffer.append", nth=frames)
     assert timeline.of("rtedge.connection_lost") == [] and client.stats.reconnects == 0
     assert client.stats.pings_sent >= 3
+    close_bounded(client)
+
+
+def test_gave_up_is_the_last_event(proxy, server):
+    """When the last reconnect attempt fails while establishing the new session (the link is cut
+    after the upgrade), rtedge.gave_up is the last event: no stray connection_lost after it."""
+    from rtedge.transport.backoff import Backoff
+
+    client, timeline = open_client(proxy.url, reconnect=Backoff(initial=0.2, jitter=0, max_attempts=1))
+    t0 = time.monotonic()
+    proxy.reset()
+    proxy.cut_after(400)  # the next link: the 101 upgrade passes, session.created is cut short
+    timeline.wait("rtedge.gave_up", after=t0)
+    assert wait_until(lambda: client_threads() == [], timeout=3.0)
+    types = timeline.types(after=t0)
+    assert types.count("rtedge.connection_lost") == 1 and types[-1] == "rtedge.gave_up", types
     close_bounded(client)
