@@ -57,6 +57,7 @@ def test_soak_500_reconnect_cycles():
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     rtedge_log = logging.getLogger("rtedge")
     level = rtedge_log.level
+    client = None
     try:
         assert proc.stdout is not None and proc.stdin is not None
         port = int(proc.stdout.readline())
@@ -100,6 +101,8 @@ def test_soak_500_reconnect_cycles():
                      f"threads {d_threads:+d}, fds {d_fds:+d}, RSS {d_rss / 1024:+.0f} KiB")
     finally:
         rtedge_log.setLevel(level)
+        if client is not None:
+            client.close(timeout=2.0)  # idempotent; closes it when an assertion failed midway
         if proc.stdin is not None:
             proc.stdin.close()
         proc.wait(10)
