@@ -63,6 +63,15 @@ exit codes: 0 clean, 1 bug, 2 config, 3 auth/fatal provider error, 4 connect, 5 
 EPILOG_SERVE = """examples:
   rtedge serve --port 8765
   rtedge serve --port 8443 --tls-cert cert.pem --tls-key key.pem
+  rtedge serve --dialect xai --port 8765
+      # then: rtedge run --provider xai --url ws://127.0.0.1:8765/v1/realtime
+  rtedge serve --dialect qwen --reply-text "Ni hao."
+  rtedge serve --dialect vllm --reply-text "turn on the lights"
+      # then: rtedge transcribe --provider vllm --url ws://127.0.0.1:8765/v1/realtime --input in.wav
+
+dialects and their paths: openai and xai /v1/realtime, azure /openai/v1/realtime (the key may come as
+  api-key), qwen /api-ws/v1/realtime (DashScope), vllm /v1/realtime (transcription only: --reply-text is
+  the transcript of every utterance).
 """
 EPILOG_DEMO = """examples:
   rtedge demo                 # a spoken turn against the built-in local server, at real-time pace
@@ -174,14 +183,21 @@ def _add_demo_parser(sub: Any) -> None:
     demo.set_defaults(manual=False)
 
 
+SERVE_DIALECTS = ("openai", "azure", "xai", "qwen", "vllm")
+
+
 def _add_serve_parser(sub: Any) -> None:
     serve = _command(sub, "serve", "run the local realtime test server", EPILOG_SERVE)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     serve.add_argument("--tls-cert", metavar="PEM", help="serve wss:// with this certificate")
     serve.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
-    serve.add_argument("--api-key-file", metavar="FILE", help="require this key as a Bearer token")
-    serve.add_argument("--reply-text", default=None, help="what the server's assistant says")
+    serve.add_argument("--dialect", choices=SERVE_DIALECTS, default="openai",
+                       help="the provider protocol to speak (default openai)")
+    serve.add_argument("--api-key-file", metavar="FILE", help="require this key (as a Bearer token, or an "
+                       "api-key header)")
+    serve.add_argument("--reply-text", default=None, help="what the server's assistant says (vllm: the "
+                                                          "transcript of every utterance)")
 
 
 def _transcriber() -> Any:
@@ -319,6 +335,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import ssl
 
     from .testing import RealtimeServer
+    from .testing.vllm_server import VLLMServer
 
     ctx = None
     if args.tls_cert:
@@ -332,12 +349,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"host": args.host, "port": args.port, "ssl_context": ctx}
     if args.api_key_file:
         options["api_key"] = read_key_file(args.api_key_file)
-    if args.reply_text:
-        options["reply_text"] = args.reply_text
+    dialect = getattr(args, "dialect", "openai")
+    server: Any
+    if dialect == "vllm":
+        server = VLLMServer(**options, transcript=args.reply_text or None)
+    else:
+        if args.reply_text:
+            options["reply_text"] = args.reply_text
+        server = RealtimeServer(**options, dialect=dialect)
     stop = threading.Event()
     restore = _on_signals(stop)
     try:
-        with RealtimeServer(**options) as server:
+        with server:
             print(f"rtedge serve: listening on {server.url}", flush=True)
             stop.wait()
     finally:

@@ -52,7 +52,7 @@ class InputBuffer:
 
     def configure(self, fmt: WireFormat, turn_detection: Mapping[str, Any] | None) -> None:
         """Apply a new format or turn detection; a format change empties the buffer."""
-        if fmt.kind != self.fmt.kind:
+        if (fmt.kind, fmt.rate) != (self.fmt.kind, self.fmt.rate):
             self.fmt = fmt
             self.clear()
         self.vad = EnergyVad(turn_detection, fmt.rate) if turn_detection else None

@@ -41,6 +41,7 @@ import struct
 import threading
 import time
 import urllib.parse
+import uuid
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -53,6 +54,7 @@ from rtedge.testing._qwen import PATH as QWEN_PATH
 from rtedge.testing._qwen import QwenServerSession
 from rtedge.testing._response import Reply, Turn
 from rtedge.testing._session import ServerSession
+from rtedge.testing._xai import XaiServerSession
 
 __all__ = ["RealtimeServer"]
 
@@ -66,6 +68,8 @@ DEFAULT_REPLY = "I heard you."
 MAX_MESSAGE = 32 * 1024 * 1024  # a 15 MiB append is 20 MiB of base64 plus JSON
 _ALNUM = string.ascii_letters + string.digits
 _ID_LENGTH = {"call": 16}
+AZURE_PATH = "/openai/v1/realtime"
+DIALECTS = ("openai", "azure", "xai", "qwen")
 
 Responder = Callable[[Turn], str | tuple[str, np.ndarray] | Reply]
 
@@ -128,9 +132,14 @@ class RealtimeServer:
             else (``rtedge.tick`` uses it for lock-step ticks).  ``False`` rejects it like the
             live server rejects unknown events.
         seed: Seed for ids and padding (``None`` = random).
-        dialect: ``"openai"`` (GA), ``"qwen"`` (DashScope Qwen-Omni: flat session, beta event
-            names, ``session.finish``, images; see ``_qwen``), or ``None``: per connection, ``qwen``
-            when the path is ``/api-ws/v1/realtime``, else GA.  :attr:`url` uses the dialect's path.
+        dialect: ``"openai"`` (GA), ``"azure"`` (GA on ``/openai/v1/realtime`` only, other paths
+            get HTTP 404; the key may come as ``api-key``), ``"xai"`` (Grok Voice: top-level
+            ``voice``/``turn_detection``, ``response.text.*``, ``ping`` events, top-level usage, no
+            truncate, UUID ids; see ``_xai``), ``"qwen"`` (DashScope Qwen-Omni: flat session, beta
+            event names, ``session.finish``, images; see ``_qwen``), or ``None``: per connection,
+            ``qwen`` when the path is ``/api-ws/v1/realtime``, else GA.  :attr:`url` uses the
+            dialect's path.
+        xai_ping_s: (xai) seconds between ``ping`` events after the first one; ``None`` = only the first.
         finish_reply: (qwen) answer to ``session.finish``: ``"finished"`` (``session.finished``, then
             close 1000), ``"error"`` (refused as an unknown event type) or ``"none"``.
         done_after_cancel: (qwen) ``False``: a client cancel ends the response without ``response.done``.
@@ -180,9 +189,12 @@ class RealtimeServer:
         done_after_cancel: bool = True,
         idle_cut_s: float | None = None,
         idle_close_code: int = 1011,
+        xai_ping_s: float | None = 15.0,
     ) -> None:
-        if dialect not in (None, "openai", "qwen"):
-            raise ValueError("dialect must be 'openai', 'qwen' or None")
+        if dialect is not None and dialect not in DIALECTS:
+            raise ValueError(f"dialect must be one of {DIALECTS} or None")
+        if xai_ping_s is not None and not xai_ping_s > 0:
+            raise ValueError("xai_ping_s must be positive or None")
         if finish_reply not in ("finished", "error", "none"):
             raise ValueError("finish_reply must be 'finished', 'error' or 'none'")
         if auth_failure not in ("http", "event"):
@@ -203,6 +215,7 @@ class RealtimeServer:
         self.dialect, self.finish_reply, self.done_after_cancel = dialect, finish_reply, done_after_cancel
         self.idle_cut_s, self.idle_close_code = idle_cut_s, idle_close_code
         self.barriers = barriers
+        self.xai_ping_s = xai_ping_s
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._records = threading.Condition()
@@ -297,9 +310,10 @@ class RealtimeServer:
 
     @property
     def url(self) -> str:
-        """``ws[s]://host:port/v1/realtime`` (``/api-ws/v1/realtime`` for qwen; append ``?model=...``)."""
+        """``ws[s]://host:port/v1/realtime`` (``/api-ws/v1/realtime`` for qwen, ``/openai/v1/realtime``
+        for azure; append ``?model=...``)."""
         scheme = "wss" if self.ssl_context is not None else "ws"
-        path = QWEN_PATH if self.dialect == "qwen" else "/v1/realtime"
+        path = {"qwen": QWEN_PATH, "azure": AZURE_PATH}.get(str(self.dialect), "/v1/realtime")
         return f"{scheme}://{self.host}:{self.port}{path}"
 
     # -- handshake and connections ----------------------------------------------
@@ -323,6 +337,8 @@ class RealtimeServer:
             for name, value in self.handshake_headers.items():
                 response.headers[name] = value
             return response
+        if self.dialect == "azure" and urllib.parse.urlsplit(request.path).path.rstrip("/") != AZURE_PATH:
+            return self._http_error(connection, 404, "invalid_request_error", "Resource not found", "404")
         if self.api_key is not None and self.auth_failure == "http":
             verdict = self._authorized(request.headers)
             if verdict is None:
@@ -385,7 +401,11 @@ class RealtimeServer:
                 return
             path = urllib.parse.urlsplit(ws.request.path if ws.request else "").path
             qwen = self.dialect == "qwen" or (self.dialect is None and path.rstrip("/") == QWEN_PATH)
-            session_class = QwenServerSession if qwen else ServerSession
+            session_class: type[ServerSession] = ServerSession
+            if qwen:
+                session_class = QwenServerSession
+            elif self.dialect == "xai":
+                session_class = XaiServerSession
             conn.session = session_class(self, conn.model, ws.send, ws.close, conn.name)
             conn.session.start()
             while True:
@@ -413,7 +433,10 @@ class RealtimeServer:
     # -- ids ---------------------------------------------------------------------
 
     def new_id(self, prefix: str) -> str:
-        """A fresh id such as ``event_...``, ``item_...``, ``resp_...`` or ``call_...``."""
+        """A fresh id such as ``event_...``, ``item_...``, ``resp_...`` or ``call_...`` (xai: UUIDs)."""
+        if self.dialect == "xai":
+            value = uuid.UUID(int=self._rng.getrandbits(128), version=4)
+            return value.hex if prefix == "sess" else f"call-{value}-0" if prefix == "call" else str(value)
         length = _ID_LENGTH.get(prefix, 21)
         return f"{prefix}_" + "".join(self._rng.choices(_ALNUM, k=length))
 
