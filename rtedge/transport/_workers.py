@@ -62,6 +62,8 @@ class TransportStats:
     #: messages that were not valid JSON events
     malformed_messages: int = 0
     callback_errors: int = 0
+    #: server messages whose handling raised inside rtedge (a bug: logged with its traceback, skipped)
+    internal_errors: int = 0
     pings_sent: int = 0
     last_receive: float = attrs.field(factory=time.monotonic)
     # Heartbeats, for a service watchdog (monotonic seconds; read them, only the workers write them).
@@ -271,6 +273,9 @@ def receive_until_end(conn: _ws.WsConnection, on_text: Callable[[bytes], object]
                 stats.receive_busy_since = stats.last_receive
                 try:
                     on_text(payload)
+                except Exception:  # a bug of ours on a strange message: never a deaf receiver
+                    stats.internal_errors += 1
+                    log.exception("internal error while handling a server message; message skipped")
                 finally:
                     stats.receive_busy_since = 0.0
             elif opcode == _ws.CLOSE:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from rtedge.errors import ServerError
+from rtedge.errors import DeadlineExceeded, ServerError
 from rtedge.protocol import events as ev
 
 from .conftest import close_bounded, open_client, record, text_turn
@@ -36,8 +36,10 @@ def test_unknown_event_types_pass_through(server):
     server.send_event({"type": "", "x": 1})
     unknown = client.wait_for("response.hologram.delta", timeout=5)
     assert isinstance(unknown, ev.UnknownServerEvent) and unknown.raw["nested"] == {"a": [1, 2]}
-    _, spoof = timeline.wait("rtedge.gave_up")
-    assert isinstance(spoof, ev.UnknownServerEvent)  # rtedge's own types never come from the wire
+    _, spoof = timeline.wait("wire:rtedge.gave_up")  # renamed: on("rtedge.gave_up") cannot be spoofed
+    assert isinstance(spoof, ev.UnknownServerEvent) and spoof.raw["type"] == "rtedge.gave_up"
+    with pytest.raises(DeadlineExceeded):
+        client.wait_for("rtedge.gave_up", timeout=0.2)
     text_turn(client)
     assert client.link_state == "open" and client.fatal_error is None and client.stats.malformed_messages == 0
     close_bounded(client)

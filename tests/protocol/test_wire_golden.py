@@ -605,6 +605,7 @@ def test_rtedge_internal_type_from_the_wire_is_unknown() -> None:
     # ConnectionLost is produced by rtedge, never parsed: a server cannot fake the end of the connection.
     event = from_wire('{"type":"rtedge.connection_lost","code":1000}', OPENAI)
     assert type(event) is ev.UnknownServerEvent
+    assert event.type == "wire:rtedge.connection_lost"  # renamed, so no handler of ours matches it
 
 
 def test_unknown_fields_kept_in_raw_of_known_event() -> None:

@@ -312,3 +312,21 @@ def test_events_iterator_and_wait_for_share_the_inbox(client):
     assert "response.created" in types and types.index("response.created") < types.index("response.done")
     with pytest.raises(DeadlineExceeded):
         client.wait_for("response.done", timeout=0.2)  # already consumed above
+
+
+def test_internal_error_on_a_message_does_not_deafen_the_receiver(server, client, monkeypatch, caplog):
+    session = client._session
+    original = session.receive_message
+    calls = {"n": 0}
+
+    def flaky(text):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in rtedge")
+        return original(text)
+
+    monkeypatch.setattr(session, "receive_message", flaky)
+    server.send_event({"type": "conversation.created", "conversation": {"id": "conv_1"}})
+    assert wait_until(lambda: client.stats.internal_errors == 1)
+    assert "internal error while handling a server message" in caplog.text
+    assert _text_turn(client).status == "completed"  # the receiver is still reading
