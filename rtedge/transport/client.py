@@ -230,6 +230,8 @@ class Client(Link):
             self._run_hook(hook, event)
         self._log.append(event)
         self._dispatcher.put(event)
+        if isinstance(event, ev.ResponseDone) and self._opts["max_session_seconds"]:
+            self._maybe_recycle()  # a turn just ended: the best moment, not up to a sender tick later
 
     @staticmethod
     def _run_hook(hook: Callable[[Any], None], event: ev.ServerEvent) -> None:
