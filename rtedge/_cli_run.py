@@ -166,8 +166,31 @@ def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, conso
     samples, rate = read_wav(args.input)
     client = connect(config.provider.name, **connect_options(config, key))
     with client:
-        return stream_file(client, samples, rate, args, console.line,
-                           max_seconds=config.service.max_seconds or 120.0)
+        usage_log = open_usage_log(config, client)
+        try:
+            return stream_file(client, samples, rate, args, console.line,
+                               max_seconds=config.service.max_seconds or 120.0)
+        finally:
+            if usage_log is not None:
+                client.close()  # first, so that the total line counts every response
+                usage_log.close()
+
+
+def open_usage_log(config: Config, client: Any) -> Any:
+    """The :class:`~rtedge.usage_log.UsageLog` of ``service.usage_log`` on ``client``, or None when off.
+
+    Raises:
+        ConfigError: the file cannot be opened for appending.
+    """
+    path = config.service.usage_log
+    if not path:
+        return None
+    from .usage_log import UsageLog
+
+    try:
+        return UsageLog(client, path)
+    except OSError as exc:
+        raise ConfigError(f"service.usage_log: cannot open {path}: {exc.strerror or exc}") from None
 
 
 def stream_file(client: Any, samples: Any, rate: int, args: argparse.Namespace, echo: Callable[[str], Any],
@@ -306,10 +329,14 @@ class Service:
             if client is None:
                 self.notifier.notify("STOPPING=1", "STATUS=stopping")
                 return EXIT_OK
+            usage_log = None
             try:
+                usage_log = open_usage_log(self.config, client)
                 return self._session(client, mic, speaker)
             finally:
                 client.close(s.stop_timeout)
+                if usage_log is not None:
+                    usage_log.close()
         finally:
             self.watchdog.stop()
             restore()

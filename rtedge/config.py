@@ -271,6 +271,8 @@ class ServiceSettings:
     stats_interval: float = setting(300.0, "log a statistics line this often; 0 = never", "s", lo=0, hi=86400)
     stop_timeout: float = setting(5.0, "bound on ending the session gracefully on SIGTERM (keep it under "
                                        "the unit's TimeoutStopSec)", "s", lo=0.1, hi=600)
+    usage_log: str = setting("", "append one JSON line per response (normalized and raw token usage) and a "
+                                 "session total to this file, for billing reconciliation; empty = off")
 
 
 @attrs.frozen(kw_only=True)
