@@ -490,6 +490,11 @@ class VLLMServer:
         """Connections open now."""
         return sum(1 for c in self._snapshot_conns() if not c.closed.is_set() and c.ws.state is State.OPEN)
 
+    @property
+    def close_codes(self) -> list[int | None]:
+        """Per connection, the close code the client sent (1006: it ended without one; None: still open)."""
+        return [conn.ws.close_code for conn in self._snapshot_conns()]
+
     def _wait(self, records: list[dict[str, Any]], kind: str, timeout: float,
               where: Callable[[dict[str, Any]], bool] | None, nth: int, what: str) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
