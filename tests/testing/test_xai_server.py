@@ -71,7 +71,8 @@ def peer(server):
 
 def _recordings() -> list[Any]:
     if not RECORDED_XAI.is_dir() or not sorted(RECORDED_XAI.glob("*.yaml")):
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no recorded xAI sessions at {RECORDED_XAI}"))]
+        reason = f"no recorded xAI sessions at {RECORDED_XAI}"
+        return [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
     return [pytest.param(p, id=p.stem) for p in sorted(RECORDED_XAI.glob("*.yaml"))]
 
 
@@ -114,8 +115,8 @@ def _append(peer: Peer, pcm: bytes, chunk: int = 9600) -> None:
 
 def test_opening_events_and_ids(server: RealtimeServer, peer: Peer) -> None:
     created, conversation, ping = peer.recv(), peer.recv(), peer.recv()
-    assert [created["type"], conversation["type"], ping["type"]] == ["session.created", "conversation.created",
-                                                                      "ping"]
+    kinds = [created["type"], conversation["type"], ping["type"]]
+    assert kinds == ["session.created", "conversation.created", "ping"]
     session = created["session"]
     assert session["model"] == MODEL and session["voice"] == "ara" and session["modalities"] == ["audio"]
     assert session["turn_detection"] == {"type": None} and session["tools"] == [] and "type" not in session
@@ -133,7 +134,8 @@ def test_ping_events_repeat() -> None:
     with RealtimeServer(dialect="xai", realtime=False, xai_ping_s=0.1) as srv:
         peer = Peer(srv.url)
         try:
-            pings = [e for e in peer.until("ping") + peer.until("ping") + peer.until("ping") if e["type"] == "ping"]
+            events = peer.until("ping") + peer.until("ping") + peer.until("ping")
+            pings = [e for e in events if e["type"] == "ping"]
             assert len(pings) == 3 and pings[0]["timestamp"] <= pings[1]["timestamp"] <= pings[2]["timestamp"]
         finally:
             peer.close()
@@ -143,7 +145,7 @@ def test_ping_events_repeat() -> None:
         RealtimeServer(dialect="gemini")
 
 
-# ---------------------------------------------------------------------------------------------- session.update
+# ------------------------------------------------------------------------------------------- session.update
 
 
 def test_session_update_shape_and_formats(server: RealtimeServer, peer: Peer) -> None:
@@ -234,7 +236,8 @@ def test_text_turn_usage_at_the_top_level(server: RealtimeServer, peer: Peer) ->
     assert second["billable_audio_seconds"] == int(running)  # a running session total
     assert done["response"]["output"][0]["content"][0]["type"] == "audio"
     deltas = [e for e in turns[0] if e["type"] == "response.output_audio.delta"]
-    assert deltas and all(e["audio_duration_ms"] == 40 for e in deltas[:-1]) and all("ts" in e for e in deltas)
+    assert deltas and all(e["audio_duration_ms"] == 40 for e in deltas[:-1])
+    assert all("ts" in e for e in deltas)
     recorded = _recorded("response.done")
     if recorded is not None:
         assert set(done) == set(recorded)
@@ -263,7 +266,9 @@ def test_text_only_output_is_refused(peer: Peer) -> None:
     assert error["code"] == "invalid_value" and error["event_id"] == "evt_r"
 
 
-def test_manual_commit_is_answered_and_a_create_after_it_is_dropped(server: RealtimeServer, peer: Peer) -> None:
+def test_manual_commit_is_answered_and_a_create_after_it_is_dropped(server: RealtimeServer,
+                                                                    peer: Peer) -> None:
+    server.response_delay = 0.5  # the answer to the commit is still running when the create arrives
     peer.until("ping")
     _append(peer, _speech_like(0.5, 24000, silence_s=0.1))
     peer.send({"type": "input_audio_buffer.commit"})
@@ -323,8 +328,9 @@ def test_recorded_client_events_replay_without_errors(path: Path) -> None:
     assert "error" not in ours
     recorded = {data["type"] for direction, data in interactions if direction == "received"}
     assert recorded <= ours | {"response.function_call_arguments.delta"}, recorded - ours
-    assert ours - recorded <= {"response.function_call_arguments.delta", "response.function_call_arguments.done",
-                               "response.output_item.added", "response.output_item.done"}
+    assert ours - recorded <= {"response.function_call_arguments.delta",
+                               "response.function_call_arguments.done", "response.output_item.added",
+                               "response.output_item.done"}
 
 
 # ---------------------------------------------------------------------------------------------- azure
@@ -338,5 +344,6 @@ def test_azure_mode_serves_the_azure_path_with_an_api_key() -> None:
             assert client.wait_for("response.done", timeout=10).status == "completed"
         assert srv.handshakes[-1]["headers"]["api-key"] == "azkey"
         with pytest.raises(rtedge.HandshakeError) as info:  # the OpenAI path is not Azure's
-            rtedge.connect("openai", url=srv.url.replace("/openai/v1/realtime", "/v1/realtime"), api_key="azkey")
+            rtedge.connect("openai", url=srv.url.replace("/openai/v1/realtime", "/v1/realtime"),
+                           api_key="azkey")
         assert info.value.status_code == 404
