@@ -670,9 +670,10 @@ def server_event_from_raw(raw: Mapping[str, Any]) -> ServerEvent:
     event_id = raw.get("event_id")
     event_id = None if event_id is None else str(event_id)
     cls = SERVER_EVENT_REGISTRY.get(type_)
-    if type_.startswith("rtedge."):
-        # rtedge's own events never come from the wire: a server that sends one gets it renamed,
-        # so that on("rtedge.gave_up")/wait_for(...) cannot be spoofed (the raw type stays in raw)
+    if cls is not None and type_.startswith("rtedge."):
+        # rtedge's own events (connection_lost, reconnecting, gave_up...) never come from the wire: a
+        # server that sends one gets it renamed, so that on("rtedge.gave_up")/wait_for(...) cannot be
+        # spoofed (the raw type stays in raw); other rtedge.* extensions (the test server's barrier) pass
         return UnknownServerEvent(type="wire:" + type_, event_id=event_id, raw=raw)
     if cls is None:
         return UnknownServerEvent(type=type_, event_id=event_id, raw=raw)
