@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,3 +47,44 @@ def speech_dir() -> Path:
     if not SPEECH.is_dir():
         pytest.skip("../shared/fixtures/speech is not present")
     return SPEECH
+
+
+# ------------------------------------------------------------------------------------ openai-python's types
+
+
+def _extra_keys(value: object, path: str = "$") -> list[str]:
+    """Paths of keys that openai-python's models kept as *extra* (fields the SDK does not know)."""
+    import pydantic
+
+    found: list[str] = []
+    if isinstance(value, pydantic.BaseModel):
+        found.extend(f"{path}.{key}" for key in (value.model_extra or {}))
+        for name in type(value).model_fields:
+            found.extend(_extra_keys(getattr(value, name), f"{path}.{name}"))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found.extend(_extra_keys(item, f"{path}[{i}]"))
+    return found
+
+
+@pytest.fixture(scope="session")
+def validate_client_event() -> Callable[[str | dict[str, Any]], Any]:
+    """Validate wire JSON (text or dict) as openai-python's ``RealtimeClientEvent``.
+
+    The SDK's models allow extra keys, so a misplaced field (a beta-style ``session.voice``...)
+    would pass plain validation; we also require that no level of the parsed model holds extras.
+    Returns the parsed SDK model.
+    """
+    pydantic = pytest.importorskip("pydantic")
+    realtime = pytest.importorskip("openai.types.realtime")
+    adapter = pydantic.TypeAdapter(realtime.RealtimeClientEvent)
+
+    def validate(wire: str | dict[str, Any]) -> Any:
+        data = json.loads(wire) if isinstance(wire, str) else wire
+        model = adapter.validate_python(data)
+        assert model.type == data["type"], f"validated as {type(model).__name__}"
+        extras = _extra_keys(model)
+        assert not extras, f"keys openai-python does not know: {extras} in {data}"
+        return model
+
+    return validate

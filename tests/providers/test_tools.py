@@ -44,31 +44,6 @@ def no_tool_thread_leak():
     assert wait_until(lambda: set(tool_threads()) <= before, timeout=5.0), tool_threads()
 
 
-@pytest.fixture(scope="module")
-def validate_client_event():
-    """openai-python's ``RealtimeClientEvent`` validation, with no unknown keys at any level."""
-    pydantic = pytest.importorskip("pydantic")
-    realtime = pytest.importorskip("openai.types.realtime")
-    adapter = pydantic.TypeAdapter(realtime.RealtimeClientEvent)
-
-    def extras(value: Any, path: str = "$") -> list[str]:
-        found: list[str] = []
-        if isinstance(value, pydantic.BaseModel):
-            found.extend(f"{path}.{key}" for key in (value.model_extra or {}))
-            for name in type(value).model_fields:
-                found.extend(extras(getattr(value, name), f"{path}.{name}"))
-        elif isinstance(value, list | tuple):
-            for i, item in enumerate(value):
-                found.extend(extras(item, f"{path}[{i}]"))
-        return found
-
-    def validate(data: dict[str, Any]) -> Any:
-        model = adapter.validate_python(data)
-        assert model.type == data["type"]
-        assert not extras(model), f"keys openai-python does not know: {extras(model)} in {data}"
-        return model
-
-    return validate
 
 
 # ============================================================================================ schemas
