@@ -9,8 +9,7 @@ need them receive a ``recording`` parameter and are skipped when the folder is a
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
