@@ -50,6 +50,7 @@ from websockets.http11 import Request, Response as HttpResponse
 from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
+from rtedge.testing._base import RecordingServer
 from rtedge.testing._qwen import PATH as QWEN_PATH
 from rtedge.testing._qwen import QwenServerSession
 from rtedge.testing._response import Reply, Turn
@@ -86,7 +87,7 @@ class _Conn:
         self.alive = True
 
 
-class RealtimeServer:
+class RealtimeServer(RecordingServer):
     """A local OpenAI Realtime (GA) server for tests, demos and ``rtedge serve``.
 
     Use it as a context manager (``with RealtimeServer() as server:``) or call
@@ -286,28 +287,6 @@ class RealtimeServer:
                 conn.session.close()
         self._stopped.set()
 
-    def serve_forever(self) -> None:
-        """Start if needed and block until :meth:`stop` is called (or Ctrl-C)."""
-        self.start()
-        try:
-            while not self._stopped.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.stop()
-
-    def __enter__(self) -> RealtimeServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port (after :meth:`start`; kept after :meth:`stop`)."""
-        return self._bound_port or self._port
-
     @property
     def url(self) -> str:
         """``ws[s]://host:port/v1/realtime`` (``/api-ws/v1/realtime`` for qwen, ``/openai/v1/realtime``
@@ -465,74 +444,12 @@ class RealtimeServer:
             self._sent.append(event)
             self._records.notify_all()
 
-    @property
-    def received(self) -> list[dict[str, Any]]:
-        """Every client event received (parsed JSON), in order, across connections."""
-        with self._records:
-            return list(self._received)
-
-    @property
-    def sent(self) -> list[dict[str, Any]]:
-        """Every server event sent, in order, across connections."""
-        with self._records:
-            return list(self._sent)
-
-    @property
-    def handshakes(self) -> list[dict[str, Any]]:
-        """Every handshake attempt: ``{"path": ..., "headers": {lower-case name: value}}``."""
-        with self._records:
-            return list(self._handshakes)
-
     def clear_records(self) -> None:
         """Forget the received/sent/handshake records (connections are kept)."""
         with self._records:
             self._received.clear()
             self._sent.clear()
             self._handshakes.clear()
-
-    def _wait(self, records: list[dict[str, Any]], kind: str, timeout: float,
-              where: Callable[[dict[str, Any]], bool] | None, nth: int, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        scanned, matches = 0, 0
-        with self._records:
-            while True:
-                for event in records[scanned:]:
-                    if event.get("type") == kind and (where is None or where(event)):
-                        matches += 1
-                        if matches == nth:
-                            return event
-                scanned = len(records)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    seen = sorted({str(e.get("type")) for e in records})
-                    raise TimeoutError(
-                        f"no {what} {kind!r} (#{nth}) within {timeout:g} s; types seen: {seen}")
-                self._records.wait(remaining)
-
-    def wait_for_received(
-        self, kind: str, timeout: float = 5.0, *,
-        where: Callable[[dict[str, Any]], bool] | None = None, nth: int = 1,
-    ) -> dict[str, Any]:
-        """Wait until the ``nth`` client event of type ``kind`` (matching ``where``) has arrived.
-
-        Args:
-            kind: Client event type, e.g. ``"response.create"``.
-            timeout: Seconds to wait.
-            where: Optional predicate on the event.
-            nth: Which match to return (1 = the first ever recorded).
-
-        Returns:
-            The event dict.
-
-        Raises:
-            TimeoutError: It did not arrive in time.
-        """
-        return self._wait(self._received, kind, timeout, where, nth, "client event")
-
-    def wait_for_sent(self, kind: str, timeout: float = 5.0, *,
-                      where: Callable[[dict[str, Any]], bool] | None = None, nth: int = 1) -> dict[str, Any]:
-        """Like :meth:`wait_for_received`, for events the server has sent."""
-        return self._wait(self._sent, kind, timeout, where, nth, "server event")
 
     def wait_for_connections(self, count: int, timeout: float = 5.0) -> None:
         """Wait until ``count`` WebSocket connections have been accepted in total.

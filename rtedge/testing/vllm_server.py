@@ -63,6 +63,8 @@ from websockets.http11 import Response as HttpResponse
 from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
+from rtedge.testing._base import RecordingServer
+
 __all__ = ["DEFAULT_MODEL", "VLLMServer"]
 
 log = logging.getLogger("rtedge.testing")
@@ -97,7 +99,7 @@ class _Conn:
         self.closed = threading.Event()
 
 
-class VLLMServer:
+class VLLMServer(RecordingServer):
     """A local vLLM realtime transcription server for tests and demos.
 
     Use it as a context manager (``with VLLMServer() as server:``) or call
@@ -224,28 +226,6 @@ class VLLMServer:
             if thread is not threading.current_thread():
                 thread.join(max(0.05, deadline - time.monotonic()))
         self._stopped.set()
-
-    def serve_forever(self) -> None:
-        """Start if needed and block until :meth:`stop` (or Ctrl-C)."""
-        self.start()
-        try:
-            while not self._stopped.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.stop()
-
-    def __enter__(self) -> VLLMServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The bound TCP port (after :meth:`start`; kept after :meth:`stop`)."""
-        return self._bound_port or self._port
 
     @property
     def url(self) -> str:
@@ -456,24 +436,6 @@ class VLLMServer:
             return list(self._conns)
 
     @property
-    def received(self) -> list[dict[str, Any]]:
-        """Every client event received (parsed JSON), in order, across connections."""
-        with self._records:
-            return list(self._received)
-
-    @property
-    def sent(self) -> list[dict[str, Any]]:
-        """Every server event sent, in order, across connections."""
-        with self._records:
-            return list(self._sent)
-
-    @property
-    def handshakes(self) -> list[dict[str, Any]]:
-        """Every handshake: ``{"path": ..., "headers": {lower-case name: value}}``."""
-        with self._records:
-            return list(self._handshakes)
-
-    @property
     def utterances(self) -> list[np.ndarray]:
         """The audio of every transcribed utterance, in order (int16, 16 kHz)."""
         with self._records:
@@ -494,38 +456,6 @@ class VLLMServer:
     def close_codes(self) -> list[int | None]:
         """Per connection, the close code the client sent (1006: it ended without one; None: still open)."""
         return [conn.ws.close_code for conn in self._snapshot_conns()]
-
-    def _wait(self, records: list[dict[str, Any]], kind: str, timeout: float,
-              where: Callable[[dict[str, Any]], bool] | None, nth: int, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        scanned, matches = 0, 0
-        with self._records:
-            while True:
-                for event in records[scanned:]:
-                    if event.get("type") == kind and (where is None or where(event)):
-                        matches += 1
-                        if matches == nth:
-                            return event
-                scanned = len(records)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    seen = sorted({str(e.get("type")) for e in records})
-                    raise TimeoutError(f"no {what} {kind!r} (#{nth}) within {timeout:g} s; types seen: {seen}")
-                self._records.wait(remaining)
-
-    def wait_for_received(self, kind: str, timeout: float = 5.0, *,
-                          where: Callable[[dict[str, Any]], bool] | None = None, nth: int = 1) -> dict[str, Any]:
-        """Wait until the ``nth`` client event of type ``kind`` (matching ``where``) has arrived.
-
-        Raises:
-            TimeoutError: It did not arrive in time.
-        """
-        return self._wait(self._received, kind, timeout, where, nth, "client event")
-
-    def wait_for_sent(self, kind: str, timeout: float = 5.0, *,
-                      where: Callable[[dict[str, Any]], bool] | None = None, nth: int = 1) -> dict[str, Any]:
-        """Like :meth:`wait_for_received`, for events the server has sent."""
-        return self._wait(self._sent, kind, timeout, where, nth, "server event")
 
     # -- faults ---------------------------------------------------------------------------
 

@@ -1,0 +1,114 @@
+"""What every local test server shares: lifecycle sugar and the records that tests wait on.
+
+A subclass provides ``start()``/``stop()`` and fills the fields below; every
+record list is guarded by the ``_records`` condition, which is notified on each
+append, so :meth:`RecordingServer.wait_for_received` blocks instead of polling.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+S = TypeVar("S", bound="RecordingServer")
+
+
+class RecordingServer:
+    """Base of :class:`RealtimeServer` and :class:`VLLMServer`."""
+
+    _records: threading.Condition  # guards the three record lists
+    _received: list[dict[str, Any]]
+    _sent: list[dict[str, Any]]
+    _handshakes: list[dict[str, Any]]
+    _stopped: threading.Event
+    _port: int
+    _bound_port: int
+
+    def start(self: S) -> S:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 5.0) -> None:
+        raise NotImplementedError
+
+    def serve_forever(self) -> None:
+        """Start if needed and block until :meth:`stop` is called (or Ctrl-C)."""
+        self.start()
+        try:
+            while not self._stopped.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def __enter__(self: S) -> S:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (after :meth:`start`; kept after :meth:`stop`)."""
+        return self._bound_port or self._port
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        """Every client event received (parsed JSON), in order, across connections."""
+        with self._records:
+            return list(self._received)
+
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        """Every server event sent, in order, across connections."""
+        with self._records:
+            return list(self._sent)
+
+    @property
+    def handshakes(self) -> list[dict[str, Any]]:
+        """Every handshake attempt: ``{"path": ..., "headers": {lower-case name: value}}``."""
+        with self._records:
+            return list(self._handshakes)
+
+    def _wait(self, records: list[dict[str, Any]], kind: str, timeout: float,
+              where: Callable[[dict[str, Any]], bool] | None, nth: int, what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        scanned, matches = 0, 0
+        with self._records:
+            while True:
+                for event in records[scanned:]:
+                    if event.get("type") == kind and (where is None or where(event)):
+                        matches += 1
+                        if matches == nth:
+                            return event
+                scanned = len(records)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = sorted({str(e.get("type")) for e in records})
+                    raise TimeoutError(f"no {what} {kind!r} (#{nth}) within {timeout:g} s; types seen: {seen}")
+                self._records.wait(remaining)
+
+    def wait_for_received(self, kind: str, timeout: float = 5.0, *,
+                          where: Callable[[dict[str, Any]], bool] | None = None, nth: int = 1) -> dict[str, Any]:
+        """Wait until the ``nth`` client event of type ``kind`` (matching ``where``) has arrived.
+
+        Args:
+            kind: Client event type, e.g. ``"response.create"``.
+            timeout: Seconds to wait.
+            where: Optional predicate on the event.
+            nth: Which match to return (1 = the first ever recorded).
+
+        Returns:
+            The event dict.
+
+        Raises:
+            TimeoutError: It did not arrive in time.
+        """
+        return self._wait(self._received, kind, timeout, where, nth, "client event")
+
+    def wait_for_sent(self, kind: str, timeout: float = 5.0, *,
+                      where: Callable[[dict[str, Any]], bool] | None = None, nth: int = 1) -> dict[str, Any]:
+        """Like :meth:`wait_for_received`, for events the server has sent."""
+        return self._wait(self._sent, kind, timeout, where, nth, "server event")
