@@ -38,11 +38,12 @@ def main(args: argparse.Namespace) -> None:
         session = rtedge.SessionConfig(instructions="Use the tools you have. Be brief.",
                                        output_modalities=("text",))
         with rtedge.connect("openai", url=args.url or server.url, api_key=key, session=session) as client:
-            client.on("response.output_text.done", lambda e: print("assistant:", e.text))
             with ToolRunner(client, [get_weather]) as runner:
                 client.send_text(args.question)
-                client.wait_for("response.done", timeout=30)  # the response that called the tool
-                client.wait_for("response.done", timeout=30)  # the answer that used its result
+                # the first response calls the tool; the runner answers it; the second one speaks
+                answer = client.wait_for("response.output_text.done", timeout=30)
+                print("assistant:", answer.text)
+                client.wait_for("response.done", timeout=30)
                 runner.wait_idle(timeout=10)
                 for call in runner.history:
                     print(f"answered {call.name} -> {call.output}")
