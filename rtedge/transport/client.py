@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, ConnectionClosed, DeadlineExceeded, LocalProtocolError, RemoteProtocolError, ServerError
+from ..audio.convert import InputConverter
+from ..errors import ConfigError, ConnectionClosed, DeadlineExceeded, LocalProtocolError, RemoteProtocolError
 from ..protocol import events as ev
 from ..protocol import items
 from ..protocol._state import ConnectionState, SessionState
@@ -38,7 +39,6 @@ from ..protocol.config import SessionConfig
 from ..protocol.dialects import Dialect, get_dialect
 from ..protocol.dialects.base import redact_url
 from ..protocol.session import Session
-from ..protocol.usage import Usage
 from . import _ws
 from ._link import MAX_PENDING, Link, _event_id_of, _server_error
 from ._workers import (BENIGN_ERROR_CODES, Dispatcher, EventLog, SendQueue, TransportStats, decode_failure,
@@ -344,8 +344,6 @@ class Client(Link):
         Returns:
             The number of wire bytes queued (0 while the resampler primes).
         """
-        from ..audio.convert import InputConverter
-
         with self._lock:
             fmt = self._session.state.input_format
             if self._converter is None or self._converter_fmt != fmt:
