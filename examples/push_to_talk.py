@@ -20,19 +20,23 @@ def main(question: str, answer: str, url: str | None) -> None:
     try:
         session = rtedge.SessionConfig(turn_detection=None)  # sent as "turn_detection": null
         with rtedge.connect("openai", url=url or server.url, session=session) as client:
-            out = WavWriter(answer, client.state.output_format.rate)
-            client.on("response.output_audio.delta",
-                      lambda e: out.write(decode_pcm(e.audio, client.state.output_format)))
-            client.on("response.output_audio_transcript.done", lambda e: print("assistant:", e.transcript))
             for i in range(0, len(samples), rate // 50):  # 20 ms frames, resampled to 24 kHz inside
                 client.append_audio(samples[i:i + rate // 50], rate=rate)
                 client.wait_sent(max_queued_ms=500, timeout=10)
             client.commit()
             client.create_response()
-            done = client.wait_for("response.done", timeout=60)
+            fmt = client.state.output_format
+            out = WavWriter(answer, fmt.rate)
+            for event in client.events(timeout=60):  # plain synchronous: read events in this thread
+                if event.type == "response.output_audio.delta":
+                    out.write(decode_pcm(event.audio, fmt))
+                elif event.type == "response.output_audio_transcript.done":
+                    print("assistant:", event.transcript)
+                elif event.type == "response.done":
+                    print(f"[{event.status}] {out.frames / out.rate:.1f} s of audio in {answer}; "
+                          f"tokens {client.usage.total_tokens}")
+                    break
             out.close()
-            print(f"[{done.status}] {out.frames / out.rate:.1f} s of audio in {answer}; "
-                  f"tokens {client.usage.total_tokens}")
     finally:
         if server is not None:
             server.stop()
