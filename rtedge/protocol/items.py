@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -31,16 +32,17 @@ def function_call_output(call_id: str, output: str) -> dict[str, Any]:
 
 
 def item_text(item: Any) -> str:
-    """The text of a message item: its text parts and audio transcripts joined, '' when none."""
-    if not isinstance(item, dict):
+    """The text of a message item: its text parts and audio transcripts, stripped and joined by spaces;
+    '' when it has none."""
+    if not isinstance(item, Mapping):
         return ""
     parts = item.get("content")
     if not isinstance(parts, list):
         return ""
-    out = []
+    texts = []
     for part in parts:
-        if isinstance(part, dict):
-            text = part.get("text") or part.get("transcript")
-            if isinstance(text, str):
-                out.append(text)
-    return "".join(out)
+        if isinstance(part, Mapping):
+            text = part.get("text") if part.get("text") is not None else part.get("transcript")
+            if isinstance(text, str) and text.strip():
+                texts.append(text.strip())
+    return " ".join(texts)

@@ -17,24 +17,11 @@ from . import items as mk
 from ._state import SessionState
 
 
-def _message_text(item: Mapping[str, Any]) -> str:
-    parts = item.get("content")
-    if not isinstance(parts, list):
-        return ""
-    texts = []
-    for part in parts:
-        if isinstance(part, Mapping):
-            text = part.get("text") if part.get("text") is not None else part.get("transcript")
-            if isinstance(text, str) and text.strip():
-                texts.append(text.strip())
-    return " ".join(texts)
-
-
 def replay_item(item: Mapping[str, Any], state: SessionState | None = None) -> dict[str, Any] | None:
     """The creatable form of one reported item, or None when it cannot or need not be replayed."""
     kind = item.get("type")
     if kind == "message":
-        text = _message_text(item)
+        text = mk.item_text(item)
         if not text and state is not None and isinstance(item.get("id"), str):
             out = state.output_items.get(item["id"])
             text = "".join(out.text.values()).strip() if out is not None else ""

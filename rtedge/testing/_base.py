@@ -22,6 +22,7 @@ class RecordingServer:
     _received: list[dict[str, Any]]
     _sent: list[dict[str, Any]]
     _handshakes: list[dict[str, Any]]
+    _conns: list[Any]  # accepted connections, guarded by ``_records``
     _stopped: threading.Event
     _port: int
     _bound_port: int
@@ -53,6 +54,12 @@ class RecordingServer:
     def port(self) -> int:
         """The bound TCP port (after :meth:`start`; kept after :meth:`stop`)."""
         return self._bound_port or self._port
+
+    @property
+    def connection_count(self) -> int:
+        """WebSocket connections accepted so far (refused handshakes not included)."""
+        with self._records:
+            return len(self._conns)
 
     @property
     def received(self) -> list[dict[str, Any]]:

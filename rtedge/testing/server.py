@@ -468,12 +468,6 @@ class RealtimeServer(RecordingServer):
     # -- connection state and faults -----------------------------------------------
 
     @property
-    def connection_count(self) -> int:
-        """WebSocket connections accepted so far (refused handshakes not included)."""
-        with self._records:
-            return len(self._conns)
-
-    @property
     def active_connections(self) -> int:
         """Connections currently open."""
         return len(self._open_conns())

@@ -442,12 +442,6 @@ class VLLMServer(RecordingServer):
             return list(self._utterances)
 
     @property
-    def connection_count(self) -> int:
-        """WebSocket connections accepted so far."""
-        with self._records:
-            return len(self._conns)
-
-    @property
     def active_connections(self) -> int:
         """Connections open now."""
         return sum(1 for c in self._snapshot_conns() if not c.closed.is_set() and c.ws.state is State.OPEN)
