@@ -93,9 +93,10 @@ def test_callback_that_raises(server):
     text_turn(client)
     assert wait_until(lambda: later == ["response.done", "response.done"])
     assert failures and all(kind is ValueError for kind, _ in failures)
-    assert client.stats.callback_errors == len(failures)
     assert client.link_state == "open"
     close_bounded(client)
+    # compared once the dispatcher is joined: while it runs, the counter can be one callback ahead of the list
+    assert client.stats.callback_errors == len(failures)
     record("user callback raises (and on_error raises)",
            f"on_error called {len(failures)} times, logged, counted; later callbacks and turns go on")
 
