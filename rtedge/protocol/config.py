@@ -200,7 +200,10 @@ class SessionConfig:
 
     Attributes:
         instructions: the system prompt; ``""`` clears it.
-        output_modalities: ``("audio",)`` or ``("text",)``.
+        output_modalities: what the model answers with, by dialect: OpenAI and Azure take
+            ``("audio",)`` (speech, with its transcript) or ``("text",)``; xAI only ``("audio",)``;
+            DashScope ``("text", "audio")`` or ``("text",)``.  The dialect refuses what its server
+            rejects, before anything is sent.
         voice: output voice name (e.g. ``"marin"``, ``"alloy"``; DashScope ``"Cherry"``).
         speed: speech speed factor (OpenAI 0.25..1.5).
         input_format: the format of audio we append.
@@ -232,8 +235,10 @@ class SessionConfig:
         if self.voice == "":
             raise ConfigError("voice cannot be an empty string; leave it unset to keep the server's voice")
         mods = self.output_modalities
-        if mods is not UNSET and (not mods or any(m not in ("audio", "text") for m in mods)):
-            raise ConfigError(f"output_modalities must be ('audio',) or ('text',), got {mods!r}")
+        if mods is not UNSET and (not mods or len(set(mods)) != len(mods)
+                                  or any(m not in ("audio", "text") for m in mods)):
+            raise ConfigError(f"output_modalities must name 'audio' and/or 'text' once each (which "
+                              f"combinations a provider takes depends on its dialect), got {mods!r}")
         mot = self.max_output_tokens
         if mot is not UNSET and mot != "inf" and (isinstance(mot, bool) or not isinstance(mot, int) or mot < 1):
             raise ConfigError(f"max_output_tokens must be an int >= 1 or 'inf', got {mot!r}")

@@ -271,3 +271,40 @@ def test_session_never_sends_by_itself() -> None:
     feed(s, type="error", error={"code": "session_expired", "message": "bye"})
     assert s.state.sent_types == {} and s.state.input_bytes_sent == 0
     assert s.state.last_error is not None and s.state.last_error.code == "session_expired"
+
+
+# ============================================================================================ modalities
+
+
+@pytest.mark.parametrize(("provider", "mods", "match"), [
+    ("openai", ("text", "audio"), r"openai takes output_modalities \('audio',\) .* or \('text',\), one of them"),
+    ("openai", ("audio", "text"), "one of them"),
+    ("azure", ("text", "audio"), "azure takes output_modalities"),
+    ("xai", ("text", "audio"), r"xai takes output_modalities \('audio',\) only"),
+    ("xai", ("text",), r"xai takes output_modalities \('audio',\) only"),
+    ("qwen", ("audio",), r"\['audio'\] alone"),
+    ("openai", ("audio", "audio"), "once each"),
+    ("openai", ("video",), "'audio' and/or 'text'"),
+])
+def test_output_modalities_are_checked_by_dialect(provider, mods, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        config = SessionConfig(output_modalities=mods)
+        get_dialect(provider).check(config)
+    if "once each" not in match and "and/or" not in match:
+        session = Session(get_dialect(provider))
+        with pytest.raises(ConfigError, match=match):
+            session.send(ev.SessionUpdate(session=SessionConfig(output_modalities=mods)))
+        assert session.state.sent_types == {}
+
+
+@pytest.mark.parametrize(("provider", "mods"), [
+    ("openai", ("audio",)), ("openai", ("text",)), ("azure", ("text",)), ("xai", ("audio",)),
+    ("qwen", ("text", "audio")), ("qwen", ("audio", "text")), ("qwen", ("text",)),
+])
+def test_output_modalities_each_dialect_accepts(provider, mods) -> None:
+    dialect = get_dialect(provider)
+    config = SessionConfig(output_modalities=mods)
+    assert isinstance(dialect.check(config), list)
+    wire = dialect.encode_session(config)
+    if provider in ("openai", "azure"):
+        assert wire["output_modalities"] == list(mods)

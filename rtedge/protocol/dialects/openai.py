@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...errors import ConfigError
 from .._unset import UNSET
 from ..config import AudioFormat, SemanticVad, ServerVad, SessionConfig, Transcription
 from .base import Dialect, set_fields_dict
@@ -60,7 +61,16 @@ class OpenAIDialect(Dialect):
     #: PCM rates the provider accepts for audio/pcm (GA: 24 kHz only).
     pcm_rates: tuple[int, ...] = (24000,)
 
+    def check(self, config: SessionConfig) -> list[str]:
+        """Raise ConfigError for output modalities the server rejects (both at once)."""
+        mods = config.output_modalities
+        if mods is not UNSET and tuple(mods) not in (("audio",), ("text",)):
+            raise ConfigError(f"{self.name} takes output_modalities ('audio',) (speech with its transcript) "
+                              f"or ('text',), one of them; got {mods!r}")
+        return []
+
     def encode_session(self, config: SessionConfig) -> dict[str, Any]:
+        OpenAIDialect.check(self, config)
         session: dict[str, Any] = {"type": "realtime"}
         top = {
             "instructions": config.instructions,

@@ -80,8 +80,8 @@ class XAIDialect(OpenAIDialect):
                 raise ConfigError(f"xai {what}: PCM rate {fmt.rate} Hz is not accepted; "
                                   f"use one of {self.pcm_rates}")
         if config.output_modalities is not UNSET and "text" in config.output_modalities:
-            raise ConfigError("xai cannot answer in text only: its model always speaks "
-                              "(output_modalities=('audio',))")
+            raise ConfigError("xai takes output_modalities ('audio',) only: its model always speaks (no text "
+                              f"only or mixed output); got {config.output_modalities!r}")
         _check_turn_detection(config.turn_detection)
         return []
 
