@@ -172,7 +172,8 @@ class Link:
             final = fatal or self._opts["reconnect"] is None
             self._go_offline(code, reason, "gave_up" if final else "reconnecting")
             if final:
-                self._give_up(cause, self._last_fatal)
+                ended = code in (1000, 1001) and self._last_fatal is None  # a clean close: the end
+                self._give_up(cause, self._last_fatal, ended=ended)
                 return
             conn = self._reconnect(cause)
         self._end_link()
@@ -303,10 +304,13 @@ class Link:
         log.warning("reconnected after %.2f s (attempt %d, %d items re-seeded)", downtime, attempt,
                     len(self._history))
 
-    def _give_up(self, cause: str, error: RtEdgeError | None) -> None:
+    def _give_up(self, cause: str, error: RtEdgeError | None, ended: bool = False) -> None:
         self.fatal_error = error or ConnectionClosed(f"gave up: {cause}")
         self.link_state = "gave_up"  # before the event: whoever sees it sees client.closed
-        log.error("giving up on the connection: %s", cause)
+        if ended:
+            log.info("the server ended the session (%s)", cause)
+        else:
+            log.error("giving up on the connection: %s", cause)
         self._emit(ev.GaveUp(type=ev.GaveUp.TYPE, cause=cause))
         self._end_link("gave_up")
 

@@ -30,7 +30,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..audio.convert import InputConverter
-from ..errors import ConfigError, ConnectionClosed, DeadlineExceeded, LocalProtocolError, RemoteProtocolError
+from ..errors import (AudioError, ConfigError, ConnectionClosed, DeadlineExceeded, LocalProtocolError,
+                      RemoteProtocolError)
 from ..protocol import events as ev
 from ..protocol import items
 from ..protocol._state import ConnectionState, SessionState
@@ -362,6 +363,24 @@ class Client(Link):
             LocalProtocolError: no audio was appended yet in this session, or the provider takes no images.
         """
         self._send(ev.InputImageBufferAppend(image=bytes(jpeg)))
+
+    def append_encoded(self, data: bytes) -> int:
+        """Append audio already in the session's input format (``state.input_format``, e.g. G.711
+        mu-law bytes on a ``pcmu`` session), sent byte for byte with no conversion.
+
+        Returns:
+            The number of bytes queued.
+
+        Raises:
+            AudioError: ``data`` is not a whole number of samples of that format.
+        """
+        fmt = self._session.state.input_format
+        if len(data) % fmt.bytes_per_sample:
+            raise AudioError(f"{len(data)} bytes is not a whole number of {fmt.kind} samples")
+        if not data:
+            return 0
+        self._send(ev.InputAudioBufferAppend(audio=bytes(data)), audio_ms=len(data) / fmt.bytes_per_ms)
+        return len(data)
 
     def wait_sent(self, max_queued_ms: float = 0.0, timeout: float | None = None) -> bool:
         """Block until at most ``max_queued_ms`` of appended audio waits to be sent.
