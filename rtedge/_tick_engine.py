@@ -48,7 +48,6 @@ its played position.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -56,149 +55,27 @@ from typing import Any
 import attrs
 import numpy as np
 
+from ._tick_records import (
+    VAD_KINDS,
+    AudioSpan,
+    CallerTick,
+    ResponseUsage,
+    ServerEventRecord,
+    TickEvent,
+    TickFormat,
+    TickResult,
+    ToolCall,
+    event_record,
+    response_usage,
+    tick_format,
+)
 from .audio import codec
 from .audio.convert import decode_pcm
-from .errors import ConfigError
 from .protocol import events as ev
 from .protocol.config import AudioFormat
 
 __all__ = ["AudioSpan", "TickEngine", "TickEvent", "TickFormat", "TickResult", "ToolCall", "tick_format"]
 
-
-# ------------------------------------------------------------------------------------------------ results
-
-
-@attrs.frozen
-class TickFormat:
-    """A tick audio format: ``kind`` ``"ulaw"`` (G.711 mu-law bytes) or ``"pcm"`` (PCM16 LE)."""
-
-    name: str
-    kind: str
-    rate: int
-
-    @property
-    def silence(self) -> int:
-        """The sample value of silence (0xFF for mu-law, 0 for PCM)."""
-        return 0xFF if self.kind == "ulaw" else 0
-
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return np.dtype(np.uint8) if self.kind == "ulaw" else np.dtype(np.int16)
-
-    @property
-    def bytes_per_sample(self) -> int:
-        return 1 if self.kind == "ulaw" else 2
-
-
-FORMATS = {
-    "ulaw8k": TickFormat("ulaw8k", "ulaw", 8000),
-    "pcm16k": TickFormat("pcm16k", "pcm", 16000),
-    "pcm24k": TickFormat("pcm24k", "pcm", 24000),
-}
-
-
-def tick_format(name: str) -> TickFormat:
-    """The :class:`TickFormat` called ``name``; ConfigError lists the known ones."""
-    try:
-        return FORMATS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown tick audio_format {name!r}; use one of {sorted(FORMATS)}") from None
-
-
-@attrs.frozen
-class TickEvent:
-    """Something that happened in a tick.
-
-    Attributes:
-        kind: ``speech_started``, ``speech_stopped``, ``response_created``, ``response_done``,
-            ``tool_call``, ``interrupted``, ``user_transcript``, ``error`` or ``connection_lost``.
-        offset_ms: where in the tick it takes effect (speech events: from the server's audio
-            timestamps; others: the latest such point before them in the tick; 0 if none).
-        item_id: the item concerned, if any.
-        response_id: the response concerned, if any.
-        detail: the response status, the tool name, the played ms of an interruption, the
-            transcript, or the error text.
-    """
-
-    kind: str
-    offset_ms: int
-    item_id: str = ""
-    response_id: str = ""
-    detail: str = ""
-
-
-@attrs.frozen
-class ToolCall:
-    """A function call the model made (its ``response.function_call_arguments.done``)."""
-
-    call_id: str
-    name: str
-    arguments: str
-    item_id: str = ""
-    response_id: str = ""
-
-    def args(self) -> Any:
-        """The arguments parsed from JSON (``{}`` when empty)."""
-        return json.loads(self.arguments) if self.arguments.strip() else {}
-
-
-@attrs.frozen
-class AudioSpan:
-    """Where agent audio sits in a tick: ``length`` samples at tick ``offset`` are samples
-    ``item_offset...`` of the item's audio (in the tick format)."""
-
-    item_id: str
-    content_index: int
-    offset: int
-    length: int
-    item_offset: int
-
-
-@attrs.frozen
-class TickResult:
-    """One tick.  Frozen and comparable: equal event sequences give equal results.
-
-    Attributes:
-        tick: the tick index (0-based).
-        start_ms: ``tick * tick_ms``.
-        format: the tick audio format name (``"ulaw8k"``, ``"pcm16k"``, ``"pcm24k"``).
-        agent_audio: exactly one tick of agent audio in the tick format (mu-law bytes or
-            PCM16 little-endian), silence where the agent was not heard.
-        agent_transcript: the agent's words heard in this tick (see the module docstring).
-        user_transcript: input transcriptions completed in this tick (when the session has
-            transcription on), joined by spaces.
-        events: what happened, in order.
-        tool_calls: function calls completed in this tick, in order.
-        interrupted: a barge-in cut agent audio (or an active response) short in this tick.
-        spans: where the agent audio sits in ``agent_audio``.
-        agent_samples: samples of ``agent_audio`` that are agent audio (the rest is padding).
-        dropped_samples: carried agent audio dropped by an interruption in this tick.
-        carried_samples: agent audio waiting for the next ticks.
-    """
-
-    tick: int
-    start_ms: int
-    format: str
-    agent_audio: bytes
-    agent_transcript: str
-    user_transcript: str
-    events: tuple[TickEvent, ...]
-    tool_calls: tuple[ToolCall, ...]
-    interrupted: bool
-    spans: tuple[AudioSpan, ...]
-    agent_samples: int
-    dropped_samples: int
-    carried_samples: int
-
-    def samples(self) -> np.ndarray:
-        """``agent_audio`` as int16 samples at the tick rate."""
-        if self.format.startswith("ulaw"):
-            return codec.ulaw_decode(np.frombuffer(self.agent_audio, dtype=np.uint8))
-        return np.frombuffer(self.agent_audio, dtype="<i2").astype(np.int16)
-
-    def kinds(self) -> tuple[str, ...]:
-        """The kinds of :attr:`events`, in order."""
-        return tuple(e.kind for e in self.events)
 
 
 @attrs.frozen
@@ -324,8 +201,8 @@ class _Item:
 class _Playout:
     """The agent audio FIFO and the current tick's output buffer."""
 
-    def __init__(self, fmt: TickFormat, n: int) -> None:
-        self.fmt, self.n = fmt, n
+    def __init__(self, fmt: TickFormat, n: int, silence: int) -> None:
+        self.fmt, self.n, self.silence = fmt, n, silence
         self.queue: deque[tuple[_Item, np.ndarray, int]] = deque()  # item, samples, not_before (abs)
         self.head_offset = 0
         self.queued = 0
@@ -334,7 +211,7 @@ class _Playout:
 
     def start(self, base: int) -> None:
         self.base, self.cursor = base, 0
-        self.out = np.full(self.n, self.fmt.silence, dtype=self.fmt.dtype)
+        self.out = np.full(self.n, self.silence, dtype=self.fmt.dtype)
         self.spans: list[list[Any]] = []
 
     def push(self, item: _Item, samples: np.ndarray, not_before: int) -> None:
@@ -404,17 +281,21 @@ class TickEngine:
         barge_in: act on ``speech_started`` (True), or only report it.
         formats: the dialect's ``session_formats`` (a session -> (input, output) formats), to follow an
             output format changed by ``session.updated``; None keeps ``wire_out``.
+        silence: the padding sample of the agent audio (default: the format's, 0xFF for mu-law).
+        keep_audio: keep the base64 audio in ``TickResult.server_events`` payloads.
     """
 
     def __init__(self, fmt: TickFormat, tick_ms: int, wire_out: AudioFormat, *, input_base_ms: float = 0.0,
                  session: Mapping[str, Any] | None = None, barge_in: bool = True,
-                 formats: Callable[[Mapping[str, Any]], tuple[Any, Any]] | None = None) -> None:
+                 formats: Callable[[Mapping[str, Any]], tuple[Any, Any]] | None = None,
+                 silence: int | None = None, keep_audio: bool = False) -> None:
         self.fmt, self.tick_ms, self.wire_out, self.formats = fmt, tick_ms, wire_out, formats
         self.n = fmt.rate * tick_ms // 1000
-        self.input_base_ms, self.barge_in = input_base_ms, barge_in
+        self.input_base_ms, self.barge_in, self.keep_audio = input_base_ms, barge_in, keep_audio
         self.turn_detection = turn_detection_of(session or {})
         self.stats = EngineStats()
-        self.playout = _Playout(fmt, self.n)
+        self.playout = _Playout(fmt, self.n, fmt.silence if silence is None else silence)
+        self.seq = 0  # server events fed so far
         self.items: dict[tuple[str, int], _Item] = {}  # recent items, closed ones included (late deltas)
         self.open: dict[tuple[str, int], _Item] = {}  # items whose transcript is still being emitted
         self.active: str | None = None  # the response active at this point of the event sequence
@@ -428,6 +309,8 @@ class TickEngine:
 
     def _reset_tick(self) -> None:
         self.events: list[TickEvent] = []
+        self.records: list[ServerEventRecord] = []
+        self.usage: list[ResponseUsage] = []
         self.tool_calls: list[ToolCall] = []
         self.user_text: list[str] = []
         self.text_out: list[str] = []
@@ -441,13 +324,14 @@ class TickEngine:
         self.playout.start(tick * self.n)
         self._reset_tick()
 
-    def end(self) -> TickResult:
-        """Play to the end of the tick and return its result."""
-        play = self.playout
+    def end(self, caller: CallerTick | None = None) -> TickResult:
+        """Play to the end of the tick and return its result (``caller``: the caller audio sent)."""
+        play, bps = self.playout, self.fmt.bytes_per_sample
         play.play_until(self.n)
         self._emit_text()
         text = "".join(self.text_out)
-        spans = tuple(AudioSpan(i.item_id, i.content_index, s, n, off) for i, s, n, off in play.spans)
+        spans = tuple(AudioSpan(i.item_id, i.content_index, s, n, off, s * bps, n * bps)
+                      for i, s, n, off in play.spans)
         played = sum(s.length for s in spans)
         self.stats.played_samples += played
         return TickResult(
@@ -455,7 +339,12 @@ class TickEngine:
             agent_audio=play.out.tobytes() if self.fmt.kind == "ulaw" else play.out.astype("<i2").tobytes(),
             agent_transcript=text, user_transcript=" ".join(self.user_text), events=tuple(self.events),
             tool_calls=tuple(self.tool_calls), interrupted=self.interrupted, spans=spans,
-            agent_samples=played, dropped_samples=self.dropped, carried_samples=play.queued)
+            agent_samples=played, dropped_samples=self.dropped, carried_samples=play.queued,
+            input_start_ms=self.input_base_ms + self.tick * self.tick_ms,
+            input_samples=caller.samples if caller else 0, input_padded=caller.padded if caller else 0,
+            input_carried=caller.carried if caller else 0,
+            vad_events=tuple(e.kind for e in self.events if e.kind in VAD_KINDS),
+            server_events=tuple(self.records), usage=tuple(self.usage), bytes_per_sample=bps)
 
     def _emit_text(self) -> None:
         """Append to this tick's text what every open item's played audio carries (in item order)."""
@@ -474,22 +363,32 @@ class TickEngine:
         self.open.pop((item.item_id, item.content_index), None)
 
     # -------------------------------------------------------------------------------------------- events
-    def feed(self, event: ev.ServerEvent) -> list[Truncate | Cancel]:
-        """Account for one server event; returns the actions a barge-in calls for."""
+    def feed(self, event: ev.ServerEvent, arrival_ms: float | None = None) -> list[Truncate | Cancel]:
+        """Account for one server event; returns the actions a barge-in calls for.
+
+        ``arrival_ms``: when it arrived, relative to the tick's start (wall mode), for its record."""
+        self.records.append(event_record(event, self.seq, keep_audio=self.keep_audio, arrival_ms=arrival_ms))
+        self.seq += 1
         handler = _HANDLERS.get(type(event))
         if handler is None:
             return []
         result: list[Truncate | Cancel] | None = handler(self, event)
         return result or []
 
-    def _now_ms(self) -> int:
+    def _now(self) -> int:
+        """The current point of the tick (samples): the cursor, or the gate if later."""
         gate = min(self.n, max(0, self.gate - self.playout.base))
-        return max(self.playout.cursor, gate) * 1000 // self.fmt.rate
+        return max(self.playout.cursor, gate)
 
     def _note(self, kind: str, item_id: str = "", response_id: str = "", detail: str = "",
-              offset: int | None = None) -> None:
-        ms = self._now_ms() if offset is None else offset * 1000 // self.fmt.rate
-        self.events.append(TickEvent(kind, ms, item_id, response_id, detail))
+              offset: int | None = None, input_ms: float | None = None) -> None:
+        if offset is None:
+            offset = self._now()
+        ms = offset * 1000 // self.fmt.rate
+        if input_ms is None:
+            input_ms = self.input_base_ms + self.tick * self.tick_ms + 1000.0 * offset / self.fmt.rate
+        self.events.append(TickEvent(kind, ms, item_id, response_id, detail, offset,
+                                     offset * self.fmt.bytes_per_sample, input_ms))
 
     def _input_offset(self, audio_ms: float) -> int:
         """An input-clock time (ms) as a sample offset in this tick, clamped to the tick."""
@@ -579,6 +478,7 @@ class TickEngine:
                 self._finish_audio(item)
                 item.text_done = True
         self.done_status[rid] = e.status
+        self.usage.append(response_usage(e))
         self._note("response_done", response_id=rid, detail=e.status)
 
     def _on_output_item(self, e: ev.ResponseOutputItemAdded | ev.ResponseOutputItemDone) -> None:
@@ -621,14 +521,14 @@ class TickEngine:
     def _on_speech_stopped(self, e: ev.InputAudioBufferSpeechStopped) -> None:
         offset = self._input_offset(e.audio_end_ms)
         self.gate = max(self.gate, self.playout.base + offset)
-        self._note("speech_stopped", e.item_id, offset=offset)
+        self._note("speech_stopped", e.item_id, offset=offset, input_ms=e.audio_end_ms)
 
     # -------------------------------------------------------------------------------------------- barge-in
     def _on_speech_started(self, e: ev.InputAudioBufferSpeechStarted) -> list[Truncate | Cancel]:
         td = self.turn_detection or {}
         prefix = td.get("prefix_padding_ms", 300 if td.get("type", "server_vad") == "server_vad" else 0)
         offset = self._input_offset(e.audio_start_ms + (prefix if isinstance(prefix, int | float) else 0))
-        self._note("speech_started", e.item_id, offset=offset)
+        self._note("speech_started", e.item_id, offset=offset, input_ms=e.audio_start_ms)
         if not self.barge_in:
             return []
         self.playout.play_until(offset)

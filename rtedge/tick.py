@@ -9,15 +9,26 @@ caller's audio for the tick and want back what the agent said during it::
     settings = TickSettings(url=server.url, session=SessionConfig(
         input_format=AudioFormat.pcmu(), output_format=AudioFormat.pcmu()))
     with TickSession(settings, tick_ms=200, audio_format="ulaw8k") as ticks:
-        for chunk in caller_audio_in_200ms_chunks:
+        for chunk in caller_audio_chunks:          # any lengths: the rest is carried
             result = ticks.run_tick(chunk)
             play(result.agent_audio); log(result.agent_transcript, result.events)
+
+``examples/benchmark_adapter.py`` is a complete adapter for a tick-based
+benchmark harness on top of this.
 
 Guarantees
 ----------
 * **Exact length.** ``run_tick`` returns exactly ``tick_ms`` of agent audio in
   the tick format (``"ulaw8k"``: G.711 mu-law bytes; ``"pcm16k"``/``"pcm24k"``:
-  PCM16 little-endian), silence-padded.
+  PCM16 little-endian), silence-padded, and sends exactly ``tick_ms`` of caller
+  audio.
+* **Caller audio of any length.** ``run_tick`` takes whatever the caller has:
+  it joins the audio carried from earlier calls, one tick of it is sent, the
+  rest waits for the next ticks (``TickResult.input_carried``; more than
+  ``max_carry_ms`` raises ``AudioError``, nothing is dropped); a tick short of
+  audio is padded with ``silence_byte`` (``input_padded``).  Over any run the
+  caller's samples reach the server in order, exactly once, and mu-law on a
+  mu-law session passes byte for byte (its ``0x7F`` silence is not rewritten).
 * **Conservation.** Agent audio that does not fit in a tick is carried to the
   next ones, never lost or duplicated: over the ticks, the agent audio equals
   the audio the server sent, sample for sample (byte for byte when both the
@@ -59,8 +70,23 @@ Guarantees
   tick); otherwise answer them with :meth:`TickSession.send_tool_result`.  A
   provider whose dialect lacks the ``tools`` capability raises ``ConfigError``
   as soon as tools are configured.
+* **What a tick reports**, in the harness's units as well as rtedge's: every
+  server event of the tick (``server_events``: type, payload with the audio
+  elided unless ``keep_audio``, position in the event sequence, arrival time
+  in wall mode), the usage of each response completed in it (``usage``),
+  ``vad_events``, 1-based ``tick_number``, positions on the input-audio clock
+  in ms (``input_start_ms``, ``TickEvent.input_ms``) and byte offsets next to
+  sample offsets.  Tool calls carry their arguments parsed and verbatim.
+* **Pacing** (``pace``).  Wall mode holds each tick to its wall-clock length on
+  an absolute schedule (tick ``k`` ends ``(k + 1) * tick_ms`` after the first
+  began) unless ``pace=False``; barrier mode runs lock-step unless
+  ``pace=True``, which holds each tick to at least its length on the same
+  schedule.  Measured by ``benchmarks/tick_pacing.py``.
+* **Connection state.**  ``connected``, ``closed`` and ``close_reason``: a
+  server that closes the session at the end is the end (logged at INFO), and
+  ``run_tick`` then raises ``ConnectionClosed`` saying why.
 * ``run_tick`` runs on the caller's thread; the only work on the client's
-  receiver thread is appending each event to a list.
+  receiver thread is appending each event (with its arrival time) to a list.
 """
 
 from __future__ import annotations
@@ -86,6 +112,7 @@ from ._tick_engine import (
     Truncate,
     tick_format,
 )
+from ._tick_records import CallerAudio, CallerTick, ResponseUsage, ServerEventRecord
 from .audio import codec
 from .errors import (
     AudioError,
@@ -98,13 +125,16 @@ from .protocol import events as ev
 from .protocol import items
 from .protocol.config import SessionConfig
 
-__all__ = ["AudioSpan", "TickEvent", "TickResult", "TickSession", "TickSettings", "ToolCall"]
+__all__ = ["AudioSpan", "ResponseUsage", "ServerEventRecord", "TickEvent", "TickResult", "TickSession",
+           "TickSettings", "ToolCall"]
 
 Sync = Literal["auto", "barrier", "wall"]
 BARRIER = "rtedge.barrier"
 BARRIER_DONE = "rtedge.barrier.done"
 #: tool rounds answered inside one tick at most (a model that keeps calling tools)
 MAX_TOOL_ROUNDS = 8
+#: the two G.711 mu-law codes of silence (+0 and -0)
+ULAW_SILENCE = (0xFF, 0x7F)
 
 
 @attrs.frozen(kw_only=True)
@@ -168,28 +198,45 @@ class TickSession:
         tools: tool handlers (:class:`rtedge.tools.Tool` or plain functions) to answer calls inside
             the tick; they are declared in the session.
         barrier_timeout: seconds to wait for a barrier answer before ``DeadlineExceeded``.
+        pace: hold each tick to its wall-clock length on an absolute schedule (tick ``k`` ends
+            ``(k + 1) * tick_ms`` after the first began).  Default: True in wall mode, False in
+            barrier mode (lock-step, as fast as the server answers).  ``pace=False`` in wall mode
+            returns at once with the events that arrived so far (the harness keeps time).
+        silence_byte: the mu-law padding byte of both directions (``0xFF`` or ``0x7F``, the two
+            mu-law zeros; default ``0xFF``).  PCM formats pad with 0.
+        keep_audio: keep the base64 audio in ``TickResult.server_events`` payloads (default: elided,
+            with its size in ``audio_bytes``).
+        max_carry_ms: the most caller audio carried to later ticks; giving more raises ``AudioError``.
 
     Raises:
         ConfigError: an unknown format or sync mode, a tick or chunk that does not fit, tools on a
-            provider without tool calls, or a barrier the server does not answer.
+            provider without tool calls, a bad silence byte, or a barrier the server does not answer.
     """
 
     def __init__(self, client_or_settings: Any, *, tick_ms: int = 200, audio_format: str = "ulaw8k",
                  send_audio_instant: bool = True, sync: Sync = "auto", chunk_ms: int = 20,
-                 barge_in: bool = True, tools: Sequence[Any] = (), barrier_timeout: float = 30.0) -> None:
+                 barge_in: bool = True, tools: Sequence[Any] = (), barrier_timeout: float = 30.0,
+                 pace: bool | None = None, silence_byte: int | bytes | None = None, keep_audio: bool = False,
+                 max_carry_ms: int = 60_000) -> None:
         self.format: TickFormat = tick_format(audio_format)
         _check_timing(tick_ms, chunk_ms, self.format)
         if sync not in ("auto", "barrier", "wall"):
             raise ConfigError(f"sync must be 'auto', 'barrier' or 'wall', got {sync!r}")
         self.tick_ms, self.chunk_ms, self.instant = int(tick_ms), int(chunk_ms), bool(send_audio_instant)
         self.samples_per_tick = self.format.rate * self.tick_ms // 1000
-        self.barrier_timeout = barrier_timeout
+        self.bytes_per_tick = self.samples_per_tick * self.format.bytes_per_sample
+        self.silence_byte = _silence_of(self.format, silence_byte)
+        self.barrier_timeout, self._pace, self._keep_audio = barrier_timeout, pace, bool(keep_audio)
+        self._caller = CallerAudio(self.samples_per_tick, self.format.dtype, self.silence_byte,
+                                   self.format.rate * int(max_carry_ms) // 1000)
+        self._close_reason: str | None = None
+        self._lost = self._ended = False  # the connection is down / down for good
         self._tools = _tools_of(tools)
         self._owns = not hasattr(client_or_settings, "append_audio")
         self.client: Any = self._connect(client_or_settings) if self._owns else client_or_settings
         self._lock = threading.RLock()  # one tick (or tool answer) at a time
         self._cond = threading.Condition()  # guards _inbox
-        self._inbox: deque[ev.ServerEvent] = deque()
+        self._inbox: deque[tuple[ev.ServerEvent, float]] = deque()  # (event, monotonic arrival)
         self._stop = threading.Event()
         self._closed = False
         self._tick = 0
@@ -229,10 +276,12 @@ class TickSession:
 
             sync = "barrier" if _is_loopback(getattr(client, "_url", "")) else "wall"
         self.sync: Sync = sync
+        self.pace = self.sync == "wall" if self._pace is None else bool(self._pace)
         state = client.state
         self.engine = TickEngine(self.format, self.tick_ms, state.output_format,
                                  input_base_ms=state.input_bytes_sent / state.input_format.bytes_per_ms,
-                                 session=session, barge_in=barge_in, formats=client.dialect.session_formats)
+                                 session=session, barge_in=barge_in, formats=client.dialect.session_formats,
+                                 silence=self.silence_byte, keep_audio=self._keep_audio)
         client.add_event_hook(self._on_event)
         if self.sync == "barrier":
             self._barrier()  # proves the server answers barriers; its events start tick 0
@@ -242,86 +291,115 @@ class TickSession:
         """Receiver thread: queue the event; wake a barrier wait when it may be the answer."""
         if self._closed:
             return
+        if isinstance(event, ev.ConnectionLost | ev.GaveUp):
+            self._note_end(event)
+        elif isinstance(event, ev.Reconnected):
+            self._lost, self._close_reason = False, None
         with self._cond:
-            self._inbox.append(event)
+            self._inbox.append((event, time.monotonic()))
             if event.type == BARRIER_DONE or isinstance(event, ev.Error | ev.ConnectionLost):
                 self._cond.notify_all()
+
+    def _note_end(self, event: ev.ConnectionLost | ev.GaveUp) -> None:
+        """Receiver thread: the connection went down; for good when the client will not reconnect."""
+        reason = _reason_of(event)
+        if self._close_reason is None:
+            self._close_reason = reason
+        elif isinstance(event, ev.GaveUp) and not event.cause.startswith("close "):
+            self._close_reason += f"; {reason}"
+        self._lost = True
+        if isinstance(event, ev.GaveUp) or self.client.closed:  # the client set its state before the event
+            self._ended = True
 
     # ------------------------------------------------------------------------------------------ ticks
     def run_tick(self, user_audio: Any = None) -> TickResult:
         """Send one tick of caller audio and return what the agent did during the tick.
 
         Args:
-            user_audio: the caller's audio for this tick in the tick format (mu-law bytes or uint8
-                array; PCM16 bytes or int16 array); shorter is padded with silence, None is silence.
+            user_audio: the caller's audio in the tick format (mu-law bytes or uint8 array; PCM16
+                bytes or int16 array), any length: it joins the audio carried from earlier calls,
+                one tick of it is sent, the rest waits for the next ticks; a tick short of audio is
+                padded with silence; None (or empty) gives no audio.
 
         Raises:
-            AudioError: more than one tick of audio, or the wrong type.
-            ConnectionClosed: the session or the connection is closed.
+            AudioError: the wrong type, or more than ``max_carry_ms`` of audio carried.
+            ConnectionClosed: the session or the connection is closed (see :attr:`close_reason`).
             DeadlineExceeded: the barrier was not answered within ``barrier_timeout``.
         """
         with self._lock:
-            if self._closed:
-                raise ConnectionClosed("the tick session is closed")
-            pcm = self._user_pcm(user_audio)
+            if not self.connected:
+                state = "closed" if self.closed else "disconnected"
+                raise ConnectionClosed(f"the tick session is {state} ({self.close_reason})")
+            self._caller.push(self._caller_samples(user_audio))
+            caller = self._caller.take()
             k = self._tick
             start = self._tick_start(k)
-            self._send_audio(pcm, start)
+            try:
+                self._send_audio(caller.audio, start)
+            except ConnectionClosed as exc:
+                raise ConnectionClosed(f"{exc} ({self.close_reason or 'connection closed'})") from None
             if self.sync == "barrier":
                 events = self._barrier()
+                if self.pace:
+                    self._sleep_until(start + self.tick_ms / 1000.0)
             else:
-                self._sleep_until(start + self.tick_ms / 1000.0)
+                if self.pace:
+                    self._sleep_until(start + self.tick_ms / 1000.0)
                 events = self._take(None)
             self.engine.begin(k)
-            self._feed(events)
+            self._feed(events, start)
             self._answer_tools()
             self._tick = k + 1
-            return self.engine.end()
+            return self.engine.end(caller)
 
     def _tick_start(self, k: int) -> float:
         now = time.monotonic()
-        if self.sync == "barrier":
-            return now  # lock-step: pacing (if any) is relative to this tick only
+        if not self.pace:
+            return now  # lock-step, or the harness keeps time: no schedule
         if self._t0 is None:
-            self._t0 = now
+            self._t0 = now - k * self.tick_ms / 1000.0
         return self._t0 + k * self.tick_ms / 1000.0
 
-    def _user_pcm(self, audio: Any) -> np.ndarray:
-        """The caller's tick audio as int16 at the tick rate, exactly one tick long."""
-        n, fmt = self.samples_per_tick, self.format
+    def _caller_samples(self, audio: Any) -> np.ndarray:
+        """The caller's audio as samples of the tick format (uint8 mu-law or int16), any length."""
+        fmt = self.format
         if audio is None:
-            return np.zeros(n, dtype=np.int16)
+            return np.zeros(0, dtype=fmt.dtype)
         if isinstance(audio, bytes | bytearray | memoryview):
-            raw = np.frombuffer(bytes(audio), dtype=np.uint8 if fmt.kind == "ulaw" else "<i2")
-        elif isinstance(audio, np.ndarray) and audio.dtype == fmt.dtype and audio.ndim == 1:
-            raw = audio
-        else:
-            want = "a 1-D uint8 array (mu-law)" if fmt.kind == "ulaw" else "a 1-D int16 array"
-            got = f"{audio.dtype} {audio.shape}" if isinstance(audio, np.ndarray) else type(audio).__name__
-            raise AudioError(f"{fmt.name} tick audio must be bytes or {want}, got {got}")
-        if len(raw) > n:
-            raise AudioError(f"{len(raw)} samples is more than one {self.tick_ms} ms tick ({n} samples)")
-        pcm = codec.ulaw_decode(np.ascontiguousarray(raw)) if fmt.kind == "ulaw" else raw.astype(np.int16)
-        return pcm if len(pcm) == n else np.concatenate([pcm, np.zeros(n - len(pcm), dtype=np.int16)])
+            data = bytes(audio)
+            if len(data) % fmt.bytes_per_sample:
+                raise AudioError(f"{fmt.name} tick audio must be whole PCM16 samples, got {len(data)} bytes")
+            return np.frombuffer(data, dtype=np.uint8 if fmt.kind == "ulaw" else "<i2").astype(fmt.dtype)
+        if isinstance(audio, np.ndarray) and audio.dtype == fmt.dtype and audio.ndim == 1:
+            return audio
+        want = "a 1-D uint8 array (mu-law)" if fmt.kind == "ulaw" else "a 1-D int16 array"
+        got = f"{audio.dtype} {audio.shape}" if isinstance(audio, np.ndarray) else type(audio).__name__
+        raise AudioError(f"{fmt.name} tick audio must be bytes or {want}, got {got}")
 
-    def _send_audio(self, pcm: np.ndarray, start: float) -> None:
-        if self.instant:
-            self._sleep_until(start)
-            self.client.append_audio(pcm, rate=self.format.rate)
-            return
-        step = self.format.rate * self.chunk_ms // 1000
-        for i in range(0, len(pcm), step):
+    def _send_audio(self, samples: np.ndarray, start: float) -> None:
+        """Send one tick of caller samples: mu-law to a mu-law session byte for byte, else converted."""
+        step = len(samples) if self.instant else self.format.rate * self.chunk_ms // 1000
+        passthrough = self.format.kind == "ulaw" and self.client.state.input_format.kind == "pcmu"
+        for i in range(0, len(samples), step):
             self._sleep_until(start + i / self.format.rate)
-            self.client.append_audio(pcm[i:i + step], rate=self.format.rate)
+            part = samples[i:i + step]
+            if passthrough:
+                self.client.append_encoded(part.tobytes())
+            else:
+                pcm = codec.ulaw_decode(np.ascontiguousarray(part)) if self.format.kind == "ulaw" else part
+                self.client.append_audio(pcm, rate=self.format.rate)
 
     def _sleep_until(self, deadline: float) -> None:
         delay = deadline - time.monotonic()
         if delay > 0 and self._stop.wait(delay):
             raise ConnectionClosed("the tick session was closed")
 
-    def _feed(self, events: list[ev.ServerEvent]) -> None:
-        for event in events:
-            for action in self.engine.feed(event):
+    def _feed(self, events: list[tuple[ev.ServerEvent, float]], start: float | None = None) -> None:
+        """Feed the tick's events; ``start`` (wall mode): the tick's start, for arrival times."""
+        wall = self.sync == "wall" and start is not None
+        for event, arrived in events:
+            arrival_ms = round((arrived - start) * 1000.0, 3) if wall and start is not None else None
+            for action in self.engine.feed(event, arrival_ms):
                 self._act(action)
 
     def _act(self, action: Truncate | Cancel) -> None:
@@ -334,7 +412,7 @@ class TickSession:
             self.engine.events.append(TickEvent("error", 0, detail=f"barge-in not sent: {exc}"))
 
     # ------------------------------------------------------------------------------------------ barriers
-    def _barrier(self) -> list[ev.ServerEvent]:
+    def _barrier(self) -> list[tuple[ev.ServerEvent, float]]:
         """Send a barrier, wait for its answer, and return the events before it (answers removed)."""
         self._barriers += 1
         event_id = f"rtedge_tick_barrier_{self._barriers}"
@@ -342,7 +420,7 @@ class TickSession:
         deadline = time.monotonic() + self.barrier_timeout
         with self._cond:
             while True:
-                for i, event in enumerate(self._inbox):
+                for i, (event, _) in enumerate(self._inbox):
                     if event.type == BARRIER_DONE and event.raw.get("client_event_id") == event_id:
                         return self._take_locked(i + 1)
                     if isinstance(event, ev.Error) and event.error.event_id == event_id:
@@ -358,13 +436,13 @@ class TickSession:
                     raise DeadlineExceeded(f"no {BARRIER_DONE} within {self.barrier_timeout:g} s")
                 self._cond.wait(remaining)
 
-    def _take(self, count: int | None) -> list[ev.ServerEvent]:
+    def _take(self, count: int | None) -> list[tuple[ev.ServerEvent, float]]:
         with self._cond:
             return self._take_locked(len(self._inbox) if count is None else count)
 
-    def _take_locked(self, count: int) -> list[ev.ServerEvent]:
+    def _take_locked(self, count: int) -> list[tuple[ev.ServerEvent, float]]:
         out = [self._inbox.popleft() for _ in range(count)]
-        return [e for e in out if e.type != BARRIER_DONE]
+        return [e for e in out if e[0].type != BARRIER_DONE]
 
     def sync_point(self) -> list[ev.ServerEvent]:
         """In barrier mode, wait until the server is quiescent (events stay for the next tick).
@@ -377,22 +455,28 @@ class TickSession:
             events = self._barrier()
             with self._cond:
                 self._inbox.extendleft(reversed(events))
-        return events
+        return [e for e, _ in events]
 
     # ------------------------------------------------------------------------------------------ tools
-    def send_tool_result(self, call_id: str, output: Any, *, respond: bool = True) -> None:
+    def send_tool_result(self, call_id: str, output: Any, *, respond: bool = True,
+                         is_error: bool = False) -> None:
         """Answer a function call (``output``: a string, or anything JSON-able) and, with ``respond``,
         ask for the next response.  In barrier mode it returns once that response is complete (its
         audio plays from the next tick on).
+
+        With ``is_error``, the call failed and ``output`` says why: the model gets
+        ``{"error": output}`` (the shape rtedge's own tool handlers answer failures with; a string
+        output is used as the message, anything else as its JSON).
 
         Raises:
             ConfigError: the provider has no tool calls.
         """
         _check_tool_support(self.client.dialect, True)
-        from .tools import output_text
+        from .tools import error_output, output_text
 
+        text = error_output(output_text(output)) if is_error else output_text(output)
         with self._lock:
-            item = items.function_call_output(call_id, output_text(output))
+            item = items.function_call_output(call_id, text)
             self.client.send(ev.ConversationItemCreate(item=item))
             if respond:
                 self.client.create_response()
@@ -448,8 +532,33 @@ class TickSession:
         """Audio and barge-in totals (tick-format samples)."""
         return self.engine.stats
 
+    @property
+    def connected(self) -> bool:
+        """True while ticks can run: not closed, and the connection is up (False while a client
+        given with ``reconnect`` is reconnecting)."""
+        return not (self._closed or self._lost)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called or the connection ended for good (the server closed
+        it, it broke and the client will not reconnect, or the client was closed)."""
+        return self._closed or self._ended
+
+    @property
+    def close_reason(self) -> str | None:
+        """Why ticks cannot run (None while connected): ``"closed by the caller"``, or how the
+        connection ended (e.g. ``"the server closed the connection (1001 going away)"``)."""
+        return self._close_reason
+
+    @property
+    def caller_carried(self) -> int:
+        """Caller samples given to :meth:`run_tick` and not sent yet."""
+        return self._caller.queued
+
     def close(self) -> None:
         """Stop (a paced tick in progress ends with ConnectionClosed); close the client if it was ours."""
+        if self._close_reason is None:
+            self._close_reason = "closed by the caller"
         self._closed = True
         self._stop.set()
         with self._cond:
@@ -463,6 +572,30 @@ class TickSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _silence_of(fmt: TickFormat, byte: int | bytes | None) -> int:
+    if fmt.kind != "ulaw":
+        if byte not in (None, 0):
+            raise ConfigError(f"silence_byte applies to mu-law ticks; {fmt.name} pads with 0, got {byte!r}")
+        return 0
+    if byte is None:
+        return fmt.silence
+    if isinstance(byte, bytes) and len(byte) == 1:
+        byte = byte[0]
+    if byte not in ULAW_SILENCE or isinstance(byte, bool):
+        raise ConfigError(f"silence_byte must be 0xFF or 0x7F (the mu-law codes of silence), got {byte!r}")
+    return int(byte)
+
+
+def _reason_of(event: ev.ConnectionLost | ev.GaveUp) -> str:
+    if isinstance(event, ev.GaveUp):
+        return f"the client gave up on the connection: {event.cause}"
+    if event.code is None and event.reason == "closed":
+        return "the client was closed"
+    if event.code is None:
+        return f"the connection broke ({event.reason or 'no close frame'})"
+    return f"the server closed the connection ({event.code} {event.reason})".replace(" )", ")")
 
 
 def _unset(value: object) -> bool:

@@ -230,11 +230,12 @@ def test_mulaw_round_trip_through_the_codec():
                                   if e["type"] == "input_audio_buffer.append"), dtype="<i2")
     lag, snr = best_alignment(wire[:20000], 24000, 440, 6000, np.arange(0, 100, 0.25))
     assert snr > 30
-    # and with mu-law on the wire the caller's bytes reach the server unchanged
+    # and with mu-law on the wire the caller's bytes reach the server unchanged, its 0x7F silence included
+    chunk = np.concatenate([np.full(100, 0x7F, np.uint8), caller[:N - 200], np.full(100, 0x7F, np.uint8)])
     with RealtimeServer(realtime=False, seed=6) as srv, TickSession(settings(srv, **PCMU)) as ts:
-        ts.run_tick(caller[:N])
+        ts.run_tick(chunk)
     wire_bytes = base64.b64decode(srv.wait_for_received("input_audio_buffer.append")["audio"])
-    assert wire_bytes == np.where(caller[:N] == 0x7F, 0xFF, caller[:N]).astype(np.uint8).tobytes()
+    assert wire_bytes == chunk.tobytes() and wire_bytes.count(0x7F) >= 200
 
 
 # ------------------------------------------------------------------------------------------------ tools
@@ -325,11 +326,16 @@ def test_barrier_needs_a_server_that_answers_it():
 
 def test_bad_arguments():
     with RealtimeServer(realtime=False, seed=13) as srv, TickSession(settings(srv, **PCMU)) as ts:
-        with pytest.raises(AudioError, match="more than one"):
-            ts.run_tick(silence(201))
+        with pytest.raises(AudioError, match="max_carry_ms"):
+            ts.run_tick(silence(60_001))  # more than the carry limit: refused whole, nothing queued
+        assert ts.caller_carried == 0
         with pytest.raises(AudioError, match="mu-law"):
             ts.run_tick(np.zeros(N, dtype=np.int16))
         assert len(ts.run_tick(silence(50)).agent_audio) == N  # short: padded
+        with pytest.raises(ConfigError, match="silence_byte"):
+            TickSession(ts.client, silence_byte=0x00)
+        with pytest.raises(ConfigError, match="silence_byte"):
+            TickSession(ts.client, audio_format="pcm16k", silence_byte=0xFF)
         with pytest.raises(ConfigError, match="audio_format"):
             TickSession(ts.client, audio_format="alaw8k")
         with pytest.raises(ConfigError, match="chunk_ms"):
