@@ -119,7 +119,7 @@ def drive(seed: int, ticks: int) -> tuple[EngineStats, list[TickResult]]:
         assert bytes(audio) == bytes(server.sent[item][:len(audio)])  # in order, never duplicated
     assert sum(len(a) for a in heard.values()) == stats.played_samples
     assert sum(len(a) for a in server.sent.values()) == stats.received_samples + stats.late_samples
-    if not stats.interruptions:  # nothing cut: all of it heard, but for the carried tail
+    if not stats.interruptions and not stats.late_samples:  # nothing cut: all heard, but the carried tail
         assert sum(len(a) for a in server.sent.values()) - stats.played_samples == results[-1].carried_samples
     assert sum(r.usage_total.output_tokens for r in results) == server.usage_out
     return stats, results
