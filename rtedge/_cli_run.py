@@ -38,7 +38,16 @@ from typing import Any
 
 import attrs
 
-from ._exit import EXIT_AUDIO, EXIT_CONFIG, EXIT_OK, EXIT_TIMEOUT, DeviceFailure, GaveUpError, exit_code_for
+from ._exit import (
+    EXIT_AUDIO,
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_TURN_FAILED,
+    DeviceFailure,
+    GaveUpError,
+    exit_code_for,
+)
 from ._logs import LEVELS, Console, logging_to, pick_format
 from .config import Config, Secret, load_config, resolve_api_key
 from .errors import (
@@ -131,18 +140,53 @@ def cmd_run(args: argparse.Namespace) -> int:
             log_error(exc)
             Notifier.from_env().notify("STATUS=configuration error (see the log)")
         return EXIT_CONFIG
-    console = Console(pick_format(config.logging.format), config.logging.status_line)
+    console = Console(pick_format(config.logging.format), config.logging.status_line,
+                      stdout_is_audio=config.audio.speaker.strip() == "raw:-")
     with logging_to(console, config.logging.level):
         try:
             key = resolve_api_key(config.provider)
             if key is not None:
                 console.redact.secrets.append(key.value)
+            require_key(config, key)
+            if getattr(args, "loop", False) and not config.audio.mic.startswith("wav:"):
+                raise ConfigError(f"--loop needs a WAV input (--input FILE or --mic wav:FILE), "
+                                  f"not audio.mic = {config.audio.mic!r}")
             if args.fast:
                 return run_fast(config, key, args, console)
             return Service(config, args, console, key).run()
         except RtEdgeError as exc:
             log_error(exc)
             return exit_code_for(exc)
+
+
+def endpoint_needing_key(config: Config) -> str | None:
+    """The (redacted) endpoint URL when it needs an API key (a remote endpoint of a provider that takes
+    one), else None: a loopback URL needs none."""
+    from .protocol.dialects import get_dialect
+    from .protocol.dialects.base import redact_url
+    from .transport.client import _is_loopback
+
+    dialect = get_dialect(config.provider.name)
+    url = dialect.url(config.provider.model or None, config.provider.url or None)
+    if not dialect.api_key_required or _is_loopback(url):
+        return None
+    return redact_url(url)
+
+
+def no_key_message(config: Config) -> str:
+    """What to do when no API key was found, in the command line's terms."""
+    from .protocol.dialects import get_dialect
+
+    var = get_dialect(config.provider.name).api_key_env
+    env = f", or set ${var}" if var else ""
+    return (f"no API key for {config.provider.name} ({endpoint_needing_key(config)}): give --api-key-file "
+            f"FILE (provider.api_key_file), a systemd credential named api-key{env}")
+
+
+def require_key(config: Config, key: Secret | None) -> None:
+    """Raise ConfigError (exit 2) before connecting when the endpoint needs a key and there is none."""
+    if key is None and endpoint_needing_key(config) is not None:
+        raise ConfigError(no_key_message(config))
 
 
 def connect_options(config: Config, key: Secret | None) -> dict[str, Any]:
@@ -159,11 +203,13 @@ def connect_options(config: Config, key: Secret | None) -> dict[str, Any]:
 def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, console: Console) -> int:
     """``rtedge run --fast``: the --input WAV as fast as the link takes it, the answer into --output."""
     from .transport.client import connect
-    from .wavio import read_wav
+    from .wavio import check_writable, read_wav
 
     if not args.input:
         raise ConfigError("--fast needs --input WAV")
     samples, rate = read_wav(args.input)
+    if args.output:
+        check_writable(args.output)  # before a session is opened (and billed) for nothing
     client = connect(config.provider.name, **connect_options(config, key))
     with client:
         usage_log = open_usage_log(config, client)
@@ -218,10 +264,19 @@ def stream_file(client: Any, samples: Any, rate: int, args: argparse.Namespace, 
     if client.stats.audio_dropped:
         print(f"rtedge: warning: {client.stats.audio_dropped_ms:.0f} ms of input audio was dropped "
               "(the link was slower than real time)", file=sys.stderr)
-    if not report.turns:
+    failed = [t.index for t in report.turns if t.status == "failed"]
+    if report.timed_out or stop.is_set():
+        pass  # cut short: whether the server heard speech is unknown
+    elif not report.turns:
         print("rtedge: note: the server heard no speech in the input", file=sys.stderr)
+    if failed:
+        print(f"rtedge: error: turn {', '.join(map(str, failed))} failed (see 'server error' above)",
+              file=sys.stderr)
+        return EXIT_TURN_FAILED
     if report.timed_out and not stop.is_set():
-        print(f"rtedge: error: no complete answer within {max_seconds:g} s", file=sys.stderr)
+        sent = "" if report.input_sent else ", before all of the input was sent"
+        print(f"rtedge: error: no complete answer within {max_seconds:g} s (--max-seconds){sent}",
+              file=sys.stderr)
         return EXIT_TIMEOUT
     return EXIT_OK
 
@@ -242,8 +297,8 @@ def on_signals(handlers: Mapping[int, Callable[[], None]]) -> Callable[[], None]
     return restore
 
 
-def build_devices(config: Config) -> tuple[Any, Any]:
-    """The configured microphone and speaker, built (not started).
+def build_devices(config: Config, loop: bool = False) -> tuple[Any, Any]:
+    """The configured microphone and speaker, built (not started); ``loop`` repeats a WAV input.
 
     Raises:
         AudioError: a bad file spec (exit 2).
@@ -253,14 +308,21 @@ def build_devices(config: Config) -> tuple[Any, Any]:
 
     a = config.audio
     built = []
-    for spec, opener, rate in ((a.mic, open_source, a.mic_rate), (a.speaker, open_sink, a.speaker_rate)):
+    mic_options = {"loop": True} if loop else {}
+    for spec, opener, rate, extra in ((a.mic, open_source, a.mic_rate, mic_options),
+                                      (a.speaker, open_sink, a.speaker_rate, {})):
         try:
-            built.append(opener(spec, rate=rate, frame_ms=a.frame_ms))
+            built.append(opener(spec, rate=rate, frame_ms=a.frame_ms, **extra))
         except AudioError as exc:
             if not is_sound_card(spec):
                 raise
             raise DeviceFailure(str(exc)) from None
     return built[0], built[1]
+
+
+def is_finite(spec: str) -> bool:
+    """True when an ``audio.mic`` spec names a source that ends (a WAV file, a raw file or stdin)."""
+    return spec.split(":", 1)[0] in ("wav", "raw")
 
 
 def is_sound_card(spec: str) -> bool:
@@ -324,7 +386,7 @@ class Service:
             if not self._wait_for_sound_cards():
                 self.notifier.notify("STOPPING=1", "STATUS=stopping")
                 return EXIT_OK
-            mic, speaker = build_devices(self.config)
+            mic, speaker = build_devices(self.config, loop=bool(getattr(self.args, "loop", False)))
             client = self._connect()
             if client is None:
                 self.notifier.notify("STOPPING=1", "STATUS=stopping")
@@ -379,15 +441,18 @@ class Service:
                 return None
 
     def _wait_for_sound_cards(self) -> bool:
-        """With ``reconnect.retry_first_connect``, wait (with the reconnect backoff) until the configured
-        sound cards open: a USB card may appear after the service started.  False when stopped meanwhile.
+        """Open the configured sound cards once before connecting; with ``reconnect.retry_first_connect``
+        wait (with the reconnect backoff) until they open: a USB card may appear after the service
+        started.  False when stopped meanwhile.
 
         Raises:
             DeviceFailure: still failing after ``reconnect.max_attempts`` (or at once without the option).
         """
         a = self.config.audio
-        cards = is_sound_card(a.mic) or is_sound_card(a.speaker)
-        if not self.config.reconnect.retry_first_connect or not cards:
+        if not is_sound_card(a.mic) and not is_sound_card(a.speaker):
+            return True
+        if not self.config.reconnect.retry_first_connect:
+            try_sound_cards(self.config)  # a missing card fails now, before a (billed) session is opened
             return True
         backoff = self.config.reconnect.to_backoff()
         attempt = 0
@@ -435,7 +500,7 @@ class Service:
         client.add_event_hook(on_event)
         for name, probe in client_probes(client, self.config.service.stall_seconds).items():
             self.health.add(name, probe)
-        until_input_ends = bool(getattr(self.args, "input", None))
+        until_input_ends = is_finite(self.config.audio.mic) and not getattr(self.args, "loop", False)
         thread = threading.Thread(target=self._agent_main, args=(agent, until_input_ends),
                                   name="rtedge-agent", daemon=True)
         devices = {"mic": mic, "speaker": speaker}
@@ -463,7 +528,11 @@ class Service:
         ready = False
         while True:
             self._main_tick = now = time.monotonic()
-            if self._stop_reason is not None or not thread.is_alive():
+            if self._stop_reason is not None:
+                return
+            if not thread.is_alive():
+                if devices["mic"].finished.is_set() and self._agent_error is None and not client.closed:
+                    self._stop_reason = "the input ended"
                 return
             if deadline is not None and now >= deadline:
                 self._stop_reason = "max_seconds"
@@ -530,7 +599,11 @@ class Service:
         if error is not None:
             log_error(error)
             return exit_code_for(error)
-        return self._link_exit(client)
+        code = self._link_exit(client)
+        if code == EXIT_OK and tracker.turns_failed and is_finite(self.config.audio.mic):
+            log.error("%d turn(s) failed", tracker.turns_failed)
+            return EXIT_TURN_FAILED
+        return code
 
     def _link_exit(self, client: Any) -> int:
         err = client.fatal_error
@@ -596,8 +669,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         key, problem = None, f"error: {exc}"
     if key is None and problem is None:
-        problem = "none found (fine for a loopback URL; see provider.api_key_file)"
+        problem = ("none found (fine: the endpoint is loopback)" if endpoint_needing_key(config) is None
+                   else f"none found; {no_key_message(config).partition(': ')[2]}")
     sys.stdout.write(render(config, key, problem))
+    if key is None and problem and not problem.startswith("error") and endpoint_needing_key(config):
+        print(f"rtedge: warning: {no_key_message(config)}", file=sys.stderr)
     if problem and problem.startswith("error"):
         print(f"rtedge: error: {problem[len('error: '):]}", file=sys.stderr)
         return EXIT_CONFIG

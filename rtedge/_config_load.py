@@ -102,7 +102,20 @@ class _Layers:
             self.errors.append(f"{origin}: {key}: {exc}")
 
     def unknown(self, key: str, origin: str, what: str = "key") -> str:
-        close = difflib.get_close_matches(key, list(self.fields) + list(SECTIONS), n=1)
+        """The message for an unknown section or key, with the closest name of the same kind as a hint:
+        ``provider.xyz`` is compared with the keys of ``[provider]`` only, a section with sections, and a
+        key without a section (``--set mic=USB``) with the key names of every section."""
+        section, dot, name = key.rpartition(".")
+        if what == "section":
+            close = difflib.get_close_matches(key, list(SECTIONS), n=1)
+        elif dot and section in SECTIONS:
+            names = [f.partition(".")[2] for f in self.fields if f.startswith(section + ".")]
+            close = [f"{section}.{c}" for c in difflib.get_close_matches(name, names, n=1)]
+        elif dot:
+            close = difflib.get_close_matches(key, list(self.fields), n=1)
+        else:
+            by_name = {f.partition(".")[2]: f for f in self.fields}
+            close = [by_name[c] for c in difflib.get_close_matches(key, list(by_name), n=1)]
         hint = f" (did you mean {close[0]}?)" if close else ""
         return f"{origin}: {key}: unknown {what}{hint}"
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._exit import EXIT_FAIL, EXIT_OK
+from ._exit import EXIT_DOCTOR, EXIT_OK
 from ._version import __version__
 from .errors import AudioError, ConfigError
 
@@ -170,7 +170,7 @@ def check_service() -> Result:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Run every check, print one line each; exit 1 if any failed."""
+    """Run every check, print one line each; exit 9 (:data:`~rtedge._exit.EXIT_DOCTOR`) if any failed."""
     config, results = check_config(args)
     checks: list[Callable[[], Any]] = [check_python, check_codec, check_portaudio, check_audio_group,
                                        lambda: check_devices(config), lambda: results, check_service]
@@ -185,4 +185,4 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             failed += level == "FAIL"
             print(f"{level:<5} {message}", flush=True)
     print("all good" if not failed else f"{failed} problem(s) to fix", flush=True)
-    return EXIT_FAIL if failed else EXIT_OK
+    return EXIT_DOCTOR if failed else EXIT_OK

@@ -13,6 +13,9 @@ code    meaning                                                             syst
 5       timed out (no complete answer within ``--max-seconds``)             yes
 6       gave up reconnecting (``reconnect.max_attempts`` failed in a row)   yes
 7       audio device failure (missing, busy, or gave up reopening)          yes
+8       a turn failed (``response.done`` with status ``failed``) in a run   yes
+        that ends with its input (``--input``, ``--fast``, ``wav:``/``raw:``)
+9       ``rtedge doctor`` found problems to fix (each printed as ``FAIL``)  n/a
 ======  ==================================================================  =====================
 
 The unit file's ``RestartPreventExitStatus=2 3`` follows this table.
@@ -31,7 +34,7 @@ from .errors import (
 )
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_AUTH, EXIT_CONNECT, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
-EXIT_GAVE_UP, EXIT_AUDIO = 6, 7
+EXIT_GAVE_UP, EXIT_AUDIO, EXIT_TURN_FAILED, EXIT_DOCTOR = 6, 7, 8, 9
 
 #: server error codes that mean "your credentials or account", not "your config"
 AUTH_ERROR_CODES = frozenset({"invalid_api_key", "insufficient_quota"})

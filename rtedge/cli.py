@@ -6,7 +6,8 @@ Every command returns an exit code instead of raising; expected failures
 Exit codes (see :mod:`rtedge._exit`): 0 clean end, 1 unexpected failure,
 2 configuration or bad input, 3 authentication refused or fatal provider
 error, 4 connection failure, 5 timed out, 6 gave up reconnecting, 7 audio
-device failure.  The systemd unit does not restart on 2 and 3.
+device failure, 8 a turn failed, 9 ``doctor`` found problems.  The systemd
+unit does not restart on 2 and 3.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from ._exit import (
     EXIT_AUTH,
     EXIT_CONFIG,
     EXIT_CONNECT,
+    EXIT_DOCTOR,
     EXIT_FAIL,
     EXIT_GAVE_UP,
     EXIT_OK,
     EXIT_TIMEOUT,
+    EXIT_TURN_FAILED,
     exit_code_for,
 )
 from ._version import __version__
@@ -37,8 +40,9 @@ from .config import read_key_file
 from .errors import ConfigError, RtEdgeError
 
 __all__ = [
-    "EXIT_AUDIO", "EXIT_AUTH", "EXIT_CONFIG", "EXIT_CONNECT", "EXIT_FAIL", "EXIT_GAVE_UP", "EXIT_OK",
-    "EXIT_TIMEOUT", "build_parser", "exit_code_for", "fail", "main", "read_key_file",
+    "EXIT_AUDIO", "EXIT_AUTH", "EXIT_CONFIG", "EXIT_CONNECT", "EXIT_DOCTOR", "EXIT_FAIL", "EXIT_GAVE_UP",
+    "EXIT_OK", "EXIT_TIMEOUT", "EXIT_TURN_FAILED", "build_parser", "exit_code_for", "fail", "main",
+    "read_key_file",
 ]
 
 log = logging.getLogger("rtedge")
@@ -58,7 +62,7 @@ API key: --api-key-file, $CREDENTIALS_DIRECTORY/api-key, or $OPENAI_API_KEY (nev
 signals: SIGTERM/SIGINT end the session gracefully (exit 0); SIGHUP re-reads the config and re-sends
   session.update on the same connection.
 exit codes: 0 clean, 1 bug, 2 config, 3 auth/fatal provider error, 4 connect, 5 timeout,
-  6 gave up reconnecting, 7 audio device.
+  6 gave up reconnecting, 7 audio device, 8 a turn failed (runs that end with their input).
 """
 EPILOG_SERVE = """examples:
   rtedge serve --port 8765
@@ -90,6 +94,8 @@ Exit 0 when valid, 2 with one line per problem (file:line: key: what is wrong) o
 EPILOG_DOCTOR = """examples:
   rtedge doctor                                   # codec, PortAudio, devices, audio group, config, endpoint
   rtedge doctor --config /etc/rtedge/rtedge.toml --no-network
+
+Exit 0 when every check passed, 9 when a check FAILed (each says what to fix).
 """
 EPILOG_VERSION = """examples:
   rtedge version
@@ -147,6 +153,9 @@ def _add_run_parser(sub: Any) -> None:
                      help="vad.gate: send only speech (with pre-roll and trailing silence), not idle silence")
     run.add_argument("--fast", action="store_true", help="batch mode: send the --input WAV as fast as the "
                      "link takes it and write the answer to --output (no devices, no barge-in)")
+    run.add_argument("--loop", action="store_true", help="play the --input (or --mic wav:) file over and "
+                     "over; without it the run ends, exit 0, once the file or stdin has ended and the last "
+                     "turn is answered")
     run.add_argument("--manual", action="store_true", help="no server VAD: commit and request the response")
     run.add_argument("--max-seconds", type=float, help="service.max_seconds: bound on the whole run "
                      "(default: until stopped; 120 with --input)")
@@ -189,7 +198,8 @@ SERVE_DIALECTS = ("openai", "azure", "xai", "qwen", "vllm")
 def _add_serve_parser(sub: Any) -> None:
     serve = _command(sub, "serve", "run the local realtime test server", EPILOG_SERVE)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    serve.add_argument("--port", type=port_number, default=8765,
+                       help="port (default 8765; 0 picks a free one)")
     serve.add_argument("--tls-cert", metavar="PEM", help="serve wss:// with this certificate")
     serve.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
     serve.add_argument("--dialect", choices=SERVE_DIALECTS, default="openai",
@@ -198,6 +208,17 @@ def _add_serve_parser(sub: Any) -> None:
                        "api-key header)")
     serve.add_argument("--reply-text", default=None, help="what the server's assistant says (vllm: the "
                                                           "transcript of every utterance)")
+
+
+def port_number(text: str) -> int:
+    """argparse type of a TCP port: 1-65535, or 0 for any free port."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535, or 0 for any free port)")
+    return value
 
 
 def _transcriber() -> Any:
@@ -291,11 +312,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .protocol.config import ServerVad, SessionConfig, Transcription
     from .testing import RealtimeServer
     from .transport.client import connect
-    from .wavio import read_wav
+    from .wavio import check_writable, read_wav
 
     data = resources.files("rtedge") / "data"
     phrase = Path(args.input) if args.input else Path(str(data / "demo_phrase.wav"))
     samples, rate = read_wav(phrase)
+    if args.output:
+        check_writable(args.output)
     reply, reply_rate = read_wav(Path(str(data / "demo_reply.wav")))
     heard = None if args.input else "Turn on the kitchen lights, please."
     server = RealtimeServer(**demo_server_options(reply, reply_rate, heard, realtime=not args.fast))

@@ -52,6 +52,7 @@ class RunReport:
     input_seconds: float = 0.0
     output_seconds: float = 0.0
     timed_out: bool = False
+    input_sent: bool = False  #: every frame of the input (and its trailing silence) was appended
     usage: Usage = attrs.field(factory=Usage)
 
 
@@ -67,6 +68,7 @@ class TurnTracker:
         self.turns_started = 0
         self.keep_turns = keep_turns
         self.responses_done = 0
+        self.turns_failed = 0  #: turns whose response ended with status ``failed``
         self.pending_turn: Turn | None = None
         self.current: Turn | None = None
         for name in ("input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
@@ -125,6 +127,7 @@ class TurnTracker:
             turn = self.current
             if turn is not None:
                 turn.status, turn.usage = event.status, usage
+                self.turns_failed += event.status == "failed"
                 self.echo(format_turn(turn))
             self.current = None
             self.responses_done += 1
@@ -182,6 +185,7 @@ def stream_wav(
         if stop.is_set() or time.monotonic() >= deadline or client.closed:
             break
         client.append_audio(padded[offset:offset + frame], rate)
+        tracker.report.input_sent = offset + frame >= len(padded)
         if realtime:
             stop.wait(max(0.0, start + (i + 1) * FRAME_MS / 1000 - time.monotonic()))
         else:  # as fast as the link takes it, never faster than the send queue drains

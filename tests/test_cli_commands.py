@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from rtedge.cli import EXIT_AUDIO, EXIT_CONNECT, EXIT_FAIL, EXIT_GAVE_UP, EXIT_OK, build_parser, main
+from rtedge.cli import EXIT_AUDIO, EXIT_CONNECT, EXIT_DOCTOR, EXIT_GAVE_UP, EXIT_OK, build_parser, main
 from rtedge.testing import RealtimeServer
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
@@ -57,16 +57,16 @@ def test_doctor_reports_each_check(capsys):
     for needle in ("codec backend", "PortAudio", "config: valid", "API key", "reachable (TCP in"):
         assert needle in out, out
     assert all(line.split()[0] in ("ok", "warn", "FAIL", "all", "1", "2", "3") for line in out.splitlines())
-    assert code == (EXIT_FAIL if "FAIL" in out else EXIT_OK)
+    assert code == (EXIT_DOCTOR if "FAIL" in out else EXIT_OK)
 
 
 def test_doctor_says_what_to_fix(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[audio]\nmic_rate = 1\n")
-    assert main(["doctor", "--config", str(bad), "--no-network"]) == EXIT_FAIL
+    assert main(["doctor", "--config", str(bad), "--no-network"]) == EXIT_DOCTOR
     assert f"FAIL  config: {bad}:2: audio.mic_rate" in capsys.readouterr().out
     assert main(["doctor", "--url", "ws://127.0.0.1:9/v1/realtime", "--set", "audio.mic=null",
-                 "--set", "audio.speaker=null"]) == EXIT_FAIL
+                 "--set", "audio.speaker=null"]) == EXIT_DOCTOR
     out = capsys.readouterr().out
     assert "FAIL  endpoint ws://127.0.0.1:9/v1/realtime" in out and "check the network" in out
 
