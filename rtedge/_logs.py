@@ -3,7 +3,8 @@
 Three formats:
 
 * ``human``: ``rtedge: warning: ...`` on stderr, result lines (transcripts, turns, statistics) on
-  stdout, and on a terminal a status line that is redrawn in place under them;
+  stdout (on stderr as well when stdout carries audio, ``--speaker raw:-``), and on a terminal a
+  status line that is redrawn in place under them;
 * ``journal``: for systemd's journal (chosen by ``auto`` when ``$JOURNAL_STREAM`` names stderr):
   every line starts with a ``<N>`` syslog priority and has no timestamp (the journal adds one);
 * ``json``: one JSON object per line (``ts``, ``level``, ``msg`` and structured fields).
@@ -80,17 +81,21 @@ class Console:
     Args:
         fmt: ``human``, ``journal`` or ``json``.
         status_line: draw the live status line (only ever on a terminal, only in ``human``).
+        stdout_is_audio: stdout carries audio (``--speaker raw:-``): result lines go to stderr too, in
+            every format, so that not one byte of text lands in the PCM stream.
     """
 
-    def __init__(self, fmt: str = "human", status_line: bool = True) -> None:
+    def __init__(self, fmt: str = "human", status_line: bool = True, stdout_is_audio: bool = False) -> None:
         self.fmt = fmt
+        self.stdout_is_audio = stdout_is_audio
         self.redact = RedactFilter()
         self._status = ""
         self._draw_status = status_line and fmt == "human" and _isatty(sys.stderr)
 
-    # result lines: transcripts, turns, statistics, the summary (stdout)
+    # result lines: transcripts, turns, statistics, the summary (stdout, or stderr when stdout is audio)
     def line(self, text: str, level: int = logging.INFO, **fields: Any) -> None:
-        """One result line on stdout (``fields`` become JSON members in ``json`` format)."""
+        """One result line on stdout, or on stderr when stdout carries audio (``fields`` become JSON
+        members in ``json`` format)."""
         text = self.redact.scrub(text)
         if self.fmt == "json":
             out = json.dumps({"ts": _iso_now(), "level": logging.getLevelName(level).lower(), "msg": text,
@@ -99,7 +104,7 @@ class Console:
             out = _prefixed(text, level)
         else:
             out = text
-        self._write(sys.stdout, out)
+        self._write(sys.stderr if self.stdout_is_audio else sys.stdout, out)
 
     def record(self, text: str) -> None:
         """A formatted log record on stderr."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import wave
@@ -74,11 +75,12 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, case):
     args = {"missing": ["--input", str(tmp_path / "nope.wav"), "--url", "ws://127.0.0.1:9/v1/realtime"],
             "not_wav": ["--input", __file__, "--url", "ws://127.0.0.1:9/v1/realtime"],
             "bad_url": ["--input", str(wav), "--url", "http://example.com/realtime"],
-            "refused": ["--input", str(wav), "--url", "ws://127.0.0.1:9/v1/realtime"],
+            "refused": ["--input", str(wav), "--speaker", "null", "--url", "ws://127.0.0.1:9/v1/realtime"],
             "8bit": ["--input", str(tmp_path / "8.wav"), "--url", "ws://127.0.0.1:9/v1/realtime"]}[case]
-    if case == "8bit":
-        with wave.open(str(tmp_path / "8.wav"), "wb") as w:
-            w.setnchannels(1), w.setsampwidth(1), w.setframerate(8000), w.writeframes(b"\x80" * 800)
+    if case == "8bit":  # an ADPCM file (8-bit PCM is read): the stdlib writes PCM only, so by hand
+        fmt = struct.pack("<HHIIHH", 2, 1, 8000, 4000, 256, 4)
+        body = b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", 256) + b"\0" * 256
+        (tmp_path / "8.wav").write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     code = main(["run", *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == (EXIT_CONNECT if case == "refused" else EXIT_CONFIG)
@@ -92,7 +94,8 @@ def test_bad_key_exits_3_without_leaking_it(tmp_path, capsys):
     wav = tmp_path / "x.wav"
     _write_wav(wav, np.zeros(1600, np.int16), 16000)
     with RealtimeServer(api_key="sk-right") as srv:
-        code = main(["run", "--url", srv.url, "--api-key-file", str(key), "--input", str(wav)])
+        code = main(["run", "--url", srv.url, "--api-key-file", str(key), "--input", str(wav),
+                     "--speaker", "null"])
     captured = capsys.readouterr()
     assert code == EXIT_AUTH
     assert "401" in captured.err and "sk-wrong" not in captured.err + captured.out

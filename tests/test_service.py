@@ -42,6 +42,17 @@ def phrase(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def endless(phrase, tmp_path_factory) -> Path:
+    """The phrase, then 120 s of silence: a ``wav:`` input that does not end (which ends the run) while a
+    test still watches the session."""
+    path = tmp_path_factory.mktemp("audio") / "tone_then_silence.wav"
+    with wave.open(str(phrase)) as src, wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(src.readframes(src.getnframes()) + bytes(2 * 120 * 16000))
+    return path
+
+
 class NotifyListener:
     """The systemd side of sd_notify: a bound AF_UNIX datagram socket and the messages it received."""
 
@@ -167,9 +178,9 @@ def assert_clean(child: Child) -> None:
     assert KEY not in both
 
 
-def test_ready_status_watchdog_stopping_sequence(tmp_path, notify, children, phrase):
+def test_ready_status_watchdog_stopping_sequence(tmp_path, notify, children, endless):
     with RealtimeServer(reply_text="Okay.") as srv:
-        child = Child(tmp_path, run_args(srv.url, phrase), notify_env(notify))
+        child = Child(tmp_path, run_args(srv.url, endless), notify_env(notify))
         children.append(child)
         ready = notify.wait_for("READY=1")
         notify.wait_for("STATUS=speaking", after=ready)
@@ -192,13 +203,13 @@ def test_ready_status_watchdog_stopping_sequence(tmp_path, notify, children, phr
     assert_clean(child)
 
 
-def test_sighup_resends_session_update_on_the_same_connection(tmp_path, children, phrase):
+def test_sighup_resends_session_update_on_the_same_connection(tmp_path, children, endless):
     listener = NotifyListener(tmp_path, abstract=False)
     config = tmp_path / "rtedge.toml"
     config.write_text('[session]\ninstructions = "first"\n')
     try:
         with RealtimeServer() as srv:
-            child = Child(tmp_path, run_args(srv.url, phrase, "--config", str(config)), notify_env(listener))
+            child = Child(tmp_path, run_args(srv.url, endless, "--config", str(config)), notify_env(listener))
             children.append(child)
             ready = listener.wait_for("READY=1")
             srv.wait_for_received("session.update",
@@ -248,11 +259,11 @@ def _gap_after(listener: NotifyListener, start: float, length: float, timeout: f
     raise AssertionError("the watchdog pings never stopped")
 
 
-def test_no_watchdog_while_the_dispatcher_is_stuck_in_a_callback(tmp_path, children, phrase):
+def test_no_watchdog_while_the_dispatcher_is_stuck_in_a_callback(tmp_path, children, endless):
     listener = NotifyListener(tmp_path, abstract=True)
     try:
         with RealtimeServer(reply_text="Okay.") as srv:
-            child = Child(tmp_path, run_args(srv.url, phrase), notify_env(listener), code=BLOCK_DISPATCHER)
+            child = Child(tmp_path, run_args(srv.url, endless), notify_env(listener), code=BLOCK_DISPATCHER)
             children.append(child)
             ready = listener.wait_for("READY=1")
             listener.wait_for("WATCHDOG=1", after=ready)  # healthy at first
@@ -309,13 +320,13 @@ def test_config_error_exits_2_and_names_the_line(tmp_path, children):
     assert f"rtedge: error: {config}:3: audio.mic_rate: must be an integer" in child.stderr
 
 
-def test_refused_credential_exits_3_and_never_shows_the_key(tmp_path, children, phrase):
+def test_refused_credential_exits_3_and_never_shows_the_key(tmp_path, children, endless):
     creds = tmp_path / "credentials"
     creds.mkdir()
     (creds / "api-key").write_text(KEY + "\n")
     (creds / "api-key").chmod(0o400)
     with RealtimeServer(api_key="sk-the-right-one") as srv:
-        child = Child(tmp_path, run_args(srv.url, phrase, "--debug"), {"CREDENTIALS_DIRECTORY": str(creds)})
+        child = Child(tmp_path, run_args(srv.url, endless, "--debug"), {"CREDENTIALS_DIRECTORY": str(creds)})
         children.append(child)
         assert child.wait(15) == EXIT_AUTH
         sent = srv.handshakes[0]["headers"].get("authorization")
@@ -324,12 +335,12 @@ def test_refused_credential_exits_3_and_never_shows_the_key(tmp_path, children, 
     assert_clean(child)  # ...and printed nowhere, not even at debug level
 
 
-def test_gave_up_reconnecting_exits_6(tmp_path, children, phrase):
+def test_gave_up_reconnecting_exits_6(tmp_path, children, endless):
     listener = NotifyListener(tmp_path, abstract=False)
     try:
         srv = RealtimeServer().start()
         try:
-            child = Child(tmp_path, run_args(srv.url, phrase, "--set", "reconnect.max_attempts=2",
+            child = Child(tmp_path, run_args(srv.url, endless, "--set", "reconnect.max_attempts=2",
                                              "--set", "reconnect.initial_delay=0.05",
                                              "--set", "reconnect.max_delay=0.1"), notify_env(listener))
             children.append(child)

@@ -62,7 +62,7 @@ import attrs
 import numpy as np
 
 from ..errors import AudioError
-from ..wavio import WavWriter, read_wav
+from ..wavio import WavWriter, check_writable, read_wav
 from . import codec
 
 if TYPE_CHECKING:
@@ -410,18 +410,22 @@ class WavSource(_ThreadedSource):
         rate: rate of the frames; None = the file's rate.  Another rate is
             converted with :class:`~rtedge.audio.codec.Resampler`, with the filter
             delay removed to the nearest sample.
+        loop: start the file over at its end, again and again (``finished`` is
+            then never set).
 
     Raises:
         AudioError: the file cannot be read, or the rate conversion is not supported.
     """
 
     def __init__(
-        self, path: str | Path, *, rate: int | None = None, frame_ms: int = 20, realtime: bool = True
+        self, path: str | Path, *, rate: int | None = None, frame_ms: int = 20, realtime: bool = True,
+        loop: bool = False,
     ) -> None:
         samples, file_rate = read_wav(path)
         rate = file_rate if rate is None else rate
         super().__init__(rate, frame_ms, realtime)
         self.path = Path(path)
+        self.loop = loop
         self.file_rate = file_rate
         self.samples = samples if rate == file_rate else _resample_whole(samples, file_rate, rate)
 
@@ -429,7 +433,9 @@ class WavSource(_ThreadedSource):
         return f"WavSource({str(self.path)!r}, rate={self.rate})"
 
     def _content(self) -> Iterator[np.ndarray]:
-        return _frames(self.samples, self.frame_samples)
+        yield from _frames(self.samples, self.frame_samples)
+        while self.loop and len(self.samples) and not self._stop_event.is_set():
+            yield from _frames(self.samples, self.frame_samples)
 
 
 def _resample_whole(samples: np.ndarray, src: int, dst: int) -> np.ndarray:
@@ -461,13 +467,14 @@ class WavSink(_ThreadedSink):
     pulled audio as "played" (the agent's played clock, used to truncate on
     barge-in) sees time run far ahead of the wall clock.
 
-    The file is created by ``start()`` (errors raise there) and finalised by
-    ``stop()``.
+    Construction checks that the file can be written (AudioError otherwise, before anything is
+    connected); ``start()`` creates it and ``stop()`` finalises it.
     """
 
     def __init__(
         self, path: str | Path, *, rate: int = 24000, frame_ms: int = 20, realtime: bool = True
     ) -> None:
+        check_writable(path)
         super().__init__(rate, frame_ms, realtime)
         self.path = Path(path)
         self._writer: WavWriter | None = None
@@ -650,7 +657,8 @@ def _pa_device(name: str) -> str | int | None:
 
 
 def open_source(
-    spec: str | None, *, rate: int | None = None, frame_ms: int = 20, realtime: bool | None = None
+    spec: str | None, *, rate: int | None = None, frame_ms: int = 20, realtime: bool | None = None,
+    loop: bool = False,
 ) -> AudioSource:
     """Build (not start) the source a CLI spec names.
 
@@ -663,13 +671,17 @@ def open_source(
         rate: frame rate; None = 16000, or the file's rate for WAV.
         realtime: pacing of file/pipe sources; None = their default (WAV and
             raw files paced, stdin not).
+        loop: repeat a WAV file (:class:`WavSource`); other specs refuse it.
 
     Raises:
-        AudioError: a malformed spec or an unreadable file.
+        AudioError: a malformed spec, an unreadable file, or ``loop`` for a source that is not a WAV.
     """
     kind, arg = _split_spec(spec)
+    if loop and kind != "wav":
+        raise AudioError(f"audio spec {spec!r}: only a WAV file (wav:PATH) can loop")
     if kind == "wav":
-        return WavSource(arg, rate=rate, frame_ms=frame_ms, realtime=True if realtime is None else realtime)
+        return WavSource(arg, rate=rate, frame_ms=frame_ms, realtime=True if realtime is None else realtime,
+                         loop=loop)
     if kind == "raw":
         if arg == "-":
             return RawSource(rate=rate or 16000, frame_ms=frame_ms, realtime=bool(realtime))
