@@ -202,7 +202,6 @@ def connect_options(config: Config, key: Secret | None) -> dict[str, Any]:
 
 def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, console: Console) -> int:
     """``rtedge run --fast``: the --input WAV as fast as the link takes it, the answer into --output."""
-    from .transport.client import connect
     from .wavio import check_writable, read_wav
 
     if not args.input:
@@ -210,7 +209,7 @@ def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, conso
     samples, rate = read_wav(args.input)
     if args.output:
         check_writable(args.output)  # before a session is opened (and billed) for nothing
-    client = connect(config.provider.name, **connect_options(config, key))
+    client = connect_logged(config, key, 1)
     with client:
         usage_log = open_usage_log(config, client)
         try:
@@ -220,6 +219,26 @@ def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, conso
             if usage_log is not None:
                 client.close()  # first, so that the total line counts every response
                 usage_log.close()
+
+
+def connect_logged(config: Config, key: Secret | None, attempt: int) -> Any:
+    """:func:`rtedge.connect` with ``config``, its attempt and outcome logged at debug level (with
+    :class:`~rtedge._debuglog.EventLog` hooked to the client)."""
+    from ._debuglog import EventLog, describe_connect, session_summary
+    from .transport.client import connect
+
+    t0 = time.monotonic()
+    log.debug("connecting to %s (attempt %d, %s)", describe_connect(config), attempt,
+              "no API key" if key is None else f"API key from {key.source}")
+    try:
+        client = connect(config.provider.name, **connect_options(config, key))
+    except (RtEdgeError, OSError) as exc:
+        log.debug("connect attempt %d failed after %.0f ms: %s", attempt, (time.monotonic() - t0) * 1000, exc)
+        raise
+    log.debug("connected in %.0f ms; session confirmed: %s", (time.monotonic() - t0) * 1000,
+              session_summary(client.session))
+    EventLog(client)
+    return client
 
 
 def open_usage_log(config: Config, client: Any) -> Any:
@@ -416,7 +435,6 @@ class Service:
         """Connect; with ``reconnect.retry_first_connect`` retry recoverable failures with the backoff.
         Returns None when stopped meanwhile."""
         from .transport.backoff import FATAL_HTTP_STATUSES
-        from .transport.client import connect
 
         backoff = self.config.reconnect.to_backoff() if self.config.reconnect.retry_first_connect else None
         attempt = 0
@@ -424,7 +442,7 @@ class Service:
             attempt += 1
             self._main_tick = time.monotonic()
             try:
-                return connect(self.config.provider.name, **connect_options(self.config, self.key))
+                return connect_logged(self.config, self.key, attempt)
             except (TransportError, DeadlineExceeded) as exc:
                 fatal = isinstance(exc, HandshakeError) and exc.status_code in FATAL_HTTP_STATUSES
                 if backoff is None or fatal:
@@ -552,7 +570,11 @@ class Service:
                 log.info("ready: session configured, audio open")
             if ready:
                 numbers = session_numbers(client, agent, tracker, devices)
-                self._set_status(status_text(describe_state(client, agent, self._attempt), numbers))
+                state = describe_state(client, agent, self._attempt)
+                stalled = self.watchdog.problems  # what keeps the watchdog from pinging, said in STATUS=
+                if stalled:
+                    state = "stalled: " + "; ".join(sorted(stalled.values()))
+                self._set_status(status_text(state, numbers))
                 if stats_due is not None and now >= stats_due:
                     stats_due = now + s.stats_interval
                     self.console.line(stats_line(numbers), event="stats", **numbers)
@@ -593,8 +615,8 @@ class Service:
         if error is not None and not isinstance(error, RtEdgeError):
             raise error
         if isinstance(error, AudioError) or self._stop_reason == "device failed":
-            failed = [d for d in devices.values() if d.failed.is_set()]
-            log.error("%s", error or failed[0].error)
+            if error is not None and all(d.error is not error for d in devices.values()):
+                log.error("%s", error)  # a device's own failure was logged once, by the device
             return EXIT_AUDIO
         if error is not None:
             log_error(error)

@@ -181,6 +181,11 @@ class VoiceAgent:
         guard = playing and self.echo_guard != "off"
         self.gate.set_boost(self.echo_boost_db if guard else 0.0)
         result = self.gate.process(frame)
+        if (result.speech_started or result.speech_ended) and log.isEnabledFor(logging.DEBUG):
+            floor = self.gate.noise_floor_dbfs
+            log.debug("local VAD: speech %s (noise floor %s dBFS%s)", "started, gate opened"
+                      if result.speech_started else "ended, gate closed",
+                      "?" if floor is None else f"{floor:.1f}", ", assistant playing" if playing else "")
         if self.barge_in == "local" and result.speech_started and playing:
             self.interrupt("local")
         if playing and self.echo_guard == "half_duplex":
@@ -259,6 +264,13 @@ class VoiceAgent:
         self.stats.cancels += int(cancelled)
         result = Interruption(source, position, truncated, cancelled)
         self.interruptions.append(result)
+        if position is not None:
+            log.debug("barge-in (%s): playback stopped in %s after %.0f ms played of %.0f ms received; "
+                      "truncate at %.0f ms: %s; cancel: %s", source, position.item_id, position.played_ms,
+                      position.received_ms, position.played_ms, "sent" if truncated else "not sent",
+                      "sent" if cancelled else "no")
+        else:
+            log.debug("barge-in (%s): nothing was playing; cancel: %s", source, "sent" if cancelled else "no")
         return result
 
     def _streaming_item(self) -> str | None:

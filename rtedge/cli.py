@@ -49,6 +49,7 @@ log = logging.getLogger("rtedge")
 
 EPILOG_RUN = """examples:
   rtedge run --config /etc/rtedge/rtedge.toml           # what the systemd unit runs
+  rtedge run --config kiosk.toml --debug --trace-wire /tmp/wire.jsonl   # a misbehaving kiosk
   rtedge run --mic USB --speaker default --barge-in local --echo-guard half_duplex
   rtedge run --url wss://api.openai.com/v1/realtime --api-key-file ~/.openai-key \
       --input question.wav --output answer.wav
@@ -71,11 +72,13 @@ EPILOG_SERVE = """examples:
       # then: rtedge run --provider xai --url ws://127.0.0.1:8765/v1/realtime
   rtedge serve --dialect qwen --reply-text "Ni hao."
   rtedge serve --dialect vllm --reply-text "turn on the lights"
-      # then: rtedge transcribe --provider vllm --url ws://127.0.0.1:8765/v1/realtime --input in.wav
+      # then: rtedge transcribe --url ws://127.0.0.1:8765/v1/realtime --input in.wav
+      # (no --model needed: it takes the model the server lists at /v1/models, as with vllm serve)
 
 dialects and their paths: openai and xai /v1/realtime, azure /openai/v1/realtime (the key may come as
   api-key), qwen /api-ws/v1/realtime (DashScope), vllm /v1/realtime (transcription only: --reply-text is
-  the transcript of every utterance).
+  the transcript of every utterance); any other path is answered 404, as the real services do.
+  The second line printed names the model each dialect serves.
 """
 EPILOG_DEMO = """examples:
   rtedge demo                 # a spoken turn against the built-in local server, at real-time pace
@@ -159,6 +162,13 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument("--manual", action="store_true", help="no server VAD: commit and request the response")
     run.add_argument("--max-seconds", type=float, help="service.max_seconds: bound on the whole run "
                      "(default: until stopped; 120 with --input)")
+    add_trace_arg(run)
+
+
+def add_trace_arg(p: argparse.ArgumentParser) -> None:
+    """``--trace-wire FILE`` (see :mod:`rtedge.wiretrace`)."""
+    p.add_argument("--trace-wire", metavar="FILE", help="append every WebSocket message, both ways, to FILE "
+                   "as JSON lines (audio replaced by its length, no secrets); also $RTEDGE_TRACE_WIRE")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -189,6 +199,7 @@ def _add_demo_parser(sub: Any) -> None:
     demo.add_argument("--input", metavar="WAV", help="speak this WAV instead of the bundled phrase")
     demo.add_argument("--fast", action="store_true", help="send the phrase as fast as the link takes it")
     demo.add_argument("--max-seconds", type=float, default=120.0, help="bound on the whole run (default 120)")
+    add_trace_arg(demo)
     demo.set_defaults(manual=False)
 
 
@@ -250,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_CONFIG
     try:
+        if getattr(args, "trace_wire", None):
+            start_trace(args.trace_wire)
         return commands[args.command](args)
     except KeyboardInterrupt:
         return 130
@@ -257,6 +270,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(exc)
     except OSError as exc:
         return fail(exc, EXIT_FAIL)
+    finally:
+        from . import wiretrace
+
+        wiretrace.stop()
+
+
+def start_trace(path: str) -> None:
+    """Start the wire trace of ``--trace-wire``.
+
+    Raises:
+        ConfigError: the file cannot be opened (exit 2, before anything connects).
+    """
+    from . import wiretrace
+
+    try:
+        wiretrace.start(path)
+    except OSError as exc:
+        raise ConfigError(f"--trace-wire {path}: cannot write ({exc.strerror or exc})") from None
 
 
 def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
@@ -385,10 +416,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         with server:
             print(f"rtedge serve: listening on {server.url}", flush=True)
+            print(f"rtedge serve: {served_models_line(server, dialect)}", flush=True)
             stop.wait()
     finally:
         restore()
     return EXIT_OK
+
+
+def served_models_line(server: Any, dialect: str) -> str:
+    """Which model a local server serves, in the words a client needs."""
+    if dialect == "vllm":
+        return (f"vllm dialect, serving {', '.join(server.models)} (listed at /v1/models; rtedge transcribe "
+                "takes it when given no --model)")
+    from .testing import _qwen, _xai
+
+    model = {"qwen": _qwen.DEFAULT_MODEL, "xai": _xai.DEFAULT_MODEL}.get(dialect, server.default_model)
+    return f"{dialect} dialect, model {model} (when the URL names none with ?model=)"
 
 
 if __name__ == "__main__":  # pragma: no cover

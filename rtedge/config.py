@@ -296,7 +296,8 @@ SECTIONS: dict[str, type[Any]] = {cls.SECTION: cls for cls in (
     LoggingSettings)}
 
 #: other RTEDGE_* variables rtedge reads (not settings; never warned about)
-OTHER_VARIABLES = frozenset({"RTEDGE_CONFIG", "RTEDGE_CODEC", "RTEDGE_AUDIO_DEBUG", "RTEDGE_LIVE"})
+OTHER_VARIABLES = frozenset({"RTEDGE_CONFIG", "RTEDGE_CODEC", "RTEDGE_AUDIO_DEBUG", "RTEDGE_LIVE",
+                             "RTEDGE_TRACE_WIRE"})
 
 
 def env_name(key: str) -> str:

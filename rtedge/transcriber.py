@@ -190,7 +190,8 @@ class Transcriber:
     Args:
         provider: ``"vllm"``.
         url: the endpoint, ``ws://HOST:PORT/v1/realtime`` (a bare ``ws://HOST:PORT`` gets the path).
-        model: the model name the server serves (sent in ``session.update``).
+        model: the model name the server serves (sent in ``session.update``); None asks the server
+            (``GET /v1/models``) at each connection and takes the model it serves.
         api_key: for a server started with ``--api-key`` (default: ``VLLM_API_KEY``).
         vad: :class:`~rtedge.audio.vad.VadSettings` for the local gate that splits utterances;
             None sends the whole source as one utterance (files only: a microphone never ends).
@@ -236,7 +237,8 @@ class Transcriber:
             raise ConfigError(f"Transcriber speaks vLLM's realtime transcription protocol (provider='vllm'); "
                               f"{provider!r} has no final commit")
         dialect.url(model, url)  # a missing/bad url fails here, not at the first utterance
-        dialect.initial_session(model, None)  # so does a missing model
+        if not dialect.needs_served_model(model, None):
+            dialect.initial_session(model, None)  # so does a bad model (none at all: asked of the server)
         if done_timeout <= 0 or chunk_ms <= 0 or max_backlog_s <= 0:
             raise ConfigError("done_timeout, chunk_ms and max_backlog_s must be positive")
         self.provider, self.url, self.model = provider, url, model
@@ -626,8 +628,9 @@ class _Run:
 # ---------------------------------------------------------------------------------------------- command line
 
 EPILOG = """examples:
-  rtedge transcribe --provider vllm --url ws://gpu:8000/v1/realtime --model mistralai/Voxtral-Mini-4B-Realtime-2602 --input question.wav
-  rtedge transcribe --url ws://gpu:8000 --model NAME --mic USB          # until Ctrl-C
+  rtedge transcribe --url ws://gpu:8000/v1/realtime --input question.wav    # the model the server serves
+  rtedge transcribe --url ws://gpu:8000 --model mistralai/Voxtral-Mini-4B-Realtime-2602 --mic USB
+  rtedge serve --dialect vllm & rtedge transcribe --url ws://127.0.0.1:8765/v1/realtime --input in.wav
 """
 
 
@@ -638,7 +641,8 @@ def add_transcribe_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--provider", default="vllm", help="provider dialect (default vllm)")
     p.add_argument("--url", required=True, help="the endpoint, ws://HOST:PORT/v1/realtime")
-    p.add_argument("--model", required=True, help="the model name the server serves")
+    p.add_argument("--model", help="the model name the server serves (default: the one its /v1/models "
+                   "lists)")
     p.add_argument("--api-key-file", metavar="FILE", help="read the API key from FILE (a server run with --api-key)")
     p.add_argument("--ca-certs", metavar="PEM", help="trust this CA bundle for wss://")
     p.add_argument("--input", metavar="WAV", help="transcribe this 16-bit PCM WAV (any rate)")
@@ -649,6 +653,9 @@ def add_transcribe_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-vad", action="store_true", help="send the whole input as one utterance")
     p.add_argument("--done-timeout", type=float, default=30.0,
                    help="seconds to wait for each utterance's transcript (default 30)")
+    from .cli import add_trace_arg
+
+    add_trace_arg(p)
     p.set_defaults(command="transcribe")
     return p
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 
@@ -70,7 +71,8 @@ def _agent_thread(agent: VoiceAgent, **kwargs) -> threading.Thread:
     return t
 
 
-def test_barge_in_mid_answer_truncates_at_the_played_clock(tmp_path, phrase):
+def test_barge_in_mid_answer_truncates_at_the_played_clock(tmp_path, phrase, caplog):
+    caplog.set_level(logging.DEBUG, logger="rtedge")
     with RealtimeServer(reply_text=LONG_ANSWER, seed=3) as srv, rtedge.connect(url=srv.url) as client:
         mic, speaker = ScriptedMic(), WavSink(tmp_path / "out.wav", rate=24000)
         agent = VoiceAgent(client, mic, speaker)
@@ -100,6 +102,11 @@ def test_barge_in_mid_answer_truncates_at_the_played_clock(tmp_path, phrase):
     assert not [e for e in srv.received if e["type"] == "response.cancel"]
     assert not [e for e in srv.sent if e["type"] == "error"]
     assert agent.stats.late_deltas_dropped >= 0
+    # --debug shows the decision with the numbers behind it
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("barge-in (server)")]
+    p = interruption.position
+    assert said == [f"barge-in (server): playback stopped in {first} after {p.played_ms:.0f} ms played of "
+                    f"{p.received_ms:.0f} ms received; truncate at {p.played_ms:.0f} ms: sent; cancel: no"]
 
 
 def test_barge_in_before_anything_played_sends_no_truncate(phrase):

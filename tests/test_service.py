@@ -291,6 +291,8 @@ def test_no_watchdog_while_the_microphone_stalls_and_again_after(tmp_path, child
             children.append(child)
             ready = listener.wait_for("READY=1")
             gap_start = _gap_after(listener, ready, length=2.0)
+            # the status line says what is wrong (it said "listening" through the whole stall before)
+            stalled_at = listener.wait_for("STATUS=stalled: mic", after=ready, timeout=5)
             resumed = time.monotonic()
             for _ in range(3):
                 os.write(writer, second)
@@ -300,7 +302,9 @@ def test_no_watchdog_while_the_microphone_stalls_and_again_after(tmp_path, child
     finally:
         listener.close()
         os.close(writer)
-    assert gap_start > ready
+    assert gap_start > ready and stalled_at > ready
+    stalled = [m for _, m in listener.messages if "STATUS=stalled: mic" in m]
+    assert re.search(r"STATUS=stalled: mic \(RawSource.*\): no audio frames for \d+\.\d s", stalled[0])
     assert re.search(r"mic .*no audio frames", child.stderr), child.stderr
     assert child.stderr.count("stalled, not pinging the watchdog") == 1  # once per stall, not every check
     assert "recovered" in child.stderr

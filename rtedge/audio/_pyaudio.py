@@ -39,6 +39,7 @@ import numpy as np
 
 from ..errors import AudioError
 from . import codec
+from .clock import ClockCheck
 from .devices import STOP_TIMEOUT, AudioSink, AudioSource, OnFrame, Pull, _Device
 
 log = logging.getLogger("rtedge.audio")
@@ -386,15 +387,20 @@ class _PortAudioDevice(_Device):
 
     def _open_stream(self, pa: Any, info: DeviceInfo, rate: int, channels: int) -> Any:
         inner = self._make_callback(rate, channels)
+        clock = ClockCheck(repr(self), rate)  # a device far faster than real time is paced (see .clock)
 
         def callback(in_data: Any, frame_count: int, _time_info: Any, status: int) -> tuple[Any, int]:
             self._last_callback = time.monotonic()
             self._callback_ident = threading.get_ident()
             try:
-                return inner(in_data, frame_count, status), PA_CONTINUE
+                out = inner(in_data, frame_count, status), PA_CONTINUE
             except Exception:  # noqa: BLE001 - an escaping exception would abort the stream
                 self._callback_failed("the audio callback failed")
-                return (bytes(2 * channels * frame_count) if self._output else None), PA_CONTINUE
+                out = (bytes(2 * channels * frame_count) if self._output else None), PA_CONTINUE
+            wait = clock.tick(frame_count)
+            if wait > 0:
+                self._stop_event.wait(wait)
+            return out
 
         side = "output" if self._output else "input"
         with _LOCK:

@@ -63,6 +63,7 @@ import numpy as np
 
 from ..errors import AudioError
 from ..wavio import WavWriter, check_writable, read_wav
+from .clock import ClockCheck
 from . import codec
 
 if TYPE_CHECKING:
@@ -155,7 +156,8 @@ class _Device:
         self.stats.errors += 1
         if self.error is None:
             self.error = error
-            log.error("%r: %s", self, error)
+            text = str(error)
+            log.error("%s", text if text.startswith(repr(self)) else f"{self!r}: {text}")  # named once
         self.failed.set()
 
     def _open(self) -> None:
@@ -343,12 +345,20 @@ class _ThreadedSource(AudioSource):
             self._close()
 
     def _deliver_content(self, pacer: _Pacer) -> bool:
-        """Deliver ``_content()``; False if stopped meanwhile.  A read error ends it like its end does."""
+        """Deliver ``_content()``; False if stopped meanwhile.  A read error ends it like its end does.
+
+        An unpaced source (a pipe) whose writer runs far faster than real time (a file piped in) is
+        detected by a :class:`~rtedge.audio.clock.ClockCheck`, reported once and paced from then on.
+        """
+        clock = None if pacer.realtime else ClockCheck(repr(self), self.rate)
         try:
             for frame in self._content():
                 if not pacer.wait():
                     return False
                 self._deliver(frame)
+                if clock is not None and clock.tick(len(frame)) >= 0 and clock.pacing:
+                    clock, pacer.realtime = None, True
+                    pacer.restart()
         except AudioError as exc:
             self._fail(exc)
         return True

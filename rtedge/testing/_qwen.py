@@ -71,6 +71,8 @@ PATH = "/api-ws/v1/realtime"
 DEFAULT_MODEL = "qwen3-omni-flash-realtime"
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000
+#: what ``input_audio_transcription: {"model": null}`` transcribes with (newer sessions report this model)
+DEFAULT_TRANSCRIPTION_MODEL = "qwen3-asr-flash-realtime"
 MAX_IMAGE_BASE64 = 256 * 1024
 #: Models that call tools (and offer semantic_vad); unknown models are treated as capable.
 TOOL_MODELS = ("qwen3.5-omni-plus-realtime", "qwen3.5-omni-flash-realtime")
@@ -140,16 +142,50 @@ def _tool(value: Any, path: str) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
+def _voice_or_null(value: Any, path: str) -> str | None:
+    # null keeps the model's default voice: DashScope's own SDK (2.0.2) sends "voice": null from every
+    # update_session() that names no voice, and public code doing so against the live service works
+    # (Alibaba's ASR samples, third-party omni clients); an empty string stays an error (protocol notes 2.2)
+    return None if value is None else _voice(value, path)
+
+
 def _transcription(value: Any, path: str) -> dict[str, Any] | None:
     if value is None:
         return None
-    return obj({"model": string, "language": nullable(string)}, required=("model",))(value, path)
+    # {"model": null} means "transcribe with the service's default model": the SDK sends it whenever
+    # transcription is on and no model is named (enable_input_audio_transcription=True is its default)
+    result = obj({"model": nullable(string), "language": nullable(string), "corpus": mapping},
+                 required=("model",))(value, path)
+    if result["model"] is None:
+        result["model"] = DEFAULT_TRANSCRIPTION_MODEL
+    return result
+
+
+#: sample rates the SDK's AudioFormatConfig documents for ``session.audio.{input,output}.format``
+_AUDIO_RATES = (8000, 16000, 24000, 48000)
+
+
+def _rate(value: Any, path: str) -> int:
+    rate: int = integer()(value, path)
+    if rate not in _AUDIO_RATES:
+        raise invalid_value(path, rate, [str(r) for r in _AUDIO_RATES])
+    return rate
+
+
+def _audio(value: Any, path: str) -> dict[str, Any]:
+    """The newer ``session.audio`` config (SDK 2.0.2 ``input_audio_config``/``output_audio_config``):
+    ``{"input": {"format": {"type": "pcm", "sample_rate": 16000}}, "output": {...}}`` (``sample_rate``,
+    not OpenAI's ``rate``; protocol notes 2.2).  This server emulates raw PCM only; ``wav`` and other
+    types are refused here as the emulation's limit, not the service's."""
+    fmt = obj({"type": enum("pcm"), "sample_rate": _rate}, required=("type",))
+    side = obj({"format": fmt})
+    return obj({"input": side, "output": side})(value, path)
 
 
 _NUMBER = number(-1e9, 1e9)
 _SESSION_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "modalities": _modalities,
-    "voice": _voice,
+    "voice": _voice_or_null,
     "instructions": string,
     "input_audio_format": enum("pcm16", "pcm"),
     "output_audio_format": enum("pcm24", "pcm16", "pcm"),
@@ -167,6 +203,8 @@ _SESSION_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "smooth_output": nullable(boolean),
     "enable_search": boolean,
     "search_options": mapping,
+    "audio": _audio,
+    "sample_rate": _rate,  # sent with the SDK's transcription_params (ASR models)
 }
 #: What the server reports besides the fields above (accepted and echoed).
 _ECHOED = ("temperature", "top_p", "top_k", "max_tokens", "repetition_penalty", "presence_penalty", "seed",
@@ -284,7 +322,7 @@ class QwenServerSession(ServerSession):
             audio_in["turn_detection"] = self._vad(patch["turn_detection"])
         if "modalities" in patch:
             cfg["output_modalities"] = ["audio"] if "audio" in patch["modalities"] else ["text"]
-        if "voice" in patch:
+        if patch.get("voice") is not None:
             if patch["voice"] != audio_out["voice"] and self._assistant_audio_present():
                 raise ClientError("cannot_update_voice",
                                   "Cannot update a conversation's voice if assistant audio is present.")
@@ -300,10 +338,15 @@ class QwenServerSession(ServerSession):
         for key in ("input_audio_format", "output_audio_format"):
             if key in patch:
                 self.formats[key] = patch[key]
+        for side, conf in (patch.get("audio") or {}).items():
+            rate = (conf.get("format") or {}).get("sample_rate")
+            if rate is not None:
+                cfg["audio"][side]["format"] = {"type": "audio/pcm", "rate": rate}
         self.extras.update((k, patch[k]) for k in _ECHOED if k in patch)
         old_vad = self.config["audio"]["input"]["turn_detection"]
+        old_in = self.config["audio"]["input"]["format"]
         self.config = cfg
-        if old_vad != audio_in["turn_detection"]:
+        if old_vad != audio_in["turn_detection"] or old_in != audio_in["format"]:
             self.input.configure(self._in_fmt(), self._turn_detection())
             self.speech_item = None
         self.emit({"type": "session.updated", "session": {}})
@@ -359,7 +402,10 @@ class QwenServerSession(ServerSession):
         params = event.get("response")
         if params is not None:
             params = mapping(params, "response")
-            ga = {k: v for k, v in params.items() if k != "modalities"}
+            # "instructions": null means "the session's": the SDK's create_response() sends it whenever no
+            # instructions are given, as Alibaba's own omni demos call it (protocol notes 2.3, 2.6)
+            ga = {k: v for k, v in params.items()
+                  if k != "modalities" and not (k == "instructions" and v is None)}
             for key in ga:
                 if key not in ("instructions",):
                     raise ClientError("unknown_parameter", f"Unknown parameter: 'response.{key}'.",

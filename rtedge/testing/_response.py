@@ -177,7 +177,10 @@ class Response:
             "conversation_id": self.conversation_id,
             "output_modalities": [self.modality],
             "max_output_tokens": self.max_output_tokens,
-            "audio": {"output": {"format": self._format(), "voice": self.voice}},
+            # openai-python's RealtimeResponse types audio.output.voice as a string; a custom voice set as
+            # {"id": "voice_123"} in the session is reported by its id here (the recorded live sessions
+            # only show built-in voice names, which are strings either way)
+            "audio": {"output": {"format": self._format(), "voice": _voice_name(self.voice)}},
             "usage": self.usage,
             "metadata": self.metadata,
         }
@@ -394,3 +397,8 @@ def _piece_starts(pieces: Sequence[str], offsets: Sequence[int]) -> list[int]:
         starts.append(int(offsets[min(pos, last)]) if offsets else 0)
         pos += len(piece)
     return starts
+
+
+def _voice_name(voice: Any) -> Any:
+    """A session voice as a response reports it: a custom voice object by its ``id``."""
+    return voice.get("id") if isinstance(voice, dict) else voice

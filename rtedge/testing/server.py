@@ -60,6 +60,9 @@ from rtedge.testing._xai import XaiServerSession
 __all__ = ["RealtimeServer"]
 
 log = logging.getLogger("rtedge.testing")
+# the websockets library's frame-by-frame debug lines would bury rtedge's own --debug output (the demo
+# runs a server in-process); frames are what the wire trace (rtedge.wiretrace) records
+logging.getLogger("rtedge.testing.websockets").setLevel(logging.INFO)
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful, witty, and friendly AI. Your voice and personality should be warm and engaging. "
@@ -316,8 +319,15 @@ class RealtimeServer(RecordingServer):
             for name, value in self.handshake_headers.items():
                 response.headers[name] = value
             return response
-        if self.dialect == "azure" and urllib.parse.urlsplit(request.path).path.rstrip("/") != AZURE_PATH:
+        path = urllib.parse.urlsplit(request.path).path.rstrip("/")
+        if self.dialect == "azure" and path != AZURE_PATH:
             return self._http_error(connection, 404, "invalid_request_error", "Resource not found", "404")
+        # the real services answer 404 for other paths; dialect=None picks openai or qwen by the path
+        own = urllib.parse.urlsplit(self.url).path
+        paths = ("/v1/realtime", QWEN_PATH) if self.dialect is None else (own,)
+        if path not in paths:
+            return self._http_error(connection, 404, "invalid_request_error", f"Invalid URL (GET {path})",
+                                    None)
         if self.api_key is not None and self.auth_failure == "http":
             verdict = self._authorized(request.headers)
             if verdict is None:

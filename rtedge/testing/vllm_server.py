@@ -240,16 +240,23 @@ class VLLMServer(RecordingServer):
         with self._records:
             self._handshakes.append({"path": request.path, "headers": headers})
             self._records.notify_all()
-        if request.path.split("?")[0] != "/v1/realtime":
+        path = request.path.split("?")[0]
+        if path not in ("/v1/realtime", "/v1/models"):
             return self._http_error(connection, 404, {"detail": "Not Found"})
         if self.api_key is not None:
             auth = headers.get("authorization", "")
             if not auth.lower().startswith("bearer ") or auth[7:].strip() != self.api_key:
                 return self._http_error(connection, 401, {"error": "Unauthorized"})
+        if path == "/v1/models":  # a plain GET, as `vllm serve` answers it: the served model names
+            created = int(time.time())
+            return self._http_error(connection, 200, {"object": "list", "data": [
+                {"id": name, "object": "model", "created": created, "owned_by": "vllm", "root": name,
+                 "parent": None, "max_model_len": 32768} for name in self.models]})
         return None
 
     @staticmethod
     def _http_error(connection: ServerConnection, status: int, body: dict[str, Any]) -> HttpResponse:
+        """A JSON response (an error, or the model list) in place of the upgrade."""
         response = connection.respond(status, json.dumps(body))
         del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"

@@ -27,6 +27,7 @@ from typing import Any
 
 import websocket
 
+from .. import wiretrace
 from ..errors import ConnectionClosed, DeadlineExceeded, HandshakeError, TransportError
 from ..protocol.dialects.base import redact_url
 
@@ -56,6 +57,8 @@ class WsConnection:
     def __init__(self, ws: websocket.WebSocket, url: str) -> None:
         self._ws = ws
         self.url = redact_url(url)
+        self._trace: Any = None  # the wire trace (rtedge.wiretrace) this connection writes to, if any
+        self._trace_conn = 0
 
     @classmethod
     def open(
@@ -99,6 +102,9 @@ class WsConnection:
             ws.shutdown()  # type: ignore[no-untyped-call]
             raise TransportError(f"cannot connect to {safe}: {type(exc).__name__}: {exc}") from None
         ws.settimeout(None)
+        conn._trace = wiretrace.active()
+        if conn._trace is not None:
+            conn._trace_conn = conn._trace.opened(safe, headers)
         return conn
 
     def recv(self) -> tuple[int, bytes]:
@@ -114,7 +120,10 @@ class WsConnection:
         except (OSError, websocket.WebSocketException, AttributeError, ValueError) as exc:
             # AttributeError/ValueError: websocket-client touching a socket that abort() released
             raise ConnectionClosed(f"connection lost: {type(exc).__name__}: {exc}") from None
-        return opcode, frame.data if frame is not None else b""
+        data = frame.data if frame is not None else b""
+        if self._trace is not None:
+            self._trace.frame(self._trace_conn, opcode, data)
+        return opcode, data
 
     def set_timeout(self, seconds: float | None) -> None:
         """Bound blocking reads (None: block forever); a timed-out :meth:`recv` raises DeadlineExceeded."""
@@ -126,6 +135,8 @@ class WsConnection:
         Raises:
             ConnectionClosed: the socket is gone.
         """
+        if self._trace is not None:
+            self._trace.message(self._trace_conn, "send", text)
         try:
             self._ws.send(text)
         except (OSError, websocket.WebSocketException, AttributeError) as exc:

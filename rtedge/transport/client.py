@@ -541,10 +541,15 @@ def connect(
         raise ConfigError(f"keepalive_audio_s must be a number of seconds > 0 or None, got {keepalive!r}")
     dialect = get_dialect(provider) if isinstance(provider, str) else provider
     full_url = dialect.url(model, url)
+    key = api_key or (os.environ.get(dialect.api_key_env) if dialect.api_key_env else None)
+    if dialect.needs_served_model(model, session):
+        from .models import served_model
+
+        model = served_model(full_url, key, timeout=opts["connect_timeout"], ssl_context=opts["ssl_context"],
+                             ca_certs=opts["ca_certs"])
     session = dialect.initial_session(model, session)
     for warning in dialect.check(session) if session is not None else ():
         log.warning("%s", warning)
-    key = api_key or (os.environ.get(dialect.api_key_env) if dialect.api_key_env else None)
     if not key and dialect.api_key_required and not _is_loopback(full_url):
         raise ConfigError(f"no API key for {dialect.name}: pass api_key= or set {dialect.api_key_env}")
     headers = {**dialect.headers(key), **(opts["headers"] or {})}

@@ -682,21 +682,25 @@ def test_microphone_reopens_a_stream_that_failed(alsa):
     assert not mic.failed.is_set() and mic.error is None
 
 
-def test_microphone_gives_up_after_max_reopen_attempts(alsa):
+def test_microphone_gives_up_after_max_reopen_attempts(alsa, caplog):
     alsa.write_feed(noise(16000))
     mic = Microphone("rt_rec", reopen_backoff=(0.01, 0.02), max_reopen_attempts=2)
     got = Frames(keep=320)
-    mic.start(got)
-    try:
-        assert got.full.wait(5)
-        alsa.feed.unlink()
-        mic._stream.stop_stream()
-        assert mic.failed.wait(5)
-        assert wait_for(lambda: device_threads() == [])  # the watcher ended and closed everything
-    finally:
-        mic.stop()
+    with caplog.at_level(logging.WARNING, logger="rtedge"):
+        mic.start(got)
+        try:
+            assert got.full.wait(5)
+            alsa.feed.unlink()
+            mic._stream.stop_stream()
+            assert mic.failed.wait(5)
+            assert wait_for(lambda: device_threads() == [])  # the watcher ended and closed everything
+        finally:
+            mic.stop()
     assert mic.stats.reopen_attempts == 2 and mic.stats.reopens == 0
     assert "gave up after 2 reopen attempts" in str(mic.error) and "no input channels" in str(mic.error)
+    gave_up = [r.getMessage() for r in caplog.records if "gave up" in r.getMessage()]
+    assert len(gave_up) == 1 and gave_up[0].startswith(f"{mic!r}: gave up")  # logged once, named once
+    assert gave_up[0].count(repr(mic)) == 1
 
 
 def test_microphone_stop_from_its_callback(alsa):
@@ -776,3 +780,27 @@ def test_speaker_pull_errors_play_silence_and_are_counted(alsa):
     assert (played[start : start + 640] == 1000).all()
     assert not played[start + 640 : start + 960].any()  # the failed pull: one period of silence
     assert (played[start + 960 : start + 1280] == 1000).all()
+
+
+def test_a_speaker_on_an_unpaced_alsa_file_plugin_is_detected_and_paced(alsa, caplog):
+    """ALSA's ``file`` plugin on ``null`` takes audio as fast as the CPU gives it (437 MB in 15 s): the
+    clock check warns once and paces the callbacks to real time."""
+    pulled: list[int] = []
+
+    def pull(n: int) -> np.ndarray:
+        pulled.append(n)
+        return np.zeros(n, np.int16)
+
+    spk = Speaker(rate=24000)
+    with caplog.at_level(logging.WARNING, logger="rtedge"):
+        spk.start(pull)
+        try:
+            assert wait_for(lambda: any("pacing it" in r.getMessage() for r in caplog.records), 10.0)
+            before = sum(pulled)
+            threading.Event().wait(1.0)
+            moved = (sum(pulled) - before) / 24000
+        finally:
+            spk.stop()
+    warnings = [r.getMessage() for r in caplog.records if "real time" in r.getMessage()]
+    assert len(warnings) == 1 and "Speaker(" in warnings[0]
+    assert moved < 2.0, moved  # about one second of audio per second once paced (hundreds before)

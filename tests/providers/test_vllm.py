@@ -390,8 +390,8 @@ def test_transcriber_argument_checks():
         Transcriber("openai", url="ws://127.0.0.1:1/v1/realtime", model=MODEL)
     with pytest.raises(ConfigError, match="url"):
         Transcriber(model=MODEL)
-    with pytest.raises(ConfigError, match="model"):
-        Transcriber(url="ws://127.0.0.1:1/v1/realtime")
+    # no model: allowed, the server is asked at each connection (GET /v1/models, as vLLM answers it)
+    assert Transcriber(url="ws://127.0.0.1:1/v1/realtime").model is None
     assert rtedge.Transcriber is Transcriber
     assert Transcriber(url="ws://127.0.0.1:1", model=MODEL, vad=VadSettings(hangover_ms=200)).vad.hangover_ms == 200
 

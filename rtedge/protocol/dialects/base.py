@@ -97,6 +97,11 @@ class Dialect:
         """The session config ``connect()`` sends first (identity here; vLLM puts the model in it)."""
         return session
 
+    def needs_served_model(self, model: str | None, session: SessionConfig | None) -> bool:
+        """True when ``connect()`` must ask the server which model it serves (``GET /v1/models``) because
+        neither ``model`` nor ``session`` names one and the protocol needs one (vLLM); False here."""
+        return False
+
     # -- client events -----------------------------------------------------------------------------------
     def encode(self, event: ClientEvent) -> dict[str, Any]:
         """The wire dict for a client event."""

@@ -92,6 +92,11 @@ class VLLMDialect(Dialect):
             parts = parts._replace(path=REALTIME_PATH)
         return urlunsplit(parts)
 
+    def needs_served_model(self, model: str | None, session: SessionConfig | None) -> bool:
+        """True when neither ``model`` nor ``session`` names a model: the connection then asks the server
+        (``GET /v1/models``, what vLLM itself answers) and uses the model it serves."""
+        return not model and (session is None or _model_of(session) is None)
+
     def initial_session(self, model: str | None, session: SessionConfig | None) -> SessionConfig | None:
         """The ``session.update`` that names ``model`` (vLLM refuses audio until one arrives).
 

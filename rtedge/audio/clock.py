@@ -1,0 +1,89 @@
+"""A device's sample clock checked against the monotonic clock.
+
+A capture or playback device should move ``rate`` samples per second.  One that runs far faster (ALSA's
+``file`` plugin on ``null``, a pipe fed from a file) floods the session: 437 MB of "playback" in 15 s, or
+a microphone that delivers a minute of audio in a second.  :class:`ClockCheck` measures the device's pace
+over a window that starts after a warm-up (PortAudio fills its buffers at start, which is not a clock
+fault), warns once when it is more than :data:`TOLERANCE` off real time, and from then on tells the caller
+how long to wait before the next buffer so that a fast device is paced to real time.  A slow device
+cannot be sped up: it is only reported.
+
+Not thread-safe: one device thread calls :meth:`ClockCheck.tick`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("rtedge.audio")
+
+#: relative pace error that counts as a wrong clock (5 %: sound cards are within 0.01 %)
+TOLERANCE = 0.05
+#: seconds after the first buffer before measuring (buffer prefill at start is not a clock fault) ...
+WARMUP_S = 0.5
+#: ... or this much audio, whichever comes first (a prefill is a fraction of a second of audio)
+WARMUP_AUDIO_S = 1.0
+#: seconds of wall time the measurement spans ...
+WINDOW_S = 1.5
+#: ... or this much audio, whichever comes first (a file piped in moves minutes of audio in a second)
+WINDOW_AUDIO_S = 2.0
+
+
+class ClockCheck:
+    """Counts the samples a device moves and compares them with the time that passed.
+
+    Args:
+        what: the device, as log messages name it.
+        rate: its nominal sample rate (Hz).
+        clock: the time source (``time.monotonic``; replaceable in tests).
+    """
+
+    def __init__(self, what: str, rate: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.what, self.rate, self._clock = what, rate, clock
+        self._first: float | None = None
+        self._base_t: float | None = None
+        self._base_n = 0
+        self._n = 0
+        #: measured samples per second divided by ``rate`` (None until measured)
+        self.ratio: float | None = None
+        #: True once the device was found fast: :meth:`tick` returns waits from then on
+        self.pacing = False
+        self._pace_t0 = 0.0
+        self._pace_n = 0
+
+    def tick(self, samples: int) -> float:
+        """Count ``samples`` just moved; returns seconds to wait before the next buffer (0 unless pacing)."""
+        now = self._clock()
+        self._n += samples
+        if self._first is None:
+            self._first = now
+        if self.ratio is None:
+            self._measure(now)
+        if not self.pacing:
+            return 0.0
+        self._pace_n += samples
+        return max(0.0, self._pace_t0 + self._pace_n / self.rate - now)
+
+    def _measure(self, now: float) -> None:
+        assert self._first is not None
+        if self._base_t is None:
+            if now - self._first >= WARMUP_S or self._n / self.rate >= WARMUP_AUDIO_S:
+                self._base_t, self._base_n = now, self._n
+            return
+        elapsed = now - self._base_t
+        audio = (self._n - self._base_n) / self.rate
+        if elapsed < WINDOW_S and audio < WINDOW_AUDIO_S:
+            return
+        self.ratio = audio / max(elapsed, 1e-6)
+        if abs(self.ratio - 1.0) <= TOLERANCE:
+            return
+        if self.ratio > 1.0:
+            self.pacing, self._pace_t0, self._pace_n = True, now, 0
+            log.warning("%s: the device clock runs at %.2fx real time (%.1f s of audio in %.1f s: an ALSA "
+                        "file/null plugin, or a pipe fed from a file?); pacing it to real time",
+                        self.what, self.ratio, (self._n - self._base_n) / self.rate, elapsed)
+        else:
+            log.warning("%s: the device clock runs at %.2fx real time (%.1f s of audio in %.1f s); audio "
+                        "will lag", self.what, self.ratio, (self._n - self._base_n) / self.rate, elapsed)

@@ -1,0 +1,68 @@
+"""Ask a server which models it serves (``GET /v1/models``, as vLLM and OpenAI-compatible servers answer).
+
+Used when a vLLM session names no model: vLLM refuses audio until ``session.update`` names one, and its
+own ``/v1/models`` says which one it serves, so the client takes that (the first, when there are several,
+with a note in the log).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import ConfigError
+from ..protocol.dialects.base import redact_url
+
+log = logging.getLogger("rtedge.transport")
+
+
+def models_url(ws_url: str) -> str:
+    """``ws[s]://host:port/...`` -> ``http[s]://host:port/v1/models``."""
+    parts = urlsplit(ws_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return urlunsplit((scheme, parts.netloc, "/v1/models", "", ""))
+
+
+def served_models(ws_url: str, api_key: str | None = None, *, timeout: float = 10.0,
+                  ssl_context: ssl.SSLContext | None = None, ca_certs: str | None = None) -> list[str]:
+    """The model ids the server at ``ws_url`` lists, in its order.
+
+    Raises:
+        ConfigError: the list cannot be had (unreachable, refused, not JSON); the message says to name
+            a model instead.
+    """
+    url = models_url(ws_url)
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    context = ssl_context
+    if context is None and url.startswith("https:"):
+        context = ssl.create_default_context(cafile=ca_certs)
+    shown = redact_url(url)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            body = json.loads(response.read(1 << 20))
+    except urllib.error.HTTPError as exc:
+        raise ConfigError(f"no model named, and {shown} answered HTTP {exc.code}: name the model the "
+                          "server serves (model=, --model)") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"no model named, and {shown} could not be read ({exc}): name the model the "
+                          "server serves (model=, --model)") from None
+    data = body.get("data") if isinstance(body, dict) else None
+    ids = [m["id"] for m in data or () if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]]
+    if not ids:
+        raise ConfigError(f"no model named, and {shown} lists none: name the model (model=, --model)")
+    return ids
+
+
+def served_model(ws_url: str, api_key: str | None = None, **options: object) -> str:
+    """The model to use when none is named: the first one :func:`served_models` lists."""
+    ids = served_models(ws_url, api_key, **options)  # type: ignore[arg-type]
+    if len(ids) > 1:
+        log.info("the server serves %d models (%s); using the first", len(ids), ", ".join(ids))
+    log.debug("no model named: using %s, the model %s serves", ids[0], redact_url(models_url(ws_url)))
+    return ids[0]

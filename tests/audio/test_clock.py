@@ -1,0 +1,101 @@
+"""A device clock far off real time is detected once, and a fast one is paced (rtedge.audio.clock)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from rtedge.audio.clock import TOLERANCE, WARMUP_S, WINDOW_S, ClockCheck
+from rtedge.audio.devices import RawSource
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _drive(check: ClockCheck, clock: FakeClock, speed: float, seconds: float, frame: int = 320) -> float:
+    """Buffers of ``frame`` samples arriving ``speed`` times faster than real time; honours the waits.
+    Returns the audio seconds moved."""
+    moved = 0
+    start = clock.now
+    while clock.now - start < seconds:
+        wait = check.tick(frame)
+        moved += frame
+        clock.now += frame / check.rate / speed + wait
+    return moved / check.rate
+
+
+def test_a_fast_clock_is_reported_once_and_paced_to_real_time(caplog):
+    clock = FakeClock()
+    check = ClockCheck("Speaker('x')", 16000, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="rtedge"):
+        _drive(check, clock, speed=50.0, seconds=WARMUP_S + WINDOW_S + 0.01)
+        assert check.pacing and check.ratio == pytest.approx(50.0, rel=0.02)
+        t0, audio = clock.now, _drive(check, clock, speed=50.0, seconds=10.0)
+    assert audio / (clock.now - t0) == pytest.approx(1.0, abs=0.01)  # paced: real time from then on
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "50.00x real time" in warnings[0] and "pacing it" in warnings[0]
+
+
+@pytest.mark.parametrize("speed", [1.0, 1.0 + TOLERANCE / 2, 1.0 - TOLERANCE / 2])
+def test_a_clock_within_tolerance_is_left_alone(caplog, speed):
+    clock = FakeClock()
+    check = ClockCheck("Microphone('x')", 48000, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="rtedge"):
+        _drive(check, clock, speed=speed, seconds=10.0)
+    assert not check.pacing and check.ratio == pytest.approx(speed, rel=0.01) and not caplog.records
+
+
+def test_prefill_at_start_is_not_a_clock_fault(caplog):
+    clock = FakeClock()
+    check = ClockCheck("Speaker('x')", 24000, clock=clock)
+    for _ in range(20):  # PortAudio fills its buffers: 20 periods at once
+        check.tick(480)
+    with caplog.at_level(logging.WARNING, logger="rtedge"):
+        _drive(check, clock, speed=1.0, seconds=5.0, frame=480)
+    assert not check.pacing and not caplog.records
+
+
+def test_a_slow_clock_is_reported_not_paced(caplog):
+    clock = FakeClock()
+    check = ClockCheck("Microphone('x')", 16000, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="rtedge"):
+        _drive(check, clock, speed=0.5, seconds=5.0)
+    assert not check.pacing
+    assert len(caplog.records) == 1 and "0.50x real time" in caplog.records[0].getMessage()
+
+
+def test_a_pipe_fed_from_a_file_is_paced_after_the_warning(caplog):
+    """``cat speech.raw | rtedge run --mic raw:-``: the writer is a file, far faster than a microphone."""
+    ten_seconds = io.BytesIO(np.zeros(160000, "<i2").tobytes())
+    src = RawSource(ten_seconds, rate=16000, realtime=False)
+    frames: list[float] = []
+    paced = threading.Event()
+
+    def on_frame(frame: np.ndarray) -> None:
+        frames.append(time.monotonic())
+
+    with caplog.at_level(logging.WARNING, logger="rtedge"):
+        src.start(on_frame)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(
+                    "pacing it" in r.getMessage() for r in caplog.records):
+                paced.wait(0.05)
+            warned_at, count_then = time.monotonic(), len(frames)
+            paced.wait(1.0)
+            moved = (len(frames) - count_then) * 0.02  # 20 ms frames delivered in the second after
+        finally:
+            src.stop()
+    assert any("pacing it" in r.getMessage() for r in caplog.records)
+    assert count_then < 500  # it did not deliver the whole 10 s at once
+    assert moved < 2.0, (moved, time.monotonic() - warned_at)  # about 1 s of audio per second now
