@@ -1,4 +1,4 @@
-"""Speech to text over a realtime transcription endpoint (vLLM), utterance by utterance.
+"""Speech to text over a realtime transcription endpoint (vLLM, OpenAI), utterance by utterance.
 
 Theory of operation
 -------------------
@@ -20,6 +20,16 @@ source is simply paused; a microphone's frames are kept, up to
 ``max_backlog_s``, then dropped and counted).  No audio is lost to the
 protocol and no utterance runs into the next.
 
+OpenAI realtime transcription sessions (``provider="openai"``: the
+``openai-transcription`` dialect, ``?intent=transcription``) carry the same
+utterances with their own spelling: no start commit, appends, then a plain
+``input_audio_buffer.commit`` (padded to the 100 ms the server requires),
+answered by ``conversation.item.input_audio_transcription.delta`` events and
+one ``.completed`` (or ``.failed``, raised as a ServerError).  Server VAD is
+turned off (``turn_detection: null``): the local gate decides the utterances,
+and the transcriber still waits for each transcript before sending the next
+utterance, so results come in order and one at a time.
+
 A ``transcription.done`` that arrives while the utterance is still streaming
 (the model hit its token limit) closes that utterance and starts a new one for
 the rest of the speech.
@@ -35,10 +45,8 @@ with the server's code; the source is stopped and an owned connection closed
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
-import sys
 import threading
 import time
 from collections import deque
@@ -68,6 +76,51 @@ log = logging.getLogger("rtedge")
 #: the endpoint's input rate (vLLM: PCM16 mono at 16 kHz)
 RATE = 16000
 _DEFAULT_VAD: Any = "default"
+#: provider names the Transcriber accepts -> the dialect it speaks
+_DIALECT_OF = {"vllm": "vllm", "openai": "openai-transcription", "openai-transcription": "openai-transcription"}
+
+
+class _Wire:
+    """How one utterance goes on the wire (vLLM's spelling; :class:`_OpenAIWire` overrides it)."""
+
+    #: a commit starts a generation (vLLM) / commits need this many ms of audio (OpenAI)
+    start_commit, min_commit_ms = True, 0
+
+    def final(self) -> ev.ClientEvent:
+        return ev.InputAudioBufferCommit(final=True)
+
+    def delta(self, event: ev.ServerEvent) -> str | None:
+        return event.delta if isinstance(event, ev.TranscriptionDelta) else None
+
+    def done(self, event: ev.ServerEvent) -> tuple[str, Any] | None:
+        return (event.text, event.usage) if isinstance(event, ev.TranscriptionDone) else None
+
+    def failed(self, event: ev.ServerEvent) -> ServerError | None:
+        return None
+
+
+class _OpenAIWire(_Wire):
+    """OpenAI transcription sessions: appends, a plain commit, ``...input_audio_transcription.*``."""
+
+    start_commit, min_commit_ms = False, 100
+
+    def final(self) -> ev.ClientEvent:
+        return ev.InputAudioBufferCommit()
+
+    def delta(self, event: ev.ServerEvent) -> str | None:
+        return event.delta if isinstance(event, ev.InputAudioTranscriptionDelta) else None
+
+    def done(self, event: ev.ServerEvent) -> tuple[str, Any] | None:
+        if isinstance(event, ev.InputAudioTranscriptionCompleted):
+            return event.transcript, event.usage
+        return None
+
+    def failed(self, event: ev.ServerEvent) -> ServerError | None:
+        if not isinstance(event, ev.InputAudioTranscriptionFailed):
+            return None
+        err = event.error
+        return ServerError(str(err.get("message") or "transcription failed"), code=err.get("code"),
+                           type=err.get("type"), param=err.get("param"))
 
 
 @attrs.frozen(kw_only=True)
@@ -171,6 +224,7 @@ class _Generation:
     #: audio sent so far, to send again on a new connection (None once longer than max_retry_audio_s)
     audio: list[np.ndarray] | None = attrs.field(factory=list)
     audio_samples: int = 0
+    sent_samples: int = 0  # 16 kHz samples appended on the current connection
 
 
 def _ceil_frames(ms: int, frame_ms: int) -> int:
@@ -178,7 +232,7 @@ def _ceil_frames(ms: int, frame_ms: int) -> int:
 
 
 class Transcriber:
-    """Streaming speech to text, one utterance per stretch of speech (vLLM realtime transcription).
+    """Streaming speech to text, one utterance per stretch of speech (vLLM, or OpenAI transcription sessions).
 
     Use it as a context manager to keep one connection for several sources, or call
     :meth:`transcribe` / :meth:`transcribe_file` directly (each then opens and closes its own)::
@@ -187,17 +241,24 @@ class Transcriber:
             for utt in tr.transcribe("question.wav"):
                 print(utt)                      # [0.42-1.87] turn on the kitchen lights
 
+        tr = rtedge.Transcriber("openai", model="gpt-4o-transcribe")   # OPENAI_API_KEY
+        tr.transcribe_file("question.wav")
+
     Args:
-        provider: ``"vllm"``.
-        url: the endpoint, ``ws://HOST:PORT/v1/realtime`` (a bare ``ws://HOST:PORT`` gets the path).
-        model: the model name the server serves (sent in ``session.update``); None asks the server
-            (``GET /v1/models``) at each connection and takes the model it serves.
-        api_key: for a server started with ``--api-key`` (default: ``VLLM_API_KEY``).
+        provider: ``"vllm"`` or ``"openai"`` (an OpenAI realtime transcription session,
+            ``?intent=transcription``).
+        url: vLLM: the endpoint, ``ws://HOST:PORT/v1/realtime`` (a bare ``ws://HOST:PORT`` gets the
+            path).  OpenAI: default ``wss://api.openai.com/v1/realtime``.
+        model: vLLM: the model name the server serves (sent in ``session.update``); None asks the
+            server (``GET /v1/models``) at each connection and takes the model it serves.  OpenAI: the
+            transcription model (default ``gpt-4o-mini-transcribe``).
+        api_key: for a server started with ``--api-key`` (default: ``VLLM_API_KEY``; OpenAI:
+            ``OPENAI_API_KEY``).
         vad: :class:`~rtedge.audio.vad.VadSettings` for the local gate that splits utterances;
             None sends the whole source as one utterance (files only: a microphone never ends).
         on_utterance: ``fn(Utterance)`` for each result, on the iterating thread.
-        on_delta: ``fn(text_so_far)`` as ``transcription.delta`` events arrive, on the iterating thread.
-        done_timeout: seconds to wait for ``transcription.done`` after an utterance's final commit.
+        on_delta: ``fn(text_so_far)`` as transcript deltas arrive, on the iterating thread.
+        done_timeout: seconds to wait for an utterance's transcript after its final commit.
         chunk_ms: audio per append (vLLM's example sends 128 ms).
         max_backlog_s: audio a live source may queue while the server transcribes (then dropped).
         reconnect: None (default): a lost connection raises :class:`~rtedge.errors.ConnectionClosed`.
@@ -207,9 +268,11 @@ class Transcriber:
         max_retry_audio_s: longest utterance kept for sending again after an outage.
         **connect_options: passed to :func:`rtedge.connect` (``connect_timeout``, ``ssl_context``,
             ``ca_certs``, ``headers``...); the client's own reconnect loop stays off (see ``reconnect``).
+            OpenAI: a ``session=SessionConfig(...)`` (language, noise reduction, input format) is
+            sent with ``turn_detection`` forced off.
 
     Raises:
-        ConfigError: a provider without vLLM's commit protocol, or invalid settings.
+        ConfigError: a provider other than vLLM or OpenAI, or invalid settings.
     """
 
     def __init__(
@@ -232,13 +295,21 @@ class Transcriber:
         from .audio.vad import VadSettings
         from .protocol.dialects import get_dialect
 
-        dialect = get_dialect(provider)
-        if "commit_final" not in dialect.capabilities:
-            raise ConfigError(f"Transcriber speaks vLLM's realtime transcription protocol (provider='vllm'); "
-                              f"{provider!r} has no final commit")
+        if provider not in _DIALECT_OF:
+            raise ConfigError(f"Transcriber speaks realtime transcription sessions: provider 'vllm' or "
+                              f"'openai', not {provider!r}")
+        self._dialect_name = _DIALECT_OF[provider]
+        dialect = get_dialect(self._dialect_name)
         dialect.url(model, url)  # a missing/bad url fails here, not at the first utterance
         if not dialect.needs_served_model(model, None):
             dialect.initial_session(model, None)  # so does a bad model (none at all: asked of the server)
+        self._wire = _Wire() if self._dialect_name == "vllm" else _OpenAIWire()
+        if self._dialect_name != "vllm":  # the local gate decides the utterances, not server VAD
+            from .protocol.config import SessionConfig
+
+            asked = connect_options.pop("session", None)
+            off = SessionConfig(turn_detection=None)
+            connect_options["session"] = off if asked is None else asked.merged(off)
         if done_timeout <= 0 or chunk_ms <= 0 or max_backlog_s <= 0:
             raise ConfigError("done_timeout, chunk_ms and max_backlog_s must be positive")
         self.provider, self.url, self.model = provider, url, model
@@ -269,7 +340,7 @@ class Transcriber:
 
         if self.client is not None and not self.client.closed:
             return self
-        client = connect(self.provider, url=self.url, model=self.model, api_key=self._api_key,
+        client = connect(self._dialect_name, url=self.url, model=self.model, api_key=self._api_key,
                          **self._connect_options)
         client.add_event_hook(functools.partial(self._on_event, client))
         self.client = client
@@ -482,7 +553,8 @@ class _Run:
     def _start(self, start: int) -> _Generation:
         """Speech began at sample ``start``: start a generation."""
         gen = self.gen = _Generation(start=max(0, start))
-        self.client.send(ev.InputAudioBufferCommit())
+        if self.t._wire.start_commit:
+            self.client.send(ev.InputAudioBufferCommit())
         return gen
 
     def _send_audio(self, frames: list[np.ndarray]) -> None:
@@ -504,6 +576,8 @@ class _Run:
 
     def _append(self, data: np.ndarray) -> None:
         gen = self.gen
+        if gen is not None:
+            gen.sent_samples += len(data)
         if gen is not None and gen.audio is not None:  # kept to send again after a reconnect
             gen.audio.append(data)
             gen.audio_samples += len(data)
@@ -528,20 +602,30 @@ class _Run:
         self._send_final()
 
     def _send_final(self) -> None:
-        assert self.gen is not None
-        self.gen.final_sent_at = time.monotonic()
+        import numpy as np
+
+        gen = self.gen
+        assert gen is not None
+        short = self.t._wire.min_commit_ms * RATE // 1000 - gen.sent_samples
+        if short > 0:  # the server refuses a commit of less (OpenAI: 100 ms); silence makes it up
+            self._append(np.zeros(short, dtype=np.int16))
+        gen.final_sent_at = time.monotonic()
         self.finalizing = True
-        self.client.send(ev.InputAudioBufferCommit(final=True))
+        self.client.send(self.t._wire.final())
 
     # -- events --------------------------------------------------------------------------------------------
     def _on_event(self, event: ev.ServerEvent, inbox: _Inbox) -> Iterator[Utterance]:
-        if isinstance(event, ev.TranscriptionDelta):
+        wire = self.t._wire
+        delta, done, failed = wire.delta(event), wire.done(event), wire.failed(event)
+        if delta is not None:
             if self.gen is not None:
-                self.gen.deltas.append(event.delta)
+                self.gen.deltas.append(delta)
                 if self.t.on_delta is not None:
                     self.t.on_delta("".join(self.gen.deltas).strip())
-        elif isinstance(event, ev.TranscriptionDone):
-            yield from self._on_done(event)
+        elif done is not None:
+            yield from self._on_done(*done)
+        elif failed is not None:
+            raise failed
         elif isinstance(event, ev.Error):
             e = event.error
             raise ServerError(e.message, code=e.code, event_id=e.event_id, type=e.type, param=e.param)
@@ -554,15 +638,15 @@ class _Run:
                 raise ConnectionClosed(f"the transcription connection was lost ({detail.strip()})")
             self._reconnect(inbox, str(event.cause if isinstance(event, ev.GaveUp) else event.reason))
 
-    def _on_done(self, event: ev.TranscriptionDone) -> Iterator[Utterance]:
+    def _on_done(self, text: str, raw_usage: Any) -> Iterator[Utterance]:
         gen = self.gen
         if gen is None:
-            log.warning("transcriber: transcription.done with no utterance in progress (ignored)")
+            log.warning("transcriber: a transcript with no utterance in progress (ignored)")
             return
         truncated = gen.end is None  # the server stopped before the speech did
         end = gen.end if gen.end is not None else self.pos
-        usage = Usage.from_raw(event.usage)
-        text = (event.text or "".join(gen.deltas)).strip()
+        usage = Usage.from_raw(raw_usage)
+        text = (text or "".join(gen.deltas)).strip()
         utt = Utterance(text=text, start_s=gen.start / RATE, end_s=end / RATE, usage=usage, truncated=truncated)
         self.gen, self.finalizing = None, False
         self.t._usage = self.t._usage + usage
@@ -625,114 +709,4 @@ class _Run:
             self._send_final()
 
 
-# ---------------------------------------------------------------------------------------------- command line
-
-EPILOG = """examples:
-  rtedge transcribe --url ws://gpu:8000/v1/realtime --input question.wav    # the model the server serves
-  rtedge transcribe --url ws://gpu:8000 --model mistralai/Voxtral-Mini-4B-Realtime-2602 --mic USB
-  rtedge serve --dialect vllm & rtedge transcribe --url ws://127.0.0.1:8765/v1/realtime --input in.wav
-"""
-
-
-def add_transcribe_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``rtedge transcribe`` to the ``rtedge`` command's subparsers; returns its parser."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "transcribe", help="speech to text over a realtime transcription endpoint (vLLM), one line per utterance",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--provider", default="vllm", help="provider dialect (default vllm)")
-    p.add_argument("--url", required=True, help="the endpoint, ws://HOST:PORT/v1/realtime")
-    p.add_argument("--model", help="the model name the server serves (default: the one its /v1/models "
-                   "lists)")
-    p.add_argument("--api-key-file", metavar="FILE", help="read the API key from FILE (a server run with --api-key)")
-    p.add_argument("--ca-certs", metavar="PEM", help="trust this CA bundle for wss://")
-    p.add_argument("--input", metavar="WAV", help="transcribe this 16-bit PCM WAV (any rate)")
-    p.add_argument("--mic", metavar="DEVICE", help="transcribe a microphone (a name or index from 'rtedge devices', "
-                   "or raw:- for s16le 16 kHz on stdin) until Ctrl-C")
-    p.add_argument("--realtime", action="store_true", help="pace --input like a microphone (default: as fast "
-                   "as the server takes it)")
-    p.add_argument("--no-vad", action="store_true", help="send the whole input as one utterance")
-    p.add_argument("--done-timeout", type=float, default=30.0,
-                   help="seconds to wait for each utterance's transcript (default 30)")
-    from .cli import add_trace_arg
-
-    add_trace_arg(p)
-    p.set_defaults(command="transcribe")
-    return p
-
-
-def cmd_transcribe(args: argparse.Namespace) -> int:
-    """Run ``rtedge transcribe``: one ``[start-end] text`` line per utterance, then a usage summary.
-
-    Returns the exit code (``rtedge.cli`` conventions); expected failures print one line on stderr.
-    """
-    from .cli import fail
-    from .errors import RtEdgeError
-
-    try:
-        if bool(args.input) == bool(args.mic):
-            raise ConfigError("give --input WAV or --mic DEVICE (one of them)")
-        key = _read_key(args.api_key_file) if args.api_key_file else None
-        from .audio.devices import WavSource, open_source
-
-        options: dict[str, Any] = {"ca_certs": args.ca_certs} if args.ca_certs else {}
-        tr = Transcriber(args.provider, url=args.url, model=args.model, api_key=key,
-                         vad=None if args.no_vad else _DEFAULT_VAD, done_timeout=args.done_timeout, **options)
-        source = WavSource(args.input, rate=RATE, realtime=args.realtime) if args.input \
-            else open_source(args.mic, rate=RATE)
-        stop = threading.Event()
-
-        def watch() -> None:
-            stop.wait()
-            tr.stop()
-
-        restore = _on_signals(stop)  # Ctrl-C/SIGTERM: finish the utterance in progress, then end
-        watcher = threading.Thread(target=watch, name="rtedge-transcribe-signal", daemon=True)
-        watcher.start()
-        count = 0
-        try:
-            for utt in tr.transcribe(source):
-                count += 1
-                print(utt, flush=True)
-        finally:
-            restore()
-            stop.set()
-            watcher.join(1.0)
-        u = tr.usage
-        print(f"summary: {count} utterance(s), {tr.stats.audio_sent_s:.1f} s of audio sent, "
-              f"{tr.stats.audio_not_sent_s:.1f} s not sent (VAD gate), "
-              f"tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}", flush=True)
-        if count == 0:
-            print("rtedge: note: no speech was found in the input", file=sys.stderr)
-        return 0
-    except RtEdgeError as exc:
-        return fail(exc)
-    except OSError as exc:
-        return fail(exc, 1)
-
-
-def _read_key(path: str) -> str:
-    """The API key from a file (first line, stripped)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            key = fh.readline().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read API key file {path}: {exc.strerror or exc}") from None
-    if not key:
-        raise ConfigError(f"API key file {path} is empty")
-    return key
-
-
-def _on_signals(stop: threading.Event) -> Callable[[], None]:
-    """SIGINT/SIGTERM set ``stop`` (main thread only); returns a function restoring the old handlers."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-    return restore
-
+from ._transcribe_cli import add_transcribe_parser, cmd_transcribe  # noqa: E402  (the CLI, re-exported)

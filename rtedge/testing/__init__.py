@@ -6,12 +6,14 @@ context helpers make ``wss://`` tests easy.  The server works with plain JSON
 dicts and never imports the client side of rtedge.
 """
 
+from rtedge.testing._record import AudioRecord
 from rtedge.testing._response import Reply, Turn
 from rtedge.testing._tls import client_ssl_context, make_self_signed_cert, server_ssl_context
 from rtedge.testing.server import RealtimeServer
 from rtedge.testing.vllm_server import VLLMServer
 
 __all__ = [
+    "AudioRecord",
     "RealtimeServer",
     "Reply",
     "Turn",

@@ -50,6 +50,7 @@ from rtedge.testing._config import (
 )
 from rtedge.testing._conversation import Conversation, Entry, estimate_tokens, item_from_client, item_text
 from rtedge.testing._input import InputBuffer
+from rtedge.testing._record import AudioRecord
 from rtedge.testing._response import (
     RATE_LIMIT,
     Plan,
@@ -109,6 +110,8 @@ class ServerSession:
         self.deadline = time.monotonic() + server.session_duration_s
         self.config = default_session(model, server.new_id("sess"), int(now + server.session_duration_s),
                                       server.instructions)
+        if not server.announce_expiry:
+            del self.config["expires_at"]
         self.conversation = Conversation()
         self.conversation_id = server.new_id("conv")
         self.input = InputBuffer(self._in_fmt(), self._turn_detection())
@@ -121,6 +124,7 @@ class ServerSession:
         self.idle_deadline: float | None = None  # server_vad idle_timeout_ms, armed after a response
         self.idle_from = 0  # input position when it was armed
         self.idle_nudged = False  # one nudge per silence, never a self-prompting loop
+        self.audio_record = AudioRecord(server.keep_audio)
         self._thread = threading.Thread(target=self._respond_loop, name=f"{name}-respond", daemon=True)
 
     # -- helpers ---------------------------------------------------------------
@@ -273,7 +277,9 @@ class ServerSession:
         except (binascii.Error, ValueError):
             message = "Invalid 'audio'. Expected base64-encoded audio."
             raise ClientError("invalid_value", message, "audio") from None
-        for boundary in self.input.append(self.input.fmt.decode(payload)):
+        pcm = self.input.fmt.decode(payload)
+        self.audio_record.add(pcm, self.input.fmt.rate)
+        for boundary in self.input.append(pcm):
             if boundary.kind == "start":
                 self._speech_started(boundary.sample)
             else:

@@ -53,8 +53,10 @@ from websockets.sync.server import Server, ServerConnection, serve
 from rtedge.testing._base import RecordingServer
 from rtedge.testing._qwen import PATH as QWEN_PATH
 from rtedge.testing._qwen import QwenServerSession
+from rtedge.testing._record import AudioRecord
 from rtedge.testing._response import Reply, Turn
 from rtedge.testing._session import ServerSession
+from rtedge.testing._transcription import TranscriptionServerSession
 from rtedge.testing._xai import XaiServerSession
 
 __all__ = ["RealtimeServer"]
@@ -76,6 +78,12 @@ AZURE_PATH = "/openai/v1/realtime"
 DIALECTS = ("openai", "azure", "xai", "qwen")
 
 Responder = Callable[[Turn], str | tuple[str, np.ndarray] | Reply]
+
+
+def _intent(ws: ServerConnection) -> str | None:
+    """The ``intent`` query parameter of the connection URL (``transcription``), if any."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(ws.request.path if ws.request else "").query)
+    return (query.get("intent") or [None])[0]
 
 
 class _Conn:
@@ -127,7 +135,11 @@ class RealtimeServer(RecordingServer):
         instructions: The session's default instructions.
         default_model: Model reported when the URL has no ``model`` query.
         session_duration_s: Session lifetime; on expiry the server sends
-            ``session_expired`` and closes with 1001 (the live limit is 60 min).
+            ``session_expired`` and closes with 1001 (the live limit is 60 min).  Mutable at run
+            time (a new connection gets the value in force when it opens).
+        announce_expiry: Put ``expires_at`` (creation time + ``session_duration_s``) in
+            ``session.created``, as the live GA server does; ``False`` leaves it out (a server that
+            does not state its limit).
         ping_interval: Server keepalive pings in seconds (the live API uses ~20 s); ``None`` = off.
         keep_audio: Record audio payloads; ``False`` replaces them with ``"<N bytes>"``.
         barriers: Accept the extension event ``{"type": "rtedge.barrier", "event_id": ...}`` (not
@@ -142,7 +154,9 @@ class RealtimeServer(RecordingServer):
             truncate, UUID ids; see ``_xai``), ``"qwen"`` (DashScope Qwen-Omni: flat session, beta
             event names, ``session.finish``, images; see ``_qwen``), or ``None``: per connection,
             ``qwen`` when the path is ``/api-ws/v1/realtime``, else GA.  :attr:`url` uses the
-            dialect's path.
+            dialect's path.  With GA (and Azure), a URL with ``?intent=transcription`` opens a GA
+            *transcription* session (``session.type: "transcription"``, audio in and
+            ``conversation.item.input_audio_transcription.*`` out; see ``_transcription``).
         xai_ping_s: (xai) seconds between ``ping`` events after the first one; ``None`` = only the first.
         finish_reply: (qwen) answer to ``session.finish``: ``"finished"`` (``session.finished``, then
             close 1000), ``"error"`` (refused as an unknown event type) or ``"none"``.
@@ -158,6 +172,7 @@ class RealtimeServer(RecordingServer):
         sent: Server events in send order (all connections).
         handshakes: Every handshake attempt (path and lower-cased headers).
         sessions: Effective session config of each connection.
+        audio_records: Input audio each connection accepted (counts, SHA-256, arrival times).
         connection_count: Connections accepted so far.
         active_connections: Connections open now.
     """
@@ -184,6 +199,7 @@ class RealtimeServer(RecordingServer):
         instructions: str = DEFAULT_INSTRUCTIONS,
         default_model: str = "gpt-realtime",
         session_duration_s: float = 3600.0,
+        announce_expiry: bool = True,
         ping_interval: float | None = None,
         keep_audio: bool = True,
         barriers: bool = True,
@@ -215,6 +231,7 @@ class RealtimeServer(RecordingServer):
         self.tool_name, self.tool_arguments, self.auto_tool_calls = tool_name, tool_arguments, auto_tool_calls
         self.input_transcript, self.instructions = input_transcript, instructions
         self.default_model, self.session_duration_s = default_model, float(session_duration_s)
+        self.announce_expiry = announce_expiry
         self.ping_interval, self.keep_audio = ping_interval, keep_audio
         self.dialect, self.finish_reply, self.done_after_cancel = dialect, finish_reply, done_after_cancel
         self.idle_cut_s, self.idle_close_code = idle_cut_s, idle_close_code
@@ -395,6 +412,8 @@ class RealtimeServer(RecordingServer):
                 session_class = QwenServerSession
             elif self.dialect == "xai":
                 session_class = XaiServerSession
+            elif _intent(ws) == "transcription":
+                session_class = TranscriptionServerSession
             conn.session = session_class(self, conn.model, ws.send, ws.close, conn.name)
             conn.session.start()
             while True:
@@ -491,6 +510,12 @@ class RealtimeServer(RecordingServer):
     def sessions(self) -> list[dict[str, Any]]:
         """Effective session config of every connection, in connection order (copies)."""
         return [conn.session.snapshot() for conn in self._snapshot_conns() if conn.session is not None]
+
+    @property
+    def audio_records(self) -> list[AudioRecord]:
+        """Per connection with a session, in connection order: the input audio it accepted
+        (:class:`~rtedge.testing._record.AudioRecord`: sample count, SHA-256, arrival times)."""
+        return [conn.session.audio_record for conn in self._snapshot_conns() if conn.session is not None]
 
     def conversation(self, connection: int = -1) -> list[dict[str, Any]]:
         """Copies of a connection's conversation items, in order (without audio)."""

@@ -387,7 +387,7 @@ def test_connection_lost_mid_utterance(speech_dir):
 
 def test_transcriber_argument_checks():
     with pytest.raises(ConfigError, match="vllm"):
-        Transcriber("openai", url="ws://127.0.0.1:1/v1/realtime", model=MODEL)
+        Transcriber("qwen", url="ws://127.0.0.1:1/v1/realtime", model=MODEL)
     with pytest.raises(ConfigError, match="url"):
         Transcriber(model=MODEL)
     # no model: allowed, the server is asked at each connection (GET /v1/models, as vLLM answers it)

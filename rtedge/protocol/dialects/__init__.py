@@ -15,6 +15,7 @@ from .openai import OpenAIDialect
 #: provider name -> "module:Class" (modules under rtedge.protocol.dialects)
 _DIALECTS: dict[str, str] = {
     "openai": "openai:OpenAIDialect",
+    "openai-transcription": "openai_transcription:OpenAITranscriptionDialect",
     "azure": "azure:AzureDialect",
     "xai": "xai:XAIDialect",
     "qwen": "qwen:QwenDialect",

@@ -69,6 +69,7 @@ class AzureDialect(OpenAIDialect):
     default_model = ""  # the deployment name: there is no sensible default
     default_url = ""
     api_key_env = "AZURE_OPENAI_API_KEY"
+    session_limit_s: float | None = 1800.0  # Azure OpenAI realtime: 30 min
 
     resource: str | None = None
     auth: AzureAuth = "api-key"

@@ -77,6 +77,10 @@ class Dialect:
     #: Seconds to wait for ``response.done`` after a ``response.cancel`` before the client settles the
     #: response itself (a synthetic ``response.done``); None: the server always sends one.
     cancel_done_timeout: float | None = None
+    #: The provider's maximum session length in seconds (it ends the session after it), the default
+    #: for the client's rollover; None: no known limit.  ``session.created`` ``expires_at`` wins
+    #: where the server states one (see :func:`rtedge.protocol.reseed.session_deadline`).
+    session_limit_s: float | None = None
 
     # -- connection ------------------------------------------------------------------------------------
     def url(self, model: str | None, url: str | None = None) -> str:

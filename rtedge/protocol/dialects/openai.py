@@ -57,6 +57,7 @@ class OpenAIDialect(Dialect):
     api_key_env = "OPENAI_API_KEY"
     default_input_format = AudioFormat.pcm(24000)
     default_output_format = AudioFormat.pcm(24000)
+    session_limit_s: float | None = 3600.0  # 60 min for GA (session_expired, then close 1001)
 
     #: PCM rates the provider accepts for audio/pcm (GA: 24 kHz only).
     pcm_rates: tuple[int, ...] = (24000,)

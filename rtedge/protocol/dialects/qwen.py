@@ -159,6 +159,7 @@ class QwenDialect(Dialect):
     api_key_env = "DASHSCOPE_API_KEY"
     default_input_format = AudioFormat.pcm(INPUT_RATE)
     default_output_format = AudioFormat.pcm(OUTPUT_RATE)
+    session_limit_s: float | None = 7200.0  # DashScope Qwen-Omni realtime: 120 min
 
     def __init__(self, model: str | None = None, *, region: str = "cn", workspace: str | None = None,
                  workspace_endpoint: bool = False, cancel_done_timeout: float | None = 5.0) -> None:

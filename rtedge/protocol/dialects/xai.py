@@ -48,6 +48,7 @@ class XAIDialect(OpenAIDialect):
     default_model = "grok-voice-think-fast-1.0"
     default_url = "wss://api.x.ai/v1/realtime"
     api_key_env = "XAI_API_KEY"
+    session_limit_s: float | None = 3600.0  # Grok Voice: 1 h
     default_input_format = AudioFormat.pcm(24000)
     default_output_format = AudioFormat.pcm(24000)
     pcm_rates = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
