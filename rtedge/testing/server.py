@@ -83,7 +83,8 @@ Responder = Callable[[Turn], str | tuple[str, np.ndarray] | Reply]
 def _intent(ws: ServerConnection) -> str | None:
     """The ``intent`` query parameter of the connection URL (``transcription``), if any."""
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(ws.request.path if ws.request else "").query)
-    return (query.get("intent") or [None])[0]
+    values = query.get("intent")
+    return values[0] if values else None
 
 
 class _Conn:
