@@ -22,6 +22,7 @@ from ._version import __version__
 _LAZY = {
     "connect": "rtedge.transport.client",
     "Client": "rtedge.transport.client",
+    "LinkState": "rtedge.transport._lifecycle",
     "Transcriber": "rtedge.transcriber",
     "Utterance": "rtedge.transcriber",
     "SessionConfig": "rtedge.protocol.config",
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from .tick import TickResult, TickSession, TickSettings
     from .tools import Tool, ToolRunner, tool
     from .transcriber import Transcriber, Utterance
+    from .transport._lifecycle import LinkState
     from .transport.client import Client, connect
 
 

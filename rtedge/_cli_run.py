@@ -61,6 +61,7 @@ from .errors import (
     ServerError,
     TransportError,
 )
+from .transport._lifecycle import LinkState
 from .service import (
     Health,
     Notifier,
@@ -631,7 +632,7 @@ class Service:
         err = client.fatal_error
         if err is None:
             return EXIT_OK
-        if client.link_state == "gave_up" and isinstance(err, ConnectionClosed):
+        if client.link_state is LinkState.GAVE_UP and isinstance(err, ConnectionClosed):
             err = GaveUpError(str(err))
         log_error(err)
         return exit_code_for(err)

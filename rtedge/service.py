@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .transport._lifecycle import LinkState
+
 log = logging.getLogger("rtedge")
 
 Probe = Callable[[float], "str | None"]
@@ -166,7 +168,7 @@ def client_probes(client: Any, stall: float) -> dict[str, Probe]:
         return probe
 
     def receiver_quiet(now: float) -> str | None:
-        if client.link_state != "open" or opts["ping_interval"] <= 0:
+        if client.link_state is not LinkState.OPEN or opts["ping_interval"] <= 0:
             return None  # reconnecting is bounded by the backoff; without keepalive silence is normal
         age = now - stats.last_receive
         return f"rtedge-receiver: nothing from the server for {age:.1f} s" if age > quiet_limit else None
@@ -249,12 +251,14 @@ class Watchdog:
 
 def describe_state(client: Any, agent: Any, reconnect_attempt: int) -> str:
     """The session in one word (or two): the ``STATUS=`` vocabulary."""
-    link = client.link_state
-    if link == "reconnecting":
+    link = LinkState(client.link_state)
+    if link in (LinkState.RECONNECTING, LinkState.RECYCLING):
         return f"reconnecting (attempt {reconnect_attempt})" if reconnect_attempt else "reconnecting"
-    if link in ("closed", "gave_up"):
-        return "disconnected" if link == "closed" else "gave up reconnecting"
-    if link == "connecting":
+    if link in (LinkState.CLOSED, LinkState.GAVE_UP):
+        return "disconnected" if link is LinkState.CLOSED else "gave up reconnecting"
+    if link in (LinkState.FINISHING, LinkState.CLOSING):
+        return "closing"
+    if link is LinkState.CONNECTING:
         return "connecting"
     if agent.playing() or client.state.response.value == "active":
         return "speaking"

@@ -34,6 +34,67 @@ def wait_until(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
         threading.Event().wait(interval)
 
 
+# ------------------------------------------------------------------------------------ the sole socket writer
+
+
+class SocketAudit:
+    """Records the thread of every write to and close of an rtedge socket (``RtWebSocket``): the HTTP
+    upgrade (``connect``), every frame (``_send``: text, ping, pong, close) and the release
+    (``shutdown``).  ``abort`` (shutdown(2), which only wakes a thread blocked on the socket) is
+    recorded apart.  Installed for the whole session; every test checks its own records."""
+
+    WRITER = "rtedge-sender"
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: dict[tuple[str, str], int] = {}
+        self.violations: list[tuple[str, str]] = []
+
+    def record(self, op: str) -> None:
+        name = threading.current_thread().name
+        with self.lock:
+            self.counts[(op, name)] = self.counts.get((op, name), 0) + 1
+            if op != "abort" and name != self.WRITER:
+                import traceback
+                self.violations.append((f"{op} on {name}", "".join(traceback.format_stack(limit=12))))
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from rtedge.transport._ws import RtWebSocket
+
+        for op, method in (("upgrade", "connect"), ("write", "_send"), ("close", "shutdown"), ("abort", "abort")):
+            original = getattr(RtWebSocket, method)
+
+            def wrapper(self, *args, _op=op, _original=original, **kwargs):
+                audit.record(_op)
+                return _original(self, *args, **kwargs)
+            monkeypatch.setattr(RtWebSocket, method, wrapper)
+
+    def total(self, op: str, thread: str | None = None) -> int:
+        with self.lock:
+            return sum(n for (o, t), n in self.counts.items() if o == op and thread in (None, t))
+
+
+audit = SocketAudit()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _socket_audit_installed():
+    with pytest.MonkeyPatch.context() as mp:
+        audit.install(mp)
+        yield audit
+
+
+@pytest.fixture(autouse=True)
+def sole_socket_writer(_socket_audit_installed):
+    """Every socket write and close made during the test happened on ``rtedge-sender``."""
+    with audit.lock:
+        start = len(audit.violations)
+    yield audit
+    with audit.lock:
+        new = audit.violations[start:]
+    assert not new, f"socket written or closed off the sender thread: {new[0][0]}\n{new[0][1]}"
+
+
 @pytest.fixture
 def no_thread_leak():
     """Fail the test if rtedge client threads are still alive shortly after it ends."""

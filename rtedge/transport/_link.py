@@ -2,12 +2,17 @@
 
 Theory of operation
 -------------------
-Establishing (:meth:`Link._establish`) reads frames on the calling thread
-until ``session.created``, sends the session config (and, after a reconnect,
-the conversation so far) straight on the new socket, and reads on until the
-server confirms the config with ``session.updated``.  ``connect()`` runs it on
-the caller's thread before any worker thread exists, so a failed connect
-leaves nothing behind; reconnects run it on ``rtedge-receiver``.
+The link's state is a :class:`~._lifecycle.LinkState`, moved only through
+the transition table in :mod:`._lifecycle` (see there).
+
+Establishing (:meth:`Link._establish`) asks ``rtedge-sender`` to open the
+socket (the sender writes the HTTP upgrade), reads frames on the calling
+thread until ``session.created``, has the sender send the session config
+(and, after a reconnect, the conversation so far) on the new socket, and
+reads on until the server confirms the config with ``session.updated``.
+``connect()`` starts only the sender, runs the rest on the caller's thread,
+and on failure stops and joins the sender, so a failed connect leaves
+nothing behind; reconnects run it on ``rtedge-receiver``.
 
 ``rtedge-receiver`` is the supervisor: an iterative loop (never recursion)
 that reads until the connection ends, then decides.  A close by us ends it.
@@ -29,8 +34,9 @@ so nobody waits forever.
 
 Proactive recycle: past ``max_session_seconds`` (the dialect's limit minus
 a margin), at a turn boundary, the sender pauses the queue and closes the
-socket with 1000; the supervisor reconnects at once and re-seeds, so users
-never hit ``session_expired`` mid-sentence.
+socket with 1000 (the receiver asks it to check right at ``response.done``);
+the supervisor reconnects at once and re-seeds, so users never hit
+``session_expired`` mid-sentence.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from ..protocol.session import Session
 from ..protocol.usage import Usage
 from . import _ws
 from .backoff import FATAL_ERROR_CODES, FATAL_HTTP_STATUSES, RECOVERABLE_CLOSE_CODES, Backoff
+from ._lifecycle import ENDING, SENDING, LinkEvent, LinkMachine, LinkState
 from ._workers import Dispatcher, EventLog, SendQueue, TransportStats, receive_until_end
 
 log = logging.getLogger("rtedge")
@@ -60,6 +67,8 @@ log = logging.getLogger("rtedge")
 MAX_PENDING = 256
 #: milliseconds of silence appended by the ``keepalive_audio_s`` option
 KEEPALIVE_SILENCE_MS = 100.0
+#: how long the receiver waits for the sender to run a socket operation it asked for
+SENDER_CALL_TIMEOUT = 5.0
 
 
 class Link:
@@ -76,7 +85,6 @@ class Link:
     _log: EventLog
     _dispatcher: Dispatcher
     _stop: threading.Event
-    _closing: bool
     _conn: _ws.WsConnection | None
     _requested: SessionConfig | None
     _on_text: Callable[[bytes], list[ev.ServerEvent]]
@@ -84,28 +92,88 @@ class Link:
     _send: Callable[..., str | None]
 
     def _init_link(self) -> None:
-        self._offline = False
+        self._machine = LinkMachine()  # moved under self._lock only
         self._pending: list[ev.ClientEvent] = []
         #: session.updates sent and not answered yet (event_id, config), oldest first
         self._updates_in_flight: deque[tuple[str | None, SessionConfig]] = deque()
         self._usage_before = Usage()
         self._history: list[dict[str, Any]] = []
         self._session_started = time.monotonic()
-        self._recycling = False
-        self._finishing = False  # close() is ending the session the dialect's way (session.finish)
+        #: sender-owned: every connection the sender opened and has not shut down yet
+        self._opened: list[_ws.WsConnection] = []
+        self._receiver_done = threading.Event()  # the receiver is finished with every connection
+        self._linger_until: float | None = None  # close(): how long the sender waits for the receiver
+        self._offline_events: list[ev.ServerEvent] = []  # receiver-only: settled at a loss, emitted after
         #: (response id, monotonic time, event log mark) of the last response.cancel sent
         self._cancel_pending: tuple[str | None, float, int] | None = None
         self._last_audio_at = time.monotonic()  # when input audio was last queued (keepalive_audio_s)
         self._last_fatal: ServerError | None = None
-        self.link_state = "connecting"
         #: the error that made the client give up (HandshakeError, ServerError...), else None
         self.fatal_error: RtEdgeError | None = None
 
     # ------------------------------------------------------------------------------------------ establish
-    def _open_socket(self, timeout: float,
-                     pending: Callable[[_ws.WsConnection], None] | None = None) -> _ws.WsConnection:
-        return _ws.WsConnection.open(self._url, self._headers, timeout=timeout, pending=pending,
+    @property
+    def link_state(self) -> LinkState:
+        """Where the connection is in its life (see :class:`~rtedge.transport.LinkState`)."""
+        return self._machine.state
+
+    @property
+    def _offline(self) -> bool:
+        return self._machine.state not in SENDING and self._machine.state is not LinkState.CONNECTING
+
+    def _open_socket(self, timeout: float) -> _ws.WsConnection:
+        """Any thread: have the sender open a connection (it writes the upgrade) and return it.
+
+        Raises what opening raises (HandshakeError, TransportError), or ConnectionClosed when the
+        sender has stopped (the client is closing)."""
+        return self._sendq.call(lambda: self._open_on_sender(timeout), timeout + SENDER_CALL_TIMEOUT)
+
+    def _open_on_sender(self, timeout: float) -> _ws.WsConnection:
+        def pending(conn: _ws.WsConnection) -> None:
+            self._conn = conn  # so that close() can abort it while it upgrades and while we establish
+            self._opened.append(conn)
+            conn.on_ping = lambda data: self._pong(conn, data)
+            if self._machine.state in ENDING:
+                raise TransportError("the client is closing")
+
+        conn = _ws.WsConnection.open(self._url, self._headers, timeout=timeout, pending=pending,
                                      ssl_context=self._opts["ssl_context"], ca_certs=self._opts["ca_certs"])
+        if self._machine.state in ENDING:
+            self._shutdown_on_sender(conn)
+            raise TransportError("the client is closing")
+        return conn
+
+    def _pong(self, conn: _ws.WsConnection, data: bytes) -> None:
+        """Reader thread: a ping arrived; the sender answers it, ahead of queued sends."""
+        try:
+            self._sendq.submit(lambda: _quietly(conn.pong, data))
+        except ConnectionClosed:
+            pass  # closing: no pong needed
+
+    def _release(self, conn: _ws.WsConnection) -> None:
+        """Reader thread, when done with ``conn``: the sender answers a close (1000) and shuts it down.
+        When the sender has stopped, it already shut down every connection it opened."""
+        try:
+            self._sendq.call(lambda: self._shutdown_on_sender(conn, reply=True), SENDER_CALL_TIMEOUT)
+        except (ConnectionClosed, DeadlineExceeded) as exc:
+            log.debug("connection released by the sender's exit (%s)", exc)
+
+    def _shutdown_on_sender(self, conn: _ws.WsConnection, reply: bool = False) -> None:
+        if reply:
+            conn.send_close(1000)  # our answer to the server's close (no-op when we sent one)
+        conn.shutdown()
+        if conn in self._opened:
+            self._opened.remove(conn)
+
+    def _sender_exit(self) -> None:
+        """Sender, last thing: wait (bounded) for the receiver to finish reading, then shut down every
+        connection this thread opened; one still being read is aborted first to wake the reader."""
+        linger = self._linger_until if self._linger_until is not None else time.monotonic() + 2.0
+        self._receiver_done.wait(max(0.0, linger - time.monotonic()))
+        for conn in list(self._opened):
+            if not self._receiver_done.is_set():
+                conn.abort()
+            self._shutdown_on_sender(conn)
 
     def _establish(self, conn: _ws.WsConnection, deadline: float, history: list[dict[str, Any]]) -> None:
         """Read until ``session.created``, send config and history, read until ``session.updated``.
@@ -125,8 +193,14 @@ class Link:
                 update_id = _event_id_of(texts[0])
             for item in history:
                 texts.append(self._session.send(ev.ConversationItemCreate(item=item)))
-        for text in texts:
-            conn.send_text(text)
+
+        def send_all() -> None:
+            for text in texts:
+                conn.send_text(text)
+                self.stats.messages_sent += 1
+                self.stats.bytes_sent += len(text)
+        if texts:
+            self._sendq.call(send_all, max(0.0, deadline - time.monotonic()) + SENDER_CALL_TIMEOUT)
         if update_id is None or not self.dialect.acknowledges_session_update:  # vLLM sends no session.updated
             return
 
@@ -162,24 +236,30 @@ class Link:
     # ------------------------------------------------------------------------------------------ supervise
     def _supervise(self) -> None:
         """Body of ``rtedge-receiver``: read, and on loss decide between reconnecting and ending."""
-        conn = self._conn
-        while conn is not None:
-            code, reason = receive_until_end(conn, self._on_text, self.stats)
-            conn.shutdown()
-            if self._closing or self._finishing:
-                break
-            cause, fatal = self._cause(code, reason)
-            final = fatal or self._opts["reconnect"] is None
-            self._go_offline(code, reason, "gave_up" if final else "reconnecting")
-            if final:
-                ended = code in (1000, 1001) and self._last_fatal is None  # a clean close: the end
-                self._give_up(cause, self._last_fatal, ended=ended)
-                return
-            conn = self._reconnect(cause)
-        self._end_link()
+        try:
+            conn = self._conn
+            while conn is not None:
+                code, reason = receive_until_end(conn, self._on_text, self.stats)
+                with self._lock:
+                    state = self._machine.state
+                    if state in ENDING or state is LinkState.FINISHING:
+                        break  # ours: the sender closes the socket on its way out
+                    cause, fatal = self._cause(code, reason, state)
+                    final = fatal or self._opts["reconnect"] is None
+                    self._go_offline(code, reason, LinkEvent.LOST_FINAL if final else LinkEvent.LOST)
+                self._release(conn)
+                self._flush_offline_events()
+                if final:
+                    ended = code in (1000, 1001) and self._last_fatal is None  # a clean close: the end
+                    self._give_up(cause, self._last_fatal, ended=ended)
+                    return
+                conn = self._reconnect(cause, immediate=state is LinkState.RECYCLING)
+            self._end_link()
+        finally:
+            self._receiver_done.set()
 
-    def _cause(self, code: int | None, reason: str) -> tuple[str, bool]:
-        if self._recycling:
+    def _cause(self, code: int | None, reason: str, state: LinkState) -> tuple[str, bool]:
+        if state is LinkState.RECYCLING:
             return "session recycle", False
         if self._last_fatal is not None:
             return f"server error {self._last_fatal.code}", True
@@ -189,37 +269,40 @@ class Link:
             return f"close {code} {reason}".strip(), False
         return f"close {code} {reason}".strip(), True
 
-    def _go_offline(self, code: int | None, reason: str, link_state: str) -> None:
-        """Pause sending, settle the in-flight response, remember the history for re-seeding.
-
-        ``link_state`` is the state consumers of ``rtedge.connection_lost`` must already see
-        (``gave_up`` when no reconnect will follow)."""
-        with self._lock:
-            self._offline = True
-            self._pending.extend(self._sendq.pause())
-            state = self._session.state
-            in_flight = state.response is not ResponseState.IDLE and state.response_id
-            self._history = history_items(state)
-            self._session.connection_lost(code, reason)
-            lost = list(self._session.events())
-            self.link_state = link_state
+    def _go_offline(self, code: int | None, reason: str, event: LinkEvent) -> None:
+        """Under the lock: pause sending, remember the history for re-seeding, and move the link
+        (``event`` LOST or LOST_FINAL: consumers of ``rtedge.connection_lost`` already see the new
+        state).  The settlement and loss events go out in :meth:`_flush_offline_events`."""
+        self._pending.extend(self._sendq.pause())
+        state = self._session.state
+        in_flight = state.response is not ResponseState.IDLE and state.response_id
+        self._history = history_items(state)
+        self._session.connection_lost(code, reason)
+        lost = list(self._session.events())
+        self._machine.apply(event)
+        settle = []
         if in_flight:
-            self._emit(ev.ResponseDone(type="response.done", raw={"rtedge_synthetic": True}, response={
+            settle.append(ev.ResponseDone(type="response.done", raw={"rtedge_synthetic": True}, response={
                 "id": state.response_id, "object": "realtime.response", "status": "cancelled",
                 "status_details": {"type": "cancelled", "reason": "connection_lost"}}))
-        for event in lost:
+        self._offline_events = settle + lost
+
+    def _flush_offline_events(self) -> None:
+        events, self._offline_events = self._offline_events, []
+        for event in events:
             self._emit(event)
 
-    def _reconnect(self, cause: str) -> _ws.WsConnection | None:
-        """The reconnect loop; returns the new connection, or None (closed or gave up)."""
+    def _reconnect(self, cause: str, immediate: bool) -> _ws.WsConnection | None:
+        """The reconnect loop; returns the new connection, or None (closed or gave up).
+        ``immediate``: the first attempt has no delay (a proactive recycle)."""
         backoff: Backoff = self._opts["reconnect"]
         down_since, attempt, retry_after = time.monotonic(), 0, None
-        while not self._closing:
+        while self._machine.state is LinkState.RECONNECTING:
             attempt += 1
             if backoff.exhausted(attempt):
                 self._give_up(f"{attempt - 1} attempts failed; last: {cause}", None)
                 return None
-            delay = 0.0 if self._recycling and attempt == 1 else backoff.delay(attempt, retry_after=retry_after)
+            delay = 0.0 if immediate and attempt == 1 else backoff.delay(attempt, retry_after=retry_after)
             self._emit(ev.Reconnecting(type=ev.Reconnecting.TYPE, attempt=attempt, delay=delay, cause=cause))
             log.warning("reconnecting (attempt %d in %.2f s): %s", attempt, delay, cause)
             if self._stop.wait(delay):
@@ -241,19 +324,15 @@ class Link:
             except (TransportError, DeadlineExceeded) as exc:
                 cause = str(exc)
                 continue
-            self._go_online(attempt, time.monotonic() - down_since)
+            if not self._go_online(attempt, time.monotonic() - down_since):
+                self._release(conn)  # close() came first
+                return None
             return conn
         return None
 
     def _attempt(self) -> _ws.WsConnection:
         timeout = self._opts["connect_timeout"]
-
-        def pending(conn: _ws.WsConnection) -> None:
-            self._conn = conn  # so that close() can abort it while it upgrades and while we establish
-            if self._closing:
-                raise TransportError("the client is closing")
-
-        conn = self._open_socket(timeout, pending)
+        conn = self._open_socket(timeout)
         with self._lock:
             self._usage_before = self._usage_before + self._session.state.usage
             self._session = Session(self.dialect)
@@ -262,7 +341,7 @@ class Link:
         try:
             self._establish(conn, time.monotonic() + timeout, self._history)
         except BaseException:
-            conn.shutdown()
+            self._release(conn)
             with self._lock:  # a session that never got going: end it without a second connection_lost
                 self._session.connection_lost(None, "reconnect attempt failed")
                 list(self._session.events())
@@ -284,41 +363,49 @@ class Link:
     def _merge_requested(self, config: SessionConfig) -> None:
         self._requested = config if self._requested is None else self._requested.merged(config)
 
-    def _go_online(self, attempt: int, downtime: float) -> None:
-        """Replay the control events kept during the outage, in order, then resume sending."""
+    def _go_online(self, attempt: int, downtime: float) -> bool:
+        """Replay the control events kept during the outage, in order, then resume sending.
+        False (and nothing done) when close() moved the link first."""
         with self._lock:
+            if not self._machine.can(LinkEvent.RECONNECTED):
+                return False
             pending, self._pending = self._pending + self._sendq.take_orphans(), []
             for event in pending:
                 try:
                     self._sendq.put(self._session.send(event), 0.0, event)
                 except LocalProtocolError as exc:  # e.g. a cancel for a response that no longer exists
                     log.info("not replaying %s after reconnect: %s", event.TYPE, exc)
-            self._offline = self._recycling = False
             self._session_started = time.monotonic()
             self.stats.reconnects += 1
             self.stats.last_receive = time.monotonic()
-            self.link_state = "open"
+            self._machine.apply(LinkEvent.RECONNECTED)
             self._sendq.resume()
         self._emit(ev.Reconnected(type=ev.Reconnected.TYPE, attempt=attempt, replayed_items=len(self._history),
                                   downtime=downtime))
         log.warning("reconnected after %.2f s (attempt %d, %d items re-seeded)", downtime, attempt,
                     len(self._history))
+        return True
 
     def _give_up(self, cause: str, error: RtEdgeError | None, ended: bool = False) -> None:
-        self.fatal_error = error or ConnectionClosed(f"gave up: {cause}")
-        self.link_state = "gave_up"  # before the event: whoever sees it sees client.closed
-        if ended:
-            log.info("the server ended the session (%s)", cause)
-        else:
-            log.error("giving up on the connection: %s", cause)
-        self._emit(ev.GaveUp(type=ev.GaveUp.TYPE, cause=cause))
-        self._end_link("gave_up")
-
-    def _end_link(self, state: str = "closed") -> None:
         with self._lock:
-            if self.link_state != "gave_up":
-                self.link_state = state
-            self._offline = True
+            if self._machine.can(LinkEvent.GIVE_UP):
+                self._machine.apply(LinkEvent.GIVE_UP)  # before the event: whoever sees it sees client.closed
+            gave_up = self._machine.state is LinkState.GAVE_UP
+            if gave_up:
+                self.fatal_error = error or ConnectionClosed(f"gave up: {cause}")
+        if gave_up:  # (close() may have come first: then this is an ordinary close)
+            if ended:
+                log.info("the server ended the session (%s)", cause)
+            else:
+                log.error("giving up on the connection: %s", cause)
+            self._emit(ev.GaveUp(type=ev.GaveUp.TYPE, cause=cause))
+        self._end_link()
+
+    def _end_link(self) -> None:
+        """Receiver (or a failed connect): the link is over; end the session, the inbox and dispatch."""
+        with self._lock:
+            if self._machine.can(LinkEvent.ENDED):
+                self._machine.apply(LinkEvent.ENDED)
             if self._session.state.connection.value != "closed":
                 self._session.connection_lost(None, "closed")
                 lost = list(self._session.events())
@@ -332,18 +419,18 @@ class Link:
 
     # ------------------------------------------------------------------------------------------ recycle
     def _maybe_recycle(self) -> None:
-        """Sender thread, every tick: recycle the session at a turn boundary past its age limit."""
+        """Sender thread (every tick, and asked by the receiver at ``response.done``): recycle the
+        session at a turn boundary past its age limit."""
         limit = self._opts["max_session_seconds"]
-        if not limit or self._offline or self._closing or time.monotonic() - self._session_started < limit:
-            return
-        state = self._session.state
-        if state.response is not ResponseState.IDLE or state.input_buffer is InputBufferState.SPEECH:
+        if not limit or time.monotonic() - self._session_started < limit:
             return
         conn = self._conn
-        if conn is None:
-            return
         with self._lock:
-            self._recycling = self._offline = True
+            state = self._session.state
+            if (conn is None or self._machine.state is not LinkState.OPEN
+                    or state.response is not ResponseState.IDLE or state.input_buffer is InputBufferState.SPEECH):
+                return
+            self._machine.apply(LinkEvent.RECYCLE)
             self._pending.extend(self._sendq.pause())
         log.info("recycling the session after %.0f s, before the provider's limit", limit)
         conn.send_close(1000, "session recycle")
@@ -393,7 +480,7 @@ class Link:
         (DashScope ends a session after about 300 s without audio; WebSocket pings do not count).
         Checked on the sender's tick (about 1 s), so keep it a few seconds under the provider's cut."""
         every = self._opts.get("keepalive_audio_s")
-        if not every or self._offline or self._closing or self._finishing:
+        if not every or self._machine.state is not LinkState.OPEN:
             return
         if time.monotonic() - self._last_audio_at < every:
             return
@@ -425,3 +512,10 @@ def _event_id_of(text: str) -> str | None:
 def _server_error(event: ev.Error) -> ServerError:
     e = event.error
     return ServerError(e.message, code=e.code, event_id=e.event_id, type=e.type, param=e.param)
+
+
+def _quietly(fn: Callable[[bytes], None], data: bytes) -> None:
+    try:
+        fn(data)
+    except ConnectionClosed:
+        pass  # the connection is going away; the receiver will notice

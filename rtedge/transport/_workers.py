@@ -2,17 +2,20 @@
 
 Guarantees
 ----------
-* ``rtedge-sender`` is the only thread that writes frames (besides the pong
-  websocket-client sends from inside ``recv``).  It sends queued items in
-  order, control events never dropped, and keeps the link alive: a ping
+* ``rtedge-sender`` is the only thread that writes to the socket or closes
+  it: queued events in order (control events never dropped), pings and
+  pongs, close frames, the HTTP upgrade of every connection (it opens them),
+  and the final shutdown.  Other threads *ask* it through
+  :meth:`SendQueue.call` / :meth:`SendQueue.submit` (run ahead of queued
+  items, even while the queue is paused).  It keeps the link alive: a ping
   after ``ping_interval`` seconds with nothing received (sending does not
-  count), and the link declared dead
-  (socket aborted) when nothing at all has been received for
-  ``ping_interval + ping_timeout`` seconds.
-* ``rtedge-receiver`` is the only thread that reads frames.  It never runs
-  user code: per message it updates the sans-IO session under the client's
-  lock, hands audio to the internal audio sinks (which must not block), and
-  puts events on the dispatch queue and the event log.
+  count), and the link declared dead (socket aborted) when nothing at all
+  has been received for ``ping_interval + ping_timeout`` seconds.
+* ``rtedge-receiver`` is the only thread that reads frames once the link is
+  up.  It never writes and never runs user code: per message it updates the
+  sans-IO session under the client's lock, hands audio to the internal
+  audio sinks (which must not block), and puts events on the dispatch queue
+  and the event log.
 * ``rtedge-dispatch`` is the only thread that runs user callbacks, in the
   order events arrived.  A callback that raises is logged and passed to
   ``on_error``; the loop goes on.  A slow callback delays only later
@@ -81,6 +84,28 @@ _CLOSE = object()
 Item = tuple[str, float, "ev.ClientEvent | None"]
 
 
+class SenderCall:
+    """A function another thread asked ``rtedge-sender`` to run (a socket operation)."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except BaseException as exc:  # handed to the caller, who re-raises it on its own thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+
 class SendQueue:
     """FIFO of wire texts for the sender.  Thread-safe.
 
@@ -97,8 +122,52 @@ class SendQueue:
         self._closed = False
         self._paused = False
         self._orphans: list[ev.ClientEvent] = []
+        self._calls: deque[SenderCall] = deque()
+        self._retired = False  # the sender has exited: calls fail at once
         self._stats = stats
         self.max_audio_ms = max_audio_ms
+        #: the sender thread's ident (calls made on it run inline)
+        self.sender_ident: int | None = None
+
+    # ------------------------------------------------------------------------------------------ calls
+    def submit(self, fn: Callable[[], Any]) -> SenderCall:
+        """Ask the sender to run ``fn`` ahead of queued items (also while paused or closing).
+
+        Raises:
+            ConnectionClosed: the sender has exited.
+        """
+        call = SenderCall(fn)
+        if threading.get_ident() == self.sender_ident:
+            call.run()
+            return call
+        with self._cond:
+            if self._retired:
+                raise ConnectionClosed("the sender has stopped")
+            self._calls.append(call)
+            self._cond.notify_all()
+        return call
+
+    def call(self, fn: Callable[[], Any], timeout: float | None) -> Any:
+        """Run ``fn`` on the sender and return its result (or raise its exception) here.
+
+        Raises:
+            ConnectionClosed: the sender has exited (before or while the call waited).
+            DeadlineExceeded: the sender did not get to it within ``timeout`` (it may still run it).
+        """
+        call = self.submit(fn)
+        if not call.done.wait(timeout):
+            raise DeadlineExceeded("the sender did not run the call in time")
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def retire(self) -> None:
+        """The sender is exiting: calls waiting (and any later) fail with ConnectionClosed."""
+        with self._cond:
+            self._retired = True
+            calls, self._calls = list(self._calls), deque()
+        for call in calls:
+            call.fail(ConnectionClosed("the sender has stopped"))
 
     def put(self, text: str, audio_ms: float = 0.0, event: ev.ClientEvent | None = None) -> None:
         with self._cond:
@@ -128,11 +197,13 @@ class SendQueue:
             return self._cond.wait_for(
                 lambda: not self._items or self._audio_ms <= audio_ms + 1e-6 or self._closed, timeout)
 
-    def get(self, timeout: float) -> Item | object | None:
-        """The next item, ``_CLOSE`` once closed and drained, or None on timeout or while paused."""
+    def get(self, timeout: float) -> Item | SenderCall | object | None:
+        """The next call or item, ``_CLOSE`` once closed and drained, or None on timeout or while paused."""
         with self._cond:
-            if (self._paused or not self._items) and not self._closed:
+            if not self._calls and (self._paused or not self._items) and not self._closed:
                 self._cond.wait(timeout)
+            if self._calls:
+                return self._calls.popleft()
             if self._items and not self._paused:
                 item = self._items.popleft()
                 # an empty queue holds no audio: reset, so float rounding never accumulates
@@ -186,7 +257,7 @@ class SendQueue:
     def wait_paused_or_closed(self, timeout: float) -> None:
         """After a failed send: wait until the receiver paused the queue (or it closed)."""
         with self._cond:
-            self._cond.wait_for(lambda: self._paused or self._closed, timeout)
+            self._cond.wait_for(lambda: self._paused or self._closed or bool(self._calls), timeout)
 
     def close(self, discard: bool = False) -> None:
         """No more puts; the sender drains what is queued (or nothing, with ``discard``), then stops."""
@@ -204,12 +275,26 @@ class SendQueue:
 
 
 def sender_loop(current: Callable[[], _ws.WsConnection | None], sendq: SendQueue, stats: TransportStats, *,
-                ping_interval: float, ping_timeout: float, on_tick: Callable[[], None]) -> None:
-    """Body of ``rtedge-sender``: send queued items on the current connection, keep it alive.
+                ping_interval: float, ping_timeout: float, on_tick: Callable[[], None],
+                on_exit: Callable[[], None]) -> None:
+    """Body of ``rtedge-sender``: run calls, send queued items on the current connection, keep it alive.
 
     A send that fails puts the item back and aborts the connection, so that the receiver notices
-    at once and the queue is paused for the outage; the loop itself only ends when the queue closes.
+    at once and the queue is paused for the outage; the loop itself only ends when the queue closes:
+    then it sends the close frame, retires the queue (calls fail from then on) and runs ``on_exit``
+    (which shuts down every connection this thread opened).
     """
+    sendq.sender_ident = threading.get_ident()
+    try:
+        _send_until_closed(current, sendq, stats, ping_interval, ping_timeout, on_tick)
+    finally:
+        sendq.retire()
+        on_exit()
+
+
+def _send_until_closed(current: Callable[[], _ws.WsConnection | None], sendq: SendQueue,
+                       stats: TransportStats, ping_interval: float, ping_timeout: float,
+                       on_tick: Callable[[], None]) -> None:
     last_ping = 0.0
     tick = min(ping_interval, ping_timeout, 1.0) if ping_interval > 0 else 1.0
     while True:
@@ -220,6 +305,9 @@ def sender_loop(current: Callable[[], _ws.WsConnection | None], sendq: SendQueue
             due = min(ping_at, stats.last_receive + ping_interval + ping_timeout)
             wait = min(tick, max(0.005, due - time.monotonic() + 0.005))
         item = sendq.get(wait)
+        if isinstance(item, SenderCall):
+            item.run()  # then the periodic duties as after a timeout: a stream of pongs must not starve them
+            item = None
         conn = current()
         if item is _CLOSE:
             if conn is not None:

@@ -12,6 +12,12 @@ into rtedge's.  Two choices matter for CPU on a Pi:
 * ``enable_multithread=True``: the sender and receiver threads share the
   socket; websocket-client then serialises sends with a lock and reads
   with another.
+* No automatic replies: websocket-client's ``recv_data_frame`` answers a
+  ping with a pong and a close with a close *on the reading thread*.
+  :meth:`WsConnection.recv` reads frame by frame instead and hands pings
+  to ``on_ping`` (the client queues the pong for ``rtedge-sender``), so the
+  receiver never writes.  Which thread may call which method is in the
+  ownership table of :mod:`rtedge.transport`.
 
 Secrets travel in headers only and no message built here contains a
 header value or a URL query value that looks like a key.
@@ -37,6 +43,7 @@ BINARY = websocket.ABNF.OPCODE_BINARY
 CLOSE = websocket.ABNF.OPCODE_CLOSE
 PING = websocket.ABNF.OPCODE_PING
 PONG = websocket.ABNF.OPCODE_PONG
+CONT = websocket.ABNF.OPCODE_CONT
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -51,14 +58,23 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
+class RtWebSocket(websocket.WebSocket):
+    """websocket-client's socket, as its own type so that debugging and test hooks can tell rtedge's
+    sockets from any other (the test suite records the thread of every write and close on it)."""
+
+
 class WsConnection:
     """One open WebSocket.  ``send_text``/``ping``/``send_close`` are thread-safe with ``recv``."""
 
-    def __init__(self, ws: websocket.WebSocket, url: str) -> None:
+    def __init__(self, ws: RtWebSocket, url: str) -> None:
         self._ws = ws
         self.url = redact_url(url)
         self._trace: Any = None  # the wire trace (rtedge.wiretrace) this connection writes to, if any
         self._trace_conn = 0
+        #: called with a ping's payload on the reading thread (the pong is the sender's job)
+        self.on_ping: Callable[[bytes], None] | None = None
+        self.close_sent = False  # a close frame went out (ours, or our reply to the server's)
+        self.released = False  # the socket was shut down
 
     @classmethod
     def open(
@@ -85,7 +101,7 @@ class WsConnection:
             sslopt["context"] = ssl_context
         if ca_certs is not None:
             sslopt["ca_certs"] = ca_certs
-        ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True, sslopt=sslopt)
+        ws = RtWebSocket(enable_multithread=True, skip_utf8_validation=True, sslopt=sslopt)
         conn = cls(ws, url)
         if pending is not None:
             pending(conn)
@@ -108,22 +124,43 @@ class WsConnection:
         return conn
 
     def recv(self) -> tuple[int, bytes]:
-        """Block for the next frame: ``(opcode, payload)``.  Pings are answered inside.
+        """Block for the next frame: ``(opcode, payload)``; continuation frames are joined.  A ping
+        goes to ``on_ping`` (nothing is written here) and is returned like a pong, so that the reader
+        knows the link is alive.
 
         Raises:
             ConnectionClosed: the socket broke or was aborted (code None).
         """
+        opcode, data = self._read_frame()
+        if self._trace is not None:
+            self._trace.frame(self._trace_conn, opcode, data)
+        return opcode, data
+
+    def _read_frame(self) -> tuple[int, bytes]:
+        ws = self._ws
         try:
-            opcode, frame = self._ws.recv_data_frame(True)
+            while True:
+                frame = ws.recv_frame()  # type: ignore[no-untyped-call]
+                opcode = frame.opcode
+                if opcode in (TEXT, BINARY, CONT):
+                    ws.cont_frame.validate(frame)
+                    ws.cont_frame.add(frame)
+                    if ws.cont_frame.is_fire(frame):
+                        opcode, whole = ws.cont_frame.extract(frame)
+                        return opcode, whole.data
+                elif opcode == PING:
+                    if len(frame.data) >= 126:
+                        raise websocket.WebSocketProtocolException("ping message is too long")
+                    if self.on_ping is not None:
+                        self.on_ping(frame.data)
+                    return opcode, frame.data
+                elif opcode in (CLOSE, PONG):
+                    return opcode, frame.data
         except websocket.WebSocketTimeoutException:
             raise DeadlineExceeded("no frame from the server in time") from None
         except (OSError, websocket.WebSocketException, AttributeError, ValueError) as exc:
             # AttributeError/ValueError: websocket-client touching a socket that abort() released
             raise ConnectionClosed(f"connection lost: {type(exc).__name__}: {exc}") from None
-        data = frame.data if frame is not None else b""
-        if self._trace is not None:
-            self._trace.frame(self._trace_conn, opcode, data)
-        return opcode, data
 
     def set_timeout(self, seconds: float | None) -> None:
         """Bound blocking reads (None: block forever); a timed-out :meth:`recv` raises DeadlineExceeded."""
@@ -142,6 +179,13 @@ class WsConnection:
         except (OSError, websocket.WebSocketException, AttributeError) as exc:
             raise ConnectionClosed(f"send failed: {type(exc).__name__}: {exc}") from None
 
+    def pong(self, payload: bytes) -> None:
+        """Answer a ping (sender thread; the receiver hands pings over through ``on_ping``)."""
+        try:
+            self._ws.pong(payload)
+        except (OSError, websocket.WebSocketException, AttributeError) as exc:
+            raise ConnectionClosed(f"pong failed: {type(exc).__name__}: {exc}") from None
+
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping frame (keepalive)."""
         try:
@@ -150,7 +194,10 @@ class WsConnection:
             raise ConnectionClosed(f"ping failed: {type(exc).__name__}: {exc}") from None
 
     def send_close(self, code: int = 1000, reason: str = "") -> None:
-        """Send a close frame; the peer's reply arrives through :meth:`recv`."""
+        """Send a close frame (once per connection); the peer's reply arrives through :meth:`recv`."""
+        if self.close_sent or self.released:
+            return
+        self.close_sent = True
         try:
             self._ws.send_close(code, reason.encode("utf-8"))
         except (OSError, websocket.WebSocketException, AttributeError):
@@ -167,6 +214,7 @@ class WsConnection:
 
     def shutdown(self) -> None:
         """Release the socket (idempotent)."""
+        self.released = True
         try:
             self._ws.shutdown()  # type: ignore[no-untyped-call]
         except OSError:

@@ -41,6 +41,7 @@ from ..protocol.dialects import Dialect, get_dialect
 from ..protocol.dialects.base import redact_url
 from ..protocol.session import Session
 from . import _ws
+from ._lifecycle import ENDING, HELD, LinkEvent, LinkState
 from ._link import MAX_PENDING, Link, _event_id_of, _server_error
 from ._workers import (BENIGN_ERROR_CODES, Dispatcher, EventLog, SendQueue, TransportStats, decode_failure,
                        describe_error, sender_loop)
@@ -92,7 +93,7 @@ class Client(Link):
         self._headers = headers  # holds the key: never logged, never in repr
         self._opts = options
         self._session = Session(dialect)
-        self._lock = threading.RLock()  # guards _session (pure calls only, never I/O) and _closing
+        self._lock = threading.RLock()  # guards _session and _machine (pure calls only, never I/O)
         self.stats = TransportStats()
         self._sendq = SendQueue(self.stats, options["max_audio_queue_ms"])
         self._log = EventLog(options["inbox_size"], self.stats)
@@ -101,7 +102,6 @@ class Client(Link):
         self._event_hooks: list[Callable[[ev.ServerEvent], None]] = []
         self._conn: _ws.WsConnection | None = None
         self._threads: list[threading.Thread] = []
-        self._closing = False
         self._close_started = False
         self._stop = threading.Event()
         self._converter: Any = None  # rtedge.audio.convert.InputConverter, created on first audio
@@ -115,64 +115,76 @@ class Client(Link):
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def _open(self, session: SessionConfig | None) -> None:
-        """Caller's thread: connect, establish the session, then start the three threads."""
+        """Caller's thread: start the sender, have it connect, establish the session (reading here),
+        then start the receiver and the dispatcher.  On failure the sender is stopped and joined."""
         timeout = self._opts["connect_timeout"]
         deadline = time.monotonic() + timeout
         self._requested = session
-        conn = self._open_socket(timeout)
+        self._start_thread("rtedge-sender", self._run_sender)
         try:
+            conn = self._open_socket(timeout)
             self._establish(conn, deadline, [])
         except BaseException:
-            conn.shutdown()
+            with self._lock:
+                self._machine.apply(LinkEvent.CONNECT_FAILED)
+                self._conn = None  # no close frame for a session that never got going
+            self._receiver_done.set()
+            self._sendq.close(discard=True)
+            self._threads[0].join(timeout + 1.0)
             raise
-        self._conn = conn
-        self.link_state = "open"
+        with self._lock:
+            self._machine.apply(LinkEvent.ESTABLISHED)
         self._session_started = time.monotonic()
-        self._start_threads()
+        self._start_thread("rtedge-receiver", self._supervise)
+        self._start_thread("rtedge-dispatch", lambda: self._dispatcher.run(self._stop))
         if session is not None:
             _warn_mismatch(session, self)
 
-    def _start_threads(self) -> None:
+    def _run_sender(self) -> None:
         opts = self._opts
-        sender_kwargs = {"ping_interval": opts["ping_interval"], "ping_timeout": opts["ping_timeout"],
-                         "on_tick": self._tick}
-        specs: list[tuple[str, Callable[..., None], tuple[Any, ...], dict[str, Any]]] = [
-            ("rtedge-receiver", self._supervise, (), {}),
-            ("rtedge-sender", sender_loop, (lambda: self._conn, self._sendq, self.stats), sender_kwargs),
-            ("rtedge-dispatch", self._dispatcher.run, (self._stop,), {}),
-        ]
-        for name, target, args, kwargs in specs:
-            t = threading.Thread(target=target, args=args, kwargs=kwargs, name=name, daemon=True)
-            self._threads.append(t)
-            t.start()
+        sender_loop(lambda: self._conn, self._sendq, self.stats, ping_interval=opts["ping_interval"],
+                    ping_timeout=opts["ping_timeout"], on_tick=self._tick, on_exit=self._sender_exit)
+
+    def _start_thread(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(t)
+        t.start()
 
     def close(self, timeout: float = 5.0) -> None:
         """End the session: drain queued sends, close the socket (1000), join every thread.
 
         Idempotent and bounded by ``timeout`` seconds; safe from any thread, callbacks included.
         """
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = start + timeout
         with self._lock:
             first, self._close_started = not self._close_started, True
-        if first and not self._offline and "session_finish" in self.dialect.capabilities:
-            self._finishing = True  # the server may close right after session.finished: not a loss
+            finish = (first and self._machine.state is LinkState.OPEN
+                      and "session_finish" in self.dialect.capabilities)
+            if finish:  # the server may close right after session.finished: not a loss
+                self._machine.apply(LinkEvent.FINISH)
+        if finish:
             self._finish_session(min(self._opts["finish_timeout"], timeout / 2))
         with self._lock:
-            self._closing = True
+            if self._machine.can(LinkEvent.CLOSE):
+                self._machine.apply(LinkEvent.CLOSE)
         if first:
+            self._linger_until = start + timeout * 0.75  # the sender waits that long for the close reply
             self._stop.set()
             self._sendq.close()
         me = threading.current_thread()
         by_name = {t.name: t for t in self._threads}
-        for name in ("rtedge-sender", "rtedge-receiver"):
-            t = by_name.get(name)
-            if t is not None and t is not me:
-                t.join(max(0.0, deadline - time.monotonic()) * (0.5 if name == "rtedge-sender" else 1.0))
-                if t.is_alive() and self._conn is not None:
-                    self._conn.abort()  # the peer did not answer the close in time
-                    t.join(max(0.05, deadline - time.monotonic()))
-        if self._conn is not None:
-            self._conn.shutdown()
+        sender, receiver = by_name.get("rtedge-sender"), by_name.get("rtedge-receiver")
+        if sender is not None and sender is not me:
+            sender.join(max(0.0, deadline - time.monotonic()) * 0.9)
+            conn = self._conn
+            if sender.is_alive() and conn is not None:
+                # the sender is blocked on the socket itself (an upgrade or a send the peer never
+                # takes): shutdown(2) wakes it; it still closes the socket on its way out
+                conn.abort()
+                sender.join(max(0.05, deadline - time.monotonic()))
+        if receiver is not None and receiver is not me:
+            receiver.join(max(0.05, deadline - time.monotonic()))
         if first:
             self._dispatcher.stop()
         d = by_name.get("rtedge-dispatch")
@@ -232,7 +244,10 @@ class Client(Link):
         self._log.append(event)
         self._dispatcher.put(event)
         if isinstance(event, ev.ResponseDone) and self._opts["max_session_seconds"]:
-            self._maybe_recycle()  # a turn just ended: the best moment, not up to a sender tick later
+            try:  # a turn just ended: the best moment, not up to a sender tick later
+                self._sendq.submit(self._maybe_recycle)
+            except ConnectionClosed:
+                pass
 
     @staticmethod
     def _run_hook(hook: Callable[[Any], None], event: ev.ServerEvent) -> None:
@@ -308,9 +323,10 @@ class Client(Link):
 
     def _send(self, event: ev.ClientEvent, audio_ms: float = 0.0) -> str | None:
         with self._lock:
-            if self._closing or self.link_state in ("closed", "gave_up"):
-                raise ConnectionClosed("the client is closed" if self._closing else f"the link is {self.link_state}")
-            if self._offline:
+            link = self._machine.state
+            if link in ENDING or link is LinkState.CONNECTING:
+                raise ConnectionClosed("the client is closed" if self._close_started else f"the link is {link}")
+            if link in HELD:
                 return self._send_offline(event, audio_ms)
             try:
                 text = self._session.send(event)
@@ -485,7 +501,7 @@ class Client(Link):
     @property
     def closed(self) -> bool:
         """True once closed by us, or when the link ended for good (gave up, or the server ended it)."""
-        return self._closing or self.link_state in ("closed", "gave_up")
+        return self._machine.state in ENDING
 
 
 def _warn_mismatch(config: SessionConfig, client: Client) -> None:
