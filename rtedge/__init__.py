@@ -49,15 +49,16 @@ _LAZY = {
     "ConnectionClosed": "rtedge.errors",
     "DeadlineExceeded": "rtedge.errors",
     "AudioError": "rtedge.errors",
+    "BackpressureError": "rtedge.errors",
     "ConfigError": "rtedge.errors",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
 
 if TYPE_CHECKING:
-    from .errors import (AudioError, ConfigError, ConnectionClosed, DeadlineExceeded, HandshakeError,
-                         LocalProtocolError, ProtocolError, RemoteProtocolError, RtEdgeError, ServerError,
-                         TransportError)
+    from .errors import (AudioError, BackpressureError, ConfigError, ConnectionClosed, DeadlineExceeded,
+                         HandshakeError, LocalProtocolError, ProtocolError, RemoteProtocolError, RtEdgeError,
+                         ServerError, TransportError)
     from .protocol._unset import UNSET
     from .protocol.config import AudioFormat, FunctionTool, SemanticVad, ServerVad, SessionConfig, Transcription
     from .protocol.usage import Usage

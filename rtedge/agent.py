@@ -25,9 +25,17 @@ Guarantees
 * The VAD gate sends speech with its pre-roll and enough trailing silence for
   the server's VAD to end the turn, and nothing else; the bytes and seconds
   not sent are in :attr:`VoiceAgent.stats`.
-* ``run()`` blocks until :meth:`stop`, ``max_seconds``, or (with
+* ``run()`` blocks until :meth:`stop`, ``max_seconds``, the link ending
+  (``client.link_state`` closing, closed or gave up), or (with
   ``until_input_ends``) a finite source has ended and its last turn is
   answered and played; devices are stopped and their threads joined on exit.
+* Threads: the microphone thread, the speaker thread and the receiver
+  (audio sink, event hook) read the client's session only through
+  ``client.snapshot`` (an immutable value), never its live structures.
+  ``_lock`` guards ``_cut``, ``_resampler``/``_resampler_key`` and
+  ``_awaiting_response``.  Microphone audio goes out with
+  ``overflow="drop_oldest"``: a stalled link drops the oldest queued audio
+  (counted in ``client.stats.audio_dropped``), never the microphone callback.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
@@ -47,9 +56,13 @@ from .audio.playback import PlaybackBuffer, PlaybackPosition
 from .audio.vad import VadGate, VadSettings
 from .errors import ConfigError, ConnectionClosed, LocalProtocolError
 from .protocol import events as ev
-from .protocol._state import ResponseState
+from .protocol._state import InputBufferState, ResponseState
+from .transport._lifecycle import ENDING, LinkState
 
 log = logging.getLogger("rtedge")
+
+#: how many recent :class:`Interruption` records a VoiceAgent keeps
+INTERRUPTION_WINDOW = 64
 
 BargeIn = Literal["server", "local", "off"]
 EchoGuard = Literal["half_duplex", "threshold", "off"]
@@ -60,6 +73,9 @@ class AgentStats:
     """Counters of a VoiceAgent (read them; the agent writes them)."""
 
     mic_frames: int = 0
+    #: mic frames fully handled (gated, guarded, queued or held back); equals mic_frames unless a frame
+    #: failed half-way (the device then counts the error)
+    frames_done: int = 0
     frames_sent: int = 0
     frames_held_back: int = 0  #: mic frames not sent (VAD gate or echo guard)
     seconds_not_sent: float = 0.0
@@ -116,8 +132,9 @@ class VoiceAgent:
         self.gate = VadGate(mic.rate, settings)
         self.playback = PlaybackBuffer(speaker.rate, output_latency=getattr(speaker, "output_latency", 0.0))
         self.stats = AgentStats()
-        self.interruptions: list[Interruption] = []
-        self._lock = threading.Lock()  # guards _cut, _resampler, _awaiting_response, _interrupting
+        #: the most recent interruptions (a window; ``stats.interruptions`` counts them all)
+        self.interruptions: deque[Interruption] = deque(maxlen=INTERRUPTION_WINDOW)
+        self._lock = threading.Lock()  # guards _cut, _resampler, _resampler_key, _awaiting_response
         self._cut: deque[str] = deque(maxlen=32)  # responses whose late audio is dropped
         self._resampler: codec.Resampler | None = None
         self._resampler_key: tuple[str, int] | None = None
@@ -137,7 +154,8 @@ class VoiceAgent:
         ended_at: float | None = None
         try:
             while not self._stop.wait(0.02):
-                if self.client.closed or (deadline is not None and time.monotonic() >= deadline):
+                if LinkState(self.client.link_state) in ENDING or (
+                        deadline is not None and time.monotonic() >= deadline):
                     return
                 if until_input_ends and getattr(self.mic, "finished", threading.Event()).is_set():
                     ended_at = ended_at or time.monotonic()
@@ -152,16 +170,19 @@ class VoiceAgent:
         run empty for a moment between deltas; the echo guard must not open in those gaps)."""
         if self.playback.is_playing():
             return True
-        if self.client.state.response is not ResponseState.ACTIVE:
+        snap = self.client.snapshot
+        if snap.response is not ResponseState.ACTIVE:
             return False
-        item = self._streaming_item()
+        item = snap.streaming_item_id
         return item is not None and self.playback.received_ms(item) > 0
 
     def idle(self) -> bool:
         """No turn awaiting a response, no response active, nothing playing, no speech in progress."""
-        state = self.client.state
-        return (not self._awaiting_response and state.response is ResponseState.IDLE
-                and not self.playing() and state.input_buffer.value != "speech")
+        snap = self.client.snapshot
+        with self._lock:
+            awaiting = self._awaiting_response
+        return (not awaiting and snap.response is ResponseState.IDLE
+                and not self.playing() and snap.input_buffer is not InputBufferState.SPEECH)
 
     def stop(self) -> None:
         """Make :meth:`run` return (from any thread, a signal handler included)."""
@@ -203,11 +224,12 @@ class VoiceAgent:
             self.stats.seconds_not_sent += len(frame) / self.mic.rate
         try:
             for f in frames:
-                self.client.append_audio(f, self.mic.rate)
+                self.client.append_audio(f, self.mic.rate, overflow="drop_oldest")
                 self.stats.frames_sent += 1
         except (ConnectionClosed, LocalProtocolError):
             self._stop.set()
         del sent
+        self.stats.frames_done += 1
 
     # ------------------------------------------------------------------------------------------ receiver side
     def _on_audio(self, event: ev.ResponseOutputAudioDelta) -> None:
@@ -216,7 +238,7 @@ class VoiceAgent:
             if event.response_id in self._cut:
                 self.stats.late_deltas_dropped += 1
                 return
-            fmt = self.client.state.output_format
+            fmt = self.client.snapshot.output_format
             samples = decode_pcm(event.audio, fmt)
             if fmt.rate != self.playback.rate:
                 key = (event.item_id, event.content_index)
@@ -230,25 +252,28 @@ class VoiceAgent:
         if isinstance(event, ev.InputAudioBufferSpeechStarted) and self.barge_in == "server":
             self.interrupt("server")
         elif isinstance(event, ev.InputAudioBufferCommitted):
-            self._awaiting_response = self._server_creates_responses()
+            creates = self._server_creates_responses()
+            with self._lock:
+                self._awaiting_response = creates
         elif isinstance(event, ev.ResponseCreated):
-            self._awaiting_response = False
+            with self._lock:
+                self._awaiting_response = False
 
     def _server_creates_responses(self) -> bool:
-        td = (self.client.session.get("audio") or {}).get("input", {}).get("turn_detection")
+        td = _turn_detection(self.client.snapshot.session)
         return isinstance(td, dict) and td.get("create_response", True) is not False
 
     # ------------------------------------------------------------------------------------------ barge-in
     def interrupt(self, source: str = "app") -> Interruption:
         """Stop playback now, truncate what was playing at what was heard, cancel if needed."""
         t0 = time.monotonic()
-        state = self.client.state
-        active = state.response is ResponseState.ACTIVE
-        position = self.playback.flush(streaming=self._streaming_item() if active else None)
+        snap = self.client.snapshot
+        active = snap.response is ResponseState.ACTIVE
+        position = self.playback.flush(streaming=snap.streaming_item_id if active else None)
         self.stats.flush_latencies.append(time.monotonic() - t0)
         with self._lock:
-            if active and state.response_id:
-                self._cut.append(state.response_id)
+            if active and snap.response_id:
+                self._cut.append(snap.response_id)
             self._resampler = None
         truncated = cancelled = False
         try:
@@ -273,15 +298,12 @@ class VoiceAgent:
             log.debug("barge-in (%s): nothing was playing; cancel: %s", source, "sent" if cancelled else "no")
         return result
 
-    def _streaming_item(self) -> str | None:
-        """The newest output item of the active response (its audio may still be arriving)."""
-        state = self.client.state
-        for item in reversed(state.output_items.values()):
-            if item.response_id == state.response_id:
-                return str(item.item_id)
-        return None
-
     def _server_interrupts(self) -> bool:
         """True when the session's turn detection cancels responses on speech by itself."""
-        td = (self.client.session.get("audio") or {}).get("input", {}).get("turn_detection")
+        td = _turn_detection(self.client.snapshot.session)
         return isinstance(td, dict) and td.get("interrupt_response", True) is not False
+
+
+def _turn_detection(session: Mapping[str, Any]) -> object:
+    audio = session.get("audio") or {}
+    return (audio.get("input") or {}).get("turn_detection") if isinstance(audio, Mapping) else None

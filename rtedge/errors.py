@@ -119,6 +119,23 @@ class DeadlineExceeded(RtEdgeError, TimeoutError):
     """An operation did not finish within its timeout."""
 
 
+class BackpressureError(DeadlineExceeded):
+    """``append_audio`` could not queue all of its audio within its timeout (the link is slower than the
+    producer, stalled, or down).  What was queued is sent; the rest was not taken.
+
+    Attributes:
+        queued_bytes: wire bytes of this call that were queued (they will be sent).
+        not_queued_bytes: wire bytes of this call that were not queued.
+        not_queued_ms: the same, in milliseconds of audio.
+    """
+
+    def __init__(self, message: str, queued_bytes: int, not_queued_bytes: int, not_queued_ms: float) -> None:
+        super().__init__(message)
+        self.queued_bytes = queued_bytes
+        self.not_queued_bytes = not_queued_bytes
+        self.not_queued_ms = not_queued_ms
+
+
 class AudioError(RtEdgeError, ValueError):
     """Audio input had the wrong type, shape, rate or length, or a device failed."""
 
@@ -129,6 +146,7 @@ class ConfigError(RtEdgeError, ValueError):
 
 __all__ = [
     "AudioError",
+    "BackpressureError",
     "ConfigError",
     "ConnectionClosed",
     "DeadlineExceeded",

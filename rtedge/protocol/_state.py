@@ -130,6 +130,32 @@ class FunctionCall:
     done: bool = False
 
 
+@attrs.frozen
+class SessionSnapshot:
+    """What other threads may read of a :class:`SessionState`: an immutable value the thread that
+    changed the state publishes (``Client.snapshot``) after each change, under the client's lock.
+
+    ``session`` is the effective config as last reported; it is replaced, never changed in place."""
+
+    connection: ConnectionState = ConnectionState.CONNECTING
+    response: ResponseState = ResponseState.IDLE
+    input_buffer: InputBufferState = InputBufferState.EMPTY
+    response_id: str | None = None
+    session_id: str | None = None
+    session: Mapping[str, Any] = attrs.field(factory=dict)
+    input_format: AudioFormat = AudioFormat.pcm(24000)
+    output_format: AudioFormat = AudioFormat.pcm(24000)
+    input_appended_ms: float = 0.0
+    input_bytes_sent: int = 0
+    #: the newest output item of the active (or cancelling) response; None when there is none
+    streaming_item_id: str | None = None
+    #: token totals of the whole client (earlier sessions of a reconnect included)
+    usage: Usage = attrs.field(factory=Usage)
+    #: (response id, usage) of the last response that reported usage
+    last_response_usage: tuple[str, Usage] | None = None
+    last_error: ev.ErrorInfo | None = None
+
+
 def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
@@ -175,6 +201,24 @@ class SessionState:
     sent_types: OrderedDict[str, str] = attrs.field(factory=OrderedDict)
     closed_code: int | None = None
     closed_reason: str = ""
+    #: the newest output item and its response (what is streaming now, without scanning output_items)
+    last_output_item_id: str | None = None
+    last_output_response_id: str = ""
+
+    def snapshot(self, usage_before: Usage | None = None) -> SessionSnapshot:
+        """An immutable copy of the scalar state, for other threads (``usage_before``: earlier
+        sessions' totals, added to :attr:`SessionSnapshot.usage`)."""
+        streaming = (self.last_output_item_id if self.response is not ResponseState.IDLE
+                     and self.last_output_response_id == self.response_id else None)
+        last = next(reversed(self.usage_by_response.items()), None)
+        return SessionSnapshot(
+            connection=self.connection, response=self.response, input_buffer=self.input_buffer,
+            response_id=self.response_id, session_id=self.session_id, session=self.session,
+            input_format=self.input_format, output_format=self.output_format,
+            input_appended_ms=self.input_appended_ms, input_bytes_sent=self.input_bytes_sent,
+            streaming_item_id=streaming,
+            usage=self.usage if usage_before is None else usage_before + self.usage,
+            last_response_usage=last, last_error=self.last_error)
 
     # ------------------------------------------------------------------------------------------ transitions
     def _step(self, key: str) -> None:
@@ -254,6 +298,9 @@ class SessionState:
             item = self.output_items[item_id] = OutputItem(item_id=item_id, response_id=response_id)
         elif response_id and not item.response_id:
             item.response_id = response_id
+        else:
+            return item
+        self.last_output_item_id, self.last_output_response_id = item_id, item.response_id
         return item
 
     def _on_output_item(self, event: ev.ResponseOutputItemAdded | ev.ResponseOutputItemDone) -> None:

@@ -51,7 +51,7 @@ from typing import Any
 from ..errors import (ConnectionClosed, DeadlineExceeded, HandshakeError, LocalProtocolError, RtEdgeError,
                       ServerError, TransportError)
 from ..protocol import events as ev
-from ..protocol._state import InputBufferState, ResponseState
+from ..protocol._state import InputBufferState, ResponseState, SessionSnapshot
 from ..protocol.config import SessionConfig
 from ..protocol.reseed import history_items
 from ..protocol.session import Session
@@ -93,6 +93,7 @@ class Link:
 
     def _init_link(self) -> None:
         self._machine = LinkMachine()  # moved under self._lock only
+        self._snapshot = SessionSnapshot()
         self._pending: list[ev.ClientEvent] = []
         #: session.updates sent and not answered yet (event_id, config), oldest first
         self._updates_in_flight: deque[tuple[str | None, SessionConfig]] = deque()
@@ -193,6 +194,7 @@ class Link:
                 update_id = _event_id_of(texts[0])
             for item in history:
                 texts.append(self._session.send(ev.ConversationItemCreate(item=item)))
+            self._publish()
 
         def send_all() -> None:
             for text in texts:
@@ -279,6 +281,7 @@ class Link:
         self._history = history_items(state)
         self._session.connection_lost(code, reason)
         lost = list(self._session.events())
+        self._publish()
         self._machine.apply(event)
         settle = []
         if in_flight:
@@ -336,6 +339,7 @@ class Link:
         with self._lock:
             self._usage_before = self._usage_before + self._session.state.usage
             self._session = Session(self.dialect)
+            self._publish()
             while self._updates_in_flight:  # sent, never answered: assume the server took them
                 self._merge_requested(self._updates_in_flight.popleft()[1])
         try:
@@ -345,6 +349,7 @@ class Link:
             with self._lock:  # a session that never got going: end it without a second connection_lost
                 self._session.connection_lost(None, "reconnect attempt failed")
                 list(self._session.events())
+                self._publish()
             raise
         return conn
 
@@ -409,6 +414,7 @@ class Link:
             if self._session.state.connection.value != "closed":
                 self._session.connection_lost(None, "closed")
                 lost = list(self._session.events())
+                self._publish()
             else:
                 lost = []
         for event in lost:
@@ -464,6 +470,7 @@ class Link:
             waiting = state.response is ResponseState.CANCELLING and state.response_id == rid
             if waiting:
                 state.on_event(done)
+                self._publish()
         if not waiting:  # the state moved on (a new response started, or the done came): was it done?
             def ended(e: ev.ServerEvent) -> bool:
                 return isinstance(e, ev.ResponseDone) and (not rid or e.response_id in (rid, ""))
@@ -496,7 +503,17 @@ class Link:
     @property
     def usage(self) -> Usage:
         """Token totals over all responses so far, across reconnects."""
-        return self._usage_before + self._session.state.usage
+        return self._snapshot.usage
+
+    @property
+    def snapshot(self) -> SessionSnapshot:
+        """The session state as an immutable value (response and input-buffer states, the streaming
+        item, formats, usage...), republished after every change: read this from any thread."""
+        return self._snapshot
+
+    def _publish(self) -> None:
+        """Under the lock, by the thread that just changed the session: publish its snapshot."""
+        self._snapshot = self._session.state.snapshot(self._usage_before)
 
 
 def _event_id_of(text: str) -> str | None:

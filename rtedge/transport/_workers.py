@@ -109,8 +109,10 @@ class SenderCall:
 class SendQueue:
     """FIFO of wire texts for the sender.  Thread-safe.
 
-    Audio is bounded by duration: past ``max_audio_ms`` the oldest audio is dropped and counted
-    (live audio that old is useless).  Control events are never dropped.  While the link is down the
+    Audio is bounded by duration.  A producer that must not lose audio waits for room
+    (:meth:`has_room`, :meth:`wait_room`, ``put(drop=False)``); a live one puts anyway and, past
+    ``max_audio_ms``, the oldest audio is dropped, counted, and logged once per episode (an episode
+    ends when the queue drains to half its limit).  Control events are never dropped.  While the link is down the
     queue is *paused*: :meth:`pause` drops the queued audio (counted, never replayed stale) and hands
     back the queued control events so they can be re-sent, in order, on the next connection.
     """
@@ -121,6 +123,7 @@ class SendQueue:
         self._audio_ms = 0.0
         self._closed = False
         self._paused = False
+        self._dropping_since: float | None = None  # stats.audio_dropped_ms when this episode began
         self._orphans: list[ev.ClientEvent] = []
         self._calls: deque[SenderCall] = deque()
         self._retired = False  # the sender has exited: calls fail at once
@@ -169,27 +172,44 @@ class SendQueue:
         for call in calls:
             call.fail(ConnectionClosed("the sender has stopped"))
 
-    def put(self, text: str, audio_ms: float = 0.0, event: ev.ClientEvent | None = None) -> None:
+    def put(self, text: str, audio_ms: float = 0.0, event: ev.ClientEvent | None = None,
+            drop: bool = True) -> None:
+        """Queue one item.  With ``drop`` (audio only), past ``max_audio_ms`` the oldest audio goes."""
         with self._cond:
             if self._closed:
                 raise ConnectionClosed("the client is closing; nothing more can be sent")
             self._items.append((text, audio_ms, event))
             self._audio_ms += audio_ms
-            if audio_ms and self._audio_ms > self.max_audio_ms:
-                self._drop_oldest_audio()
+            if drop:
+                while audio_ms and self._audio_ms > self.max_audio_ms + 1e-6 and self._drop_oldest_audio():
+                    pass
             self._cond.notify()
 
-    def _drop_oldest_audio(self) -> None:
+    def has_room(self, audio_ms: float) -> bool:
+        """True when ``audio_ms`` more fits under the limit (any size fits an audio-free queue)."""
+        with self._cond:
+            return not self._paused and not self._closed and (
+                self._audio_ms + audio_ms <= self.max_audio_ms + 1e-6 or self._audio_ms <= 1e-6)
+
+    def wait_room(self, audio_ms: float, timeout: float | None) -> None:
+        """Wait until :meth:`has_room`, the queue closes, or ``timeout`` passes."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed or (not self._paused and (
+                self._audio_ms + audio_ms <= self.max_audio_ms + 1e-6 or self._audio_ms <= 1e-6)), timeout)
+
+    def _drop_oldest_audio(self) -> bool:
         for i, (_, ms, _) in enumerate(self._items):
-            if ms:
+            if ms and i < len(self._items) - 1:  # never the audio just put
                 del self._items[i]
                 self._audio_ms -= ms
-                if self._stats.audio_dropped == 0:
-                    log.warning("send queue holds over %.0f ms of audio: dropping the oldest (counted in "
-                                "stats.audio_dropped)", self.max_audio_ms)
+                if self._dropping_since is None:
+                    self._dropping_since = self._stats.audio_dropped_ms
+                    log.warning("send queue holds over %.0f ms of audio: dropping the oldest (overflow="
+                                "'drop_oldest'; counted in stats.audio_dropped)", self.max_audio_ms)
                 self._stats.audio_dropped += 1
                 self._stats.audio_dropped_ms += ms
-                return
+                return True
+        return False
 
     def wait_below(self, audio_ms: float, timeout: float | None) -> bool:
         """Wait until at most ``audio_ms`` of audio is queued (True) or ``timeout`` passes (False)."""
@@ -209,7 +229,11 @@ class SendQueue:
                 # an empty queue holds no audio: reset, so float rounding never accumulates
                 self._audio_ms = self._audio_ms - item[1] if self._items else 0.0
                 if item[1]:
-                    self._cond.notify_all()  # wake wait_below()
+                    self._cond.notify_all()  # wake wait_below() and wait_room()
+                    if self._dropping_since is not None and self._audio_ms <= self.max_audio_ms / 2:
+                        log.warning("send queue drained: %.0f ms of audio were dropped in this episode",
+                                    self._stats.audio_dropped_ms - self._dropping_since)
+                        self._dropping_since = None
                 return item
             return _CLOSE if self._closed else None
 

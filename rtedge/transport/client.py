@@ -26,17 +26,17 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from ..audio.convert import InputConverter
-from ..errors import (AudioError, ConfigError, ConnectionClosed, DeadlineExceeded, LocalProtocolError,
-                      RemoteProtocolError)
+from ..errors import (AudioError, BackpressureError, ConfigError, ConnectionClosed, DeadlineExceeded,
+                      LocalProtocolError, RemoteProtocolError)
 from ..protocol import events as ev
 from ..protocol import items
 from ..protocol._state import ConnectionState, SessionState
 from ..protocol._unset import UNSET
-from ..protocol.config import SessionConfig
+from ..protocol.config import AudioFormat, SessionConfig
 from ..protocol.dialects import Dialect, get_dialect
 from ..protocol.dialects.base import redact_url
 from ..protocol.session import Session
@@ -50,6 +50,9 @@ from .backoff import SESSION_ENDING_ERROR_CODES, Backoff
 log = logging.getLogger("rtedge")
 
 F = TypeVar("F", bound=Callable[..., Any])
+Overflow = Literal["block", "drop_oldest"]
+#: append_audio's default wait for room (a real-time producer never waits near that long)
+APPEND_TIMEOUT = 10.0
 AudioSink = Callable[[ev.ResponseOutputAudioDelta], None]
 
 _DEFAULTS: dict[str, Any] = {
@@ -219,6 +222,7 @@ class Client(Link):
             with self._lock:
                 self._session.receive_message(text)
                 received = list(self._session.events())
+                self._publish()
         except (UnicodeDecodeError, RemoteProtocolError) as exc:
             self.stats.malformed_messages += 1
             rpe = exc if isinstance(exc, RemoteProtocolError) else RemoteProtocolError(f"invalid UTF-8: {exc}")
@@ -334,6 +338,7 @@ class Client(Link):
                 if self._session.state.connection is ConnectionState.CLOSED:
                     raise ConnectionClosed("the connection is closed") from None
                 raise
+            self._publish()
             if isinstance(event, ev.ResponseCancel):  # see Link._settle_cancel
                 self._cancel_pending = (self._session.state.response_id, time.monotonic(), self._log.seq)
             self._sendq.put(text, audio_ms, None if audio_ms else event)
@@ -351,16 +356,31 @@ class Client(Link):
         self._pending.append(event)
         return None
 
-    def append_audio(self, pcm: Any, rate: int | None = None) -> int:
-        """Append microphone audio, converted to the session's input format.
+    def append_audio(self, pcm: Any, rate: int | None = None, *, timeout: float | None = APPEND_TIMEOUT,
+                     overflow: Overflow = "block") -> int:
+        """Append audio, converted to the session's input format.  Any length: all of it is queued
+        (in wire messages of at most 200 ms) or the call raises.
 
         Args:
             pcm: int16 samples (1-D ndarray, ``(frames, 2)`` stereo, or little-endian bytes).
             rate: the sample rate of ``pcm`` in Hz (default: the session's input rate).
+            timeout: with ``overflow="block"``, the longest wait for room in the send queue (which holds
+                ``max_audio_queue_ms``) or for a lost link to come back; None waits forever.
+            overflow: ``"block"`` (default): wait for room, so a file streamed as fast as possible arrives
+                byte for byte.  ``"drop_oldest"``: for live microphones, never wait: past
+                ``max_audio_queue_ms`` the oldest queued audio is dropped (``stats.audio_dropped``,
+                ``audio_dropped_ms``; logged once per episode), and audio appended while the link is down
+                is dropped (``stats.audio_dropped_outage_ms``), never sent stale.
 
         Returns:
             The number of wire bytes queued (0 while the resampler primes).
+
+        Raises:
+            BackpressureError: (``"block"``) no room within ``timeout``; it says how much was not queued.
+            ConnectionClosed: the client is closed or the link gave up.
         """
+        if overflow not in ("block", "drop_oldest"):
+            raise ConfigError(f"overflow must be 'block' or 'drop_oldest', got {overflow!r}")
         with self._lock:
             fmt = self._session.state.input_format
             if self._converter is None or self._converter_fmt != fmt:
@@ -368,8 +388,45 @@ class Client(Link):
             data = self._converter.convert(pcm, rate or fmt.rate)
         if not data:
             return 0
-        self._send(ev.InputAudioBufferAppend(audio=data), audio_ms=len(data) / fmt.bytes_per_ms)
-        return len(data)
+        if overflow == "drop_oldest":
+            self._send(ev.InputAudioBufferAppend(audio=data), audio_ms=len(data) / fmt.bytes_per_ms)
+            return len(data)
+        return self._append_blocking(data, fmt, timeout)
+
+    def _append_blocking(self, data: bytes, fmt: AudioFormat, timeout: float | None) -> int:
+        """Queue ``data`` in chunks, each waiting (up to ``timeout``) for room and an open link."""
+        chunk_ms = min(200.0, max(10.0, self._sendq.max_audio_ms / 2))
+        frame = max(1, fmt.bytes_per_sample)
+        step = max(frame, int(chunk_ms * fmt.bytes_per_ms) // frame * frame)
+        queued = 0
+        for offset in range(0, len(data), step):
+            chunk = data[offset:offset + step]
+            ms = len(chunk) / fmt.bytes_per_ms
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._put_audio_if_room(chunk, ms):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    left = len(data) - queued
+                    raise BackpressureError(
+                        f"append_audio: {left / fmt.bytes_per_ms:.0f} ms of {len(data) / fmt.bytes_per_ms:.0f} ms"
+                        f" not queued: no room in the send queue within {timeout} s (link {self.link_state})",
+                        queued, left, left / fmt.bytes_per_ms)
+                self._sendq.wait_room(ms, remaining)
+            queued += len(chunk)
+        return queued
+
+    def _put_audio_if_room(self, chunk: bytes, ms: float) -> bool:
+        with self._lock:
+            link = self._machine.state
+            if link in ENDING or link is LinkState.CONNECTING:
+                raise ConnectionClosed("the client is closed" if self._close_started else f"the link is {link}")
+            if link in HELD or not self._sendq.has_room(ms):
+                return False
+            text = self._session.send(ev.InputAudioBufferAppend(audio=chunk))
+            self._publish()
+            self._sendq.put(text, ms, None, drop=False)
+            self._last_audio_at = time.monotonic()  # see Link._keepalive_audio
+            return True
 
     def append_image(self, jpeg: bytes) -> None:
         """Append one JPEG image (a video frame) to the input, for dialects that take images (DashScope).
@@ -380,30 +437,36 @@ class Client(Link):
         """
         self._send(ev.InputImageBufferAppend(image=bytes(jpeg)))
 
-    def append_encoded(self, data: bytes) -> int:
-        """Append audio already in the session's input format (``state.input_format``, e.g. G.711
-        mu-law bytes on a ``pcmu`` session), sent byte for byte with no conversion.
+    def append_encoded(self, data: bytes, *, timeout: float | None = APPEND_TIMEOUT,
+                       overflow: Overflow = "block") -> int:
+        """Append audio already in the session's input format (``snapshot.input_format``, e.g. G.711
+        mu-law bytes on a ``pcmu`` session), sent byte for byte with no conversion.  ``timeout`` and
+        ``overflow`` as for :meth:`append_audio`.
 
         Returns:
             The number of bytes queued.
 
         Raises:
             AudioError: ``data`` is not a whole number of samples of that format.
+            BackpressureError: (``"block"``) no room within ``timeout``.
         """
+        if overflow not in ("block", "drop_oldest"):
+            raise ConfigError(f"overflow must be 'block' or 'drop_oldest', got {overflow!r}")
         fmt = self._session.state.input_format
         if len(data) % fmt.bytes_per_sample:
             raise AudioError(f"{len(data)} bytes is not a whole number of {fmt.kind} samples")
         if not data:
             return 0
-        self._send(ev.InputAudioBufferAppend(audio=bytes(data)), audio_ms=len(data) / fmt.bytes_per_ms)
-        return len(data)
+        if overflow == "drop_oldest":
+            self._send(ev.InputAudioBufferAppend(audio=bytes(data)), audio_ms=len(data) / fmt.bytes_per_ms)
+            return len(data)
+        return self._append_blocking(bytes(data), fmt, timeout)
 
     def wait_sent(self, max_queued_ms: float = 0.0, timeout: float | None = None) -> bool:
         """Block until at most ``max_queued_ms`` of appended audio waits to be sent.
 
-        Use it to stream a file faster than real time without overrunning the send queue (whose
-        oldest audio is dropped past ``max_audio_queue_ms``, as stale live audio should be).
-        Returns False on timeout.
+        ``append_audio`` already waits for room; use this to know the audio is on the wire (before a
+        commit timed by the caller, or with ``overflow="drop_oldest"``).  Returns False on timeout.
         """
         return self._sendq.wait_below(max_queued_ms, timeout)
 
@@ -489,7 +552,8 @@ class Client(Link):
     # ------------------------------------------------------------------------------------------ state
     @property
     def state(self) -> SessionState:
-        """The protocol state (read it; it changes as events arrive)."""
+        """The live protocol state, changed by ``rtedge-receiver`` as events arrive (and by senders).
+        Not safe to iterate from another thread: read :attr:`snapshot` there."""
         return self._session.state
 
     @property

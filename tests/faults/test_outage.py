@@ -51,16 +51,16 @@ def _end_outage(server, timeline, t0: float) -> float:
 def test_audio_appended_during_outage_is_dropped_and_counted(server):
     client, timeline = open_client(server.url)
     for _ in range(10):
-        client.append_audio(_frame(NORMAL), rate=RATE)
+        client.append_audio(_frame(NORMAL), rate=RATE, overflow="drop_oldest")
     server.wait_for_received("input_audio_buffer.append", nth=10)
     t0 = _start_outage(server, timeline)
     before = client.stats.audio_dropped_outage_ms
     for _ in range(25):  # 500 ms produced while the link is down
-        client.append_audio(_frame(MARK), rate=RATE)
+        client.append_audio(_frame(MARK), rate=RATE, overflow="drop_oldest")
     assert client.stats.audio_dropped_outage_ms - before == 500.0
     _end_outage(server, timeline, t0)
     for _ in range(10):
-        client.append_audio(_frame(NORMAL), rate=RATE)
+        client.append_audio(_frame(NORMAL), rate=RATE, overflow="drop_oldest")
     server.wait_for_received("input_audio_buffer.append", nth=20)
     appends = [e for e in server.received if e["type"] == "input_audio_buffer.append"]
     assert len(appends) == 20  # 10 before, 10 after: nothing from the outage
@@ -85,7 +85,7 @@ def test_live_stream_across_an_outage_never_replays_stale_audio(server):
             value = phase["value"]
             phase["marked"] += value == MARK
             try:
-                client.append_audio(_frame(value), rate=RATE)
+                client.append_audio(_frame(value), rate=RATE, overflow="drop_oldest")
             except rtedge.ConnectionClosed:
                 return
             stop.wait(0.005)
@@ -172,12 +172,12 @@ def test_send_backpressure_drops_oldest_audio_never_control_events(proxy, server
     frames = 0
     while client.wait_sent(0, timeout=0.2):  # the socket buffers still take it: fill them (fast)
         for _ in range(10):  # 200 ms of audio per round, well under the queue's limit
-            client.append_audio(_frame(NORMAL), rate=RATE)
+            client.append_audio(_frame(NORMAL), rate=RATE, overflow="drop_oldest")
         frames += 10
         assert frames < 100_000
     assert client.stats.audio_dropped == 0  # nothing was dropped while the link moved
     for _ in range(100):  # 2 s more with the sender blocked
-        client.append_audio(_frame(NORMAL), rate=RATE)
+        client.append_audio(_frame(NORMAL), rate=RATE, overflow="drop_oldest")
     assert client.stats.audio_dropped > 0
     assert client.wait_sent(max_queued_ms=500, timeout=0)  # at most 500 ms of audio waiting
     client.send_text("second while stalled", respond=False)
