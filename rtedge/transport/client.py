@@ -253,11 +253,11 @@ class Client(Link):
             except ConnectionClosed:
                 pass
 
-    @staticmethod
-    def _run_hook(hook: Callable[[Any], None], event: ev.ServerEvent) -> None:
+    def _run_hook(self, hook: Callable[[Any], None], event: ev.ServerEvent) -> None:
         try:
             hook(event)
-        except Exception:  # rtedge's own hooks: a bug must not kill the receiver
+        except Exception:  # rtedge's own hooks: a bug must not kill the receiver (counted, logged)
+            self.stats.internal_errors += 1
             log.exception("internal hook %r failed on %s", hook, event.type)
 
     def _emit(self, event: ev.ServerEvent) -> None:
