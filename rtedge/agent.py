@@ -51,7 +51,6 @@ import attrs
 import numpy as np
 
 from .audio import codec
-from .audio.convert import decode_pcm
 from .audio.playback import PlaybackBuffer, PlaybackPosition
 from .audio.vad import VadGate, VadSettings
 from .errors import ConfigError, ConnectionClosed, LocalProtocolError
@@ -239,7 +238,7 @@ class VoiceAgent:
                 self.stats.late_deltas_dropped += 1
                 return
             fmt = self.client.snapshot.output_format
-            samples = decode_pcm(event.audio, fmt)
+            samples = event.pcm(fmt)
             if fmt.rate != self.playback.rate:
                 key = (event.item_id, event.content_index)
                 if self._resampler is None or self._resampler_key != key:

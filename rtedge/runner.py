@@ -17,7 +17,6 @@ from typing import Any
 import attrs
 import numpy as np
 
-from .audio.convert import decode_pcm
 from .protocol import events as ev
 from .protocol.usage import Usage
 from .transport.client import Client
@@ -114,7 +113,7 @@ class TurnTracker:
             turn.first_output_at = time.monotonic()
         if isinstance(event, ev.ResponseOutputAudioDelta):
             fmt = self.client.state.output_format
-            samples = decode_pcm(event.audio, fmt)
+            samples = event.pcm(fmt)
             if turn is not None:
                 turn.audio_ms += 1000.0 * len(samples) / fmt.rate
             self.report.output_seconds += len(samples) / fmt.rate

@@ -102,6 +102,9 @@ class PlaybackBuffer:
         with self._lock:
             self._queue.append((item_id, content_index, samples))
             self._queued += len(samples)
+            if key not in self._received:
+                _forget_oldest(self._received, ITEM_WINDOW - 1)
+                _forget_oldest(self._handed, ITEM_WINDOW - 1)
             self._received[key] = self._received.get(key, 0) + len(samples)
             self.stats.pushed_samples += len(samples)
             while self._queued > self.max_samples and self._queue:
@@ -210,3 +213,12 @@ class PlaybackBuffer:
             return PlaybackPosition(item_id=key[0], content_index=key[1], played_ms=played,
                                     received_ms=1000.0 * self._received.get(key, 0) / self.rate,
                                     dropped_ms=1000.0 * dropped / self.rate)
+
+
+#: items whose per-item counters (received, handed out) a PlaybackBuffer keeps; older ones are forgotten
+ITEM_WINDOW = 64
+
+
+def _forget_oldest(counts: dict[tuple[str, int], int], keep: int) -> None:
+    while len(counts) > keep:
+        del counts[next(iter(counts))]

@@ -98,6 +98,18 @@ INPUT_TRANSITIONS: dict[InputBufferState, dict[str, InputBufferState]] = {
 
 #: How many recent client event ids we remember to match ``error.event_id``.
 _SENT_MEMORY = 256
+#: Per-turn records kept (newest first out last): conversation items (what re-seeding replays),
+#: assistant output items (what truncation and playback need), function calls, usage per response.
+#: Older ones are released; ``SessionState.usage`` is a running sum and keeps counting them.
+ITEM_WINDOW = 256
+OUTPUT_ITEM_WINDOW = 64
+CALL_WINDOW = 64
+USAGE_WINDOW = 64
+
+
+def _bound(records: OrderedDict[str, Any], limit: int) -> None:
+    while len(records) > limit:
+        records.popitem(last=False)
 
 
 @attrs.define(eq=False)
@@ -190,11 +202,15 @@ class SessionState:
     input_bytes_sent: int = 0
     #: an ``input_audio_buffer.append`` was sent in this session (DashScope wants one before any image)
     audio_appended: bool = False
+    #: the last OUTPUT_ITEM_WINDOW assistant output items
     output_items: OrderedDict[str, OutputItem] = attrs.field(factory=OrderedDict)
+    #: the last CALL_WINDOW function calls
     function_calls: OrderedDict[str, FunctionCall] = attrs.field(factory=OrderedDict)
-    #: conversation items by id, in the order the server added them
+    #: the last ITEM_WINDOW conversation items by id, in the order the server added them
     items: OrderedDict[str, dict[str, Any]] = attrs.field(factory=OrderedDict)
+    #: usage of the last USAGE_WINDOW responses that reported it
     usage_by_response: OrderedDict[str, Usage] = attrs.field(factory=OrderedDict)
+    #: running total over every response of this session
     usage: Usage = attrs.field(factory=Usage)
     last_error: ev.ErrorInfo | None = None
     #: type of recently sent client events by event_id
@@ -286,6 +302,7 @@ class SessionState:
             usage = Usage.from_raw(event.raw["usage"])  # xAI puts usage at the top level
         if usage.responses:
             self.usage_by_response[rid] = usage
+            _bound(self.usage_by_response, USAGE_WINDOW)
             self.usage = self.usage + usage
         output = event.response.get("output")
         for item in output if isinstance(output, list) else ():
@@ -296,6 +313,7 @@ class SessionState:
         item = self.output_items.get(item_id)
         if item is None:
             item = self.output_items[item_id] = OutputItem(item_id=item_id, response_id=response_id)
+            _bound(self.output_items, OUTPUT_ITEM_WINDOW)
         elif response_id and not item.response_id:
             item.response_id = response_id
         else:
@@ -319,6 +337,7 @@ class SessionState:
         call = self.function_calls.get(call_id)
         if call is None:
             call = self.function_calls[call_id] = FunctionCall(call_id, item_id=item_id, response_id=response_id)
+            _bound(self.function_calls, CALL_WINDOW)
         return call
 
     def _on_audio_delta(self, event: ev.ResponseOutputAudioDelta) -> None:
@@ -352,6 +371,7 @@ class SessionState:
                  | ev.ConversationItemRetrieved) -> None:
         if event.item_id:
             self.items[event.item_id] = _deep_merge(self.items.get(event.item_id, {}), event.item)
+            _bound(self.items, ITEM_WINDOW)
 
     def _on_item_deleted(self, event: ev.ConversationItemDeleted) -> None:
         self.items.pop(event.item_id, None)

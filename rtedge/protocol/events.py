@@ -449,11 +449,39 @@ class ResponseOutputAudioDelta(_ContentEvent):
 
     TYPE: ClassVar[str] = "response.output_audio.delta"
     delta: str = ""
+    #: the inbox kept this event without its audio, after a consumer got it (``connect(inbox_audio=True)``
+    #: keeps it)
+    audio_dropped: bool = False
+    _decoded: list[Any] = attrs.field(factory=list, init=False, eq=False, repr=False)
 
     @property
     def audio(self) -> bytes:
         """The decoded audio bytes (in the session's output format)."""
+        if self.audio_dropped:
+            raise LookupError("this event's audio was dropped from the inbox once a callback had it; "
+                              "connect(inbox_audio=True) keeps audio in the inbox")
         return base64.b64decode(self.delta)
+
+    def pcm(self, fmt: Any = None) -> Any:
+        """The audio as int16 samples (a numpy array), decoded once and cached: every consumer of this
+        event shares the same read-only array.  ``fmt``: the session's output
+        :class:`~rtedge.AudioFormat` (``client.snapshot.output_format``) when it is not PCM16; G.711 is
+        expanded to PCM16.
+
+        Raises:
+            LookupError: the audio was dropped from the inbox (see :attr:`audio_dropped`).
+        """
+        cache = self._decoded
+        key = None if fmt is None else (fmt.kind, fmt.rate)
+        if cache and cache[0] == key:
+            return cache[1]
+        from ..audio.convert import decode_pcm  # numpy stays out of the sans-IO import
+        from .config import AudioFormat
+
+        samples = decode_pcm(self.audio, fmt if fmt is not None else AudioFormat.pcm(24000))
+        samples.flags.writeable = False
+        cache[:] = [key, samples]
+        return samples
 
     @property
     def audio_nbytes(self) -> int:

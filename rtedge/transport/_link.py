@@ -59,7 +59,8 @@ from ..protocol.usage import Usage
 from . import _ws
 from .backoff import FATAL_ERROR_CODES, FATAL_HTTP_STATUSES, RECOVERABLE_CLOSE_CODES, Backoff
 from ._lifecycle import ENDING, SENDING, LinkEvent, LinkMachine, LinkState
-from ._workers import Dispatcher, EventLog, SendQueue, TransportStats, receive_until_end
+from ._inbox import Dispatcher, EventLog
+from ._workers import SendQueue, TransportStats, receive_until_end
 
 log = logging.getLogger("rtedge")
 

@@ -17,9 +17,10 @@ Guarantees
   audio sinks (which must not block), and puts events on the dispatch queue
   and the event log.
 * ``rtedge-dispatch`` is the only thread that runs user callbacks, in the
-  order events arrived.  A callback that raises is logged and passed to
-  ``on_error``; the loop goes on.  A slow callback delays only later
-  callbacks, never the receiver, the sender or the keepalive.
+  order events arrived (see :mod:`._inbox`).  A callback that raises is
+  logged and passed to ``on_error``; the loop goes on.  A slow callback
+  delays only later callbacks, never the receiver, the sender or the
+  keepalive.
 
 All three exit on their own when the connection ends or the client closes;
 ``Client.close()`` joins them with a deadline.
@@ -28,7 +29,6 @@ All three exit on their own when the connection ends or the client closes;
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -396,124 +396,6 @@ def receive_until_end(conn: _ws.WsConnection, on_text: Callable[[bytes], object]
                 log.warning("ignoring a binary frame of %d bytes (realtime APIs send text)", len(payload))
     except ConnectionClosed as exc:
         return None, str(exc)
-
-
-class EventLog:
-    """The client's inbox: a bounded log of received events with a consumer cursor.
-
-    ``events()``/``wait_for()`` consume from the cursor; internal waits read from any
-    sequence number without consuming.  Thread-safe.
-    """
-
-    def __init__(self, maxlen: int, stats: TransportStats) -> None:
-        self._log: deque[tuple[int, ev.ServerEvent]] = deque()
-        self._cond = threading.Condition()  # guards _log, _seq, _cursor, _ended
-        self._seq = 0
-        self._cursor = 0
-        self._ended = False
-        self._maxlen = maxlen
-        self._stats = stats
-
-    @property
-    def seq(self) -> int:
-        return self._seq
-
-    def append(self, event: ev.ServerEvent) -> None:
-        with self._cond:
-            self._seq += 1
-            self._log.append((self._seq, event))
-            if len(self._log) > self._maxlen:
-                old_seq, _ = self._log.popleft()
-                if old_seq > self._cursor:
-                    self._stats.inbox_dropped += 1
-                    self._cursor = old_seq
-            self._cond.notify_all()
-
-    def end(self) -> None:
-        with self._cond:
-            self._ended = True
-            self._cond.notify_all()
-
-    def find(self, after: int, match: Callable[[ev.ServerEvent], bool],
-             timeout: float | None) -> tuple[int, ev.ServerEvent]:
-        """The first event after sequence ``after`` that matches, waiting up to ``timeout``.
-
-        Raises:
-            DeadlineExceeded: nothing matched in time.
-            ConnectionClosed: the log ended (connection gone) with no match.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for seq, event in self._log:
-                    if seq > after and match(event):
-                        return seq, event
-                after = max(after, self._seq)
-                if self._ended:
-                    raise ConnectionClosed("the connection ended before the awaited event arrived")
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise DeadlineExceeded(f"no matching event within {timeout} s")
-                self._cond.wait(remaining)
-
-    def consume(self, match: Callable[[ev.ServerEvent], bool], timeout: float | None) -> ev.ServerEvent:
-        """Like :meth:`find` from the cursor, and move the cursor past the match."""
-        seq, event = self.find(self._cursor, match, timeout)
-        with self._cond:
-            self._cursor = max(self._cursor, seq)
-        return event
-
-
-class Dispatcher:
-    """Runs user callbacks on ``rtedge-dispatch``, in arrival order."""
-
-    def __init__(self, stats: TransportStats, on_error: Callable[[BaseException, Any], None] | None) -> None:
-        self._queue: queue.SimpleQueue[ev.ServerEvent | object] = queue.SimpleQueue()
-        self._handlers: dict[str, list[Callable[[Any], Any]]] = {}
-        self._lock = threading.Lock()  # guards _handlers (copy-on-write lists)
-        self._stats = stats
-        self.on_error = on_error
-
-    def add(self, event_type: str, fn: Callable[[Any], Any]) -> None:
-        with self._lock:
-            self._handlers[event_type] = [*self._handlers.get(event_type, ()), fn]
-
-    def remove(self, event_type: str, fn: Callable[[Any], Any]) -> None:
-        with self._lock:
-            self._handlers[event_type] = [h for h in self._handlers.get(event_type, ()) if h is not fn]
-
-    def put(self, event: ev.ServerEvent) -> None:
-        self._queue.put(event)
-
-    def stop(self) -> None:
-        self._queue.put(_CLOSE)
-
-    def run(self, stop_requested: threading.Event) -> None:
-        """Body of ``rtedge-dispatch``: until stop().  Events queued before stop() are still delivered
-        (close() waits for that within its timeout; when a callback blocks past it, the rest follow once
-        it returns, and then the thread exits)."""
-        while True:
-            event = self._queue.get()
-            if event is _CLOSE:
-                return
-            assert isinstance(event, ev.ServerEvent)
-            handlers = self._handlers.get(event.type, []) + self._handlers.get("*", [])
-            self._stats.dispatch_busy_since = time.monotonic()
-            for fn in handlers:
-                self._call(fn, event)
-            self._stats.dispatch_busy_since = 0.0
-
-    def _call(self, fn: Callable[[Any], Any], event: ev.ServerEvent) -> None:
-        try:
-            fn(event)
-        except Exception as exc:
-            self._stats.callback_errors += 1
-            log.exception("callback %r raised on %s", getattr(fn, "__name__", fn), event.type)
-            if self.on_error is not None:
-                try:
-                    self.on_error(exc, event)
-                except Exception:
-                    log.exception("on_error hook raised; ignoring")
 
 
 def describe_error(event: ev.Error) -> str:

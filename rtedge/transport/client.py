@@ -25,7 +25,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -43,8 +43,9 @@ from ..protocol.session import Session
 from . import _ws
 from ._lifecycle import ENDING, HELD, LinkEvent, LinkState
 from ._link import MAX_PENDING, Link, _event_id_of, _server_error
-from ._workers import (BENIGN_ERROR_CODES, Dispatcher, EventLog, SendQueue, TransportStats, decode_failure,
-                       describe_error, sender_loop)
+from ._inbox import SYNTHETIC_BYTES, Dispatcher, EventLog
+from ._workers import (BENIGN_ERROR_CODES, SendQueue, TransportStats, decode_failure, describe_error,
+                       sender_loop)
 from .backoff import SESSION_ENDING_ERROR_CODES, Backoff
 
 log = logging.getLogger("rtedge")
@@ -61,6 +62,8 @@ _DEFAULTS: dict[str, Any] = {
     "ping_timeout": 10.0,
     "max_audio_queue_ms": 2000.0,
     "inbox_size": 10000,
+    "inbox_bytes": 2 * 1024 * 1024,
+    "inbox_audio": False,
     "ssl_context": None,
     "ca_certs": None,
     "on_error": None,
@@ -99,8 +102,8 @@ class Client(Link):
         self._lock = threading.RLock()  # guards _session and _machine (pure calls only, never I/O)
         self.stats = TransportStats()
         self._sendq = SendQueue(self.stats, options["max_audio_queue_ms"])
-        self._log = EventLog(options["inbox_size"], self.stats)
-        self._dispatcher = Dispatcher(self.stats, options["on_error"])
+        self._log = EventLog(options["inbox_size"], options["inbox_bytes"], self.stats, options["inbox_audio"])
+        self._dispatcher = Dispatcher(self.stats, options["on_error"], self._log.dispatched)
         self._audio_sinks: list[AudioSink] = []
         self._event_hooks: list[Callable[[ev.ServerEvent], None]] = []
         self._conn: _ws.WsConnection | None = None
@@ -228,14 +231,17 @@ class Client(Link):
             rpe = exc if isinstance(exc, RemoteProtocolError) else RemoteProtocolError(f"invalid UTF-8: {exc}")
             log.warning("%s", decode_failure(rpe))
             return []
+        share = len(payload) // max(1, len(received))
         for event in received:
-            self._deliver(event)
+            self._deliver(event, share)
         return received
 
-    def _deliver(self, event: ev.ServerEvent) -> None:
+    def _deliver(self, event: ev.ServerEvent, nbytes: int = SYNTHETIC_BYTES) -> None:
+        sunk = False
         if isinstance(event, ev.ResponseOutputAudioDelta):
             for sink in self._audio_sinks:
                 self._run_hook(sink, event)
+                sunk = True
         elif isinstance(event, ev.Error):
             level = logging.DEBUG if event.error.code in BENIGN_ERROR_CODES else logging.WARNING
             log.log(level, "server error event: %s", describe_error(event))
@@ -245,8 +251,7 @@ class Client(Link):
             self._update_answered(event)
         for hook in self._event_hooks:
             self._run_hook(hook, event)
-        self._log.append(event)
-        self._dispatcher.put(event)
+        self._dispatcher.put(event, self._log.append(event, nbytes, delivered=sunk))
         if isinstance(event, ev.ResponseDone) and self._opts["max_session_seconds"]:
             try:  # a turn just ended: the best moment, not up to a sender tick later
                 self._sendq.submit(self._maybe_recycle)
@@ -584,6 +589,7 @@ def connect(
     api_key: str | None = None,
     url: str | None = None,
     session: SessionConfig | None = None,
+    on: Mapping[str, Callable[[Any], Any] | Iterable[Callable[[Any], Any]]] | None = None,
     **options: Any,
 ) -> Client:
     """Open a realtime session and return a connected :class:`Client`.
@@ -596,8 +602,13 @@ def connect(
             May be omitted for a loopback URL (the local test server).
         url: override the provider endpoint (``ws://`` or ``wss://``).
         session: a :class:`SessionConfig` to apply; ``connect`` waits until the server confirms it.
+        on: callbacks by event type (``{"session.updated": fn, "*": [f, g]}``), registered before the
+            connection opens, so they see every event from ``session.created`` on.  (A callback added
+            later with :meth:`Client.on` still gets the events of its type it missed, replayed once.)
         **options: ``connect_timeout`` (s, 10), ``ping_interval`` (s, 20; 0 disables keepalive),
             ``ping_timeout`` (s, 10), ``max_audio_queue_ms`` (2000), ``inbox_size`` (events, 10000),
+            ``inbox_bytes`` (2 MiB), ``inbox_audio`` (False: audio deltas a callback received are kept
+            in the inbox without their audio),
             ``ssl_context``, ``ca_certs`` (path), ``on_error`` (``fn(exc, event)``), ``headers`` (extra),
             ``keepalive_audio_s`` (append 100 ms of silence after that many seconds without input audio;
             DashScope ends sessions after about 300 s without audio, and pings do not count).
@@ -634,5 +645,8 @@ def connect(
         raise ConfigError(f"no API key for {dialect.name}: pass api_key= or set {dialect.api_key_env}")
     headers = {**dialect.headers(key), **(opts["headers"] or {})}
     client = Client(dialect, full_url, headers, opts)
+    for event_type, fns in (on or {}).items():
+        for fn in [fns] if callable(fns) else fns:
+            client.on(event_type, fn)
     client._open(session)
     return client

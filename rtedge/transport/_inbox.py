@@ -1,0 +1,280 @@
+"""Where received events go: the inbox (``events()``/``wait_for()``) and the callback dispatcher.
+
+Guarantees
+----------
+* The inbox is bounded by count (``inbox_size``) *and* by bytes (``inbox_bytes``, the size of the
+  messages the events came in).  Past either bound the oldest events go.  An event that goes before
+  any consumer got it (no callback ran for it, no internal sink took it, ``events()`` never reached it)
+  is counted in ``stats.inbox_dropped``; one a callback received is not a loss.
+* Events the reader already consumed are kept only as a short tail (for rtedge's own waits).
+* Once a callback (or rtedge's audio sink) received an audio delta, the inbox keeps the event without
+  its audio payload (``event.audio_dropped``), unless ``inbox_audio=True`` was asked for.
+* Callbacks run only on ``rtedge-dispatch``, in arrival order.  Events that arrived before the first
+  callback for their type was registered are replayed to that callback, once, before any later event
+  (the last :data:`REPLAY_PER_TYPE` per type; audio deltas and ``"*"`` callbacks excepted).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ..errors import ConnectionClosed, DeadlineExceeded
+from ..protocol import events as ev
+from ._workers import TransportStats
+
+log = logging.getLogger("rtedge")
+
+#: consumed events kept behind the reader's cursor (rtedge's own waits look back a little)
+CONSUMED_TAIL = 256
+#: unclaimed events kept per type for a callback registered late
+REPLAY_PER_TYPE = 16
+#: event types remembered for replay (the rest are forgotten oldest first)
+REPLAY_TYPES = 64
+#: bytes counted for an event rtedge made itself
+SYNTHETIC_BYTES = 256
+
+
+class _Entry:
+    __slots__ = ("seq", "event", "nbytes", "delivered")
+
+    def __init__(self, seq: int, event: ev.ServerEvent, nbytes: int, delivered: bool) -> None:
+        self.seq, self.event, self.nbytes, self.delivered = seq, event, nbytes, delivered
+
+
+def strip_audio(event: ev.ServerEvent) -> ev.ServerEvent:
+    """The event without its audio payload (other events unchanged)."""
+    if not isinstance(event, ev.ResponseOutputAudioDelta) or event.audio_dropped:
+        return event
+    raw = {k: v for k, v in event.raw.items() if k != "delta"}
+    return attrs.evolve(event, delta="", raw=raw, audio_dropped=True)
+
+
+def _stripped_size(event: ev.ServerEvent, nbytes: int) -> int:
+    if isinstance(event, ev.ResponseOutputAudioDelta):
+        return max(64, nbytes - len(event.delta))
+    return nbytes
+
+
+class EventLog:
+    """The client's inbox: a log of received events with a consumer cursor, bounded by count and bytes.
+
+    ``events()``/``wait_for()`` consume from the cursor; internal waits read from any sequence number
+    without consuming.  Thread-safe.
+    """
+
+    def __init__(self, maxlen: int, max_bytes: int, stats: TransportStats, keep_audio: bool = False) -> None:
+        self._log: deque[_Entry] = deque()
+        self._cond = threading.Condition()  # guards everything below
+        self._seq = 0
+        self._cursor = 0
+        self._ended = False
+        self._bytes = 0
+        self._maxlen = maxlen
+        self._max_bytes = max_bytes
+        self._keep_audio = keep_audio
+        self._stats = stats
+        #: unread events evicted before the dispatcher ran their callbacks: a loss only if none ran
+        self._evicted_undecided: set[int] = set()
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the inbox holds now (message sizes of the events kept)."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._log)
+
+    def append(self, event: ev.ServerEvent, nbytes: int, delivered: bool = False) -> int:
+        """Add an event (``delivered``: a consumer already got it, e.g. the audio sink); its sequence."""
+        if delivered and not self._keep_audio:
+            nbytes, event = _stripped_size(event, nbytes), strip_audio(event)
+        with self._cond:
+            self._seq += 1
+            self._log.append(_Entry(self._seq, event, nbytes, delivered))
+            self._bytes += nbytes
+            self._trim()
+            self._cond.notify_all()
+            return self._seq
+
+    def dispatched(self, seq: int, delivered: bool) -> None:
+        """The dispatcher ran the callbacks for ``seq`` (``delivered``: at least one)."""
+        with self._cond:
+            if seq in self._evicted_undecided:
+                self._evicted_undecided.discard(seq)
+                if not delivered:
+                    self._stats.inbox_dropped += 1
+                return
+            if not delivered:
+                return
+            entry = self._entry(seq)
+            if entry is None:
+                return
+            entry.delivered = True
+            if not self._keep_audio and isinstance(entry.event, ev.ResponseOutputAudioDelta):
+                smaller = _stripped_size(entry.event, entry.nbytes)
+                self._bytes -= entry.nbytes - smaller
+                entry.nbytes, entry.event = smaller, strip_audio(entry.event)
+
+    def _entry(self, seq: int) -> _Entry | None:
+        if not self._log:
+            return None
+        index = seq - self._log[0].seq  # sequence numbers are contiguous
+        return self._log[index] if 0 <= index < len(self._log) else None
+
+    def _trim(self) -> None:
+        log_ = self._log
+        while len(log_) > 1 and (len(log_) > self._maxlen or self._bytes > self._max_bytes):
+            self._evict()
+        while log_ and log_[0].seq <= self._cursor - CONSUMED_TAIL:
+            self._evict()
+
+    def _evict(self) -> None:
+        entry = self._log.popleft()
+        self._bytes -= entry.nbytes
+        if entry.seq > self._cursor:
+            if not entry.delivered:
+                self._evicted_undecided.add(entry.seq)  # decided when the dispatcher reports on it
+            self._cursor = entry.seq
+
+    def end(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def find(self, after: int, match: Callable[[ev.ServerEvent], bool],
+             timeout: float | None) -> tuple[int, ev.ServerEvent]:
+        """The first event after sequence ``after`` that matches, waiting up to ``timeout``.
+
+        Raises:
+            DeadlineExceeded: nothing matched in time.
+            ConnectionClosed: the log ended (connection gone) with no match.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                first = max(0, after + 1 - self._log[0].seq) if self._log else 0  # contiguous sequences
+                for i in range(first, len(self._log)):
+                    entry = self._log[i]
+                    if match(entry.event):
+                        return entry.seq, entry.event
+                after = max(after, self._seq)
+                if self._ended:
+                    raise ConnectionClosed("the connection ended before the awaited event arrived")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise DeadlineExceeded(f"no matching event within {timeout} s")
+                self._cond.wait(remaining)
+
+    def consume(self, match: Callable[[ev.ServerEvent], bool], timeout: float | None) -> ev.ServerEvent:
+        """Like :meth:`find` from the cursor, and move the cursor past the match."""
+        seq, event = self.find(self._cursor, match, timeout)
+        with self._cond:
+            self._cursor = max(self._cursor, seq)
+            self._trim()
+        return event
+
+
+_CLOSE = object()
+_WAKE = object()
+Handler = Callable[[Any], Any]
+
+
+class Dispatcher:
+    """Runs user callbacks on ``rtedge-dispatch``, in arrival order (see the module docstring)."""
+
+    def __init__(self, stats: TransportStats, on_error: Callable[[BaseException, Any], None] | None,
+                 on_dispatched: Callable[[int, bool], None] | None = None) -> None:
+        self._queue: queue.SimpleQueue[tuple[int, ev.ServerEvent] | object] = queue.SimpleQueue()
+        self._handlers: dict[str, list[Handler]] = {}
+        self._lock = threading.Lock()  # guards _handlers (copy-on-write lists), _unclaimed, _replays
+        #: events dispatched while no callback for their type existed, by type (for a late callback)
+        self._unclaimed: dict[str, deque[ev.ServerEvent]] = {}
+        self._replays: list[tuple[Handler, list[ev.ServerEvent]]] = []
+        self._stats = stats
+        self._on_dispatched = on_dispatched
+        self.on_error = on_error
+
+    def add(self, event_type: str, fn: Handler) -> None:
+        with self._lock:
+            first = not self._handlers.get(event_type)
+            self._handlers[event_type] = [*self._handlers.get(event_type, ()), fn]
+            missed = self._unclaimed.pop(event_type, None) if first else None
+            if missed:
+                self._replays.append((fn, list(missed)))
+        if missed:
+            self._queue.put(_WAKE)
+
+    def remove(self, event_type: str, fn: Handler) -> None:
+        with self._lock:
+            self._handlers[event_type] = [h for h in self._handlers.get(event_type, ()) if h is not fn]
+
+    def put(self, event: ev.ServerEvent, seq: int = 0) -> None:
+        self._queue.put((seq, event))
+
+    def stop(self) -> None:
+        self._queue.put(_CLOSE)
+
+    def run(self, stop_requested: threading.Event) -> None:
+        """Body of ``rtedge-dispatch``: until stop().  Events queued before stop() are still delivered
+        (close() waits for that within its timeout; when a callback blocks past it, the rest follow once
+        it returns, and then the thread exits)."""
+        while True:
+            item = self._queue.get()
+            if self._replays:
+                self._replay()
+            if item is _CLOSE:
+                return
+            if item is _WAKE:
+                continue
+            assert isinstance(item, tuple)
+            seq, event = item
+            with self._lock:
+                own = self._handlers.get(event.type, [])
+                if not own and not isinstance(event, ev.ResponseOutputAudioDelta):
+                    self._remember(event)
+                handlers = own + self._handlers.get("*", [])
+            self._stats.dispatch_busy_since = time.monotonic()
+            for fn in handlers:
+                self._call(fn, event)
+            self._stats.dispatch_busy_since = 0.0
+            if self._on_dispatched is not None and seq:
+                self._on_dispatched(seq, bool(handlers))
+
+    def _remember(self, event: ev.ServerEvent) -> None:
+        kept = self._unclaimed.get(event.type)
+        if kept is None:
+            if len(self._unclaimed) >= REPLAY_TYPES:
+                del self._unclaimed[next(iter(self._unclaimed))]
+            kept = self._unclaimed[event.type] = deque(maxlen=REPLAY_PER_TYPE)
+        kept.append(event)
+
+    def _replay(self) -> None:
+        with self._lock:
+            replays, self._replays = self._replays, []
+        for fn, events in replays:
+            for event in events:
+                self._call(fn, event)
+
+    def _call(self, fn: Handler, event: ev.ServerEvent) -> None:
+        try:
+            fn(event)
+        except Exception as exc:
+            self._stats.callback_errors += 1
+            log.exception("callback %r raised on %s", getattr(fn, "__name__", fn), event.type)
+            if self.on_error is not None:
+                try:
+                    self.on_error(exc, event)
+                except Exception:
+                    log.exception("on_error hook raised; ignoring")

@@ -1,0 +1,121 @@
+"""No missed events by registration order, and an inbox bounded by bytes that counts only real losses."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+import rtedge
+from rtedge.testing import RealtimeServer
+
+from ..conftest import wait_until
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+TEXT = rtedge.SessionConfig(output_modalities=("text",), turn_detection=None)
+
+
+def _readme_snippet() -> str:
+    code = re.search(r"## Use it from Python\n\n```python\n(.*?)```", README.read_text(), re.S)
+    assert code is not None
+    return code.group(1)
+
+
+def test_the_readme_snippet_as_written(capsys):
+    """The README's first example, verbatim but for the local server's URL."""
+    snippet = _readme_snippet()
+    assert 'rtedge.connect("openai", session=session)' in snippet
+    with RealtimeServer(realtime=False, reply_text="Hello from the kiosk.") as srv:
+        exec(snippet.replace('rtedge.connect("openai", session=session)',  # noqa: S102
+                             f'rtedge.connect("openai", url={srv.url!r}, session=session)'), {})
+    out = capsys.readouterr().out
+    assert "assistant: Hello from the kiosk." in out and "Usage(" in out
+
+
+def test_a_callback_registered_after_connect_gets_what_it_missed_once():
+    """README order (connect, then @client.on): session.updated already came; it is replayed once,
+    before any later event of its type, to the first callback of that type only."""
+    with RealtimeServer(realtime=False) as srv, rtedge.connect(url=srv.url, session=TEXT) as client:
+        got: list[tuple[str, str]] = []
+        done = threading.Event()
+
+        @client.on("session.updated")
+        def first(event):
+            got.append(("first", event.type))
+
+        client.on("session.updated", lambda e: got.append(("second", e.type)))
+        client.update_session(instructions="Be terse.", timeout=5)
+        client.on("rtedge.test.barrier", lambda e: done.set())
+        srv.send_event({"type": "rtedge.test.barrier"})
+        assert done.wait(5)
+    # one replayed (the connect's), then the update's to both; the second never got the replay
+    assert got == [("first", "session.updated"), ("first", "session.updated"), ("second", "session.updated")]
+
+
+def test_connect_on_sees_everything_from_session_created():
+    seen: list[str] = []
+    with RealtimeServer(realtime=False) as srv:
+        client = rtedge.connect(url=srv.url, session=TEXT, on={"session.created": seen.append,
+                                                                "session.updated": [seen.append, seen.append]})
+        client.close()
+    assert [e.type for e in seen] == ["session.created", "session.updated", "session.updated"]
+
+
+def _audio_turn(client: rtedge.Client) -> list[rtedge.protocol.events.ServerEvent]:
+    """One spoken answer; the inbox's events from the request to response.done."""
+    client.send_text("Tell me a story.")
+    got = []
+    for event in client.events(timeout=30):
+        got.append(event)
+        if event.type == "response.done":
+            return got
+    raise AssertionError("no response.done")
+
+
+LONG = "Once upon a time there was a story that went on and on and on. " * 6
+
+
+def test_callbacks_consuming_every_event_keep_the_inbox_small_and_nothing_counts_as_dropped():
+    with RealtimeServer(realtime=False, reply_text=LONG) as srv:
+        deltas: list[object] = []
+        client = rtedge.connect(url=srv.url, inbox_bytes=64 * 1024,
+                                on={"response.output_audio.delta": deltas.append, "*": lambda e: None})
+        for _ in range(3):
+            _audio_turn(client)
+        assert wait_until(lambda: len(deltas) == sum(1 for e in srv.sent
+                                                     if e["type"] == "response.output_audio.delta"))
+        audio_bytes = sum(len(e.delta) for e in deltas)
+        assert audio_bytes > 4 * 64 * 1024  # far more audio came than the inbox may hold
+        assert client._log.nbytes <= 64 * 1024
+        assert wait_until(lambda: client.stats.dispatch_busy_since == 0.0)
+        assert client.stats.inbox_dropped == 0  # every event reached a callback
+        kept = [e.event for e in client._log._log if e.event.type == "response.output_audio.delta"]
+        assert kept and all(e.audio_dropped and e.delta == "" for e in kept)  # payloads released
+        with pytest.raises(LookupError, match="inbox_audio=True"):
+            kept[0].pcm()
+        client.close()
+
+
+def test_inbox_dropped_counts_events_nobody_got():
+    with RealtimeServer(realtime=False, reply_text=LONG) as srv:
+        client = rtedge.connect(url=srv.url, inbox_bytes=64 * 1024)  # no callbacks, nobody reads
+        _audio_turn(client)
+        assert client.stats.inbox_dropped > 0 and client._log.nbytes <= 64 * 1024
+        client.close()
+
+
+def test_inbox_audio_keeps_payloads_and_pcm_decodes_once():
+    with RealtimeServer(realtime=False, reply_text="Hi there.") as srv:
+        arrays: list[object] = []
+        client = rtedge.connect(url=srv.url, inbox_audio=True,
+                                on={"response.output_audio.delta": [lambda e: arrays.append(e.pcm()),
+                                                                    lambda e: arrays.append(e.pcm())]})
+        kept = [e for e in _audio_turn(client) if e.type == "response.output_audio.delta"]
+        assert kept and not any(e.audio_dropped for e in kept)
+        assert wait_until(lambda: len(arrays) == 2 * len(kept))
+        assert all(a is b for a, b in zip(arrays[::2], arrays[1::2]))  # decoded once, shared
+        assert kept[0].pcm() is arrays[0] and kept[0].pcm().dtype.name == "int16"
+        assert kept[0].pcm().tobytes() == kept[0].audio
+        client.close()
