@@ -45,7 +45,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 import numpy as np
@@ -55,7 +56,7 @@ from .audio.playback import PlaybackBuffer, PlaybackPosition
 from .audio.vad import VadGate, VadSettings
 from .errors import ConfigError, ConnectionClosed, LocalProtocolError
 from .protocol import events as ev
-from .protocol._state import InputBufferState, ResponseState
+from .protocol._state import InputBufferState, ResponseState, SessionSnapshot
 from .transport._lifecycle import ENDING, LinkState
 
 log = logging.getLogger("rtedge")
@@ -65,6 +66,39 @@ INTERRUPTION_WINDOW = 64
 
 BargeIn = Literal["server", "local", "off"]
 EchoGuard = Literal["half_duplex", "threshold", "off"]
+
+
+class AgentClient(Protocol):
+    """What a VoiceAgent needs of its client (:class:`rtedge.Client` is one)."""
+
+    @property
+    def snapshot(self) -> SessionSnapshot: ...
+    @property
+    def link_state(self) -> LinkState: ...
+    def add_audio_sink(self, sink: Callable[[ev.ResponseOutputAudioDelta], None]) -> None: ...
+    def add_event_hook(self, hook: Callable[[ev.ServerEvent], None]) -> None: ...
+    def append_audio(self, pcm: Any, rate: int | None = None, *, timeout: float | None = ...,
+                     overflow: Literal["block", "drop_oldest"] = ...) -> int: ...
+    def truncate(self, item_id: str, audio_end_ms: float, content_index: int = 0) -> bool: ...
+    def cancel_response(self) -> bool: ...
+
+
+class Microphone(Protocol):
+    """A source of int16 mono frames (:class:`rtedge.audio.devices.AudioSource` is one).  It may have
+    ``finished`` (a ``threading.Event``) when it can end (a file)."""
+
+    rate: int
+    def start(self, on_frame: Callable[[np.ndarray], None]) -> None: ...
+    def stop(self) -> None: ...
+
+
+class Speaker(Protocol):
+    """A sink that pulls int16 mono frames (:class:`rtedge.audio.devices.AudioSink` is one).  It may
+    have ``output_latency`` (seconds from a pull to the sound)."""
+
+    rate: int
+    def start(self, pull: Callable[[int], np.ndarray]) -> None: ...
+    def stop(self) -> None: ...
 
 
 @attrs.define(eq=False)
@@ -117,7 +151,7 @@ class VoiceAgent:
         ConfigError: an unknown policy name.
     """
 
-    def __init__(self, client: Any, mic: Any, speaker: Any, *, barge_in: BargeIn = "server",
+    def __init__(self, client: AgentClient, mic: Microphone, speaker: Speaker, *, barge_in: BargeIn = "server",
                  echo_guard: EchoGuard = "threshold", vad_gate: VadSettings | bool = True,
                  echo_boost_db: float = 15.0) -> None:
         if barge_in not in ("server", "local", "off"):
@@ -306,3 +340,17 @@ class VoiceAgent:
 def _turn_detection(session: Mapping[str, Any]) -> object:
     audio = session.get("audio") or {}
     return (audio.get("input") or {}).get("turn_detection") if isinstance(audio, Mapping) else None
+
+
+if TYPE_CHECKING:  # mypy checks that rtedge's own parts fit the seams
+    from .audio.devices import AudioSink, AudioSource
+    from .transport.client import Client
+
+    def _client_fits(client: Client) -> AgentClient:
+        return client
+
+    def _mic_fits(mic: AudioSource) -> Microphone:
+        return mic
+
+    def _speaker_fits(speaker: AudioSink) -> Speaker:
+        return speaker

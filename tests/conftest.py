@@ -40,8 +40,8 @@ def wait_until(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
 class SocketAudit:
     """Records the thread of every write to and close of an rtedge socket (``RtWebSocket``): the HTTP
     upgrade (``connect``), every frame (``_send``: text, ping, pong, close) and the release
-    (``shutdown``).  ``abort`` (shutdown(2), which only wakes a thread blocked on the socket) is
-    recorded apart.  Installed for the whole session; every test checks its own records."""
+    (``shutdown``).  ``abort`` (shutdown(2), which only wakes a thread blocked on the socket) and
+    reads (``recv_frame``) are recorded apart.  Installed for the whole session; every test checks its own records."""
 
     WRITER = "rtedge-sender"
 
@@ -54,14 +54,15 @@ class SocketAudit:
         name = threading.current_thread().name
         with self.lock:
             self.counts[(op, name)] = self.counts.get((op, name), 0) + 1
-            if op != "abort" and name != self.WRITER:
+            if op not in ("abort", "read") and name != self.WRITER:
                 import traceback
                 self.violations.append((f"{op} on {name}", "".join(traceback.format_stack(limit=12))))
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from rtedge.transport._ws import RtWebSocket
 
-        for op, method in (("upgrade", "connect"), ("write", "_send"), ("close", "shutdown"), ("abort", "abort")):
+        for op, method in (("upgrade", "connect"), ("write", "_send"), ("close", "shutdown"), ("abort", "abort"),
+                           ("read", "recv_frame")):
             original = getattr(RtWebSocket, method)
 
             def wrapper(self, *args, _op=op, _original=original, **kwargs):

@@ -2,30 +2,43 @@
 
 Ownership
 ---------
-Each piece of mutable state has one owner; other threads ask the owner or read what it publishes.
+Each piece of mutable state has one owner, the only thread that changes it (or one lock all its writers
+take); other threads ask the owner, or read an immutable value the owner publishes.  Every row is
+checked by a test (named in brackets, under ``tests/``).
 
-==============================  =====================================  ==========================================
-State                           Owner (the only thread that changes)   How other threads get at it
-==============================  =====================================  ==========================================
-the socket: upgrade, every      ``rtedge-sender``                      ask: ``SendQueue.call``/``submit`` (run
-frame written (events, pings,                                          ahead of queued sends); the receiver
-pongs, close), shutdown                                                hands pings over, never writes
-frames read after connect       ``rtedge-receiver`` (during            none (events come out through the inbox,
-                                ``connect()``: the caller, before      the dispatcher and the internal hooks)
-                                the receiver exists)
-the link state                  whichever thread causes the            ``client.link_state``: one immutable
-(:class:`LinkState`)            transition, through the table in       enum member; the decision and the
-                                ``_lifecycle``, under the client lock  transition happen in one locked step
-the send queue's items          callers put, the sender takes          ``SendQueue`` (its own condition)
-connections opened, not yet     ``rtedge-sender`` (``_opened``)        none; the sender shuts them all down
-shut down                                                              on its way out
-user callbacks                  ``rtedge-dispatch`` runs them          ``client.on``/``off`` replace the
-                                                                       handler lists (copy on write)
-==============================  =====================================  ==========================================
+=======================  ==============================  ==================================================
+State                    Owner                           How other threads get at it
+=======================  ==============================  ==================================================
+socket writes: the       ``rtedge-sender``               ask: ``SendQueue.call``/``submit``, run ahead of
+upgrade, every frame                                     queued sends; a ping read by the receiver is
+(events, pings, pongs,                                   answered by the sender  [conftest.py audit on the
+close), the shutdown                                     whole suite, transport/test_sole_writer.py]
+socket reads             ``rtedge-receiver`` (in         nobody else reads; events come out through the
+                         ``connect()``: the caller,      inbox, the dispatcher and the internal hooks
+                         before the receiver exists)     [transport/test_sole_writer.py]
+connections opened       ``rtedge-sender``               the sender shuts every one down, at the latest on
+                                                         its way out  [transport/test_sole_writer.py]
+the sans-IO ``Session``  whoever holds ``Client._lock``  ``client.snapshot``: an immutable
+and its ``SessionState`` (the receiver for events, a     ``SessionSnapshot``, republished in the same
+                         caller for its sends)           locked step; ``client.state`` is the live object,
+                                                         not for other threads  [test_agent_stress.py,
+                                                         transport/test_ownership.py]
+the link state           the thread causing the          ``client.link_state``: one immutable
+                         transition, via the table in    ``LinkState`` member  [faults/test_link_states.py]
+                         ``_lifecycle``, under the lock
+send queue items         callers put, the sender takes   ``SendQueue``'s condition  [transport/test_append.py]
+the inbox                the receiver appends; readers   ``events()``/``wait_for()`` under the inbox's
+                         consume under its condition     condition  [transport/test_inbox.py]
+callbacks                ``rtedge-dispatch`` runs them   ``client.on``/``off`` replace handler lists (copy
+                                                         on write)  [transport/test_ownership.py]
+``TransportStats``       one thread per counter, or      read any time (see ``TransportStats``)
+                         the one lock named for it       [transport/test_ownership.py]
+=======================  ==============================  ==================================================
 
-``close()`` may ``abort`` a socket (``shutdown(2)``, which writes nothing and only wakes a thread blocked on
-it) when the sender itself is stuck in an upgrade or a send; the sender still closes the socket.  The test
-suite records the thread of every write and close on rtedge's sockets (``tests/conftest.py``).
+``close()`` may ``abort`` a socket (``shutdown(2)``, which writes nothing and only wakes a thread blocked
+on it) when the sender itself is stuck in an upgrade or a send; the sender still closes the socket.
+rtedge's own events (reconnect states, synthetic settlements) are delivered by the thread that makes them:
+the receiver, or the sender's tick for a cancel the server never settles.
 """
 
 from __future__ import annotations

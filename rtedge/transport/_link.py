@@ -128,7 +128,9 @@ class Link:
 
         Raises what opening raises (HandshakeError, TransportError), or ConnectionClosed when the
         sender has stopped (the client is closing)."""
-        return self._sendq.call(lambda: self._open_on_sender(timeout), timeout + SENDER_CALL_TIMEOUT)
+        conn: _ws.WsConnection = self._sendq.call(lambda: self._open_on_sender(timeout),
+                                                  timeout + SENDER_CALL_TIMEOUT)
+        return conn
 
     def _open_on_sender(self, timeout: float) -> _ws.WsConnection:
         def pending(conn: _ws.WsConnection) -> None:

@@ -48,7 +48,18 @@ BENIGN_ERROR_CODES = frozenset({"response_cancel_not_active", "conversation_alre
 
 @attrs.define(eq=False)
 class TransportStats:
-    """Counters kept by the workers (read them; only the workers write them)."""
+    """Transport counters: read them from any thread.  Each is written by one thread, or only under
+    the one lock named beside it (so no increment is lost):
+
+    * ``rtedge-receiver``: ``messages_received``, ``bytes_received``, ``malformed_messages``,
+      ``reconnects``, ``last_receive``, ``receive_busy_since`` (during ``connect()``: the caller).
+    * ``rtedge-sender``: ``messages_sent``, ``bytes_sent``, ``pings_sent``, ``sender_tick``.
+    * ``rtedge-dispatch``: ``callback_errors``, ``dispatch_busy_since``.
+    * under the send queue's condition (callers appending, the receiver pausing, the sender):
+      ``audio_dropped``, ``audio_dropped_ms``, ``audio_dropped_outage_ms``.
+    * under the inbox's condition: ``inbox_dropped``.
+    * under the stats' own lock (:meth:`count_internal_error`): ``internal_errors``.
+    """
 
     messages_received: int = 0
     messages_sent: int = 0
@@ -57,15 +68,15 @@ class TransportStats:
     #: audio dropped because the link was down (never replayed stale), in ms
     audio_dropped_outage_ms: float = 0.0
     reconnects: int = 0
-    #: audio appends dropped because the send queue held more than its limit
+    #: audio appends dropped because the send queue held more than its limit (overflow="drop_oldest")
     audio_dropped: int = 0
     audio_dropped_ms: float = 0.0
-    #: unread events dropped from the event log (the inbox) because it was full
+    #: events that left the inbox before any consumer (callback, internal sink, reader) got them
     inbox_dropped: int = 0
     #: messages that were not valid JSON events
     malformed_messages: int = 0
     callback_errors: int = 0
-    #: server messages whose handling raised inside rtedge (a bug: logged with its traceback, skipped)
+    #: server messages or internal hooks whose handling raised inside rtedge (a bug: logged, skipped)
     internal_errors: int = 0
     pings_sent: int = 0
     last_receive: float = attrs.field(factory=time.monotonic)
@@ -76,6 +87,11 @@ class TransportStats:
     receive_busy_since: float = 0.0
     #: when the dispatcher began running callbacks for the current event; 0.0 while it waits for one
     dispatch_busy_since: float = 0.0
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
+
+    def count_internal_error(self) -> None:
+        with self._lock:
+            self.internal_errors += 1
 
 
 _CLOSE = object()
@@ -250,6 +266,11 @@ class SendQueue:
             self._items.appendleft(item)
             self._audio_ms += item[1]
 
+    def count_outage(self, audio_ms: float) -> None:
+        """Audio a caller appended while the link was down: dropped, counted here (under the lock)."""
+        with self._cond:
+            self._stats.audio_dropped_outage_ms += audio_ms
+
     def take_orphans(self) -> list[ev.ClientEvent]:
         """Control events given back while paused (to be replayed after :meth:`pause`'s)."""
         with self._cond:
@@ -386,7 +407,7 @@ def receive_until_end(conn: _ws.WsConnection, on_text: Callable[[bytes], object]
                 try:
                     on_text(payload)
                 except Exception:  # a bug of ours on a strange message: never a deaf receiver
-                    stats.internal_errors += 1
+                    stats.count_internal_error()
                     log.exception("internal error while handling a server message; message skipped")
                 finally:
                     stats.receive_busy_since = 0.0

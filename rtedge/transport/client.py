@@ -262,7 +262,7 @@ class Client(Link):
         try:
             hook(event)
         except Exception:  # rtedge's own hooks: a bug must not kill the receiver (counted, logged)
-            self.stats.internal_errors += 1
+            self.stats.count_internal_error()
             log.exception("internal hook %r failed on %s", hook, event.type)
 
     def _emit(self, event: ev.ServerEvent) -> None:
@@ -354,7 +354,7 @@ class Client(Link):
     def _send_offline(self, event: ev.ClientEvent, audio_ms: float) -> str | None:
         """While reconnecting: audio is dropped (counted), control events wait for the new session."""
         if audio_ms:
-            self.stats.audio_dropped_outage_ms += audio_ms
+            self._sendq.count_outage(audio_ms)
             return None
         if len(self._pending) >= MAX_PENDING:
             raise ConnectionClosed(f"reconnecting, and {MAX_PENDING} control events are already waiting")
