@@ -679,8 +679,9 @@ def _has_wire_type(name: str, value: object) -> bool:
 
 
 def _field_names(cls: type[ServerEvent]) -> tuple[str, ...]:
-    skip = {"type", "event_id", "raw"}
-    return tuple(f.name for f in attrs.fields(cls) if f.name not in skip)
+    """The fields a wire object fills (rtedge's own bookkeeping, such as ``audio_dropped``, never)."""
+    skip = {"type", "event_id", "raw", "audio_dropped"}
+    return tuple(f.name for f in attrs.fields(cls) if f.name not in skip and f.init)
 
 
 _FIELDS: dict[type[ServerEvent], tuple[str, ...]] = {cls: _field_names(cls) for cls in SERVER_EVENT_TYPES}
