@@ -2,8 +2,8 @@
 
 Guarantees
 ----------
-* The inbox is bounded by count (``inbox_size``) *and* by bytes (``inbox_bytes``, the size of the
-  messages the events came in).  Past either bound the oldest events go.  An event that goes before
+* The inbox is bounded by count (``inbox_size``) *and* by bytes (``inbox_bytes``: the size of the
+  messages the events came in, plus :data:`EVENT_OVERHEAD` per event for its Python objects).  Past either bound the oldest events go.  An event that goes before
   any consumer got it (no callback ran for it, no internal sink took it, ``events()`` never reached it)
   is counted in ``stats.inbox_dropped``; one a callback received is not a loss.
 * Events the reader already consumed are kept only as a short tail (for rtedge's own waits).
@@ -40,6 +40,9 @@ REPLAY_PER_TYPE = 16
 REPLAY_TYPES = 64
 #: bytes counted for an event rtedge made itself
 SYNTHETIC_BYTES = 256
+#: bytes counted per event on top of its message: what the Python objects of an event (attrs instance,
+#: raw dict, strings) take beyond the payload, so that ``inbox_bytes`` bounds real memory
+EVENT_OVERHEAD = 1024
 
 
 class _Entry:
@@ -59,7 +62,7 @@ def strip_audio(event: ev.ServerEvent) -> ev.ServerEvent:
 
 def _stripped_size(event: ev.ServerEvent, nbytes: int) -> int:
     if isinstance(event, ev.ResponseOutputAudioDelta):
-        return max(64, nbytes - len(event.delta))
+        return max(EVENT_OVERHEAD, nbytes - len(event.delta))
     return nbytes
 
 
@@ -97,7 +100,9 @@ class EventLog:
         return len(self._log)
 
     def append(self, event: ev.ServerEvent, nbytes: int, delivered: bool = False) -> int:
-        """Add an event (``delivered``: a consumer already got it, e.g. the audio sink); its sequence."""
+        """Add an event (``delivered``: a consumer already got it, e.g. the audio sink); its sequence.
+        ``nbytes``: the size of the message it came in (:data:`EVENT_OVERHEAD` is added)."""
+        nbytes += EVENT_OVERHEAD
         if delivered and not self._keep_audio:
             nbytes, event = _stripped_size(event, nbytes), strip_audio(event)
         with self._cond:
