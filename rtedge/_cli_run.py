@@ -267,7 +267,7 @@ def stream_file(client: Any, samples: Any, rate: int, args: argparse.Namespace, 
     from .runner import stream_wav
     from .wavio import WavWriter
 
-    writer = WavWriter(args.output, client.state.output_format.rate) if args.output else None
+    writer = WavWriter(args.output, client.snapshot.output_format.rate) if args.output else None
     stop = threading.Event()
     restore = on_signals({signal.SIGINT: stop.set, signal.SIGTERM: stop.set})
     try:

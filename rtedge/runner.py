@@ -112,7 +112,7 @@ class TurnTracker:
         if turn is not None and turn.first_output_at is None:
             turn.first_output_at = time.monotonic()
         if isinstance(event, ev.ResponseOutputAudioDelta):
-            fmt = self.client.state.output_format
+            fmt = self.client.snapshot.output_format
             samples = event.pcm(fmt)
             if turn is not None:
                 turn.audio_ms += 1000.0 * len(samples) / fmt.rate
@@ -141,7 +141,7 @@ class TurnTracker:
                 if turns and self.responses_done >= turns and self.current is None and self.pending_turn is None:
                     return True
                 now = time.monotonic()
-                if not turns and now >= quiet_until and self.client.state.input_buffer.value != "speech":
+                if not turns and now >= quiet_until and self.client.snapshot.input_buffer.value != "speech":
                     return True
                 if now >= deadline or self.client.closed:
                     return False

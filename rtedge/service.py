@@ -260,7 +260,7 @@ def describe_state(client: Any, agent: Any, reconnect_attempt: int) -> str:
         return "closing"
     if link is LinkState.CONNECTING:
         return "connecting"
-    if agent.playing() or client.state.response.value == "active":
+    if agent.playing() or client.snapshot.response.value == "active":
         return "speaking"
     return "listening"
 
@@ -277,7 +277,7 @@ def session_numbers(client: Any, agent: Any, tracker: Any, devices: dict[str, An
     """The counters of a running session, as JSON-friendly numbers (see :func:`stats_line`)."""
     latencies = [t.latency_ms for t in list(tracker.report.turns) if t.latency_ms is not None]
     usage = client.usage
-    fmt = client.state.input_format
+    fmt = client.snapshot.input_format
     not_sent = agent.stats.seconds_not_sent
     return {
         "turns": tracker.turns_started,

@@ -277,7 +277,7 @@ class TickSession:
             sync = "barrier" if _is_loopback(getattr(client, "_url", "")) else "wall"
         self.sync: Sync = sync
         self.pace = self.sync == "wall" if self._pace is None else bool(self._pace)
-        state = client.state
+        state = client.snapshot
         self.engine = TickEngine(self.format, self.tick_ms, state.output_format,
                                  input_base_ms=state.input_bytes_sent / state.input_format.bytes_per_ms,
                                  session=session, barge_in=barge_in, formats=client.dialect.session_formats,

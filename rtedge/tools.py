@@ -711,7 +711,7 @@ class ToolRunner:
 
     def _request_create(self, retry: bool) -> None:
         """Send ``response.create`` now, or at the next ``response.done`` when a response is running."""
-        if self.client.state.response is not ResponseState.IDLE:
+        if self.client.snapshot.response is not ResponseState.IDLE:
             self._create_waiting = "retry" if retry or self._create_waiting == "retry" else "deferred"
             return
         try:

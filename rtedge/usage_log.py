@@ -120,7 +120,7 @@ class UsageLog:
         self._model = model
         self._reported_model: str | None = None
         self._session_ids: list[str] = []
-        state = client.state
+        state = client.snapshot
         if state.session_id:
             self._session_ids.append(state.session_id)
         reported = state.session.get("model") if isinstance(state.session, Mapping) else None

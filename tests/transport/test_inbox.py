@@ -119,3 +119,12 @@ def test_inbox_audio_keeps_payloads_and_pcm_decodes_once():
         assert kept[0].pcm() is arrays[0] and kept[0].pcm().dtype.name == "int16"
         assert kept[0].pcm().tobytes() == kept[0].audio
         client.close()
+
+
+def test_a_server_cannot_mark_audio_as_dropped():
+    from rtedge.protocol import Session
+
+    s = Session("openai")
+    event = s.receive_message('{"type":"response.output_audio.delta","delta":"AAAA","audio_dropped":true,'
+                              '"_decoded":[1]}')
+    assert not event.audio_dropped and event.audio == b"\x00\x00\x00"
