@@ -84,6 +84,7 @@ def child(url: str, seconds: float, marks: list[float], config: str) -> None:
     import rtedge
 
     speech = _speech()
+    startup_kb = _rss_kb()  # interpreter, numpy, rtedge and the speech loop: before any session
     counts = {"events": 0, "audio_samples": 0, "responses": 0}
     holder: dict[str, rtedge.Client] = {}
 
@@ -133,6 +134,7 @@ def child(url: str, seconds: float, marks: list[float], config: str) -> None:
     stats = client.stats
     client.close()
     print(json.dumps({"config": config, "seconds": seconds, "peak_kb": _hwm_kb(), "rss_at": at_marks,
+                      "startup_kb": startup_kb,
                       "events": counts["events"], "responses": counts["responses"],
                       "audio_in_s": counts["audio_samples"] / RATE, "audio_out_s": sent["frames"] * 0.02,
                       "inbox_dropped": stats.inbox_dropped, "audio_dropped": stats.audio_dropped,
@@ -175,12 +177,12 @@ def main() -> None:
     print(f"\nclient memory, {seconds:.0f} s full duplex at 24 kHz (callbacks consume every event; "
           "nobody reads events())\n")
     mark_cols = [f"RSS@{m:.0f}s MB" for m in marks]
-    header = ["config", "peak RSS MB", "x baseline", *mark_cols, "late-early MB", "responses", "audio in s",
+    header = ["config", "startup MB", "peak RSS MB", "x baseline", *mark_cols, "late-early MB", "responses", "audio in s",
               "inbox KB", "inbox_dropped"]
     print("  ".join(f"{h:>14}" for h in header))
     for r in results:
         rss = [r["rss_at"].get(f"{m:.0f}", 0) / 1024 for m in marks]
-        row = [r["config"], f"{r['peak_kb'] / 1024:.1f}", f"{r['peak_kb'] / base['peak_kb']:.2f}",
+        row = [r["config"], f"{r['startup_kb'] / 1024:.1f}", f"{r['peak_kb'] / 1024:.1f}", f"{r['peak_kb'] / base['peak_kb']:.2f}",
                *[f"{v:.1f}" for v in rss], f"{rss[-1] - rss[0]:+.2f}", str(r["responses"]),
                f"{r['audio_in_s']:.0f}", str(r["inbox_kb"]), str(r["inbox_dropped"])]
         print("  ".join(f"{c:>14}" for c in row))

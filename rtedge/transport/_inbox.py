@@ -35,9 +35,9 @@ log = logging.getLogger("rtedge")
 #: consumed events kept behind the reader's cursor (rtedge's own waits look back a little)
 CONSUMED_TAIL = 256
 #: unclaimed events kept per type for a callback registered late
-REPLAY_PER_TYPE = 16
+REPLAY_PER_TYPE = 4
 #: event types remembered for replay (the rest are forgotten oldest first)
-REPLAY_TYPES = 64
+REPLAY_TYPES = 32
 #: bytes counted for an event rtedge made itself
 SYNTHETIC_BYTES = 256
 #: bytes counted per event on top of its message: what the Python objects of an event (attrs instance,
