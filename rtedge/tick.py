@@ -379,7 +379,7 @@ class TickSession:
     def _send_audio(self, samples: np.ndarray, start: float) -> None:
         """Send one tick of caller samples: mu-law to a mu-law session byte for byte, else converted."""
         step = len(samples) if self.instant else self.format.rate * self.chunk_ms // 1000
-        passthrough = self.format.kind == "ulaw" and self.client.state.input_format.kind == "pcmu"
+        passthrough = self.format.kind == "ulaw" and self.client.snapshot.input_format.kind == "pcmu"
         for i in range(0, len(samples), step):
             self._sleep_until(start + i / self.format.rate)
             part = samples[i:i + step]
