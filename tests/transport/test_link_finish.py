@@ -16,7 +16,7 @@ def test_finish_walks_finishing(caplog):
     """DashScope: close() ends the session the dialect's way first (open -> finishing -> closing)."""
     caplog.set_level(logging.DEBUG, logger="rtedge")
     with RealtimeServer(dialect="qwen") as srv:
-        client = rtedge.connect("qwen", url=srv.url.replace("/v1/realtime", "/api-ws/v1/realtime"))
+        client = rtedge.connect("qwen", url=srv.url)
         t0 = time.monotonic()
         client.close(timeout=3.0)
         assert time.monotonic() - t0 < 4.0
