@@ -2,17 +2,20 @@
 
 Guarantees
 ----------
-* Barge-in (server ``input_audio_buffer.speech_started``, or the local VAD
-  in ``barge_in="local"`` mode) is handled on the thread that noticed it,
-  never on the dispatcher, so a slow user callback cannot delay it:
+* Barge-in (server ``input_audio_buffer.speech_started``, or in
+  ``barge_in="local"`` mode every local VAD onset while playing -- a new
+  utterance right after the previous one included -- and the server's
+  ``speech_started`` too, whichever comes first) is handled on the thread
+  that noticed it, never on the dispatcher, so a slow user callback cannot
+  delay it:
 
   1. the playback buffer is flushed: the speaker's next pull gets silence,
      so sound stops within one device period;
   2. ``conversation.item.truncate`` is sent for the item that was playing,
-     with its content index and ``audio_end_ms`` = audio really played
-     (handed to the device minus its output latency), clamped by the client
-     to audio received; nothing is sent when nothing was playing or nothing
-     had been heard yet;
+     with its content index and ``audio_end_ms`` = audio the listener hears
+     (everything handed to the device: the flush cannot take back what the
+     device already holds), clamped by the client to audio received; nothing
+     is sent when nothing was playing or nothing had been heard yet;
   3. ``response.cancel`` is sent only when a response is still active and
      the server is not cancelling it itself (``interrupt_response``).
      Late audio deltas of the interrupted response are dropped.
@@ -240,7 +243,7 @@ class VoiceAgent:
             log.debug("local VAD: speech %s (noise floor %s dBFS%s)", "started, gate opened"
                       if result.speech_started else "ended, gate closed",
                       "?" if floor is None else f"{floor:.1f}", ", assistant playing" if playing else "")
-        if self.barge_in == "local" and result.speech_started and playing:
+        if self.barge_in == "local" and result.onset and playing:
             self.interrupt("local")
         if playing and self.echo_guard == "half_duplex":
             to_send: tuple[np.ndarray, ...] = ()
@@ -282,8 +285,8 @@ class VoiceAgent:
 
     def _on_event(self, event: ev.ServerEvent) -> None:
         """Receiver thread: barge-in and turn bookkeeping."""
-        if isinstance(event, ev.InputAudioBufferSpeechStarted) and self.barge_in == "server":
-            self.interrupt("server")
+        if isinstance(event, ev.InputAudioBufferSpeechStarted) and self.barge_in != "off":
+            self.interrupt("server")  # local mode too: the server's VAD cancels the answer either way
         elif isinstance(event, ev.InputAudioBufferCommitted):
             creates = self._server_creates_responses()
             with self._lock:
@@ -302,7 +305,10 @@ class VoiceAgent:
         t0 = time.monotonic()
         snap = self.client.snapshot
         active = snap.response is ResponseState.ACTIVE
-        position = self.playback.flush(streaming=snap.streaming_item_id if active else None)
+        with self._lock:
+            already_cut = snap.response_id in self._cut
+        streaming = snap.streaming_item_id if active and not already_cut else None
+        position = self.playback.flush(streaming=streaming)
         self.stats.flush_latencies.append(time.monotonic() - t0)
         with self._lock:
             if active and snap.response_id:

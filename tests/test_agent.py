@@ -213,3 +213,54 @@ def test_bad_policy_names():
         VoiceAgent(Dummy(), Dummy(), Dummy(), barge_in="sometimes")
     with pytest.raises(ConfigError):
         VoiceAgent(Dummy(), Dummy(), Dummy(), echo_guard="maybe")
+
+
+@pytest.mark.parametrize("gap_ms", [100, 200, 300, 500, 700, 900, 1100, 1300, 1500, 2000])
+def test_local_barge_in_catches_speech_right_after_the_previous_utterance(phrase, gap_ms):
+    """The user's turn ends, the answer starts, the user speaks again ``gap_ms`` after the end of the
+    first utterance: the gate is still in hangover/trailing, and barge-in must fire all the same."""
+    session = rtedge.SessionConfig(turn_detection=None)
+    with RealtimeServer(seed=11) as srv, rtedge.connect(url=srv.url, session=session) as client:
+        agent = VoiceAgent(client, ScriptedMic(), NullSink(rate=24000), barge_in="local")
+        n = 320
+        voiced = np.nonzero(np.abs(phrase) > 2000)[0]
+        word = phrase[voiced[0]:voiced[-1]]
+        quiet = np.random.default_rng(gap_ms).normal(0, 20, 16000 * 3).astype(np.int16)
+        gap = gap_ms * 16
+        x = np.concatenate([quiet[:16000], word, quiet[:gap], word, quiet])
+        second = 16000 + len(word) + gap
+        answer_at = second - min(gap // 2, 1600)  # the answer starts playing in the gap
+        frames = [x[i:i + n] for i in range(0, len(x) - n, n)]
+        for k, frame in enumerate(frames):
+            if k * n <= answer_at < (k + 1) * n:
+                agent.playback.push("item_answer", 0, np.full(24000 * 5, 1000, np.int16))
+            agent._on_frame(frame)
+            if agent.interruptions:
+                break
+        assert agent.interruptions, f"no barge-in for speech {gap_ms} ms after the previous utterance"
+        hit_ms = k * 20
+        assert second / 16 <= hit_ms + 20 <= second / 16 + 200
+        assert agent.interruptions[0].source == "local" and agent.interruptions[0].position is not None
+        assert not agent.playback.is_playing()
+
+
+def test_local_mode_also_acts_on_the_servers_speech_started(phrase):
+    """Audio the local gate did not take for an onset (here: appended by the app) still barges in when
+    the server's VAD hears it, since the server cancels the answer by itself."""
+    with RealtimeServer(reply_text=LONG_ANSWER, seed=12) as srv, rtedge.connect(url=srv.url) as client:
+        mic = ScriptedMic()
+        agent = VoiceAgent(client, mic, NullSink(rate=24000), barge_in="local", echo_guard="half_duplex")
+        runner = _agent_thread(agent, max_seconds=30)
+        client.send_text("Tell me a long story.")
+        assert wait_until(lambda: agent.playback.stats.played_samples > 12000, timeout=10)
+        audio = np.concatenate([phrase, np.zeros(16000, np.int16)])
+        for i in range(0, len(audio), 1600):  # paced like a device, 100 ms at a time
+            client.append_audio(audio[i:i + 1600], 16000)
+            if wait_until(lambda: agent.stats.interruptions >= 1, timeout=0.1):
+                break
+        assert wait_until(lambda: agent.stats.interruptions >= 1, timeout=10)
+        got = agent.interruptions[0]
+        assert got.source == "server" and got.truncated and not got.cancelled
+        agent.stop()
+        runner.join(5)
+    assert len([e for e in srv.received if e["type"] == "conversation.item.truncate"]) == 1

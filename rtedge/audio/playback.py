@@ -6,16 +6,18 @@ Assistant audio arrives on the receiver thread (:meth:`PlaybackBuffer.push`)
 and leaves on the speaker's thread (:meth:`PlaybackBuffer.pull`), which asks
 for exactly one device period each time.  The buffer counts, per output item
 and content index, the samples *handed to the device*.  What the listener
-has really heard is that count minus the device's output latency (samples
-handed over but still in the sound card's queue), never below zero:
-:meth:`played_ms`.  That number is what ``conversation.item.truncate`` needs;
-wall-clock or byte-count estimates overshoot, and the model then "remembers"
-words the user never heard.
+has really heard *so far* is that count minus the device's output latency
+(samples handed over but still in the sound card's queue), never below zero:
+:meth:`played_ms`.  Wall-clock or byte-count estimates overshoot, and the
+model then "remembers" words the user never heard.
 
 :meth:`flush` empties the queue at once (barge-in), so the very next
-``pull`` returns silence: the speaker goes quiet within one device period.
-It returns where the interrupted item stood, or None when nothing was being
-played (nothing to truncate).
+``pull`` returns silence: the speaker goes quiet once the device has played
+what it already holds.  A flush cannot reach into the device, so everything
+handed over is heard: the position it returns (what
+``conversation.item.truncate`` needs) is the handed count, with no latency
+subtracted (measured through PulseAudio: subtracting it truncated 30-40 ms
+short).  It returns None when nothing was being played (nothing to truncate).
 
 One lock guards everything; both sides hold it only for array slicing.
 """
@@ -42,7 +44,8 @@ class PlaybackPosition:
     Attributes:
         item_id: the assistant item that was playing.
         content_index: its content part.
-        played_ms: audio really played (handed to the device minus output latency), in ms.
+        played_ms: audio that is heard in the end, in ms: everything handed to the device (the
+            flush does not reach into the device, so what it holds still plays out).
         received_ms: audio of that item pushed into the buffer so far, in ms.
         dropped_ms: queued audio that was thrown away by the flush, in ms.
     """
@@ -208,8 +211,10 @@ class PlaybackBuffer:
             self.stats.dropped_samples += dropped
             if key is None:
                 return None
-            played = self._played_ms_locked(key)
-            self._last_audio_pull = 0.0  # what was in the device is cut too
+            # the device still plays what it holds (is_playing stays true until it has): all handed
+            # audio is heard, and a second flush finds nothing playing
+            self._current = None
+            played = 1000.0 * self._handed.get(key, 0) / self.rate
             return PlaybackPosition(item_id=key[0], content_index=key[1], played_ms=played,
                                     received_ms=1000.0 * self._received.get(key, 0) / self.rate,
                                     dropped_ms=1000.0 * dropped / self.rate)

@@ -47,6 +47,13 @@ returns to SPEECH without a new ``speech_started``, so the flags always pair.
 After the last voiced frame ``hangover_ms + trailing_ms`` of audio are sent,
 comfortably more than a server VAD's ``silence_duration_ms`` (200-500 ms).
 
+**Onsets.**  Barge-in needs every new utterance, not only those that open the
+gate: speech that starts 100 ms to 1 s after the previous one finds the gate
+still in SPEECH (hangover) or TRAILING.  ``onset`` is raised whenever a run of
+``min_speech_ms`` voiced frames completes after an unvoiced frame, in any
+state (so every ``speech_started`` is also an onset, and a new word after a
+pause is one too).
+
 The gate is a pure object: no threads, clock, I/O or randomness.  Feed it from
 one thread (it is not locked); the same input always gives the same output.
 """
@@ -172,12 +179,15 @@ class GateResult:
         speech_started: the gate opened in this call.
         speech_ended: the trailing period finished in this call (the turn is over for the gate).
         is_speech: the gate is in speech (onset seen, hangover not expired) after this call.
+        onset: ``min_speech_ms`` of voiced frames after an unvoiced one completed in this call,
+            whatever the state (a new utterance; what local barge-in acts on).
     """
 
     frames: tuple[np.ndarray, ...]
     speech_started: bool
     speech_ended: bool
     is_speech: bool
+    onset: bool = False
 
     @property
     def samples(self) -> np.ndarray:
@@ -441,6 +451,7 @@ class VadGate:
         self._state = _CLOSED
         self._floor: float | None = None
         self._run = 0  # consecutive voiced frames while not in speech
+        self._vrun = 0  # consecutive voiced frames, any state (onsets)
         self._gap = 0  # unvoiced frames since the last voiced one, in speech
         self._trail = 0  # trailing frames sent so far
         self._loud, self._loud_min = 0, math.inf  # relearn: frames away from the floor, their minimum
@@ -505,13 +516,16 @@ class VadGate:
         block = np.array(data[:n * self.frame_samples]).reshape(n, self.frame_samples)
         self._pending = np.array(data[n * self.frame_samples:])
         out: list[np.ndarray] = []
-        started = ended = False
+        started = ended = onset = False
         for row, level in zip(block, _levels_db(block) if n else []):
-            s, e = self._step(row, level, out)
+            voiced = self._voiced(row, level)
+            self._vrun = self._vrun + 1 if voiced else 0
+            onset = onset or self._vrun == self._onset
+            s, e = self._step(row, voiced, out)
             started, ended = started or s, ended or e
         self._frames_in += n
         self._frames_sent += len(out)
-        return GateResult(tuple(out), started, ended, self.is_speech)
+        return GateResult(tuple(out), started, ended, self.is_speech, onset)
 
     # -- per frame ---------------------------------------------------------------
 
@@ -538,9 +552,8 @@ class VadGate:
                 self._loud, self._loud_min = 0, math.inf
         return voiced
 
-    def _step(self, frame: np.ndarray, level: float, out: list[np.ndarray]) -> tuple[bool, bool]:
+    def _step(self, frame: np.ndarray, voiced: bool, out: list[np.ndarray]) -> tuple[bool, bool]:
         """Advance the state machine by one frame; append what to send.  Returns (started, ended)."""
-        voiced = self._voiced(frame, level)
         if self._state == _CLOSED:
             self._ring.append(frame)
             self._run = self._run + 1 if voiced else 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -59,7 +61,21 @@ def test_flush_silences_the_next_pull_and_reports_the_position():
     assert pos.received_ms == pytest.approx(1000.0)
     assert pos.dropped_ms == pytest.approx(900.0)
     assert not pb.pull(480).any()
+    deadline = time.monotonic() + 2.0  # the device plays out what it held, then falls silent
+    while pb.is_playing() and time.monotonic() < deadline:
+        time.sleep(0.005)
     assert not pb.is_playing()
+
+
+def test_flush_reports_everything_handed_over_since_the_device_still_plays_it():
+    pb = PlaybackBuffer(RATE, output_latency=0.040)
+    pb.push("item_a", 0, ramp(RATE))
+    pb.pull(4800)  # 200 ms handed; about 40 ms of it is still in the device and will be heard
+    assert pb.played_ms("item_a") < 170.0  # heard so far
+    pos = pb.flush()
+    assert pos is not None and pos.played_ms == pytest.approx(200.0)  # heard in the end
+    assert pb.is_playing()  # the device's 40 ms are still sounding (the echo guard must know)
+    assert pb.flush() is None  # a second barge-in finds nothing left to cut
 
 
 def test_flush_before_anything_played_names_the_queued_item_with_zero_played():

@@ -422,3 +422,44 @@ def test_server_vad_ends_turns_on_gated_audio():
         assert c.state.input_bytes_sent == pytest.approx(appended * 3, abs=96)  # 24 kHz PCM16 on the wire
     assert gate.stats.speech_segments == 2 and not gate.is_open
     assert appended < 0.4 * total  # most of the 6 s of silence per turn stayed home
+
+
+# --------------------------------------------------------------------------- onsets (barge-in)
+
+
+def _two_bursts(gap_ms: int, seed: int = 0) -> tuple[np.ndarray, int]:
+    """Quiet room, a 600 ms burst, ``gap_ms`` of quiet, a second 600 ms burst, 3 s of quiet.
+
+    Returns the audio and the sample index where the second burst starts."""
+    rng = np.random.default_rng(seed)
+    ms = RATE // 1000
+    parts = [rng.normal(0, 20, 1000 * ms), rng.normal(0, 3000, 600 * ms), rng.normal(0, 20, gap_ms * ms)]
+    second = sum(len(p) for p in parts)
+    parts += [rng.normal(0, 3000, 600 * ms), rng.normal(0, 20, 3000 * ms)]
+    return np.concatenate(parts).astype(np.int16), second
+
+
+@pytest.mark.parametrize("gap_ms", range(100, 2001, 100))
+def test_every_utterance_raises_an_onset_whatever_the_gap(gap_ms):
+    """The second burst finds the gate in hangover, trailing or closed: it is an onset every time."""
+    x, second = _two_bursts(gap_ms)
+    gate = VadGate(RATE)
+    results = [gate.process(x[i:i + FRAME]) for i in range(0, len(x), FRAME)]
+    onsets = [i for i, r in enumerate(results) if r.onset]
+    assert len(onsets) == 2
+    onset_frames = DEFAULTS.min_speech_ms // 20
+    assert second // FRAME <= onsets[1] <= second // FRAME + onset_frames
+    assert all(r.onset for r in results if r.speech_started)
+    assert_flags_pair(results)
+    # the gate's segments are unchanged: a second segment only when the first had closed
+    segments_ = sum(r.speech_started for r in results)
+    closing = DEFAULTS.hangover_ms + DEFAULTS.trailing_ms
+    assert segments_ == 1 if gap_ms < closing else segments_ == 2 if gap_ms > closing else segments_ >= 1
+
+
+def test_onsets_do_not_depend_on_chunking():
+    x, _ = _two_bursts(500, seed=3)
+    whole = VadGate(RATE).process(x)
+    gate = VadGate(RATE)
+    chunked = [gate.process(x[i:i + 123]) for i in range(0, len(x), 123)]
+    assert whole.onset and sum(r.onset for r in chunked) == 2
