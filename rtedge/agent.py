@@ -23,8 +23,14 @@ Guarantees
 * The echo guard keeps the speaker's own sound from being taken for the
   user: ``"half_duplex"`` sends no microphone audio while playing (barge-in
   by the local VAD only), ``"threshold"`` requires microphone audio during
-  playback to beat a raised level, ``"off"`` trusts an echo-cancelled
-  source (PipeWire/PulseAudio ``module-echo-cancel``).
+  playback to beat a raised level, ``"aec"`` runs libspeexdsp's echo
+  canceller between the microphone and the VAD gate, fed with what the
+  speaker really played (every block handed to the device, silence included,
+  aligned by the devices' latencies; see :mod:`rtedge.audio.aec`) and sends
+  the cleaned audio; its gate boost while playing is ``echo_boost_db`` until
+  the filter has converged, then :data:`rtedge.audio.aec.GATE_BOOST_DB`.
+  ``"off"`` trusts an echo-cancelled source (PipeWire/PulseAudio
+  ``module-echo-cancel``).
 * The VAD gate sends speech with its pre-roll and enough trailing silence for
   the server's VAD to end the turn, and nothing else; the bytes and seconds
   not sent are in :attr:`VoiceAgent.stats`.
@@ -55,6 +61,7 @@ import attrs
 import numpy as np
 
 from .audio import codec
+from .audio.aec import EchoCanceller
 from .audio.playback import PlaybackBuffer, PlaybackPosition
 from .audio.vad import VadGate, VadSettings
 from .errors import ConfigError, ConnectionClosed, LocalProtocolError
@@ -68,7 +75,8 @@ log = logging.getLogger("rtedge")
 INTERRUPTION_WINDOW = 64
 
 BargeIn = Literal["server", "local", "off"]
-EchoGuard = Literal["half_duplex", "threshold", "off"]
+EchoGuard = Literal["half_duplex", "threshold", "aec", "off"]
+ECHO_GUARDS = ("half_duplex", "threshold", "aec", "off")
 
 
 class AgentClient(Protocol):
@@ -144,14 +152,14 @@ class VoiceAgent:
             ``output_latency``).
         barge_in: ``"server"`` (on the server's ``speech_started``), ``"local"`` (on the local VAD's
             onset while playing) or ``"off"``.
-        echo_guard: ``"half_duplex"``, ``"threshold"`` or ``"off"`` (see the module docstring).
+        echo_guard: ``"half_duplex"``, ``"threshold"``, ``"aec"`` or ``"off"`` (see the module docstring).
         vad_gate: :class:`VadSettings` for the gate, True for the defaults, or False to stream every
             microphone frame (the gate then only serves the echo guard and local barge-in).
         echo_boost_db: how much louder than the adaptive noise floor mic audio must be, on top of the
             gate's threshold, to count as speech while the speaker plays (``"threshold"`` mode).
 
     Raises:
-        ConfigError: an unknown policy name.
+        ConfigError: an unknown policy name, or ``"aec"`` where libspeexdsp is not built in.
     """
 
     def __init__(self, client: AgentClient, mic: Microphone, speaker: Speaker, *, barge_in: BargeIn = "server",
@@ -159,14 +167,15 @@ class VoiceAgent:
                  echo_boost_db: float = 15.0) -> None:
         if barge_in not in ("server", "local", "off"):
             raise ConfigError(f"barge_in must be 'server', 'local' or 'off', got {barge_in!r}")
-        if echo_guard not in ("half_duplex", "threshold", "off"):
-            raise ConfigError(f"echo_guard must be 'half_duplex', 'threshold' or 'off', got {echo_guard!r}")
+        if echo_guard not in ECHO_GUARDS:
+            raise ConfigError(f"echo_guard must be one of {ECHO_GUARDS}, got {echo_guard!r}")
         self.client, self.mic, self.speaker = client, mic, speaker
         self.barge_in, self.echo_guard, self.echo_boost_db = barge_in, echo_guard, echo_boost_db
         self.gating = vad_gate is not False
         settings = vad_gate if isinstance(vad_gate, VadSettings) else VadSettings()
         self.gate = VadGate(mic.rate, settings)
         self.playback = PlaybackBuffer(speaker.rate, output_latency=getattr(speaker, "output_latency", 0.0))
+        self.aec = EchoCanceller(mic.rate) if echo_guard == "aec" else None
         self.stats = AgentStats()
         #: the most recent interruptions (a window; ``stats.interruptions`` counts them all)
         self.interruptions: deque[Interruption] = deque(maxlen=INTERRUPTION_WINDOW)
@@ -184,7 +193,7 @@ class VoiceAgent:
         """Stream until :meth:`stop`, ``max_seconds``, the connection ending, or (``until_input_ends``)
         a finite source ended and everything was answered and played."""
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
-        self.speaker.start(self.playback.pull)
+        self.speaker.start(self.playback.pull if self.aec is None else self._pull_to_aec)
         self.playback.output_latency = getattr(self.speaker, "output_latency", 0.0)
         self.mic.start(self._on_frame)
         ended_at: float | None = None
@@ -231,12 +240,23 @@ class VoiceAgent:
         self.stop()
 
     # ------------------------------------------------------------------------------------------ microphone
+    def _pull_to_aec(self, n: int) -> np.ndarray:
+        """Speaker thread: the next ``n`` samples, also reported to the echo canceller as its reference."""
+        out = self.playback.pull(n)
+        assert self.aec is not None
+        self.aec.played(out, self.playback.rate, self.playback.output_latency)
+        return out
+
     def _on_frame(self, frame: np.ndarray) -> None:
         """Device thread: one microphone frame in."""
         self.stats.mic_frames += 1
         playing = self.playing()
         guard = playing and self.echo_guard != "off"
-        self.gate.set_boost(self.echo_boost_db if guard else 0.0)
+        boost = self.echo_boost_db
+        if self.aec is not None:
+            frame = self.aec.process(frame, getattr(self.mic, "stream_latency", 0.0))
+            boost = self.aec.gate_boost()
+        self.gate.set_boost(boost if guard else 0.0)
         result = self.gate.process(frame)
         if (result.speech_started or result.speech_ended) and log.isEnabledFor(logging.DEBUG):
             floor = self.gate.noise_floor_dbfs

@@ -1,0 +1,325 @@
+"""Acoustic echo cancellation: take the speaker's own voice out of the microphone.
+
+Theory of operation
+-------------------
+:class:`EchoCanceller` runs libspeexdsp's echo canceller (an MDF adaptive
+filter of ``tail_ms`` of echo) and, by default, its preprocessor tied to it
+(residual echo suppression and noise suppression), through the optional C
+extension ``rtedge.audio._aec``.  That extension is built only where
+libspeexdsp's headers are present (Debian/Raspberry Pi OS: ``apt-get install
+libspeexdsp-dev``, then reinstall rtedge); without it :func:`available` is
+False and constructing a canceller raises :class:`ConfigError` saying so.
+There is deliberately no numpy fallback: a home-made adaptive filter would be
+a worse canceller, not a twin.
+
+The canceller needs, for every microphone sample, the loudspeaker sample
+whose echo it may contain, slightly *earlier* (the filter models only echo
+that comes after its reference).  Two ways to give it:
+
+* :meth:`cancel` -- the caller passes the reference, already aligned (rigs,
+  files, offline use).
+* :meth:`played` + :meth:`process` -- live devices.  The speaker thread reports
+  every block it hands to the device (silence included) with the device's
+  output latency; the microphone thread passes each captured frame with its
+  input latency.  Both sides are placed on one time line: a sample handed to
+  the speaker at ``t`` sounds at ``t + output_latency``; a frame arriving at
+  ``t`` was captured from ``t - input_latency - duration``.  Callback times
+  jitter late, never early, so each side's schedule is the earliest time its
+  sample count allows, leaking forward by :data:`LEAK_PER_S` to follow clock
+  drift.  The microphone frame then gets the reference that sounds
+  ``margin_ms`` after it was captured, so the echo reaches the filter
+  ``margin_ms`` (plus the acoustic path) after its reference: that needs
+  ``margin_ms`` below the input plus output latency, which real devices have.  The reference is counted sample by sample; the
+  alignment is re-anchored only when the two schedules disagree by more than
+  ``margin_ms`` (a device restarted, or drift accumulated), and each re-anchor
+  is counted.  What the filter cannot model (drift within the margin, a
+  non-linear loudspeaker) the preprocessor's residual suppression takes.
+
+Thread use: :meth:`played` from the speaker thread, :meth:`process` /
+:meth:`cancel` from one microphone thread; a lock guards the reference ring.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ..errors import AudioError, ConfigError
+from .codec import Resampler
+
+__all__ = ["CONVERGED_DB", "CONVERGE_S", "GATE_BOOST_DB", "LEAK_PER_S", "LEARNING_BOOST_DB", "AecStats", "EchoCanceller", "available"]
+
+#: the filter counts as converged (:attr:`EchoCanceller.converged`, sticky until reset) once it has seen
+#: this many seconds of audible reference and removes at least CONVERGED_DB of the echo (microphone power
+#: over output power, averaged over about a second of audible reference)
+CONVERGE_S = 2.0
+CONVERGED_DB = 20.0
+#: VAD gate boost (dB) a VoiceAgent applies while playing once the canceller has converged (before
+#: that it uses its ``echo_boost_db``); measured in benchmarks/aec.py
+GATE_BOOST_DB = 10.0
+#: gate boost (dB) while the filter is still learning: the gate's maximum, nothing opens it
+LEARNING_BOOST_DB = 90.0
+_ACTIVE_REF = 32768.0 * 10 ** (-50 / 20)  # reference RMS above which the filter is learning
+#: how fast (s per s) the earliest-time schedules may move later, to follow clock drift
+LEAK_PER_S = 0.002
+_HINT = ("echo_guard='aec' needs libspeexdsp: install libspeexdsp-dev (Debian, Raspberry Pi OS) and "
+         "reinstall rtedge so its rtedge.audio._aec extension is built")
+
+
+def _module() -> Any:
+    try:
+        return importlib.import_module("rtedge.audio._aec")
+    except ImportError:
+        return None
+
+
+def available() -> bool:
+    """True when the libspeexdsp extension is built here."""
+    return _module() is not None
+
+
+@attrs.define(eq=False)
+class AecStats:
+    """Counters of one canceller (read them; the canceller writes them)."""
+
+    frames: int = 0  #: canceller frames processed
+    reference_samples: int = 0  #: speaker samples reported through :meth:`EchoCanceller.played`
+    reference_missing: int = 0  #: mic samples that had no reference yet (zeros were used)
+    reference_dropped: int = 0  #: reference samples never needed (too old, or the ring overflowed)
+    realigns: int = 0  #: times the mic/speaker alignment was re-anchored
+
+
+class _Schedule:
+    """Earliest-start estimate of a sample stream: sample ``k`` happens at ``start + k / rate``."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.start: float | None = None
+        self._last = 0.0
+
+    def observe(self, t0: float, now: float) -> float:
+        """A block whose first sample was seen at ``t0``; returns the schedule's start."""
+        if self.start is None or t0 < self.start:
+            self.start = t0
+        else:
+            self.start = min(t0, self.start + LEAK_PER_S * max(0.0, now - self._last))
+        self._last = now
+        return self.start
+
+
+class EchoCanceller:
+    """libspeexdsp echo canceller (+ preprocessor) on int16 mono audio at ``rate``.
+
+    Args:
+        rate: microphone sample rate in Hz (8000..48000); the reference is resampled to it.
+        frame_ms: canceller frame (10 or 20 ms); input of any length is buffered to whole frames.
+        tail_ms: echo tail the adaptive filter models (room reverberation), 50..1000 ms.
+        margin_ms: live alignment: the reference leads the microphone by this much, and the
+            alignment is re-anchored when it is off by more.
+        preprocess: run speexdsp's preprocessor on the output (residual echo + noise suppression).
+        echo_suppress_db / echo_suppress_active_db: residual echo attenuation without / with
+            near-end speech (speexdsp's defaults are -40 / -15).
+        noise_suppress_db: stationary noise attenuation (negative dB), with ``preprocess``.
+        clock: the monotonic clock used by :meth:`played` and :meth:`process`.
+
+    Raises:
+        ConfigError: libspeexdsp is not built in (the message says what to install), or a bad setting.
+    """
+
+    def __init__(self, rate: int, *, frame_ms: int = 20, tail_ms: int = 200, margin_ms: float = 20.0,
+                 preprocess: bool = True, echo_suppress_db: int = -40, echo_suppress_active_db: int = -15,
+                 noise_suppress_db: int = -15, clock: Callable[[], float] = time.monotonic) -> None:
+        mod = _module()
+        if mod is None:
+            raise ConfigError(_HINT)
+        if isinstance(rate, bool) or not isinstance(rate, int) or not 8000 <= rate <= 48000:
+            raise ConfigError(f"EchoCanceller: rate must be an int in [8000, 48000], got {rate!r}")
+        if frame_ms not in (10, 20) or rate * frame_ms % 1000:
+            raise ConfigError(f"EchoCanceller: frame_ms must be 10 or 20 (whole samples), got {frame_ms!r}")
+        if not 50 <= tail_ms <= 1000:
+            raise ConfigError(f"EchoCanceller: tail_ms must be in [50, 1000], got {tail_ms!r}")
+        if not 0 <= margin_ms <= 200:
+            raise ConfigError(f"EchoCanceller: margin_ms must be in [0, 200], got {margin_ms!r}")
+        self.rate, self.frame = rate, rate * frame_ms // 1000
+        filter_len = -(-rate * tail_ms // 1000 // self.frame) * self.frame
+        self._c = mod.Canceller(self.frame, filter_len, rate, preprocess=preprocess,
+                                echo_suppress_db=echo_suppress_db,
+                                echo_suppress_active_db=echo_suppress_active_db,
+                                noise_suppress_db=noise_suppress_db)
+        self.margin = margin_ms / 1000.0
+        self.clock = clock
+        self.stats = AecStats()
+        self._lock = threading.Lock()  # guards the reference ring and the speaker schedule
+        self._ring = np.zeros(0, dtype=np.int16)  # reference samples _base .. _base + len
+        self._base = 0
+        self._spk = _Schedule(rate)
+        self._spk_count = 0  # reference samples appended so far (absolute index of the next one)
+        self._resampler: Resampler | None = None
+        self._resampler_rate = 0
+        self._mic = _Schedule(rate)
+        self._mic_count = 0
+        self._next_ref: int | None = None  # reference index for the next mic sample
+        self._pending = self._ref_pending = np.zeros(0, dtype=np.int16)  # mic / explicit reference
+        self._out = np.zeros(self.frame, dtype=np.int16)
+        self._max_ring = rate * 2
+        self._heard = 0  # samples of audible reference seen by the filter
+        self._p_mic = self._p_out = 0.0  # smoothed powers over audible-reference frames
+        self._converged = False
+        self._smooth = 1.0 - math.exp(-frame_ms / 1000.0)  # ~1 s time constant
+
+    def gate_boost(self) -> float:
+        """The VAD gate boost while the speaker plays: :data:`GATE_BOOST_DB` once :attr:`converged`;
+        before that :data:`LEARNING_BOOST_DB`, which keeps the gate shut (the unconverged filter lets
+        the echo through: like ``half_duplex`` for the first seconds of audible playback).  What
+        VoiceAgent uses; benchmarks/aec.py measures the same policy."""
+        return GATE_BOOST_DB if self.converged else LEARNING_BOOST_DB
+
+    @property
+    def converged(self) -> bool:
+        """True once the filter has seen :data:`CONVERGE_S` of audible reference since the last reset."""
+        return self._converged
+
+    @property
+    def attenuation_db(self) -> float:
+        """Echo removed lately: smoothed microphone power over output power while the reference is
+        audible, in dB (0 before any)."""
+        return 10 * math.log10(self._p_mic / self._p_out) if self._p_mic > 0 and self._p_out > 0 else 0.0
+
+    # ------------------------------------------------------------------------------------ speaker side
+    def played(self, samples: np.ndarray, rate: int, latency: float = 0.0) -> None:
+        """Speaker thread: ``samples`` (int16 mono at ``rate``) were just handed to the device, which
+        sounds them ``latency`` seconds later.  Report every block, silence included."""
+        now = self.clock()
+        if rate != self.rate:
+            if self._resampler is None or self._resampler_rate != rate:
+                self._resampler, self._resampler_rate = Resampler(rate, self.rate), rate
+            delay = self._resampler.delay / self.rate
+            samples = self._resampler.process(samples)
+        else:
+            delay = 0.0
+        with self._lock:
+            self._spk.observe(now + latency + delay - self._spk_count / self.rate, now)
+            self._ring = np.concatenate([self._ring, samples]) if self._ring.size else samples.copy()
+            self._spk_count += len(samples)
+            self.stats.reference_samples += len(samples)
+            excess = len(self._ring) - self._max_ring
+            if excess > 0:
+                self._ring, self._base = self._ring[excess:], self._base + excess
+                self.stats.reference_dropped += excess
+
+    # ------------------------------------------------------------------------------------ microphone side
+    def process(self, mic: np.ndarray, latency: float = 0.0) -> np.ndarray:
+        """Microphone thread: a captured frame (int16 mono at ``rate``) that arrived just now,
+        ``latency`` seconds after the device captured its end.  Returns the echo-cancelled audio
+        (whole canceller frames; a remainder waits for the next call)."""
+        mic = _int16(mic)
+        now = self.clock()
+        start = self._mic.observe(now - latency - (self._mic_count + len(mic)) / self.rate, now)
+        first = self._mic_count - len(self._pending)  # absolute index of the first buffered sample
+        self._mic_count += len(mic)
+        with self._lock:
+            spk_start = self._spk.start
+            if spk_start is not None:
+                want = round((start + first / self.rate + self.margin - spk_start) * self.rate)
+                if self._next_ref is None or abs(want - self._next_ref) > self.margin * self.rate:
+                    if self._next_ref is not None:
+                        self.stats.realigns += 1
+                    self._next_ref = want
+        return self._run(mic, self._take_reference)
+
+    def cancel(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """Cancel with an explicit reference (same length as ``mic``, already aligned so that the echo
+        comes after it).  Returns the cleaned audio (whole frames; a remainder waits)."""
+        mic, ref = _int16(mic), _int16(ref)
+        if len(ref) != len(mic):
+            raise AudioError(f"EchoCanceller.cancel: mic has {len(mic)} samples, ref {len(ref)}")
+        refs = np.concatenate([self._ref_pending, ref]) if self._ref_pending.size else ref
+        offset = [0]
+
+        def take(n: int) -> np.ndarray:
+            part = refs[offset[0]:offset[0] + n]
+            offset[0] += n
+            return part
+
+        out = self._run(mic, take)
+        self._ref_pending = refs[offset[0]:].copy()
+        return out
+
+    def cancel_frame(self, mic: np.ndarray, ref: np.ndarray, linear: np.ndarray | None = None) -> np.ndarray:
+        """One canceller frame, no buffering (rigs): returns the output; ``linear`` (if given) gets the
+        adaptive filter's output before the preprocessor."""
+        out = np.empty(self.frame, dtype=np.int16)
+        self._c.process(_int16(mic), _int16(ref), out, linear)
+        self._count(mic, ref, out)
+        return out
+
+    def _count(self, mic: np.ndarray, ref: np.ndarray, out: np.ndarray) -> None:
+        self.stats.frames += 1
+        if _power(ref) <= _ACTIVE_REF * _ACTIVE_REF:
+            return
+        self._heard += len(ref)
+        a = self._smooth
+        self._p_mic += a * (_power(mic) - self._p_mic)
+        self._p_out += a * (max(_power(out), 1.0) - self._p_out)
+        if not self._converged and self._heard >= CONVERGE_S * self.rate:
+            self._converged = self.attenuation_db >= CONVERGED_DB
+
+    def reset(self) -> None:
+        """Forget the adapted filter, the alignment and buffered audio (counters are kept)."""
+        self._c.reset()
+        with self._lock:
+            self._ring, self._base, self._spk_count = np.zeros(0, dtype=np.int16), 0, 0
+            self._spk = _Schedule(self.rate)
+        self._mic, self._mic_count, self._next_ref = _Schedule(self.rate), 0, None
+        self._pending = self._ref_pending = np.zeros(0, dtype=np.int16)
+        self._heard, self._p_mic, self._p_out, self._converged = 0, 0.0, 0.0, False
+
+    # ------------------------------------------------------------------------------------ internals
+    def _run(self, mic: np.ndarray, reference: Callable[[int], np.ndarray]) -> np.ndarray:
+        data = np.concatenate([self._pending, mic]) if self._pending.size else mic
+        n = len(data) // self.frame
+        out = np.empty(n * self.frame, dtype=np.int16)
+        for i in range(n):
+            seg = slice(i * self.frame, (i + 1) * self.frame)
+            ref, mic_frame = reference(self.frame), np.ascontiguousarray(data[seg])
+            self._c.process(mic_frame, ref, self._out)
+            self._count(mic_frame, ref, self._out)
+            out[seg] = self._out
+        self._pending = np.array(data[n * self.frame:])
+        return out
+
+    def _take_reference(self, n: int) -> np.ndarray:
+        """The ``n`` reference samples for the next mic frame (zeros where none were reported)."""
+        ref = np.zeros(n, dtype=np.int16)
+        with self._lock:
+            if self._next_ref is None:
+                self.stats.reference_missing += n
+                return ref
+            lo, hi = self._next_ref, self._next_ref + n
+            a, b = max(lo, self._base), min(hi, self._base + len(self._ring))
+            if b > a:
+                ref[a - lo:b - lo] = self._ring[a - self._base:b - self._base]
+            self.stats.reference_missing += n - max(0, b - a)
+            keep_from = min(max(hi, self._base), self._base + len(self._ring))
+            self.stats.reference_dropped += max(0, min(lo, keep_from) - self._base)
+            self._ring, self._base = self._ring[keep_from - self._base:], keep_from
+            self._next_ref = hi
+        return ref
+
+
+def _power(x: np.ndarray) -> float:
+    wide = x.astype(np.int64)
+    return int(np.dot(wide, wide)) / max(1, wide.size)
+
+
+def _int16(x: Any) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.dtype != np.int16 or x.ndim != 1:
+        raise AudioError("EchoCanceller: audio must be a 1-D int16 numpy array")
+    return x

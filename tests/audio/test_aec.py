@@ -1,0 +1,178 @@
+"""The echo canceller (libspeexdsp through rtedge.audio._aec) on a simulated room.
+
+Smaller sets than ``benchmarks/aec.py`` (which runs 60 s of playback and 100 double-talk trials):
+ERLE on the linear room, no false VAD onsets over own playback, double talk detected within 300 ms,
+the live alignment of :meth:`EchoCanceller.played` / :meth:`EchoCanceller.process`, and the one-line
+error where the extension is not built.  Far-end speech is espeak-ng (skipped without it), near-end
+speech the fixtures in ``../shared/fixtures/speech``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtedge.audio import aec as aec_mod
+from rtedge.audio.aec import EchoCanceller
+from rtedge.errors import AudioError, ConfigError
+from rtedge.testing import room, speech
+from rtedge.wavio import read_wav
+
+RATE = 16000
+SPEECH = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "speech"
+needs_aec = pytest.mark.skipif(not aec_mod.available(), reason="rtedge.audio._aec is not built "
+                                                                 "(libspeexdsp-dev missing at install)")
+needs_tts = pytest.mark.skipif(not speech.available(), reason="espeak-ng and sox are not installed")
+
+
+@pytest.fixture(scope="module")
+def far() -> np.ndarray:
+    if not speech.available():
+        pytest.skip("espeak-ng and sox are not installed")
+    x = speech.answer(20.0, rate=RATE, seed=1)
+    return room.to_int16(room.scale_to(x, -20.0, active=np.abs(x) > 300))
+
+
+@pytest.fixture(scope="module")
+def near() -> list[np.ndarray]:
+    if not SPEECH.is_dir():
+        pytest.skip("../shared/fixtures/speech is not present")
+    return [read_wav(p)[0] for p in sorted(SPEECH.glob("*.wav"))]
+
+
+def test_without_the_extension_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(aec_mod, "_module", lambda: None)
+    assert not aec_mod.available()
+    with pytest.raises(ConfigError, match="libspeexdsp-dev"):
+        EchoCanceller(RATE)
+
+
+def test_voice_agent_aec_without_the_extension_fails_with_one_clear_line(monkeypatch):
+    from rtedge.agent import VoiceAgent
+
+    class Dev:
+        rate, frame_ms, output_latency = 16000, 20, 0.0
+
+        def add_audio_sink(self, sink):
+            pass
+
+        def add_event_hook(self, hook):
+            pass
+
+    monkeypatch.setattr(aec_mod, "_module", lambda: None)
+    with pytest.raises(ConfigError) as err:
+        VoiceAgent(Dev(), Dev(), Dev(), echo_guard="aec")
+    assert "\n" not in str(err.value) and "libspeexdsp" in str(err.value)
+
+
+@needs_aec
+def test_bad_settings_and_audio_are_rejected():
+    with pytest.raises(ConfigError):
+        EchoCanceller(4000)
+    with pytest.raises(ConfigError):
+        EchoCanceller(RATE, frame_ms=15)
+    with pytest.raises(ConfigError):
+        EchoCanceller(RATE, tail_ms=5)
+    c = EchoCanceller(RATE)
+    with pytest.raises(AudioError):
+        c.cancel(np.zeros(160, np.int16), np.zeros(150, np.int16))
+    with pytest.raises(AudioError):
+        c.process(np.zeros(160, np.float32))
+    with pytest.raises(ValueError):
+        c._c.process(np.zeros(100, np.int16), np.zeros(160, np.int16), np.zeros(160, np.int16))
+
+
+@needs_aec
+@pytest.mark.parametrize("rt60", [0.1, 0.3])
+def test_erle_on_the_linear_room_after_two_seconds(far, rt60):
+    e = room.echo(far, RATE, rt60_s=rt60, level=-25.0, seed=3)
+    mic = room.to_int16(e + np.random.default_rng(0).normal(0, 32768 * 10 ** (-65 / 20), len(e)))
+    c = EchoCanceller(RATE)
+    out = c.cancel(mic, far)
+    assert len(out) == len(mic)  # 20 s is a whole number of 10 ms frames
+    s = 2 * RATE
+    active = np.abs(far[s:]) > 300
+    assert room.erle_db(e[s:], out[s:], active) >= 25.0
+    # the same echo without the canceller: nothing removed (the measure is not trivially high)
+    assert room.erle_db(e[s:], mic[s:], active) < 1.0
+
+
+@needs_aec
+@pytest.mark.parametrize("drive", [0.0, 2.0], ids=["linear", "nonlinear"])
+def test_own_playback_opens_the_local_vad_zero_times(far, drive):
+    e = room.echo(far, RATE, rt60_s=0.3, level=-25.0, drive=drive, seed=4)
+    mic = e + np.random.default_rng(1).normal(0, 32768 * 10 ** (-65 / 20), len(e))
+    _, onsets = room.guard_pipeline(mic, far, RATE, canceller=EchoCanceller(RATE), boost_db=15.0)
+    assert onsets == []
+    # without the canceller the same echo beats the raised threshold again and again
+    _, raw = room.guard_pipeline(mic, far, RATE, canceller=None, boost_db=15.0)
+    assert len(raw) > 10
+
+
+@needs_aec
+def test_double_talk_is_detected_within_300_ms(far, near):
+    rng = np.random.default_rng(2)
+    results = []
+    for t in range(12):
+        off = int(rng.integers(0, len(far) - 10 * RATE))
+        results.append(room.double_talk_trial(far[off:off + 10 * RATE], near[t % len(near)], RATE,
+                                              canceller=EchoCanceller(RATE), rng=rng))
+    detected = [ms for ms, _ in results if ms is not None]
+    assert len(detected) >= 11, results
+    assert sum(false for _, false in results) == 0
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@needs_aec
+def test_live_alignment_from_device_timing(far):
+    """Speaker blocks reported with their output latency, mic frames with their input latency and
+    late-jittered callbacks: the canceller lines them up itself and cancels as well as with an
+    explicitly aligned reference; a speaker restart is one re-anchoring."""
+    clock = _Clock()
+    c = EchoCanceller(RATE, clock=clock)
+    rng = np.random.default_rng(3)
+    out_lat, in_lat, acoustic = 0.060, 0.030, 0.004
+    e = room.echo(far, RATE, rt60_s=0.2, level=-25.0, seed=5)
+    delay = int((out_lat + acoustic) * RATE)  # echo of far[k] reaches the mic at sample k + delay
+    heard = np.concatenate([np.zeros(delay), e])[:len(far)]
+    mic = room.to_int16(heard + rng.normal(0, 32768 * 10 ** (-65 / 20), len(heard)))
+    n = RATE // 50
+    out = []
+    for k in range(0, len(far) - n + 1, n):
+        t = 100.0 + k / RATE
+        clock.t = t + rng.uniform(0, 0.004)  # the speaker callback runs a little late
+        c.played(far[k:k + n], RATE, out_lat)
+        clock.t = t + n / RATE + in_lat + rng.uniform(0, 0.006)  # mic frame delivered after capture
+        out.append(c.process(mic[k:k + n], in_lat))
+    y = np.concatenate(out)
+    s = 4 * RATE
+    active = np.abs(far[s - delay:len(y) - delay]) > 300
+    assert room.erle_db(heard[s:len(y)], y[s:], active) >= 20.0
+    assert c.stats.realigns == 0 and c.stats.reference_missing < RATE // 10
+
+
+@needs_aec
+def test_reference_at_another_rate_is_resampled_and_a_restart_reanchors():
+    clock = _Clock()
+    c = EchoCanceller(RATE, clock=clock)
+    for k in range(50):  # 24 kHz speaker, 20 ms blocks, in step with the mic
+        clock.t = 100.0 + k * 0.02
+        c.played(np.zeros(480, np.int16), 24000, 0.02)
+        clock.t += 0.02
+        assert len(c.process(np.zeros(320, np.int16))) == 320
+    assert c.stats.reference_samples == 50 * 320 and c.stats.realigns == 0
+    clock.t += 5.0  # the speaker stream was reopened: its schedule jumps by seconds
+    for k in range(10):
+        c.played(np.zeros(480, np.int16), 24000, 0.02)
+        clock.t += 0.02
+        c.process(np.zeros(320, np.int16))
+    assert c.stats.realigns <= 1
