@@ -84,6 +84,7 @@ FLAG_KEYS = {
     "api_key_file": "provider.api_key_file", "ca_certs": "provider.ca_certs",
     "instructions": "session.instructions", "mic": "audio.mic", "speaker": "audio.speaker",
     "barge_in": "vad.barge_in", "echo_guard": "vad.echo_guard", "max_seconds": "service.max_seconds",
+    "wake_word": "wake.word",
     "log_format": "logging.format", "log_level": "logging.level",
 }
 
@@ -154,6 +155,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                                   f"not audio.mic = {config.audio.mic!r}")
             if args.fast:
                 return run_fast(config, key, args, console)
+            if config.wake.word:
+                from ._cli_wake import run_wake
+
+                return run_wake(config, key, args, console)
             return Service(config, args, console, key).run()
         except RtEdgeError as exc:
             log_error(exc)

@@ -149,9 +149,12 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument("--barge-in", choices=("server", "local", "off"),
                      help="vad.barge_in: interrupt the assistant on the server's VAD (default) or the "
                           "local VAD")
-    run.add_argument("--echo-guard", choices=("half_duplex", "threshold", "off"),
+    run.add_argument("--echo-guard", choices=("half_duplex", "threshold", "aec", "off"),
                      help="vad.echo_guard: keep the speaker's sound from counting as the user (default "
-                          "threshold; off for an echo-cancelled source)")
+                          "threshold; aec: libspeexdsp echo canceller; off for an echo-cancelled source)")
+    run.add_argument("--wake-word", metavar="NAME|PATH.json",
+                     help="wake.word: open a session only after this wake word (okay_nabu, alexa, hey_jarvis, "
+                          "hey_mycroft, or a microWakeWord JSON); needs rtedge[wake]")
     run.add_argument("--vad-gate", choices=("on", "off"),
                      help="vad.gate: send only speech (with pre-roll and trailing silence), not idle silence")
     run.add_argument("--fast", action="store_true", help="batch mode: send the --input WAV as fast as the "

@@ -42,7 +42,7 @@ log = logging.getLogger("rtedge")
 
 __all__ = [
     "AudioSettings", "Config", "LocalVadSettings", "LoggingSettings", "ProviderSettings", "ReconnectSettings",
-    "Secret", "ServiceSettings", "SessionSettings", "SECTIONS", "load_config", "read_key_file",
+    "Secret", "ServiceSettings", "SessionSettings", "WakeSettings", "SECTIONS", "load_config", "read_key_file",
     "resolve_api_key",
 ]
 
@@ -206,8 +206,9 @@ class LocalVadSettings:
     barge_in: str = setting("server", "interrupt the assistant on the server's VAD, the local VAD, or never",
                             choices=("server", "local", "off"))
     echo_guard: str = setting("threshold", "keep the speaker's sound from counting as the user: "
-                                           "half_duplex, threshold, or off (echo-cancelled source)",
-                              choices=("half_duplex", "threshold", "off"))
+                                           "half_duplex, threshold, aec (libspeexdsp echo canceller), "
+                                           "or off (echo-cancelled source)",
+                              choices=("half_duplex", "threshold", "aec", "off"))
     echo_boost_db: float = setting(15.0, "threshold: how much louder speech must be while the speaker plays",
                                    "dB", lo=0, hi=90)
     threshold_db: float = setting(12.0, "energy backend: voiced when this far above the noise floor",
@@ -276,6 +277,22 @@ class ServiceSettings:
 
 
 @attrs.frozen(kw_only=True)
+class WakeSettings:
+    """Wake word: no session until the kiosk is addressed (optional extra rtedge[wake])."""
+
+    SECTION: ClassVar[str] = "wake"
+
+    word: str = setting("", "open a session only after this wake word: okay_nabu, alexa, hey_jarvis, "
+                            "hey_mycroft or a microWakeWord .json path; empty = always in session")
+    idle_close_s: float = setting(8.0, "close the session after this long with no speech and no response",
+                                  "s", lo=0.5, hi=3600)
+    keep_warm: bool = setting(False, "connect the next session ahead of time (a wake does not wait for the "
+                                     "handshake)")
+    pre_roll_ms: int = setting(1000, "how far before the detection the end of the wake phrase is looked for "
+                                     "(the command is sent from there)", "ms", lo=0, hi=2000)
+
+
+@attrs.frozen(kw_only=True)
 class LoggingSettings:
     """Log lines, transcripts and the live status line."""
 
@@ -293,7 +310,7 @@ class LoggingSettings:
 
 SECTIONS: dict[str, type[Any]] = {cls.SECTION: cls for cls in (
     ProviderSettings, SessionSettings, AudioSettings, LocalVadSettings, ReconnectSettings, ServiceSettings,
-    LoggingSettings)}
+    WakeSettings, LoggingSettings)}
 
 #: other RTEDGE_* variables rtedge reads (not settings; never warned about)
 OTHER_VARIABLES = frozenset({"RTEDGE_CONFIG", "RTEDGE_CODEC", "RTEDGE_AUDIO_DEBUG", "RTEDGE_LIVE",
@@ -325,6 +342,7 @@ class Config:
     vad: LocalVadSettings = attrs.field(factory=LocalVadSettings)
     reconnect: ReconnectSettings = attrs.field(factory=ReconnectSettings)
     service: ServiceSettings = attrs.field(factory=ServiceSettings)
+    wake: WakeSettings = attrs.field(factory=WakeSettings)
     logging: LoggingSettings = attrs.field(factory=LoggingSettings)
     origin: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
     path: str | None = None

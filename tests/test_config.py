@@ -218,7 +218,7 @@ def test_check_config_prints_valid_toml_with_origins_and_no_secrets(tmp_path, ca
     parsed = tomllib.loads(captured.out)
     assert parsed["provider"]["url"] == "wss://example.com/v1/realtime?api-key=%2A%2A%2A"
     assert parsed["service"]["stats_interval"] == 60.0 and parsed["audio"]["mic"] == "null"
-    assert set(parsed) == {"provider", "session", "audio", "vad", "reconnect", "service", "logging"}
+    assert set(parsed) == {"provider", "session", "audio", "vad", "reconnect", "service", "wake", "logging"}
     lines = captured.out.splitlines()
     assert f"# api key: from {key_file} (redacted)" in lines
     assert any(line.startswith("url = ") and line.endswith(f"# {path}:2") for line in lines)

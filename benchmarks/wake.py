@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Wake word (``rtedge[wake]``, microWakeWord through pymicro-wakeword): detection, false wakes, CPU.
+
+What it measures
+----------------
+1. **Detection**: the wake phrase synthesized by espeak-ng in ``WAKE_VOICES`` x 4 speeds x 3 pitches x
+   2 noise draws (``--utterances`` caps the count; default all 288), each with 0.5 s of noise before and
+   1 s after, noise at a random 10-20 dB SNR: pink (1/f, like room noise), and side by side white noise
+   (broadband hiss, much harder for the model) at the model's cutoff and at 0.5, and espeak-ng's en-us
+   *female* variants, which the shipped ``okay_nabu`` model misses even without noise (a model
+   limitation, reported, not hidden).  Detected = the detector fires within the utterance or the second
+   after it.
+2. **False wakes**: ``--hours`` (1) of non-wake speech (assistant-like sentences and kiosk commands in 12
+   voices, random speeds) with pauses and noise at 10-30 dB SNR, streamed in 20 ms frames.
+3. **CPU**: thread CPU time of the detector per second of audio (one core = 100 %), over the false-wake
+   run; the baseline is the feature front end alone (what any wake word engine must compute).
+
+Run from the repo root (needs rtedge[wake], espeak-ng and sox)::
+
+    nice -n 10 python benchmarks/wake.py                  # about 5-10 minutes
+    nice -n 10 python benchmarks/wake.py --hours 0.05 --utterances 48   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+
+import numpy as np
+
+import rtedge
+from rtedge import wake
+from rtedge.testing import room, speech
+
+RATE = 16000
+WAKE_VOICES = ("en-us", "en-us+m1", "en-us+m2", "en-us+m3", "en-us+m4", "en-us+m6", "en-us+m7",
+               "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us+klatt", "en-us+klatt2")
+FEMALE_VOICES = ("en-us+f1", "en-us+f2", "en-us+f4")
+SPEEDS, PITCHES = (130, 150, 170, 190), (35, 50, 65)
+PHRASES = {"okay_nabu": "okay nabu", "alexa": "alexa", "hey_jarvis": "hey jarvis", "hey_mycroft": "hey mycroft"}
+OTHER = speech.ANSWERS + ("Turn on the kitchen lights.", "What's the weather tomorrow?", "Stop.",
+                          "Set a timer for ten minutes.", "Okay, thank you.", "Play some music.",
+                          "No, the other one.", "Hey, can you hear me?", "Call my brother.")
+
+
+def noise(n: int, rng: np.random.Generator, pink: bool) -> np.ndarray:
+    w = rng.standard_normal(n)
+    if not pink:
+        return w
+    spec = np.fft.rfft(w)
+    spec[1:] /= np.sqrt(np.arange(1, len(spec)))
+    return np.fft.irfft(spec, n)
+
+
+def noisy(x: np.ndarray, rng: np.random.Generator, snr: float, pink: bool) -> np.ndarray:
+    level = room.level_dbfs(x[np.abs(x) > 300])
+    pad = np.concatenate([np.zeros(RATE // 2), x, np.zeros(RATE)])
+    return room.to_int16(pad + room.scale_to(noise(len(pad), rng, pink), level - snr))
+
+
+def detect(det: wake.WakeWordDetector, x: np.ndarray) -> bool:
+    det.reset()
+    hits = []
+    for i in range(0, len(x), 320):
+        hits += det.process(x[i:i + 320])
+    return bool(hits)
+
+
+def detection(model: str, voices: tuple[str, ...], limit: int, seed: int, *, pink: bool = True,
+              cutoff: float | None = None) -> tuple[int, int, dict[str, str]]:
+    det, rng = wake.WakeWordDetector(model, cutoff=cutoff), np.random.default_rng(seed)
+    grid = [(v, s, p, k) for v in voices for s in SPEEDS for p in PITCHES for k in range(2)][:limit]
+    per: dict[str, list[bool]] = {}
+    for v, s, p, _ in grid:
+        x = speech.synthesize(PHRASES[model], voice=v, speed=s, pitch=p, rate=RATE)
+        per.setdefault(v, []).append(detect(det, noisy(x, rng, 10 + 10 * rng.random(), pink=pink)))
+    hits = sum(sum(r) for r in per.values())
+    return hits, len(grid), {v: f"{sum(r)}/{len(r)}" for v, r in per.items()}
+
+
+def false_wakes(model: str, hours: float, seed: int) -> tuple[int, int, float, float, float]:
+    """(false wakes, false wakes at cutoff 0.5, audio seconds, detector CPU fraction, front-end-only CPU)."""
+    det, rng = wake.WakeWordDetector(model), np.random.default_rng(seed)
+    low, low_wakes = wake.WakeWordDetector(model, cutoff=0.5), 0
+    front = wake._library().MicroWakeWordFeatures()
+    total, wakes, cpu, cpu_front = 0, 0, 0.0, 0.0
+    while total < hours * 3600 * RATE:
+        x = speech.synthesize(OTHER[int(rng.integers(len(OTHER)))], rate=RATE,
+                              voice=speech.VOICES[int(rng.integers(len(speech.VOICES)))],
+                              speed=int(rng.integers(120, 200)), pitch=int(rng.integers(30, 70)))
+        x = np.concatenate([x, np.zeros(int(rng.integers(2, 30)) * RATE // 10, np.int16)])
+        x = noisy(x, rng, 10 + 20 * rng.random(), pink=bool(rng.integers(2)))
+        for i in range(0, len(x) - 319, 320):
+            frame = x[i:i + 320]
+            t0 = time.thread_time()
+            wakes += len(det.process(frame))
+            t1 = time.thread_time()
+            for _ in front.process_streaming(frame.tobytes()):
+                pass
+            cpu, cpu_front = cpu + t1 - t0, cpu_front + time.thread_time() - t1
+            low_wakes += len(low.process(frame))
+        total += len(x)
+    seconds = total / RATE
+    return wakes, low_wakes, seconds, cpu / seconds, cpu_front / seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="okay_nabu", choices=sorted(PHRASES))
+    parser.add_argument("--utterances", type=int, default=288, help="detection set size (max 288)")
+    parser.add_argument("--hours", type=float, default=1.0, help="non-wake audio for false wakes")
+    args = parser.parse_args()
+    if not wake.available() or not speech.available():
+        print("needs rtedge[wake] (pymicro-wakeword), espeak-ng and sox")
+        return 1
+    print(f"python {platform.python_version()}, {platform.machine()}, rtedge {rtedge.__version__}, "
+          f"model {args.model}")
+    grid = f"{len(WAKE_VOICES)} voices x {len(SPEEDS)} speeds x {len(PITCHES)} pitches x 2"
+    rows = [(f"{grid}, pink (1/f) noise, model cutoff", detection(args.model, WAKE_VOICES, args.utterances, 1)),
+            (f"{grid}, white noise, model cutoff",
+             detection(args.model, WAKE_VOICES, args.utterances, 1, pink=False)),
+            (f"{grid}, white noise, cutoff 0.5",
+             detection(args.model, WAKE_VOICES, args.utterances, 1, pink=False, cutoff=0.5)),
+            ("en-us female variants, pink noise, model cutoff", detection(args.model, FEMALE_VOICES, 24, 2))]
+    print("\n## Detection (espeak-ng utterances, noise at 10-20 dB SNR)\n")
+    print("| set | utterances | detected | rate |")
+    print("|---|---|---|---|")
+    for name, (hits, n, _) in rows:
+        print(f"| {name} | {n} | {hits} | {100 * hits / n:.1f} % |")
+    for name, (_, _, per) in rows:
+        print(f"\nper voice ({name}): " + ", ".join(f"{v} {r}" for v, r in per.items()))
+    wakes, low_wakes, seconds, cpu, cpu_front = false_wakes(args.model, args.hours, seed=3)
+    print(f"\n## False wakes and CPU over {seconds / 3600:.2f} h of non-wake speech and noise\n")
+    print("| measure | value | baseline: feature front end alone | ratio |")
+    print("|---|---|---|---|")
+    print(f"| false wakes, model cutoff | {wakes} ({wakes / (seconds / 3600):.1f} per hour) | - | - |")
+    print(f"| false wakes, cutoff 0.5 | {low_wakes} ({low_wakes / (seconds / 3600):.1f} per hour) | - | - |")
+    print(f"| detector CPU, % of one core | {100 * cpu:.2f} | {100 * cpu_front:.2f} | "
+          f"{cpu / max(cpu_front, 1e-9):.1f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
