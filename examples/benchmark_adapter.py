@@ -93,10 +93,14 @@ class TickAdapter:
     def connect(self, system_prompt: str, tools: Sequence[rtedge.FunctionTool] = (),
                 vad: rtedge.ServerVad | None = None, modality: str = "audio") -> None:
         """Open the call.  ``modality``: ``"audio"`` (spoken answers) or ``"text"``."""
-        mods = ("audio",) if modality == "audio" else ("text",)
+        if modality not in ("audio", "text"):
+            raise ValueError(f"modality must be 'audio' or 'text', got {modality!r}")
+        mods: tuple[str, ...] = (modality,)
+        formats = {"input_format": rtedge.AudioFormat.pcmu(), "output_format": rtedge.AudioFormat.pcmu()}
+        if self.provider == "qwen":  # DashScope speaks with its transcript, and takes PCM only (converted)
+            mods, formats = (("text", "audio") if modality == "audio" else ("text",)), {}
         config = rtedge.SessionConfig(
-            instructions=system_prompt, output_modalities=mods, tools=tuple(tools),
-            input_format=rtedge.AudioFormat.pcmu(), output_format=rtedge.AudioFormat.pcmu(),
+            instructions=system_prompt, output_modalities=mods, tools=tuple(tools), **formats,
             turn_detection=vad or rtedge.ServerVad(silence_duration_ms=500))
         settings = TickSettings(provider=self.provider, url=self.url, model=self.model, api_key=self.api_key,
                                 session=config)

@@ -127,7 +127,7 @@ class Log:
 
 
 def arguments(r: TickResult, item_id: str) -> dict:
-    return next((c.args() for c in r.tool_calls if c.item_id == item_id), {})
+    return next((dict(c.parsed_arguments) for c in r.tool_calls if c.item_id == item_id), {})
 
 
 def write_stereo(path: Path, caller: list[np.ndarray], agent: list[np.ndarray]) -> None:

@@ -86,7 +86,8 @@ Guarantees
   server that closes the session at the end is the end (logged at INFO), and
   ``run_tick`` then raises ``ConnectionClosed`` saying why.
 * ``run_tick`` runs on the caller's thread; the only work on the client's
-  receiver thread is appending each event (with its arrival time) to a list.
+  receiver thread is appending each event (with its arrival time) to a list,
+  and noting when the connection went down or came back.
 """
 
 from __future__ import annotations

@@ -162,3 +162,21 @@ def test_the_example_runs_as_a_script():
     assert proc.returncode == 0, proc.stderr
     assert "2 responses" in proc.stdout and "tool get_order_status" in proc.stdout
     assert "closed: closed by the caller" in proc.stdout
+
+
+@pytest.mark.parametrize("provider", ["openai", "xai", "qwen", "azure"])
+def test_the_adapter_speaks_every_dialect_of_the_local_server(provider):
+    example = load_example()
+    with RealtimeServer(realtime=False, seed=33, dialect=provider, reply_text="Okay, noted.") as srv:
+        adapter = example.TickAdapter(provider=provider, url=srv.url, sync="barrier", api_key="test-key",
+                                      model="my-deployment" if provider == "azure" else None)
+        adapter.connect("Be brief.")
+        ticks = [adapter.run_tick(ulaw_speech("Hello there, how are you?").tobytes())]
+        ticks += [adapter.run_tick(b"") for _ in range(25)]
+        adapter.disconnect()
+    per_tick = 4 * N if provider == "qwen" else N  # DashScope takes 16 kHz PCM: the codec converts
+    assert all(len(t.played_agent_audio) == N for t in ticks) and len(wire_input(srv)) == per_tick * 26
+    assert "".join(t.transcript for t in ticks) == "Okay, noted."
+    dones = [e for e in srv.sent if e["type"] == "response.done"]
+    assert len(adapter.usage) == len(dones) == 1 and adapter.usage[0]["output_tokens"] > 0
+

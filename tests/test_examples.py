@@ -31,6 +31,12 @@ def test_kiosk_with_files_as_devices(tmp_path, speech_dir):
     assert "assistant: I heard you." in out and "interruptions: 0" in out
 
 
+def test_tick_simulation(tmp_path):
+    out = run("examples/tick_simulation.py", "--out", str(tmp_path / "sim.wav"))
+    assert 'tool call: set_lights {"room": "kitchen", "on": true}' in out and "[cut off after" in out
+    assert (tmp_path / "sim.wav").stat().st_size > 100000 and (tmp_path / "sim.txt").read_text() in out
+
+
 @pytest.mark.parametrize("script", ["text_turn.py", "push_to_talk.py", "kiosk.py"])
 def test_help(script):
     assert "usage:" in run(f"examples/{script}", "--help")

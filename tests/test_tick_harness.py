@@ -238,3 +238,33 @@ def test_a_client_closed_under_the_tick_session_ends_it():
         with pytest.raises(ConnectionClosed, match="the client was closed"):
             ts.run_tick(None)
         ts.close()
+
+
+def test_a_reconnecting_client_is_disconnected_then_connected_again():
+    from rtedge.transport.backoff import Backoff
+
+    with RealtimeServer(realtime=False, seed=30) as srv, \
+            rtedge.connect(url=srv.url, reconnect=Backoff(initial=0.05)) as client:
+        ts = TickSession(client, audio_format="pcm24k", sync="wall", pace=False)
+        ts.run_tick(None)
+        srv.drop_connections()
+        assert wait_until(lambda: client.stats.reconnects == 1 and ts.connected)
+        assert not ts.closed and ts.close_reason is None
+        result = ts.run_tick(None)
+        ts.close()
+    types = [e.type for e in result.server_events]
+    assert types.index("rtedge.connection_lost") < types.index("rtedge.reconnected")  # what the tick saw
+    assert "connection_lost" in result.kinds() and len(result.agent_audio) == 2 * 4800
+
+
+def test_paced_barrier_ticks_give_the_same_results():
+    """pace=True holds barrier ticks to wall-clock time without changing what they hold."""
+    def ticks(pace: bool) -> list[TickResult]:
+        with RealtimeServer(realtime=False, seed=33, reply_text="Okay.") as srv, \
+                TickSession(settings(srv, **PCMU), tick_ms=100, pace=pace) as ts:
+            assert ts.sync == "barrier" and ts.pace is pace
+            ts.create_response()
+            return [ts.run_tick(ulaw_speech("Hi.")[:400]) for _ in range(6)]
+
+    paced = ticks(True)
+    assert paced == ticks(False) and sum(r.agent_samples for r in paced) > 0
