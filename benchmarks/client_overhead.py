@@ -20,18 +20,25 @@ was received and base64-decoded (the server's end marker arrived).  Startup
 (interpreter + imports) and connect (+ session.update round trip) CPU are
 reported separately, with peak RSS.
 
-Drivers, interleaved A B C, A B C ... for ``--reps`` repetitions per mode:
+Drivers, interleaved A B, A B ... for ``--reps`` repetitions per mode:
 
-* ``wsclient``: websocket-client ``create_connection`` with library defaults,
-  a sender and a receiver thread, json.dumps appends, json.loads + b64decode.
-* ``wsclient_noutf8``: the same with ``skip_utf8_validation=True`` (reference).
+* ``plain`` (the baseline): websocket-client ``create_connection`` with
+  ``skip_utf8_validation=True``, a sender and a receiver thread, json.dumps
+  appends, json.loads + b64decode of every event: the leanest client a user
+  would write by hand in 30 lines.
 * ``rtedge``: the real ``rtedge.Client``; ``append_audio`` of int16 20 ms
   frames, audio consumed in an ``on("response.output_audio.delta")`` callback
   that decodes ``event.audio``.
+* ``wsclient`` (only with ``--drivers``): ``plain`` with websocket-client's
+  defaults, whose pure-Python UTF-8 check costs ~9x.
 
 Modes: ``afap`` (both directions as fast as possible; CPU-s per audio-minute)
 and ``realtime`` (both directions paced at 1x on absolute deadlines; CPU % of
-one core).  Every run is verified: the driver must decode exactly
+one core), both with context switches per audio-minute; ``startup``
+(interpreter + imports + first connect with ``session.update`` answered, in
+a fresh ``python -c`` process, CPU and RSS at that point); ``imports`` (CPU of
+importing each rtedge module and its heavy dependencies in a fresh
+interpreter).  Every run is verified: the driver must decode exactly
 seconds*24000*2 downstream bytes and the server must decode exactly as many
 upstream bytes; otherwise a FAIL line is printed and the script exits 1
 (``--selftest-drop N`` loses every Nth frame in both directions to prove it).
@@ -41,6 +48,7 @@ Run from the repo root::
     python benchmarks/client_overhead.py             # afap 60 s + realtime 20 s, 3 reps
     python benchmarks/client_overhead.py --quick     # afap 10 s + realtime 5 s, 1 rep
     python benchmarks/client_overhead.py --profile   # also cProfile rtedge's driver (afap, all threads)
+    python benchmarks/client_overhead.py --pyspy realtime  # also py-spy one rtedge run (pip install py-spy)
 
 ``--modes '' --profile`` runs only the profile.  The rtedge measured is the one
 ``import rtedge`` finds (an editable install: the working tree; to pin a commit,
@@ -67,12 +75,15 @@ import time
 from array import array
 from importlib import metadata, util
 
+import _pyspy
+import _startup
+
 RATE, WIDTH = 24000, 2
 UP_MS, DOWN_MS, TURN_S, TRANSCRIPT_MS = 20, 40, 5, 300
 UP_FRAME = RATE * WIDTH * UP_MS // 1000  # 960 bytes
 DOWN_CHUNK = RATE * WIDTH * DOWN_MS // 1000  # 1920 bytes
-DRIVERS = ("wsclient", "wsclient_noutf8", "rtedge")
-BASELINE = "wsclient"
+ALL_DRIVERS = ("plain", "rtedge", "wsclient")
+BASELINE = "plain"
 FMT = {"type": "audio/pcm", "rate": RATE}
 SESSION = {
     "type": "realtime", "object": "realtime.session", "id": "sess_x", "model": "gpt-realtime",
@@ -211,6 +222,12 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _ctx_switches() -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of the whole process so far (all threads)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_nvcsw, ru.ru_nivcsw
+
+
 def _thread_cpu() -> dict[str, float]:
     """CPU seconds so far of each live Python thread, by name (from /proc, no instrumentation)."""
     out, tick = {}, os.sysconf("SC_CLK_TCK")
@@ -238,9 +255,16 @@ class Run:
         self.max_lag = 0.0
         self.res: dict[str, object] = {}
         self.thread_cpu: dict[str, float] = {}  # CPU of driver threads that ended before the "streamed" mark
+        self.pyspy_out = os.environ.get("CLIENT_OVERHEAD_PYSPY", "")
+        self.sampler: _pyspy.Sampler | None = None
 
     def mark(self, phase: str) -> None:
-        self.res[phase] = (_cpu(), time.monotonic(), _thread_cpu())
+        if phase == "streamed" and self.sampler is not None:
+            self.sampler.stop()
+        self.res[phase] = (_cpu(), time.monotonic(), _thread_cpu(), _ctx_switches())
+        if phase == "ready" and self.pyspy_out:  # sample the stream phase only (py-spy's CPU is its own)
+            self.sampler = _pyspy.Sampler(self.pyspy_out)
+            self.res[phase] = (_cpu(), time.monotonic(), _thread_cpu(), _ctx_switches())
 
     def frame_indices(self):  # type: ignore[no-untyped-def]
         """Frame numbers to send, paced on absolute 20 ms deadlines in realtime mode."""
@@ -270,11 +294,12 @@ class Run:
             self.error = self.error or "timed out waiting for the end markers"
 
     def finish(self, extra: dict[str, object] | None = None) -> None:
-        (c0, w0, _), (c1, w1, t1), (c2, w2, t2) = self.res["connect"], self.res["ready"], self.res["streamed"]
+        (c0, _, _, _), (c1, w1, t1, x1), (c2, w2, t2, x2) = (self.res[k] for k in ("connect", "ready", "streamed"))
         up = self.up_stats or {}
         print("RESULT " + _dumps({
             "ok": self.error is None, "error": self.error, "startup_cpu": self.startup_cpu,
             "connect_cpu": c1 - c0, "stream_cpu": c2 - c1, "stream_wall": w2 - w1,
+            "vol_ctx": x2[0] - x1[0], "invol_ctx": x2[1] - x1[1],
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "down_bytes": self.down_bytes, "up_bytes": up.get("up_bytes"), "up_messages": up.get("up_messages"),
             "sender_max_lag_ms": self.max_lag * 1000,
@@ -406,7 +431,7 @@ def driver_main(argv: list[str]) -> None:
     if name == "rtedge":
         drive_rtedge(run, url)
     else:
-        drive_wsclient(run, url, skip_utf8=name == "wsclient_noutf8")
+        drive_wsclient(run, url, skip_utf8=name == "plain")
     if profiles:
         import pstats
 
@@ -438,10 +463,11 @@ def environment() -> list[str]:
 
 
 def run_driver(script: str, driver: str, url: str, mode: str, seconds: int, drop: int,
-               profile_out: str = "") -> dict:  # type: ignore[type-arg]
+               profile_out: str = "", pyspy: str = "") -> dict:  # type: ignore[type-arg]
     cmd = [sys.executable, script, "_driver", driver, url, mode, str(seconds), str(drop), profile_out]
+    env = {**os.environ, "CLIENT_OVERHEAD_PYSPY": pyspy} if pyspy else None
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120 + 4 * seconds)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120 + 4 * seconds, env=env)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": "driver process timed out"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -469,40 +495,104 @@ def _span(values: list[float], fmt: str) -> tuple[str, str]:
     return format(statistics.median(values), fmt), f"{format(min(values), fmt)}–{format(max(values), fmt)}"
 
 
-def table(mode: str, seconds: int, reps: int, results: dict) -> list[str]:  # type: ignore[type-arg]
+def _ratio(vals: list[float], base: list[float]) -> str:
+    return f"{statistics.median(vals) / statistics.median(base):.2f}×" if vals and base else "-"
+
+
+def _metric(mode: str, seconds: int):  # type: ignore[no-untyped-def]
+    if mode == "realtime":
+        return lambda r: 100 * r["stream_cpu"] / r["stream_wall"]
+    return lambda r: r["stream_cpu"] * 60 / seconds
+
+
+def table(mode: str, seconds: int, reps: int, results: dict, drivers: list[str]) -> list[str]:  # type: ignore[type-arg]
     expected = seconds * RATE * WIDTH
     rt = mode == "realtime"
-    metric = (lambda r: 100 * r["stream_cpu"] / r["stream_wall"]) if rt else (lambda r: r["stream_cpu"] * 60 / seconds)
-    good = {d: [r for r in results[d] if r.get("verified")] for d in DRIVERS}
-    base = [metric(r) for r in good[BASELINE]]
+    metric = _metric(mode, seconds)
+    ctx = lambda r: (r["vol_ctx"] + r["invol_ctx"]) * 60 / seconds  # noqa: E731
+    good = {d: [r for r in results[d] if r.get("verified")] for d in drivers}
+    base, base_ctx = [metric(r) for r in good[BASELINE]], [ctx(r) for r in good[BASELINE]]
     head = "CPU % of 1 core" if rt else "CPU-s / audio-min"
     out = [f"### {mode}: {seconds} s full-duplex per run, {reps} interleaved rep(s)", "",
            f"| driver | runs ok | {head} (median) | min–max | ratio vs {BASELINE} |"
-           + (" CPU-s / audio-min |" if rt else "") + " stream wall s | startup CPU s | connect CPU s"
-           " | peak RSS MB | up bytes | down bytes |",
-           "|---" * (12 if rt else 11) + "|"]
-    for d in DRIVERS:
+           + (" CPU-s / audio-min |" if rt else "") + " ctx switches / audio-min (voluntary) | ratio |"
+           " stream wall s | connect CPU s | peak RSS MB | up bytes | down bytes |",
+           "|---" * (14 if rt else 13) + "|"]
+    for d in drivers:
         rs = good[d]
         vals = [metric(r) for r in rs]
         med, rng = _span(vals, ".2f" if rt else ".3f")
-        ratio = f"{statistics.median(vals) / statistics.median(base):.2f}×" if vals and base else "-"
         per_min = f" {_span([r['stream_cpu'] * 60 / seconds for r in rs], '.3f')[0]} |" if rt else ""
+        vol = _span([r["vol_ctx"] * 60 / seconds for r in rs], ".0f")[0]
         all_ok = bool(rs) and len(rs) == len(results[d])
 
         def seen(key: str) -> str:
             if all_ok:
                 return f"{expected:,} ✓"
             return (", ".join(sorted({f"{r[key]:,}" for r in results[d] if r.get(key) is not None})) or "-") + " ✗"
-        out.append(f"| {d} | {len(rs)}/{len(results[d])} | {med} | {rng} | {ratio} |{per_min}"
+        out.append(f"| {d} | {len(rs)}/{len(results[d])} | {med} | {rng} | {_ratio(vals, base)} |{per_min}"
+                   f" {_span([ctx(r) for r in rs], '.0f')[0]} ({vol}) | {_ratio([ctx(r) for r in rs], base_ctx)} |"
                    f" {_span([r['stream_wall'] for r in rs], '.2f')[0]} |"
-                   f" {_span([r['startup_cpu'] for r in rs], '.3f')[0]} |"
                    f" {_span([r['connect_cpu'] for r in rs], '.3f')[0]} |"
                    f" {_span([r['rss_mb'] for r in rs], '.1f')[0]} | {seen('up_bytes')} | {seen('down_bytes')} |")
-    out.append("\nStream CPU by thread, median s (/proc, 10 ms ticks; wsclient threads: exact):")
-    for d in DRIVERS:
+    out.append("\nStream CPU by thread, median s (/proc, 10 ms ticks; plain/wsclient threads: exact):")
+    for d in drivers:
         names = sorted({n for r in good[d] for n in r["threads"]})
         split = ", ".join(f"{n} {statistics.median(r['threads'].get(n, 0.0) for r in good[d]):.3f}" for n in names)
         out.append(f"- {d}: {split or '-'}")
+    return out
+
+
+def startup_table(reps: int, results: dict, drivers: list[str]) -> list[str]:  # type: ignore[type-arg]
+    good = {d: [r for r in results[d] if r.get("ok")] for d in drivers}
+    base = [r["total"] for r in good[BASELINE]]
+    out = [f"### startup: interpreter + imports + first connect (session.updated), fresh process, {reps} "
+           "interleaved rep(s)", "",
+           "| driver | runs ok | CPU s (median) | min–max | ratio vs plain | interpreter s | imports s |"
+           " connect s | RSS MB | numpy loaded |", "|---" * 10 + "|"]
+    for d in drivers:
+        rs = good[d]
+        med, rng = _span([r["total"] for r in rs], ".3f")
+        numpy = ("yes" if rs[0]["numpy"] else "no") if rs else "-"
+        out.append(f"| {d} | {len(rs)}/{len(results[d])} | {med} | {rng} | {_ratio([r['total'] for r in rs], base)} |"
+                   f" {_span([r['interpreter'] for r in rs], '.3f')[0]} | {_span([r['imports'] for r in rs], '.3f')[0]} |"
+                   f" {_span([r['connect'] for r in rs], '.3f')[0]} | {_span([r['rss_mb'] for r in rs], '.1f')[0]} |"
+                   f" {numpy} |")
+    return out
+
+
+def verdict(all_results: dict, seconds: dict) -> list[str]:  # type: ignore[type-arg]
+    """The issue's acceptance figures for rtedge, from whatever modes ran."""
+    out = ["### rtedge against its budget (medians)", "", "| figure | rtedge | plain | ratio | budget | met |",
+           "|---|---|---|---|---|---|"]
+
+    def row(what: str, mine: list[float], theirs: list[float], budget: str, ok: bool, fmt: str) -> None:
+        m = statistics.median(mine)
+        t = f"{statistics.median(theirs):{fmt}}" if theirs else "-"
+        out.append(f"| {what} | {m:{fmt}} | {t} | {_ratio(mine, theirs) if theirs else '-'} | {budget} |"
+                   f" {'yes' if ok else 'NO'} |")
+
+    def vals(mode: str, d: str, f) -> list[float]:  # type: ignore[no-untyped-def]
+        return [f(r) for r in all_results.get(mode, {}).get(d, []) if r.get("verified", r.get("ok"))]
+
+    for mode, budget in (("realtime", 1.0), ("afap", 1.2)):
+        mine, theirs = vals(mode, "rtedge", _metric(mode, seconds.get(mode, 1))), \
+            vals(mode, BASELINE, _metric(mode, seconds.get(mode, 1)))
+        if mine and theirs:
+            ratio = statistics.median(mine) / statistics.median(theirs)
+            row("paced, % of one core" if mode == "realtime" else "afap, CPU-s / audio-min", mine, theirs,
+                f"<= {budget}× plain", ratio <= budget, ".3f")
+        if mode == "afap" and mine:
+            med = statistics.median(mine)
+            spread = max(abs(v - med) for v in mine) / med * 100
+            out.append(f"| afap spread of rtedge's reps | ±{spread:.1f} % | | | <= ±15 % | "
+                       f"{'yes' if spread <= 15 else 'NO'} |")
+        if mode == "afap" and seconds.get("afap") == 60 and (rss := vals("afap", "rtedge", lambda r: r["rss_mb"])):
+            row("peak RSS, 60 s full-duplex run, MB", rss, vals("afap", BASELINE, lambda r: r["rss_mb"]),
+                "<= 35 MB", statistics.median(rss) <= 35, ".1f")
+    if mine := vals("startup", "rtedge", lambda r: r["total"]):
+        row("start-up CPU s", mine, vals("startup", BASELINE, lambda r: r["total"]), "<= 0.15 s",
+            statistics.median(mine) <= 0.15, ".3f")
     return out
 
 
@@ -520,14 +610,46 @@ def print_profile(path: str, res: dict) -> None:  # type: ignore[type-arg]
     print("```")
 
 
+def run_mode(mode: str, seconds: int, reps: int, drivers: list[str], port: int, script: str,
+             counter: list[int], drop: int) -> tuple[dict, bool]:  # type: ignore[type-arg]
+    """All reps of one mode, drivers interleaved; returns (results by driver, any failure)."""
+    results: dict[str, list] = {d: [] for d in drivers}  # type: ignore[type-arg]
+    failed = False
+    for rep in range(reps):
+        for d in drivers:
+            counter[0] += 1
+            url = f"ws://127.0.0.1:{port}/run-{counter[0]}/{mode}/{seconds}/v1/realtime"
+            if mode == "startup":
+                res = _startup.probe(d, url)
+                problem = None if res.get("ok") else res.get("error", "failed")
+            else:
+                res = run_driver(script, d, url, mode, seconds, drop)
+                problem = verify(res, seconds * RATE * WIDTH)
+                res["verified"] = problem is None
+            results[d].append(res)
+            if problem:
+                failed = True
+                print(f"FAIL {mode} rep {rep + 1} {d}: {problem}", flush=True)
+            elif mode == "startup":
+                print(f"  startup rep {rep + 1}/{reps} {d:8s} CPU {res['total']:.3f} s", file=sys.stderr)
+            else:
+                print(f"  {mode} rep {rep + 1}/{reps} {d:8s} stream CPU {res['stream_cpu']:.3f} s, "
+                      f"wall {res['stream_wall']:.2f} s, ctx {res['vol_ctx']}+{res['invol_ctx']}, "
+                      f"threads {res['threads']}", file=sys.stderr)
+    return results, failed
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=60, help="audio seconds per afap run (default 60)")
     ap.add_argument("--rt-seconds", type=int, default=20, help="audio seconds per realtime run (default 20)")
-    ap.add_argument("--modes", default="afap,realtime", help="comma list of afap,realtime")
+    ap.add_argument("--modes", default="startup,afap,realtime,imports",
+                    help="comma list of startup,afap,realtime,imports (default: all)")
+    ap.add_argument("--drivers", default="plain,rtedge", help=f"comma list of {','.join(ALL_DRIVERS)}")
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions per mode (default 3)")
     ap.add_argument("--quick", action="store_true", help="afap 10 s + realtime 5 s, 1 rep")
     ap.add_argument("--profile", action="store_true", help="also cProfile one afap run of the rtedge driver")
+    ap.add_argument("--pyspy", choices=("afap", "realtime"), help="also sample one rtedge run with py-spy")
     ap.add_argument("--selftest-drop", type=int, default=0, metavar="N",
                     help="self-test: drivers drop every Nth upstream frame and miscount every Nth downstream "
                          "delta, so every run must FAIL")
@@ -535,8 +657,11 @@ def main() -> int:
     if args.quick:
         args.seconds, args.rt_seconds, args.reps = 10, 5, 1
     modes = [m for m in args.modes.split(",") if m]
-    if set(modes) - {"afap", "realtime"} or args.seconds < 1 or args.rt_seconds < 1:
-        ap.error("--modes takes afap and/or realtime; seconds must be positive integers")
+    drivers = [d for d in args.drivers.split(",") if d]
+    if set(modes) - {"startup", "afap", "realtime", "imports"} or args.seconds < 1 or args.rt_seconds < 1:
+        ap.error("--modes takes startup, afap, realtime, imports; seconds must be positive integers")
+    if set(drivers) - set(ALL_DRIVERS) or BASELINE not in drivers:
+        ap.error(f"--drivers takes {', '.join(ALL_DRIVERS)} and must include the baseline {BASELINE}")
     script = os.path.abspath(__file__)
     server = subprocess.Popen([sys.executable, script, "_server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
@@ -544,40 +669,26 @@ def main() -> int:
         port = int(server.stdout.readline().split()[1])  # type: ignore[union-attr]
         print("## rtedge client overhead (full-duplex 24 kHz PCM16, 20 ms up / 40 ms down)\n")
         print("\n".join(environment()))
-        print("- CPU = getrusage user+sys of the driver process over the stream phase (server excluded); "
-              "ratio = driver median / wsclient median; every row's bytes verified at both ends\n")
-        failed, run_no, tables = False, 0, []
+        print(f"- CPU = getrusage user+sys of the driver process over the stream phase (server excluded); "
+              f"ratio = driver median / {BASELINE} median; every row's bytes verified at both ends; "
+              f"ctx switches = voluntary + involuntary, whole process\n")
+        failed, counter, tables, everything = False, [0], [], {}
+        seconds = {"afap": args.seconds, "realtime": args.rt_seconds, "startup": 1}
         for mode in modes:
-            seconds = args.seconds if mode == "afap" else args.rt_seconds
-            results: dict[str, list] = {d: [] for d in DRIVERS}  # type: ignore[type-arg]
-            for rep in range(args.reps):
-                for d in DRIVERS:
-                    run_no += 1
-                    url = f"ws://127.0.0.1:{port}/run-{run_no}/{mode}/{seconds}/v1/realtime"
-                    res = run_driver(script, d, url, mode, seconds, args.selftest_drop)
-                    problem = verify(res, seconds * RATE * WIDTH)
-                    res["verified"] = problem is None
-                    results[d].append(res)
-                    if problem:
-                        failed = True
-                        print(f"FAIL {mode} rep {rep + 1} {d}: {problem}", flush=True)
-                    else:
-                        print(f"  {mode} rep {rep + 1}/{args.reps} {d:16s} stream CPU {res['stream_cpu']:.3f} s, "
-                              f"wall {res['stream_wall']:.2f} s, threads {res['threads']}", file=sys.stderr)
-            tables.append(table(mode, seconds, args.reps, results))
+            if mode == "imports":
+                tables.append(_startup.import_costs(args.reps))
+                continue
+            results, bad = run_mode(mode, seconds[mode], args.reps, drivers, port, script, counter,
+                                    args.selftest_drop)
+            failed |= bad
+            everything[mode] = results
+            tables.append(startup_table(args.reps, results, drivers) if mode == "startup"
+                          else table(mode, seconds[mode], args.reps, results, drivers))
+        if "rtedge" in drivers and everything:
+            tables.append(verdict(everything, seconds))
         for t in tables:
             print("\n" + "\n".join(t))
-        if args.profile:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = os.path.join(tmp, "rtedge.prof")
-                url = f"ws://127.0.0.1:{port}/run-{run_no + 1}/afap/{args.seconds}/v1/realtime"
-                res = run_driver(script, "rtedge", url, "afap", args.seconds, args.selftest_drop, path)
-                problem = verify(res, args.seconds * RATE * WIDTH)
-                if problem:
-                    failed = True
-                    print(f"FAIL profile run rtedge: {problem}")
-                else:
-                    print_profile(path, res)
+        failed |= extra_profiles(args, port, script, counter)
         if failed:
             print("\nFAIL: at least one run lost audio or did not finish (see FAIL lines above)")
         return 1 if failed else 0
@@ -587,6 +698,32 @@ def main() -> int:
             server.wait(5)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def extra_profiles(args: argparse.Namespace, port: int, script: str, counter: list[int]) -> bool:
+    """The ``--profile`` (cProfile) and ``--pyspy`` runs of rtedge; True when one failed."""
+    failed = False
+    for kind, mode in (("cprofile", "afap" if args.profile else None), ("pyspy", args.pyspy)):
+        if mode is None:
+            continue
+        secs = args.seconds if mode == "afap" else args.rt_seconds
+        counter[0] += 1
+        url = f"ws://127.0.0.1:{port}/run-{counter[0]}/{mode}/{secs}/v1/realtime"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "rtedge.prof")
+            if kind == "cprofile":
+                res = run_driver(script, "rtedge", url, mode, secs, args.selftest_drop, path)
+            else:
+                res = run_driver(script, "rtedge", url, mode, secs, args.selftest_drop, pyspy=path)
+            problem = verify(res, secs * RATE * WIDTH)
+            if problem:
+                failed = True
+                print(f"FAIL {kind} run rtedge: {problem}")
+            elif kind == "cprofile":
+                print_profile(path, res)
+            else:
+                _pyspy.report(path, mode, res)
+    return failed
 
 
 if __name__ == "__main__":
