@@ -2,19 +2,56 @@
 
 :class:`InputConverter` turns int16 PCM at any supported rate into the bytes
 the session expects (resampled with stream state, so no click at chunk
-boundaries; G.711-encoded for ``pcmu``/``pcma``).  :class:`OutputDecoder`
+boundaries; G.711-encoded for ``pcmu``/``pcma``).  :func:`decode_pcm`
 turns wire bytes back into int16 PCM at the format's rate.
+
+Importing this module is cheap: numpy and the codec are imported on first
+use.  Mono PCM16 that is already at the wire rate and format (int16 samples
+or bytes) takes a fast path that never needs them: a client that appends
+bytes never imports numpy, and an int16 array costs one ``tobytes()``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+import sys
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AudioError
 from ..protocol.config import AudioFormat
-from . import codec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from . import codec as _codec_module
+
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+_LITTLE = sys.byteorder == "little"
+
+
+def _codec() -> _codec_module:
+    """rtedge.audio.codec, imported on first use (it imports numpy)."""
+    from . import codec
+
+    return codec
+
+
+def _wire_pcm16(pcm: Any) -> bytes | None:
+    """The wire bytes of mono PCM16 that needs no conversion, or None when it needs the full path.
+
+    Bytes pass as they are (a bytearray or memoryview is copied once); a 1-D int16 array becomes its
+    little-endian bytes.  Anything unusual (odd byte counts, stereo, other dtypes) returns None so that
+    :func:`as_pcm16` validates it and raises the right error.
+    """
+    kind = type(pcm)
+    if kind is bytes:
+        return pcm if not len(pcm) % 2 else None
+    if kind is bytearray or kind is memoryview:
+        data = bytes(pcm)
+        return data if not len(data) % 2 else None
+    np_mod = sys.modules.get("numpy")  # an ndarray means numpy is already imported
+    if np_mod is not None and kind is np_mod.ndarray and pcm.ndim == 1 and pcm.dtype == np_mod.int16:
+        return pcm.tobytes() if _LITTLE or pcm.dtype.byteorder == "<" else pcm.astype("<i2").tobytes()
+    return None
 
 
 def as_pcm16(pcm: Any, *, channels: int = 1) -> np.ndarray:
@@ -26,7 +63,10 @@ def as_pcm16(pcm: Any, *, channels: int = 1) -> np.ndarray:
     Raises:
         AudioError: wrong dtype, shape, or an odd byte count.
     """
-    if isinstance(pcm, bytes | bytearray | memoryview):
+    import numpy as np
+
+    codec = _codec()
+    if isinstance(pcm, _BYTES_LIKE):
         data = bytes(pcm)
         if len(data) % (2 * channels):
             raise AudioError(f"PCM16 byte count must be a multiple of {2 * channels}, got {len(data)}")
@@ -54,14 +94,20 @@ class InputConverter:
     def __init__(self, fmt: AudioFormat) -> None:
         self.fmt = fmt
         self._rate: int | None = None
-        self._resampler: codec.Resampler | None = None
+        self._resampler: _codec_module.Resampler | None = None
+        self._passthrough = fmt.kind == "pcm"
 
     def convert(self, pcm: Any, rate: int) -> bytes:
         """Convert one chunk; returns the wire bytes (possibly empty while the resampler primes)."""
+        if rate == self.fmt.rate and self._passthrough:
+            data = _wire_pcm16(pcm)
+            if data is not None:
+                self._rate, self._resampler = rate, None  # a change of rate starts a new stream
+                return data
         samples = as_pcm16(pcm)
         if rate != self._rate:
             self._rate = rate
-            self._resampler = None if rate == self.fmt.rate else codec.Resampler(rate, self.fmt.rate)
+            self._resampler = None if rate == self.fmt.rate else _codec().Resampler(rate, self.fmt.rate)
         if self._resampler is not None:
             samples = self._resampler.process(samples)
         return encode_pcm(samples, self.fmt)
@@ -78,18 +124,20 @@ class InputConverter:
 def encode_pcm(samples: np.ndarray, fmt: AudioFormat) -> bytes:
     """int16 samples already at ``fmt.rate`` -> wire bytes."""
     if fmt.kind == "pcmu":
-        return codec.ulaw_encode(samples).tobytes()
+        return _codec().ulaw_encode(samples).tobytes()
     if fmt.kind == "pcma":
-        return codec.alaw_encode(samples).tobytes()
+        return _codec().alaw_encode(samples).tobytes()
     return samples.astype("<i2", copy=False).tobytes()
 
 
 def decode_pcm(data: bytes, fmt: AudioFormat) -> np.ndarray:
     """Wire bytes in ``fmt`` -> int16 samples at ``fmt.rate``."""
+    import numpy as np
+
     if fmt.kind == "pcmu":
-        return codec.ulaw_decode(np.frombuffer(data, dtype=np.uint8))
+        return _codec().ulaw_decode(np.frombuffer(data, dtype=np.uint8))
     if fmt.kind == "pcma":
-        return codec.alaw_decode(np.frombuffer(data, dtype=np.uint8))
+        return _codec().alaw_decode(np.frombuffer(data, dtype=np.uint8))
     if len(data) % 2:
         raise AudioError(f"PCM16 audio from the server has an odd byte count ({len(data)})")
     return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
