@@ -1064,6 +1064,95 @@ py_resample2(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(new1 + 2 * new2);
 }
 
+/* ------------------------------------------------------------------ WebSocket frames
+ *
+ * Self-contained (nothing above is used): the transport builds its client frames here, because
+ * websocket-client masks in Python (or in wsaccel, when installed).  The pure-Python twin is
+ * rtedge/transport/_frame.py; tests compare both with websocket-client's own frames. */
+
+static PyObject *
+py_ws_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "ws_frame(opcode, payload, mask_key) takes 3 arguments");
+        return NULL;
+    }
+    const long opcode = PyLong_AsLong(args[0]);
+    if (opcode == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (opcode < 0 || opcode > 15) {
+        PyErr_SetString(PyExc_ValueError, "ws_frame: opcode must be in 0..15");
+        return NULL;
+    }
+    Py_buffer payload, key;
+    if (PyObject_GetBuffer(args[1], &payload, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &key, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&payload);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    if (key.len != 4) {
+        PyErr_SetString(PyExc_ValueError, "ws_frame: the mask key must be 4 bytes");
+        goto done;
+    }
+    const uint64_t n = (uint64_t)payload.len;
+    const Py_ssize_t head = n < 126 ? 2 : (n < 65536 ? 4 : 10);
+    if (payload.len > PY_SSIZE_T_MAX - head - 4) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, head + 4 + payload.len);
+    if (out == NULL) {
+        goto done;
+    }
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    o[0] = (unsigned char)(0x80 | opcode); /* FIN: rtedge never fragments */
+    if (n < 126) {
+        o[1] = (unsigned char)(0x80 | n); /* 0x80: masked, as every client frame must be */
+    } else if (n < 65536) {
+        o[1] = 0x80 | 126;
+        o[2] = (unsigned char)(n >> 8);
+        o[3] = (unsigned char)n;
+    } else {
+        o[1] = 0x80 | 127;
+        for (int i = 0; i < 8; i++) {
+            o[2 + i] = (unsigned char)(n >> (56 - 8 * i));
+        }
+    }
+    const unsigned char *k = (const unsigned char *)key.buf;
+    const unsigned char *src = (const unsigned char *)payload.buf;
+    unsigned char *dst = o + head + 4;
+    memcpy(o + head, k, 4);
+    /* the 4-byte key repeated to a 64-bit word; byte order does not matter: bytes map to bytes */
+    unsigned char k8b[8];
+    for (int i = 0; i < 8; i++) {
+        k8b[i] = k[i & 3];
+    }
+    uint64_t k8;
+    memcpy(&k8, k8b, sizeof k8);
+    const Py_ssize_t len = payload.len;
+    Py_ssize_t i = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (; i + 8 <= len; i += 8) { /* memcpy: no alignment assumption (ARM) */
+        uint64_t w;
+        memcpy(&w, src + i, sizeof w);
+        w ^= k8;
+        memcpy(dst + i, &w, sizeof w);
+    }
+    for (; i < len; i++) {
+        dst[i] = src[i] ^ k[i & 3];
+    }
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&payload);
+    PyBuffer_Release(&key);
+    return out;
+}
+
 /* ------------------------------------------------------------------ module */
 
 static PyMethodDef codec_methods[] = {
@@ -1083,6 +1172,8 @@ static PyMethodDef codec_methods[] = {
      "resample(bank, up, down, taps, work, src, acc, out) -> acc"},
     {"resample2", (PyCFunction)(void (*)(void))py_resample2, METH_FASTCALL,
      "resample2(bank1, taps1, work1, bank2, up, down, taps2, work2, src, acc, out) -> acc"},
+    {"ws_frame", (PyCFunction)(void (*)(void))py_ws_frame, METH_FASTCALL,
+     "ws_frame(opcode, payload, mask_key) -> bytes: one masked, final WebSocket frame"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -45,3 +45,6 @@ def resample2(
     out: npt.NDArray[np.int16] | npt.NDArray[np.float32],
     /,
 ) -> int: ...
+
+# WebSocket framing for rtedge.transport (C only; the pure-Python twin is rtedge.transport._frame)
+def ws_frame(opcode: int, payload: bytes, mask_key: bytes, /) -> bytes: ...

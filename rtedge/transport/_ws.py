@@ -18,6 +18,9 @@ into rtedge's.  Two choices matter for CPU on a Pi:
   to ``on_ping`` (the client queues the pong for ``rtedge-sender``), so the
   receiver never writes.  Which thread may call which method is in the
   ownership table of :mod:`rtedge.transport`.
+* Text frames are built by :mod:`._frame` (one allocation, masked in C),
+  not by websocket-client's Python framing, and written under its send lock
+  through its ``_send``, like every other frame.
 
 Secrets travel in headers only and no message built here contains a
 header value or a URL query value that looks like a key.
@@ -36,6 +39,7 @@ import websocket
 from .. import wiretrace
 from ..errors import ConnectionClosed, DeadlineExceeded, HandshakeError, TransportError
 from ..protocol.dialects.base import redact_url
+from . import _frame
 
 #: opcode constants, re-exported so callers need not import websocket
 TEXT = websocket.ABNF.OPCODE_TEXT
@@ -75,6 +79,7 @@ class WsConnection:
         self.on_ping: Callable[[bytes], None] | None = None
         self.close_sent = False  # a close frame went out (ours, or our reply to the server's)
         self.released = False  # the socket was shut down
+        self._keys = _frame.MaskKeys()  # used under ws.lock only
 
     @classmethod
     def open(
@@ -174,8 +179,13 @@ class WsConnection:
         """
         if self._trace is not None:
             self._trace.message(self._trace_conn, "send", text)
+        payload = text.encode("utf-8")
+        ws = self._ws
         try:
-            self._ws.send(text)
+            with ws.lock:
+                frame = memoryview(_frame.build(TEXT, payload, self._keys.next()))
+                while frame:
+                    frame = frame[ws._send(frame):]
         except (OSError, websocket.WebSocketException, AttributeError) as exc:
             raise ConnectionClosed(f"send failed: {type(exc).__name__}: {exc}") from None
 
