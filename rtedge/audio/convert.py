@@ -22,17 +22,10 @@ from ..protocol.config import AudioFormat
 if TYPE_CHECKING:
     import numpy as np
 
-    from . import codec as _codec_module
+    from .codec import Resampler
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 _LITTLE = sys.byteorder == "little"
-
-
-def _codec() -> _codec_module:
-    """rtedge.audio.codec, imported on first use (it imports numpy)."""
-    from . import codec
-
-    return codec
 
 
 def _wire_pcm16(pcm: Any) -> bytes | None:
@@ -44,13 +37,15 @@ def _wire_pcm16(pcm: Any) -> bytes | None:
     """
     kind = type(pcm)
     if kind is bytes:
-        return pcm if not len(pcm) % 2 else None
+        raw: bytes = pcm
+        return raw if not len(raw) % 2 else None
     if kind is bytearray or kind is memoryview:
         data = bytes(pcm)
         return data if not len(data) % 2 else None
     np_mod = sys.modules.get("numpy")  # an ndarray means numpy is already imported
     if np_mod is not None and kind is np_mod.ndarray and pcm.ndim == 1 and pcm.dtype == np_mod.int16:
-        return pcm.tobytes() if _LITTLE or pcm.dtype.byteorder == "<" else pcm.astype("<i2").tobytes()
+        wire: bytes = pcm.tobytes() if _LITTLE or pcm.dtype.byteorder == "<" else pcm.astype("<i2").tobytes()
+        return wire
     return None
 
 
@@ -65,7 +60,8 @@ def as_pcm16(pcm: Any, *, channels: int = 1) -> np.ndarray:
     """
     import numpy as np
 
-    codec = _codec()
+    from . import codec  # imported on first use: it imports numpy
+
     if isinstance(pcm, _BYTES_LIKE):
         data = bytes(pcm)
         if len(data) % (2 * channels):
@@ -94,7 +90,7 @@ class InputConverter:
     def __init__(self, fmt: AudioFormat) -> None:
         self.fmt = fmt
         self._rate: int | None = None
-        self._resampler: _codec_module.Resampler | None = None
+        self._resampler: Resampler | None = None
         self._passthrough = fmt.kind == "pcm"
 
     def convert(self, pcm: Any, rate: int) -> bytes:
@@ -107,7 +103,12 @@ class InputConverter:
         samples = as_pcm16(pcm)
         if rate != self._rate:
             self._rate = rate
-            self._resampler = None if rate == self.fmt.rate else _codec().Resampler(rate, self.fmt.rate)
+            if rate == self.fmt.rate:
+                self._resampler = None
+            else:
+                from .codec import Resampler
+
+                self._resampler = Resampler(rate, self.fmt.rate)
         if self._resampler is not None:
             samples = self._resampler.process(samples)
         return encode_pcm(samples, self.fmt)
@@ -123,10 +124,12 @@ class InputConverter:
 
 def encode_pcm(samples: np.ndarray, fmt: AudioFormat) -> bytes:
     """int16 samples already at ``fmt.rate`` -> wire bytes."""
+    from . import codec
+
     if fmt.kind == "pcmu":
-        return _codec().ulaw_encode(samples).tobytes()
+        return codec.ulaw_encode(samples).tobytes()
     if fmt.kind == "pcma":
-        return _codec().alaw_encode(samples).tobytes()
+        return codec.alaw_encode(samples).tobytes()
     return samples.astype("<i2", copy=False).tobytes()
 
 
@@ -134,10 +137,12 @@ def decode_pcm(data: bytes, fmt: AudioFormat) -> np.ndarray:
     """Wire bytes in ``fmt`` -> int16 samples at ``fmt.rate``."""
     import numpy as np
 
+    from . import codec
+
     if fmt.kind == "pcmu":
-        return _codec().ulaw_decode(np.frombuffer(data, dtype=np.uint8))
+        return codec.ulaw_decode(np.frombuffer(data, dtype=np.uint8))
     if fmt.kind == "pcma":
-        return _codec().alaw_decode(np.frombuffer(data, dtype=np.uint8))
+        return codec.alaw_decode(np.frombuffer(data, dtype=np.uint8))
     if len(data) % 2:
         raise AudioError(f"PCM16 audio from the server has an odd byte count ({len(data)})")
     return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)

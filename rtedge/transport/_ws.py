@@ -185,7 +185,7 @@ class WsConnection:
             with ws.lock:
                 frame = memoryview(_frame.build(TEXT, payload, self._keys.next()))
                 while frame:
-                    frame = frame[ws._send(frame):]
+                    frame = frame[ws._send(frame):]  # type: ignore[arg-type]  # any buffer: socket.send
         except (OSError, websocket.WebSocketException, AttributeError) as exc:
             raise ConnectionClosed(f"send failed: {type(exc).__name__}: {exc}") from None
 
