@@ -546,8 +546,8 @@ def table(mode: str, seconds: int, reps: int, results: dict, drivers: list[str])
 def startup_table(reps: int, results: dict, drivers: list[str]) -> list[str]:  # type: ignore[type-arg]
     good = {d: [r for r in results[d] if r.get("ok")] for d in drivers}
     base = [r["total"] for r in good[BASELINE]]
-    out = [f"### startup: interpreter + imports + first connect (session.updated), fresh process, {reps} "
-           "interleaved rep(s)", "",
+    out = [f"### startup: interpreter + imports + first connect (session.updated), fresh process, bytecode "
+           f"cached, {reps} interleaved rep(s)", "",
            "| driver | runs ok | CPU s (median) | min–max | ratio vs plain | interpreter s | imports s |"
            " connect s | RSS MB | numpy loaded |", "|---" * 10 + "|"]
     for d in drivers:
