@@ -114,18 +114,40 @@ class Session:
     def receive_message(self, text: str | bytes) -> ev.ServerEvent:
         """Parse and account for one server message; the event is also queued for :meth:`events`.
 
+        The same as ``receive_event(parse_message(text))``.
+
         Raises:
             RemoteProtocolError: the message is not a JSON object with a string ``type``, or it is
                 nested too deeply to parse or merge (``json`` raises RecursionError, not ValueError).
         """
+        return self.receive_event(self.parse_message(text))
+
+    def parse_message(self, text: str | bytes) -> ev.ServerEvent:
+        """Parse one server message into its typed event, reading and changing no state.
+
+        A threaded transport parses outside the lock that guards the session, so that senders never
+        wait for JSON decoding; :meth:`receive_event` then accounts for the event, in arrival order.
+
+        Raises:
+            RemoteProtocolError: as :meth:`receive_message`.
+        """
         try:
-            event = from_wire(text, self.dialect)
+            return from_wire(text, self.dialect)
+        except RecursionError:
+            raise RemoteProtocolError("server sent JSON nested too deeply", _as_text(text)) from None
+
+    def receive_event(self, event: ev.ServerEvent) -> ev.ServerEvent:
+        """Account for an event from :meth:`parse_message`; it is also queued for :meth:`events`.
+
+        Raises:
+            RemoteProtocolError: the event is nested too deeply to merge into the state.
+        """
+        try:
             self.state.on_event(event)  # merges replace whole values: a RecursionError changes nothing
             if isinstance(event, ev.SessionCreated | ev.SessionUpdated):
                 self.state.set_formats(*self.dialect.session_formats(self.state.session))
         except RecursionError:
-            raw = text if isinstance(text, str) else text[:200].decode("utf-8", "replace")
-            raise RemoteProtocolError("server sent JSON nested too deeply", raw) from None
+            raise RemoteProtocolError("server sent JSON nested too deeply", f"<{event.type} event>") from None
         self._events.append(event)
         return event
 
@@ -173,3 +195,7 @@ class Session:
         if not isinstance(td, dict):
             td = self.state.session.get("turn_detection")  # flat dialects
         return isinstance(td, dict) and td.get("interrupt_response", True) is not False
+
+
+def _as_text(text: str | bytes) -> str:
+    return text if isinstance(text, str) else text[:200].decode("utf-8", "replace")

@@ -308,3 +308,19 @@ def test_output_modalities_each_dialect_accepts(provider, mods) -> None:
     wire = dialect.encode_session(config)
     if provider in ("openai", "azure"):
         assert wire["output_modalities"] == list(mods)
+
+
+def test_parse_message_reads_and_changes_no_state_and_receive_event_accounts_in_order():
+    """A threaded transport parses off its lock, then accounts: the same result as receive_message."""
+    from rtedge.protocol.dialects import get_dialect
+    from rtedge.protocol.session import Session
+
+    created = '{"type":"session.created","event_id":"e1","session":{"id":"sess_1","model":"gpt-realtime"}}'
+    split, whole = Session(get_dialect("openai")), Session(get_dialect("openai"))
+    before = split.state.connection
+    event = split.parse_message(created)
+    assert event.type == "session.created" and split.state.connection is before and list(split.events()) == []
+    assert split.receive_event(event) is event and list(split.events()) == [event]
+    whole.receive_message(created)
+    assert split.state.connection is whole.state.connection is not before
+    assert split.state.session == whole.state.session
