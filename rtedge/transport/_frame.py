@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Callable
 
 #: the frame builder in use: ``ws_frame(opcode, payload, mask_key) -> bytes``
@@ -59,7 +60,7 @@ build, BACKEND = _load()
 class MaskKeys:
     """Fresh 4-byte masking keys, drawn from ``os.urandom`` 256 at a time.
 
-    Not thread-safe: one per connection, used under that connection's send lock.
+    Not thread-safe: one per thread (:func:`mask_key`).
     """
 
     def __init__(self) -> None:
@@ -72,3 +73,14 @@ class MaskKeys:
             self._pool, at = os.urandom(1024), 0
         self._at = at + 4
         return self._pool[at:at + 4]
+
+
+_per_thread = threading.local()
+
+
+def mask_key() -> bytes:
+    """A fresh masking key from this thread's :class:`MaskKeys` (each sender thread has its own)."""
+    keys: MaskKeys | None = getattr(_per_thread, "keys", None)
+    if keys is None:
+        keys = _per_thread.keys = MaskKeys()
+    return keys.next()

@@ -18,9 +18,6 @@ into rtedge's.  Two choices matter for CPU on a Pi:
   to ``on_ping`` (the client queues the pong for ``rtedge-sender``), so the
   receiver never writes.  Which thread may call which method is in the
   ownership table of :mod:`rtedge.transport`.
-* Text frames are built by :mod:`._frame` (one allocation, masked in C),
-  not by websocket-client's Python framing, and written under its send lock
-  through its ``_send``, like every other frame.
 
 Secrets travel in headers only and no message built here contains a
 header value or a URL query value that looks like a key.
@@ -79,7 +76,6 @@ class WsConnection:
         self.on_ping: Callable[[bytes], None] | None = None
         self.close_sent = False  # a close frame went out (ours, or our reply to the server's)
         self.released = False  # the socket was shut down
-        self._keys = _frame.MaskKeys()  # used under ws.lock only
 
     @classmethod
     def open(
@@ -174,6 +170,9 @@ class WsConnection:
     def send_text(self, text: str) -> None:
         """Send one text frame.
 
+        The frame is built by :mod:`._frame` (one allocation, masked in C), not by websocket-client's
+        Python framing, and written under its send lock through its ``_send``, like every other frame.
+
         Raises:
             ConnectionClosed: the socket is gone.
         """
@@ -183,7 +182,7 @@ class WsConnection:
         ws = self._ws
         try:
             with ws.lock:
-                frame = memoryview(_frame.build(TEXT, payload, self._keys.next()))
+                frame = memoryview(_frame.build(TEXT, payload, _frame.mask_key()))
                 while frame:
                     frame = frame[ws._send(frame):]  # type: ignore[arg-type]  # any buffer: socket.send
         except (OSError, websocket.WebSocketException, AttributeError) as exc:

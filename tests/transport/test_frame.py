@@ -69,3 +69,20 @@ def test_the_twin_is_used_when_asked_for() -> None:
 @pytest.mark.skipif("c" not in BUILDERS, reason="the C extension is not built")
 def test_the_extension_is_used_when_built() -> None:
     assert _frame.BACKEND == "c"
+
+
+def test_each_thread_draws_its_own_keys() -> None:
+    import threading
+
+    seen: dict[str, list[bytes]] = {}
+
+    def draw(name: str) -> None:
+        seen[name] = [_frame.mask_key() for _ in range(300)]
+
+    threads = [threading.Thread(target=draw, args=(f"t{i}",), name=f"t{i}") for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    keys = seen["t0"] + seen["t1"]
+    assert len(keys) == 600 and len(set(keys)) > 590
