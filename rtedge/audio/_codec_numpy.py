@@ -199,7 +199,12 @@ _BLOCK_ELEMENTS = 1 << 19  # bound on window elements gathered at once (4 MiB of
 def _fir_exact(
     bank: np.ndarray, up: int, down: int, taps: int, buf: np.ndarray, acc: int, count: int
 ) -> np.ndarray:
-    """The ``count`` next outputs as exact integer sums (float64)."""
+    """The ``count`` next outputs as exact integer sums (float64).
+
+    Every index array handed to numpy has the platform's ``intp`` dtype (int32 on 32-bit ARM, where
+    ``np.take`` refuses int64 indices), and stays small: positions are split into a block base kept
+    as a Python int and offsets within the block, so nothing overflows a 32-bit index on long input.
+    """
     y = np.empty(count, dtype=np.float64)
     if not count:
         return y
@@ -208,15 +213,16 @@ def _fir_exact(
     block = max(1, _BLOCK_ELEMENTS // taps)
     for first in range(0, count, block):
         n = min(block, count - first)
-        pos = acc + down * np.arange(first, first + n, dtype=np.int64)
-        start = pos // up
-        windows = windows_all[start]
+        base, phase0 = divmod(acc + down * first, up)  # window start and phase of output `first`
+        offset = phase0 + down * np.arange(n, dtype=np.intp)  # < up + down * block: fits any intp
+        start, phase = np.divmod(offset, up)
+        windows = np.take(windows_all, start + base, axis=0)
         if up == 1:
             y[first : first + n] = windows @ rows[0]
         elif up <= 4:
-            y[first : first + n] = (windows @ rows.T)[np.arange(n), pos - start * up]
+            y[first : first + n] = np.take_along_axis(windows @ rows.T, phase[:, None], axis=1)[:, 0]
         else:
-            y[first : first + n] = np.einsum("ij,ij->i", windows, np.take(rows, pos - start * up, axis=0))
+            y[first : first + n] = np.einsum("ij,ij->i", windows, np.take(rows, phase, axis=0))
     return y
 
 
