@@ -41,6 +41,15 @@ def check_codec() -> Result:
     return "ok", f"codec backend: {codec.BACKEND}"
 
 
+def check_server_extra() -> Result:
+    import importlib.util
+
+    if importlib.util.find_spec("websockets") is None:
+        return "warn", ("websockets not installed: 'rtedge demo' and 'rtedge serve' need it; "
+                        "pip install 'rtedge[server]'")
+    return "ok", "local server: websockets installed ('rtedge demo' and 'rtedge serve' work)"
+
+
 def check_portaudio() -> Result:
     try:
         from .audio._pyaudio import load_pyaudio
@@ -172,8 +181,9 @@ def check_service() -> Result:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Run every check, print one line each; exit 9 (:data:`~rtedge._exit.EXIT_DOCTOR`) if any failed."""
     config, results = check_config(args)
-    checks: list[Callable[[], Any]] = [check_python, check_codec, check_portaudio, check_audio_group,
-                                       lambda: check_devices(config), lambda: results, check_service]
+    checks: list[Callable[[], Any]] = [check_python, check_codec, check_server_extra, check_portaudio,
+                                       check_audio_group, lambda: check_devices(config), lambda: results,
+                                       check_service]
     if config is not None:
         checks.append(lambda: check_api_key(config))
         if not args.no_network:

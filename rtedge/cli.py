@@ -341,10 +341,24 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def local_server(command: str) -> Any:
+    """``rtedge.testing`` (the local server), or a one-line ``ConfigError`` naming the extra to install."""
+    try:
+        from . import testing
+    except ModuleNotFoundError as exc:
+        if exc.name != "websockets":
+            raise
+        raise ConfigError(
+            f"rtedge {command} runs a local server that needs the websockets package: "
+            "pip install 'rtedge[server]'"
+        ) from None
+    return testing
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    RealtimeServer = local_server("demo").RealtimeServer
     from ._cli_run import stream_file
     from .protocol.config import ServerVad, SessionConfig, Transcription
-    from .testing import RealtimeServer
     from .transport.client import connect
     from .wavio import check_writable, read_wav
 
@@ -391,8 +405,8 @@ def demo_server_options(reply: Any, reply_rate: int, heard: str | None, realtime
 def cmd_serve(args: argparse.Namespace) -> int:
     import ssl
 
-    from .testing import RealtimeServer
-    from .testing.vllm_server import VLLMServer
+    testing = local_server("serve")
+    RealtimeServer, VLLMServer = testing.RealtimeServer, testing.VLLMServer
 
     ctx = None
     if args.tls_cert:

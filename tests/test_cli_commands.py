@@ -126,3 +126,37 @@ def test_missing_sound_card_exits_7_at_once_or_after_waiting(capsys):
     with RealtimeServer() as srv:  # without waiting: the session starts, the card fails to open, exit 7
         assert main(["run", "--url", srv.url, "--mic", "no-such-card-xyz", "--speaker", "null"]) == EXIT_AUDIO
     assert "rtedge: error: no audio input device named 'no-such-card-xyz'" in capsys.readouterr().err
+
+
+# a plain install, without the [server] extra: websockets cannot be imported
+_NO_WEBSOCKETS = """
+import sys
+sys.modules["websockets"] = None  # import websockets -> ModuleNotFoundError, as without the package
+from rtedge.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("argv", [["demo", "--fast"], ["serve", "--port", "0"]])
+def test_local_server_without_websockets_names_the_extra(argv):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _NO_WEBSOCKETS, *argv], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"rtedge {argv[0]}" in lines[0] and "pip install 'rtedge[server]'" in lines[0]
+
+
+def test_doctor_flags_a_missing_server_extra(monkeypatch, capsys):
+    import sys
+
+    import rtedge._doctor as doctor
+
+    assert doctor.check_server_extra()[0] == "ok"
+    monkeypatch.setitem(sys.modules, "websockets", None)
+    level, message = doctor.check_server_extra()
+    assert level == "warn" and "pip install 'rtedge[server]'" in message

@@ -4,7 +4,18 @@
 knobs for scripted replies and faults; ``make_self_signed_cert`` and the SSL
 context helpers make ``wss://`` tests easy.  The server works with plain JSON
 dicts and never imports the client side of rtedge.
+
+The server needs the ``websockets`` package: ``pip install 'rtedge[server]'``.
 """
+
+try:
+    import websockets  # noqa: F401
+except ModuleNotFoundError as exc:  # a plain install, without the extra
+    raise ModuleNotFoundError(
+        "rtedge.testing (the local realtime server behind 'rtedge demo' and 'rtedge serve') needs the "
+        "websockets package: pip install 'rtedge[server]'",
+        name="websockets",
+    ) from exc
 
 from rtedge.testing._record import AudioRecord
 from rtedge.testing._response import Reply, Turn
