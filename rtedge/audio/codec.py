@@ -27,6 +27,7 @@ PCM16 passed as ``bytes``-like objects is read as little-endian.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 from types import ModuleType
@@ -59,14 +60,19 @@ class AudioTypeError(AudioError, TypeError):
 
 
 def _load_backend() -> tuple[ModuleType, str]:
+    """The C kernels when built, else the numpy twin; a missing extension is logged once (a warning)."""
     choice = os.environ.get("RTEDGE_CODEC", "").strip().lower()
     if choice in ("numpy", "python", "pure"):
         return _codec_numpy, "numpy"
     try:
         from . import _codec
-    except ImportError:
+    except ImportError as exc:
         if choice == "c":
             raise
+        logging.getLogger(__name__).warning(
+            "rtedge codec: C kernels not built (%s); using the numpy twin (slower). For the C kernels "
+            "install gcc and python3-dev, then reinstall rtedge", exc
+        )
         return _codec_numpy, "numpy"
     return _codec, "c"
 

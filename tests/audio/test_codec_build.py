@@ -103,6 +103,16 @@ def _install_and_run(tmp_path: Path, wheel: Path) -> str:
     return _python(SMOKE, {"PYTHONPATH": str(site)}, tmp_path)
 
 
+def _import_log(tmp_path: Path) -> list[str]:
+    """stderr lines of importing the codec from the wheel installed by ``_install_and_run``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RTEDGE_CODEC")}
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    done = subprocess.run([sys.executable, "-c", "import rtedge.audio.codec"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stderr.splitlines()
+
+
 def test_install_without_a_compiler_falls_back_to_numpy(tmp_path: Path) -> None:
     # a compiler that does not exist: the optional extension fails, the install must not
     wheel, log = _build_wheel(
@@ -112,6 +122,9 @@ def test_install_without_a_compiler_falls_back_to_numpy(tmp_path: Path) -> None:
     assert "rtedge/audio/codec.py" in names and "rtedge/audio/_codec_numpy.py" in names
     assert not [n for n in names if n.startswith("rtedge/audio/_codec") and n.endswith((".so", ".pyd"))]
     assert _install_and_run(tmp_path, wheel) == "numpy"
+    # the fallback says so in exactly one log line, naming what to install
+    log = _import_log(tmp_path)
+    assert len(log) == 1 and "numpy twin" in log[0] and "gcc" in log[0], log
 
 
 def test_install_with_a_compiler_builds_the_extension(tmp_path: Path) -> None:
@@ -121,6 +134,7 @@ def test_install_with_a_compiler_builds_the_extension(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert [n for n in names if n.startswith("rtedge/audio/_codec") and n.endswith((".so", ".pyd"))]
     assert _install_and_run(tmp_path, wheel) == "c"
+    assert _import_log(tmp_path) == []
 
 
 def test_benchmark_quick_smoke(tmp_path: Path) -> None:
