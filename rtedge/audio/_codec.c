@@ -845,20 +845,36 @@ load_input(const void *src, int is_f, Py_ssize_t n, float *w)
     }
 }
 
+/* Number of outputs `n` inputs complete; in 64-bit arithmetic on every platform (with up, down <=
+ * 100000 and n < 2^63 / 100000 nothing overflows).  -1 (with an exception set) when the count would not
+ * fit a Py_ssize_t (32 bits on armhf). */
 static Py_ssize_t
-n_outputs(Py_ssize_t n, long up, long down, long long acc)
+n_outputs(Py_ssize_t n, Py_ssize_t up, Py_ssize_t down, long long acc)
 {
     const long long total = (long long)n * up - acc;
-    return total > 0 ? (Py_ssize_t)((total + down - 1) / down) : 0;
+    const long long count = total > 0 ? (total + down - 1) / down : 0;
+    if (count > (long long)(PY_SSIZE_T_MAX / (Py_ssize_t)(2 * sizeof(float)))) {
+        PyErr_SetString(PyExc_OverflowError, "resample: too many output samples for one call");
+        return -1;
+    }
+    return (Py_ssize_t)count;
+}
+
+/* Geometry arguments as Py_ssize_t (no assumption on the size of `long`); -1 on error. */
+static int
+get_size(PyObject *obj, Py_ssize_t *v)
+{
+    *v = PyLong_AsSsize_t(obj);
+    return (*v == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
 static int
-check_geometry(const char *fn, long up, long down, long taps, long long acc)
+check_geometry(const char *fn, Py_ssize_t up, Py_ssize_t down, Py_ssize_t taps, long long acc)
 {
     if (up < 1 || down < 1 || taps < TAP_BLOCK || taps % TAP_BLOCK || up > 100000 || down > 100000 ||
         taps > 100000 || acc < 0 || acc >= down) {
         PyErr_Format(PyExc_ValueError,
-                     "%s: bad geometry up=%ld down=%ld taps=%ld acc=%lld "
+                     "%s: bad geometry up=%zd down=%zd taps=%zd acc=%lld "
                      "(need taps a positive multiple of %d, 0 <= acc < down)",
                      fn, up, down, taps, acc, TAP_BLOCK);
         return -1;
@@ -874,8 +890,8 @@ release_all(buf_t *bufs, int n)
 
 /* Final stage: outputs (unscaled sums) -> out, scaled by 2^-23. */
 static void
-store_output(const float *h, const float *w, long up, long down, long taps, long long acc, Py_ssize_t count,
-             void *out, int out_is_f, float *tmp)
+store_output(const float *h, const float *w, Py_ssize_t up, Py_ssize_t down, Py_ssize_t taps, long long acc,
+             Py_ssize_t count, void *out, int out_is_f, float *tmp)
 {
     float *y = out_is_f ? (float *)out : tmp;
     resample_core(h, w, up, down, taps, acc, count, y);
@@ -895,16 +911,14 @@ py_resample(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
     /* resample(bank, up, down, taps, work, src, acc, out) -> new acc */
     buf_t b[4]; /* bank, work, src, out */
-    long up, down, taps;
+    Py_ssize_t up, down, taps;
     long long acc;
-    if (check_nargs(nargs, 8, "resample") < 0) {
+    if (check_nargs(nargs, 8, "resample") < 0 || get_size(args[1], &up) < 0 || get_size(args[2], &down) < 0 ||
+        get_size(args[3], &taps) < 0) {
         return NULL;
     }
-    up = PyLong_AsLong(args[1]);
-    down = PyLong_AsLong(args[2]);
-    taps = PyLong_AsLong(args[3]);
     acc = PyLong_AsLongLong(args[6]);
-    if (PyErr_Occurred() || check_geometry("resample", up, down, taps, acc) < 0) {
+    if ((acc == -1 && PyErr_Occurred()) || check_geometry("resample", up, down, taps, acc) < 0) {
         return NULL;
     }
     if (buf_get(args[0], &b[0], 0, "f", "bank", "float32") < 0) {
@@ -925,10 +939,14 @@ py_resample(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     const Py_ssize_t n = buf_len(&b[2]);
     const Py_ssize_t hist = taps - 1;
     const Py_ssize_t count = n_outputs(n, up, down, acc);
+    if (count < 0) {
+        release_all(b, 4);
+        return NULL;
+    }
     const int src_is_f = fmt_char(&b[2].view) == 'f';
     const int out_is_f = fmt_char(&b[3].view) == 'f';
     const char *err = NULL;
-    if (buf_len(&b[0]) != (Py_ssize_t)up * taps) {
+    if ((long long)buf_len(&b[0]) != (long long)up * taps) { /* up * taps may exceed a 32-bit size */
         err = "resample: bank must hold up * taps coefficients";
     }
     else if (buf_len(&b[1]) < hist + n) {
@@ -977,17 +995,14 @@ py_resample2(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
      * acc = acc1 + 2 * acc2 packs both phase accumulators.  The intermediate signal
      * goes straight into work2 as float32 (scaled, not rounded). */
     buf_t b[6]; /* bank1, work1, bank2, work2, src, out */
-    long taps1, up, down, taps2;
+    Py_ssize_t taps1, up, down, taps2;
     long long acc;
-    if (check_nargs(nargs, 11, "resample2") < 0) {
+    if (check_nargs(nargs, 11, "resample2") < 0 || get_size(args[1], &taps1) < 0 || get_size(args[4], &up) < 0 ||
+        get_size(args[5], &down) < 0 || get_size(args[6], &taps2) < 0) {
         return NULL;
     }
-    taps1 = PyLong_AsLong(args[1]);
-    up = PyLong_AsLong(args[4]);
-    down = PyLong_AsLong(args[5]);
-    taps2 = PyLong_AsLong(args[6]);
     acc = PyLong_AsLongLong(args[9]);
-    if (PyErr_Occurred()) {
+    if (acc == -1 && PyErr_Occurred()) {
         return NULL;
     }
     const long long acc1 = acc >= 0 ? acc % 2 : -1, acc2 = acc >= 0 ? acc / 2 : -1;
@@ -1012,11 +1027,15 @@ py_resample2(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     const Py_ssize_t n = buf_len(&b[4]);
     const Py_ssize_t hist1 = taps1 - 1, hist2 = taps2 - 1;
     const Py_ssize_t count1 = n_outputs(n, 1, 2, acc1);
-    const Py_ssize_t count = n_outputs(count1, up, down, acc2);
+    const Py_ssize_t count = count1 < 0 ? -1 : n_outputs(count1, up, down, acc2);
+    if (count < 0) {
+        release_all(b, 6);
+        return NULL;
+    }
     const int src_is_f = fmt_char(&b[4].view) == 'f';
     const int out_is_f = fmt_char(&b[5].view) == 'f';
     const char *err = NULL;
-    if (buf_len(&b[0]) != taps1 || buf_len(&b[2]) != (Py_ssize_t)up * taps2) {
+    if (buf_len(&b[0]) != taps1 || (long long)buf_len(&b[2]) != (long long)up * taps2) {
         err = "resample2: bank1 must hold taps1 and bank2 up * taps2 coefficients";
     }
     else if (buf_len(&b[1]) < hist1 + n || buf_len(&b[3]) < hist2 + count1) {
@@ -1036,6 +1055,7 @@ py_resample2(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     const float *h1 = (const float *)b[0].view.buf, *h2 = (const float *)b[2].view.buf;
     float *w1 = (float *)b[1].view.buf, *w2 = (float *)b[3].view.buf;
     /* tmp: int16 output staging (count floats) + even/odd split for stage 1 */
+    /* count and count1 are below PY_SSIZE_T_MAX / 8 (n_outputs), so this fits a size_t even on 32 bits */
     const size_t need = (size_t)count + 2 * (size_t)(count1 + taps1 / 2 + 1);
     float stack_tmp[4 * TMP_STACK];
     float *tmp = stack_tmp;

@@ -97,3 +97,12 @@ def test_g711_twin_on_32bit_numpy(numpy32: Numpy32, monkeypatch: pytest.MonkeyPa
     np.testing.assert_array_equal(dec(ref_codes), ref_pcm)
     assert numpy32.calls.count("take") == 2
 
+
+
+def test_c_kernel_compares_the_bank_size_in_64_bit(c_module: Any) -> None:
+    """``up * taps`` = 2^32 wraps to 0 in a 32-bit size: an empty bank must still be refused, not read."""
+    up = taps = 65536
+    empty_bank = np.zeros(0, np.float32)
+    work, src, out = np.zeros(taps + 8, np.float32), np.zeros(8, np.int16), np.zeros(8 * up, np.int16)
+    with pytest.raises(ValueError, match="bank must hold up \\* taps"):
+        c_module.resample(empty_bank, up, 1, taps, work, src, 0, out)
