@@ -1,0 +1,74 @@
+# Run inside an ARM root by .ci/arm after the README's Raspberry Pi guide, from the checkout (cwd).
+# RTEDGE_ARM_VARIANT: "c" (the guide as written: the C kernels must be built and used) or "nocc"
+# (no compiler in the root: the install fell back to the numpy twin, saying so in one log line).
+set -x
+venv=/opt/rtedge/venv
+py=$venv/bin/python
+echo "ci-arm: $(dpkg --print-architecture): $($py -c 'import platform, numpy; print(platform.machine(),
+  platform.architecture()[0], "Python", platform.python_version(), "numpy", numpy.__version__,
+  "intp", numpy.dtype(numpy.intp).name)')"
+
+# -P: never import rtedge from the checkout, only the installed package the guide made
+backend=$(cd /tmp && $py -P -c 'import rtedge.audio.codec as c; print(c.BACKEND)' 2>/tmp/import.err)
+cat /tmp/import.err
+if [ "$RTEDGE_ARM_VARIANT" = c ]; then
+  [ "$backend" = c ] || { echo "ci-arm: the C kernels were not built or not used (backend $backend)"; exit 1; }
+  [ ! -s /tmp/import.err ] || { echo "ci-arm: importing the codec logged something"; exit 1; }
+else
+  if command -v gcc || command -v cc; then echo "ci-arm: a C compiler is installed in the no-compiler root"; exit 1; fi
+  [ "$backend" = numpy ] || { echo "ci-arm: expected the numpy twin, got $backend"; exit 1; }
+  # exactly one log line, and it says what happened and what to do
+  [ "$(wc -l < /tmp/import.err)" -eq 1 ] && grep -q "numpy twin" /tmp/import.err && grep -q gcc /tmp/import.err ||
+    { echo "ci-arm: the fallback should log exactly one line naming the numpy twin and gcc"; exit 1; }
+fi
+echo "ci-arm: codec backend $backend"
+if [ "$RTEDGE_ARM_VARIANT" = c ]; then
+  # what gcc made of the kernels with the project's flags: auto-vectorized loops, and the NEON/VFP
+  # multiply-adds in the built extension (the FIR kernels use GCC vector types)
+  flags=$($py -c 'import tomllib; m = tomllib.load(open("pyproject.toml", "rb"))["tool"]["setuptools"]["ext-modules"]
+print(" ".join(m[0]["extra-compile-args"]))')
+  inc=$($py -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  vec=$(gcc $flags -fPIC -I"$inc" -fopt-info-vec-optimized -c rtedge/audio/_codec.c -o /tmp/codec.o 2>&1 |
+        grep "loop vectorized" | grep -o "_codec.c:[0-9]*" | cut -d: -f2 | sort -nu | tr '\n' ' ')
+  so=$($py -P -c 'import rtedge.audio._codec as m; print(m.__file__)')
+  echo "ci-arm: gcc $(gcc -dumpversion) $flags: loops vectorized at _codec.c lines: ${vec:-none}"
+  echo "ci-arm: built extension: $(objdump -d "$so" | grep -cE $'\tv?fmla\s+v[0-9]+\.4s') NEON fmla (4 x float32)," \
+    "$(objdump -d "$so" | grep -cE $'\tvfma\.f32|\tvmla\.f32') VFP/NEON vfma/vmla"
+fi
+
+# the test tools (PyYAML from Debian: it has no 32-bit ARM wheel; mypy is not run here)
+sudo apt-get install -y -qq python3-yaml </dev/null >/dev/null
+$py - > /tmp/test-reqs.txt <<'EOF'
+import tomllib
+extra = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["test"]
+print("\n".join(r for r in extra if not r.startswith(("mypy", "pyyaml"))))
+EOF
+$venv/bin/pip install -q -r /tmp/test-reqs.txt </dev/null
+
+# tests/audio runs every codec test against both kernels (the C case skips only when it is not built).
+# Without a compiler the codec tests and the tick tests run again on the fallback; tests/protocol (pure
+# Python, no codec) and the device tests ran in the same root already and would only repeat themselves.
+# The timeout is raised for emulation, which is 5-20x slower than the hardware.
+if [ "$RTEDGE_ARM_VARIANT" = c ]; then
+  tests="tests/audio tests/protocol tests/test_tick.py"
+else
+  tests="$(ls tests/audio/test_codec_*.py | tr '\n' ' ') tests/test_tick.py"
+fi
+RTEDGE_CODEC=$backend $py -P -m pytest -q -p no:cacheprovider --import-mode=importlib -o timeout=900 \
+  $tests </dev/null 2>&1 | tee /tmp/pytest.out
+status=${PIPESTATUS[0]}
+[ "$status" -eq 0 ] || { echo "ci-arm: tests failed"; exit 1; }
+if [ "$RTEDGE_ARM_VARIANT" = c ] && grep -q "extension rtedge.audio._codec is not built" /tmp/pytest.out; then
+  echo "ci-arm: C kernel tests were skipped"; exit 1
+fi
+grep -E "^[0-9]+ passed" /tmp/pytest.out | sed "s/^/ci-arm: pytest: /"
+
+$venv/bin/rtedge demo --fast </dev/null 2>&1 | tee /tmp/demo.out
+[ "${PIPESTATUS[0]}" -eq 0 ] && grep -q "^turn 1: completed" /tmp/demo.out ||
+  { echo "ci-arm: rtedge demo --fast did not complete a turn"; exit 1; }
+echo "ci-arm: demo: $(grep "^turn 1: completed" /tmp/demo.out)"
+
+# the unit the guide installed, checked by systemd itself
+systemd-analyze verify /etc/systemd/system/rtedge.service
+[ -L /etc/systemd/system/multi-user.target.wants/rtedge.service ] || { echo "ci-arm: unit not enabled"; exit 1; }
+echo "ci-arm: all checks passed"
