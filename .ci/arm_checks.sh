@@ -36,8 +36,9 @@ print(" ".join(m[0]["extra-compile-args"]))')
     "$(objdump -d "$so" | grep -cE $'\tvfma\.f32|\tvmla\.f32') VFP/NEON vfma/vmla"
 fi
 
-# the test tools (PyYAML from Debian: it has no 32-bit ARM wheel; mypy is not run here)
-sudo apt-get install -y -qq python3-yaml </dev/null >/dev/null
+# the test tools (PyYAML from Debian: it has no 32-bit ARM wheel; mypy is not run here), and procps
+# (/bin/kill, the unit's ExecReload=), which a Pi image has and the bare root lacks
+sudo apt-get install -y -qq python3-yaml procps </dev/null >/dev/null
 $py - > /tmp/test-reqs.txt <<'EOF'
 import tomllib
 extra = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["test"]

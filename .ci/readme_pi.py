@@ -9,6 +9,9 @@ once per architecture), ``tail`` the rest.
 * ``nocc`` drops the lines marked ``# optional`` (the compiler packages), as on a Pi without gcc.
 * The line that reads the API key from the terminal (``cat > ...``) gets a placeholder key on stdin;
   every other line reads /dev/null.
+* ``systemctl`` lines run with ``SYSTEMD_OFFLINE=1`` (as root, without sudo, which would drop it): no
+  systemd runs in the root, so ``daemon-reload`` is a no-op and ``enable --now`` becomes ``enable`` (nothing
+  can start there).
 * ``rtedge doctor`` reports problems the root cannot fix (no sound card, no route to the provider) with
   exit 1: its lines must print the doctor's verdict, not a traceback.
 """
@@ -78,6 +81,10 @@ def script(variant: str, part: str, text: str) -> str:
         cmd = command(line)
         if re.search(r"\bcat > ", cmd):
             out.append(f"{cmd} <<< {shlex.quote(KEY)}")
+        elif re.search(r"\bsystemctl\b", cmd):
+            # no systemd runs in the root: offline, daemon-reload is a no-op and enable --now only enables
+            offline = re.sub(r"^sudo\s+", "", cmd).replace(" --now", "")
+            out.append(f"SYSTEMD_OFFLINE=1 {offline} </dev/null")
         elif re.search(r"\brtedge doctor\b", cmd):
             out.append(f"{{ {cmd} </dev/null || true; }} 2>&1 | tee /tmp/doctor.out")
             out.append("grep -Eq 'problem\\(s\\) to fix|all good' /tmp/doctor.out")
