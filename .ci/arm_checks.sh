@@ -29,7 +29,7 @@ if [ "$RTEDGE_ARM_VARIANT" = c ]; then
 print(" ".join(m[0]["extra-compile-args"]))')
   inc=$($py -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   vec=$(gcc $flags -fPIC -I"$inc" -fopt-info-vec-optimized -c rtedge/audio/_codec.c -o /tmp/codec.o 2>&1 |
-        grep "loop vectorized" | grep -o "_codec.c:[0-9]*" | cut -d: -f2 | sort -nu | tr '\n' ' ')
+        grep "loop vectorized" | grep -o "_codec.c:[0-9]*" | cut -d: -f2 | sort -nu | tr '\n' ' ' || true)
   so=$($py -P -c 'import rtedge.audio._codec as m; print(m.__file__)')
   echo "ci-arm: gcc $(gcc -dumpversion) $flags: loops vectorized at _codec.c lines: ${vec:-none}"
   echo "ci-arm: built extension: $(objdump -d "$so" | grep -cE $'\tv?fmla\s+v[0-9]+\.4s') NEON fmla (4 x float32)," \
