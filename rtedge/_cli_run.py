@@ -203,7 +203,8 @@ def connect_options(config: Config, key: Secret | None) -> dict[str, Any]:
             "connect_timeout": p.connect_timeout, "ping_interval": p.ping_interval,
             "ping_timeout": p.ping_timeout,
             "max_audio_queue_ms": float(p.max_audio_queue_ms), "reconnect": config.reconnect.to_backoff(),
-            "max_session_seconds": p.max_session_seconds or None}
+            "max_session_seconds": p.max_session_seconds or None,
+            "session_limit_s": (p.session_limit or "auto") if p.rollover else None}
 
 
 def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, console: Console) -> int:

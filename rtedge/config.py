@@ -119,8 +119,13 @@ class ProviderSettings:
                                   "s", lo=0.1, hi=3600)
     max_audio_queue_ms: int = setting(2000, "microphone audio queued for sending beyond this is dropped "
                                             "(oldest first)", "ms", lo=100, hi=60000)
-    max_session_seconds: float = setting(0.0, "recycle the session at a turn boundary after this long; "
-                                              "0 = never", "s", lo=0, hi=86400)
+    max_session_seconds: float = setting(0.0, "recycle the session at a turn boundary after this long, "
+                                              "break-before-make (turns the rollover off); 0 = never",
+                                         "s", lo=0, hi=86400)
+    rollover: bool = setting(True, "replace the session make-before-break before the provider ends it")
+    session_limit: float = setting(0.0, "the session limit the rollover works to; 0 = the provider's (OpenAI "
+                                        "60 min, Azure 30, xAI 60, Qwen 120; expires_at shortens it)",
+                                   "s", lo=0, hi=86400)
 
 
 @attrs.frozen(kw_only=True)

@@ -16,7 +16,8 @@ SHARED = REPO.parent / "shared"
 SPEECH = SHARED / "fixtures" / "speech"
 RECORDED = SHARED / "fixtures" / "recorded"
 
-CLIENT_THREADS = ("rtedge-sender", "rtedge-receiver", "rtedge-dispatch")
+CLIENT_THREADS = ("rtedge-sender", "rtedge-receiver", "rtedge-dispatch", "rtedge-rollover",
+                  "rtedge-receiver-draining")
 
 
 def client_threads() -> list[str]:

@@ -208,6 +208,8 @@ class SessionState:
     function_calls: OrderedDict[str, FunctionCall] = attrs.field(factory=OrderedDict)
     #: the last ITEM_WINDOW conversation items by id, in the order the server added them
     items: OrderedDict[str, dict[str, Any]] = attrs.field(factory=OrderedDict)
+    #: transcripts of the last ITEM_WINDOW user audio items (``...input_audio_transcription.completed``)
+    input_transcripts: OrderedDict[str, str] = attrs.field(factory=OrderedDict)
     #: usage of the last USAGE_WINDOW responses that reported it
     usage_by_response: OrderedDict[str, Usage] = attrs.field(factory=OrderedDict)
     #: running total over every response of this session
@@ -373,8 +375,15 @@ class SessionState:
             self.items[event.item_id] = _deep_merge(self.items.get(event.item_id, {}), event.item)
             _bound(self.items, ITEM_WINDOW)
 
+    def _on_input_transcript(self, event: ev.InputAudioTranscriptionCompleted) -> None:
+        """A user audio item's transcript arrived (re-seeding a new session reads it)."""
+        if event.item_id and event.transcript:
+            self.input_transcripts[event.item_id] = event.transcript
+            _bound(self.input_transcripts, ITEM_WINDOW)
+
     def _on_item_deleted(self, event: ev.ConversationItemDeleted) -> None:
         self.items.pop(event.item_id, None)
+        self.input_transcripts.pop(event.item_id, None)
         self.output_items.pop(event.item_id, None)
 
     def _on_item_truncated(self, event: ev.ConversationItemTruncated) -> None:
@@ -429,4 +438,5 @@ _HANDLERS: dict[type[ev.ServerEvent], Any] = {
     ev.InputAudioBufferCommitted: SessionState._on_committed,
     ev.InputAudioBufferCleared: SessionState._on_cleared,
     ev.TranscriptionDone: SessionState._on_transcription_done,
+    ev.InputAudioTranscriptionCompleted: SessionState._on_input_transcript,
 }

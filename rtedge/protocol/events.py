@@ -603,6 +603,23 @@ class Reconnected(ServerEvent):
 
 
 @attrs.frozen(kw_only=True)
+class SessionRollover(ServerEvent):
+    """The session was replaced before the provider's limit, make-before-break: sends now go to
+    ``new_session_id``, which was given the session config and ``seeded_items`` conversation items
+    (``summarized`` older ones folded into a summary item, ``dropped`` left out by the seeding budget);
+    ``forced``: no quiet moment came before the forced point, so a response may still be finishing
+    on the old session (it ends once that is done)."""
+
+    TYPE: ClassVar[str] = "rtedge.session_rollover"
+    old_session_id: str = ""
+    new_session_id: str = ""
+    seeded_items: int = 0
+    summarized: int = 0
+    dropped: int = 0
+    forced: bool = False
+
+
+@attrs.frozen(kw_only=True)
 class GaveUp(ServerEvent):
     """Reconnecting stopped for good: a fatal error or too many attempts (``cause``)."""
 
@@ -653,6 +670,7 @@ SERVER_EVENT_TYPES: tuple[type[ServerEvent], ...] = (
     ConnectionLost,
     Reconnecting,
     Reconnected,
+    SessionRollover,
     GaveUp,
 )
 

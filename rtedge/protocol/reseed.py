@@ -4,7 +4,8 @@ After a reconnect, a proactive rollover, or any new session that should pick
 up where the old one stopped, the new server session knows nothing.
 :func:`history_items` turns the conversation items the old session reported
 into items a client may create: user and assistant messages as text (audio
-cannot be re-sent, so their transcripts stand in), function calls and their
+cannot be re-sent, so their transcripts stand in: the assistant's audio
+transcript, the user's input transcription when the session has one), function calls and their
 outputs as they were.  Items with nothing to say (audio without a
 transcript) are skipped.
 
@@ -67,6 +68,7 @@ def replay_item(item: Mapping[str, Any], state: SessionState | None = None) -> d
         if not text and state is not None and isinstance(item.get("id"), str):
             out = state.output_items.get(item["id"])
             text = "".join(out.text.values()).strip() if out is not None else ""
+            text = text or state.input_transcripts.get(item["id"], "").strip()
         role = item.get("role")
         if not text or role not in ("user", "assistant", "system"):
             return None
@@ -86,10 +88,13 @@ def replay_item(item: Mapping[str, Any], state: SessionState | None = None) -> d
     return None
 
 
-def history_items(state: SessionState) -> list[dict[str, Any]]:
-    """The conversation so far, oldest first, as items to create in a new session."""
+def history_items(state: SessionState, complete_only: bool = False) -> list[dict[str, Any]]:
+    """The conversation so far, oldest first, as items to create in a new session
+    (``complete_only``: without items the server is still generating, ``status: "in_progress"``)."""
     out = []
     for item in state.items.values():
+        if complete_only and item.get("status") == "in_progress":
+            continue
         replay = replay_item(item, state)
         if replay is not None:
             out.append(replay)

@@ -572,7 +572,7 @@ class RealtimeServer(RecordingServer):
         return count
 
     def close_connections(self, code: int = 1000, reason: str = "", *, wait: bool = False,
-                          timeout: float = 5.0) -> int:
+                          timeout: float = 5.0, connection: int | None = None) -> int:
         """Start the closing handshake on every open connection with ``code``/``reason``.
 
         Args:
@@ -580,11 +580,12 @@ class RealtimeServer(RecordingServer):
             reason: Close reason text.
             wait: Block until the handshakes finish (the peers must be reading).
             timeout: Upper bound for ``wait``.
+            connection: Only this connection (its index; None: every open one).
 
         Returns:
             How many connections are being closed.
         """
-        conns = self._open_conns()
+        conns = self._open_conns() if connection is None else list(self._targets(connection))
         closers = [threading.Thread(target=self._close_one, args=(c, code, reason),
                                     name=f"{c.name}-close", daemon=True) for c in conns]
         for thread in closers:

@@ -16,6 +16,13 @@ close), the shutdown                                     whole suite, transport/
 socket reads             ``rtedge-receiver`` (in         nobody else reads; events come out through the
                          ``connect()``: the caller,      inbox, the dispatcher and the internal hooks
                          before the receiver exists)     [transport/test_sole_writer.py]
+a rollover's new         ``rtedge-rollover`` until the   nothing is delivered before the switch; then it
+connection's reads       switch; it then is              is ``rtedge-receiver`` and the old receiver,
+                         ``rtedge-receiver``             ``rtedge-receiver-draining``, reads the old
+                                                         connection until it ends  [faults/test_rollover.py]
+the sender's write       ``rtedge-sender`` (``_conn``)   set when it opens a connection, or by a
+target                                                   rollover's switch call queued in order
+                                                         (``SendQueue.put_call``)  [faults/test_rollover.py]
 connections opened       ``rtedge-sender``               the sender shuts every one down, at the latest on
                                                          its way out  [transport/test_sole_writer.py]
 the sans-IO ``Session``  whoever holds ``Client._lock``  ``client.snapshot``: an immutable

@@ -13,11 +13,16 @@ logged at debug level on the ``rtedge`` logger as
 
     CONNECTING --established--> OPEN            CONNECTING --connect_failed--> CLOSED
     OPEN --recycle--> RECYCLING                 (past max_session_seconds, at a turn boundary)
+    OPEN --rollover--> ROLLING_OVER             (near the session limit: a second connection is seeded)
+    ROLLING_OVER --switched--> OPEN             (sends now go to the new session; the old one ends)
+    ROLLING_OVER --rollover_failed--> OPEN      (the new connection failed; the old one still serves)
+    ROLLING_OVER --lost--> RECONNECTING         (the old connection was lost first: the new one is dropped)
+    ROLLING_OVER --lost_final--> GAVE_UP
     OPEN / RECYCLING --lost--> RECONNECTING     (recoverable loss; a recycle always is)
     OPEN / RECYCLING --lost_final--> GAVE_UP    (fatal cause, or reconnect=None)
     RECONNECTING --reconnected--> OPEN          RECONNECTING --give_up--> GAVE_UP
     OPEN --finish--> FINISHING                  (close() ending the session the dialect's way)
-    OPEN / RECYCLING / RECONNECTING / FINISHING --close--> CLOSING
+    OPEN / ROLLING_OVER / RECYCLING / RECONNECTING / FINISHING --close--> CLOSING
     FINISHING / CLOSING --ended--> CLOSED       (the receiver is done with the last connection)
 
 ``CLOSED`` and ``GAVE_UP`` are final.  The values are strings
@@ -51,6 +56,9 @@ class LinkState(enum.StrEnum):
     FINISHING = "finishing"
     #: a proactive recycle closed the old socket; the receiver reconnects at once (sends are held)
     RECYCLING = "recycling"
+    #: make-before-break: the old session still serves (sends go out on it) while a second connection
+    #: is opened and seeded; at a frame boundary the send path switches to it (see ``_rollover``)
+    ROLLING_OVER = "rolling_over"
     #: the connection was lost and the receiver is getting it back (sends are held, audio dropped)
     RECONNECTING = "reconnecting"
     #: ``close()`` was called; queued sends drain, then the socket closes
@@ -67,6 +75,9 @@ class LinkEvent(enum.Enum):
     ESTABLISHED = "established"
     CONNECT_FAILED = "connect_failed"
     RECYCLE = "recycle"
+    ROLLOVER = "rollover"
+    SWITCHED = "switched"
+    ROLLOVER_FAILED = "rollover_failed"
     LOST = "lost"
     LOST_FINAL = "lost_final"
     RECONNECTED = "reconnected"
@@ -81,8 +92,10 @@ S, E = LinkState, LinkEvent
 #: state -> {event -> next state}; anything else is illegal
 TRANSITIONS: dict[LinkState, dict[LinkEvent, LinkState]] = {
     S.CONNECTING: {E.ESTABLISHED: S.OPEN, E.CONNECT_FAILED: S.CLOSED},
-    S.OPEN: {E.RECYCLE: S.RECYCLING, E.LOST: S.RECONNECTING, E.LOST_FINAL: S.GAVE_UP,
-             E.FINISH: S.FINISHING, E.CLOSE: S.CLOSING},
+    S.OPEN: {E.RECYCLE: S.RECYCLING, E.ROLLOVER: S.ROLLING_OVER, E.LOST: S.RECONNECTING,
+             E.LOST_FINAL: S.GAVE_UP, E.FINISH: S.FINISHING, E.CLOSE: S.CLOSING},
+    S.ROLLING_OVER: {E.SWITCHED: S.OPEN, E.ROLLOVER_FAILED: S.OPEN, E.LOST: S.RECONNECTING,
+                     E.LOST_FINAL: S.GAVE_UP, E.CLOSE: S.CLOSING},
     S.RECYCLING: {E.LOST: S.RECONNECTING, E.LOST_FINAL: S.GAVE_UP, E.CLOSE: S.CLOSING},
     S.RECONNECTING: {E.RECONNECTED: S.OPEN, E.GIVE_UP: S.GAVE_UP, E.CLOSE: S.CLOSING},
     S.FINISHING: {E.CLOSE: S.CLOSING, E.ENDED: S.CLOSED},
@@ -92,7 +105,7 @@ TRANSITIONS: dict[LinkState, dict[LinkEvent, LinkState]] = {
 }
 
 #: states in which sends go out on the socket
-SENDING = frozenset({S.OPEN, S.FINISHING})
+SENDING = frozenset({S.OPEN, S.ROLLING_OVER, S.FINISHING})
 #: states in which the link is down but coming back: control events wait, audio is dropped (counted)
 HELD = frozenset({S.RECYCLING, S.RECONNECTING})
 #: states in which ``client.closed`` is true: no send will ever go out again

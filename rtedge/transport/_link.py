@@ -32,8 +32,10 @@ re-seeding, in order.  A response that was in flight is settled with a
 synthetic ``response.done`` (status ``cancelled``, reason ``connection_lost``)
 so nobody waits forever.
 
-Proactive recycle: past ``max_session_seconds`` (the dialect's limit minus
-a margin), at a turn boundary, the sender pauses the queue and closes the
+Before the provider's session limit the session is replaced make-before-break
+(``_rollover``: a second connection is seeded while the first still serves).
+With ``max_session_seconds`` instead, the old proactive recycle: past that age,
+at a turn boundary, the sender pauses the queue and closes the
 socket with 1000 (the receiver asks it to check right at ``response.done``);
 the supervisor reconnects at once and re-seeds, so users never hit
 ``session_expired`` mid-sentence.
@@ -53,11 +55,12 @@ from ..errors import (ConnectionClosed, DeadlineExceeded, HandshakeError, LocalP
 from ..protocol import events as ev
 from ..protocol._state import InputBufferState, ResponseState, SessionSnapshot
 from ..protocol.config import SessionConfig
-from ..protocol.reseed import history_items
+from ..protocol.reseed import history_items, seed_plan
 from ..protocol.session import Session
 from ..protocol.usage import Usage
 from . import _ws
 from .backoff import FATAL_ERROR_CODES, FATAL_HTTP_STATUSES, RECOVERABLE_CLOSE_CODES, Backoff
+from ._rollover import Rollover
 from ._lifecycle import ENDING, SENDING, LinkEvent, LinkMachine, LinkState
 from ._inbox import Dispatcher, EventLog
 from ._workers import SendQueue, TransportStats, receive_until_end
@@ -72,7 +75,7 @@ KEEPALIVE_SILENCE_MS = 100.0
 SENDER_CALL_TIMEOUT = 5.0
 
 
-class Link:
+class Link(Rollover):
     """Connection lifecycle shared by :class:`rtedge.Client` (a mixin; the client owns the fields)."""
 
     dialect: Any
@@ -88,7 +91,7 @@ class Link:
     _stop: threading.Event
     _conn: _ws.WsConnection | None
     _requested: SessionConfig | None
-    _on_text: Callable[[bytes], list[ev.ServerEvent]]
+    _on_text: Callable[[bytes, Session | None], list[ev.ServerEvent]]
     _emit: Callable[[ev.ServerEvent], None]
     _send: Callable[..., str | None]
 
@@ -112,6 +115,7 @@ class Link:
         self._last_fatal: ServerError | None = None
         #: the error that made the client give up (HandshakeError, ServerError...), else None
         self.fatal_error: RtEdgeError | None = None
+        self._init_rollover()
 
     # ------------------------------------------------------------------------------------------ establish
     @property
@@ -123,18 +127,20 @@ class Link:
     def _offline(self) -> bool:
         return self._machine.state not in SENDING and self._machine.state is not LinkState.CONNECTING
 
-    def _open_socket(self, timeout: float) -> _ws.WsConnection:
+    def _open_socket(self, timeout: float, current: bool = True) -> _ws.WsConnection:
         """Any thread: have the sender open a connection (it writes the upgrade) and return it.
+        ``current``: it becomes the sender's write target at once (a rollover's does at its switch).
 
         Raises what opening raises (HandshakeError, TransportError), or ConnectionClosed when the
         sender has stopped (the client is closing)."""
-        conn: _ws.WsConnection = self._sendq.call(lambda: self._open_on_sender(timeout),
+        conn: _ws.WsConnection = self._sendq.call(lambda: self._open_on_sender(timeout, current),
                                                   timeout + SENDER_CALL_TIMEOUT)
         return conn
 
-    def _open_on_sender(self, timeout: float) -> _ws.WsConnection:
+    def _open_on_sender(self, timeout: float, current: bool = True) -> _ws.WsConnection:
         def pending(conn: _ws.WsConnection) -> None:
-            self._conn = conn  # so that close() can abort it while it upgrades and while we establish
+            if current:
+                self._conn = conn  # so that close() can abort it while it upgrades and while we establish
             self._opened.append(conn)
             conn.on_ping = lambda data: self._pong(conn, data)
             if self._machine.state in ENDING:
@@ -172,6 +178,8 @@ class Link:
     def _sender_exit(self) -> None:
         """Sender, last thing: wait (bounded) for the receiver to finish reading, then shut down every
         connection this thread opened; one still being read is aborted first to wake the reader."""
+        for old in list(self._retiring):  # old sessions still draining after a rollover: end them too
+            old.send_close(1000)
         linger = self._linger_until if self._linger_until is not None else time.monotonic() + 2.0
         self._receiver_done.wait(max(0.0, linger - time.monotonic()))
         for conn in list(self._opened):
@@ -232,7 +240,7 @@ class Link:
                     raise ConnectionClosed(f"the server closed the connection ({code} {reason})".strip(),
                                            code, reason)
                 if opcode == _ws.TEXT:
-                    for event in self._on_text(payload):
+                    for event in self._on_text(payload, None):
                         if match(event):
                             return event
         finally:
@@ -241,11 +249,33 @@ class Link:
     # ------------------------------------------------------------------------------------------ supervise
     def _supervise(self) -> None:
         """Body of ``rtedge-receiver``: read, and on loss decide between reconnecting and ending."""
+        assert self._conn is not None
+        self._receive_loop(self._conn, self._session)
+
+    def _reader(self, conn: _ws.WsConnection, session: Session) -> Callable[[bytes], list[ev.ServerEvent]]:
+        """Per message of ``conn``: into ``session`` (the one that connection serves), delivered."""
+        def on_text(payload: bytes) -> list[ev.ServerEvent]:
+            events = self._on_text(payload, session)
+            entry = self._retiring.get(conn)
+            if entry is not None:
+                self._retiring_events(conn, entry, events)
+            return events
+        return on_text
+
+    def _receive_loop(self, conn: _ws.WsConnection | None, session: Session) -> None:
+        """Read ``conn``; on loss reconnect or end the link.  A connection retired by a rollover ends
+        only this loop (the thread exits; the link lives on with the new session)."""
+        retired = False
         try:
-            conn = self._conn
             while conn is not None:
-                code, reason = receive_until_end(conn, self._on_text, self.stats)
+                code, reason = receive_until_end(conn, self._reader(conn, session), self.stats)
                 with self._lock:
+                    entry = self._retiring.pop(conn, None)
+                    if entry is not None:
+                        retired = True
+                        self._usage_before = self._usage_before + entry.session.state.usage
+                        self._publish()
+                        break
                     state = self._machine.state
                     if state in ENDING or state is LinkState.FINISHING:
                         break  # ours: the sender closes the socket on its way out
@@ -259,9 +289,15 @@ class Link:
                     self._give_up(cause, self._last_fatal, ended=ended)
                     return
                 conn = self._reconnect(cause, immediate=state is LinkState.RECYCLING)
+                session = self._session
+            if retired and conn is not None:
+                self._release(conn)
+                log.debug("session rollover: the old session ended (%s)", reason or code)
+                return
             self._end_link()
         finally:
-            self._receiver_done.set()
+            if not retired:
+                self._receiver_done.set()
 
     def _cause(self, code: int | None, reason: str, state: LinkState) -> tuple[str, bool]:
         if state is LinkState.RECYCLING:
@@ -281,7 +317,8 @@ class Link:
         self._pending.extend(self._sendq.pause())
         state = self._session.state
         in_flight = state.response is not ResponseState.IDLE and state.response_id
-        self._history = history_items(state)
+        seedable = "item_create" in self.dialect.capabilities  # (a transcription session has no items)
+        self._history = list(seed_plan(history_items(state), self._opts["seed_budget"]).items) if seedable else []
         self._session.connection_lost(code, reason)
         lost = list(self._session.events())
         self._publish()
@@ -387,6 +424,7 @@ class Link:
             self.stats.reconnects += 1
             self.stats.last_receive = time.monotonic()
             self._machine.apply(LinkEvent.RECONNECTED)
+            self._arm_deadline(self._session)
             self._sendq.resume()
         self._emit(ev.Reconnected(type=ev.Reconnected.TYPE, attempt=attempt, replayed_items=len(self._history),
                                   downtime=downtime))
@@ -448,6 +486,8 @@ class Link:
     def _tick(self) -> None:
         """Sender thread, about once a second and after every send: the link's periodic duties."""
         self._maybe_recycle()
+        self._maybe_rollover()
+        self._retire_tick()
         self._settle_cancel()
         self._keepalive_audio()
 
@@ -505,8 +545,12 @@ class Link:
 
     @property
     def usage(self) -> Usage:
-        """Token totals over all responses so far, across reconnects."""
-        return self._snapshot.usage
+        """Token totals over all responses so far, across reconnects and rollovers."""
+        total = self._snapshot.usage
+        with self._lock:
+            for entry in self._retiring.values():  # old sessions still draining after a rollover
+                total = total + entry.session.state.usage
+        return total
 
     @property
     def snapshot(self) -> SessionSnapshot:

@@ -68,6 +68,12 @@ class TransportStats:
     #: audio dropped because the link was down (never replayed stale), in ms
     audio_dropped_outage_ms: float = 0.0
     reconnects: int = 0
+    #: sessions replaced make-before-break before the provider's limit (``rtedge.session_rollover``)
+    rollovers: int = 0
+    #: rollovers that could not open or seed the new session (the old one kept serving)
+    rollover_failures: int = 0
+    #: sessions the provider ended at its limit (``session_expired``) anyway
+    sessions_expired: int = 0
     #: audio appends dropped because the send queue held more than its limit (overflow="drop_oldest")
     audio_dropped: int = 0
     audio_dropped_ms: float = 0.0
@@ -96,8 +102,9 @@ class TransportStats:
 
 _CLOSE = object()
 
-#: one queued send: wire text, milliseconds of audio (0 for control), the event (for replay)
-Item = tuple[str, float, "ev.ClientEvent | None"]
+#: one queued send: wire text, milliseconds of audio (0 for control), the event (for replay); or, in
+#: place of the text, a :class:`SenderCall` to run in queue order (:meth:`SendQueue.put_call`)
+Item = tuple["str | SenderCall", float, "ev.ClientEvent | None"]
 
 
 class SenderCall:
@@ -187,6 +194,22 @@ class SendQueue:
             calls, self._calls = list(self._calls), deque()
         for call in calls:
             call.fail(ConnectionClosed("the sender has stopped"))
+
+    def put_call(self, fn: Callable[[], Any]) -> SenderCall:
+        """Queue ``fn`` for the sender *in order*: it runs after every item queued before it and
+        before every item queued after it (a rollover switches the send path this way, at a frame
+        boundary).  Dropped, not run, when the queue is paused first (the link was lost).
+
+        Raises:
+            ConnectionClosed: the queue is closed.
+        """
+        call = SenderCall(fn)
+        with self._cond:
+            if self._closed:
+                raise ConnectionClosed("the client is closing; nothing more can be sent")
+            self._items.append((call, 0.0, None))
+            self._cond.notify()
+        return call
 
     def put(self, text: str, audio_ms: float = 0.0, event: ev.ClientEvent | None = None,
             drop: bool = True) -> None:
@@ -282,9 +305,11 @@ class SendQueue:
         with self._cond:
             self._paused = True
             control = [event for _, ms, event in self._items if not ms and event is not None]
-            for _, ms, _ in self._items:
+            for text, ms, _ in self._items:
                 if ms:
                     self._stats.audio_dropped_outage_ms += ms
+                elif isinstance(text, SenderCall):
+                    text.fail(ConnectionClosed("the link was lost before the queued call ran"))
             self._items.clear()
             self._audio_ms = 0.0
             self._cond.notify_all()
@@ -310,6 +335,9 @@ class SendQueue:
             self._closed = True
             self._paused = False
             if discard:
+                for text, _, _ in self._items:
+                    if isinstance(text, SenderCall):
+                        text.fail(ConnectionClosed("the client closed before the queued call ran"))
                 self._items.clear()
                 self._audio_ms = 0.0
             self._cond.notify_all()
@@ -321,17 +349,20 @@ class SendQueue:
 
 def sender_loop(current: Callable[[], _ws.WsConnection | None], sendq: SendQueue, stats: TransportStats, *,
                 ping_interval: float, ping_timeout: float, on_tick: Callable[[], None],
-                on_exit: Callable[[], None]) -> None:
+                on_exit: Callable[[], None],
+                retired: Callable[[_ws.WsConnection], bool] = lambda conn: False) -> None:
     """Body of ``rtedge-sender``: run calls, send queued items on the current connection, keep it alive.
 
     A send that fails puts the item back and aborts the connection, so that the receiver notices
     at once and the queue is paused for the outage; the loop itself only ends when the queue closes:
     then it sends the close frame, retires the queue (calls fail from then on) and runs ``on_exit``
-    (which shuts down every connection this thread opened).
+    (which shuts down every connection this thread opened).  A send that fails on a connection for
+    which ``retired(conn)`` is true (an old session draining after a rollover) is dropped instead:
+    that connection's loss is not the link's.
     """
     sendq.sender_ident = threading.get_ident()
     try:
-        _send_until_closed(current, sendq, stats, ping_interval, ping_timeout, on_tick)
+        _send_until_closed(current, sendq, stats, ping_interval, ping_timeout, on_tick, retired)
     finally:
         sendq.retire()
         on_exit()
@@ -339,7 +370,8 @@ def sender_loop(current: Callable[[], _ws.WsConnection | None], sendq: SendQueue
 
 def _send_until_closed(current: Callable[[], _ws.WsConnection | None], sendq: SendQueue,
                        stats: TransportStats, ping_interval: float, ping_timeout: float,
-                       on_tick: Callable[[], None]) -> None:
+                       on_tick: Callable[[], None],
+                       retired: Callable[[_ws.WsConnection], bool] = lambda conn: False) -> None:
     last_ping = 0.0
     tick = min(ping_interval, ping_timeout, 1.0) if ping_interval > 0 else 1.0
     while True:
@@ -350,6 +382,8 @@ def _send_until_closed(current: Callable[[], _ws.WsConnection | None], sendq: Se
             due = min(ping_at, stats.last_receive + ping_interval + ping_timeout)
             wait = min(tick, max(0.005, due - time.monotonic() + 0.005))
         item = sendq.get(wait)
+        if isinstance(item, tuple) and isinstance(item[0], SenderCall):
+            item = item[0]  # a call queued in order
         if isinstance(item, SenderCall):
             item.run()  # then the periodic duties as after a timeout: a stream of pongs must not starve them
             item = None
@@ -369,6 +403,10 @@ def _send_until_closed(current: Callable[[], _ws.WsConnection | None], sendq: Se
             on_tick()
         except ConnectionClosed as exc:
             log.debug("sender: %s", exc)
+            if conn is not None and retired(conn):  # a rolled-over session died draining: not a loss
+                if isinstance(item, tuple) and item[1]:
+                    stats.audio_dropped_outage_ms += item[1]
+                continue
             if isinstance(item, tuple):
                 sendq.unget(item)
             if conn is not None:

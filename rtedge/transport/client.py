@@ -40,6 +40,7 @@ from ..protocol.config import AudioFormat, SessionConfig
 from ..protocol.dialects import Dialect, get_dialect
 from ..protocol.dialects.base import redact_url
 from ..protocol.session import Session
+from ..protocol.reseed import RolloverTiming, SeedBudget
 from . import _ws
 from ._lifecycle import ENDING, HELD, LinkEvent, LinkState
 from ._link import MAX_PENDING, Link, _event_id_of, _server_error
@@ -70,6 +71,9 @@ _DEFAULTS: dict[str, Any] = {
     "headers": None,
     "reconnect": Backoff(),
     "max_session_seconds": None,
+    "session_limit_s": "auto",
+    "rollover_timing": RolloverTiming(),
+    "seed_budget": SeedBudget(),
     "finish_timeout": 2.0,
     "keepalive_audio_s": None,
 }
@@ -140,6 +144,7 @@ class Client(Link):
             raise
         with self._lock:
             self._machine.apply(LinkEvent.ESTABLISHED)
+            self._arm_deadline(self._session)
         self._session_started = time.monotonic()
         self._start_thread("rtedge-receiver", self._supervise)
         self._start_thread("rtedge-dispatch", lambda: self._dispatcher.run(self._stop))
@@ -149,7 +154,8 @@ class Client(Link):
     def _run_sender(self) -> None:
         opts = self._opts
         sender_loop(lambda: self._conn, self._sendq, self.stats, ping_interval=opts["ping_interval"],
-                    ping_timeout=opts["ping_timeout"], on_tick=self._tick, on_exit=self._sender_exit)
+                    ping_timeout=opts["ping_timeout"], on_tick=self._tick, on_exit=self._sender_exit,
+                    retired=self._retired)
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -183,20 +189,25 @@ class Client(Link):
         sender, receiver = by_name.get("rtedge-sender"), by_name.get("rtedge-receiver")
         if sender is not None and sender is not me:
             sender.join(max(0.0, deadline - time.monotonic()) * 0.9)
-            conn = self._conn
-            if sender.is_alive() and conn is not None:
-                # the sender is blocked on the socket itself (an upgrade or a send the peer never
+            if sender.is_alive():
+                # the sender is blocked on a socket itself (an upgrade or a send the peer never
                 # takes): shutdown(2) wakes it; it still closes the socket on its way out
-                conn.abort()
+                for conn in {id(c): c for c in [self._conn, *self._opened] if c is not None}.values():
+                    conn.abort()
                 sender.join(max(0.05, deadline - time.monotonic()))
         if receiver is not None and receiver is not me:
             receiver.join(max(0.05, deadline - time.monotonic()))
+        with self._lock:  # a rollover thread, old receivers draining after a rollover
+            others = [t for t in self._threads + self._draining if t.name not in (
+                "rtedge-sender", "rtedge-receiver", "rtedge-dispatch") and t is not me]
+        for t in others:
+            t.join(max(0.05, deadline - time.monotonic()))
         if first:
             self._dispatcher.stop()
         d = by_name.get("rtedge-dispatch")
         if d is not None and d is not me:
             d.join(max(0.0, deadline - time.monotonic()))
-        stuck = [t.name for t in self._threads if t.is_alive() and t is not me]
+        stuck = [t.name for t in self._threads + self._draining if t.is_alive() and t is not me]
         if stuck:
             log.warning("threads still running after close(%.1f s): %s (a callback may be blocking)", timeout, stuck)
 
@@ -218,13 +229,16 @@ class Client(Link):
         self.close()
 
     # ------------------------------------------------------------------------------------------ receiving
-    def _on_text(self, payload: bytes) -> list[ev.ServerEvent]:
-        """Receiver thread: one message in, its events delivered and returned.  No user code runs here."""
+    def _on_text(self, payload: bytes, session: Session | None = None) -> list[ev.ServerEvent]:
+        """Reader thread: one message of ``session`` (default: the current one) in, its events delivered
+        and returned.  No user code runs here."""
         try:
             text = payload.decode("utf-8")
             with self._lock:
-                self._session.receive_message(text)
-                received = list(self._session.events())
+                session = session or self._session
+                session.receive_message(text)
+                received = list(session.events())
+                current = session is self._session
                 self._publish()
         except (UnicodeDecodeError, RemoteProtocolError) as exc:
             self.stats.malformed_messages += 1
@@ -233,10 +247,12 @@ class Client(Link):
             return []
         share = len(payload) // max(1, len(received))
         for event in received:
-            self._deliver(event, share)
+            self._deliver(event, share, current)
         return received
 
-    def _deliver(self, event: ev.ServerEvent, nbytes: int = SYNTHETIC_BYTES) -> None:
+    def _deliver(self, event: ev.ServerEvent, nbytes: int = SYNTHETIC_BYTES, current: bool = True) -> None:
+        """Hand an event to the sinks, hooks, inbox and dispatcher.  ``current``: it belongs to the
+        current session (not to one draining after a rollover, whose errors say nothing about the link)."""
         sunk = False
         if isinstance(event, ev.ResponseOutputAudioDelta):
             for sink in self._audio_sinks:
@@ -245,9 +261,16 @@ class Client(Link):
         elif isinstance(event, ev.Error):
             level = logging.DEBUG if event.error.code in BENIGN_ERROR_CODES else logging.WARNING
             log.log(level, "server error event: %s", describe_error(event))
-            if event.error.code in SESSION_ENDING_ERROR_CODES:
+            if event.error.code == "session_expired":
+                self.stats.sessions_expired += 1
+            if event.error.code in SESSION_ENDING_ERROR_CODES and current:
                 self._last_fatal = _server_error(event)
-        if isinstance(event, ev.SessionUpdated | ev.Error) and self._updates_in_flight:
+        if current and isinstance(event, ev.InputAudioBufferSpeechStopped | ev.InputAudioBufferCommitted):
+            self._create_pending = (None, time.monotonic())  # server VAD may answer the turn (rollover)
+        elif current and self._create_pending is not None and (isinstance(event, ev.ResponseCreated) or (
+                isinstance(event, ev.Error) and event.error.event_id == self._create_pending[0])):
+            self._create_pending = None
+        if isinstance(event, ev.SessionUpdated | ev.Error) and self._updates_in_flight and current:
             self._update_answered(event)
         for hook in self._event_hooks:
             self._run_hook(hook, event)
@@ -346,6 +369,8 @@ class Client(Link):
             self._publish()
             if isinstance(event, ev.ResponseCancel):  # see Link._settle_cancel
                 self._cancel_pending = (self._session.state.response_id, time.monotonic(), self._log.seq)
+            elif isinstance(event, ev.ResponseCreate):  # a response is coming: not a quiet moment (rollover)
+                self._create_pending = (_event_id_of(text), time.monotonic())
             self._sendq.put(text, audio_ms, None if audio_ms else event)
             if audio_ms:
                 self._last_audio_at = time.monotonic()  # see Link._keepalive_audio
@@ -612,6 +637,14 @@ def connect(
             ``ssl_context``, ``ca_certs`` (path), ``on_error`` (``fn(exc, event)``), ``headers`` (extra),
             ``keepalive_audio_s`` (append 100 ms of silence after that many seconds without input audio;
             DashScope ends sessions after about 300 s without audio, and pings do not count).
+            Session limits: ``session_limit_s`` (``"auto"``: the provider's, e.g. 3600 for OpenAI, 1800
+            for Azure, 7200 for Qwen, none for vLLM; ``expires_at`` in ``session.created`` shortens it;
+            a number overrides it; None turns the rollover off), ``rollover_timing``
+            (:class:`~rtedge.protocol.reseed.RolloverTiming`: from ``limit - margin_s`` the session is
+            replaced make-before-break at a quiet moment, at ``limit - force_s`` regardless),
+            ``seed_budget`` (:class:`~rtedge.protocol.reseed.SeedBudget`: how much conversation a new
+            session gets, after a rollover or a reconnect).  ``max_session_seconds`` instead recycles
+            the session break-before-make (the old behaviour; the rollover is then off).
 
     Raises:
         ConfigError: unknown provider/option, or no API key for a remote endpoint.
@@ -630,6 +663,7 @@ def connect(
     if keepalive is not None and (isinstance(keepalive, bool) or not isinstance(keepalive, int | float)
                                   or not keepalive > 0):
         raise ConfigError(f"keepalive_audio_s must be a number of seconds > 0 or None, got {keepalive!r}")
+    _check_rollover_options(opts)
     dialect = get_dialect(provider) if isinstance(provider, str) else provider
     full_url = dialect.url(model, url)
     key = api_key or (os.environ.get(dialect.api_key_env) if dialect.api_key_env else None)
@@ -650,3 +684,14 @@ def connect(
             client.on(event_type, fn)
     client._open(session)
     return client
+
+
+def _check_rollover_options(opts: dict[str, Any]) -> None:
+    limit = opts["session_limit_s"]
+    if limit not in ("auto", None) and (isinstance(limit, bool) or not isinstance(limit, int | float)
+                                        or not limit > 0):
+        raise ConfigError(f"session_limit_s must be 'auto', a number of seconds > 0 or None, got {limit!r}")
+    if not isinstance(opts["rollover_timing"], RolloverTiming):
+        raise ConfigError("rollover_timing must be a rtedge.protocol.reseed.RolloverTiming")
+    if not isinstance(opts["seed_budget"], SeedBudget):
+        raise ConfigError("seed_budget must be a rtedge.protocol.reseed.SeedBudget")

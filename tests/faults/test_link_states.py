@@ -42,7 +42,7 @@ def test_every_pair_of_state_and_event_is_legal_or_raises(caplog):
                 assert machine.can(event) and machine.apply(event) is target and machine.state is target
                 assert _walk(caplog)[-1] == (state.value, event.value, target.value)
                 legal += 1
-    assert legal == sum(len(t) for t in TRANSITIONS.values()) == 16
+    assert legal == sum(len(t) for t in TRANSITIONS.values()) == 22
     assert TRANSITIONS[LinkState.CLOSED] == {} and TRANSITIONS[LinkState.GAVE_UP] == {}
     assert LinkState.OPEN == "open"  # StrEnum: comparing with the old strings keeps working
 
@@ -74,6 +74,14 @@ def test_a_client_walks_the_table(server, proxy, caplog):
     client, timeline = open_client(server.url, max_session_seconds=0.3, ping_interval=0.2, ping_timeout=0.2)
     timeline.wait("rtedge.reconnected")
     close_bounded(client)
+    # a rollover that fails first (rollover, rollover_failed), then succeeds (rollover, switched)
+    client, timeline = open_client(server.url, session_limit_s=1.0, ping_interval=0.1, ping_timeout=0.5)
+    server.handshake_status = 503
+    assert wait_until(lambda: client.stats.rollover_failures >= 1, timeout=5)
+    server.handshake_status = None
+    timeline.wait("rtedge.session_rollover", timeout=10)
+    assert client.link_state is LinkState.OPEN
+    close_bounded(client)
     # no reconnect wanted: lost_final
     client, timeline = open_client(server.url, reconnect=None)
     server.drop_connections()
@@ -94,7 +102,10 @@ def test_a_client_walks_the_table(server, proxy, caplog):
     # recycle's close handshake is in flight, or a fatal loss during it, last only microseconds
     timing_only = {("open", "finish", "finishing"), ("finishing", "close", "closing"),
                    ("finishing", "ended", "closed"), ("recycling", "close", "closing"),
-                   ("recycling", "lost_final", "gave_up")}
+                   ("recycling", "lost_final", "gave_up"),
+                   # a loss or a close while a rollover prepares: walked in tests/faults/test_rollover.py
+                   ("rolling_over", "lost", "reconnecting"), ("rolling_over", "lost_final", "gave_up"),
+                   ("rolling_over", "close", "closing")}
     assert walked <= expected
     assert expected - timing_only <= walked, sorted(expected - timing_only - walked)
 

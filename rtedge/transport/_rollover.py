@@ -1,0 +1,501 @@
+"""Make-before-break session rollover: a new server session before the provider ends the old one.
+
+Theory of operation
+-------------------
+Every session has a deadline (:func:`~rtedge.protocol.reseed.session_deadline`:
+the dialect's limit, or ``session_limit_s``, shortened by ``expires_at`` in
+``session.created``).  From ``deadline - margin`` on, the sender's tick moves
+the link ``OPEN --rollover--> ROLLING_OVER`` and starts ``rtedge-rollover``.
+The old session keeps serving all along: audio and events still go out on it.
+
+``rtedge-rollover`` has the sender open a second connection (the sender writes
+every frame, the upgrade included) and is the only reader of that socket
+until the switch.  It feeds the new socket's events to a second sans-IO
+:class:`~rtedge.protocol.session.Session` without delivering them, has the
+sender send the session config and the conversation (within the seeding
+budget, :func:`~rtedge.protocol.reseed.seed_plan`), and reads until the
+server confirmed the config and created every item.  Then it waits, still
+reading the new socket, for a quiet moment on the old session (no response
+active, no user speech, no uncommitted manual-turn audio, no
+``session.update`` unanswered), or for the forced point
+(:class:`~rtedge.protocol.reseed.RolloverTiming`).
+
+The switch is one locked step: items the old session gained since the
+snapshot are serialized for the new session, the new session becomes the one
+every later send is serialized with, the link moves ``--switched--> OPEN``,
+and an in-order call is queued for the sender (:meth:`SendQueue.put_call`).
+Items queued before that call were serialized for the old session and go
+out on the old socket; the call sends the late items on the new socket and
+moves the sender's write target; items queued after it go to the new
+socket.  The send path thus switches at a frame boundary, and no append is
+lost or sent twice.  ``rtedge.session_rollover`` follows.
+
+``rtedge-rollover`` then *is* the receiver (it takes the name
+``rtedge-receiver``) and reads the new socket; the old receiver (renamed
+``rtedge-receiver-draining``) keeps reading the old socket and delivering its
+events, so a response still streaming there (a forced switch) is not cut.
+Once the old session is idle the sender ends it the dialect's way
+(DashScope ``session.finish``, then close 1000; others close 1000) and the
+old receiver exits on the close.  A failed rollover moves the link back to
+``OPEN`` (the old session still serves) and is retried a few seconds later;
+if the old socket is lost before the switch, the new one is dropped and the
+ordinary reconnect takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ..errors import ConnectionClosed, DeadlineExceeded, LocalProtocolError, RtEdgeError
+from ..protocol import events as ev
+from ..protocol._state import InputBufferState, ResponseState, SessionState
+from ..protocol.reseed import RolloverTiming, SeedPlan, history_items, replay_item, seed_plan, session_deadline
+from ..protocol.session import Session
+from . import _ws
+from ._lifecycle import LinkEvent, LinkMachine, LinkState
+from ._workers import SendQueue, TransportStats
+
+log = logging.getLogger("rtedge")
+
+#: how often the rollover thread looks for a quiet moment while it reads the new socket
+QUIET_POLL_S = 0.02
+#: the default timing: 120 s / 20 s before the limit, scaled down for sessions shorter than 8 minutes
+DEFAULT_TIMING = RolloverTiming()
+#: seconds before retrying a rollover that failed
+RETRY_S = 2.0
+#: how long a response is expected after response.create or the end of a server-VAD turn (then it
+#: is assumed not to come: ``create_response`` off, or a refused create)
+EXPECT_S = 3.0
+
+
+@attrs.define(eq=False)
+class Retiring:
+    """An old session after its rollover: draining until it ends."""
+
+    session: Session
+    deadline: float | None  # epoch seconds the provider ends it
+    end_requested: float | None = None  # monotonic time its end (finish or close) was asked
+    #: ids of items still being generated at the switch: copied to the new session once complete
+    deferred: list[str] = attrs.field(factory=list)
+    #: the sender's in-order switch call: until it ran, audio queued for the old session is still
+    #: going out on it, so the old session must not be ended yet
+    switch: Any = None
+
+    def switched(self) -> bool:
+        return self.switch is None or self.switch.done.is_set()
+
+
+def _server_vad(session: dict[str, Any]) -> bool:
+    """The session (canonical shape) turns user audio into turns by itself (server VAD on)."""
+    audio = session.get("audio")
+    if isinstance(audio, dict) and isinstance(audio.get("input"), dict):
+        return bool(audio["input"].get("turn_detection"))
+    return bool(session.get("turn_detection"))
+
+
+def quiet(state: SessionState) -> bool:
+    """Nothing in flight that a switch would split: no response, no speech, no manual-turn audio."""
+    if state.response is not ResponseState.IDLE or state.input_buffer is InputBufferState.SPEECH:
+        return False
+    return state.input_buffer is InputBufferState.EMPTY or _server_vad(state.session)
+
+
+class Rollover:
+    """The rollover half of :class:`rtedge.Client` (a mixin; the client owns the fields)."""
+
+    # fields and methods of the client and of Link this mixin uses
+    dialect: Any
+    stats: TransportStats
+    _opts: dict[str, Any]
+    _session: Session
+    _lock: threading.RLock
+    _sendq: SendQueue
+    _machine: LinkMachine
+    _conn: _ws.WsConnection | None
+    _threads: list[threading.Thread]
+    _requested: Any
+    _updates_in_flight: Any
+    _usage_before: Any
+    _session_started: float
+    _open_socket: Callable[..., _ws.WsConnection]
+    _release: Callable[[_ws.WsConnection], None]
+    _emit: Callable[[ev.ServerEvent], None]
+    _receive_loop: Callable[[_ws.WsConnection, Session], None]
+    _publish: Callable[[], None]
+    _send: Callable[..., str | None]
+
+    def _init_rollover(self) -> None:
+        self._deadline: float | None = None  # epoch seconds the current session ends; None: no limit
+        #: (event_id of a response.create or None, monotonic time): a response is expected (we asked
+        #: for one, or server VAD ended a turn) and has not started yet: not a quiet moment
+        self._create_pending: tuple[str | None, float] | None = None
+        self._timing: Any = None  # RolloverTiming scaled to the current session's length
+        self._retry_at = 0.0  # monotonic: no new rollover before (after a failure)
+        #: old connections after a switch, until their receiver is done with them
+        self._retiring: dict[_ws.WsConnection, Retiring] = {}
+        #: threads that left the receiver's role (old receivers, failed rollovers): joined on close
+        self._draining: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------------------------------ deadline
+    def _session_limit(self) -> float | None:
+        limit = self._opts["session_limit_s"]
+        if limit == "auto":
+            return self.dialect.session_limit_s  # type: ignore[no-any-return]
+        return float(limit) if limit else None
+
+    def _arm_deadline(self, session: Session) -> None:
+        """Under the lock, when ``session`` becomes the current one: its deadline and timing."""
+        now = time.time()
+        off = self._opts["max_session_seconds"] or self._opts["session_limit_s"] is None
+        deadline = None if off else session_deadline(now, self._session_limit(), session.state.session)
+        self._deadline = deadline
+        timing = self._opts["rollover_timing"]
+        if deadline is not None and timing == DEFAULT_TIMING:  # the default margins shrink for short sessions
+            timing = timing.scaled(max(1.0, deadline - now))
+        self._timing = None if deadline is None else timing
+
+    # ------------------------------------------------------------------------------------------ trigger
+    def _maybe_rollover(self) -> None:
+        """Sender tick: past ``deadline - margin``, start a rollover on ``rtedge-rollover``."""
+        deadline, timing = self._deadline, self._timing
+        if deadline is None or timing is None or time.time() < deadline - timing.margin_s:
+            return
+        if time.monotonic() < self._retry_at:
+            return
+        with self._lock:
+            if self._machine.state is not LinkState.OPEN:
+                return
+            self._machine.apply(LinkEvent.ROLLOVER)
+            self._draining = [t for t in self._draining if t.is_alive()]
+            thread = threading.Thread(target=self._rollover_run, name="rtedge-rollover", daemon=True)
+            self._threads.append(thread)
+            thread.start()  # under the lock: close() never sees an unstarted thread
+        log.info("session rollover: %.1f s before the session limit, opening the next session",
+                 deadline - time.time())
+
+    # ------------------------------------------------------------------------------------------ the thread
+    def _rollover_run(self) -> None:
+        """Body of ``rtedge-rollover``: prepare, switch, then serve as the receiver."""
+        try:
+            prepared = self._rollover_prepare()
+        except Exception as exc:  # RtEdgeError, OSError, a malformed frame...: the old session goes on
+            self._rollover_failed(f"{type(exc).__name__}: {exc}")
+            return
+        if prepared is None:
+            self._leave_threads()
+            return
+        conn, session, plan, snapshot = prepared
+        try:
+            switched = self._rollover_wait_and_switch(conn, session, plan, snapshot)
+        except Exception as exc:  # (before the switch: after it, this thread is the receiver)
+            self._release(conn)
+            self._rollover_failed(f"{type(exc).__name__}: {exc}")
+            return
+        if not switched:
+            self._release(conn)
+            self._leave_threads()
+            return
+        self._receive_loop(conn, session)
+
+    def _rolling(self) -> bool:
+        return self._machine.state is LinkState.ROLLING_OVER
+
+    def _rollover_prepare(self) -> tuple[_ws.WsConnection, Session, SeedPlan, set[str]] | None:
+        """Open and seed the next session; None when the link moved on meanwhile (conn released).
+
+        Raises:
+            RtEdgeError: the connection, its config or its seeding failed (conn released).
+        """
+        timeout = self._opts["connect_timeout"]
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            old = self._session.state  # items still being generated are left to the switch
+            snapshot = {key for key, item in old.items.items() if item.get("status") != "in_progress"}
+            seedable = "item_create" in self.dialect.capabilities  # (a transcription session has no items)
+            plan = seed_plan(history_items(old, complete_only=True) if seedable else [], self._opts["seed_budget"])
+        conn = self._open_socket(timeout, current=False)
+        session = Session(self.dialect)
+        try:
+            if not self._rolling():
+                self._release(conn)
+                return None
+            first = self._pump_into(conn, session, lambda e: isinstance(e, ev.SessionCreated | ev.Error), deadline)
+            if isinstance(first, ev.Error):
+                raise _error(first)
+            self._seed(conn, session, plan, deadline)
+        except BaseException:
+            self._release(conn)
+            raise
+        return conn, session, plan, snapshot
+
+    def _seed(self, conn: _ws.WsConnection, session: Session, plan: SeedPlan, deadline: float) -> None:
+        """Send the config and the planned items on ``conn`` (by the sender) and read until the server
+        confirmed the config and added every item (an item it refuses is logged and counted out)."""
+        with self._lock:
+            texts, update_id = [], None
+            if self._requested is not None:
+                texts.append(session.send(ev.SessionUpdate(session=self._requested)))
+                update_id = _event_id(texts[0])
+            item_ids = set()
+            for item in plan.items:
+                texts.append(session.send(ev.ConversationItemCreate(item=item)))
+                item_ids.add(_event_id(texts[-1]))
+
+        def send_all() -> None:
+            for text in texts:
+                conn.send_text(text)
+                self.stats.messages_sent += 1
+                self.stats.bytes_sent += len(text)
+
+        if texts:
+            self._sendq.call(send_all, max(0.0, deadline - time.monotonic()) + 5.0)
+        updated = update_id is None or not self.dialect.acknowledges_session_update
+        refused = 0
+
+        def done() -> bool:
+            return updated and len(session.state.items) + refused >= len(plan.items)
+
+        def settled(e: ev.ServerEvent) -> bool:
+            nonlocal updated, refused
+            if isinstance(e, ev.Error):
+                if e.error.event_id is not None and e.error.event_id == update_id:
+                    raise _error(e)
+                if e.error.event_id in item_ids:
+                    refused += 1
+                    log.warning("session rollover: the new session refused a seeded item: %s", e.error.message)
+            updated = updated or isinstance(e, ev.SessionUpdated)
+            return done()
+
+        if not done():
+            self._pump_into(conn, session, settled, deadline)
+
+    def _pump_into(self, conn: _ws.WsConnection, session: Session, match: Callable[[ev.ServerEvent], bool],
+                   deadline: float) -> ev.ServerEvent:
+        """Read ``conn`` on this thread into ``session`` (nothing delivered) until an event matches."""
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DeadlineExceeded("the new session did not answer in time")
+                conn.set_timeout(remaining)
+                for event in self._read_into(conn, session):
+                    if match(event):
+                        return event
+        finally:
+            conn.set_timeout(None)
+
+    def _read_into(self, conn: _ws.WsConnection, session: Session) -> list[ev.ServerEvent]:
+        """One frame of ``conn`` into ``session``; its events (not delivered).
+
+        Raises:
+            ConnectionClosed: the server closed the new connection (or it broke).
+            DeadlineExceeded: no frame within the socket's timeout.
+        """
+        opcode, payload = conn.recv()
+        self.stats.last_receive = time.monotonic()
+        if opcode == _ws.CLOSE:
+            code, reason = _ws.parse_close(payload)
+            raise ConnectionClosed(f"the new session was closed ({code} {reason})".strip(), code, reason)
+        if opcode != _ws.TEXT:
+            return []
+        with self._lock:
+            session.receive_message(payload.decode("utf-8"))
+            events = list(session.events())
+        for event in events:
+            if isinstance(event, ev.Error):
+                log.warning("session rollover: error from the new session: %s", event.error.message)
+        return events
+
+    # ------------------------------------------------------------------------------------------ switch
+    def _rollover_wait_and_switch(self, conn: _ws.WsConnection, session: Session, plan: SeedPlan,
+                                  snapshot: set[str]) -> bool:
+        """Read the new socket until a quiet moment (or the forced point), then switch; False when the
+        link moved on meanwhile (the old socket was lost, or close())."""
+        conn.set_timeout(QUIET_POLL_S)
+        try:
+            while True:
+                with self._lock:
+                    if not self._rolling():
+                        return False
+                    calm = quiet(self._session.state) and not self._updates_in_flight and (
+                        self._create_pending is None or time.monotonic() - self._create_pending[1] > EXPECT_S)
+                    decision = self._timing.decide(time.time(), self._deadline, calm)
+                    if decision != "wait":
+                        switched = self._switch(conn, session, plan, snapshot, forced=decision == "now")
+                        break
+                try:
+                    self._read_into(conn, session)
+                except DeadlineExceeded:
+                    pass
+        finally:
+            conn.set_timeout(None)
+        self._emit(switched)
+        log.info("session rollover: %s -> %s (%d items seeded, %d summarized, %d dropped%s)",
+                 switched.old_session_id, switched.new_session_id, switched.seeded_items, switched.summarized,
+                 switched.dropped, ", forced" if switched.forced else "")
+        return True
+
+    def _switch(self, conn: _ws.WsConnection, session: Session, plan: SeedPlan, snapshot: set[str],
+                forced: bool) -> ev.SessionRollover:
+        """Under the lock: make ``session`` the current one and queue the sender's switch."""
+        old_session, old_conn = self._session, self._conn
+        assert old_conn is not None
+        entry = Retiring(session=old_session, deadline=self._deadline)
+        late_texts = []
+        for key, item in old_session.state.items.items():
+            if key in snapshot or "item_create" not in self.dialect.capabilities:
+                continue
+            if item.get("status") == "in_progress":  # the answer still streaming there (a forced switch)
+                entry.deferred.append(key)
+                continue
+            replay = replay_item(item, old_session.state)
+            if replay is not None:
+                late_texts.append(session.send(ev.ConversationItemCreate(item=replay)))
+        self._retiring[old_conn] = entry
+        self._session = session
+        self._publish()
+        self._create_pending = None
+        self._session_started = time.monotonic()
+        self._machine.apply(LinkEvent.SWITCHED)
+        self._arm_deadline(session)
+        idle = old_session.state.response is ResponseState.IDLE
+        entry.switch = self._sendq.put_call(lambda: self._switch_on_sender(conn, old_conn, late_texts, idle))
+        self.stats.rollovers += 1
+        me = threading.current_thread()
+        for thread in list(self._threads):
+            if thread.name == "rtedge-receiver" and thread is not me:
+                thread.name = "rtedge-receiver-draining"
+                self._threads.remove(thread)
+                self._draining.append(thread)
+        me.name = "rtedge-receiver"
+        return ev.SessionRollover(
+            type=ev.SessionRollover.TYPE, old_session_id=old_session.state.session_id or "",
+            new_session_id=session.state.session_id or "", seeded_items=len(plan.items) + len(late_texts),
+            summarized=plan.summarized, dropped=plan.dropped, forced=forced)
+
+    def _switch_on_sender(self, conn: _ws.WsConnection, old: _ws.WsConnection, late: list[str],
+                          idle: bool) -> None:
+        """Sender, in queue order: from here on write to ``conn``; end the old session if it is idle."""
+        self._conn = conn
+        entry = self._retiring.get(old)
+        if entry is not None:
+            entry.switch = None  # (the call is running: what was queued for the old session went out)
+            idle = idle or entry.session.state.response is ResponseState.IDLE
+        try:
+            for text in late:
+                conn.send_text(text)
+                self.stats.messages_sent += 1
+                self.stats.bytes_sent += len(text)
+        except ConnectionClosed as exc:
+            log.debug("session rollover: late items not sent (%s); the receiver will see the loss", exc)
+        if idle:
+            self._end_retiring(old)
+
+    def _rollover_failed(self, cause: str) -> None:
+        """The rollover thread failed before the switch: the old session keeps serving; retry later."""
+        with self._lock:
+            if self._rolling():
+                self._machine.apply(LinkEvent.ROLLOVER_FAILED)
+                self.stats.rollover_failures += 1
+                self._retry_at = time.monotonic() + RETRY_S
+                log.warning("session rollover failed (%s); the current session goes on, retrying in %.0f s",
+                            cause, RETRY_S)
+        self._leave_threads()
+
+    def _leave_threads(self) -> None:
+        """The rollover thread ends without becoming the receiver: joined on close, not watched."""
+        me = threading.current_thread()
+        with self._lock:
+            if me in self._threads:
+                self._threads.remove(me)
+                self._draining.append(me)
+
+    # ------------------------------------------------------------------------------------------ the old session
+    def _end_retiring(self, conn: _ws.WsConnection) -> None:
+        """Sender: end an old session the dialect's way (DashScope ``session.finish``, else close 1000)."""
+        entry = self._retiring.get(conn)
+        if entry is None or entry.end_requested is not None or not entry.switched():
+            return  # (before the switch call ran, the old session still has audio to take)
+        entry.end_requested = time.monotonic()
+        try:
+            if "session_finish" in self.dialect.capabilities:
+                with self._lock:
+                    text = entry.session.send(ev.SessionFinish())
+                conn.send_text(text)
+            else:
+                conn.send_close(1000, "session rollover")
+        except (ConnectionClosed, LocalProtocolError) as exc:
+            log.debug("session rollover: the old session could not be ended cleanly (%s)", exc)
+            conn.send_close(1000, "session rollover")
+
+    def _retiring_events(self, conn: _ws.WsConnection, entry: Retiring, events: list[ev.ServerEvent]) -> None:
+        """Old receiver: the old session went idle (end it) or finished (close it)."""
+        for event in events:
+            if isinstance(event, ev.SessionFinished) or (
+                    isinstance(event, ev.Error) and entry.end_requested is not None):
+                self._submit(lambda: conn.send_close(1000, "session rollover"))
+            elif isinstance(event, ev.ResponseDone) and entry.end_requested is None \
+                    and entry.session.state.response is ResponseState.IDLE:
+                self._copy_deferred(entry)
+                self._submit(lambda: self._end_retiring(conn))
+
+    def _copy_deferred(self, entry: Retiring) -> None:
+        """The answer that was streaming on the old session at a forced switch is complete: the new
+        session gets it too (appended to its conversation), so the model knows what it said."""
+        state = entry.session.state
+        ids, entry.deferred = entry.deferred, []
+        for key in ids:
+            item = state.items.get(key)
+            replay = replay_item(item, state) if item is not None else None
+            if replay is None:
+                continue
+            try:
+                self._send(ev.ConversationItemCreate(item=replay))
+            except (ConnectionClosed, LocalProtocolError) as exc:
+                log.info("session rollover: the old session's last answer not copied (%s)", exc)
+
+    def _submit(self, fn: Callable[[], None]) -> None:
+        try:
+            self._sendq.submit(fn)
+        except ConnectionClosed:
+            pass  # the sender is gone: it shut every connection down
+
+    def _retire_tick(self) -> None:
+        """Sender tick: end old sessions that never went idle, close unfinished ones, drop dead ones."""
+        now, wall = time.monotonic(), time.time()
+        finish = self._opts["finish_timeout"]
+        for conn, entry in list(self._retiring.items()):
+            if entry.end_requested is None:
+                if entry.session.state.response is ResponseState.IDLE:
+                    self._end_retiring(conn)  # a switch whose in-order call was dropped
+                elif entry.deadline is not None and wall >= entry.deadline + finish:
+                    self._end_retiring(conn)  # past its limit and the server did not end it
+            elif not conn.close_sent and now - entry.end_requested > finish:
+                conn.send_close(1000, "session rollover")
+            elif now - entry.end_requested > finish + 5.0:
+                conn.abort()  # the server never answered the close: wake the old receiver
+
+    def _retired(self, conn: _ws.WsConnection) -> bool:
+        return conn in self._retiring
+
+
+def _event_id(text: str) -> str | None:
+    marker = '"event_id":"'
+    start = text.find(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    return text[start:text.index('"', start)]
+
+
+def _error(event: ev.Error) -> RtEdgeError:
+    from ..errors import ServerError
+
+    e = event.error
+    return ServerError(e.message, code=e.code, event_id=e.event_id, type=e.type, param=e.param)

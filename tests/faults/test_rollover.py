@@ -1,0 +1,240 @@
+"""Make-before-break session rollover against the local server's session lifetime.
+
+The long form (a 10-minute paced conversation with a 20 s lifetime, and a 1,000-rollover soak) is
+``benchmarks/rollover.py``; these are the short forms the suite runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import numpy as np
+
+import rtedge
+from rtedge.protocol.config import Transcription
+from rtedge.protocol.reseed import RolloverTiming
+from rtedge.testing import RealtimeServer
+from rtedge.transport import LinkState
+from rtedge.wavio import read_wav
+
+from ..conftest import wait_until
+from .conftest import close_bounded, fd_count, open_client, record
+
+FRAME = 480  # 20 ms at 24 kHz
+
+
+def _speech(speech_dir) -> np.ndarray:
+    from rtedge.audio.codec import Resampler
+
+    samples, rate = read_wav(speech_dir / "turn_on_the_kitchen_lights.wav")
+    r = Resampler(rate, 24000)
+    return np.concatenate([r.process(samples), r.flush()]).astype(np.int16)
+
+
+class PacedMic:
+    """Appends 20 ms frames in real time on its own thread: speech, then ``gap_s`` of silence, again;
+    keeps the SHA-256 and count of every sample it appended."""
+
+    def __init__(self, client: rtedge.Client, speech: np.ndarray, gap_s: float) -> None:
+        silence = np.zeros(int(gap_s * 24000), np.int16)
+        self.loop = np.concatenate([speech, silence])
+        self.client, self.hash, self.samples = client, hashlib.sha256(), 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="test-mic", daemon=True)
+
+    def _run(self) -> None:
+        t0, k = time.monotonic(), 0
+        while not self.stop.is_set():
+            start = (k * FRAME) % (len(self.loop) - FRAME)
+            frame = self.loop[start:start + FRAME].copy()
+            frame[0] = k % 64 - 32  # frames differ (below the VAD threshold): a swap changes the checksum
+            self.client.append_audio(frame, rate=24000)
+            self.hash.update(frame.astype("<i2").tobytes())
+            self.samples += FRAME
+            k += 1
+            self.stop.wait(max(0.0, t0 + k * 0.02 - time.monotonic()))
+
+    def __enter__(self) -> PacedMic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+def _texts(items: list[dict]) -> list[str]:
+    from rtedge.protocol.items import item_text
+
+    return [item_text(i) for i in items if i.get("type") == "message" and item_text(i)]
+
+
+def _configure(server: RealtimeServer, **knobs: object) -> None:
+    for name, value in knobs.items():
+        setattr(server, name, value)
+
+
+def test_paced_conversation_rolls_over_without_losing_a_sample(server, speech_dir):
+    n = iter(range(1000))
+    _configure(server, realtime=True, session_duration_s=6.0, reply_text="Okay, done.",
+               input_transcript=lambda audio, rate: f"request {next(n)}")
+    session = rtedge.SessionConfig(instructions="Be brief.", transcription=Transcription(model="whisper-1"))
+    client, timeline = open_client(server.url, session=session, ping_interval=0.5, ping_timeout=0.5)
+    with PacedMic(client, _speech(speech_dir), gap_s=2.0) as mic:
+        t_third, _ = timeline.wait("rtedge.session_rollover", nth=3, timeout=30)
+        timeline.wait("response.done", after=t_third, timeout=10)
+    assert wait_until(lambda: sum(r.samples for r in server.audio_records) >= mic.samples, timeout=5)
+    records = server.audio_records
+    rollovers = timeline.of("rtedge.session_rollover")
+    done = timeline.of("response.done")
+    stats = client.stats
+    close_bounded(client)
+    conversations = [server.conversation(i) for i in range(len(records))]
+    codes = server.close_codes
+    expired = [e for e in server.sent if e["type"] == "error" and e["error"]["code"] == "session_expired"]
+    # every microphone sample arrived exactly once, across the sessions, in order
+    assert sum(r.samples for r in records) == mic.samples
+    assert hashlib.sha256(b"".join(r.audio().astype("<i2").tobytes() for r in records)).hexdigest() \
+        == mic.hash.hexdigest()
+    assert all(r.samples > 0 for r in records[:len(rollovers)])
+    # the provider's limit was never hit, no response was cut, the old sessions were closed by us (1000)
+    assert not expired and stats.sessions_expired == 0 and stats.reconnects == 0
+    assert len(rollovers) >= 3 and stats.rollovers == len(rollovers)
+    assert done and all(d.status == "completed" for d in done)
+    assert set(codes[:len(rollovers)]) == {1000}
+    # each new session was seeded with the conversation so far (the old session's, as text, in order)
+    for i, rollover in enumerate(rollovers):
+        assert rollover.old_session_id != rollover.new_session_id
+        before, after = _texts(conversations[i]), _texts(conversations[i + 1])
+        assert after[:len(before)] == before and rollover.seeded_items > 0
+    record("rollover: paced conversation, 6 s lifetime",
+           f"{len(rollovers)} rollovers, {mic.samples} samples received once (sha256 equal), "
+           f"{len(done)} responses completed, no session_expired")
+
+
+def test_forced_rollover_lets_the_old_response_finish(server):
+    # a paced 3 s answer from 3.8 s before the deadline: still streaming when the rollover starts
+    # (deadline - 3 s) and at the forced point (deadline - 2 s), so the switch happens mid-response;
+    # the answer goes on on the old session, which ends after it (and before the server's limit)
+    _configure(server, realtime=True, session_duration_s=6.0,
+               responder=lambda turn: ("One two three four.", np.full(72000, 300, np.int16)))
+    client, timeline = open_client(server.url, session=rtedge.SessionConfig(turn_detection=None),
+                                   ping_interval=0.2, ping_timeout=0.5,
+                                   rollover_timing=RolloverTiming(margin_s=3.0, force_s=2.0))
+    assert client._deadline is not None
+    assert wait_until(lambda: time.time() >= client._deadline - 3.8, timeout=5)
+    client.send_text("Count")
+    t_roll, rollover = timeline.wait("rtedge.session_rollover", timeout=10)
+    assert rollover.forced
+    done = client.wait_for("response.done", timeout=10)
+    t_done = next(t for t, e in timeline.entries if e is done)
+    sent = sum(len(e["delta"]) for e in server.sent if e["type"] == "response.output_audio.delta")
+    got = sum(len(e.delta) for e in timeline.of("response.output_audio.delta"))
+    assert wait_until(lambda: server.close_codes[0] == 1000, timeout=5)
+    server.responder = None
+    client.send_text("Again")
+    text = client.wait_for("response.done", timeout=10)
+    close_bounded(client)
+    assert t_roll < t_done and done.status == "completed"
+    assert got == sent > 0  # every audio delta of the old session's answer was delivered
+    assert text.status == "completed"
+    assert server.conversation(1)[-2]["role"] == "user"  # the next turn went to the new session
+    record("rollover forced mid-response", "the answer finished on the old session, then it was closed 1000")
+
+
+def test_qwen_old_session_ends_with_session_finish(server):
+    client, timeline = open_client(f"ws://127.0.0.1:{server.port}/api-ws/v1/realtime", provider="qwen",
+                                   session=None, ping_interval=0.2, ping_timeout=0.5, session_limit_s=2.0)
+    assert client.dialect.name == "qwen"
+    client.send_text("Hi")
+    client.wait_for("response.done", timeout=5)
+    timeline.wait("rtedge.session_rollover", timeout=10)
+    assert wait_until(lambda: server.close_codes[0] == 1000, timeout=5)
+    finished = [e for e in server.sent if e["type"] == "session.finished"]
+    close_bounded(client)
+    assert [e["type"] for e in server.received].count("session.finish") >= 1 and finished
+
+
+def test_a_failed_rollover_keeps_the_old_session_and_retries(server):
+    server.session_duration_s = 8.0
+    client, timeline = open_client(server.url, ping_interval=0.2, ping_timeout=0.5,
+                                   rollover_timing=RolloverTiming(margin_s=6.0, force_s=1.0))
+    server.handshake_status = 503  # the next connection is refused
+    assert wait_until(lambda: client.stats.rollover_failures >= 1, timeout=10)
+    assert client.link_state is LinkState.OPEN and server.active_connections == 1
+    server.handshake_status = None
+    timeline.wait("rtedge.session_rollover", timeout=10)
+    client.send_text("Still there?")
+    assert client.wait_for("response.done", timeout=5).status == "completed"
+    assert client.stats.reconnects == 0
+    close_bounded(client)
+
+
+def test_session_expired_anyway_is_recovered_and_counted(server):
+    server.session_duration_s = 1.0
+    client, timeline = open_client(server.url, session_limit_s=None, ping_interval=0.2, ping_timeout=0.5)
+    timeline.wait("rtedge.reconnected", timeout=10)
+    assert client.stats.sessions_expired == 1 and client.stats.rollovers == 0
+    server.session_duration_s = 3600.0
+    close_bounded(client)
+
+
+def _rolling_over_with_a_response(server):
+    """A client whose rollover has its new session ready but waits: a 4 s answer is streaming."""
+    _configure(server, realtime=True, responder=lambda turn: ("Long answer.", np.full(96000, 300, np.int16)))
+    client, timeline = open_client(server.url, session=rtedge.SessionConfig(turn_detection=None),
+                                   ping_interval=0.1, ping_timeout=0.5, session_limit_s=20.0,
+                                   rollover_timing=RolloverTiming(margin_s=19.5, force_s=1.0))
+    client.send_text("Talk")
+    client.wait_for("response.created", timeout=5)
+    assert wait_until(lambda: client.link_state is LinkState.ROLLING_OVER and server.connection_count == 2,
+                      timeout=5)
+    return client, timeline
+
+
+def test_close_while_rolling_over(server):
+    client, _ = _rolling_over_with_a_response(server)
+    close_bounded(client)
+    assert client.link_state is LinkState.CLOSED and client.stats.rollovers == 0
+
+
+def test_old_session_lost_while_rolling_over_reconnects(server):
+    client, timeline = _rolling_over_with_a_response(server)
+    server.close_connections(1011, "internal error", connection=0)
+    timeline.wait("rtedge.reconnected", timeout=10)
+    assert client.stats.reconnects == 1 and client.stats.rollovers == 0
+    assert wait_until(lambda: server.active_connections == 1, timeout=5)  # the prepared one was dropped
+    server.responder = None
+    client.send_text("Again")
+    assert client.wait_for("response.done", timeout=10)
+    close_bounded(client)
+
+
+def test_rollover_soak_leaves_nothing_behind(server):
+    """Short lifetimes back to back: threads and descriptors flat (the 1,000-rollover soak with RSS is
+    ``benchmarks/rollover.py --soak``)."""
+    server.session_duration_s = 1.0
+    client, timeline = open_client(server.url, ping_interval=0.05, ping_timeout=2.0, session_limit_s=0.8,
+                                   rollover_timing=RolloverTiming(margin_s=0.3, force_s=0.1))
+    timeline.wait("rtedge.session_rollover", nth=2, timeout=10)
+    threads, fds = len(threading.enumerate()), fd_count()
+    timeline.wait("rtedge.session_rollover", nth=22, timeout=30)
+    assert wait_until(lambda: len(threading.enumerate()) <= threads and fd_count() <= fds, timeout=5)
+    assert client.stats.sessions_expired == 0 and client.stats.reconnects == 0
+    close_bounded(client)
+
+
+def test_a_transcription_session_rolls_over_without_items(server):
+    client, timeline = open_client(server.url, provider="openai-transcription", ping_interval=0.1,
+                                   ping_timeout=0.5, session=rtedge.SessionConfig(turn_detection=None),
+                                   session_limit_s=1.0)
+    _, rollover = timeline.wait("rtedge.session_rollover", timeout=10)
+    assert rollover.seeded_items == 0
+    client.append_audio(np.full(4800, 1000, np.int16), rate=24000)
+    client.commit()
+    assert client.wait_for("conversation.item.input_audio_transcription.completed", timeout=5).transcript
+    assert [s["type"] for s in server.sessions[:2]] == ["transcription", "transcription"]
+    assert server.sessions[1]["audio"]["input"]["turn_detection"] is None  # the config went over
+    close_bounded(client)
