@@ -35,7 +35,7 @@ import json
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Generator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generator
 
 import numpy as np
 
@@ -98,6 +98,9 @@ class ServerSession:
         close: Closes the connection with a code and reason.
         name: Thread name prefix for this connection.
     """
+
+    #: the client events this session accepts: type -> (required keys, optional keys)
+    client_events: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = CLIENT_EVENTS
 
     def __init__(self, server: RealtimeServer, model: str, send: Callable[[str], None],
                  close: Callable[[int, str], None], name: str) -> None:
@@ -221,9 +224,9 @@ class ServerSession:
         if kind == BARRIER and self.server.barriers:
             self._barrier(event)
             return
-        if kind not in CLIENT_EVENTS:
-            raise invalid_value("type", kind, list(CLIENT_EVENTS))
-        required, optional = CLIENT_EVENTS[kind]
+        if kind not in self.client_events:
+            raise invalid_value("type", kind, list(self.client_events))
+        required, optional = self.client_events[kind]
         for key in event:
             if key not in ("type", "event_id") and key not in required and key not in optional:
                 raise ClientError("unknown_parameter", f"Unknown parameter: '{key}'.", key)

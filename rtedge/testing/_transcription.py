@@ -28,8 +28,8 @@ from typing import Any
 import copy
 
 from rtedge.testing._config import (PCM_RATE, ClientError, _audio_format, _noise_reduction, _transcription,
-                                    _turn_detection, array, enum, invalid_value, nullable, obj)
-from rtedge.testing._session import BARRIER, ServerSession
+                                    _turn_detection, array, enum, nullable, obj)
+from rtedge.testing._session import ServerSession
 
 __all__ = ["TRANSCRIPTION_CLIENT_EVENTS", "TranscriptionServerSession", "default_transcription_session"]
 
@@ -82,6 +82,8 @@ def default_transcription_session(session_id: str, expires_at: int) -> dict[str,
 class TranscriptionServerSession(ServerSession):
     """One transcription session (see the module docstring)."""
 
+    client_events = TRANSCRIPTION_CLIENT_EVENTS
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         expires = self.config.get("expires_at")
@@ -92,24 +94,6 @@ class TranscriptionServerSession(ServerSession):
 
     def _out_fmt(self) -> Any:  # no output audio; items are built with the input format
         return self._in_fmt()
-
-    def _dispatch(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind is None:
-            raise ClientError("missing_required_parameter", "Missing required parameter: 'type'.", "type")
-        if kind == BARRIER and self.server.barriers:
-            self._barrier(event)
-            return
-        if kind not in TRANSCRIPTION_CLIENT_EVENTS:
-            raise invalid_value("type", kind, list(TRANSCRIPTION_CLIENT_EVENTS))
-        required, optional = TRANSCRIPTION_CLIENT_EVENTS[kind]
-        for key in event:
-            if key not in ("type", "event_id") and key not in required and key not in optional:
-                raise ClientError("unknown_parameter", f"Unknown parameter: '{key}'.", key)
-        for key in required:
-            if key not in event:
-                raise ClientError("missing_required_parameter", f"Missing required parameter: '{key}'.", key)
-        getattr(self, "_on_" + kind.replace(".", "_"))(event)
 
     def _on_session_update(self, event: dict[str, Any]) -> None:
         session = event["session"]
