@@ -46,10 +46,11 @@ EVENT_OVERHEAD = 1024
 
 
 class _Entry:
-    __slots__ = ("seq", "event", "nbytes", "delivered")
+    __slots__ = ("seq", "event", "nbytes", "delivered", "reported")
 
     def __init__(self, seq: int, event: ev.ServerEvent, nbytes: int, delivered: bool) -> None:
         self.seq, self.event, self.nbytes, self.delivered = seq, event, nbytes, delivered
+        self.reported = delivered  # the dispatcher has said whether a callback got it
 
 
 def strip_audio(event: ev.ServerEvent) -> ev.ServerEvent:
@@ -121,11 +122,12 @@ class EventLog:
                 if not delivered:
                     self._stats.inbox_dropped += 1
                 return
-            if not delivered:
-                return
             entry = self._entry(seq)
             if entry is None:
                 return
+            entry.reported = True
+            if not delivered:
+                return  # no callback wanted it: a loss if it is evicted before anyone reads it
             entry.delivered = True
             if not self._keep_audio and isinstance(entry.event, ev.ResponseOutputAudioDelta):
                 smaller = _stripped_size(entry.event, entry.nbytes)
@@ -149,8 +151,10 @@ class EventLog:
         entry = self._log.popleft()
         self._bytes -= entry.nbytes
         if entry.seq > self._cursor:
-            if not entry.delivered:
+            if not entry.reported:
                 self._evicted_undecided.add(entry.seq)  # decided when the dispatcher reports on it
+            elif not entry.delivered:
+                self._stats.inbox_dropped += 1  # the dispatcher found no callback, and nobody read it
             self._cursor = entry.seq
 
     def end(self) -> None:

@@ -128,3 +128,21 @@ def test_a_server_cannot_mark_audio_as_dropped():
     event = s.receive_message('{"type":"response.output_audio.delta","delta":"AAAA","audio_dropped":true,'
                               '"_decoded":[1]}')
     assert not event.audio_dropped and event.audio == b"\x00\x00\x00"
+
+
+def test_events_no_callback_wanted_are_counted_once_and_leave_no_trace():
+    """An event the dispatcher reported undelivered, then evicted unread, is one loss, and the log keeps
+    nothing about it (a kiosk with no callbacks for most types must not grow per event)."""
+    from rtedge.protocol import events as ev
+    from rtedge.transport._inbox import EventLog
+    from rtedge.transport._workers import TransportStats
+
+    stats = TransportStats()
+    log = EventLog(maxlen=10, max_bytes=1 << 30, stats=stats)
+    event = ev.server_event_from_raw({"type": "conversation.created", "conversation": {"id": "c"}})
+    for i in range(1000):
+        seq = log.append(event, 100)
+        log.dispatched(seq, delivered=(i % 2 == 0))  # half of them reached a callback
+    assert len(log) == 10
+    assert stats.inbox_dropped == 495  # the undelivered among the 990 evicted
+    assert not log._evicted_undecided
