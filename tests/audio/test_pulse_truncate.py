@@ -156,7 +156,9 @@ def test_flush_reports_what_the_sink_really_played(pulse, tmp_path, rate):
             assert wait_until(lambda: pb.stats.silence_samples > silence + rate // 4, timeout=5)
     finally:
         spk.stop()
-        time.sleep(0.2)  # let the monitor recording catch the last burst's tail
+        # the monitor records on: once 0.2 s more has reached the file, the last burst's tail is in it
+        size = recording.stat().st_size
+        wait_until(lambda: recording.stat().st_size >= size + SINK_RATE * 2 // 5, timeout=5)
         rec.terminate()
         rec.wait(5)
     heard = _bursts_ms(np.fromfile(recording, dtype="<i2"), SINK_RATE)
