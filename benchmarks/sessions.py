@@ -49,7 +49,6 @@ import os
 import pstats
 import random
 import resource
-import subprocess
 import sys
 import threading
 import time
@@ -61,6 +60,8 @@ import rtedge
 from rtedge.audio import codec
 from rtedge.tick import TickSession, TickSettings
 from rtedge.wavio import read_wav
+
+from _serverproc import ServerProcess  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 TICK_MS = 200
 N_TICK = 8 * TICK_MS
@@ -92,23 +93,6 @@ def serve() -> None:
         sys.stdin.read()  # until the parent closes our stdin
         print(json.dumps({"sent_audio": server.sent_audio, "received_audio": server.received_audio,
                           "connections": server.connection_count}), flush=True)
-
-
-class ServerProcess:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.url = self.proc.stdout.readline().strip()
-        if not self.url.startswith("ws://"):
-            raise RuntimeError(f"server did not start: {self.url!r}")
-
-    def totals(self) -> dict:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        line = self.proc.stdout.readline()
-        self.proc.wait(30)
-        return json.loads(line)
 
 
 # ------------------------------------------------------------------------------------------------ callers
@@ -204,7 +188,7 @@ def thread_cpu() -> dict[str, float]:
 
 
 def run_one(n: int, seconds: float, phrase: np.ndarray, chunk_ms: int = 20) -> dict:
-    server = ServerProcess()
+    server = ServerProcess(__file__)
     rng = random.Random(n)
     calls = [Call(server.url, phrase, rng, chunk_ms) for _ in range(n)]
     for call in calls:
@@ -222,7 +206,7 @@ def run_one(n: int, seconds: float, phrase: np.ndarray, chunk_ms: int = 20) -> d
     for call in calls:
         call.close()
     server_cpu0 = cpu_seconds(resource.RUSAGE_CHILDREN)
-    totals = server.totals()
+    totals = server.finish()
     server_cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - server_cpu0
     errors = [c.error for c in calls if c.error is not None]
     late = sorted(x for c in calls for x in c.lateness)

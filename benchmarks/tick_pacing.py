@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import subprocess
 import sys
 import time
 from importlib.resources import files
@@ -39,6 +38,8 @@ from rtedge.audio import codec
 from rtedge.testing import RealtimeServer
 from rtedge.tick import TickResult, TickSession, TickSettings
 from rtedge.wavio import read_wav
+
+from _serverproc import ServerProcess  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 TICK_MS = 200
 N = 8 * TICK_MS  # mu-law bytes per tick
@@ -56,24 +57,6 @@ def serve() -> None:
         sent = b"".join(base64.b64decode(e["delta"]) for e in server.sent
                         if e["type"] == "response.output_audio.delta")
         print(json.dumps({"received": received.hex(), "sent": sent.hex()}), flush=True)
-
-
-class ServerProcess:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.url = self.proc.stdout.readline().strip()
-        if not self.url.startswith("ws://"):
-            raise RuntimeError(f"server did not start: {self.url!r}")
-
-    def records(self) -> tuple[bytes, bytes]:
-        """(caller audio received, agent audio sent), once the server is told to stop."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        data = json.loads(self.proc.stdout.readline())
-        self.proc.wait(30)
-        return bytes.fromhex(data["received"]), bytes.fromhex(data["sent"])
 
 
 def caller_phrase() -> bytes:
@@ -99,7 +82,7 @@ def baseline(ticks: int) -> dict:
 
 def call(ticks: int, instant: bool) -> dict:
     """One call through TickSession in wall mode with pace=True."""
-    server = ServerProcess()
+    server = ServerProcess(__file__)
     rng = np.random.default_rng(1)
     phrase = caller_phrase()
     pcmu = rtedge.AudioFormat.pcmu()
@@ -120,7 +103,8 @@ def call(ticks: int, instant: bool) -> dict:
             late.append(end - (t0 + (k + 1) * TICK_MS / 1000))
         total = time.monotonic() - t0
         carried = ts.caller_carried
-    received, sent = server.records()
+    data = server.finish()
+    received, sent = bytes.fromhex(data["received"]), bytes.fromhex(data["sent"])
     name = "TickSession wall, pace=True, " + ("one append per tick" if instant else "20 ms appends")
     return {"name": name, "total": total, "durations": durations, "late": late,
             "exact": exactness(results, given, carried, received, sent)}
