@@ -51,9 +51,9 @@ $venv/bin/pip install -q -r /tmp/test-reqs.txt </dev/null
 # Python, no codec) and the device tests ran in the same root already and would only repeat themselves.
 # The timeout is raised for emulation, which is 5-20x slower than the hardware.
 if [ "$RTEDGE_ARM_VARIANT" = c ]; then
-  tests="tests/audio tests/protocol tests/test_tick.py"
+  tests="tests/audio tests/protocol tests/voice/test_tick.py"
 else
-  tests="$(ls tests/audio/test_codec_*.py | tr '\n' ' ') tests/test_tick.py"
+  tests="$(ls tests/audio/test_codec_*.py | tr '\n' ' ') tests/voice/test_tick.py"
 fi
 # (no RTEDGE_CODEC here: tests start subprocesses on the checkout, where no extension is built)
 $py -P -m pytest -q -p no:cacheprovider --import-mode=importlib -o timeout=900 \

@@ -45,7 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import rtedge  # noqa: E402
-from rtedge.agent import VoiceAgent  # noqa: E402
+from rtedge.voice.agent import VoiceAgent  # noqa: E402
 from rtedge.protocol import events as ev  # noqa: E402
 from rtedge.testing import RealtimeServer  # noqa: E402
 

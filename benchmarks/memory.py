@@ -69,7 +69,7 @@ def _hwm_kb() -> int:
 def _speech() -> Any:
     import numpy as np
 
-    from rtedge.wavio import read_wav
+    from rtedge.audio.wavio import read_wav
     parts = []
     for path in sorted(SPEECH.glob("*.wav")) if SPEECH.is_dir() else []:
         samples, rate = read_wav(path)

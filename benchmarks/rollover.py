@@ -50,7 +50,7 @@ from rtedge.protocol.config import Transcription
 from rtedge.protocol.items import item_text
 from rtedge.protocol.reseed import RolloverTiming
 from rtedge.testing import RealtimeServer
-from rtedge.wavio import read_wav
+from rtedge.audio.wavio import read_wav
 
 FRAME = 480  # 20 ms at 24 kHz
 #: a new session must hold the old one's newest TAIL messages verbatim (older ones may be summarized)

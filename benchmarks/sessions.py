@@ -3,7 +3,7 @@
 
 What it measures
 ----------------
-N concurrent :class:`rtedge.tick.TickSession` objects (N = 1, 10, 50) run in
+N concurrent :class:`rtedge.voice.tick.TickSession` objects (N = 1, 10, 50) run in
 this process, each driven by its own thread, each a phone call in 200 ms
 ticks of 8 kHz G.711 mu-law both ways (``audio/pcmu`` on the wire, so the
 codec passes the bytes through), paced at real time: the caller's audio goes
@@ -58,8 +58,8 @@ import numpy as np
 
 import rtedge
 from rtedge.audio import codec
-from rtedge.tick import TickSession, TickSettings
-from rtedge.wavio import read_wav
+from rtedge.voice.tick import TickSession, TickSettings
+from rtedge.audio.wavio import read_wav
 
 from _serverproc import ServerProcess  # benchmarks/ is on sys.path when a benchmark runs as a script
 

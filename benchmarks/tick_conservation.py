@@ -37,8 +37,8 @@ import numpy as np
 import rtedge
 from rtedge.audio import codec
 from rtedge.testing import RealtimeServer
-from rtedge.tick import TickResult, TickSession, TickSettings
-from rtedge.wavio import read_wav
+from rtedge.voice.tick import TickResult, TickSession, TickSettings
+from rtedge.audio.wavio import read_wav
 
 TICK_MS = 200
 N = 8 * TICK_MS

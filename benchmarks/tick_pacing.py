@@ -36,8 +36,8 @@ import numpy as np
 import rtedge
 from rtedge.audio import codec
 from rtedge.testing import RealtimeServer
-from rtedge.tick import TickResult, TickSession, TickSettings
-from rtedge.wavio import read_wav
+from rtedge.voice.tick import TickResult, TickSession, TickSettings
+from rtedge.audio.wavio import read_wav
 
 from _serverproc import ServerProcess  # benchmarks/ is on sys.path when a benchmark runs as a script
 

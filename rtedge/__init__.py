@@ -17,26 +17,31 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _moved
 from ._version import __version__
+
+_moved.install()  # rtedge.agent, rtedge.tick, rtedge.tools...: old import paths, deprecated
 
 _LAZY = {
     "connect": "rtedge.transport.client",
     "Client": "rtedge.transport.client",
     "LinkState": "rtedge.transport._lifecycle",
-    "Transcriber": "rtedge.transcriber",
-    "Utterance": "rtedge.transcriber",
+    "Backoff": "rtedge.transport.backoff",
+    "VoiceAgent": "rtedge.voice.agent",
+    "Transcriber": "rtedge.voice.transcriber",
+    "Utterance": "rtedge.voice.transcriber",
     "SessionConfig": "rtedge.protocol.config",
     "AudioFormat": "rtedge.protocol.config",
     "ServerVad": "rtedge.protocol.config",
     "SemanticVad": "rtedge.protocol.config",
     "Transcription": "rtedge.protocol.config",
     "FunctionTool": "rtedge.protocol.config",
-    "tool": "rtedge.tools",
-    "Tool": "rtedge.tools",
-    "ToolRunner": "rtedge.tools",
-    "TickSession": "rtedge.tick",
-    "TickSettings": "rtedge.tick",
-    "TickResult": "rtedge.tick",
+    "tool": "rtedge.voice.tools",
+    "Tool": "rtedge.voice.tools",
+    "ToolRunner": "rtedge.voice.tools",
+    "TickSession": "rtedge.voice.tick",
+    "TickSettings": "rtedge.voice.tick",
+    "TickResult": "rtedge.voice.tick",
     "UNSET": "rtedge.protocol._unset",
     "Usage": "rtedge.protocol.usage",
     "RtEdgeError": "rtedge.errors",
@@ -62,10 +67,12 @@ if TYPE_CHECKING:
     from .protocol._unset import UNSET
     from .protocol.config import AudioFormat, FunctionTool, SemanticVad, ServerVad, SessionConfig, Transcription
     from .protocol.usage import Usage
-    from .tick import TickResult, TickSession, TickSettings
-    from .tools import Tool, ToolRunner, tool
-    from .transcriber import Transcriber, Utterance
+    from .voice.tick import TickResult, TickSession, TickSettings
+    from .voice.tools import Tool, ToolRunner, tool
+    from .voice.transcriber import Transcriber, Utterance
     from .transport._lifecycle import LinkState
+    from .transport.backoff import Backoff
+    from .voice.agent import VoiceAgent
     from .transport.client import Client, connect
 
 

@@ -16,7 +16,7 @@ import pytest
 import rtedge
 from rtedge.testing import RealtimeServer
 from tests.conftest import REPO
-from tests.test_tick import LONG, ulaw_speech, ulaw_tone
+from tests.voice.test_tick import LONG, ulaw_speech, ulaw_tone
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
@@ -57,7 +57,7 @@ def private_uses(source: str) -> list[str]:
 def test_the_example_reaches_into_no_private_name():
     assert private_uses(EXAMPLE.read_text()) == []
     # the check itself catches what it must
-    assert private_uses("from rtedge._tick_engine import TickEngine") != []
+    assert private_uses("from rtedge.voice._tick_engine import TickEngine") != []
     assert private_uses("import rtedge.transport._link") != []
     assert private_uses("def f(ts):\n    return ts.client._session") != []
     assert private_uses("class A:\n    _x: int = 0\n    def f(self):\n        return self._x") == []

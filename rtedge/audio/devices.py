@@ -62,7 +62,7 @@ import attrs
 import numpy as np
 
 from ..errors import AudioError
-from ..wavio import WavWriter, check_writable, read_wav
+from .wavio import WavWriter, check_writable, read_wav
 from .clock import ClockCheck
 from . import codec
 

@@ -63,7 +63,7 @@ __all__ = ["RealtimeServer"]
 
 log = logging.getLogger("rtedge.testing")
 # the websockets library's frame-by-frame debug lines would bury rtedge's own --debug output (the demo
-# runs a server in-process); frames are what the wire trace (rtedge.wiretrace) records
+# runs a server in-process); frames are what the wire trace (rtedge.transport.wiretrace) records
 logging.getLogger("rtedge.testing.websockets").setLevel(logging.INFO)
 
 DEFAULT_INSTRUCTIONS = (
@@ -146,7 +146,7 @@ class RealtimeServer(RecordingServer):
         barriers: Accept the extension event ``{"type": "rtedge.barrier", "event_id": ...}`` (not
             in the live API): it is answered with ``{"type": "rtedge.barrier.done",
             "client_event_id": ...}`` once no response is streaming, in order with everything
-            else (``rtedge.tick`` uses it for lock-step ticks).  ``False`` rejects it like the
+            else (``rtedge.voice.tick`` uses it for lock-step ticks).  ``False`` rejects it like the
             live server rejects unknown events.
         seed: Seed for ids and padding (``None`` = random).
         dialect: ``"openai"`` (GA), ``"azure"`` (GA on ``/openai/v1/realtime`` only, other paths

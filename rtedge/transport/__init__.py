@@ -28,7 +28,7 @@ connections opened       ``rtedge-sender``               the sender shuts every 
 the sans-IO ``Session``  whoever holds ``Client._lock``  ``client.snapshot``: an immutable
 and its ``SessionState`` (the receiver for events, a     ``SessionSnapshot``, republished in the same
                          caller for its sends)           locked step; ``client.state`` is the live object,
-                                                         not for other threads  [test_agent_stress.py,
+                                                         not for other threads  [voice/test_agent_stress.py,
                                                          transport/test_ownership.py]
 the link state           the thread causing the          ``client.link_state``: one immutable
                          transition, via the table in    ``LinkState`` member  [faults/test_link_states.py]

@@ -33,7 +33,7 @@ from typing import Any
 
 import websocket
 
-from .. import wiretrace
+from . import wiretrace
 from ..errors import ConnectionClosed, DeadlineExceeded, HandshakeError, TransportError
 from ..protocol.dialects.base import redact_url
 from . import _frame
@@ -70,7 +70,7 @@ class WsConnection:
     def __init__(self, ws: RtWebSocket, url: str) -> None:
         self._ws = ws
         self.url = redact_url(url)
-        self._trace: Any = None  # the wire trace (rtedge.wiretrace) this connection writes to, if any
+        self._trace: Any = None  # the wire trace (rtedge.transport.wiretrace) this connection writes to, if any
         self._trace_conn = 0
         #: called with a ping's payload on the reading thread (the pong is the sender's job)
         self.on_ping: Callable[[bytes], None] | None = None

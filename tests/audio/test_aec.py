@@ -18,7 +18,7 @@ from rtedge.audio import aec as aec_mod
 from rtedge.audio.aec import EchoCanceller
 from rtedge.errors import AudioError, ConfigError
 from rtedge.testing import room, speech
-from rtedge.wavio import read_wav
+from rtedge.audio.wavio import read_wav
 
 RATE = 16000
 SPEECH = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "speech"
@@ -50,7 +50,7 @@ def test_without_the_extension_the_error_says_what_to_install(monkeypatch):
 
 
 def test_voice_agent_aec_without_the_extension_fails_with_one_clear_line(monkeypatch):
-    from rtedge.agent import VoiceAgent
+    from rtedge.voice.agent import VoiceAgent
 
     class Dev:
         rate, frame_ms, output_latency = 16000, 20, 0.0

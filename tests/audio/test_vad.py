@@ -20,7 +20,7 @@ from rtedge.audio import vad as vad_module
 from rtedge.audio.codec import Resampler
 from rtedge.audio.vad import GateResult, VadGate, VadSettings, available_backends
 from rtedge.errors import AudioError, ConfigError
-from rtedge.wavio import read_wav
+from rtedge.audio.wavio import read_wav
 
 SPEECH = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "speech"
 FIXTURES = sorted(p.name for p in SPEECH.glob("*.wav")) if SPEECH.is_dir() else []

@@ -17,7 +17,7 @@ from rtedge.protocol.config import Transcription
 from rtedge.protocol.reseed import RolloverTiming
 from rtedge.testing import RealtimeServer
 from rtedge.transport import LinkState
-from rtedge.wavio import read_wav
+from rtedge.audio.wavio import read_wav
 
 from ..conftest import wait_until
 from .conftest import close_bounded, fd_count, open_client, record

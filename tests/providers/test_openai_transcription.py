@@ -22,8 +22,9 @@ from rtedge.protocol.config import SessionConfig, Transcription
 from rtedge.protocol.dialects import get_dialect
 from rtedge.protocol.session import Session
 from rtedge.testing import RealtimeServer
-from rtedge.transcriber import Transcriber, add_transcribe_parser, cmd_transcribe
-from rtedge.wavio import WavWriter, read_wav
+from rtedge.app.transcribe import add_transcribe_parser, cmd_transcribe
+from rtedge.voice.transcriber import Transcriber
+from rtedge.audio.wavio import WavWriter, read_wav
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 realtime = pytest.importorskip("openai.types.realtime")

@@ -27,7 +27,7 @@ from rtedge.protocol.dialects.qwen import MODELS, QwenDialect, model_info
 from rtedge.protocol.wire import to_wire
 from rtedge.testing import RealtimeServer
 from rtedge.transport.backoff import Backoff
-from rtedge.wavio import read_wav
+from rtedge.audio.wavio import read_wav
 
 from ..conftest import wait_until
 

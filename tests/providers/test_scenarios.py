@@ -33,21 +33,21 @@ import numpy as np
 import pytest
 
 import rtedge
-from rtedge.agent import VoiceAgent
+from rtedge.voice.agent import VoiceAgent
 from rtedge.audio.devices import NullSink
 from rtedge.protocol import AudioFormat, ServerVad, SessionConfig, Transcription
 from rtedge.protocol import events as ev
 from rtedge.protocol.usage import Usage
 from rtedge.testing import RealtimeServer
 from rtedge.testing.vllm_server import VLLMServer
-from rtedge.tools import ToolRunner
-from rtedge.transcriber import Transcriber
+from rtedge.voice.tools import ToolRunner
+from rtedge.voice.transcriber import Transcriber
 from rtedge.transport.backoff import Backoff
-from rtedge.usage_log import UsageLog, usage_fields
-from rtedge.wavio import read_wav
+from rtedge.app.usage_log import UsageLog, usage_fields
+from rtedge.audio.wavio import read_wav
 
 from ..conftest import wait_until
-from ..test_agent import FRAME_MS, LONG_ANSWER, ScriptedMic
+from ..voice.test_agent import FRAME_MS, LONG_ANSWER, ScriptedMic
 
 pytestmark = [pytest.mark.usefixtures("no_thread_leak"), pytest.mark.timeout(60)]
 

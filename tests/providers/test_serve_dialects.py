@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import rtedge
-from rtedge.cli import main
+from rtedge.app.cli import main
 from rtedge.protocol import events as ev
 
 pytestmark = [pytest.mark.usefixtures("no_thread_leak"), pytest.mark.timeout(60)]

@@ -26,7 +26,7 @@ from rtedge.protocol._state import ResponseState
 from rtedge.protocol.config import FunctionTool
 from rtedge.protocol.dialects.openai import OpenAIDialect
 from rtedge.testing import RealtimeServer
-from rtedge.tools import Tool, ToolRunner, parse_docstring, schema_from_function, tool
+from rtedge.voice.tools import Tool, ToolRunner, parse_docstring, schema_from_function, tool
 
 from ..conftest import wait_until
 
@@ -385,7 +385,7 @@ def test_raising_handler_unknown_tool_and_bad_arguments_answer_with_errors(caplo
     def fine() -> str:
         return "ok"
 
-    caplog.set_level(logging.INFO, logger="rtedge.tools")
+    caplog.set_level(logging.INFO, logger="rtedge.voice.tools")
     with RealtimeServer(realtime=False, auto_tool_calls=False) as srv:
         with rtedge.connect(url=srv.url) as c, ToolRunner(c, [explode, fine]) as runner:
             _scripted_calls(srv, "resp_bad", [("c1", "explode", '{"reason": "fuse"}'),

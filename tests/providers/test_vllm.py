@@ -26,8 +26,9 @@ from rtedge.testing import VLLMServer, make_self_signed_cert
 from rtedge.testing._tls import client_ssl_context, server_ssl_context
 from rtedge.testing.vllm_server import DEFAULT_MODEL
 from rtedge.transport.backoff import Backoff
-from rtedge.transcriber import Transcriber, Utterance, add_transcribe_parser, cmd_transcribe
-from rtedge.wavio import WavWriter, read_wav
+from rtedge.app.transcribe import add_transcribe_parser, cmd_transcribe
+from rtedge.voice.transcriber import Transcriber, Utterance
+from rtedge.audio.wavio import WavWriter, read_wav
 
 from ..conftest import wait_until
 
@@ -432,7 +433,7 @@ def test_cli_errors_are_one_line_with_exit_codes(speech_dir, tmp_path, capsys):
 
 
 def test_rtedge_transcribe_prints_the_servers_transcript_of_every_phrase(speech_dir, tmp_path, capsys):
-    from rtedge.cli import main
+    from rtedge.app.cli import main
 
     parts = [read_wav(speech_dir / f"{name}.wav")[0] for name in ALL_PHRASES]
     gap = np.zeros(24000, dtype=np.int16)

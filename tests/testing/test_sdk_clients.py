@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from rtedge.testing import RealtimeServer
-from rtedge.wavio import read_wav
+from rtedge.audio.wavio import read_wav
 
 pydantic = pytest.importorskip("pydantic")
 realtime_types = pytest.importorskip("openai.types.realtime")

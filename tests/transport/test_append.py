@@ -12,7 +12,7 @@ import pytest
 import rtedge
 from rtedge.errors import BackpressureError, ConfigError
 from rtedge.testing import RealtimeServer
-from rtedge.wavio import read_wav
+from rtedge.audio.wavio import read_wav
 
 from ..conftest import SPEECH, wait_until
 from ..faults.proxy import FaultProxy

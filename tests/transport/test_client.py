@@ -17,7 +17,7 @@ from rtedge.protocol import events as ev
 from rtedge.protocol._state import ResponseState
 from rtedge.testing import RealtimeServer, make_self_signed_cert
 from rtedge.testing._tls import client_ssl_context, server_ssl_context
-from rtedge.wavio import read_wav
+from rtedge.audio.wavio import read_wav
 
 from ..conftest import client_threads, wait_until
 

@@ -1,0 +1,198 @@
+"""``rtedge doctor``: check the install and say what to fix.
+
+Each check prints one line, ``ok``, ``warn`` or ``FAIL``, and for the last two
+what to do about it.  The exit code is 0 without failures, 1 otherwise.
+Nothing secret is printed: the API key only by its source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import os
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from .exit_codes import EXIT_DOCTOR, EXIT_OK
+from .._version import __version__
+from ..errors import AudioError, ConfigError
+
+Result = tuple[str, str]  # ("ok" | "warn" | "FAIL", message)
+DEFAULT_CONFIG = "/etc/rtedge/rtedge.toml"
+#: where the shipped unit's LoadCredential= reads the key
+UNIT_CREDENTIAL = "/etc/rtedge/api-key"
+
+
+def check_python() -> Result:
+    return "ok", f"rtedge {__version__} on Python {sys.version.split()[0]} ({sys.executable})"
+
+
+def check_codec() -> Result:
+    from ..audio import codec
+
+    if codec.BACKEND == "numpy":
+        return "warn", ("codec backend: numpy (works, but slower on a Pi); for the C kernels install "
+                        "gcc and python3-dev (apt) and reinstall rtedge")
+    return "ok", f"codec backend: {codec.BACKEND}"
+
+
+def check_server_extra() -> Result:
+    import importlib.util
+
+    if importlib.util.find_spec("websockets") is None:
+        return "warn", ("websockets not installed: 'rtedge demo' and 'rtedge serve' need it; "
+                        "pip install 'rtedge[server]'")
+    return "ok", "local server: websockets installed ('rtedge demo' and 'rtedge serve' work)"
+
+
+def check_portaudio() -> Result:
+    try:
+        from ..audio._pyaudio import load_pyaudio
+
+        pyaudio = load_pyaudio()
+    except AudioError as exc:
+        return "FAIL", str(exc)
+    return "ok", f"PortAudio: {pyaudio.get_portaudio_version_text()} (PyAudio {pyaudio.__version__})"
+
+
+def check_audio_group() -> Result:
+    if not os.path.isdir("/dev/snd"):
+        return "warn", ("no /dev/snd: no ALSA sound devices on this machine (is the sound card's driver "
+                        "loaded?)")
+    try:
+        gid = grp.getgrnam("audio").gr_gid
+    except KeyError:
+        return "warn", "there is no 'audio' group; the devices in /dev/snd decide who may open them"
+    if os.geteuid() == 0 or gid in os.getgroups():
+        return "ok", "this user may open /dev/snd (root or group 'audio')"
+    return "warn", ("this user is not in group 'audio': 'sudo usermod -aG audio $USER', then log in again "
+                    "(the systemd unit adds the group by itself)")
+
+
+def check_devices(config: Any) -> list[Result]:
+    from .run import is_sound_card
+
+    # without a config, or with a sound card configured, missing devices are a failure
+    cards = config is None or any(is_sound_card(s) for s in (config.audio.mic, config.audio.speaker))
+    level = "FAIL" if cards else "warn"
+    try:
+        from ..audio._pyaudio import list_devices, resolve_device
+
+        infos = list_devices()
+    except AudioError as exc:
+        return [(level, f"audio devices: {exc}")]
+    if not infos:
+        return [(level, "PortAudio found no audio devices: check 'aplay -l' and 'arecord -l', the 'audio' "
+                        "group, and /etc/asound.conf")]
+    ins = sum(1 for d in infos if d.max_input_channels > 0)
+    outs = sum(1 for d in infos if d.max_output_channels > 0)
+    results: list[Result] = [("ok", f"audio devices: {ins} with inputs, {outs} with outputs "
+                                    "('rtedge devices' lists them)")]
+    if config is None:
+        return results
+    sides = (("audio.mic", config.audio.mic, False), ("audio.speaker", config.audio.speaker, True))
+    for key, spec, output in sides:
+        kind, _, rest = spec.partition(":")
+        if not is_sound_card(spec):
+            results.append(("ok", f"{key} = {spec!r} (not a sound card)"))
+            continue
+        name = rest if kind == "pa" else spec
+        target = None if name in ("", "default") else (int(name) if name.isdigit() else name)
+        try:
+            found = resolve_device(infos, target, output=output)
+            results.append(("ok", f"{key} = {spec!r}: {found.describe()}"))
+        except AudioError as exc:
+            results.append(("FAIL", f"{key} = {spec!r}: {exc}; set {key} to one of them"))
+    return results
+
+
+def check_config(args: argparse.Namespace) -> tuple[Any, list[Result]]:
+    from .run import config_from_args
+
+    path = args.config or os.environ.get("RTEDGE_CONFIG")
+    if not path and os.path.exists(DEFAULT_CONFIG):
+        args.config = path = DEFAULT_CONFIG
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        return None, [("FAIL", f"config: {line}") for line in str(exc).splitlines()]
+    where = path or "no file: defaults, environment and flags; pass --config"
+    return config, [("ok", f"config: valid ({where}); 'rtedge check-config' prints it")]
+
+
+def check_api_key(config: Any) -> Result:
+    from .settings import resolve_api_key
+
+    try:
+        key = resolve_api_key(config.provider)
+    except ConfigError as exc:
+        return "FAIL", f"API key: {exc}"
+    if key is None and os.path.exists(UNIT_CREDENTIAL):
+        mode = os.stat(UNIT_CREDENTIAL).st_mode
+        if mode & 0o077:
+            return "warn", (f"API key: {UNIT_CREDENTIAL} is readable by group/others: "
+                            f"chmod 600 {UNIT_CREDENTIAL}")
+        return "ok", (f"API key: {UNIT_CREDENTIAL} is there for the systemd unit "
+                      "(LoadCredential; not read here)")
+    if key is None:
+        return "warn", ("API key: none found; put it in a file readable only by you and set "
+                        f"provider.api_key_file (under systemd: {UNIT_CREDENTIAL}, see the unit's "
+                        "LoadCredential=)")
+    return "ok", f"API key: from {key.source} (not shown)"
+
+
+def check_endpoint(config: Any, timeout: float = 5.0) -> Result:
+    from ..protocol.dialects import get_dialect
+    from ..protocol.dialects.base import redact_url
+
+    url = get_dialect(config.provider.name).url(config.provider.model or None, config.provider.url or None)
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    shown = redact_url(url)
+    t0 = time.monotonic()
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout) as sock:
+            if parts.scheme == "wss":
+                ctx = ssl.create_default_context(cafile=config.provider.ca_certs or None)
+                with ctx.wrap_socket(sock, server_hostname=parts.hostname):
+                    pass
+    except ssl.SSLError as exc:
+        return "FAIL", (f"endpoint {shown}: TLS failed ({exc.reason or exc}); is the clock right "
+                        "(timedatectl)? is provider.ca_certs needed?")
+    except OSError as exc:
+        return "FAIL", (f"endpoint {shown}: unreachable ({exc.strerror or exc}); check the network, DNS "
+                        "and provider.url")
+    what = "TCP + TLS" if parts.scheme == "wss" else "TCP"
+    return "ok", f"endpoint {shown}: reachable ({what} in {(time.monotonic() - t0) * 1000:.0f} ms)"
+
+
+def check_service() -> Result:
+    for path in ("/etc/systemd/system/rtedge.service", "/lib/systemd/system/rtedge.service"):
+        if os.path.exists(path):
+            return "ok", f"systemd unit installed: {path} ('journalctl -u rtedge -f' shows its log)"
+    return "warn", "systemd unit not installed (optional; see the Raspberry Pi guide in the README)"
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Run every check, print one line each; exit 9 (:data:`~rtedge.app.exit_codes.EXIT_DOCTOR`) if any failed."""
+    config, results = check_config(args)
+    checks: list[Callable[[], Any]] = [check_python, check_codec, check_server_extra, check_portaudio,
+                                       check_audio_group, lambda: check_devices(config), lambda: results,
+                                       check_service]
+    if config is not None:
+        checks.append(lambda: check_api_key(config))
+        if not args.no_network:
+            checks.append(lambda: check_endpoint(config))
+    failed = 0
+    for check in checks:
+        out = check()
+        for level, message in out if isinstance(out, list) else [out]:
+            failed += level == "FAIL"
+            print(f"{level:<5} {message}", flush=True)
+    print("all good" if not failed else f"{failed} problem(s) to fix", flush=True)
+    return EXIT_DOCTOR if failed else EXIT_OK

@@ -1,0 +1,67 @@
+"""``rtedge run --wake-word NAME|PATH.json``: listen offline, open one session per wake phrase.
+
+The devices are opened once; a :class:`~rtedge.voice.wake.WakeAgent` keeps them and holds a session
+(connect, converse, close after ``wake.idle_close_s`` of silence) per wake phrase.  Each session's
+transcripts are printed like ``rtedge run``'s; ``wake:`` lines say when a session opens and closes.
+SIGTERM/SIGINT end the run after the current session is closed.  With ``--input`` the run ends when
+the file has been heard and its last session closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+from .run import build_devices, connect_options, on_signals
+from .exit_codes import EXIT_OK
+from .logs import Console
+from .settings import Config, Secret
+
+log = logging.getLogger("rtedge")
+
+
+def run_wake(config: Config, key: Secret | None, args: argparse.Namespace, console: Console) -> int:
+    """Run until stopped (or, with --input, until the file ended); returns the exit code.
+
+    Raises:
+        ConfigError: the wake word cannot be loaded (e.g. the ``wake`` extra is not installed).
+        RtEdgeError: devices that cannot open.
+    """
+    from .runner import TurnTracker
+    from ..transport.client import connect
+    from ..voice.wake import WakeAgent
+
+    w, v = config.wake, config.vad
+    mic, speaker = build_devices(config)
+    trackers: list[Any] = []
+
+    def open_session() -> Any:
+        client = connect(**connect_options(config, key))
+        trackers.append(TurnTracker(client, None, console.line, keep_turns=100))
+        return client
+
+    agent = WakeAgent(open_session, mic, speaker, wake=w.word, idle_close_s=w.idle_close_s,
+                      keep_warm=w.keep_warm, pre_roll_ms=w.pre_roll_ms,
+                      on_wake=lambda n: console.line(f"wake: session {n} opened"),
+                      on_close=lambda n: console.line(f"wake: session {n} closed"),
+                      barge_in=v.barge_in, echo_guard=v.echo_guard, echo_boost_db=v.echo_boost_db,
+                      vad_gate=v.to_vad_settings() if v.gate else False)
+    restore = on_signals({signal.SIGTERM: agent.stop, signal.SIGINT: agent.stop})
+    finite = bool(getattr(args, "input", None))
+    max_seconds = config.service.max_seconds or None
+    try:
+        console.line(f"wake: listening for {agent.detector.phrase!r}")
+        runner = threading.Thread(target=agent.run, name="rtedge-wake-main", daemon=True,
+                                  kwargs={"max_seconds": max_seconds, "until_input_ends": finite})
+        runner.start()
+        while runner.is_alive():
+            runner.join(0.2)
+    finally:
+        restore()
+    turns = sum(t.turns_started for t in trackers)
+    console.line(f"summary: {agent.stats.wakes} wake(s), {agent.stats.sessions} session(s), {turns} turn(s), "
+                 f"detector {100 * agent.stats.detector_cpu:.2f} % of a core")
+    return EXIT_OK

@@ -1,0 +1,201 @@
+"""Stream a recording through a session and collect what came back (used by ``rtedge run`` and ``demo``).
+
+The input is sent in 20 ms frames, paced at real time by default, followed
+by trailing silence so that the server's VAD can end the turn.  The run is
+over once the input has ended and every committed turn has its
+``response.done`` (or, with nothing heard, after a short grace period), or
+when ``max_seconds`` runs out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ..protocol import events as ev
+from ..protocol.usage import Usage
+from ..transport.client import Client
+from ..audio.wavio import WavWriter
+
+FRAME_MS = 20
+
+
+@attrs.define(eq=False)
+class Turn:
+    """One user turn and the response to it."""
+
+    index: int
+    ended_at: float  #: monotonic time the user's turn ended (speech stopped or commit sent)
+    first_output_at: float | None = None
+    response_id: str = ""
+    status: str = ""
+    transcript: str = ""
+    user_transcript: str = ""
+    audio_ms: float = 0.0
+    usage: Usage = attrs.field(factory=Usage)
+
+    @property
+    def latency_ms(self) -> float | None:
+        """Milliseconds from the end of the user's turn to the first output of the response."""
+        return None if self.first_output_at is None else (self.first_output_at - self.ended_at) * 1000.0
+
+
+@attrs.define(eq=False)
+class RunReport:
+    turns: list[Turn] = attrs.field(factory=list)
+    input_seconds: float = 0.0
+    output_seconds: float = 0.0
+    timed_out: bool = False
+    input_sent: bool = False  #: every frame of the input (and its trailing silence) was appended
+    usage: Usage = attrs.field(factory=Usage)
+
+
+class TurnTracker:
+    """Callbacks (dispatcher thread) that assemble turns, print transcripts and per-turn summaries."""
+
+    def __init__(self, client: Client, writer: WavWriter | None, echo: Callable[[str], None],
+                 keep_turns: int | None = None) -> None:
+        self.client, self.writer, self.echo = client, writer, echo
+        self.report = RunReport()
+        self.cond = threading.Condition()  # guards report.turns and the counters below
+        #: turns seen so far; ``report.turns`` keeps only the last ``keep_turns`` (a service runs for months)
+        self.turns_started = 0
+        self.keep_turns = keep_turns
+        self.responses_done = 0
+        self.turns_failed = 0  #: turns whose response ended with status ``failed``
+        self.pending_turn: Turn | None = None
+        self.current: Turn | None = None
+        for name in ("input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
+                     "response.created", "response.output_audio.delta", "response.output_text.delta",
+                     "response.output_audio_transcript.done", "response.output_text.done", "response.done",
+                     "conversation.item.input_audio_transcription.completed", "error"):
+            client.on(name, self._handle)
+
+    def mark_turn_end(self) -> None:
+        with self.cond:
+            if self.pending_turn is None:
+                self.turns_started += 1
+                self.pending_turn = Turn(index=self.turns_started, ended_at=time.monotonic())
+                self.report.turns.append(self.pending_turn)
+                if self.keep_turns is not None and len(self.report.turns) > self.keep_turns:
+                    del self.report.turns[0]
+
+    def _handle(self, event: ev.ServerEvent) -> None:
+        if isinstance(event, ev.InputAudioBufferSpeechStopped | ev.InputAudioBufferCommitted):
+            self.mark_turn_end()
+        elif isinstance(event, ev.ResponseCreated):
+            with self.cond:
+                self.current, self.pending_turn = self.pending_turn, None
+                if self.current is not None:
+                    self.current.response_id = event.response_id
+        elif isinstance(event, ev.ResponseOutputAudioDelta | ev.ResponseOutputTextDelta):
+            self._output(event)
+        elif isinstance(event, ev.ResponseOutputAudioTranscriptDone | ev.ResponseOutputTextDone):
+            text = event.transcript if isinstance(event, ev.ResponseOutputAudioTranscriptDone) else event.text
+            self.echo(f"assistant: {text}")
+            if self.current is not None:
+                self.current.transcript = text
+        elif isinstance(event, ev.InputAudioTranscriptionCompleted):
+            self.echo(f"you: {event.transcript.strip()}")
+        elif isinstance(event, ev.ResponseDone):
+            self._done(event)
+        elif isinstance(event, ev.Error):
+            self.echo(f"server error: {event.error.code or event.error.type}: {event.error.message}")
+
+    def _output(self, event: ev.ResponseOutputAudioDelta | ev.ResponseOutputTextDelta) -> None:
+        turn = self.current
+        if turn is not None and turn.first_output_at is None:
+            turn.first_output_at = time.monotonic()
+        if isinstance(event, ev.ResponseOutputAudioDelta):
+            fmt = self.client.snapshot.output_format
+            samples = event.pcm(fmt)
+            if turn is not None:
+                turn.audio_ms += 1000.0 * len(samples) / fmt.rate
+            self.report.output_seconds += len(samples) / fmt.rate
+            if self.writer is not None:
+                self.writer.write(samples)
+
+    def _done(self, event: ev.ResponseDone) -> None:
+        usage = self.client.state.usage_by_response.get(event.response_id, Usage())
+        with self.cond:
+            turn = self.current
+            if turn is not None:
+                turn.status, turn.usage = event.status, usage
+                self.turns_failed += event.status == "failed"
+                self.echo(format_turn(turn))
+            self.current = None
+            self.responses_done += 1
+            self.cond.notify_all()
+
+    def wait_answered(self, deadline: float, grace: float) -> bool:
+        """Wait until every turn has its response (True), or the deadline passes (False)."""
+        quiet_until = time.monotonic() + grace
+        with self.cond:
+            while True:
+                turns = self.turns_started
+                if turns and self.responses_done >= turns and self.current is None and self.pending_turn is None:
+                    return True
+                now = time.monotonic()
+                if not turns and now >= quiet_until and self.client.snapshot.input_buffer.value != "speech":
+                    return True
+                if now >= deadline or self.client.closed:
+                    return False
+                self.cond.wait(min(0.1, deadline - now))
+
+
+def format_turn(turn: Turn) -> str:
+    lat = "-" if turn.latency_ms is None else f"{turn.latency_ms:.0f} ms"
+    u = turn.usage
+    return (f"turn {turn.index}: {turn.status or '?'}, latency {lat}, {turn.audio_ms / 1000:.1f} s audio, "
+            f"tokens in {u.input_tokens} / out {u.output_tokens}")
+
+
+def stream_wav(
+    client: Client,
+    samples: np.ndarray,
+    rate: int,
+    *,
+    output: WavWriter | None = None,
+    realtime: bool = True,
+    manual: bool = False,
+    max_seconds: float = 120.0,
+    trailing_silence_ms: int = 800,
+    echo: Callable[[str], Any] = print,
+    stop: threading.Event | None = None,
+) -> RunReport:
+    """Send ``samples`` (int16 mono at ``rate``) as a user turn and wait for the answer(s).
+
+    Args:
+        manual: commit and ask for a response after the input (for sessions without server VAD).
+        max_seconds: bound on the whole run; the report says ``timed_out`` when it was hit.
+    """
+    stop = stop or threading.Event()
+    tracker = TurnTracker(client, output, echo)
+    deadline = time.monotonic() + max_seconds
+    frame = rate * FRAME_MS // 1000
+    padded = np.concatenate([samples, np.zeros(rate * trailing_silence_ms // 1000, dtype=np.int16)])
+    start = time.monotonic()
+    for i, offset in enumerate(range(0, len(padded), frame)):
+        if stop.is_set() or time.monotonic() >= deadline or client.closed:
+            break
+        client.append_audio(padded[offset:offset + frame], rate)
+        tracker.report.input_sent = offset + frame >= len(padded)
+        if realtime:
+            stop.wait(max(0.0, start + (i + 1) * FRAME_MS / 1000 - time.monotonic()))
+        else:  # as fast as the link takes it, never faster than the send queue drains
+            client.wait_sent(max_queued_ms=500, timeout=max(0.0, deadline - time.monotonic()))
+    tracker.report.input_seconds = len(samples) / rate
+    if manual and not client.closed:
+        tracker.mark_turn_end()
+        client.commit()
+        client.create_response()
+    client.wait_sent(0, timeout=max(0.0, deadline - time.monotonic()))
+    answered = tracker.wait_answered(deadline, grace=1.5)
+    tracker.report.timed_out = not answered
+    tracker.report.usage = client.usage
+    return tracker.report

@@ -1,0 +1,130 @@
+"""``rtedge transcribe``: the command line of :class:`rtedge.voice.transcriber.Transcriber`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConfigError
+from ..voice.transcriber import _DEFAULT_VAD, RATE, Transcriber
+
+__all__ = ["add_transcribe_parser", "cmd_transcribe"]
+
+EPILOG = """examples:
+  rtedge transcribe --url ws://gpu:8000/v1/realtime --input question.wav    # the model the server serves
+  rtedge transcribe --url ws://gpu:8000 --model mistralai/Voxtral-Mini-4B-Realtime-2602 --mic USB
+  rtedge serve --dialect vllm & rtedge transcribe --url ws://127.0.0.1:8765/v1/realtime --input in.wav
+  rtedge transcribe --provider openai --input question.wav              # OPENAI_API_KEY, gpt-4o-mini-transcribe
+  rtedge transcribe --provider openai --model gpt-4o-transcribe --url ws://127.0.0.1:8765/v1/realtime --input q.wav
+"""
+
+
+def add_transcribe_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``rtedge transcribe`` to the ``rtedge`` command's subparsers; returns its parser."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "transcribe", help="speech to text over a realtime transcription session (vLLM, OpenAI), one line per "
+        "utterance",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--provider", default="vllm", choices=("vllm", "openai"),
+                   help="vllm (default) or openai (a realtime transcription session, ?intent=transcription)")
+    p.add_argument("--url", help="the endpoint, ws://HOST:PORT/v1/realtime (required for vllm; openai: "
+                   "default wss://api.openai.com/v1/realtime)")
+    p.add_argument("--model", help="vllm: the model name the server serves (default: the one its /v1/models "
+                   "lists); openai: the transcription model (default gpt-4o-mini-transcribe)")
+    p.add_argument("--api-key-file", metavar="FILE", help="read the API key from FILE (default: the provider's "
+                   "variable, VLLM_API_KEY or OPENAI_API_KEY)")
+    p.add_argument("--ca-certs", metavar="PEM", help="trust this CA bundle for wss://")
+    p.add_argument("--input", metavar="WAV", help="transcribe this 16-bit PCM WAV (any rate)")
+    p.add_argument("--mic", metavar="DEVICE", help="transcribe a microphone (a name or index from 'rtedge devices', "
+                   "or raw:- for s16le 16 kHz on stdin) until Ctrl-C")
+    p.add_argument("--realtime", action="store_true", help="pace --input like a microphone (default: as fast "
+                   "as the server takes it)")
+    p.add_argument("--no-vad", action="store_true", help="send the whole input as one utterance")
+    p.add_argument("--done-timeout", type=float, default=30.0,
+                   help="seconds to wait for each utterance's transcript (default 30)")
+    from .cli import add_trace_arg
+
+    add_trace_arg(p)
+    p.set_defaults(command="transcribe")
+    return p
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    """Run ``rtedge transcribe``: one ``[start-end] text`` line per utterance, then a usage summary.
+
+    Returns the exit code (``rtedge.app.cli`` conventions); expected failures print one line on stderr.
+    """
+    from .cli import fail
+    from ..errors import RtEdgeError
+
+    try:
+        if bool(args.input) == bool(args.mic):
+            raise ConfigError("give --input WAV or --mic DEVICE (one of them)")
+        key = _read_key(args.api_key_file) if args.api_key_file else None
+        from ..audio.devices import WavSource, open_source
+
+        options: dict[str, Any] = {"ca_certs": args.ca_certs} if args.ca_certs else {}
+        tr = Transcriber(args.provider, url=args.url, model=args.model, api_key=key,
+                         vad=None if args.no_vad else _DEFAULT_VAD, done_timeout=args.done_timeout, **options)
+        source = WavSource(args.input, rate=RATE, realtime=args.realtime) if args.input \
+            else open_source(args.mic, rate=RATE)
+        stop = threading.Event()
+
+        def watch() -> None:
+            stop.wait()
+            tr.stop()
+
+        restore = _on_signals(stop)  # Ctrl-C/SIGTERM: finish the utterance in progress, then end
+        watcher = threading.Thread(target=watch, name="rtedge-transcribe-signal", daemon=True)
+        watcher.start()
+        count = 0
+        try:
+            for utt in tr.transcribe(source):
+                count += 1
+                print(utt, flush=True)
+        finally:
+            restore()
+            stop.set()
+            watcher.join(1.0)
+        u = tr.usage
+        print(f"summary: {count} utterance(s), {tr.stats.audio_sent_s:.1f} s of audio sent, "
+              f"{tr.stats.audio_not_sent_s:.1f} s not sent (VAD gate), "
+              f"tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}", flush=True)
+        if count == 0:
+            print("rtedge: note: no speech was found in the input", file=sys.stderr)
+        return 0
+    except RtEdgeError as exc:
+        return fail(exc)
+    except OSError as exc:
+        return fail(exc, 1)
+
+
+def _read_key(path: str) -> str:
+    """The API key from a file (first line, stripped)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            key = fh.readline().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read API key file {path}: {exc.strerror or exc}") from None
+    if not key:
+        raise ConfigError(f"API key file {path} is empty")
+    return key
+
+
+def _on_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM set ``stop`` (main thread only); returns a function restoring the old handlers."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    return restore
+

@@ -1,0 +1,382 @@
+"""VoiceAgent: microphone in, speaker out, full duplex, and interruptions that behave.
+
+Guarantees
+----------
+* Barge-in (server ``input_audio_buffer.speech_started``, or in
+  ``barge_in="local"`` mode every local VAD onset while playing -- a new
+  utterance right after the previous one included -- and the server's
+  ``speech_started`` too, whichever comes first) is handled on the thread
+  that noticed it, never on the dispatcher, so a slow user callback cannot
+  delay it:
+
+  1. the playback buffer is flushed: the speaker's next pull gets silence,
+     so sound stops within one device period;
+  2. ``conversation.item.truncate`` is sent for the item that was playing,
+     with its content index and ``audio_end_ms`` = audio the listener hears
+     (everything handed to the device: the flush cannot take back what the
+     device already holds), clamped by the client to audio received; nothing
+     is sent when nothing was playing or nothing had been heard yet;
+  3. ``response.cancel`` is sent only when a response is still active and
+     the server is not cancelling it itself (``interrupt_response``).
+     Late audio deltas of the interrupted response are dropped.
+
+* The echo guard keeps the speaker's own sound from being taken for the
+  user: ``"half_duplex"`` sends no microphone audio while playing (barge-in
+  by the local VAD only), ``"threshold"`` requires microphone audio during
+  playback to beat a raised level, ``"aec"`` runs libspeexdsp's echo
+  canceller between the microphone and the VAD gate, fed with what the
+  speaker really played (every block handed to the device, silence included,
+  aligned by the devices' latencies; see :mod:`rtedge.audio.aec`) and sends
+  the cleaned audio; its gate boost while playing is ``echo_boost_db`` until
+  the filter has converged, then :data:`rtedge.audio.aec.GATE_BOOST_DB`.
+  ``"off"`` trusts an echo-cancelled source (PipeWire/PulseAudio
+  ``module-echo-cancel``).
+* The VAD gate sends speech with its pre-roll and enough trailing silence for
+  the server's VAD to end the turn, and nothing else; the bytes and seconds
+  not sent are in :attr:`VoiceAgent.stats`.
+* ``run()`` blocks until :meth:`stop`, ``max_seconds``, the link ending
+  (``client.link_state`` closing, closed or gave up), or (with
+  ``until_input_ends``) a finite source has ended and its last turn is
+  answered and played; devices are stopped and their threads joined on exit.
+* Threads: the microphone thread, the speaker thread and the receiver
+  (audio sink, event hook) read the client's session only through
+  ``client.snapshot`` (an immutable value), never its live structures.
+  ``_lock`` guards ``_cut``, ``_resampler``/``_resampler_key`` and
+  ``_awaiting_response``.  Microphone audio goes out with
+  ``overflow="drop_oldest"``: a stalled link drops the oldest queued audio
+  (counted in ``client.stats.audio_dropped``), never the microphone callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import attrs
+import numpy as np
+
+from ..audio import codec
+from ..audio.aec import EchoCanceller
+from ..audio.playback import PlaybackBuffer, PlaybackPosition
+from ..audio.vad import VadGate, VadSettings
+from ..errors import ConfigError, ConnectionClosed, LocalProtocolError
+from ..protocol import events as ev
+from ..protocol._state import InputBufferState, ResponseState, SessionSnapshot
+from ..transport._lifecycle import ENDING, LinkState
+
+log = logging.getLogger("rtedge")
+
+#: how many recent :class:`Interruption` records a VoiceAgent keeps
+INTERRUPTION_WINDOW = 64
+
+BargeIn = Literal["server", "local", "off"]
+EchoGuard = Literal["half_duplex", "threshold", "aec", "off"]
+ECHO_GUARDS = ("half_duplex", "threshold", "aec", "off")
+
+
+class AgentClient(Protocol):
+    """What a VoiceAgent needs of its client (:class:`rtedge.Client` is one)."""
+
+    @property
+    def snapshot(self) -> SessionSnapshot: ...
+    @property
+    def link_state(self) -> LinkState: ...
+    def add_audio_sink(self, sink: Callable[[ev.ResponseOutputAudioDelta], None]) -> None: ...
+    def add_event_hook(self, hook: Callable[[ev.ServerEvent], None]) -> None: ...
+    def append_audio(self, pcm: Any, rate: int | None = None, *, timeout: float | None = ...,
+                     overflow: Literal["block", "drop_oldest"] = ...) -> int: ...
+    def truncate(self, item_id: str, audio_end_ms: float, content_index: int = 0) -> bool: ...
+    def cancel_response(self) -> bool: ...
+
+
+class Microphone(Protocol):
+    """A source of int16 mono frames (:class:`rtedge.audio.devices.AudioSource` is one).  It may have
+    ``finished`` (a ``threading.Event``) when it can end (a file)."""
+
+    rate: int
+    def start(self, on_frame: Callable[[np.ndarray], None]) -> None: ...
+    def stop(self) -> None: ...
+
+
+class Speaker(Protocol):
+    """A sink that pulls int16 mono frames (:class:`rtedge.audio.devices.AudioSink` is one).  It may
+    have ``output_latency`` (seconds from a pull to the sound)."""
+
+    rate: int
+    def start(self, pull: Callable[[int], np.ndarray]) -> None: ...
+    def stop(self) -> None: ...
+
+
+@attrs.define(eq=False)
+class AgentStats:
+    """Counters of a VoiceAgent (read them; the agent writes them)."""
+
+    mic_frames: int = 0
+    #: mic frames fully handled (gated, guarded, queued or held back); equals mic_frames unless a frame
+    #: failed half-way (the device then counts the error)
+    frames_done: int = 0
+    frames_sent: int = 0
+    frames_held_back: int = 0  #: mic frames not sent (VAD gate or echo guard)
+    seconds_not_sent: float = 0.0
+    #: barge-ins that cut something short (speech with nothing playing is not counted)
+    interruptions: int = 0
+    truncates: int = 0
+    cancels: int = 0
+    late_deltas_dropped: int = 0
+    #: seconds from noticing barge-in to the playback buffer being empty, per interruption
+    flush_latencies: deque[float] = attrs.field(factory=lambda: deque(maxlen=1000))
+
+
+@attrs.frozen
+class Interruption:
+    """What one barge-in did."""
+
+    source: str
+    position: PlaybackPosition | None
+    truncated: bool
+    cancelled: bool
+
+
+class VoiceAgent:
+    """Drive a client with a microphone and a speaker.
+
+    Args:
+        client: a connected :class:`rtedge.Client`.
+        mic: an :class:`rtedge.audio.devices.AudioSource` (``start(on_frame)``, ``stop()``, ``rate``).
+        speaker: an :class:`rtedge.audio.devices.AudioSink` (``start(pull)``, ``stop()``, ``rate``,
+            ``output_latency``).
+        barge_in: ``"server"`` (on the server's ``speech_started``), ``"local"`` (on the local VAD's
+            onset while playing) or ``"off"``.
+        echo_guard: ``"half_duplex"``, ``"threshold"``, ``"aec"`` or ``"off"`` (see the module docstring).
+        vad_gate: :class:`VadSettings` for the gate, True for the defaults, or False to stream every
+            microphone frame (the gate then only serves the echo guard and local barge-in).
+        echo_boost_db: how much louder than the adaptive noise floor mic audio must be, on top of the
+            gate's threshold, to count as speech while the speaker plays (``"threshold"`` mode).
+
+    Raises:
+        ConfigError: an unknown policy name, or ``"aec"`` where libspeexdsp is not built in.
+    """
+
+    def __init__(self, client: AgentClient, mic: Microphone, speaker: Speaker, *, barge_in: BargeIn = "server",
+                 echo_guard: EchoGuard = "threshold", vad_gate: VadSettings | bool = True,
+                 echo_boost_db: float = 15.0) -> None:
+        if barge_in not in ("server", "local", "off"):
+            raise ConfigError(f"barge_in must be 'server', 'local' or 'off', got {barge_in!r}")
+        if echo_guard not in ECHO_GUARDS:
+            raise ConfigError(f"echo_guard must be one of {ECHO_GUARDS}, got {echo_guard!r}")
+        self.client, self.mic, self.speaker = client, mic, speaker
+        self.barge_in, self.echo_guard, self.echo_boost_db = barge_in, echo_guard, echo_boost_db
+        self.gating = vad_gate is not False
+        settings = vad_gate if isinstance(vad_gate, VadSettings) else VadSettings()
+        self.gate = VadGate(mic.rate, settings)
+        self.playback = PlaybackBuffer(speaker.rate, output_latency=getattr(speaker, "output_latency", 0.0))
+        self.aec = EchoCanceller(mic.rate) if echo_guard == "aec" else None
+        self.stats = AgentStats()
+        #: the most recent interruptions (a window; ``stats.interruptions`` counts them all)
+        self.interruptions: deque[Interruption] = deque(maxlen=INTERRUPTION_WINDOW)
+        self._lock = threading.Lock()  # guards _cut, _resampler, _resampler_key, _awaiting_response
+        self._cut: deque[str] = deque(maxlen=32)  # responses whose late audio is dropped
+        self._resampler: codec.Resampler | None = None
+        self._resampler_key: tuple[str, int] | None = None
+        self._awaiting_response = False
+        self._stop = threading.Event()
+        client.add_audio_sink(self._on_audio)
+        client.add_event_hook(self._on_event)
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def run(self, *, max_seconds: float | None = None, until_input_ends: bool = False) -> None:
+        """Stream until :meth:`stop`, ``max_seconds``, the connection ending, or (``until_input_ends``)
+        a finite source ended and everything was answered and played."""
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        self.speaker.start(self.playback.pull if self.aec is None else self._pull_to_aec)
+        self.playback.output_latency = getattr(self.speaker, "output_latency", 0.0)
+        self.mic.start(self._on_frame)
+        ended_at: float | None = None
+        try:
+            while not self._stop.wait(0.02):
+                if LinkState(self.client.link_state) in ENDING or (
+                        deadline is not None and time.monotonic() >= deadline):
+                    return
+                if until_input_ends and getattr(self.mic, "finished", threading.Event()).is_set():
+                    ended_at = ended_at or time.monotonic()
+                    if time.monotonic() - ended_at > 1.0 and self.idle():
+                        return
+        finally:
+            self.mic.stop()
+            self.speaker.stop()
+
+    def playing(self) -> bool:
+        """True while the speaker sounds, or an answer's audio is still streaming in (the buffer may
+        run empty for a moment between deltas; the echo guard must not open in those gaps)."""
+        if self.playback.is_playing():
+            return True
+        snap = self.client.snapshot
+        if snap.response is not ResponseState.ACTIVE:
+            return False
+        item = snap.streaming_item_id
+        return item is not None and self.playback.received_ms(item) > 0
+
+    def idle(self) -> bool:
+        """No turn awaiting a response, no response active, nothing playing, no speech in progress."""
+        snap = self.client.snapshot
+        with self._lock:
+            awaiting = self._awaiting_response
+        return (not awaiting and snap.response is ResponseState.IDLE
+                and not self.playing() and snap.input_buffer is not InputBufferState.SPEECH)
+
+    def stop(self) -> None:
+        """Make :meth:`run` return (from any thread, a signal handler included)."""
+        self._stop.set()
+
+    def __enter__(self) -> VoiceAgent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------------------------------ microphone
+    def _pull_to_aec(self, n: int) -> np.ndarray:
+        """Speaker thread: the next ``n`` samples, also reported to the echo canceller as its reference."""
+        out = self.playback.pull(n)
+        assert self.aec is not None
+        self.aec.played(out, self.playback.rate, self.playback.output_latency)
+        return out
+
+    def _on_frame(self, frame: np.ndarray) -> None:
+        """Device thread: one microphone frame in."""
+        self.stats.mic_frames += 1
+        playing = self.playing()
+        guard = playing and self.echo_guard != "off"
+        boost = self.echo_boost_db
+        if self.aec is not None:
+            frame = self.aec.process(frame, getattr(self.mic, "stream_latency", 0.0))
+            boost = self.aec.gate_boost()
+        self.gate.set_boost(boost if guard else 0.0)
+        result = self.gate.process(frame)
+        if (result.speech_started or result.speech_ended) and log.isEnabledFor(logging.DEBUG):
+            floor = self.gate.noise_floor_dbfs
+            log.debug("local VAD: speech %s (noise floor %s dBFS%s)", "started, gate opened"
+                      if result.speech_started else "ended, gate closed",
+                      "?" if floor is None else f"{floor:.1f}", ", assistant playing" if playing else "")
+        if self.barge_in == "local" and result.onset and playing:
+            self.interrupt("local")
+        if playing and self.echo_guard == "half_duplex":
+            to_send: tuple[np.ndarray, ...] = ()
+        elif self.gating or guard:
+            to_send = result.frames if self.gating else ((frame,) if result.is_speech else ())
+        else:
+            to_send = (frame,)
+        self._send(frame, to_send)
+
+    def _send(self, frame: np.ndarray, frames: tuple[np.ndarray, ...]) -> None:
+        sent = sum(len(f) for f in frames)
+        if not frames:
+            self.stats.frames_held_back += 1
+            self.stats.seconds_not_sent += len(frame) / self.mic.rate
+        try:
+            for f in frames:
+                self.client.append_audio(f, self.mic.rate, overflow="drop_oldest")
+                self.stats.frames_sent += 1
+        except (ConnectionClosed, LocalProtocolError):
+            self._stop.set()
+        del sent
+        self.stats.frames_done += 1
+
+    # ------------------------------------------------------------------------------------------ receiver side
+    def _on_audio(self, event: ev.ResponseOutputAudioDelta) -> None:
+        """Receiver thread: assistant audio into the playback buffer (decoded, at the speaker rate)."""
+        with self._lock:
+            if event.response_id in self._cut:
+                self.stats.late_deltas_dropped += 1
+                return
+            fmt = self.client.snapshot.output_format
+            samples = event.pcm(fmt)
+            if fmt.rate != self.playback.rate:
+                key = (event.item_id, event.content_index)
+                if self._resampler is None or self._resampler_key != key:
+                    self._resampler, self._resampler_key = codec.Resampler(fmt.rate, self.playback.rate), key
+                samples = self._resampler.process(samples)
+        self.playback.push(event.item_id, event.content_index, samples)
+
+    def _on_event(self, event: ev.ServerEvent) -> None:
+        """Receiver thread: barge-in and turn bookkeeping."""
+        if isinstance(event, ev.InputAudioBufferSpeechStarted) and self.barge_in != "off":
+            self.interrupt("server")  # local mode too: the server's VAD cancels the answer either way
+        elif isinstance(event, ev.InputAudioBufferCommitted):
+            creates = self._server_creates_responses()
+            with self._lock:
+                self._awaiting_response = creates
+        elif isinstance(event, ev.ResponseCreated):
+            with self._lock:
+                self._awaiting_response = False
+
+    def _server_creates_responses(self) -> bool:
+        td = _turn_detection(self.client.snapshot.session)
+        return isinstance(td, dict) and td.get("create_response", True) is not False
+
+    # ------------------------------------------------------------------------------------------ barge-in
+    def interrupt(self, source: str = "app") -> Interruption:
+        """Stop playback now, truncate what was playing at what was heard, cancel if needed."""
+        t0 = time.monotonic()
+        snap = self.client.snapshot
+        active = snap.response is ResponseState.ACTIVE
+        with self._lock:
+            already_cut = snap.response_id in self._cut
+        streaming = snap.streaming_item_id if active and not already_cut else None
+        position = self.playback.flush(streaming=streaming)
+        self.stats.flush_latencies.append(time.monotonic() - t0)
+        with self._lock:
+            if active and snap.response_id:
+                self._cut.append(snap.response_id)
+            self._resampler = None
+        truncated = cancelled = False
+        try:
+            if position is not None and position.played_ms > 0:
+                truncated = self.client.truncate(position.item_id, position.played_ms, position.content_index)
+            if active and not (self._server_interrupts() and source in ("server", "local")):
+                cancelled = self.client.cancel_response()
+        except (ConnectionClosed, LocalProtocolError) as exc:
+            log.debug("barge-in could not reach the server: %s", exc)
+        if position is not None or cancelled:
+            self.stats.interruptions += 1  # something was really cut short
+        self.stats.truncates += int(truncated)
+        self.stats.cancels += int(cancelled)
+        result = Interruption(source, position, truncated, cancelled)
+        self.interruptions.append(result)
+        if position is not None:
+            log.debug("barge-in (%s): playback stopped in %s after %.0f ms played of %.0f ms received; "
+                      "truncate at %.0f ms: %s; cancel: %s", source, position.item_id, position.played_ms,
+                      position.received_ms, position.played_ms, "sent" if truncated else "not sent",
+                      "sent" if cancelled else "no")
+        else:
+            log.debug("barge-in (%s): nothing was playing; cancel: %s", source, "sent" if cancelled else "no")
+        return result
+
+    def _server_interrupts(self) -> bool:
+        """True when the session's turn detection cancels responses on speech by itself."""
+        td = _turn_detection(self.client.snapshot.session)
+        return isinstance(td, dict) and td.get("interrupt_response", True) is not False
+
+
+def _turn_detection(session: Mapping[str, Any]) -> object:
+    audio = session.get("audio") or {}
+    return (audio.get("input") or {}).get("turn_detection") if isinstance(audio, Mapping) else None
+
+
+if TYPE_CHECKING:  # mypy checks that rtedge's own parts fit the seams
+    from ..audio.devices import AudioSink, AudioSource
+    from ..transport.client import Client
+
+    def _client_fits(client: Client) -> AgentClient:
+        return client
+
+    def _mic_fits(mic: AudioSource) -> Microphone:
+        return mic
+
+    def _speaker_fits(speaker: AudioSink) -> Speaker:
+        return speaker

@@ -1,0 +1,129 @@
+"""The command line: demo, run, serve, and one-line errors with distinct exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+
+from rtedge.app.cli import EXIT_AUTH, EXIT_CONFIG, EXIT_CONNECT, EXIT_OK, main
+from rtedge.testing import RealtimeServer
+from rtedge.audio.wavio import read_wav
+
+pytestmark = pytest.mark.usefixtures("no_thread_leak")
+
+
+def _write_wav(path, samples: np.ndarray, rate: int, channels: int = 1) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype("<i2").tobytes())
+
+
+def test_demo_completes_a_spoken_turn(tmp_path, capsys):
+    out = tmp_path / "reply.wav"
+    assert main(["demo", "--fast", "--output", str(out)]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "you: Turn on the kitchen lights, please." in text
+    assert "assistant: Okay. The kitchen lights are on." in text
+    assert "turn 1: completed, latency" in text
+    assert "summary: 1 turn(s)" in text
+    reply, rate = read_wav(out)
+    assert rate == 24000 and len(reply) / rate > 2.0  # the bundled reply, about 2.9 s
+    assert np.abs(reply.astype(np.int32)).max() > 1000
+
+
+def test_run_streams_a_wav_at_any_rate(tmp_path, capsys, speech_dir):
+    samples, rate = read_wav(speech_dir / "stop.wav")
+    # resample to 44.1 kHz stereo to prove any input rate and channel count work
+    n = int(len(samples) * 44100 / rate)
+    x = np.interp(np.arange(n) * rate / 44100, np.arange(len(samples)), samples).astype(np.int16)
+    src = tmp_path / "in.wav"
+    _write_wav(src, np.repeat(x, 2), 44100, channels=2)
+    out = tmp_path / "out.wav"
+    with RealtimeServer(realtime=False, reply_text="Stopping.") as srv:
+        code = main(["run", "--url", srv.url, "--input", str(src), "--output", str(out), "--fast"])
+    text = capsys.readouterr().out
+    assert code == EXIT_OK, text
+    assert "assistant: Stopping." in text and "summary: 1 turn(s)" in text
+    assert read_wav(out)[1] == 24000
+
+
+def test_run_manual_turn_without_server_vad(tmp_path, capsys):
+    src = tmp_path / "tone.wav"
+    t = np.arange(8000) / 16000
+    _write_wav(src, (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), 16000)
+    with RealtimeServer(realtime=False) as srv:
+        code = main(["run", "--url", srv.url, "--input", str(src), "--fast", "--manual"])
+        kinds = [e["type"] for e in srv.received]
+    assert code == EXIT_OK
+    assert kinds[0] == "session.update" and kinds[-2:] == ["input_audio_buffer.commit", "response.create"]
+    assert "turn 1: completed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["missing", "not_wav", "bad_url", "refused", "8bit"])
+def test_bad_input_gives_one_line_error(tmp_path, capsys, case):
+    wav = tmp_path / "x.wav"
+    _write_wav(wav, np.zeros(1600, np.int16), 16000)
+    args = {"missing": ["--input", str(tmp_path / "nope.wav"), "--url", "ws://127.0.0.1:9/v1/realtime"],
+            "not_wav": ["--input", __file__, "--url", "ws://127.0.0.1:9/v1/realtime"],
+            "bad_url": ["--input", str(wav), "--url", "http://example.com/realtime"],
+            "refused": ["--input", str(wav), "--speaker", "null", "--url", "ws://127.0.0.1:9/v1/realtime"],
+            "8bit": ["--input", str(tmp_path / "8.wav"), "--url", "ws://127.0.0.1:9/v1/realtime"]}[case]
+    if case == "8bit":  # an ADPCM file (8-bit PCM is read): the stdlib writes PCM only, so by hand
+        fmt = struct.pack("<HHIIHH", 2, 1, 8000, 4000, 256, 4)
+        body = b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", 256) + b"\0" * 256
+        (tmp_path / "8.wav").write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    code = main(["run", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == (EXIT_CONNECT if case == "refused" else EXIT_CONFIG)
+    assert len(err) == 1 and err[0].startswith("rtedge: error: ") and "Traceback" not in err[0]
+
+
+def test_bad_key_exits_3_without_leaking_it(tmp_path, capsys):
+    key = tmp_path / "key"
+    key.write_text("sk-wrong-1234\n")
+    key.chmod(0o600)
+    wav = tmp_path / "x.wav"
+    _write_wav(wav, np.zeros(1600, np.int16), 16000)
+    with RealtimeServer(api_key="sk-right") as srv:
+        code = main(["run", "--url", srv.url, "--api-key-file", str(key), "--input", str(wav),
+                     "--speaker", "null"])
+    captured = capsys.readouterr()
+    assert code == EXIT_AUTH
+    assert "401" in captured.err and "sk-wrong" not in captured.err + captured.out
+
+
+def test_serve_prints_its_url_and_stops_on_sigterm():
+    proc = subprocess.Popen([sys.executable, "-m", "rtedge", "serve", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("rtedge serve: listening on ws://127.0.0.1:")
+        url = line.split()[-1]
+        import rtedge
+
+        with rtedge.connect(url=url) as c:
+            c.send_text("hi")
+            assert c.wait_for("response.done", timeout=10).status == "completed"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_version_and_help(capsys):
+    assert main(["version"]) == EXIT_OK
+    assert "codec backend" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--help"])
+    assert info.value.code == 0
+    assert "examples:" in capsys.readouterr().out

@@ -1,0 +1,140 @@
+"""Exit codes and messages a newcomer meets first: failed turns, doctor, ports, hints, the missing key."""
+
+from __future__ import annotations
+
+import wave
+
+import numpy as np
+import pytest
+
+from rtedge.app.cli import (
+    EXIT_CONFIG,
+    EXIT_DOCTOR,
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_TURN_FAILED,
+    build_parser,
+    main,
+)
+from rtedge.testing import RealtimeServer
+
+pytestmark = pytest.mark.usefixtures("no_thread_leak")
+
+
+def _tone_wav(path, seconds: float = 0.6, rate: int = 16000) -> None:
+    t = np.arange(int(seconds * rate)) / rate
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes((8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes())
+
+
+@pytest.fixture
+def no_key_env(monkeypatch):
+    for name in ("OPENAI_API_KEY", "CREDENTIALS_DIRECTORY", "RTEDGE_CONFIG", "DASHSCOPE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_a_run_whose_turn_failed_exits_8(tmp_path, capsys):
+    def broken(*_, **__):
+        raise RuntimeError("model exploded")
+
+    src = tmp_path / "in.wav"
+    _tone_wav(src)
+    with RealtimeServer(realtime=False, responder=broken) as srv:
+        code = main(["run", "--url", srv.url, "--input", str(src), "--fast", "--manual"])
+    captured = capsys.readouterr()
+    assert "turn 1: failed" in captured.out
+    assert code == EXIT_TURN_FAILED, captured.err
+    assert "rtedge: error: turn 1 failed" in captured.err
+
+
+def test_a_completed_turn_still_exits_0(tmp_path, capsys):
+    src = tmp_path / "in.wav"
+    _tone_wav(src)
+    with RealtimeServer(realtime=False) as srv:
+        assert main(["run", "--url", srv.url, "--input", str(src), "--fast", "--manual"]) == EXIT_OK
+
+
+def test_doctor_problems_have_their_own_documented_code(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[audio]\nmic_rate = 1\n")
+    code = main(["doctor", "--config", str(bad), "--no-network"])
+    assert code == EXIT_DOCTOR and code != EXIT_FAIL  # 1 means "a bug" in the exit-code table
+    assert "problem(s) to fix" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["doctor", "--help"])
+    assert f"{EXIT_DOCTOR} when a check FAILed" in capsys.readouterr().out
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert f"| {EXIT_DOCTOR} | `rtedge doctor` found problems" in readme
+    assert f"| {EXIT_TURN_FAILED} | a turn failed" in readme
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_serve_validates_the_port_when_parsing(port, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--port", port])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "not a port number" in err and "Traceback" not in err and "OverflowError" not in err
+
+
+def test_serve_accepts_0_and_65535():
+    parser = build_parser()
+    assert parser.parse_args(["serve", "--port", "0"]).port == 0
+    assert parser.parse_args(["serve", "--port", "65535"]).port == 65535
+
+
+@pytest.mark.parametrize("setting, hint", [
+    ("provider.xyz=1", None),                 # nothing close among [provider]'s keys: no hint at all
+    ("provider.moddel=x", "provider.model"),
+    ("audio.mic_rat=16000", "audio.mic_rate"),
+    ("mic=USB", "audio.mic"),                 # a bare key: the section it belongs to
+])
+def test_unknown_key_hint_suggests_keys_of_that_section(setting, hint, capsys, no_key_env):
+    assert main(["check-config", "--set", setting]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    key = setting.partition("=")[0]
+    assert f"{key}: unknown key" in err
+    if hint is None:
+        assert "did you mean" not in err, err
+    else:
+        assert f"(did you mean {hint}?)" in err, err
+
+
+def test_unknown_section_hint_suggests_a_section(tmp_path, capsys, no_key_env):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[provder]\nname = 'openai'\n")
+    assert main(["check-config", "--config", str(cfg)]) == EXIT_CONFIG
+    assert "provder: unknown section (did you mean provider?)" in capsys.readouterr().err
+
+
+def test_the_no_key_message_names_the_command_line_options(tmp_path, capsys, no_key_env):
+    src = tmp_path / "in.wav"
+    _tone_wav(src)
+    code = main(["run", "--input", str(src), "--fast"])  # the provider's default URL: not loopback
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG
+    assert "--api-key-file" in err and "OPENAI_API_KEY" in err and "api_key=" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_check_config_says_the_default_url_needs_a_key(capsys, no_key_env):
+    assert main(["check-config"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "loopback" not in captured.out
+    assert "# api key: none found; give --api-key-file" in captured.out
+    assert "rtedge: warning: no API key for openai (wss://api.openai.com" in captured.err
+    assert main(["check-config", "--url", "ws://127.0.0.1:8765/v1/realtime"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "none found (fine: the endpoint is loopback)" in captured.out and not captured.err
+
+
+def test_demo_cut_short_does_not_claim_the_server_heard_no_speech(capsys):
+    code = main(["demo", "--max-seconds", "0.5"])
+    err = capsys.readouterr().err
+    assert code == EXIT_TIMEOUT
+    assert "heard no speech" not in err
+    assert "no complete answer within 0.5 s (--max-seconds), before all of the input was sent" in err

@@ -1,0 +1,266 @@
+"""VoiceAgent against the local server: barge-in, the played clock, the echo guard, the VAD gate."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+import numpy as np
+import pytest
+
+import rtedge
+from rtedge.voice.agent import VoiceAgent
+from rtedge.audio.devices import NullSink, WavSink, WavSource
+from rtedge.errors import ConfigError
+from rtedge.testing import RealtimeServer
+from rtedge.audio.wavio import read_wav
+
+from ..conftest import wait_until
+
+pytestmark = pytest.mark.usefixtures("no_thread_leak")
+
+LONG_ANSWER = "Once upon a time there was a very long story that kept going and going. " * 3
+FRAME_MS = 20
+
+
+class ScriptedMic:
+    """A paced microphone: silence, plus whatever the test queues with ``speak``."""
+
+    def __init__(self, rate: int = 16000) -> None:
+        self.rate, self.frame_ms = rate, FRAME_MS
+        self.n = rate * FRAME_MS // 1000
+        self.finished = threading.Event()
+        self._queue: deque[np.ndarray] = deque()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def speak(self, samples: np.ndarray) -> None:
+        for i in range(0, len(samples), self.n):
+            chunk = samples[i:i + self.n]
+            self._queue.append(np.pad(chunk, (0, self.n - len(chunk))))
+
+    def start(self, on_frame) -> None:
+        def run() -> None:
+            import time
+            t0 = time.monotonic()
+            k = 0
+            while not self._stop.wait(max(0.0, t0 + k * FRAME_MS / 1000 - time.monotonic())):
+                on_frame(self._queue.popleft() if self._queue else np.zeros(self.n, np.int16))
+                k += 1
+
+        self._thread = threading.Thread(target=run, name="rtedge-mic", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+
+
+@pytest.fixture
+def phrase(speech_dir) -> np.ndarray:
+    samples, rate = read_wav(speech_dir / "stop.wav")
+    assert rate == 16000
+    return samples
+
+
+def _agent_thread(agent: VoiceAgent, **kwargs) -> threading.Thread:
+    t = threading.Thread(target=agent.run, kwargs=kwargs, name="test-agent-run", daemon=True)
+    t.start()
+    return t
+
+
+def test_barge_in_mid_answer_truncates_at_the_played_clock(tmp_path, phrase, caplog):
+    caplog.set_level(logging.DEBUG, logger="rtedge")
+    with RealtimeServer(reply_text=LONG_ANSWER, seed=3) as srv, rtedge.connect(url=srv.url) as client:
+        mic, speaker = ScriptedMic(), WavSink(tmp_path / "out.wav", rate=24000)
+        agent = VoiceAgent(client, mic, speaker)
+        runner = _agent_thread(agent, max_seconds=30)
+        client.send_text("Tell me a long story.")
+        assert wait_until(lambda: agent.playback.stats.played_samples > 24000, timeout=10)  # 1 s heard
+        srv.reply_text = "Okay."  # the next turn's answer
+        mic.speak(phrase)
+        assert wait_until(lambda: agent.stats.interruptions >= 1, timeout=10)
+        interruption = agent.interruptions[0]
+        assert interruption.source == "server" and interruption.truncated and not interruption.cancelled
+        truncate = srv.wait_for_received("conversation.item.truncate", timeout=5)
+        first = srv.wait_for_sent("response.output_item.added")["item"]["id"]
+        assert truncate["item_id"] == first and truncate["content_index"] == 0
+        # audio_end_ms is the played clock (WavSink: no output latency) within one device period
+        assert abs(truncate["audio_end_ms"] - interruption.position.played_ms) <= FRAME_MS
+        assert 1000 - FRAME_MS <= truncate["audio_end_ms"] < 10000
+        # not one more sample of the interrupted item reached the speaker after the flush
+        assert agent.playback.played_ms(first) == interruption.position.played_ms
+        # the server cancelled by itself (interrupt_response): no cancel from us, no error
+        cancelled = srv.wait_for_sent("response.done", timeout=5)
+        assert cancelled["response"]["status"] == "cancelled"
+        # the next turn (the phrase that interrupted) gets its answer
+        srv.wait_for_sent("response.done", nth=2, timeout=15)
+        agent.stop()
+        runner.join(5)
+    assert not [e for e in srv.received if e["type"] == "response.cancel"]
+    assert not [e for e in srv.sent if e["type"] == "error"]
+    assert agent.stats.late_deltas_dropped >= 0
+    # --debug shows the decision with the numbers behind it
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("barge-in (server)")]
+    p = interruption.position
+    assert said == [f"barge-in (server): playback stopped in {first} after {p.played_ms:.0f} ms played of "
+                    f"{p.received_ms:.0f} ms received; truncate at {p.played_ms:.0f} ms: sent; cancel: no"]
+
+
+def test_barge_in_before_anything_played_sends_no_truncate(phrase):
+    with RealtimeServer(reply_text=LONG_ANSWER, response_delay=1.5, seed=4) as srv, \
+            rtedge.connect(url=srv.url) as client:
+        mic = ScriptedMic()
+        agent = VoiceAgent(client, mic, NullSink(rate=24000))
+        runner = _agent_thread(agent, max_seconds=30)
+        client.send_text("Tell me a long story.")
+        srv.wait_for_sent("response.created", timeout=5)
+        srv.reply_text, srv.response_delay = "Okay.", 0.0
+        mic.speak(phrase)  # speech starts while the answer has not produced audio yet
+        assert wait_until(lambda: len(agent.interruptions) >= 1, timeout=10)
+        assert agent.interruptions[0].truncated is False
+        srv.wait_for_sent("response.done", nth=2, timeout=15)
+        agent.stop()
+        runner.join(5)
+    assert not [e for e in srv.received if e["type"] in ("conversation.item.truncate", "response.cancel")]
+    assert not [e for e in srv.sent if e["type"] == "error"]
+
+
+def test_speech_after_the_answer_finished_interrupts_nothing(phrase):
+    with RealtimeServer(reply_text="Done.", seed=5) as srv, rtedge.connect(url=srv.url) as client:
+        mic = ScriptedMic()
+        agent = VoiceAgent(client, mic, NullSink(rate=24000))
+        runner = _agent_thread(agent, max_seconds=30)
+        client.send_text("Say done.")
+        srv.wait_for_sent("response.done", timeout=10)
+        assert wait_until(lambda: not agent.playback.is_playing(), timeout=10)
+        mic.speak(phrase)
+        srv.wait_for_sent("input_audio_buffer.speech_started", timeout=10)
+        srv.wait_for_sent("response.done", nth=2, timeout=15)
+        agent.stop()
+        runner.join(5)
+    assert agent.interruptions and agent.stats.interruptions == 0
+    assert all(i.position is None and not i.truncated and not i.cancelled for i in agent.interruptions)
+    assert not [e for e in srv.received if e["type"] in ("conversation.item.truncate", "response.cancel")]
+
+
+def test_local_barge_in_with_manual_turns_cancels_and_truncates(phrase):
+    session = rtedge.SessionConfig(turn_detection=None)
+    with RealtimeServer(reply_text=LONG_ANSWER, seed=6) as srv, \
+            rtedge.connect(url=srv.url, session=session) as client:
+        mic = ScriptedMic()
+        agent = VoiceAgent(client, mic, NullSink(rate=24000), barge_in="local", echo_guard="off")
+        runner = _agent_thread(agent, max_seconds=30)
+        client.create_response()
+        assert wait_until(lambda: agent.playback.stats.played_samples > 12000, timeout=10)
+        mic.speak(phrase)
+        assert wait_until(lambda: agent.stats.interruptions >= 1, timeout=10)
+        got = agent.interruptions[0]
+        assert got.source == "local" and got.truncated and got.cancelled  # no server VAD: we must cancel
+        done = srv.wait_for_sent("response.done", timeout=5)
+        assert done["response"]["status"] == "cancelled"
+        agent.stop()
+        runner.join(5)
+    assert len([e for e in srv.received if e["type"] == "response.cancel"]) == 1
+    assert not [e for e in srv.sent if e["type"] == "error"]
+
+
+def test_half_duplex_sends_no_mic_audio_while_playing(phrase):
+    with RealtimeServer(reply_text=LONG_ANSWER, seed=7) as srv, rtedge.connect(url=srv.url) as client:
+        mic = ScriptedMic()
+        agent = VoiceAgent(client, mic, NullSink(rate=24000), echo_guard="half_duplex", barge_in="server")
+        runner = _agent_thread(agent, max_seconds=30)
+        client.send_text("Tell me a long story.")
+        assert wait_until(lambda: agent.playback.stats.played_samples > 12000, timeout=10)
+        before = len([e for e in srv.received if e["type"] == "input_audio_buffer.append"])
+        # loud enough to pass the "threshold" guard: only half-duplex keeps it from the server
+        echo = (np.sin(np.arange(8000) / 3) * 6000).astype(np.int16)
+        mic.speak(echo)
+        assert wait_until(lambda: mic._queue == deque(), timeout=5)
+        assert agent.playing()
+        after = len([e for e in srv.received if e["type"] == "input_audio_buffer.append"])
+        assert after == before
+        assert agent.stats.interruptions == 0
+        agent.stop()
+        runner.join(5)
+
+
+def test_vad_gate_sends_speech_not_idle_silence(tmp_path, speech_dir):
+    with RealtimeServer(realtime=False, seed=8) as srv, rtedge.connect(url=srv.url) as client:
+        mic = WavSource(speech_dir / "turn_on_the_kitchen_lights.wav", realtime=True)
+        agent = VoiceAgent(client, mic, NullSink(rate=24000))
+        agent.run(max_seconds=30, until_input_ends=True)
+        assert srv.wait_for_sent("response.done", timeout=5)["response"]["status"] == "completed"
+    gate = agent.gate.stats
+    assert gate.frames_in == gate.frames_sent + gate.frames_not_sent
+    assert agent.stats.seconds_not_sent > 0.5  # the silence after the phrase was not streamed
+    assert client.usage.responses == 1
+
+
+def test_bad_policy_names():
+    class Dummy:
+        rate, frame_ms, output_latency = 16000, 20, 0.0
+
+        def add_audio_sink(self, sink):
+            pass
+
+        def add_event_hook(self, hook):
+            pass
+
+    with pytest.raises(ConfigError):
+        VoiceAgent(Dummy(), Dummy(), Dummy(), barge_in="sometimes")
+    with pytest.raises(ConfigError):
+        VoiceAgent(Dummy(), Dummy(), Dummy(), echo_guard="maybe")
+
+
+@pytest.mark.parametrize("gap_ms", [100, 200, 300, 500, 700, 900, 1100, 1300, 1500, 2000])
+def test_local_barge_in_catches_speech_right_after_the_previous_utterance(phrase, gap_ms):
+    """The user's turn ends, the answer starts, the user speaks again ``gap_ms`` after the end of the
+    first utterance: the gate is still in hangover/trailing, and barge-in must fire all the same."""
+    session = rtedge.SessionConfig(turn_detection=None)
+    with RealtimeServer(seed=11) as srv, rtedge.connect(url=srv.url, session=session) as client:
+        agent = VoiceAgent(client, ScriptedMic(), NullSink(rate=24000), barge_in="local")
+        n = 320
+        voiced = np.nonzero(np.abs(phrase) > 2000)[0]
+        word = phrase[voiced[0]:voiced[-1]]
+        quiet = np.random.default_rng(gap_ms).normal(0, 20, 16000 * 3).astype(np.int16)
+        gap = gap_ms * 16
+        x = np.concatenate([quiet[:16000], word, quiet[:gap], word, quiet])
+        second = 16000 + len(word) + gap
+        answer_at = second - min(gap // 2, 1600)  # the answer starts playing in the gap
+        frames = [x[i:i + n] for i in range(0, len(x) - n, n)]
+        for k, frame in enumerate(frames):
+            if k * n <= answer_at < (k + 1) * n:
+                agent.playback.push("item_answer", 0, np.full(24000 * 5, 1000, np.int16))
+            agent._on_frame(frame)
+            if agent.interruptions:
+                break
+        assert agent.interruptions, f"no barge-in for speech {gap_ms} ms after the previous utterance"
+        hit_ms = k * 20
+        assert second / 16 <= hit_ms + 20 <= second / 16 + 200
+        assert agent.interruptions[0].source == "local" and agent.interruptions[0].position is not None
+        assert not agent.playback.is_playing()
+
+
+def test_local_mode_also_acts_on_the_servers_speech_started(phrase):
+    """Audio the local gate did not take for an onset (here: appended by the app) still barges in when
+    the server's VAD hears it, since the server cancels the answer by itself."""
+    with RealtimeServer(reply_text=LONG_ANSWER, seed=12) as srv, rtedge.connect(url=srv.url) as client:
+        mic = ScriptedMic()
+        agent = VoiceAgent(client, mic, NullSink(rate=24000), barge_in="local", echo_guard="half_duplex")
+        runner = _agent_thread(agent, max_seconds=30)
+        client.send_text("Tell me a long story.")
+        assert wait_until(lambda: agent.playback.stats.played_samples > 12000, timeout=10)
+        audio = np.concatenate([phrase, np.zeros(16000, np.int16)])
+        for i in range(0, len(audio), 1600):  # paced like a device, 100 ms at a time
+            client.append_audio(audio[i:i + 1600], 16000)
+            if wait_until(lambda: agent.stats.interruptions >= 1, timeout=0.1):
+                break
+        assert wait_until(lambda: agent.stats.interruptions >= 1, timeout=10)
+        got = agent.interruptions[0]
+        assert got.source == "server" and got.truncated and not got.cancelled
+        agent.stop()
+        runner.join(5)
+    assert len([e for e in srv.received if e["type"] == "conversation.item.truncate"]) == 1
