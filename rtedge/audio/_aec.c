@@ -210,7 +210,48 @@ canceller_reset(Canceller *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* Copy the adaptive filter's current impulse response (filter_length int32 samples, speexdsp's
+ * scaling) into a writable buffer: what the drift tracker in aec.py follows. */
+static PyObject *
+canceller_impulse_response(Canceller *self, PyObject *args)
+{
+    PyObject *out_obj;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "O", &out_obj)) {
+        return NULL;
+    }
+    if (self->echo == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Canceller is not initialised");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(out_obj, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    spx_int32_t size = 0;
+    speex_echo_ctl(self->echo, SPEEX_ECHO_GET_IMPULSE_RESPONSE_SIZE, &size);
+    const char *f = out.format ? out.format : "B";
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@') {
+        f++;
+    }
+    int is_i32 = ((f[0] == 'i' || f[0] == 'l') && f[1] == '\0' && out.itemsize == 4);
+    if (!is_i32 || out.len != (Py_ssize_t)size * 4) {
+        PyErr_Format(PyExc_ValueError, "out must hold exactly %d int32 samples", (int)size);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Canceller.impulse_response called during process");
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    speex_echo_ctl(self->echo, SPEEX_ECHO_GET_IMPULSE_RESPONSE, out.buf);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef canceller_methods[] = {
+    {"impulse_response", (PyCFunction)canceller_impulse_response, METH_VARARGS,
+     "impulse_response(out): fill out (filter_length int32) with the adaptive filter's impulse response."},
     {"process", (PyCFunction)canceller_process, METH_VARARGS,
      "process(mic, ref, out, linear=None): cancel one frame; out (and linear, the canceller's output "
      "before the preprocessor) receive frame_size int16 samples."},

@@ -32,8 +32,16 @@ that comes after its reference).  Two ways to give it:
   ``margin_ms`` below the input plus output latency, which real devices have.  The reference is counted sample by sample; the
   alignment is re-anchored only when the two schedules disagree by more than
   ``margin_ms`` (a device restarted, or drift accumulated), and each re-anchor
-  is counted.  What the filter cannot model (drift within the margin, a
-  non-linear loudspeaker) the preprocessor's residual suppression takes.
+  is counted.
+
+Separate speaker and microphone clocks drift apart (tens of ppm): the echo
+then slides along the filter, which loses 15 dB or more chasing it.  In the
+live path (``drift_compensation``, on by default) the reference is read on the
+microphone's clock: the canceller's own impulse response is tracked, its
+slide gives the clock ratio, and the reference is resampled by that ratio
+(:mod:`rtedge.audio.drift`).  :meth:`cancel` takes the caller's reference as
+it is (it is already on the microphone's clock).  What the filter cannot model
+(a non-linear loudspeaker) the preprocessor's residual suppression takes.
 
 Thread use: :meth:`played` from the speaker thread, :meth:`process` /
 :meth:`cancel` from one microphone thread; a lock guards the reference ring.
@@ -53,6 +61,7 @@ import numpy as np
 
 from ..errors import AudioError, ConfigError
 from .codec import Resampler
+from .drift import INTERVAL_S, TAPS, DriftTracker, interpolate
 
 __all__ = ["CONVERGED_DB", "CONVERGE_S", "GATE_BOOST_DB", "LEAK_PER_S", "LEARNING_BOOST_DB", "AecStats", "EchoCanceller", "available"]
 
@@ -127,6 +136,8 @@ class EchoCanceller:
         echo_suppress_db / echo_suppress_active_db: residual echo attenuation without / with
             near-end speech (speexdsp's defaults are -40 / -15).
         noise_suppress_db: stationary noise attenuation (negative dB), with ``preprocess``.
+        drift_compensation: live path: estimate the speaker/microphone clock ratio from the filter and
+            read the reference on the microphone's clock (:mod:`rtedge.audio.drift`).
         clock: the monotonic clock used by :meth:`played` and :meth:`process`.
 
     Raises:
@@ -135,7 +146,8 @@ class EchoCanceller:
 
     def __init__(self, rate: int, *, frame_ms: int = 20, tail_ms: int = 200, margin_ms: float = 20.0,
                  preprocess: bool = True, echo_suppress_db: int = -40, echo_suppress_active_db: int = -15,
-                 noise_suppress_db: int = -15, clock: Callable[[], float] = time.monotonic) -> None:
+                 noise_suppress_db: int = -15, drift_compensation: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         mod = _module()
         if mod is None:
             raise ConfigError(_HINT)
@@ -165,7 +177,11 @@ class EchoCanceller:
         self._resampler_rate = 0
         self._mic = _Schedule(rate)
         self._mic_count = 0
-        self._next_ref: int | None = None  # reference index for the next mic sample
+        self._next_ref: float | None = None  # reference position for the next mic sample
+        self.drift = DriftTracker(rate) if drift_compensation else None
+        self._ir = np.zeros(filter_len, dtype=np.int32)
+        self._since_snapshot = 0  # mic samples since the last impulse-response snapshot
+        self._heard_at_snapshot = 0
         self._pending = self._ref_pending = np.zeros(0, dtype=np.int16)  # mic / explicit reference
         self._out = np.zeros(self.frame, dtype=np.int16)
         self._max_ring = rate * 2
@@ -185,6 +201,12 @@ class EchoCanceller:
     def converged(self) -> bool:
         """True once the filter has seen :data:`CONVERGE_S` of audible reference since the last reset."""
         return self._converged
+
+    @property
+    def drift_ppm(self) -> float:
+        """The speaker clock's estimated rate against the microphone's, in ppm (0 without
+        ``drift_compensation``)."""
+        return self.drift.ppm if self.drift is not None else 0.0
 
     @property
     def attenuation_db(self) -> float:
@@ -231,8 +253,10 @@ class EchoCanceller:
                 if self._next_ref is None or abs(want - self._next_ref) > self.margin * self.rate:
                     if self._next_ref is not None:
                         self.stats.realigns += 1
-                    self._next_ref = want
-        return self._run(mic, self._take_reference)
+                        if self.drift is not None:
+                            self.drift.rebase()
+                    self._next_ref = float(want)
+        return self._run(mic, self._take_reference, track=True)
 
     def cancel(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """Cancel with an explicit reference (same length as ``mic``, already aligned so that the echo
@@ -278,11 +302,15 @@ class EchoCanceller:
             self._ring, self._base, self._spk_count = np.zeros(0, dtype=np.int16), 0, 0
             self._spk = _Schedule(self.rate)
         self._mic, self._mic_count, self._next_ref = _Schedule(self.rate), 0, None
+        if self.drift is not None:
+            self.drift.reset()
+        self._since_snapshot = self._heard_at_snapshot = 0
         self._pending = self._ref_pending = np.zeros(0, dtype=np.int16)
         self._heard, self._p_mic, self._p_out, self._converged = 0, 0.0, 0.0, False
 
     # ------------------------------------------------------------------------------------ internals
-    def _run(self, mic: np.ndarray, reference: Callable[[int], np.ndarray]) -> np.ndarray:
+    def _run(self, mic: np.ndarray, reference: Callable[[int], np.ndarray],
+             track: bool = False) -> np.ndarray:
         data = np.concatenate([self._pending, mic]) if self._pending.size else mic
         n = len(data) // self.frame
         out = np.empty(n * self.frame, dtype=np.int16)
@@ -292,25 +320,52 @@ class EchoCanceller:
             self._c.process(mic_frame, ref, self._out)
             self._count(mic_frame, ref, self._out)
             out[seg] = self._out
+            if track and self.drift is not None:
+                self._track()
         self._pending = np.array(data[n * self.frame:])
         return out
 
+    def _track(self) -> None:
+        """After a frame: every INTERVAL_S of adapting, show the drift tracker the filter's response."""
+        assert self.drift is not None
+        self._since_snapshot += self.frame
+        if self._since_snapshot < INTERVAL_S * self.rate:
+            return
+        adapting = self._heard - self._heard_at_snapshot >= INTERVAL_S * self.rate / 2
+        if not adapting or self._heard < self.rate or self.attenuation_db < 6.0:
+            return
+        self._c.impulse_response(self._ir)
+        self.drift.observe(self._ir, self._since_snapshot)
+        self._since_snapshot, self._heard_at_snapshot = 0, self._heard
+
     def _take_reference(self, n: int) -> np.ndarray:
-        """The ``n`` reference samples for the next mic frame (zeros where none were reported)."""
-        ref = np.zeros(n, dtype=np.int16)
+        """The ``n`` reference samples for the next mic frame (zeros where none were reported), read
+        ``1 + drift`` reference samples apart."""
         with self._lock:
             if self._next_ref is None:
                 self.stats.reference_missing += n
-                return ref
-            lo, hi = self._next_ref, self._next_ref + n
-            a, b = max(lo, self._base), min(hi, self._base + len(self._ring))
-            if b > a:
-                ref[a - lo:b - lo] = self._ring[a - self._base:b - self._base]
-            self.stats.reference_missing += n - max(0, b - a)
-            keep_from = min(max(hi, self._base), self._base + len(self._ring))
-            self.stats.reference_dropped += max(0, min(lo, keep_from) - self._base)
+                return np.zeros(n, dtype=np.int16)
+            step = 1.0 + (self.drift.drift if self.drift is not None else 0.0)
+            lo, end = self._next_ref, len(self._ring) + self._base
+            if step == 1.0 and lo.is_integer():
+                ref = np.zeros(n, dtype=np.int16)
+                first = int(lo)
+                a, b = max(first, self._base), min(first + n, end)
+                if b > a:
+                    ref[a - first:b - first] = self._ring[a - self._base:b - self._base]
+                have = max(0, b - a)
+            else:
+                pos = lo + step * np.arange(n)
+                values = np.round(interpolate(self._ring, self._base, pos))
+                ref = np.clip(values, -32768, 32767).astype(np.int16)
+                near = np.floor(pos)
+                have = int(np.count_nonzero((near >= self._base) & (near < end)))
+            self.stats.reference_missing += n - have
+            self._next_ref = lo + step * n
+            # keep what the next frame's interpolation may reach back to
+            keep_from = min(max(math.floor(self._next_ref) - TAPS // 2, self._base), end)
+            self.stats.reference_dropped += max(0, min(math.floor(lo), keep_from) - self._base)
             self._ring, self._base = self._ring[keep_from - self._base:], keep_from
-            self._next_ref = hi
         return ref
 
 

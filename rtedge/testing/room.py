@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["drift", "echo", "level_dbfs", "loudspeaker", "mix_at", "room_impulse_response", "scale_to"]
+__all__ = ["LiveDevices", "drift", "echo", "level_dbfs", "loudspeaker", "mix_at", "room_impulse_response",
+           "scale_to"]
 
 
 def room_impulse_response(rate: int, rt60_s: float, *, delay_ms: float = 3.0, seed: int = 0) -> np.ndarray:
@@ -103,11 +104,54 @@ def erle_db(echo_only: np.ndarray, residual: np.ndarray, active: np.ndarray) -> 
     return float(10 * np.log10(e / max(r, 1e-12)))
 
 
+class LiveDevices:
+    """A loudspeaker and a microphone on their own clocks, driving an
+    :class:`~rtedge.audio.aec.EchoCanceller`'s live path (``played`` / ``process``) as a VoiceAgent's
+    device threads do, on a simulated monotonic clock (it replaces the canceller's ``clock``).
+
+    The speaker's clock runs ``ppm`` faster than the microphone's: its sample ``j`` of ``far`` sounds at
+    ``j / (rate * (1 + ppm * 1e-6))`` s and is handed over ``out_latency`` earlier, in ``block``-sample
+    blocks (silence after ``far`` ends); microphone sample ``k`` is captured at ``k / rate`` s and its
+    frame delivered ``in_latency`` after its last sample.  That is the timing :func:`echo` with the same
+    ``ppm`` simulates, so ``process(mic frame)`` gives what the canceller would output live."""
+
+    def __init__(self, canceller: Any, far: np.ndarray, rate: int, *, ppm: float = 0.0,
+                 out_latency: float = 0.06, in_latency: float = 0.02, block: int | None = None) -> None:
+        self.canceller, self.far, self.rate = canceller, np.asarray(far, dtype=np.int16), rate
+        self.ppm, self.out_latency, self.in_latency = ppm, out_latency, in_latency
+        self.block = block or rate // 50
+        self.now = -out_latency
+        canceller.clock = lambda: self.now
+        self._blocks = 0
+        self._mic = 0
+
+    def process(self, frame: np.ndarray) -> np.ndarray:
+        """Deliver one microphone frame (after handing the speaker blocks due by then)."""
+        self._mic += len(frame)
+        due = self._mic / self.rate + self.in_latency
+        spk_rate = self.rate * (1.0 + self.ppm * 1e-6)
+        while True:
+            start = self._blocks * self.block
+            handed = start / spk_rate - self.out_latency
+            if handed > due:
+                break
+            part = self.far[start:start + self.block]
+            if len(part) < self.block:
+                part = np.concatenate([part, np.zeros(self.block - len(part), np.int16)])
+            self.now = handed
+            self.canceller.played(part, self.rate, self.out_latency)
+            self._blocks += 1
+        self.now = due
+        out: np.ndarray = self.canceller.process(frame, self.in_latency)
+        return out
+
+
 def guard_pipeline(mic: np.ndarray, ref: np.ndarray, rate: int, *, canceller: Any | None,
                    boost_db: float, playing: np.ndarray | None = None,
-                   frame_ms: int = 20) -> tuple[np.ndarray, list[int]]:
+                   frame_ms: int = 20, live_ppm: float | None = None) -> tuple[np.ndarray, list[int]]:
     """What a VoiceAgent's microphone path does to ``mic`` while ``ref`` plays: the echo canceller
-    (an :class:`~rtedge.audio.aec.EchoCanceller`, or None), then a default
+    (an :class:`~rtedge.audio.aec.EchoCanceller`, or None; given ``ref`` aligned through ``cancel``,
+    or with ``live_ppm`` through its live path, :class:`LiveDevices` with that speaker clock), then a default
     :class:`~rtedge.audio.vad.VadGate` whose threshold is raised while ``playing`` (per sample;
     default: always) by ``boost_db`` -- with a canceller, by its ``gate_boost()`` as the agent does.
 
@@ -118,10 +162,14 @@ def guard_pipeline(mic: np.ndarray, ref: np.ndarray, rate: int, *, canceller: An
     n = rate * frame_ms // 1000
     mic16 = np.clip(np.round(mic), -32768, 32767).astype(np.int16)
     out, onsets = [], []
+    devices = LiveDevices(canceller, ref, rate, ppm=live_ppm) if canceller and live_ppm is not None else None
     for i in range(0, len(mic16) - n + 1, n):
         frame = mic16[i:i + n]
         boost = boost_db
-        if canceller is not None:
+        if devices is not None:
+            frame = devices.process(frame)
+            boost = devices.canceller.gate_boost()
+        elif canceller is not None:
             frame = canceller.cancel(frame, ref[i:i + n])
             boost = canceller.gate_boost()
         on = playing is None or bool(playing[i:i + n].any())
@@ -140,9 +188,11 @@ def to_int16(x: np.ndarray) -> np.ndarray:
 def double_talk_trial(far: np.ndarray, near: np.ndarray, rate: int, *, canceller: Any | None,
                       rng: np.random.Generator, boost_db: float = 15.0, echo_level: float = -25.0,
                       near_level: float = -30.0, noise_level: float = -65.0, drive: float = 0.0,
-                      ppm: float = 0.0, near_at: tuple[float, float] = (7.0, 9.0)) -> tuple[float | None, int]:
+                      ppm: float = 0.0, near_at: tuple[float, float] = (7.0, 9.0),
+                      live: bool = False) -> tuple[float | None, int]:
     """One double-talk trial: ``far`` (the answer, int16) plays through a random room (rt60 0.1-0.3 s);
-    ``near`` (the user, int16) starts at a random time in ``near_at`` seconds, at ``near_level`` dBFS.
+    ``near`` (the user, int16) starts at a random time in ``near_at`` seconds, at ``near_level`` dBFS;
+    ``live``: the canceller runs its live path (:class:`LiveDevices`) instead of an aligned reference.
 
     Returns (ms from the near-end's first loud sample to the gate's onset, or None if no onset came
     within 300 ms; the number of onsets before the near-end began after 2 s: false barge-ins)."""
@@ -152,7 +202,8 @@ def double_talk_trial(far: np.ndarray, near: np.ndarray, rate: int, *, canceller
     at = int(rate * (near_at[0] + (near_at[1] - near_at[0]) * rng.random()))
     start = at + int(np.nonzero(np.abs(nz) > 1000)[0][0])
     mic = mix_at(e, nz, at) + rng.normal(0.0, 32768 * 10 ** (noise_level / 20), len(e))
-    _, onsets = guard_pipeline(mic, far, rate, canceller=canceller, boost_db=boost_db)
+    _, onsets = guard_pipeline(mic, far, rate, canceller=canceller, boost_db=boost_db,
+                               live_ppm=ppm if live else None)
     false = sum(1 for o in onsets if 2 * rate < o < start)
     hits = [o for o in onsets if start <= o <= start + int(0.3 * rate)]
     return (1000.0 * (hits[0] - start) / rate if hits else None), false

@@ -176,3 +176,61 @@ def test_reference_at_another_rate_is_resampled_and_a_restart_reanchors():
         clock.t += 0.02
         c.process(np.zeros(320, np.int16))
     assert c.stats.realigns <= 1
+
+
+# ------------------------------------------------------------------------------------------ clock drift
+def test_interpolation_is_exact_at_whole_positions_and_band_limited_between():
+    from rtedge.audio.drift import interpolate
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 3000, 400)
+    assert np.allclose(interpolate(x, 1000, np.arange(1020.0, 1300.0)), x[20:300])
+    t = np.arange(4000)
+    tone = 8000 * np.sin(2 * np.pi * 1000 * t / RATE)  # 1 kHz, well inside the speech band
+    pos = 100 + np.arange(3000) * (1 + 250e-6) + 0.37
+    err = interpolate(tone, 0, pos) - 8000 * np.sin(2 * np.pi * 1000 * pos / RATE)
+    assert 20 * np.log10(np.sqrt(np.mean(err ** 2)) / 8000) < -50
+
+
+def test_ir_shift_measures_a_fractional_slide_and_refuses_unrelated_paths():
+    from rtedge.audio.drift import interpolate, ir_shift
+
+    h = room.room_impulse_response(RATE, 0.2, seed=6)
+    for shift in (0.0, 0.37, -0.8, 3.25):
+        moved = interpolate(h, 0, np.arange(len(h)) - shift)
+        assert ir_shift(h, moved, RATE, 32) == pytest.approx(shift, abs=0.03)
+    assert ir_shift(h, room.room_impulse_response(RATE, 0.2, seed=7), RATE, 32) is None
+
+
+def _live(far, ppm, drift_compensation, drive=0.0):
+    e = room.echo(far, RATE, rt60_s=0.3, level=-25.0, drive=drive, ppm=ppm, seed=4)
+    mic = e + np.random.default_rng(1).normal(0, 32768 * 10 ** (-65 / 20), len(e))
+    c = EchoCanceller(RATE, drift_compensation=drift_compensation)
+    out, onsets = room.guard_pipeline(mic, far, RATE, canceller=c, boost_db=15.0, live_ppm=ppm)
+    s = 6 * RATE
+    erle = room.erle_db(e[s:len(out)], out[s:], np.abs(far[s:len(out)]) > 300)
+    return c, onsets, erle
+
+
+@needs_aec
+@pytest.mark.parametrize(("ppm", "min_erle"), [(50.0, 25.0), (-50.0, 25.0), (200.0, 20.0)])
+def test_drift_between_speaker_and_mic_clocks_is_estimated_and_compensated(far, ppm, min_erle):
+    """The issue's 50 ppm either way, and 200 ppm (a cheap USB adaptive clock; locks later)."""
+    c, onsets, erle = _live(far, ppm, True)
+    assert c.drift_ppm == pytest.approx(ppm, abs=2.0)
+    assert c.stats.realigns == 0 and c.drift is not None and c.drift.updates > 10
+    assert onsets == []
+    assert erle >= min_erle
+
+
+@needs_aec
+def test_without_drift_compensation_the_same_drift_costs_echo_loss_and_false_barge_ins(far):
+    c, onsets, erle = _live(far, 50.0, False)
+    assert c.drift_ppm == 0.0
+    assert erle < 23.0 and len(onsets) > 0
+
+
+@needs_aec
+def test_drift_compensation_leaves_matched_clocks_alone(far):
+    c, onsets, erle = _live(far, 0.0, True)
+    assert abs(c.drift_ppm) < 1.0 and onsets == [] and erle >= 30.0
