@@ -15,7 +15,10 @@ still serves, the send path switches at a frame boundary) and with the old proac
 * microphone samples appended vs received by the server over all sessions (lost, extra) and
   whether the SHA-256 of everything received equals that of everything appended;
 * the longest pause in the server's audio arrivals across a switch, beyond the 20 ms cadence
-  (the longest gap in accepted audio), and the same over the whole run for reference;
+  (the longest gap in accepted audio: ``switch_gap_ms``), its median over the switches
+  (``switch_gap_med``), how many switches paused a whole frame or more (``switches_over``), and
+  for reference the longest pause and the 99th percentile of pauses over the whole run
+  (``max_gap_ms``, ``p99_gap_ms``: what the machine's scheduling alone costs);
 * whether every new session held the previous one's newest turns verbatim (the seeding; older turns are
   summarized or dropped within the budget).
 
@@ -111,7 +114,9 @@ def serve(lifetime: float) -> None:
         "samples": sum(r.samples for r in records), "sessions": len(records),
         "sha256": hashlib.sha256(b"".join(r.audio().astype("<i2").tobytes() for r in records)).hexdigest(),
         "switch_gap": max((b.arrivals[0][0] - a.arrivals[-1][0] for a, b in pairs), default=0.0),
+        "switch_gaps": sorted(b.arrivals[0][0] - a.arrivals[-1][0] for a, b in pairs),
         "max_gap": max(steps, default=0.0),
+        "p99_gap": sorted(steps)[int(0.99 * (len(steps) - 1))] if steps else 0.0,
         "seeded": sum(1 for a, b in zip(texts, texts[1:]) if a and _holds(b, a[-TAIL:])),
         "expired": sum(1 for e in server.sent
                        if e["type"] == "error" and e["error"]["code"] == "session_expired"),
@@ -163,10 +168,17 @@ def conversation(mode: str, minutes: float, lifetime: float, gap: float) -> dict
         "extra": max(0, received - mic.samples), "refused": mic.errors * FRAME,
         "sha_equal": report["sha256"] == mic.hash.hexdigest(),
         "switch_gap_ms": 1000 * max(0.0, float(report["switch_gap"]) - 0.02),
+        "switch_gap_med": 1000 * max(0.0, _median(report["switch_gaps"]) - 0.02),
+        "switches_over": sum(1 for g in report["switch_gaps"] if g - 0.02 >= 0.02),
         "max_gap_ms": 1000 * max(0.0, float(report["max_gap"]) - 0.02),
+        "p99_gap_ms": 1000 * max(0.0, float(report["p99_gap"]) - 0.02),
         "seeded": f"{report['seeded']}/{int(report['sessions']) - 1}",
         "dropped_ms": stats.audio_dropped_outage_ms,
     }
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else 0.0
 
 
 def _holds(items: list[str], tail: list[str]) -> bool:

@@ -9,10 +9,14 @@ checked by a test (named in brackets, under ``tests/``).
 =======================  ==============================  ==================================================
 State                    Owner                           How other threads get at it
 =======================  ==============================  ==================================================
-socket writes: the       ``rtedge-sender``               ask: ``SendQueue.call``/``submit``, run ahead of
-upgrade, every frame                                     queued sends; a ping read by the receiver is
-(events, pings, pongs,                                   answered by the sender  [conftest.py audit on the
-close), the shutdown                                     whole suite, transport/test_sole_writer.py]
+socket writes: every     ``rtedge-sender``               ask: ``SendQueue.call``/``submit``, run ahead of
+frame (events, pings,                                    queued sends; a ping read by the receiver is
+pongs, close), the                                       answered by the sender  [conftest.py audit on the
+upgrade, the shutdown                                    whole suite, transport/test_sole_writer.py]
+a rollover's next        ``rtedge-rollover`` writes its  the sender keeps sending on the live socket
+connection before any    HTTP upgrade (and releases it   meanwhile; the connection is then handed to the
+frame went on it         if it never gets to the         sender (``_adopt``), which writes every frame
+                         sender)                         on it  [conftest.py audit, faults/test_rollover.py]
 socket reads             ``rtedge-receiver`` (in         nobody else reads; events come out through the
                          ``connect()``: the caller,      inbox, the dispatcher and the internal hooks
                          before the receiver exists)     [transport/test_sole_writer.py]
@@ -23,12 +27,13 @@ connection's reads       switch; it then is              is ``rtedge-receiver`` 
 the sender's write       ``rtedge-sender`` (``_conn``)   set when it opens a connection, or by a
 target                                                   rollover's switch call queued in order
                                                          (``SendQueue.put_call``)  [faults/test_rollover.py]
-connections opened       ``rtedge-sender``               the sender shuts every one down, at the latest on
-                                                         its way out  [transport/test_sole_writer.py]
+connections opened       ``rtedge-sender`` (a            the sender shuts every one down, at the latest on
+                         rollover's: once handed over)   its way out  [transport/test_sole_writer.py]
 the sans-IO ``Session``  whoever holds ``Client._lock``  ``client.snapshot``: an immutable
-and its ``SessionState`` (the receiver for events, a     ``SessionSnapshot``, republished in the same
-                         caller for its sends)           locked step; ``client.state`` is the live object,
-                                                         not for other threads  [voice/test_agent_stress.py,
+and its ``SessionState`` (the receiver for events, a     ``SessionSnapshot``, built under the lock by the
+                         caller for its sends)           first read after a change; ``client.state`` is the
+                                                         live object, not for other threads
+                                                         [voice/test_agent_stress.py,
                                                          transport/test_ownership.py]
 the link state           the thread causing the          ``client.link_state``: one immutable
                          transition, via the table in    ``LinkState`` member  [faults/test_link_states.py]
@@ -43,7 +48,8 @@ callbacks                ``rtedge-dispatch`` runs them   ``client.on``/``off`` r
 =======================  ==============================  ==================================================
 
 ``close()`` may ``abort`` a socket (``shutdown(2)``, which writes nothing and only wakes a thread blocked
-on it) when the sender itself is stuck in an upgrade or a send; the sender still closes the socket.
+on it) when the sender itself is stuck in an upgrade or a send, or when ``rtedge-rollover`` is upgrading
+the next connection; the sender still closes the socket.
 rtedge's own events (reconnect states, synthetic settlements) are delivered by the thread that makes them:
 the receiver, or the sender's tick for a cancel the server never settles.
 """

@@ -9,7 +9,9 @@ Guarantees
 * Events the reader already consumed are kept only as a short tail (for rtedge's own waits).
 * Once a callback (or rtedge's audio sink) received an audio delta, the inbox keeps the event without
   its audio payload (``event.audio_dropped``), unless ``inbox_audio=True`` was asked for.
-* Callbacks run only on ``rtedge-dispatch``, in arrival order.  Events that arrived before the first
+* Callbacks run only on ``rtedge-dispatch``, in arrival order.  An event no callback wants is not
+  handed to ``rtedge-dispatch`` at all (no wake-up per event for consumers nobody registered; audio
+  deltas go to rtedge's audio sinks on the receiver).  Events that arrived before the first
   callback for their type was registered are replayed to that callback, once, before any later event
   (the last :data:`REPLAY_PER_TYPE` per type; audio deltas and ``"*"`` callbacks excepted).
 """
@@ -17,7 +19,6 @@ Guarantees
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -201,11 +202,20 @@ Handler = Callable[[Any], Any]
 
 
 class Dispatcher:
-    """Runs user callbacks on ``rtedge-dispatch``, in arrival order (see the module docstring)."""
+    """Runs user callbacks on ``rtedge-dispatch``, in arrival order (see the module docstring).
+
+    Wake-ups: :meth:`put` with ``wake=False`` (the receiver, per message) queues without waking the
+    thread; the receiver calls :meth:`flush` when it is about to wait for the network (nothing more
+    buffered) and at least every :data:`~._workers.FLUSH_EVERY` messages, so that what arrived together is
+    dispatched in one wake-up.  Everything else (rtedge's own events, :meth:`add`'s replays,
+    :meth:`stop`) wakes it at once.
+    """
 
     def __init__(self, stats: TransportStats, on_error: Callable[[BaseException, Any], None] | None,
                  on_dispatched: Callable[[int, bool], None] | None = None) -> None:
-        self._queue: queue.SimpleQueue[tuple[int, ev.ServerEvent] | object] = queue.SimpleQueue()
+        self._queue: deque[tuple[int, ev.ServerEvent] | object] = deque()
+        self._ready = threading.Condition(threading.Lock())  # guards _queue and _waiting
+        self._waiting = False  # rtedge-dispatch is waiting for work (a put must wake it)
         self._handlers: dict[str, list[Handler]] = {}
         self._lock = threading.Lock()  # guards _handlers (copy-on-write lists), _unclaimed, _replays
         #: events dispatched while no callback for their type existed, by type (for a late callback)
@@ -223,43 +233,84 @@ class Dispatcher:
             if missed:
                 self._replays.append((fn, list(missed)))
         if missed:
-            self._queue.put(_WAKE)
+            self._enqueue(_WAKE, True)
 
     def remove(self, event_type: str, fn: Handler) -> None:
         with self._lock:
             self._handlers[event_type] = [h for h in self._handlers.get(event_type, ()) if h is not fn]
 
-    def put(self, event: ev.ServerEvent, seq: int = 0) -> None:
-        self._queue.put((seq, event))
+    def put(self, event: ev.ServerEvent, seq: int = 0, wake: bool = True) -> None:
+        """Queue ``event`` for its callbacks (``wake=False``: until the next :meth:`flush`).
+
+        An event no callback wants is settled here instead, without waking ``rtedge-dispatch``:
+        remembered for a late callback (as :meth:`run` would; this check and :meth:`add` share the
+        lock, so an event is either queued for a callback or kept for its replay) and reported
+        undelivered.
+        """
+        with self._lock:
+            wanted = bool(self._handlers.get(event.type) or self._handlers.get("*"))
+            if not wanted and not isinstance(event, ev.ResponseOutputAudioDelta):
+                self._remember(event)
+        if wanted:
+            self._enqueue((seq, event), wake)
+        elif self._on_dispatched is not None and seq:
+            self._on_dispatched(seq, False)
+
+    def flush(self) -> None:
+        """Wake ``rtedge-dispatch`` if events wait for it (the receiver, before it waits for the network)."""
+        with self._ready:
+            if self._waiting and self._queue:
+                self._ready.notify()
+
+    def _enqueue(self, item: tuple[int, ev.ServerEvent] | object, wake: bool) -> None:
+        with self._ready:
+            self._queue.append(item)
+            if wake and self._waiting:
+                self._ready.notify()
 
     def stop(self) -> None:
-        self._queue.put(_CLOSE)
+        self._enqueue(_CLOSE, True)
+
+    def _take(self) -> list[tuple[int, ev.ServerEvent] | object]:
+        """Everything queued, in order, waiting for it when there is nothing."""
+        with self._ready:
+            while not self._queue:
+                self._waiting = True
+                try:
+                    self._ready.wait()
+                finally:
+                    self._waiting = False
+            batch = list(self._queue)
+            self._queue.clear()
+            return batch
 
     def run(self, stop_requested: threading.Event) -> None:
         """Body of ``rtedge-dispatch``: until stop().  Events queued before stop() are still delivered
         (close() waits for that within its timeout; when a callback blocks past it, the rest follow once
         it returns, and then the thread exits)."""
         while True:
-            item = self._queue.get()
-            if self._replays:
-                self._replay()
-            if item is _CLOSE:
-                return
-            if item is _WAKE:
-                continue
-            assert isinstance(item, tuple)
-            seq, event = item
-            with self._lock:
-                own = self._handlers.get(event.type, [])
-                if not own and not isinstance(event, ev.ResponseOutputAudioDelta):
-                    self._remember(event)
-                handlers = own + self._handlers.get("*", [])
-            self._stats.dispatch_busy_since = time.monotonic()
-            for fn in handlers:
-                self._call(fn, event)
-            self._stats.dispatch_busy_since = 0.0
-            if self._on_dispatched is not None and seq:
-                self._on_dispatched(seq, bool(handlers))
+            for item in self._take():
+                if self._replays:
+                    self._replay()
+                if item is _CLOSE:
+                    return
+                if item is _WAKE:
+                    continue
+                assert isinstance(item, tuple)
+                self._dispatch(*item)
+
+    def _dispatch(self, seq: int, event: ev.ServerEvent) -> None:
+        with self._lock:
+            own = self._handlers.get(event.type, [])
+            if not own and not isinstance(event, ev.ResponseOutputAudioDelta):
+                self._remember(event)
+            handlers = own + self._handlers.get("*", [])
+        self._stats.dispatch_busy_since = time.monotonic()
+        for fn in handlers:
+            self._call(fn, event)
+        self._stats.dispatch_busy_since = 0.0
+        if self._on_dispatched is not None and seq:
+            self._on_dispatched(seq, bool(handlers))
 
     def _remember(self, event: ev.ServerEvent) -> None:
         kept = self._unclaimed.get(event.type)

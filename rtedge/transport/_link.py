@@ -60,6 +60,7 @@ from ..protocol.session import Session
 from ..protocol.usage import Usage
 from . import _ws
 from .backoff import FATAL_ERROR_CODES, FATAL_HTTP_STATUSES, RECOVERABLE_CLOSE_CODES, Backoff
+from ._handshake import SENDER_CALL_TIMEOUT, read_until, seed_texts, send_on_sender, server_error
 from ._rollover import Rollover
 from ._lifecycle import ENDING, SENDING, LinkEvent, LinkMachine, LinkState
 from ._inbox import Dispatcher, EventLog
@@ -71,8 +72,6 @@ log = logging.getLogger("rtedge")
 MAX_PENDING = 256
 #: milliseconds of silence appended by the ``keepalive_audio_s`` option
 KEEPALIVE_SILENCE_MS = 100.0
-#: how long the receiver waits for the sender to run a socket operation it asked for
-SENDER_CALL_TIMEOUT = 5.0
 
 
 class Link(Rollover):
@@ -91,13 +90,13 @@ class Link(Rollover):
     _stop: threading.Event
     _conn: _ws.WsConnection | None
     _requested: SessionConfig | None
-    _on_text: Callable[[bytes, Session | None], list[ev.ServerEvent]]
+    _on_text: Callable[..., list[ev.ServerEvent]]
     _emit: Callable[[ev.ServerEvent], None]
     _send: Callable[..., str | None]
 
     def _init_link(self) -> None:
         self._machine = LinkMachine()  # moved under self._lock only
-        self._snapshot = SessionSnapshot()
+        self._snapshot: SessionSnapshot | None = SessionSnapshot()
         self._pending: list[ev.ClientEvent] = []
         #: session.updates sent and not answered yet (event_id, config), oldest first
         self._updates_in_flight: deque[tuple[str | None, SessionConfig]] = deque()
@@ -106,6 +105,8 @@ class Link(Rollover):
         self._session_started = time.monotonic()
         #: sender-owned: every connection the sender opened and has not shut down yet
         self._opened: list[_ws.WsConnection] = []
+        #: a connection rtedge-rollover is upgrading (not yet handed to the sender), under the lock
+        self._upgrading: _ws.WsConnection | None = None
         self._receiver_done = threading.Event()  # the receiver is finished with every connection
         self._linger_until: float | None = None  # close(): how long the sender waits for the receiver
         self._offline_events: list[ev.ServerEvent] = []  # receiver-only: settled at a loss, emitted after
@@ -127,20 +128,19 @@ class Link(Rollover):
     def _offline(self) -> bool:
         return self._machine.state not in SENDING and self._machine.state is not LinkState.CONNECTING
 
-    def _open_socket(self, timeout: float, current: bool = True) -> _ws.WsConnection:
-        """Any thread: have the sender open a connection (it writes the upgrade) and return it.
-        ``current``: it becomes the sender's write target at once (a rollover's does at its switch).
+    def _open_socket(self, timeout: float) -> _ws.WsConnection:
+        """Any thread (connect, reconnect): have the sender open a connection (it writes the upgrade) and
+        return it; it becomes the sender's write target at once.
 
         Raises what opening raises (HandshakeError, TransportError), or ConnectionClosed when the
         sender has stopped (the client is closing)."""
-        conn: _ws.WsConnection = self._sendq.call(lambda: self._open_on_sender(timeout, current),
+        conn: _ws.WsConnection = self._sendq.call(lambda: self._open_on_sender(timeout),
                                                   timeout + SENDER_CALL_TIMEOUT)
         return conn
 
-    def _open_on_sender(self, timeout: float, current: bool = True) -> _ws.WsConnection:
+    def _open_on_sender(self, timeout: float) -> _ws.WsConnection:
         def pending(conn: _ws.WsConnection) -> None:
-            if current:
-                self._conn = conn  # so that close() can abort it while it upgrades and while we establish
+            self._conn = conn  # so that close() can abort it while it upgrades and while we establish
             self._opened.append(conn)
             conn.on_ping = lambda data: self._pong(conn, data)
             if self._machine.state in ENDING:
@@ -152,6 +152,46 @@ class Link(Rollover):
             self._shutdown_on_sender(conn)
             raise TransportError("the client is closing")
         return conn
+
+    def _open_here(self, timeout: float) -> _ws.WsConnection:
+        """``rtedge-rollover``: open the next session's connection on this thread, then hand it to the
+        sender.  Its HTTP upgrade is the one socket write the sender does not make (no frame has gone
+        on that socket yet), so that the sender goes on sending the live session's audio meanwhile;
+        from the hand-over on, the sender writes every frame on it and releases it.  close() aborts an
+        upgrade in progress (once its TCP connection is up; the upgrade is bounded by ``timeout``).
+
+        Raises what opening raises (HandshakeError, TransportError), or TransportError /
+        ConnectionClosed when the client is closing."""
+        def pending(conn: _ws.WsConnection) -> None:
+            with self._lock:
+                if self._machine.state in ENDING:
+                    raise TransportError("the client is closing")
+                self._upgrading = conn
+
+        try:
+            conn = _ws.WsConnection.open(self._url, self._headers, timeout=timeout, pending=pending,
+                                         ssl_context=self._opts["ssl_context"],
+                                         ca_certs=self._opts["ca_certs"])
+        finally:
+            with self._lock:
+                self._upgrading = None
+        try:
+            self._sendq.call(lambda: self._adopt(conn), SENDER_CALL_TIMEOUT)
+        except ConnectionClosed:  # the sender has stopped: it will never write on this socket or release it
+            conn.shutdown()
+            raise
+        except DeadlineExceeded:  # the sender adopts it later: then it releases it too
+            self._release(conn)
+            raise
+        return conn
+
+    def _adopt(self, conn: _ws.WsConnection) -> None:
+        """Sender: a connection another thread opened is now this thread's to write on and release."""
+        self._opened.append(conn)
+        conn.on_ping = lambda data: self._pong(conn, data)
+        if self._machine.state in ENDING:
+            self._shutdown_on_sender(conn)
+            raise TransportError("the client is closing")
 
     def _pong(self, conn: _ws.WsConnection, data: bytes) -> None:
         """Reader thread: a ping arrived; the sender answers it, ahead of queued sends."""
@@ -196,24 +236,11 @@ class Link(Rollover):
         """
         first = self._pump(conn, lambda e: isinstance(e, ev.SessionCreated | ev.Error), deadline)
         if isinstance(first, ev.Error):
-            raise _server_error(first)
-        update_id = None
+            raise server_error(first)
         with self._lock:
-            texts = []
-            if self._requested is not None:
-                texts.append(self._session.send(ev.SessionUpdate(session=self._requested)))
-                update_id = _event_id_of(texts[0])
-            for item in history:
-                texts.append(self._session.send(ev.ConversationItemCreate(item=item)))
+            texts, update_id, _ = seed_texts(self._session, self._requested, history)
             self._publish()
-
-        def send_all() -> None:
-            for text in texts:
-                conn.send_text(text)
-                self.stats.messages_sent += 1
-                self.stats.bytes_sent += len(text)
-        if texts:
-            self._sendq.call(send_all, max(0.0, deadline - time.monotonic()) + SENDER_CALL_TIMEOUT)
+        send_on_sender(self._sendq, conn, texts, self.stats, deadline)
         if update_id is None or not self.dialect.acknowledges_session_update:  # vLLM sends no session.updated
             return
 
@@ -222,29 +249,13 @@ class Link(Rollover):
 
         reply = self._pump(conn, answer, deadline)
         if isinstance(reply, ev.Error):
-            raise _server_error(reply)
+            raise server_error(reply)
 
     def _pump(self, conn: _ws.WsConnection, match: Callable[[ev.ServerEvent], bool],
               deadline: float) -> ev.ServerEvent:
-        """Read and handle frames on this thread until an event matches."""
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise DeadlineExceeded("the server did not answer in time")
-                conn.set_timeout(remaining)
-                opcode, payload = conn.recv()
-                self.stats.last_receive = time.monotonic()
-                if opcode == _ws.CLOSE:
-                    code, reason = _ws.parse_close(payload)
-                    raise ConnectionClosed(f"the server closed the connection ({code} {reason})".strip(),
-                                           code, reason)
-                if opcode == _ws.TEXT:
-                    for event in self._on_text(payload, None):
-                        if match(event):
-                            return event
-        finally:
-            conn.set_timeout(None)
+        """Read and handle (deliver) frames on this thread until an event matches."""
+        return read_until(conn, self.stats, lambda payload: self._on_text(payload, None), match, deadline,
+                          "the server")
 
     # ------------------------------------------------------------------------------------------ supervise
     def _supervise(self) -> None:
@@ -255,7 +266,7 @@ class Link(Rollover):
     def _reader(self, conn: _ws.WsConnection, session: Session) -> Callable[[bytes], list[ev.ServerEvent]]:
         """Per message of ``conn``: into ``session`` (the one that connection serves), delivered."""
         def on_text(payload: bytes) -> list[ev.ServerEvent]:
-            events = self._on_text(payload, session)
+            events = self._on_text(payload, session, False)  # the loop flushes the dispatcher
             entry = self._retiring.get(conn)
             if entry is not None:
                 self._retiring_events(conn, entry, events)
@@ -268,7 +279,8 @@ class Link(Rollover):
         retired = False
         try:
             while conn is not None:
-                code, reason = receive_until_end(conn, self._reader(conn, session), self.stats)
+                code, reason = receive_until_end(conn, self._reader(conn, session), self.stats,
+                                                 self._dispatcher.flush)
                 with self._lock:
                     entry = self._retiring.pop(conn, None)
                     if entry is not None:
@@ -546,7 +558,7 @@ class Link(Rollover):
     @property
     def usage(self) -> Usage:
         """Token totals over all responses so far, across reconnects and rollovers."""
-        total = self._snapshot.usage
+        total = self.snapshot.usage
         with self._lock:
             for entry in self._retiring.values():  # old sessions still draining after a rollover
                 total = total + entry.session.state.usage
@@ -555,27 +567,21 @@ class Link(Rollover):
     @property
     def snapshot(self) -> SessionSnapshot:
         """The session state as an immutable value (response and input-buffer states, the streaming
-        item, formats, usage...), republished after every change: read this from any thread."""
-        return self._snapshot
+        item, formats, usage...), current as of this read: read this from any thread."""
+        snap = self._snapshot
+        if snap is None:  # changed since the last read: built once, under the lock, by the first reader
+            with self._lock:
+                snap = self._snapshot
+                if snap is None:
+                    snap = self._snapshot = self._session.state.snapshot(self._usage_before)
+        return snap
 
     def _publish(self) -> None:
-        """Under the lock, by the thread that just changed the session: publish its snapshot."""
-        self._snapshot = self._session.state.snapshot(self._usage_before)
+        """Under the lock, by the thread that just changed the session: the published snapshot is stale.
 
-
-def _event_id_of(text: str) -> str | None:
-    """The event_id of a client event we serialized (``Dialect.encode`` writes it second)."""
-    marker = '"event_id":"'
-    start = text.find(marker)
-    if start < 0:
-        return None
-    start += len(marker)
-    return text[start:text.index('"', start)]
-
-
-def _server_error(event: ev.Error) -> ServerError:
-    e = event.error
-    return ServerError(e.message, code=e.code, event_id=e.event_id, type=e.type, param=e.param)
+        The next read builds the new one (under the lock, so it is consistent), so that a client whose
+        snapshot nobody reads pays nothing per event or append."""
+        self._snapshot = None
 
 
 def _quietly(fn: Callable[[bytes], None], data: bytes) -> None:

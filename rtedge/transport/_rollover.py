@@ -8,9 +8,11 @@ the dialect's limit, or ``session_limit_s``, shortened by ``expires_at`` in
 the link ``OPEN --rollover--> ROLLING_OVER`` and starts ``rtedge-rollover``.
 The old session keeps serving all along: audio and events still go out on it.
 
-``rtedge-rollover`` has the sender open a second connection (the sender writes
-every frame, the upgrade included) and is the only reader of that socket
-until the switch.  It feeds the new socket's events to a second sans-IO
+``rtedge-rollover`` opens a second connection itself (its HTTP upgrade is the
+only write the sender does not make: no frame has gone on that socket yet, and
+the sender goes on sending the live session's audio meanwhile), hands it to
+the sender, which writes every frame on it from then on, and is the only
+reader of that socket until the switch.  It feeds the new socket's events to a second sans-IO
 :class:`~rtedge.protocol.session.Session` without delivering them, has the
 sender send the session config and the conversation (within the seeding
 budget, :func:`~rtedge.protocol.reseed.seed_plan`), and reads until the
@@ -52,12 +54,13 @@ from typing import Any
 
 import attrs
 
-from ..errors import ConnectionClosed, DeadlineExceeded, LocalProtocolError, RtEdgeError
+from ..errors import ConnectionClosed, DeadlineExceeded, LocalProtocolError
 from ..protocol import events as ev
 from ..protocol._state import InputBufferState, ResponseState, SessionState
 from ..protocol.reseed import RolloverTiming, SeedPlan, history_items, replay_item, seed_plan, session_deadline
 from ..protocol.session import Session
 from . import _ws
+from ._handshake import read_one, read_until, seed_texts, send_on_sender, server_error
 from ._lifecycle import LinkEvent, LinkMachine, LinkState
 from ._workers import SendQueue, TransportStats
 
@@ -123,7 +126,7 @@ class Rollover:
     _updates_in_flight: Any
     _usage_before: Any
     _session_started: float
-    _open_socket: Callable[..., _ws.WsConnection]
+    _open_here: Callable[[float], _ws.WsConnection]
     _release: Callable[[_ws.WsConnection], None]
     _emit: Callable[[ev.ServerEvent], None]
     _receive_loop: Callable[[_ws.WsConnection, Session], None]
@@ -219,7 +222,7 @@ class Rollover:
             snapshot = {key for key, item in old.items.items() if item.get("status") != "in_progress"}
             seedable = "item_create" in self.dialect.capabilities  # (a transcription session has no items)
             plan = seed_plan(history_items(old, complete_only=True) if seedable else [], self._opts["seed_budget"])
-        conn = self._open_socket(timeout, current=False)
+        conn = self._open_here(timeout)  # the sender keeps sending on the old socket meanwhile
         session = Session(self.dialect)
         try:
             if not self._rolling():
@@ -227,7 +230,7 @@ class Rollover:
                 return None
             first = self._pump_into(conn, session, lambda e: isinstance(e, ev.SessionCreated | ev.Error), deadline)
             if isinstance(first, ev.Error):
-                raise _error(first)
+                raise server_error(first)
             self._seed(conn, session, plan, deadline)
         except BaseException:
             self._release(conn)
@@ -238,23 +241,8 @@ class Rollover:
         """Send the config and the planned items on ``conn`` (by the sender) and read until the server
         confirmed the config and added every item (an item it refuses is logged and counted out)."""
         with self._lock:
-            texts, update_id = [], None
-            if self._requested is not None:
-                texts.append(session.send(ev.SessionUpdate(session=self._requested)))
-                update_id = _event_id(texts[0])
-            item_ids = set()
-            for item in plan.items:
-                texts.append(session.send(ev.ConversationItemCreate(item=item)))
-                item_ids.add(_event_id(texts[-1]))
-
-        def send_all() -> None:
-            for text in texts:
-                conn.send_text(text)
-                self.stats.messages_sent += 1
-                self.stats.bytes_sent += len(text)
-
-        if texts:
-            self._sendq.call(send_all, max(0.0, deadline - time.monotonic()) + 5.0)
+            texts, update_id, item_ids = seed_texts(session, self._requested, plan.items)
+        send_on_sender(self._sendq, conn, texts, self.stats, deadline)
         updated = update_id is None or not self.dialect.acknowledges_session_update
         refused = 0
 
@@ -265,7 +253,7 @@ class Rollover:
             nonlocal updated, refused
             if isinstance(e, ev.Error):
                 if e.error.event_id is not None and e.error.event_id == update_id:
-                    raise _error(e)
+                    raise server_error(e)
                 if e.error.event_id in item_ids:
                     refused += 1
                     log.warning("session rollover: the new session refused a seeded item: %s", e.error.message)
@@ -278,39 +266,20 @@ class Rollover:
     def _pump_into(self, conn: _ws.WsConnection, session: Session, match: Callable[[ev.ServerEvent], bool],
                    deadline: float) -> ev.ServerEvent:
         """Read ``conn`` on this thread into ``session`` (nothing delivered) until an event matches."""
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise DeadlineExceeded("the new session did not answer in time")
-                conn.set_timeout(remaining)
-                for event in self._read_into(conn, session):
-                    if match(event):
-                        return event
-        finally:
-            conn.set_timeout(None)
+        return read_until(conn, self.stats, self._into(session), match, deadline, "the new session")
 
-    def _read_into(self, conn: _ws.WsConnection, session: Session) -> list[ev.ServerEvent]:
-        """One frame of ``conn`` into ``session``; its events (not delivered).
-
-        Raises:
-            ConnectionClosed: the server closed the new connection (or it broke).
-            DeadlineExceeded: no frame within the socket's timeout.
-        """
-        opcode, payload = conn.recv()
-        self.stats.last_receive = time.monotonic()
-        if opcode == _ws.CLOSE:
-            code, reason = _ws.parse_close(payload)
-            raise ConnectionClosed(f"the new session was closed ({code} {reason})".strip(), code, reason)
-        if opcode != _ws.TEXT:
-            return []
-        with self._lock:
-            session.receive_message(payload.decode("utf-8"))
-            events = list(session.events())
-        for event in events:
-            if isinstance(event, ev.Error):
-                log.warning("session rollover: error from the new session: %s", event.error.message)
-        return events
+    def _into(self, session: Session) -> Callable[[bytes], list[ev.ServerEvent]]:
+        """A message of the new connection into ``session``: its events, not delivered."""
+        def handle(payload: bytes) -> list[ev.ServerEvent]:
+            event = session.parse_message(payload.decode("utf-8"))
+            with self._lock:
+                session.receive_event(event)
+                events = list(session.events())
+            for event in events:
+                if isinstance(event, ev.Error):
+                    log.warning("session rollover: error from the new session: %s", event.error.message)
+            return events
+        return handle
 
     # ------------------------------------------------------------------------------------------ switch
     def _rollover_wait_and_switch(self, conn: _ws.WsConnection, session: Session, plan: SeedPlan,
@@ -318,6 +287,7 @@ class Rollover:
         """Read the new socket until a quiet moment (or the forced point), then switch; False when the
         link moved on meanwhile (the old socket was lost, or close())."""
         conn.set_timeout(QUIET_POLL_S)
+        handle = self._into(session)
         try:
             while True:
                 with self._lock:
@@ -330,7 +300,7 @@ class Rollover:
                         switched = self._switch(conn, session, plan, snapshot, forced=decision == "now")
                         break
                 try:
-                    self._read_into(conn, session)
+                    read_one(conn, self.stats, handle, "the new session")
                 except DeadlineExceeded:
                     pass
         finally:
@@ -483,19 +453,3 @@ class Rollover:
 
     def _retired(self, conn: _ws.WsConnection) -> bool:
         return conn in self._retiring
-
-
-def _event_id(text: str) -> str | None:
-    marker = '"event_id":"'
-    start = text.find(marker)
-    if start < 0:
-        return None
-    start += len(marker)
-    return text[start:text.index('"', start)]
-
-
-def _error(event: ev.Error) -> RtEdgeError:
-    from ..errors import ServerError
-
-    e = event.error
-    return ServerError(e.message, code=e.code, event_id=e.event_id, type=e.type, param=e.param)

@@ -4,8 +4,12 @@ Guarantees
 ----------
 * ``rtedge-sender`` is the only thread that writes to the socket or closes
   it: queued events in order (control events never dropped), pings and
-  pongs, close frames, the HTTP upgrade of every connection (it opens them),
-  and the final shutdown.  Other threads *ask* it through
+  pongs, close frames, the HTTP upgrade of the connections it opens
+  (connect, reconnect), and the final shutdown.  (A rollover's next
+  connection is upgraded by ``rtedge-rollover`` before any frame goes on it,
+  then handed over: see ``_rollover``.)  While audio streams it wakes on a
+  frame clock (:data:`FRAME_CLOCK_S`), not per append; control events wake
+  it at once.  Other threads *ask* it through
   :meth:`SendQueue.call` / :meth:`SendQueue.submit` (run ahead of queued
   items, even while the queue is paused).  It keeps the link alive: a ping
   after ``ping_interval`` seconds with nothing received (sending does not
@@ -17,7 +21,9 @@ Guarantees
   audio sinks (which must not block), and puts events on the dispatch queue
   and the event log.
 * ``rtedge-dispatch`` is the only thread that runs user callbacks, in the
-  order events arrived (see :mod:`._inbox`).  A callback that raises is
+  order events arrived (see :mod:`._inbox`); the receiver wakes it once per
+  batch of messages that arrived together, not per event, and never for an
+  event no callback wants.  A callback that raises is
   logged and passed to ``on_error``; the loop goes on.  A slow callback
   delays only later callbacks, never the receiver, the sender or the
   keepalive.
@@ -42,6 +48,9 @@ from ..protocol import events as ev
 from . import _ws
 
 log = logging.getLogger("rtedge")
+
+#: the receiver wakes the dispatcher at least once per this many messages (``receive_until_end``)
+FLUSH_EVERY = 32
 
 BENIGN_ERROR_CODES = frozenset({"response_cancel_not_active", "conversation_already_has_active_response"})
 
@@ -102,6 +111,14 @@ class TransportStats:
 
 _CLOSE = object()
 
+#: While audio streams, ``rtedge-sender`` wakes on this clock and sends what was appended meanwhile,
+#: instead of being woken by every append (control events, and a backlog of :data:`CLOCK_BACKLOG_MS`,
+#: always wake it at once).  It adds at most one period of latency to streamed audio and saves a
+#: cross-thread wake-up per append.
+FRAME_CLOCK_S = 0.02
+#: queued audio (ms) past which an append wakes the sender even while it runs on the frame clock
+CLOCK_BACKLOG_MS = 40.0
+
 #: one queued send: wire text, milliseconds of audio (0 for control), the event (for replay); or, in
 #: place of the text, a :class:`SenderCall` to run in queue order (:meth:`SendQueue.put_call`)
 Item = tuple["str | SenderCall", float, "ev.ClientEvent | None"]
@@ -150,6 +167,8 @@ class SendQueue:
         self._orphans: list[ev.ClientEvent] = []
         self._calls: deque[SenderCall] = deque()
         self._retired = False  # the sender has exited: calls fail at once
+        #: audio is streaming: appends do not wake the sender, it wakes every FRAME_CLOCK_S instead
+        self._clocked = False
         self._stats = stats
         self.max_audio_ms = max_audio_ms
         #: the sender thread's ident (calls made on it run inline)
@@ -222,7 +241,9 @@ class SendQueue:
             if drop:
                 while audio_ms and self._audio_ms > self.max_audio_ms + 1e-6 and self._drop_oldest_audio():
                     pass
-            self._cond.notify()
+            # streaming audio waits for the sender's frame clock, unless a backlog builds up
+            if not audio_ms or not self._clocked or self._audio_ms >= CLOCK_BACKLOG_MS - 1e-6:
+                self._cond.notify()
 
     def has_room(self, audio_ms: float) -> bool:
         """True when ``audio_ms`` more fits under the limit (any size fits an audio-free queue)."""
@@ -260,11 +281,12 @@ class SendQueue:
         """The next call or item, ``_CLOSE`` once closed and drained, or None on timeout or while paused."""
         with self._cond:
             if not self._calls and (self._paused or not self._items) and not self._closed:
-                self._cond.wait(timeout)
+                self._cond.wait(min(timeout, FRAME_CLOCK_S) if self._clocked else timeout)
             if self._calls:
                 return self._calls.popleft()
             if self._items and not self._paused:
                 item = self._items.popleft()
+                self._clocked = item[1] > 0
                 # an empty queue holds no audio: reset, so float rounding never accumulates
                 self._audio_ms = self._audio_ms - item[1] if self._items else 0.0
                 if item[1]:
@@ -274,6 +296,7 @@ class SendQueue:
                                     self._stats.audio_dropped_ms - self._dropping_since)
                         self._dropping_since = None
                 return item
+            self._clocked = False  # a frame period without audio: the next append wakes the sender
             return _CLOSE if self._closed else None
 
     def unget(self, item: Item) -> None:
@@ -431,17 +454,26 @@ def _keepalive(conn: _ws.WsConnection, stats: TransportStats, now: float, last_p
 
 
 def receive_until_end(conn: _ws.WsConnection, on_text: Callable[[bytes], object],
-                      stats: TransportStats) -> tuple[int | None, str]:
+                      stats: TransportStats, on_idle: Callable[[], None] = lambda: None) -> tuple[int | None, str]:
     """Read frames until the connection ends; ``on_text`` per message.  Returns the close code
-    (None when the socket broke without a close frame) and reason."""
+    (None when the socket broke without a close frame) and reason.
+
+    ``on_idle`` (waking the dispatcher) runs before a read that would wait for the network, at least
+    every :data:`~._inbox.FLUSH_EVERY` messages, and at the end: what arrived together is handed on
+    with one wake-up."""
+    unflushed = 0
     try:
         while True:
+            if unflushed and (unflushed >= FLUSH_EVERY or not conn.readable()):
+                on_idle()
+                unflushed = 0
             opcode, payload = conn.recv()
             stats.last_receive = time.monotonic()
             if opcode == _ws.TEXT:
                 stats.messages_received += 1
                 stats.bytes_received += len(payload)
                 stats.receive_busy_since = stats.last_receive
+                unflushed += 1
                 try:
                     on_text(payload)
                 except Exception:  # a bug of ours on a strange message: never a deaf receiver
@@ -455,6 +487,8 @@ def receive_until_end(conn: _ws.WsConnection, on_text: Callable[[bytes], object]
                 log.warning("ignoring a binary frame of %d bytes (realtime APIs send text)", len(payload))
     except ConnectionClosed as exc:
         return None, str(exc)
+    finally:
+        on_idle()
 
 
 def describe_error(event: ev.Error) -> str:

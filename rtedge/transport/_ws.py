@@ -25,6 +25,7 @@ header value or a URL query value that looks like a key.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import struct
@@ -76,6 +77,7 @@ class WsConnection:
         self.on_ping: Callable[[bytes], None] | None = None
         self.close_sent = False  # a close frame went out (ours, or our reply to the server's)
         self.released = False  # the socket was shut down
+        self._poll: Any = None  # select.poll() on the socket, made on the reader's first readable()
 
     @classmethod
     def open(
@@ -162,6 +164,25 @@ class WsConnection:
         except (OSError, websocket.WebSocketException, AttributeError, ValueError) as exc:
             # AttributeError/ValueError: websocket-client touching a socket that abort() released
             raise ConnectionClosed(f"connection lost: {type(exc).__name__}: {exc}") from None
+
+    def readable(self) -> bool:
+        """True when bytes from the server are already waiting, so that the next :meth:`recv` starts
+        without waiting for the network (TLS: decrypted bytes buffered, or raw bytes on the socket).
+        Never blocks; False when unsure."""
+        sock = self._ws.sock
+        if sock is None:
+            return False
+        try:
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                return True
+            if not hasattr(select, "poll"):  # (not on Windows)
+                return bool(select.select([sock], [], [], 0)[0])
+            if self._poll is None:
+                self._poll = select.poll()
+                self._poll.register(sock, select.POLLIN)
+            return bool(self._poll.poll(0))
+        except (OSError, ValueError):
+            return False
 
     def set_timeout(self, seconds: float | None) -> None:
         """Bound blocking reads (None: block forever); a timed-out :meth:`recv` raises DeadlineExceeded."""

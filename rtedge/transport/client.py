@@ -43,7 +43,8 @@ from ..protocol.session import Session
 from ..protocol.reseed import RolloverTiming, SeedBudget
 from . import _ws
 from ._lifecycle import ENDING, HELD, LinkEvent, LinkState
-from ._link import MAX_PENDING, Link, _event_id_of, _server_error
+from ._handshake import event_id_of, server_error
+from ._link import MAX_PENDING, Link
 from ._inbox import SYNTHETIC_BYTES, Dispatcher, EventLog
 from ._workers import (BENIGN_ERROR_CODES, SendQueue, TransportStats, decode_failure, describe_error,
                        sender_loop)
@@ -184,6 +185,10 @@ class Client(Link):
             self._linger_until = start + timeout * 0.75  # the sender waits that long for the close reply
             self._stop.set()
             self._sendq.close()
+            with self._lock:
+                upgrading = self._upgrading
+            if upgrading is not None:  # rtedge-rollover is opening the next session: stop waiting for it
+                upgrading.abort()
         me = threading.current_thread()
         by_name = {t.name: t for t in self._threads}
         sender, receiver = by_name.get("rtedge-sender"), by_name.get("rtedge-receiver")
@@ -229,14 +234,17 @@ class Client(Link):
         self.close()
 
     # ------------------------------------------------------------------------------------------ receiving
-    def _on_text(self, payload: bytes, session: Session | None = None) -> list[ev.ServerEvent]:
+    def _on_text(self, payload: bytes, session: Session | None = None,
+                 wake: bool = True) -> list[ev.ServerEvent]:
         """Reader thread: one message of ``session`` (default: the current one) in, its events delivered
-        and returned.  No user code runs here."""
+        and returned.  No user code runs here.  ``wake=False``: the dispatcher is woken by the reader's
+        next :meth:`Dispatcher.flush` (see ``receive_until_end``), not per event."""
         try:
-            text = payload.decode("utf-8")
+            # JSON and the typed event are built outside the lock: appends never wait for a parse
+            event = (session or self._session).parse_message(payload.decode("utf-8"))
             with self._lock:
                 session = session or self._session
-                session.receive_message(text)
+                session.receive_event(event)
                 received = list(session.events())
                 current = session is self._session
                 self._publish()
@@ -247,12 +255,14 @@ class Client(Link):
             return []
         share = len(payload) // max(1, len(received))
         for event in received:
-            self._deliver(event, share, current)
+            self._deliver(event, share, current, wake)
         return received
 
-    def _deliver(self, event: ev.ServerEvent, nbytes: int = SYNTHETIC_BYTES, current: bool = True) -> None:
+    def _deliver(self, event: ev.ServerEvent, nbytes: int = SYNTHETIC_BYTES, current: bool = True,
+                 wake: bool = True) -> None:
         """Hand an event to the sinks, hooks, inbox and dispatcher.  ``current``: it belongs to the
-        current session (not to one draining after a rollover, whose errors say nothing about the link)."""
+        current session (not to one draining after a rollover, whose errors say nothing about the link).
+        ``wake``: as for :meth:`_on_text`."""
         sunk = False
         if isinstance(event, ev.ResponseOutputAudioDelta):
             for sink in self._audio_sinks:
@@ -264,7 +274,7 @@ class Client(Link):
             if event.error.code == "session_expired":
                 self.stats.sessions_expired += 1
             if event.error.code in SESSION_ENDING_ERROR_CODES and current:
-                self._last_fatal = _server_error(event)
+                self._last_fatal = server_error(event)
         if current and isinstance(event, ev.InputAudioBufferSpeechStopped | ev.InputAudioBufferCommitted):
             self._create_pending = (None, time.monotonic())  # server VAD may answer the turn (rollover)
         elif current and self._create_pending is not None and (isinstance(event, ev.ResponseCreated) or (
@@ -274,7 +284,7 @@ class Client(Link):
             self._update_answered(event)
         for hook in self._event_hooks:
             self._run_hook(hook, event)
-        self._dispatcher.put(event, self._log.append(event, nbytes, delivered=sunk))
+        self._dispatcher.put(event, self._log.append(event, nbytes, delivered=sunk), wake)
         if isinstance(event, ev.ResponseDone) and self._opts["max_session_seconds"]:
             try:  # a turn just ended: the best moment, not up to a sender tick later
                 self._sendq.submit(self._maybe_recycle)
@@ -370,11 +380,11 @@ class Client(Link):
             if isinstance(event, ev.ResponseCancel):  # see Link._settle_cancel
                 self._cancel_pending = (self._session.state.response_id, time.monotonic(), self._log.seq)
             elif isinstance(event, ev.ResponseCreate):  # a response is coming: not a quiet moment (rollover)
-                self._create_pending = (_event_id_of(text), time.monotonic())
+                self._create_pending = (event_id_of(text), time.monotonic())
             self._sendq.put(text, audio_ms, None if audio_ms else event)
             if audio_ms:
                 self._last_audio_at = time.monotonic()  # see Link._keepalive_audio
-            return _event_id_of(text) if not isinstance(event, ev.InputAudioBufferAppend) else None
+            return event_id_of(text) if not isinstance(event, ev.InputAudioBufferAppend) else None
 
     def _send_offline(self, event: ev.ClientEvent, audio_ms: float) -> str | None:
         """While reconnecting: audio is dropped (counted), control events wait for the new session."""
@@ -577,7 +587,7 @@ class Client(Link):
         except DeadlineExceeded:
             raise DeadlineExceeded(f"no session.updated within {timeout:.1f} s") from None
         if isinstance(event, ev.Error):
-            raise _server_error(event)
+            raise server_error(event)
 
     # ------------------------------------------------------------------------------------------ state
     @property

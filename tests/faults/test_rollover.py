@@ -16,10 +16,10 @@ import rtedge
 from rtedge.protocol.config import Transcription
 from rtedge.protocol.reseed import RolloverTiming
 from rtedge.testing import RealtimeServer
-from rtedge.transport import LinkState
+from rtedge.transport import LinkState, _ws
 from rtedge.audio.wavio import read_wav
 
-from ..conftest import wait_until
+from ..conftest import audit, wait_until
 from .conftest import close_bounded, fd_count, open_client, record
 
 FRAME = 480  # 20 ms at 24 kHz
@@ -170,6 +170,57 @@ def test_a_failed_rollover_keeps_the_old_session_and_retries(server):
     assert client.wait_for("response.done", timeout=5).status == "completed"
     assert client.stats.reconnects == 0
     close_bounded(client)
+
+
+class _HeldUpgrade:
+    """``WsConnection.open`` that, on ``rtedge-rollover``, waits until released before it connects."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.reached, self.release, self.threads = threading.Event(), threading.Event(), []
+        original = _ws.WsConnection.open
+
+        def held(*args, **kwargs):
+            self.threads.append(threading.current_thread().name)
+            if threading.current_thread().name == "rtedge-rollover":
+                self.reached.set()
+                assert self.release.wait(10)
+            return original(*args, **kwargs)
+        monkeypatch.setattr(_ws.WsConnection, "open", held)
+
+
+def test_the_sender_keeps_sending_while_the_next_connection_upgrades(server, monkeypatch):
+    """The rollover's HTTP upgrade runs on rtedge-rollover, not on the sender: audio appended while it
+    waits reaches the old session; then the sender writes every frame on the new socket."""
+    held = _HeldUpgrade(monkeypatch)
+    upgrades = audit.total("upgrade", "rtedge-rollover")
+    client, timeline = open_client(server.url, session=rtedge.SessionConfig(turn_detection=None),
+                                   ping_interval=0.2, ping_timeout=5.0, session_limit_s=20.0,
+                                   rollover_timing=RolloverTiming(margin_s=19.5, force_s=1.0))
+    assert held.reached.wait(10) and client.link_state is LinkState.ROLLING_OVER
+    before = server.audio_records[0].samples
+    for _ in range(5):
+        client.append_audio(np.full(FRAME, 7, np.int16), rate=24000)
+    assert wait_until(lambda: server.audio_records[0].samples >= before + 5 * FRAME, timeout=5)
+    client.clear_input()  # (uncommitted manual-turn audio would hold the switch until the forced point)
+    held.release.set()
+    timeline.wait("rtedge.session_rollover", timeout=10)
+    client.append_audio(np.full(FRAME, 9, np.int16), rate=24000)
+    assert wait_until(lambda: len(server.audio_records) == 2 and server.audio_records[1].samples == FRAME,
+                      timeout=5)
+    assert held.threads == ["rtedge-sender", "rtedge-rollover"]
+    assert audit.total("upgrade", "rtedge-rollover") == upgrades + 1
+    close_bounded(client)
+
+
+def test_close_during_the_next_connections_upgrade(server, monkeypatch):
+    held = _HeldUpgrade(monkeypatch)
+    client, _ = open_client(server.url, ping_interval=0.2, ping_timeout=5.0, session_limit_s=20.0,
+                            rollover_timing=RolloverTiming(margin_s=19.5, force_s=1.0))
+    assert held.reached.wait(10)
+    threading.Timer(0.3, held.release.set).start()  # the upgrade goes on after close() began
+    close_bounded(client)
+    assert client.link_state is LinkState.CLOSED and client.stats.rollovers == 0
+    assert wait_until(lambda: server.active_connections == 0, timeout=5)  # the late connection released
 
 
 def test_session_expired_anyway_is_recovered_and_counted(server):

@@ -316,16 +316,16 @@ def test_events_iterator_and_wait_for_share_the_inbox(client):
 
 def test_internal_error_on_a_message_does_not_deafen_the_receiver(server, client, monkeypatch, caplog):
     session = client._session
-    original = session.receive_message
+    original = session.receive_event  # the receiver parses off the lock, then accounts here
     calls = {"n": 0}
 
-    def flaky(text):
+    def flaky(event):
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("a bug in rtedge")
-        return original(text)
+        return original(event)
 
-    monkeypatch.setattr(session, "receive_message", flaky)
+    monkeypatch.setattr(session, "receive_event", flaky)
     server.send_event({"type": "conversation.created", "conversation": {"id": "conv_1"}})
     assert wait_until(lambda: client.stats.internal_errors == 1)
     # the receiver counts, then logs: wait for the line too

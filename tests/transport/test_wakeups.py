@@ -1,0 +1,168 @@
+"""Fewer wake-ups per audio frame: what rtedge's threads are no longer woken for, and what still wakes
+them."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import rtedge
+from rtedge.protocol import events as ev
+from rtedge.testing import RealtimeServer
+from rtedge.transport import _inbox, _workers, _ws
+from rtedge.transport._workers import SendQueue, TransportStats, receive_until_end
+
+from ..conftest import wait_until
+from .test_inbox import LONG, _audio_turn
+
+
+def test_events_no_callback_wants_never_reach_the_dispatcher_thread(monkeypatch):
+    queued: list[str] = []
+    original = _inbox.Dispatcher._enqueue
+
+    def recording(self, item, wake):  # type: ignore[no-untyped-def]
+        if isinstance(item, tuple):
+            queued.append(item[1].type)
+        original(self, item, wake)
+
+    monkeypatch.setattr(_inbox.Dispatcher, "_enqueue", recording)
+    with RealtimeServer(realtime=False, reply_text=LONG) as srv, rtedge.connect(url=srv.url) as client:
+        deltas: list[int] = []
+        client.on("response.output_audio.delta", lambda e: deltas.append(len(e.audio)))
+        events = _audio_turn(client)
+        n_deltas = sum(e.type == "response.output_audio.delta" for e in events)
+        assert n_deltas > 10 and wait_until(lambda: len(deltas) == n_deltas)
+        assert set(queued) == {"response.output_audio.delta"}  # nothing else was queued for rtedge-dispatch
+        assert len(queued) == n_deltas
+        # an event nobody wanted is still kept for a callback registered late (replayed once)
+        late: list[str] = []
+        client.on("response.done", lambda e: late.append(e.type))
+        assert wait_until(lambda: late == ["response.done"])
+
+
+def test_inbox_losses_are_counted_exactly_when_the_dispatcher_keeps_up():
+    """Events nobody took (no callback, no reader) that left the inbox are each counted once."""
+    with RealtimeServer(realtime=False, reply_text=LONG) as srv:
+        client = rtedge.connect(url=srv.url, inbox_bytes=64 * 1024)
+        done = client._log.seq
+        _audio_turn(client)  # reads the inbox through events(): consumes up to response.done
+        client.close()
+        assert client.stats.inbox_dropped > 0
+        assert client.stats.inbox_dropped <= client._log.seq - done
+        assert not client._log._evicted_undecided  # every eviction was decided
+
+
+def _delta(n: int) -> ev.ResponseOutputAudioDelta:
+    return ev.ResponseOutputAudioDelta(type=ev.ResponseOutputAudioDelta.TYPE, raw={}, delta=f"AAA{n}")
+
+
+def test_a_deferred_put_waits_for_flush_and_an_immediate_one_does_not():
+    stats = TransportStats()
+    dispatcher = _inbox.Dispatcher(stats, None)
+    got: list[str] = []
+    dispatcher.add("response.output_audio.delta", lambda e: got.append(e.delta))
+    thread = threading.Thread(target=dispatcher.run, args=(threading.Event(),), name="rtedge-dispatch")
+    thread.start()
+    try:
+        assert wait_until(lambda: dispatcher._waiting)
+        dispatcher.put(_delta(1), wake=False)
+        dispatcher.put(_delta(2), wake=False)
+        assert not wait_until(lambda: got, timeout=0.3)  # queued, nobody woke the thread
+        dispatcher.flush()
+        assert wait_until(lambda: got == ["AAA1", "AAA2"])  # one wake-up, both, in order
+        assert wait_until(lambda: dispatcher._waiting)
+        dispatcher.put(_delta(3))
+        assert wait_until(lambda: got[-1:] == ["AAA3"])
+    finally:
+        dispatcher.stop()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+class _Burst:
+    """A connection whose frames arrive in bursts: ``readable()`` is true while the current burst
+    has frames left (as a socket with bytes buffered)."""
+
+    def __init__(self, bursts: list[int]) -> None:
+        self.frames = [(burst, i, i == n - 1) for burst, n in enumerate(bursts) for i in range(n)]
+        self.log: list[str] = []
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return self.pos < len(self.frames) and self.pos > 0 and not self.frames[self.pos - 1][2]
+
+    def recv(self) -> tuple[int, bytes]:
+        if self.pos == len(self.frames):
+            return _ws.CLOSE, b"\x03\xe8"
+        burst, i, _ = self.frames[self.pos]
+        self.pos += 1
+        return _ws.TEXT, f"{burst}.{i}".encode()
+
+
+def test_the_receiver_wakes_the_dispatcher_once_per_burst_and_at_least_every_flush_every():
+    conn = _Burst([3, 1, _workers.FLUSH_EVERY * 2 + 5])
+    receive_until_end(conn, lambda payload: conn.log.append(payload.decode()),  # type: ignore[arg-type]
+                      TransportStats(), lambda: conn.log.append("wake"))
+    batches = " ".join(conn.log).split("wake")  # the messages each wake-up handed on
+    sizes = [len(b.split()) for b in batches]
+    assert batches[0].split() == ["0.0", "0.1", "0.2"]  # the first burst: one wake-up, before waiting
+    assert batches[1].split() == ["1.0"]
+    assert sizes[2:5] == [_workers.FLUSH_EVERY, _workers.FLUSH_EVERY, 5]  # bounded by FLUSH_EVERY
+    assert not any(sizes[5:]) and conn.log[-1] == "wake"  # and once more at the end
+
+
+@pytest.fixture
+def slow_clock(monkeypatch):
+    monkeypatch.setattr(_workers, "FRAME_CLOCK_S", 1.0)
+
+
+def _getter(q: SendQueue) -> tuple[threading.Thread, list[float]]:
+    took: list[float] = []
+    t = threading.Thread(target=lambda: (q.get(5.0), took.append(time.monotonic())), name="test-getter")
+    t.start()
+    return t, took
+
+
+def test_streaming_audio_waits_for_the_frame_clock_and_control_events_do_not(slow_clock):
+    q = SendQueue(TransportStats(), max_audio_ms=2000)
+    q.put("a0", 20.0)
+    assert q.get(0.1)[0] == "a0"  # type: ignore[index]  # audio went out: the sender runs on its clock
+    t, took = _getter(q)
+    assert wait_until(lambda: q._cond._waiters)  # type: ignore[attr-defined]  # the getter waits
+    q.put("a1", 20.0)  # no wake-up: picked up on the next tick (1 s here)
+    assert not wait_until(lambda: took, timeout=0.4)
+    t.join(5)
+    assert took
+    t, took = _getter(q)
+    assert wait_until(lambda: q._cond._waiters)  # type: ignore[attr-defined]
+    q.put("commit", 0.0)  # a control event wakes the sender at once
+    assert wait_until(lambda: took, timeout=0.5)
+    t.join(5)
+
+
+def test_an_audio_backlog_wakes_the_sender_at_once(slow_clock):
+    q = SendQueue(TransportStats(), max_audio_ms=2000)
+    q.put("a0", 20.0)
+    q.get(0.1)
+    t, took = _getter(q)
+    assert wait_until(lambda: q._cond._waiters)  # type: ignore[attr-defined]
+    q.put("a1", 20.0)
+    q.put("a2", 20.0)  # 40 ms queued: CLOCK_BACKLOG_MS reached
+    assert wait_until(lambda: took, timeout=0.5)
+    t.join(5)
+
+
+def test_the_first_append_after_a_pause_wakes_the_sender(monkeypatch):
+    monkeypatch.setattr(_workers, "FRAME_CLOCK_S", 0.05)
+    q = SendQueue(TransportStats(), max_audio_ms=2000)
+    q.put("a0", 20.0)
+    q.get(0.1)
+    assert q.get(5.0) is None  # a frame period with no audio (0.05 s here): off the clock
+    monkeypatch.setattr(_workers, "FRAME_CLOCK_S", 1.0)
+    t, took = _getter(q)
+    assert wait_until(lambda: q._cond._waiters)  # type: ignore[attr-defined]
+    q.put("a1", 20.0)
+    assert wait_until(lambda: took, timeout=0.5)
+    t.join(5)
