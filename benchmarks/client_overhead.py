@@ -26,9 +26,12 @@ Drivers, interleaved A B, A B ... for ``--reps`` repetitions per mode:
   ``skip_utf8_validation=True``, a sender and a receiver thread, json.dumps
   appends, json.loads + b64decode of every event: the leanest client a user
   would write by hand in 30 lines.
-* ``rtedge``: the real ``rtedge.Client``; ``append_audio`` of int16 20 ms
-  frames, audio consumed in an ``on("response.output_audio.delta")`` callback
-  that decodes ``event.audio``.
+* ``rtedge``: the real ``rtedge.Client``; ``append_audio`` of 20 ms PCM16
+  frames as bytes (what a PyAudio microphone delivers; rtedge passes them
+  through without numpy), audio consumed in an
+  ``on("response.output_audio.delta")`` callback that decodes ``event.audio``.
+* ``rtedge-np`` (only with ``--drivers``): the same with int16 ndarrays (numpy
+  in the process: about 17 MB more RSS).
 * ``wsclient`` (only with ``--drivers``): ``plain`` with websocket-client's
   defaults, whose pure-Python UTF-8 check costs ~9x.
 
@@ -82,7 +85,7 @@ RATE, WIDTH = 24000, 2
 UP_MS, DOWN_MS, TURN_S, TRANSCRIPT_MS = 20, 40, 5, 300
 UP_FRAME = RATE * WIDTH * UP_MS // 1000  # 960 bytes
 DOWN_CHUNK = RATE * WIDTH * DOWN_MS // 1000  # 1920 bytes
-ALL_DRIVERS = ("plain", "rtedge", "wsclient")
+ALL_DRIVERS = ("plain", "rtedge", "rtedge-np", "wsclient")
 BASELINE = "plain"
 FMT = {"type": "audio/pcm", "rate": RATE}
 SESSION = {
@@ -357,17 +360,35 @@ def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
     run.finish()
 
 
-def drive_rtedge(run: Run, url: str) -> None:
-    import numpy as np
+class _Slices:
+    """``data`` in ``size``-byte frames, each a fresh bytes object made on access."""
 
+    def __init__(self, data: bytes, size: int) -> None:
+        self.data, self.size = data, size
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.data[i * self.size:(i + 1) * self.size]
+
+
+def drive_rtedge(run: Run, url: str, as_numpy: bool = False) -> None:
+    """rtedge as the README shows it.  Upstream frames are PCM16 bytes, as a PyAudio microphone delivers
+    them (rtedge's pass-through path, which never imports numpy); ``as_numpy`` (driver ``rtedge-np``):
+    int16 ndarrays instead (numpy in the process)."""
     import rtedge
     from rtedge.protocol.config import AudioFormat, ServerVad, SessionConfig
 
-    frames = np.frombuffer(run.pcm, dtype="<i2").reshape(-1, UP_FRAME // WIDTH)
+    if as_numpy:
+        import numpy as np
+
+        frames = np.frombuffer(run.pcm, dtype="<i2").reshape(-1, UP_FRAME // WIDTH)
+    else:  # sliced per append, as the plain driver does (no second copy of the stream)
+        frames = _Slices(run.pcm, UP_FRAME)
     run.mark("connect")
-    # afap queues the whole stream at once: let the send queue hold it (it would drop audio beyond 2 s)
-    queue_ms = {"max_audio_queue_ms": run.seconds * 1000 + 5000} if run.mode == "afap" else {}
-    client = rtedge.connect("openai", url=url, ping_interval=0, **queue_ms)
+    # the default send queue (2 s of audio, overflow="block"): afap appends wait for room, as the plain
+    # client's blocking sends do (RTEDGE_BENCH_QUEUE_MS=65000 lets the whole afap stream queue at once)
+    queue_ms = float(os.environ.get("RTEDGE_BENCH_QUEUE_MS", "0"))
+    client = rtedge.connect("openai", url=url, ping_interval=0,
+                            **({"max_audio_queue_ms": queue_ms} if queue_ms else {}))
 
     def on_audio(event) -> None:  # type: ignore[no-untyped-def]
         run.count_down(len(event.audio))
@@ -420,16 +441,16 @@ def _profile_threads() -> list:  # type: ignore[type-arg]
 
 def driver_main(argv: list[str]) -> None:
     name, url, mode, seconds, drop_every, profile_out = argv
-    if name == "rtedge":
-        import numpy  # noqa: F401 - imports belong to startup
-
+    if name.startswith("rtedge"):
+        if name == "rtedge-np":
+            import numpy  # noqa: F401 - imports belong to startup
         import rtedge.transport.client  # noqa: F401
     else:
         import websocket  # noqa: F401
     run = Run(name, mode, int(seconds), int(drop_every))
     profiles = _profile_threads() if profile_out else None
-    if name == "rtedge":
-        drive_rtedge(run, url)
+    if name.startswith("rtedge"):
+        drive_rtedge(run, url, as_numpy=name == "rtedge-np")
     else:
         drive_wsclient(run, url, skip_utf8=name == "plain")
     if profiles:

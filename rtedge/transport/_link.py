@@ -496,7 +496,8 @@ class Link(Rollover):
 
     # ------------------------------------------------------------------------------------------ per tick
     def _tick(self) -> None:
-        """Sender thread, about once a second and after every send: the link's periodic duties."""
+        """Sender thread, about once a second and after every wait or call (between back-to-back sends at
+        most every ``DUTY_INTERVAL_S``): the link's periodic duties."""
         self._maybe_recycle()
         self._maybe_rollover()
         self._retire_tick()

@@ -49,6 +49,8 @@ from . import _ws
 
 log = logging.getLogger("rtedge")
 
+#: the sender's periodic duties (``on_tick``) run after a wait or a call, and between sends at most this often
+DUTY_INTERVAL_S = 0.05
 #: the receiver wakes the dispatcher at least once per this many messages (``receive_until_end``)
 FLUSH_EVERY = 32
 
@@ -252,7 +254,8 @@ class SendQueue:
                 self._audio_ms + audio_ms <= self.max_audio_ms + 1e-6 or self._audio_ms <= 1e-6)
 
     def wait_room(self, audio_ms: float, timeout: float | None) -> None:
-        """Wait until :meth:`has_room`, the queue closes, or ``timeout`` passes."""
+        """Wait until :meth:`has_room`, the queue closes, or ``timeout`` passes.  (Waiters are woken
+        when the queue has drained to half its limit: ``audio_ms`` up to half the limit returns then.)"""
         with self._cond:
             self._cond.wait_for(lambda: self._closed or (not self._paused and (
                 self._audio_ms + audio_ms <= self.max_audio_ms + 1e-6 or self._audio_ms <= 1e-6)), timeout)
@@ -272,7 +275,8 @@ class SendQueue:
         return False
 
     def wait_below(self, audio_ms: float, timeout: float | None) -> bool:
-        """Wait until at most ``audio_ms`` of audio is queued (True) or ``timeout`` passes (False)."""
+        """Wait until at most ``audio_ms`` of audio is queued (True) or ``timeout`` passes (False).
+        Checked when the queue has drained to half its limit, and on every frame sent from then on."""
         with self._cond:
             return self._cond.wait_for(
                 lambda: not self._items or self._audio_ms <= audio_ms + 1e-6 or self._closed, timeout)
@@ -289,8 +293,10 @@ class SendQueue:
                 self._clocked = item[1] > 0
                 # an empty queue holds no audio: reset, so float rounding never accumulates
                 self._audio_ms = self._audio_ms - item[1] if self._items else 0.0
-                if item[1]:
-                    self._cond.notify_all()  # wake wait_below() and wait_room()
+                if item[1] and (not self._items or self._audio_ms <= self.max_audio_ms / 2):
+                    # wake wait_below() and wait_room() once the queue has drained to half its limit,
+                    # not per frame: a producer blocked for room refills it in one go
+                    self._cond.notify_all()
                     if self._dropping_since is not None and self._audio_ms <= self.max_audio_ms / 2:
                         log.warning("send queue drained: %.0f ms of audio were dropped in this episode",
                                     self._stats.audio_dropped_ms - self._dropping_since)
@@ -395,7 +401,7 @@ def _send_until_closed(current: Callable[[], _ws.WsConnection | None], sendq: Se
                        stats: TransportStats, ping_interval: float, ping_timeout: float,
                        on_tick: Callable[[], None],
                        retired: Callable[[_ws.WsConnection], bool] = lambda conn: False) -> None:
-    last_ping = 0.0
+    last_ping = last_duty = 0.0
     tick = min(ping_interval, ping_timeout, 1.0) if ping_interval > 0 else 1.0
     while True:
         stats.sender_tick = time.monotonic()
@@ -423,7 +429,9 @@ def _send_until_closed(current: Callable[[], _ws.WsConnection | None], sendq: Se
                 stats.bytes_sent += len(item[0])
             if ping_interval > 0 and conn is not None and not sendq.paused:
                 last_ping = _keepalive(conn, stats, now, last_ping, ping_interval, ping_timeout)
-            on_tick()
+            if not isinstance(item, tuple) or now - last_duty >= DUTY_INTERVAL_S:
+                last_duty = now
+                on_tick()
         except ConnectionClosed as exc:
             log.debug("sender: %s", exc)
             if conn is not None and retired(conn):  # a rolled-over session died draining: not a loss

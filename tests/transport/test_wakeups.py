@@ -166,3 +166,19 @@ def test_the_first_append_after_a_pause_wakes_the_sender(monkeypatch):
     q.put("a1", 20.0)
     assert wait_until(lambda: took, timeout=0.5)
     t.join(5)
+
+
+def test_a_producer_blocked_for_room_is_woken_once_the_queue_drained_to_half():
+    q = SendQueue(TransportStats(), max_audio_ms=200)
+    for i in range(10):
+        q.put(f"a{i}", 20.0, drop=False)
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (q.wait_room(20.0, 5.0), done.set()), name="test-producer")
+    t.start()
+    assert wait_until(lambda: q._cond._waiters)  # type: ignore[attr-defined]
+    q.get(0.1)  # 180 ms queued: there is room, but the producer is not woken per frame
+    assert not done.wait(0.3)
+    for _ in range(4):
+        q.get(0.1)  # 100 ms queued: half the limit
+    assert done.wait(5)
+    t.join(5)
