@@ -118,6 +118,8 @@ def serve(lifetime: float) -> None:
         "max_gap": max(steps, default=0.0),
         "p99_gap": sorted(steps)[int(0.99 * (len(steps) - 1))] if steps else 0.0,
         "seeded": sum(1 for a, b in zip(texts, texts[1:]) if a and _holds(b, a[-TAIL:])),
+        "unseeded": [(k, a[-TAIL:], b) for k, (a, b) in enumerate(zip(texts, texts[1:]))
+                     if a and not _holds(b, a[-TAIL:])],
         "expired": sum(1 for e in server.sent
                        if e["type"] == "error" and e["error"]["code"] == "session_expired"),
     }
@@ -142,7 +144,9 @@ def conversation(mode: str, minutes: float, lifetime: float, gap: float) -> dict
             options["max_session_seconds"] = lifetime * 0.75
         client = rtedge.connect(url=f"ws://127.0.0.1:{port}/v1/realtime", session=session, **options)
         done: list[object] = []
+        rolls: list[object] = []
         client.on("response.done", done.append)
+        client.on("rtedge.session_rollover", rolls.append)
         mic = Mic(client, gap)
         mic.thread.start()
         time.sleep(minutes * 60)
@@ -160,6 +164,9 @@ def conversation(mode: str, minutes: float, lifetime: float, gap: float) -> dict
             child.stdin.close()
         child.wait(30)
     received = int(report["samples"])
+    for k, tail, new in report["unseeded"]:
+        print(f"session {k + 1}: its newest messages {tail} are not all in session {k + 2}: {new}",
+              file=sys.stderr)
     return {
         "mode": mode, "minutes": minutes, "switches": int(report["sessions"]) - 1,
         "expired": report["expired"],
@@ -173,6 +180,7 @@ def conversation(mode: str, minutes: float, lifetime: float, gap: float) -> dict
         "max_gap_ms": 1000 * max(0.0, float(report["max_gap"]) - 0.02),
         "p99_gap_ms": 1000 * max(0.0, float(report["p99_gap"]) - 0.02),
         "seeded": f"{report['seeded']}/{int(report['sessions']) - 1}",
+        "forced": sum(1 for r in rolls if getattr(r, "forced", False)),
         "dropped_ms": stats.audio_dropped_outage_ms,
     }
 
