@@ -18,6 +18,9 @@ handed over is heard: the position it returns (what
 ``conversation.item.truncate`` needs) is the handed count, with no latency
 subtracted (measured through PulseAudio: subtracting it truncated 30-40 ms
 short).  It returns None when nothing was being played (nothing to truncate).
+Which item counts as cut and how much of it as heard are the rules of
+:mod:`rtedge.protocol.interruption` (:func:`~rtedge.protocol.interruption.cut_item`,
+:func:`~rtedge.protocol.interruption.heard_ms`), shared with the tick engine.
 
 One lock guards everything; both sides hold it only for array slicing.
 """
@@ -32,6 +35,7 @@ import attrs
 import numpy as np
 
 from ..errors import AudioError
+from ..protocol import interruption
 
 #: after the last audio left the buffer, the speaker counts as playing for its latency plus this (s)
 _PERIOD_SLACK = 0.05
@@ -198,11 +202,8 @@ class PlaybackBuffer:
             sounding = self._current is not None and (
                 time.monotonic() - self._last_audio_pull < self.output_latency
                 or (streaming is not None and self._current[0] == streaming))
-            if self._queue:
-                head = (self._queue[0][0], self._queue[0][1])
-                key: tuple[str, int] | None = self._current if head == self._current or sounding else head
-            else:
-                key = self._current if sounding else None
+            head = (self._queue[0][0], self._queue[0][1]) if self._queue else None
+            key = interruption.cut_item(self._current, head, sounding=sounding)
             dropped = self._queued
             self._queue.clear()
             self._queued = 0
@@ -214,7 +215,7 @@ class PlaybackBuffer:
             # the device still plays what it holds (is_playing stays true until it has): all handed
             # audio is heard, and a second flush finds nothing playing
             self._current = None
-            played = 1000.0 * self._handed.get(key, 0) / self.rate
+            played = interruption.heard_ms(self._handed.get(key, 0), self.rate)
             return PlaybackPosition(item_id=key[0], content_index=key[1], played_ms=played,
                                     received_ms=1000.0 * self._received.get(key, 0) / self.rate,
                                     dropped_ms=1000.0 * dropped / self.rate)

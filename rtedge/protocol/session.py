@@ -21,19 +21,21 @@ Policy stays out: the session never sends by itself.  It offers the correct
 reply as one call instead (wsproto's ``Ping.response()`` idea):
 :meth:`truncate_event` clamps ``audio_end_ms`` to the audio received and
 returns None when nothing was heard; :meth:`cancel_event` returns None when
-no response is active or a cancel is already under way.
+no response is active or a cancel is already under way.  The barge-in rules
+themselves (which item, how much was heard, cancel or not) are
+:mod:`.interruption`'s.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
 
 import attrs
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 from . import events as ev
+from . import interruption
 from ._state import ConnectionState, ResponseState, SessionState
 from ._unset import UNSET
 from .dialects import Dialect, get_dialect
@@ -175,8 +177,7 @@ class Session:
         """
         if "truncate" not in self.dialect.capabilities:
             return None
-        received = self.state.audio_received_ms(item_id, content_index)
-        end = int(min(max(audio_end_ms, 0.0), received))
+        end = interruption.clamp_truncate_ms(audio_end_ms, self.state.audio_received_ms(item_id, content_index))
         if end <= 0:
             return None
         return ev.ConversationItemTruncate(item_id=item_id, content_index=content_index, audio_end_ms=end)
@@ -188,13 +189,9 @@ class Session:
         return None
 
     def interrupt_response_on_speech(self) -> bool:
-        """True when the server cancels responses itself on speech (``interrupt_response``)."""
-        audio: Any = self.state.session.get("audio")
-        audio_in: Any = audio.get("input") if isinstance(audio, dict) else None
-        td = audio_in.get("turn_detection") if isinstance(audio_in, dict) else None
-        if not isinstance(td, dict):
-            td = self.state.session.get("turn_detection")  # flat dialects
-        return isinstance(td, dict) and td.get("interrupt_response", True) is not False
+        """True when the server cancels responses itself on speech (``interrupt_response``; the rule is
+        :func:`rtedge.protocol.interruption.server_cancels_on_speech`)."""
+        return interruption.server_cancels_on_speech(self.state.session)
 
 
 def _as_text(text: str | bytes) -> str:

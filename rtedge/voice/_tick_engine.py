@@ -24,8 +24,8 @@ to the next ticks.  Three things move the cursor or hold audio back:
   is dropped, the item that was playing is truncated at what was played,
   and a cancel is asked for only when a response is active and the server
   will not cancel it itself (``interrupt_response``): the rules of
-  :class:`rtedge.voice.agent.VoiceAgent`.  Late deltas of the cut responses are
-  dropped.
+  :mod:`rtedge.protocol.interruption`, which :class:`rtedge.voice.agent.VoiceAgent`
+  follows too.  Late deltas of the cut responses are dropped.
 * ``input_audio_buffer.speech_stopped``: the first audio of an item that
   arrives afterwards does not start before ``audio_end_ms`` (the model
   cannot answer before the turn ended).
@@ -73,23 +73,12 @@ from ..audio import codec
 from ..audio.convert import decode_pcm
 from ..protocol import events as ev
 from ..protocol.config import AudioFormat
+from ..protocol import interruption
+from ..protocol.interruption import Cancel, Truncate  # re-exported: the actions feed() returns
 
-__all__ = ["AudioSpan", "TickEngine", "TickEvent", "TickFormat", "TickResult", "ToolCall", "tick_format"]
+__all__ = ["AudioSpan", "Cancel", "TickEngine", "TickEvent", "TickFormat", "TickResult", "ToolCall", "Truncate",
+           "tick_format"]
 
-
-
-@attrs.frozen
-class Truncate:
-    """Action: send ``conversation.item.truncate`` (the client clamps it and skips 0 ms)."""
-
-    item_id: str
-    content_index: int
-    audio_end_ms: float
-
-
-@attrs.frozen
-class Cancel:
-    """Action: send ``response.cancel`` (the server will not cancel on its own)."""
 
 
 @attrs.define(eq=False)
@@ -259,16 +248,6 @@ class _Playout:
 # ------------------------------------------------------------------------------------------------ engine
 
 
-def turn_detection_of(session: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The session's turn detection object (GA ``audio.input`` or flat), or None."""
-    audio = session.get("audio")
-    audio_in = audio.get("input") if isinstance(audio, Mapping) else None
-    td = audio_in.get("turn_detection") if isinstance(audio_in, Mapping) else None
-    if not isinstance(td, Mapping):
-        td = session.get("turn_detection")
-    return dict(td) if isinstance(td, Mapping) else None
-
-
 class TickEngine:
     """Server events -> tick results (see the module docstring).  Not thread-safe: one caller.
 
@@ -292,7 +271,7 @@ class TickEngine:
         self.fmt, self.tick_ms, self.wire_out, self.formats = fmt, tick_ms, wire_out, formats
         self.n = fmt.rate * tick_ms // 1000
         self.input_base_ms, self.barge_in, self.keep_audio = input_base_ms, barge_in, keep_audio
-        self.turn_detection = turn_detection_of(session or {})
+        self.turn_detection = interruption.turn_detection(session or {})
         self.stats = EngineStats()
         self.playout = _Playout(fmt, self.n, fmt.silence if silence is None else silence)
         self.seq = 0  # server events fed so far
@@ -497,7 +476,7 @@ class TickEngine:
         self._note("tool_call", e.item_id, e.response_id, call.name)
 
     def _on_session(self, e: ev.SessionUpdated) -> None:
-        td = turn_detection_of(e.session)
+        td = interruption.turn_detection(e.session)
         if td is not None or "audio" in e.session or "turn_detection" in e.session:
             self.turn_detection = td
         out = self.formats(e.session)[1] if self.formats is not None else None
@@ -535,13 +514,11 @@ class TickEngine:
         return self._interrupt()
 
     def _playing_item(self) -> _Item | None:
-        """The item that was playing (or about to play): the rules of ``PlaybackBuffer.flush``."""
-        current, head = self.playout.current, self.playout.head_item()
+        """The item that was playing (or about to play): :func:`rtedge.protocol.interruption.cut_item`."""
+        current = self.playout.current
         streaming = (current is not None and not current.audio_done and current.response_id == self.active
                      and not current.closed)
-        if head is not None:
-            return current if current is not None and (head is current or streaming) else head
-        return current if streaming else None
+        return interruption.cut_item(current, self.playout.head_item(), sounding=streaming)
 
     def _interrupt(self) -> list[Truncate | Cancel]:
         item = self._playing_item()
@@ -553,22 +530,21 @@ class TickEngine:
         for other in list(self.open.values()):
             if other.pushed > other.played or other.response_id in self.cut:
                 self._close(other)
-        actions: list[Truncate | Cancel] = []
-        played_ms = 0.0 if item is None else 1000.0 * item.played / self.fmt.rate
-        if item is not None and item.played > 0:
-            actions.append(Truncate(item.item_id, item.content_index, played_ms))
-        server_cancels = (self.turn_detection or {}).get("interrupt_response", True) is not False
-        if self.active is not None and not server_cancels:
-            actions.append(Cancel())
+        heard = None if item is None else interruption.Heard(
+            item.item_id, item.content_index, interruption.heard_ms(item.played, self.fmt.rate),
+            interruption.heard_ms(item.pushed, self.fmt.rate))
+        plan = interruption.decide(heard, response_active=self.active is not None, source="server",
+                                   server_cancels=interruption.cancels_on_speech(self.turn_detection))
+        actions = plan.actions
         if item is not None or actions:
             self.interrupted = True
             self.dropped += dropped
             self.stats.dropped_samples += dropped
             self.stats.interruptions += 1
-            self.stats.truncates += sum(isinstance(a, Truncate) for a in actions)
-            self.stats.cancels += sum(isinstance(a, Cancel) for a in actions)
+            self.stats.truncates += int(plan.truncate is not None)
+            self.stats.cancels += int(plan.cancel)
             self._note("interrupted", item.item_id if item else "", item.response_id if item else "",
-                       detail=f"{played_ms:.0f}")
+                       detail=f"{0.0 if heard is None else heard.heard_ms:.0f}")
         return actions
 
     # -------------------------------------------------------------------------------------------- tools

@@ -53,7 +53,6 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -66,6 +65,7 @@ from ..audio.playback import PlaybackBuffer, PlaybackPosition
 from ..audio.vad import VadGate, VadSettings
 from ..errors import ConfigError, ConnectionClosed, LocalProtocolError
 from ..protocol import events as ev
+from ..protocol import interruption
 from ..protocol._state import InputBufferState, ResponseState, SessionSnapshot
 from ..transport._lifecycle import ENDING, LinkState
 
@@ -316,12 +316,14 @@ class VoiceAgent:
                 self._awaiting_response = False
 
     def _server_creates_responses(self) -> bool:
-        td = _turn_detection(self.client.snapshot.session)
-        return isinstance(td, dict) and td.get("create_response", True) is not False
+        td = interruption.turn_detection(self.client.snapshot.session)
+        return td is not None and td.get("create_response", True) is not False
 
     # ------------------------------------------------------------------------------------------ barge-in
     def interrupt(self, source: str = "app") -> Interruption:
-        """Stop playback now, truncate what was playing at what was heard, cancel if needed."""
+        """Stop playback now, truncate what was playing at what was heard, cancel if needed (the rules:
+        :mod:`rtedge.protocol.interruption`; ``source``: ``"server"``, ``"local"`` or anything else for the
+        application)."""
         t0 = time.monotonic()
         snap = self.client.snapshot
         active = snap.response is ResponseState.ACTIVE
@@ -334,11 +336,16 @@ class VoiceAgent:
             if active and snap.response_id:
                 self._cut.append(snap.response_id)
             self._resampler = None
+        heard = None if position is None else interruption.Heard(
+            position.item_id, position.content_index, position.played_ms, position.received_ms)
+        plan = interruption.decide(heard, response_active=active, source=source,
+                                   server_cancels=interruption.server_cancels_on_speech(snap.session))
         truncated = cancelled = False
         try:
-            if position is not None and position.played_ms > 0:
-                truncated = self.client.truncate(position.item_id, position.played_ms, position.content_index)
-            if active and not (self._server_interrupts() and source in ("server", "local")):
+            if plan.truncate is not None:
+                t = plan.truncate
+                truncated = self.client.truncate(t.item_id, t.audio_end_ms, t.content_index)
+            if plan.cancel:
                 cancelled = self.client.cancel_response()
         except (ConnectionClosed, LocalProtocolError) as exc:
             log.debug("barge-in could not reach the server: %s", exc)
@@ -351,21 +358,12 @@ class VoiceAgent:
         if position is not None:
             log.debug("barge-in (%s): playback stopped in %s after %.0f ms played of %.0f ms received; "
                       "truncate at %.0f ms: %s; cancel: %s", source, position.item_id, position.played_ms,
-                      position.received_ms, position.played_ms, "sent" if truncated else "not sent",
+                      position.received_ms, plan.truncate.audio_end_ms if plan.truncate else 0.0,
+                      "sent" if truncated else "not sent",
                       "sent" if cancelled else "no")
         else:
             log.debug("barge-in (%s): nothing was playing; cancel: %s", source, "sent" if cancelled else "no")
         return result
-
-    def _server_interrupts(self) -> bool:
-        """True when the session's turn detection cancels responses on speech by itself."""
-        td = _turn_detection(self.client.snapshot.session)
-        return isinstance(td, dict) and td.get("interrupt_response", True) is not False
-
-
-def _turn_detection(session: Mapping[str, Any]) -> object:
-    audio = session.get("audio") or {}
-    return (audio.get("input") or {}).get("turn_detection") if isinstance(audio, Mapping) else None
 
 
 if TYPE_CHECKING:  # mypy checks that rtedge's own parts fit the seams

@@ -103,14 +103,12 @@ import numpy as np
 
 from ._tick_engine import (
     AudioSpan,
-    Cancel,
     EngineStats,
     TickEngine,
     TickEvent,
     TickFormat,
     TickResult,
     ToolCall,
-    Truncate,
     tick_format,
 )
 from ._tick_records import CallerAudio, CallerTick, ResponseUsage, ServerEventRecord
@@ -123,6 +121,7 @@ from ..errors import (
     LocalProtocolError,
 )
 from ..protocol import events as ev
+from ..protocol.interruption import Cancel, Truncate
 from ..protocol import items
 from ..protocol.config import SessionConfig
 
