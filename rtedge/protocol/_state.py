@@ -208,7 +208,8 @@ class SessionState:
     function_calls: OrderedDict[str, FunctionCall] = attrs.field(factory=OrderedDict)
     #: the last ITEM_WINDOW conversation items by id, in the order the server added them
     items: OrderedDict[str, dict[str, Any]] = attrs.field(factory=OrderedDict)
-    #: transcripts of the last ITEM_WINDOW user audio items (``...input_audio_transcription.completed``)
+    #: transcripts of the last ITEM_WINDOW user audio items (``...input_audio_transcription.completed``;
+    #: ``""`` when it failed or was empty)
     input_transcripts: OrderedDict[str, str] = attrs.field(factory=OrderedDict)
     #: usage of the last USAGE_WINDOW responses that reported it
     usage_by_response: OrderedDict[str, Usage] = attrs.field(factory=OrderedDict)
@@ -375,10 +376,13 @@ class SessionState:
             self.items[event.item_id] = _deep_merge(self.items.get(event.item_id, {}), event.item)
             _bound(self.items, ITEM_WINDOW)
 
-    def _on_input_transcript(self, event: ev.InputAudioTranscriptionCompleted) -> None:
-        """A user audio item's transcript arrived (re-seeding a new session reads it)."""
-        if event.item_id and event.transcript:
-            self.input_transcripts[event.item_id] = event.transcript
+    def _on_input_transcript(self, event: ev.InputAudioTranscriptionCompleted
+                             | ev.InputAudioTranscriptionFailed) -> None:
+        """A user audio item's transcript arrived (re-seeding a new session reads it); a failed or
+        empty one is kept as ``""`` (known: nothing to wait for, nothing to replay)."""
+        if event.item_id:
+            text = event.transcript if isinstance(event, ev.InputAudioTranscriptionCompleted) else ""
+            self.input_transcripts[event.item_id] = text
             _bound(self.input_transcripts, ITEM_WINDOW)
 
     def _on_item_deleted(self, event: ev.ConversationItemDeleted) -> None:
@@ -439,4 +443,5 @@ _HANDLERS: dict[type[ev.ServerEvent], Any] = {
     ev.InputAudioBufferCleared: SessionState._on_cleared,
     ev.TranscriptionDone: SessionState._on_transcription_done,
     ev.InputAudioTranscriptionCompleted: SessionState._on_input_transcript,
+    ev.InputAudioTranscriptionFailed: SessionState._on_input_transcript,
 }

@@ -101,6 +101,36 @@ def history_items(state: SessionState, complete_only: bool = False) -> list[dict
     return out
 
 
+#: how many of a session's newest items may still expect their input transcript (an older user audio
+#: item without one is taken never to get it, and is skipped like any audio without a transcript)
+TRANSCRIPT_WINDOW = 4
+
+
+def transcribes(session: Mapping[str, Any]) -> bool:
+    """The session (canonical shape) transcribes user audio (``input_audio_transcription`` on)."""
+    audio = session.get("audio")
+    if isinstance(audio, dict) and isinstance(audio.get("input"), dict):
+        return bool(audio["input"].get("transcription"))
+    return bool(session.get("input_audio_transcription"))
+
+
+def unsettled(state: SessionState) -> list[str]:
+    """Ids of items whose replay is not final yet, oldest first: being generated
+    (``status: "in_progress"``) or, when the session transcribes input, user audio among the newest
+    :data:`TRANSCRIPT_WINDOW` items whose transcript has not arrived (completed or failed)."""
+    out = []
+    newest = list(state.items)[-TRANSCRIPT_WINDOW:] if transcribes(state.session) else []
+    for key, item in state.items.items():
+        if item.get("status") == "in_progress":
+            out.append(key)
+        elif key in newest and item.get("role") == "user" and key not in state.input_transcripts \
+                and replay_item(item, state) is None \
+                and any(part.get("type") == "input_audio" for part in item.get("content") or ()
+                        if isinstance(part, dict)):
+            out.append(key)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- budget
 
 #: characters per token assumed by the estimate (see the module docstring)

@@ -128,6 +128,8 @@ class ServerSession:
         self.idle_from = 0  # input position when it was armed
         self.idle_nudged = False  # one nudge per silence, never a self-prompting loop
         self.audio_record = AudioRecord(server.keep_audio)
+        #: (due, action): work the responder thread runs once due (a delayed transcript or turn answer)
+        self.timers: list[tuple[float, Callable[[], None]]] = []
         self._thread = threading.Thread(target=self._respond_loop, name=f"{name}-respond", daemon=True)
 
     # -- helpers ---------------------------------------------------------------
@@ -304,9 +306,33 @@ class ServerSession:
                    "item_id": item_id})
         entry = self._commit(item_id, self.input.take(self.speech_start, position))
         td = self._turn_detection() or {}
-        if td.get("create_response") and self.active is None:
+        if td.get("create_response"):
+            self._later(self.server.vad_response_delay, self._answer_turn)
+        self._later(self.server.transcript_delay, lambda: self._transcribe(entry))
+
+    def _answer_turn(self) -> None:
+        """Server VAD's automatic answer to a turn (none while a response is already active)."""
+        if self.active is None:
             self._start_response({})
-        self._transcribe(entry)
+
+    def _later(self, delay: float, action: Callable[[], None]) -> None:
+        """Run ``action`` now (lock held) or, with a ``delay``, on the responder thread once due."""
+        if delay <= 0:
+            action()
+            return
+        self.timers.append((time.monotonic() + delay, action))
+        self.timers.sort(key=lambda timer: timer[0])
+        self.cond.notify_all()
+
+    def _streaming(self) -> bool:
+        return self.stream is not None
+
+    def _run_timers(self) -> float | None:
+        """Lock held: run the timers that are due; the next one's due time (None: no timer)."""
+        while self.timers and not self.closing and self.timers[0][0] <= time.monotonic():
+            _, action = self.timers.pop(0)
+            action()
+        return self.timers[0][0] if self.timers and not self.closing else None
 
     def _on_input_audio_buffer_commit(self, event: dict[str, Any]) -> None:
         have_ms = self.input.since_commit * 1000.0 / self.input.fmt.rate
@@ -319,7 +345,8 @@ class ServerSession:
         item_id = self.speech_item if self.input.in_speech and self.speech_item else None
         item_id = item_id or self.server.new_id("item")
         self.speech_item = None
-        self._transcribe(self._commit(item_id, self.input.take_all()))
+        entry = self._commit(item_id, self.input.take_all())
+        self._later(self.server.transcript_delay, lambda: self._transcribe(entry))
 
     def _on_input_audio_buffer_clear(self, event: dict[str, Any]) -> None:
         self.input.clear()
@@ -579,8 +606,10 @@ class ServerSession:
                 if self.idle_deadline is not None and now >= self.idle_deadline:
                     self._idle_timeout()
                     continue
-                wake = min(self.deadline, self.idle_deadline or self.deadline)
-                self.cond.wait(min(wake - now, 3600.0))  # bounded: an infinite duration is allowed
+                timer = self._run_timers()  # (it may start a response: the loop ends)
+                wake = min(self.deadline, self.idle_deadline or self.deadline, timer or self.deadline)
+                if not self._streaming():
+                    self.cond.wait(min(wake - time.monotonic(), 3600.0))  # bounded: an infinite duration is allowed
             if self.closing or self.stream is None:
                 return False
             stream = self.stream
@@ -600,7 +629,8 @@ class ServerSession:
                                                          "message": str(exc)})
                 return True
             while not self.closing and self.stream is stream and time.monotonic() < item:
-                self.cond.wait(item - time.monotonic())
+                timer = self._run_timers()  # (a delayed transcript arrives while the answer streams)
+                self.cond.wait(min(item, timer or item) - time.monotonic())
             return True
 
     def _expire(self) -> bool:

@@ -126,6 +126,10 @@ class RealtimeServer(RecordingServer):
         realtime: Pace audio deltas at real time on absolute deadlines; ``False``
             sends everything as fast as possible.
         response_delay: Seconds between ``response.created`` and the first output.
+        transcript_delay: Seconds between a commit and its input transcription events (the live
+            server transcribes asynchronously; 0: at once, with the commit).  Mutable at run time.
+        vad_response_delay: Seconds between the end of a server-VAD turn (its commit) and the
+            automatic ``response.created`` (the live server's latency; 0: at once).  Mutable at run time.
         tool_name: Tool the model calls when tools are configured (default: the first one).
         tool_arguments: Arguments JSON for tool calls, or ``callable(tool) -> str``;
             default: an example value for every required parameter.
@@ -193,6 +197,8 @@ class RealtimeServer(RecordingServer):
         delta_ms: int = 40,
         realtime: bool = True,
         response_delay: float = 0.0,
+        transcript_delay: float = 0.0,
+        vad_response_delay: float = 0.0,
         tool_name: str | None = None,
         tool_arguments: str | Callable[[dict[str, Any]], str] | None = None,
         auto_tool_calls: bool = True,
@@ -229,6 +235,7 @@ class RealtimeServer(RecordingServer):
         self.handshake_headers = dict(handshake_headers or {})
         self.reply_text, self.responder = reply_text, responder
         self.delta_ms, self.realtime, self.response_delay = int(delta_ms), realtime, response_delay
+        self.transcript_delay, self.vad_response_delay = float(transcript_delay), float(vad_response_delay)
         self.tool_name, self.tool_arguments, self.auto_tool_calls = tool_name, tool_arguments, auto_tool_calls
         self.input_transcript, self.instructions = input_transcript, instructions
         self.default_model, self.session_duration_s = default_model, float(session_duration_s)

@@ -57,7 +57,7 @@ import attrs
 from ..errors import ConnectionClosed, DeadlineExceeded, LocalProtocolError
 from ..protocol import events as ev
 from ..protocol._state import InputBufferState, ResponseState, SessionState
-from ..protocol.reseed import RolloverTiming, SeedPlan, history_items, replay_item, seed_plan, session_deadline
+from ..protocol.reseed import RolloverTiming, SeedPlan, replay_item, seed_plan, session_deadline, unsettled
 from ..protocol.session import Session
 from . import _ws
 from ._handshake import read_one, read_until, seed_texts, send_on_sender, server_error
@@ -75,6 +75,12 @@ RETRY_S = 2.0
 #: how long a response is expected after response.create or the end of a server-VAD turn (then it
 #: is assumed not to come: ``create_response`` off, or a refused create)
 EXPECT_S = 3.0
+#: how long an old session is kept after the switch for a user turn's transcript (so the new session
+#: can be given the turn as text)
+TRANSCRIPT_WAIT_S = 5.0
+#: an old session waiting for an expected response or a transcript stops waiting this long before its
+#: deadline (at most half the forced margin): the provider's limit is not hit for a wait
+END_GUARD_S = 1.0
 
 
 @attrs.define(eq=False)
@@ -83,15 +89,36 @@ class Retiring:
 
     session: Session
     deadline: float | None  # epoch seconds the provider ends it
+    guard: float = END_GUARD_S  # it is ended this long before ``deadline`` at the latest
     end_requested: float | None = None  # monotonic time its end (finish or close) was asked
-    #: ids of items still being generated at the switch: copied to the new session once complete
-    deferred: list[str] = attrs.field(factory=list)
+    #: ids of its items the new session has been given (or that had nothing to give): the others are
+    #: copied once final, when it ends
+    carried: set[str] = attrs.field(factory=set)
+    #: a response it owes: (event_id of our response.create or None for a server-VAD turn, monotonic
+    #: time it became expected); None once ``response.created`` came
+    expecting: tuple[str | None, float] | None = None
+    switched_at: float = attrs.field(factory=time.monotonic)
     #: the sender's in-order switch call: until it ran, audio queued for the old session is still
     #: going out on it, so the old session must not be ended yet
     switch: Any = None
 
     def switched(self) -> bool:
         return self.switch is None or self.switch.done.is_set()
+
+    def owes(self, now: float, wall: float) -> str | None:
+        """What it still owes the conversation, or None: a response streaming (until it is done, as
+        before a rollover), a response expected (within :data:`EXPECT_S`) or a user turn's transcript
+        (within :data:`TRANSCRIPT_WAIT_S` of the switch); the last two until ``guard`` before its deadline."""
+        state = self.session.state
+        if state.response is not ResponseState.IDLE:
+            return "a response"
+        if self.deadline is not None and wall >= self.deadline - self.guard:
+            return None
+        if self.expecting is not None and now - self.expecting[1] <= EXPECT_S:
+            return "an expected response"
+        if now - self.switched_at <= TRANSCRIPT_WAIT_S and any(key not in self.carried for key in unsettled(state)):
+            return "a transcript"
+        return None
 
 
 def _server_vad(session: dict[str, Any]) -> bool:
@@ -218,10 +245,16 @@ class Rollover:
         timeout = self._opts["connect_timeout"]
         deadline = time.monotonic() + timeout
         with self._lock:
-            old = self._session.state  # items still being generated are left to the switch
-            snapshot = {key for key, item in old.items.items() if item.get("status") != "in_progress"}
+            # the items before the first one not final yet (being generated, or user audio whose
+            # transcript is still to come) are seeded; from that one on, the switch takes them
+            old = self._session.state
+            keys = list(old.items)
+            pending = set(unsettled(old))
+            settled = keys[:next((i for i, key in enumerate(keys) if key in pending), len(keys))]
             seedable = "item_create" in self.dialect.capabilities  # (a transcription session has no items)
-            plan = seed_plan(history_items(old, complete_only=True) if seedable else [], self._opts["seed_budget"])
+            history = [replay_item(old.items[key], old) for key in settled] if seedable else []
+            plan = seed_plan([item for item in history if item is not None], self._opts["seed_budget"])
+            snapshot = set(settled)
         conn = self._open_here(timeout)  # the sender keeps sending on the old socket meanwhile
         session = Session(self.dialect)
         try:
@@ -316,17 +349,25 @@ class Rollover:
         """Under the lock: make ``session`` the current one and queue the sender's switch."""
         old_session, old_conn = self._session, self._conn
         assert old_conn is not None
-        entry = Retiring(session=old_session, deadline=self._deadline)
+        # the old session keeps what it owes: a response streaming or expected (a forced switch right
+        # after a user turn), which it still gives; it is ended once it owes nothing (Retiring.owes)
+        entry = Retiring(session=old_session, deadline=self._deadline, carried=set(snapshot),
+                         guard=min(END_GUARD_S, self._timing.force_s / 2), expecting=self._create_pending)
         late_texts = []
-        for key, item in old_session.state.items.items():
-            if key in snapshot or "item_create" not in self.dialect.capabilities:
-                continue
-            if item.get("status") == "in_progress":  # the answer still streaming there (a forced switch)
-                entry.deferred.append(key)
-                continue
-            replay = replay_item(item, old_session.state)
-            if replay is not None:
-                late_texts.append(session.send(ev.ConversationItemCreate(item=replay)))
+        if "item_create" in self.dialect.capabilities:
+            state = old_session.state
+            pending = set(unsettled(state))
+            for key, item in state.items.items():
+                if key in entry.carried:
+                    continue
+                if key in pending:  # it and every later item are copied once final (Rollover._copy_rest)
+                    break
+                entry.carried.add(key)
+                replay = replay_item(item, state)
+                if replay is not None:
+                    late_texts.append(session.send(ev.ConversationItemCreate(item=replay)))
+        else:
+            entry.carried.update(old_session.state.items)
         self._retiring[old_conn] = entry
         self._session = session
         self._publish()
@@ -334,8 +375,7 @@ class Rollover:
         self._session_started = time.monotonic()
         self._machine.apply(LinkEvent.SWITCHED)
         self._arm_deadline(session)
-        idle = old_session.state.response is ResponseState.IDLE
-        entry.switch = self._sendq.put_call(lambda: self._switch_on_sender(conn, old_conn, late_texts, idle))
+        entry.switch = self._sendq.put_call(lambda: self._switch_on_sender(conn, old_conn, late_texts))
         self.stats.rollovers += 1
         me = threading.current_thread()
         for thread in list(self._threads):
@@ -349,14 +389,12 @@ class Rollover:
             new_session_id=session.state.session_id or "", seeded_items=len(plan.items) + len(late_texts),
             summarized=plan.summarized, dropped=plan.dropped, forced=forced)
 
-    def _switch_on_sender(self, conn: _ws.WsConnection, old: _ws.WsConnection, late: list[str],
-                          idle: bool) -> None:
-        """Sender, in queue order: from here on write to ``conn``; end the old session if it is idle."""
+    def _switch_on_sender(self, conn: _ws.WsConnection, old: _ws.WsConnection, late: list[str]) -> None:
+        """Sender, in queue order: from here on write to ``conn``; end the old session if it owes nothing."""
         self._conn = conn
         entry = self._retiring.get(old)
         if entry is not None:
             entry.switch = None  # (the call is running: what was queued for the old session went out)
-            idle = idle or entry.session.state.response is ResponseState.IDLE
         try:
             for text in late:
                 conn.send_text(text)
@@ -364,8 +402,10 @@ class Rollover:
                 self.stats.bytes_sent += len(text)
         except ConnectionClosed as exc:
             log.debug("session rollover: late items not sent (%s); the receiver will see the loss", exc)
-        if idle:
+        if entry is not None and entry.owes(time.monotonic(), time.time()) is None:
             self._end_retiring(old)
+        elif entry is not None:
+            log.debug("session rollover: the old session stays for %s", entry.owes(time.monotonic(), time.time()))
 
     def _rollover_failed(self, cause: str) -> None:
         """The rollover thread failed before the switch: the old session keeps serving; retry later."""
@@ -388,11 +428,13 @@ class Rollover:
 
     # ------------------------------------------------------------------------------------------ the old session
     def _end_retiring(self, conn: _ws.WsConnection) -> None:
-        """Sender: end an old session the dialect's way (DashScope ``session.finish``, else close 1000)."""
+        """Sender: end an old session the dialect's way (DashScope ``session.finish``, else close 1000),
+        after copying to the new session what it gained since the switch."""
         entry = self._retiring.get(conn)
         if entry is None or entry.end_requested is not None or not entry.switched():
             return  # (before the switch call ran, the old session still has audio to take)
         entry.end_requested = time.monotonic()
+        self._copy_rest(entry)
         try:
             if "session_finish" in self.dialect.capabilities:
                 with self._lock:
@@ -405,30 +447,42 @@ class Rollover:
             conn.send_close(1000, "session rollover")
 
     def _retiring_events(self, conn: _ws.WsConnection, entry: Retiring, events: list[ev.ServerEvent]) -> None:
-        """Old receiver: the old session went idle (end it) or finished (close it)."""
+        """Old receiver: track what the old session owes; once it owes nothing, end it; once it
+        finished, close it."""
+        now = time.monotonic()
         for event in events:
             if isinstance(event, ev.SessionFinished) or (
                     isinstance(event, ev.Error) and entry.end_requested is not None):
                 self._submit(lambda: conn.send_close(1000, "session rollover"))
-            elif isinstance(event, ev.ResponseDone) and entry.end_requested is None \
-                    and entry.session.state.response is ResponseState.IDLE:
-                self._copy_deferred(entry)
-                self._submit(lambda: self._end_retiring(conn))
+            elif isinstance(event, ev.InputAudioBufferSpeechStopped | ev.InputAudioBufferCommitted):
+                entry.expecting = (None, now)  # a turn ended from audio sent before the switch
+            elif isinstance(event, ev.ResponseCreated) or (isinstance(event, ev.Error) and entry.expecting
+                                                           and event.error.event_id == entry.expecting[0]):
+                entry.expecting = None
+        if entry.end_requested is None and entry.owes(now, time.time()) is None:
+            self._submit(lambda: self._end_retiring(conn))
 
-    def _copy_deferred(self, entry: Retiring) -> None:
-        """The answer that was streaming on the old session at a forced switch is complete: the new
-        session gets it too (appended to its conversation), so the model knows what it said."""
-        state = entry.session.state
-        ids, entry.deferred = entry.deferred, []
-        for key in ids:
-            item = state.items.get(key)
-            replay = replay_item(item, state) if item is not None else None
+    def _copy_rest(self, entry: Retiring) -> None:
+        """The old session is ending: the new session gets what the old one gained since the switch
+        (the answer to a turn in flight at a forced switch, the turn itself once transcribed),
+        appended to its conversation in the old order, so the model knows what was said."""
+        if "item_create" not in self.dialect.capabilities:
+            return
+        with self._lock:
+            state = entry.session.state
+            rest = [(key, item) for key, item in state.items.items() if key not in entry.carried]
+            entry.carried.update(key for key, _ in rest)
+        for key, item in rest:
+            replay = replay_item(item, state)
             if replay is None:
+                if item.get("role") == "user":
+                    log.info("session rollover: user turn %s not copied to the new session (no transcript)", key)
                 continue
             try:
                 self._send(ev.ConversationItemCreate(item=replay))
             except (ConnectionClosed, LocalProtocolError) as exc:
-                log.info("session rollover: the old session's last answer not copied (%s)", exc)
+                log.info("session rollover: the old session's last items not copied (%s)", exc)
+                return
 
     def _submit(self, fn: Callable[[], None]) -> None:
         try:
@@ -442,8 +496,8 @@ class Rollover:
         finish = self._opts["finish_timeout"]
         for conn, entry in list(self._retiring.items()):
             if entry.end_requested is None:
-                if entry.session.state.response is ResponseState.IDLE:
-                    self._end_retiring(conn)  # a switch whose in-order call was dropped
+                if entry.owes(now, wall) is None:
+                    self._end_retiring(conn)  # it owes nothing (an expectation ran out, or no event came)
                 elif entry.deadline is not None and wall >= entry.deadline + finish:
                     self._end_retiring(conn)  # past its limit and the server did not end it
             elif not conn.close_sent and now - entry.end_requested > finish:

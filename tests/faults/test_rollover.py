@@ -92,6 +92,8 @@ def test_paced_conversation_rolls_over_without_losing_a_sample(server, speech_di
     stats = client.stats
     close_bounded(client)
     conversations = [server.conversation(i) for i in range(len(records))]
+    # (an old session still giving an answer or a transcript when close() came is closed by it: wait)
+    assert wait_until(lambda: None not in server.close_codes[:len(rollovers)], timeout=5)
     codes = server.close_codes
     expired = [e for e in server.sent if e["type"] == "error" and e["error"]["code"] == "session_expired"]
     # every microphone sample arrived exactly once, across the sessions, in order
@@ -289,3 +291,85 @@ def test_a_transcription_session_rolls_over_without_items(server):
     assert [s["type"] for s in server.sessions[:2]] == ["transcription", "transcription"]
     assert server.sessions[1]["audio"]["input"]["turn_detection"] is None  # the config went over
     close_bounded(client)
+
+
+class SwitchedMic:
+    """Paced 20 ms frames on a thread, loud while ``loud`` is set (server VAD hears speech), else
+    near-silent; SHA-256 and count of every sample appended."""
+
+    def __init__(self, client: rtedge.Client) -> None:
+        self.client, self.hash, self.samples = client, hashlib.sha256(), 0
+        self.loud, self.stop = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, name="test-mic", daemon=True)
+
+    def _run(self) -> None:
+        t0, k = time.monotonic(), 0
+        while not self.stop.is_set():
+            frame = np.full(FRAME, 4000 if self.loud.is_set() else 0, np.int16)
+            frame[0] = k % 64 - 32  # every frame differs: a swap or a repeat changes the checksum
+            self.client.append_audio(frame, rate=24000)
+            self.hash.update(frame.astype("<i2").tobytes())
+            self.samples += FRAME
+            k += 1
+            self.stop.wait(max(0.0, t0 + k * 0.02 - time.monotonic()))
+
+    def __enter__(self) -> SwitchedMic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+def test_forced_rollover_right_after_a_commit_answers_the_turn_once(server):
+    """Server VAD committed a user turn; its transcript and its answer are still to come (the server's
+    latency) when the switch is forced.  The turn is answered exactly once, before the old session
+    ends; the new session gets the turn and its answer as items; every microphone sample reaches
+    exactly one session; the provider's limit is never hit."""
+    _configure(server, realtime=True, session_duration_s=10.0, transcript_delay=1.0, vad_response_delay=1.0,
+               input_transcript="turn on the lights",
+               responder=lambda turn: ("Lights on.", np.full(9600, 300, np.int16)))
+    session = rtedge.SessionConfig(instructions="Be brief.", transcription=Transcription(model="whisper-1"),
+                                   turn_detection=rtedge.ServerVad(silence_duration_ms=200))
+    client, timeline = open_client(server.url, session=session, ping_interval=0.2, ping_timeout=2.0,
+                                   rollover_timing=RolloverTiming(margin_s=4.0, force_s=2.5))
+    server.session_duration_s = 3600.0  # (the next session: no second rollover during the test)
+    deadline = client._deadline
+    assert deadline is not None
+    with SwitchedMic(client) as mic:
+        # speech from before the rollover starts (deadline - 4 s) keeps the moment from being quiet;
+        # it ends so that server VAD commits the turn about 0.5 s before the forced point
+        assert wait_until(lambda: time.time() >= deadline - 4.5, timeout=10)
+        mic.loud.set()
+        assert wait_until(lambda: time.time() >= deadline - 3.2 and server.connection_count == 2, timeout=5)
+        mic.loud.clear()
+        t_commit, _ = timeline.wait("input_audio_buffer.committed", timeout=5)
+        t_roll, rollover = timeline.wait("rtedge.session_rollover", timeout=5)
+        t_created, _ = timeline.wait("response.created", timeout=5)
+        done = client.wait_for("response.done", timeout=5)
+        assert wait_until(lambda: server.close_codes[:1] == [1000], timeout=5)
+        assert wait_until(lambda: _texts(server.conversation(1))[-2:] == ["turn on the lights", "Lights on."],
+                          timeout=5), _texts(server.conversation(1))
+    assert wait_until(lambda: sum(r.samples for r in server.audio_records) >= mic.samples, timeout=5)
+    records = server.audio_records
+    stats = client.stats
+    close_bounded(client)
+    # the scenario: committed before the switch, answered after it, and the switch was forced
+    assert rollover.forced and t_commit < t_roll < t_created
+    # answered exactly once, by the old session (the user's audio is there), completely
+    assert done.status == "completed"
+    assert len(timeline.of("response.done")) == 1
+    assert [e["type"] for e in server.sent].count("response.created") == 1
+    assert _texts(server.conversation(0))[-2:] == ["turn on the lights", "Lights on."]
+    assert "response.create" not in [e["type"] for e in server.received]
+    # every microphone sample arrived exactly once, across the two sessions, in order
+    assert len(records) == 2 and all(r.samples > 0 for r in records)
+    assert sum(r.samples for r in records) == mic.samples
+    assert hashlib.sha256(b"".join(r.audio().astype("<i2").tobytes() for r in records)).hexdigest() \
+        == mic.hash.hexdigest()
+    # the provider's limit was never hit
+    expired = [e for e in server.sent if e["type"] == "error" and e["error"]["code"] == "session_expired"]
+    assert not expired and stats.sessions_expired == 0 and stats.reconnects == 0
+    record("rollover forced right after a commit",
+           "the old session answered the turn once, then ended; the new one holds turn and answer")
