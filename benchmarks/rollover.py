@@ -11,7 +11,8 @@ side: with the rollover (the default: a second session is opened and seeded whil
 still serves, the send path switches at a frame boundary) and with the old proactive recycle
 (``max_session_seconds``: close, reconnect, re-seed) as the baseline.  Per mode:
 
-* session switches, ``session_expired`` hit, responses completed and cut;
+* session switches, ``session_expired`` hit, user turns the server committed and responses it
+  started (one per turn), responses the client saw completed and cut;
 * microphone samples appended vs received by the server over all sessions (lost, extra) and
   whether the SHA-256 of everything received equals that of everything appended;
 * the longest pause in the server's audio arrivals across a switch, beyond the 20 ms cadence
@@ -20,7 +21,10 @@ still serves, the send path switches at a frame boundary) and with the old proac
   for reference the longest pause and the 99th percentile of pauses over the whole run
   (``max_gap_ms``, ``p99_gap_ms``: what the machine's scheduling alone costs);
 * whether every new session held the previous one's newest turns verbatim (the seeding; older turns are
-  summarized or dropped within the budget).
+  summarized or dropped within the budget), and how many switches were forced (no quiet moment came).
+
+``--latency S`` makes the server take S seconds from the end of a turn to its transcript and to its
+answer, as the live service does: a switch forced in that window must still get the turn answered once.
 
 **Soak** (``--soak N``): N rollovers as fast as the server allows (a 0.5 s lifetime, the client
 rolling over after 0.25 s), with the server in a subprocess; threads, file descriptors and RSS of
@@ -30,6 +34,7 @@ Run from the repo root::
 
     python benchmarks/rollover.py                      # 10 minutes (rollover) + 2 minutes (recycle)
     python benchmarks/rollover.py --minutes 1 --baseline-minutes 1 --lifetime 10   # quick look
+    python benchmarks/rollover.py --minutes 5 --baseline-minutes 0 --latency 0.6   # turns in flight
     python benchmarks/rollover.py --soak 1000          # 1,000 rollovers: threads, fds, RSS
 """
 
@@ -97,13 +102,14 @@ class Mic:
             self.stop.wait(max(0.0, t0 + k * 0.02 - time.monotonic()))
 
 
-def serve(lifetime: float) -> None:
+def serve(lifetime: float, latency: float) -> None:
     """Child process: the local server; on a line on stdin, one JSON report on stdout, then exit."""
     import json
 
     n = iter(range(10 ** 6))
     server = RealtimeServer(realtime=True, session_duration_s=lifetime, reply_text="Okay, done.",
-                            input_transcript=lambda audio, rate: f"request {next(n)}").start()
+                            input_transcript=lambda audio, rate: f"request {next(n)}",
+                            transcript_delay=latency, vad_response_delay=latency).start()
     print(server.port, flush=True)
     sys.stdin.readline()
     records = server.audio_records
@@ -122,17 +128,21 @@ def serve(lifetime: float) -> None:
                      if a and not _holds(b, a[-TAIL:])],
         "expired": sum(1 for e in server.sent
                        if e["type"] == "error" and e["error"]["code"] == "session_expired"),
+        "turns": sum(1 for e in server.sent if e["type"] == "input_audio_buffer.committed"),
+        "answered": sum(1 for e in server.sent if e["type"] == "response.created"),
     }
     server.stop()
     print(json.dumps(report), flush=True)
 
 
-def conversation(mode: str, minutes: float, lifetime: float, gap: float) -> dict[str, object]:
+def conversation(mode: str, minutes: float, lifetime: float, gap: float, latency: float = 0.0
+                 ) -> dict[str, object]:
     """One paced conversation against a server in a child process (its threads, JSON and VAD stay out
     of this process, so the client's timing is its own)."""
     import json
 
-    child = subprocess.Popen([sys.executable, __file__, "--serve", str(lifetime)], stdin=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, __file__, "--serve", str(lifetime), "--latency", str(latency)],
+                             stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdin is not None
@@ -170,6 +180,7 @@ def conversation(mode: str, minutes: float, lifetime: float, gap: float) -> dict
     return {
         "mode": mode, "minutes": minutes, "switches": int(report["sessions"]) - 1,
         "expired": report["expired"],
+        "turns": report["turns"], "answered": report["answered"],
         "responses": len(done), "cut": sum(1 for d in done if getattr(d, "status", "") != "completed"),
         "appended": mic.samples, "received": received, "lost": max(0, mic.samples - received),
         "extra": max(0, received - mic.samples), "refused": mic.errors * FRAME,
@@ -265,18 +276,20 @@ def main() -> None:
     p.add_argument("--baseline-minutes", type=float, default=2.0, help="conversation length with the recycle")
     p.add_argument("--lifetime", type=float, default=20.0, help="the server's session lifetime (s)")
     p.add_argument("--gap", type=float, default=2.5, help="silence between the phrases (s)")
+    p.add_argument("--latency", type=float, default=0.0,
+                   help="the server's delay from the end of a turn to its transcript and to its answer (s)")
     p.add_argument("--soak", type=int, metavar="N", help="run N rollovers as fast as possible instead")
     p.add_argument("--serve", type=float, metavar="LIFETIME", help=argparse.SUPPRESS)  # the child process
     args = p.parse_args()
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, args.latency)
         return
     if args.soak:
         soak(args.soak)
         return
-    rows = [conversation("rollover", args.minutes, args.lifetime, args.gap)]
+    rows = [conversation("rollover", args.minutes, args.lifetime, args.gap, args.latency)]
     if args.baseline_minutes > 0:
-        rows.append(conversation("recycle", args.baseline_minutes, args.lifetime, args.gap))
+        rows.append(conversation("recycle", args.baseline_minutes, args.lifetime, args.gap, args.latency))
     keys = list(rows[0])
     print(f"{'':16}" + "".join(f"{str(r['mode']):>14}" for r in rows))
     for key in keys[1:]:

@@ -333,7 +333,11 @@ class RolloverTiming:
 
     From ``deadline - margin_s`` on, the session is replaced at the first quiet moment (no response
     active, no user speech); from ``deadline - force_s`` on, at once, quiet or not (a response
-    still streaming then finishes on the old session, which keeps serving until it is done).
+    still streaming then finishes on the old session, which keeps serving until it is done; a user
+    turn committed there and not answered yet is answered there too).  Only user speech still in
+    progress delays a forced switch, until ``deadline - force_s / 2`` at the latest: switching then
+    would split the utterance between the sessions (its start in the old one, which never hears it
+    end); once it ends, the old session answers it.
 
     Attributes:
         margin_s: how long before the deadline to start looking for a quiet moment.
@@ -353,10 +357,11 @@ class RolloverTiming:
         margin = min(self.margin_s, limit_s / 4)
         return RolloverTiming(margin_s=margin, force_s=min(self.force_s, limit_s / 10, margin / 2))
 
-    def decide(self, now: float, deadline: float | None, quiet: bool) -> Decision:
-        """``"now"``, ``"at_quiet"`` (now, since it is quiet) or ``"wait"``."""
+    def decide(self, now: float, deadline: float | None, quiet: bool, speaking: bool = False) -> Decision:
+        """``"now"``, ``"at_quiet"`` (now, since it is quiet) or ``"wait"``; ``speaking``: the user
+        is speaking (see the class docstring)."""
         if deadline is None or now < deadline - self.margin_s:
             return "wait"
         if now >= deadline - self.force_s:
-            return "now"
+            return "now" if not speaking or now >= deadline - self.force_s / 2 else "wait"
         return "at_quiet" if quiet else "wait"

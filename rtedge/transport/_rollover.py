@@ -16,15 +16,20 @@ reader of that socket until the switch.  It feeds the new socket's events to a s
 :class:`~rtedge.protocol.session.Session` without delivering them, has the
 sender send the session config and the conversation (within the seeding
 budget, :func:`~rtedge.protocol.reseed.seed_plan`), and reads until the
-server confirmed the config and created every item.  Then it waits, still
-reading the new socket, for a quiet moment on the old session (no response
-active, no user speech, no uncommitted manual-turn audio, no
-``session.update`` unanswered), or for the forced point
-(:class:`~rtedge.protocol.reseed.RolloverTiming`).
+server confirmed the config and created every item.  Seeded are the items
+before the first one that is not final yet
+(:func:`~rtedge.protocol.reseed.unsettled`: being generated, or user audio
+whose transcript is still to come), so the new session's order is the old
+one's.  Then it waits, still reading the new socket, for a quiet moment on
+the old session (no response active, no user speech, no uncommitted
+manual-turn audio, no ``session.update`` unanswered), or for the forced
+point (:class:`~rtedge.protocol.reseed.RolloverTiming`; user speech in
+progress there delays it, by half the forced margin at most, so that an
+utterance is not split between the sessions).
 
 The switch is one locked step: items the old session gained since the
-snapshot are serialized for the new session, the new session becomes the one
-every later send is serialized with, the link moves ``--switched--> OPEN``,
+snapshot, up to the first one not final yet, are serialized for the new
+session, the new session becomes the one every later send is serialized with, the link moves ``--switched--> OPEN``,
 and an in-order call is queued for the sender (:meth:`SendQueue.put_call`).
 Items queued before that call were serialized for the old session and go
 out on the old socket; the call sends the late items on the new socket and
@@ -36,7 +41,30 @@ lost or sent twice.  ``rtedge.session_rollover`` follows.
 ``rtedge-receiver``) and reads the new socket; the old receiver (renamed
 ``rtedge-receiver-draining``) keeps reading the old socket and delivering its
 events, so a response still streaming there (a forced switch) is not cut.
-Once the old session is idle the sender ends it the dialect's way
+
+A user turn in flight at the switch
+-----------------------------------
+A forced switch can come right after a user turn was committed on the old
+session, before its transcript or its answer arrived.  The rule: **the old
+session answers what it was given, and is ended only once it owes nothing**
+(:meth:`Retiring.owes`):
+
+* a response streaming on it: until ``response.done`` (as before);
+* a response expected (our ``response.create``, or a turn server VAD ended,
+  with no ``response.created`` yet): up to :data:`EXPECT_S`;
+* the transcript of a recent user turn: up to :data:`TRANSCRIPT_WAIT_S`
+  after the switch.
+
+The two waits stop ``guard`` (:data:`END_GUARD_S`, at most half the forced
+margin) before the old session's deadline, so the provider's limit is not
+hit for them.  The turn's audio went to the old session only (every sample
+goes to exactly one session), so it is answered there, once: the new session
+never gets the audio and is never asked to answer it.  When the old session
+ends, the items it gained since the switch (the turn as its transcript, the
+answer) are copied to the new session in the old order (appended: a turn the
+new session completed meanwhile stays before them), so the model knows what
+was said.  A user turn whose transcript never came is not copied (logged).
+Once the old session owes nothing the sender ends it the dialect's way
 (DashScope ``session.finish``, then close 1000; others close 1000) and the
 old receiver exits on the close.  A failed rollover moves the link back to
 ``OPEN`` (the old session still serves) and is retried a few seconds later;
@@ -57,7 +85,8 @@ import attrs
 from ..errors import ConnectionClosed, DeadlineExceeded, LocalProtocolError
 from ..protocol import events as ev
 from ..protocol._state import InputBufferState, ResponseState, SessionState
-from ..protocol.reseed import RolloverTiming, SeedPlan, replay_item, seed_plan, session_deadline, unsettled
+from ..protocol.reseed import (RolloverTiming, SeedPlan, replay_item, seed_plan, session_deadline, transcribes,
+                               unsettled)
 from ..protocol.session import Session
 from . import _ws
 from ._handshake import read_one, read_until, seed_texts, send_on_sender, server_error
@@ -328,7 +357,8 @@ class Rollover:
                         return False
                     calm = quiet(self._session.state) and not self._updates_in_flight and (
                         self._create_pending is None or time.monotonic() - self._create_pending[1] > EXPECT_S)
-                    decision = self._timing.decide(time.time(), self._deadline, calm)
+                    speaking = self._session.state.input_buffer is InputBufferState.SPEECH
+                    decision = self._timing.decide(time.time(), self._deadline, calm, speaking)
                     if decision != "wait":
                         switched = self._switch(conn, session, plan, snapshot, forced=decision == "now")
                         break
@@ -402,10 +432,13 @@ class Rollover:
                 self.stats.bytes_sent += len(text)
         except ConnectionClosed as exc:
             log.debug("session rollover: late items not sent (%s); the receiver will see the loss", exc)
-        if entry is not None and entry.owes(time.monotonic(), time.time()) is None:
-            self._end_retiring(old)
-        elif entry is not None:
-            log.debug("session rollover: the old session stays for %s", entry.owes(time.monotonic(), time.time()))
+        if entry is not None:
+            with self._lock:
+                owed = entry.owes(time.monotonic(), time.time())
+            if owed is None:
+                self._end_retiring(old)
+            else:
+                log.debug("session rollover: the old session stays for %s", owed)
 
     def _rollover_failed(self, cause: str) -> None:
         """The rollover thread failed before the switch: the old session keeps serving; retry later."""
@@ -459,7 +492,9 @@ class Rollover:
             elif isinstance(event, ev.ResponseCreated) or (isinstance(event, ev.Error) and entry.expecting
                                                            and event.error.event_id == entry.expecting[0]):
                 entry.expecting = None
-        if entry.end_requested is None and entry.owes(now, time.time()) is None:
+        with self._lock:
+            done = entry.end_requested is None and entry.owes(now, time.time()) is None
+        if done:
             self._submit(lambda: self._end_retiring(conn))
 
     def _copy_rest(self, entry: Retiring) -> None:
@@ -470,12 +505,13 @@ class Rollover:
             return
         with self._lock:
             state = entry.session.state
-            rest = [(key, item) for key, item in state.items.items() if key not in entry.carried]
-            entry.carried.update(key for key, _ in rest)
-        for key, item in rest:
-            replay = replay_item(item, state)
+            rest = [(key, item, replay_item(item, state)) for key, item in state.items.items()
+                    if key not in entry.carried]
+            entry.carried.update(key for key, _, _ in rest)
+            transcribing = transcribes(state.session)
+        for key, item, replay in rest:
             if replay is None:
-                if item.get("role") == "user":
+                if item.get("role") == "user" and transcribing:
                     log.info("session rollover: user turn %s not copied to the new session (no transcript)", key)
                 continue
             try:
@@ -496,7 +532,9 @@ class Rollover:
         finish = self._opts["finish_timeout"]
         for conn, entry in list(self._retiring.items()):
             if entry.end_requested is None:
-                if entry.owes(now, wall) is None:
+                with self._lock:
+                    owed = entry.owes(now, wall)
+                if owed is None:
                     self._end_retiring(conn)  # it owes nothing (an expectation ran out, or no event came)
                 elif entry.deadline is not None and wall >= entry.deadline + finish:
                     self._end_retiring(conn)  # past its limit and the server did not end it

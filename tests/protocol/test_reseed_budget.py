@@ -121,3 +121,36 @@ def test_rollover_timing() -> None:
     short = timing.scaled(20.0)
     assert short.margin_s == 5.0 and 0 < short.force_s <= 2.0
     assert short.decide(deadline - 4, deadline, quiet=True) == "at_quiet"
+
+
+def _user_audio(item_id: str) -> dict:
+    return {"id": item_id, "type": "message", "role": "user", "status": "completed",
+            "content": [{"type": "input_audio", "transcript": None}]}
+
+
+def test_unsettled_items_are_the_ones_still_generated_or_awaiting_their_transcript() -> None:
+    from rtedge.protocol import events as ev
+    from rtedge.protocol._state import SessionState
+    from rtedge.protocol.reseed import TRANSCRIPT_WINDOW, replay_item, transcribes, unsettled
+
+    state = SessionState(session={"audio": {"input": {"transcription": {"model": "whisper-1"}}}})
+    assert transcribes(state.session) and not transcribes({"audio": {"input": {"transcription": None}}})
+    state.items["old"] = _user_audio("old")  # never transcribed, and soon out of the window
+    for k in range(TRANSCRIPT_WINDOW - 2):
+        state.items[f"a{k}"] = {"id": f"a{k}", "type": "message", "role": "assistant", "status": "completed",
+                                "content": [{"type": "output_text", "text": "ok"}]}
+    state.items["turn"] = _user_audio("turn")
+    state.items["answer"] = {"id": "answer", "type": "message", "role": "assistant", "status": "in_progress",
+                             "content": []}
+    assert unsettled(state) == ["turn", "answer"]  # "old" is past the window: it never gets a transcript
+    state.on_event(ev.InputAudioTranscriptionCompleted(
+        type="conversation.item.input_audio_transcription.completed", item_id="turn", transcript="lights on"))
+    assert unsettled(state) == ["answer"] and replay_item(state.items["turn"], state) == mk.user_text("lights on")
+    state.items["next"] = _user_audio("next")
+    state.on_event(ev.InputAudioTranscriptionFailed(
+        type="conversation.item.input_audio_transcription.failed", item_id="next"))
+    assert unsettled(state) == ["answer"] and replay_item(state.items["next"], state) is None
+    state.session = {}  # no transcription: audio without a transcript is never awaited
+    state.items["answer"]["status"] = "completed"
+    state.items["last"] = _user_audio("last")
+    assert unsettled(state) == []
