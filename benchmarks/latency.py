@@ -133,8 +133,8 @@ def barge_in_cycles(cycles: int, *, on_dispatcher: bool, seed: int) -> tuple[lis
     with RealtimeServer(realtime=False, reply_text="A reply long enough to be interrupted. " * 2, seed=seed) as srv, \
             rtedge.connect(url=srv.url, ping_interval=0) as client:
         arrivals: list[float] = []
-        client.add_event_hook(lambda e: arrivals.append(time.monotonic())
-                              if isinstance(e, ev.InputAudioBufferSpeechStarted) else None)
+        client._add_event_hook(lambda e: arrivals.append(time.monotonic())
+                               if isinstance(e, ev.InputAudioBufferSpeechStarted) else None)
         sink = PacedSink()
         agent = VoiceAgent(client, IdleMic(), sink, barge_in="off" if on_dispatcher else "server", vad_gate=False)
         if on_dispatcher:

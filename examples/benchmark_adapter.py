@@ -1,4 +1,4 @@
-"""A tick-based benchmark harness's adapter over rtedge.tick, using only rtedge's public API.
+"""A tick-based benchmark harness's adapter over rtedge.TickSession, using only rtedge's public API.
 
     python examples/benchmark_adapter.py                  # a scripted call against the local server
     python examples/benchmark_adapter.py --realtime       # the server streams at real time (wall mode)
@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 import rtedge
+from rtedge import TickResult, TickSession, TickSettings
 from rtedge.audio import codec
+from rtedge.audio.wavio import read_wav
 from rtedge.testing import RealtimeServer
-from rtedge.tick import TickResult, TickSession, TickSettings
-from rtedge.wavio import read_wav
 
 ULAW_SILENCE = 0x7F  # the silence byte this harness pads with (0xFF is the other mu-law zero)
 

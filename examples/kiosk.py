@@ -11,7 +11,7 @@ import argparse
 import signal
 
 import rtedge
-from rtedge.agent import VoiceAgent
+from rtedge import VoiceAgent
 from rtedge.audio.devices import open_sink, open_source
 from rtedge.testing import RealtimeServer
 

@@ -10,8 +10,8 @@ import argparse
 
 import rtedge
 from rtedge.audio.convert import decode_pcm
+from rtedge.audio.wavio import WavWriter, read_wav
 from rtedge.testing import RealtimeServer
-from rtedge.wavio import WavWriter, read_wav
 
 
 def main(question: str, answer: str, url: str | None) -> None:

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 import rtedge
+from rtedge import TickResult, TickSession, TickSettings
 from rtedge.audio import codec
+from rtedge.audio.wavio import read_wav
 from rtedge.testing import RealtimeServer, Reply, Turn
-from rtedge.tick import TickResult, TickSession, TickSettings
-from rtedge.wavio import read_wav
 
 LONG_ANSWER = ("The kitchen lights are already on. I can also dim them, change their colour, "
                "or turn on the lights in the living room and the hallway if you like.")

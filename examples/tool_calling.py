@@ -13,9 +13,9 @@ import argparse
 from typing import Literal
 
 import rtedge
-from rtedge.config import read_key_file
+from rtedge import ToolRunner, tool
+from rtedge.app.settings import read_key_file
 from rtedge.testing import RealtimeServer
-from rtedge.tools import ToolRunner, tool
 
 
 @tool

@@ -16,7 +16,7 @@ import signal
 
 from rtedge.audio.devices import open_source
 from rtedge.testing import VLLMServer
-from rtedge.transcriber import RATE, Transcriber, Utterance
+from rtedge.voice.transcriber import RATE, Transcriber, Utterance
 
 
 def show(utterance: Utterance) -> None:

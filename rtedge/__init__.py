@@ -8,6 +8,23 @@ Quick start::
         client.send_text("Hello!")
         done = client.wait_for("response.done", timeout=30)
 
+The public names (``rtedge.__all__``; what the README and ``examples/`` use):
+
+* the client: :func:`connect`, :class:`Client`, :class:`LinkState` (``client.link_state``),
+  :class:`Backoff` (the reconnect policy), :class:`Usage` (token totals);
+* the session config: :class:`SessionConfig`, :class:`AudioFormat`, :class:`ServerVad`,
+  :class:`SemanticVad`, :class:`Transcription`, :class:`FunctionTool`, :data:`UNSET` (a field not set);
+* voice: :class:`VoiceAgent` (microphone + speaker + barge-in), :class:`WakeAgent` (a session only while
+  addressed), :class:`TickSession` / :class:`TickSettings` / :class:`TickResult` (one call per tick),
+  :func:`tool` / :class:`Tool` / :class:`ToolRunner` (function calling), :class:`Transcriber` /
+  :class:`Utterance` (transcription sessions);
+* the errors: :class:`RtEdgeError` and its subclasses.
+
+Subpackages with their own documented names: :mod:`rtedge.audio.devices` (microphones, speakers, WAV and
+raw-pipe devices), :mod:`rtedge.audio.wavio`, :mod:`rtedge.audio.codec`, :mod:`rtedge.protocol` (the
+sans-IO core), :mod:`rtedge.testing` (a local server for your tests).  Everything else -- modules and
+attributes with a leading underscore, the receiver-thread hooks among them -- is internal.
+
 Names are imported lazily so that ``import rtedge.protocol`` stays free of
 threads, sockets and numpy.
 """
@@ -28,6 +45,7 @@ _LAZY = {
     "LinkState": "rtedge.transport._lifecycle",
     "Backoff": "rtedge.transport.backoff",
     "VoiceAgent": "rtedge.voice.agent",
+    "WakeAgent": "rtedge.voice.wake",
     "Transcriber": "rtedge.voice.transcriber",
     "Utterance": "rtedge.voice.transcriber",
     "SessionConfig": "rtedge.protocol.config",
@@ -73,6 +91,7 @@ if TYPE_CHECKING:
     from .transport._lifecycle import LinkState
     from .transport.backoff import Backoff
     from .voice.agent import VoiceAgent
+    from .voice.wake import WakeAgent
     from .transport.client import Client, connect
 
 

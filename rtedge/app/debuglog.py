@@ -35,7 +35,7 @@ class EventLog:
         self.client = client
         self._turn_t0: float | None = None
         self._streamed: dict[str, int] = {}
-        client.add_event_hook(self.on_event)
+        client._add_event_hook(self.on_event)
 
     def on_event(self, event: Any) -> None:
         """Receiver thread: format and log one event; never raises."""

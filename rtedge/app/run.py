@@ -522,7 +522,7 @@ class Service:
                 self._attempt = event.attempt if isinstance(event, ev.Reconnecting) else 0
                 self._wake.set()
 
-        client.add_event_hook(on_event)
+        client._add_event_hook(on_event)
         for name, probe in client_probes(client, self.config.service.stall_seconds).items():
             self.health.add(name, probe)
         until_input_ends = is_finite(self.config.audio.mic) and not getattr(self.args, "loop", False)

@@ -7,11 +7,11 @@ Guarantees
   any consumer got it (no callback ran for it, no internal sink took it, ``events()`` never reached it)
   is counted in ``stats.inbox_dropped``; one a callback received is not a loss.
 * Events the reader already consumed are kept only as a short tail (for rtedge's own waits).
-* Once a callback (or rtedge's audio sink) received an audio delta, the inbox keeps the event without
+* Once a callback (or rtedge's audio hook) received an audio delta, the inbox keeps the event without
   its audio payload (``event.audio_dropped``), unless ``inbox_audio=True`` was asked for.
 * Callbacks run only on ``rtedge-dispatch``, in arrival order.  An event no callback wants is not
   handed to ``rtedge-dispatch`` at all (no wake-up per event for consumers nobody registered; audio
-  deltas go to rtedge's audio sinks on the receiver).  Events that arrived before the first
+  deltas go to rtedge's audio hooks on the receiver).  Events that arrived before the first
   callback for their type was registered are replayed to that callback, once, before any later event
   (the last :data:`REPLAY_PER_TYPE` per type; audio deltas and ``"*"`` callbacks excepted).
 """
@@ -102,7 +102,7 @@ class EventLog:
         return len(self._log)
 
     def append(self, event: ev.ServerEvent, nbytes: int, delivered: bool = False) -> int:
-        """Add an event (``delivered``: a consumer already got it, e.g. the audio sink); its sequence.
+        """Add an event (``delivered``: a consumer already got it, e.g. the audio hook); its sequence.
         ``nbytes``: the size of the message it came in (:data:`EVENT_OVERHEAD` is added)."""
         nbytes += EVENT_OVERHEAD
         if delivered and not self._keep_audio:

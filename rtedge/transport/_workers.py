@@ -18,7 +18,7 @@ Guarantees
 * ``rtedge-receiver`` is the only thread that reads frames once the link is
   up.  It never writes and never runs user code: per message it updates the
   sans-IO session under the client's lock, hands audio to the internal
-  audio sinks (which must not block), and puts events on the dispatch queue
+  audio hooks (which must not block), and puts events on the dispatch queue
   and the event log.
 * ``rtedge-dispatch`` is the only thread that runs user callbacks, in the
   order events arrived (see :mod:`._inbox`); the receiver wakes it once per

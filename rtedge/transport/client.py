@@ -56,7 +56,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 Overflow = Literal["block", "drop_oldest"]
 #: append_audio's default wait for room (a real-time producer never waits near that long)
 APPEND_TIMEOUT = 10.0
-AudioSink = Callable[[ev.ResponseOutputAudioDelta], None]
+#: an internal receiver-thread hook on audio deltas (:meth:`Client._add_audio_hook`)
+AudioDeltaHook = Callable[[ev.ResponseOutputAudioDelta], None]
 
 _DEFAULTS: dict[str, Any] = {
     "connect_timeout": 10.0,
@@ -109,7 +110,7 @@ class Client(Link):
         self._sendq = SendQueue(self.stats, options["max_audio_queue_ms"])
         self._log = EventLog(options["inbox_size"], options["inbox_bytes"], self.stats, options["inbox_audio"])
         self._dispatcher = Dispatcher(self.stats, options["on_error"], self._log.dispatched)
-        self._audio_sinks: list[AudioSink] = []
+        self._audio_hooks: list[AudioDeltaHook] = []
         self._event_hooks: list[Callable[[ev.ServerEvent], None]] = []
         self._conn: _ws.WsConnection | None = None
         self._threads: list[threading.Thread] = []
@@ -265,7 +266,7 @@ class Client(Link):
         ``wake``: as for :meth:`_on_text`."""
         sunk = False
         if isinstance(event, ev.ResponseOutputAudioDelta):
-            for sink in self._audio_sinks:
+            for sink in self._audio_hooks:
                 self._run_hook(sink, event)
                 sunk = True
         elif isinstance(event, ev.Error):
@@ -320,14 +321,15 @@ class Client(Link):
         """Remove a callback added with :meth:`on`."""
         self._dispatcher.remove(event_type, fn)
 
-    def add_audio_sink(self, sink: AudioSink) -> None:
-        """Internal fast path: ``sink`` gets every audio delta on the receiver thread, before dispatch.
-        It must not block (rtedge's playback buffer uses it); user code belongs in :meth:`on`."""
-        self._audio_sinks.append(sink)
+    def _add_audio_hook(self, hook: AudioDeltaHook) -> None:
+        """Internal fast path (rtedge's own parts only): ``hook`` gets every audio delta on the receiver
+        thread, before dispatch.  It must not block (rtedge's playback buffer uses it); user code belongs in
+        :meth:`on`, which runs it on the dispatcher thread."""
+        self._audio_hooks.append(hook)
 
-    def add_event_hook(self, hook: Callable[[ev.ServerEvent], None]) -> None:
-        """Internal fast path: ``hook`` sees every event on the receiver thread, before dispatch
-        (barge-in uses it to silence the speaker at once).  It must not block."""
+    def _add_event_hook(self, hook: Callable[[ev.ServerEvent], None]) -> None:
+        """Internal fast path (rtedge's own parts only): ``hook`` sees every event on the receiver thread,
+        before dispatch (barge-in uses it to silence the speaker at once).  It must not block."""
         self._event_hooks.append(hook)
 
     def events(self, timeout: float | None = None) -> Iterator[ev.ServerEvent]:

@@ -39,7 +39,7 @@ Guarantees
   ``until_input_ends``) a finite source has ended and its last turn is
   answered and played; devices are stopped and their threads joined on exit.
 * Threads: the microphone thread, the speaker thread and the receiver
-  (audio sink, event hook) read the client's session only through
+  (audio hook, event hook) read the client's session only through
   ``client.snapshot`` (an immutable value), never its live structures.
   ``_lock`` guards ``_cut``, ``_resampler``/``_resampler_key`` and
   ``_awaiting_response``.  Microphone audio goes out with
@@ -86,8 +86,8 @@ class AgentClient(Protocol):
     def snapshot(self) -> SessionSnapshot: ...
     @property
     def link_state(self) -> LinkState: ...
-    def add_audio_sink(self, sink: Callable[[ev.ResponseOutputAudioDelta], None]) -> None: ...
-    def add_event_hook(self, hook: Callable[[ev.ServerEvent], None]) -> None: ...
+    def _add_audio_hook(self, sink: Callable[[ev.ResponseOutputAudioDelta], None]) -> None: ...
+    def _add_event_hook(self, hook: Callable[[ev.ServerEvent], None]) -> None: ...
     def append_audio(self, pcm: Any, rate: int | None = None, *, timeout: float | None = ...,
                      overflow: Literal["block", "drop_oldest"] = ...) -> int: ...
     def truncate(self, item_id: str, audio_end_ms: float, content_index: int = 0) -> bool: ...
@@ -185,8 +185,8 @@ class VoiceAgent:
         self._resampler_key: tuple[str, int] | None = None
         self._awaiting_response = False
         self._stop = threading.Event()
-        client.add_audio_sink(self._on_audio)
-        client.add_event_hook(self._on_event)
+        client._add_audio_hook(self._on_audio)
+        client._add_event_hook(self._on_event)
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def run(self, *, max_seconds: float | None = None, until_input_ends: bool = False) -> None:

@@ -282,7 +282,7 @@ class TickSession:
                                  input_base_ms=state.input_bytes_sent / state.input_format.bytes_per_ms,
                                  session=session, barge_in=barge_in, formats=client.dialect.session_formats,
                                  silence=self.silence_byte, keep_audio=self._keep_audio)
-        client.add_event_hook(self._on_event)
+        client._add_event_hook(self._on_event)
         if self.sync == "barrier":
             self._barrier()  # proves the server answers barriers; its events start tick 0
 

@@ -342,7 +342,7 @@ class Transcriber:
             return self
         client = connect(self._dialect_name, url=self.url, model=self.model, api_key=self._api_key,
                          **self._connect_options)
-        client.add_event_hook(functools.partial(self._on_event, client))
+        client._add_event_hook(functools.partial(self._on_event, client))
         self.client = client
         return self
 

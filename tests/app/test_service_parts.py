@@ -101,7 +101,7 @@ def test_client_probes_see_a_receiver_stuck_on_a_message():
         for name, probe in client_probes(client, stall=0.2).items():
             health.add(name, probe)
         # an internal hook runs on rtedge-receiver; one that blocks stops the receiver's progress
-        client.add_event_hook(lambda event: event.type == "response.done" and release.wait(10))
+        client._add_event_hook(lambda event: event.type == "response.done" and release.wait(10))
         client.send_text("hi")
         assert wait_until(lambda: any("rtedge-receiver: stuck handling a message" in p
                                       for p in health.problems()), timeout=10)

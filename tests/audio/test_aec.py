@@ -55,10 +55,10 @@ def test_voice_agent_aec_without_the_extension_fails_with_one_clear_line(monkeyp
     class Dev:
         rate, frame_ms, output_latency = 16000, 20, 0.0
 
-        def add_audio_sink(self, sink):
+        def _add_audio_hook(self, sink):
             pass
 
-        def add_event_hook(self, hook):
+        def _add_event_hook(self, hook):
             pass
 
     monkeypatch.setattr(aec_mod, "_module", lambda: None)

@@ -106,7 +106,7 @@ class Timeline:
     def __init__(self, client: rtedge.Client) -> None:
         self.entries: list[tuple[float, ev.ServerEvent]] = []
         self._cond = threading.Condition()
-        client.add_event_hook(self._hook)
+        client._add_event_hook(self._hook)
 
     def _hook(self, event: ev.ServerEvent) -> None:
         with self._cond:

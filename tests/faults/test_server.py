@@ -172,8 +172,8 @@ def test_link_state_is_final_when_connection_lost_is_delivered(server, reconnect
     rtedge.connection_lost already sees a closed client, never a transient 'reconnecting'."""
     client, timeline = open_client(server.url, reconnect=reconnect)
     seen: list[tuple[bool, str]] = []
-    client.add_event_hook(lambda e: seen.append((client.closed, client.link_state))
-                          if e.type == "rtedge.connection_lost" else None)
+    client._add_event_hook(lambda e: seen.append((client.closed, client.link_state))
+                           if e.type == "rtedge.connection_lost" else None)
     server.close_connections(4000 if reconnect else 1001, "bye")
     timeline.wait("rtedge.gave_up")
     assert seen == [(True, "gave_up")]

@@ -38,7 +38,7 @@ class Reconnects:
     def __init__(self, client: rtedge.Client) -> None:
         self.count = 0
         self._cond = threading.Condition()
-        client.add_event_hook(self._hook)
+        client._add_event_hook(self._hook)
 
     def _hook(self, event: ev.ServerEvent) -> None:
         if event.type == ev.Reconnected.TYPE:

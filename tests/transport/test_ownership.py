@@ -42,7 +42,7 @@ def test_the_snapshot_is_immutable_and_republished_by_the_owner():
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             first.response = ResponseState.ACTIVE  # type: ignore[misc]
         seen = []  # what the receiver has published by the time it hands out each text delta
-        client.add_event_hook(lambda e: seen.append(client.snapshot) if e.type.endswith("text.delta") else None)
+        client._add_event_hook(lambda e: seen.append(client.snapshot) if e.type.endswith("text.delta") else None)
         client.send_text("count")
         client.wait_for("response.done", timeout=10)
         assert wait_until(lambda: client.snapshot.response is ResponseState.IDLE)

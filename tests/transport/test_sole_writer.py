@@ -16,7 +16,7 @@ def test_upgrade_frames_pongs_reconnect_recycle_and_close_all_on_the_sender(sole
         client = rtedge.connect(url=srv.url, reconnect=Backoff(initial=0.05, jitter=0.0),
                                 max_session_seconds=0.3, ping_interval=0.2, ping_timeout=0.5)
         seen = []
-        client.add_event_hook(lambda e: seen.append(e.type))
+        client._add_event_hook(lambda e: seen.append(e.type))
         client.send_text("hello")
         client.wait_for("response.done", timeout=10)
         assert wait_until(lambda: seen.count("rtedge.reconnected") >= 1, timeout=10)  # a recycle

@@ -203,10 +203,10 @@ def test_bad_policy_names():
     class Dummy:
         rate, frame_ms, output_latency = 16000, 20, 0.0
 
-        def add_audio_sink(self, sink):
+        def _add_audio_hook(self, sink):
             pass
 
-        def add_event_hook(self, hook):
+        def _add_event_hook(self, hook):
             pass
 
     with pytest.raises(ConfigError):

@@ -64,7 +64,7 @@ def test_voice_agent_survives_a_barge_in_storm_without_losing_a_frame():
         def hook(event: rtedge.protocol.events.ServerEvent) -> None:
             if event.type == "input_audio_buffer.speech_started":
                 seen["speech_started"] += 1
-        client.add_event_hook(hook)
+        client._add_event_hook(hook)
         stop, counts = threading.Event(), {"rounds": 0}
         storm = threading.Thread(target=_storm, args=(srv, stop, counts), name="test-storm", daemon=True)
         runner = threading.Thread(target=agent.run, kwargs={"max_seconds": STORM_S + 2}, name="test-agent-run",
