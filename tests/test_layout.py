@@ -92,3 +92,150 @@ def test_the_readme_s_old_imports_still_run_and_point_at_the_importer(tmp_path):
     # shown by default (the warning is attributed to the script, not to importlib)
     assert f"{script}:1: DeprecationWarning: rtedge.agent is deprecated" in out.stderr
     assert f"{script}:2: DeprecationWarning: rtedge.tick is deprecated" in out.stderr
+
+
+# ------------------------------------------------------------------------------------------ import graph
+MODULES = {".".join(p.relative_to(REPO).with_suffix("").parts[:-1] if p.name == "__init__.py"
+                    else p.relative_to(REPO).with_suffix("").parts): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _import_nodes(path) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """Every import statement that runs (``if TYPE_CHECKING:`` blocks left out), with whether it sits in a
+    function (run on call) rather than at module or class level (run on import)."""
+    found: list[tuple[ast.Import | ast.ImportFrom, bool]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                for other in child.orelse:
+                    visit_one(other, in_function)
+                continue
+            visit_one(child, in_function)
+
+    def visit_one(child: ast.AST, in_function: bool) -> None:
+        if isinstance(child, ast.Import | ast.ImportFrom):
+            found.append((child, in_function))
+        visit(child, in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda))
+
+    visit(ast.parse(path.read_text()), False)
+    return found
+
+
+def _targets(module: str, path, node: ast.Import | ast.ImportFrom) -> list[str]:
+    """The rtedge modules an import statement loads (a package's ``__init__`` included)."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        base = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        base = base[:len(base) - node.level + 1] if node.level else []
+        source = ".".join(base + ([node.module] if node.module else []))
+        names = [source] + [f"{source}.{a.name}" for a in node.names if f"{source}.{a.name}" in MODULES]
+    own = _ancestors(module)
+    out = []
+    for name in names:
+        for target in [name, *_ancestors(name)]:
+            if target in MODULES and target != module and target not in own:
+                out.append(target)
+    return out
+
+
+def _ancestors(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def import_graph(*, with_function_level: bool) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for module, path in MODULES.items():
+        for node, in_function in _import_nodes(path):
+            if with_function_level or not in_function:
+                graph[module].update(_targets(module, path, node))
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return found
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+    graph = import_graph(with_function_level=False)
+    assert "rtedge.protocol.session" in graph["rtedge.transport.client"]  # the graph sees real edges
+    assert "rtedge.audio" in graph["rtedge.voice.agent"]  # a package's __init__ runs first
+
+
+def test_no_import_cycles_at_module_level():
+    assert cycles(import_graph(with_function_level=False)) == []
+
+
+def test_no_function_level_import_hides_a_cycle():
+    """Counting the imports inside functions too: an import moved into a function to dodge a cycle fails."""
+    assert cycles(import_graph(with_function_level=True)) == []
+
+
+def function_level_imports() -> list[tuple[str, int, str]]:
+    """``(path, line, reason)`` of every import inside a function; the reason is the text after ``# lazy:``
+    on its line, or on the comment line right above it or above the run of imports it belongs to ("" if
+    none)."""
+    found = []
+    for path in MODULES.values():
+        lines = path.read_text().splitlines()
+        for node, in_function in _import_nodes(path):
+            if not in_function:
+                continue
+            reason = lines[node.lineno - 1].partition("# lazy:")[2].strip()
+            above = node.lineno - 2
+            while not reason and above >= 0 and lines[above].strip().startswith(("from ", "import ")):
+                above -= 1
+            if not reason and above >= 0 and lines[above].strip().startswith("# lazy:"):
+                reason = lines[above].strip().partition("# lazy:")[2].strip()
+            found.append((str(path.relative_to(REPO)), node.lineno, reason))
+    return found
+
+
+def test_every_function_level_import_says_why():
+    """Only optional dependencies and start-up cost justify an import inside a function: each says which,
+    in a ``# lazy: <reason>`` comment on its line or the line above."""
+    found = function_level_imports()
+    assert [reason for path, _, reason in found if path == "rtedge/audio/_pyaudio.py"] == [
+        "optional dependency (PyAudio): only the PortAudio devices need it"], "the walker reads the reasons"
+    assert [f"{path}:{line}" for path, line, reason in found if not reason] == []
+

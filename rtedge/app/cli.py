@@ -13,7 +13,9 @@ unit does not restart on 2 and 3.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import ssl
 import sys
 import threading
 import time
@@ -34,11 +36,15 @@ from .exit_codes import (
     EXIT_TIMEOUT,
     EXIT_TURN_FAILED,
     exit_code_for,
+    fail,
 )
 from .._version import __version__
+from .debuglog import add_trace_arg, start_trace, stop_trace
 from .settings import read_key_file
+from .signals import on_stop_signals
 from .transcribe import add_transcribe_parser, cmd_transcribe
 from ..errors import ConfigError, RtEdgeError
+from ..protocol.config import ServerVad, SessionConfig, Transcription
 
 __all__ = [
     "EXIT_AUDIO", "EXIT_AUTH", "EXIT_CONFIG", "EXIT_CONNECT", "EXIT_DOCTOR", "EXIT_FAIL", "EXIT_GAVE_UP",
@@ -167,12 +173,6 @@ def _add_run_parser(sub: Any) -> None:
     add_trace_arg(run)
 
 
-def add_trace_arg(p: argparse.ArgumentParser) -> None:
-    """``--trace-wire FILE`` (see :mod:`rtedge.transport.wiretrace`)."""
-    p.add_argument("--trace-wire", metavar="FILE", help="append every WebSocket message, both ways, to FILE "
-                   "as JSON lines (audio replaced by its length, no secrets); also $RTEDGE_TRACE_WIRE")
-
-
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="TOML", help="settings file (default: $RTEDGE_CONFIG, else none)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append",
@@ -260,54 +260,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         return fail(exc, EXIT_FAIL)
     finally:
-        from ..transport import wiretrace
-
-        wiretrace.stop()
-
-
-def start_trace(path: str) -> None:
-    """Start the wire trace of ``--trace-wire``.
-
-    Raises:
-        ConfigError: the file cannot be opened (exit 2, before anything connects).
-    """
-    from ..transport import wiretrace
-
-    try:
-        wiretrace.start(path)
-    except OSError as exc:
-        raise ConfigError(f"--trace-wire {path}: cannot write ({exc.strerror or exc})") from None
+        stop_trace()
 
 
 def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
-        import importlib
-
         target = importlib.import_module(f".{module}", __package__)
         fn: Callable[[argparse.Namespace], int] = getattr(target, name)
         return fn(args)
     return command
 
 
-def fail(exc: BaseException, code: int | None = None) -> int:
-    """Print the error (one ``rtedge: error:`` line per line of its message) and return its exit code."""
-    if code is None:
-        code = exit_code_for(exc)
-    for line in str(exc).splitlines() or [type(exc).__name__]:
-        print(f"rtedge: error: {line}", file=sys.stderr)
-    return code
-
-
-def _on_signals(stop: threading.Event) -> Callable[[], None]:
-    """SIGINT/SIGTERM set ``stop``; returns a function that restores the old handlers."""
-    import signal
-
-    from .run import on_signals
-
-    return on_signals({signal.SIGINT: stop.set, signal.SIGTERM: stop.set})
-
-
 def cmd_version(args: argparse.Namespace) -> int:
+    # lazy: start-up cost of the CLI (numpy, websocket-client): only the command that runs loads it
     from ..audio import codec
 
     print(f"rtedge {__version__} (codec backend: {codec.BACKEND})")
@@ -315,6 +280,7 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
+    # lazy: start-up cost of the CLI (numpy, websocket-client): only the command that runs loads it
     from ..audio.devices import list_devices
 
     infos = list_devices()
@@ -330,6 +296,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def local_server(command: str) -> Any:
     """``rtedge.testing`` (the local server), or a one-line ``ConfigError`` naming the extra to install."""
     try:
+        # lazy: optional dependency (websockets, the [server] extra): a missing one gets a one-line error
         from .. import testing
     except ModuleNotFoundError as exc:
         if exc.name != "websockets":
@@ -343,8 +310,8 @@ def local_server(command: str) -> Any:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     RealtimeServer = local_server("demo").RealtimeServer
+    # lazy: start-up cost of the CLI (numpy, websocket-client): only the command that runs loads it
     from .run import stream_file
-    from ..protocol.config import ServerVad, SessionConfig, Transcription
     from ..transport.client import connect
     from ..audio.wavio import check_writable, read_wav
 
@@ -372,6 +339,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def demo_server_options(reply: Any, reply_rate: int, heard: str | None, realtime: bool) -> dict[str, Any]:
     """Options for the demo's local server: the bundled reply audio and the transcript of the phrase."""
+    # lazy: start-up cost of the CLI (numpy, websocket-client): only the command that runs loads it
     from ..audio.codec import Resampler
 
     if reply_rate != 24000:
@@ -389,8 +357,6 @@ def demo_server_options(reply: Any, reply_rate: int, heard: str | None, realtime
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import ssl
-
     testing = local_server("serve")
     RealtimeServer, VLLMServer = testing.RealtimeServer, testing.VLLMServer
 
@@ -415,7 +381,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             options["reply_text"] = args.reply_text
         server = RealtimeServer(**options, dialect=dialect)
     stop = threading.Event()
-    restore = _on_signals(stop)
+    restore = on_stop_signals(stop)
     try:
         with server:
             print(f"rtedge serve: listening on {server.url}", flush=True)
@@ -431,6 +397,7 @@ def served_models_line(server: Any, dialect: str) -> str:
     if dialect == "vllm":
         return (f"vllm dialect, serving {', '.join(server.models)} (listed at /v1/models; rtedge transcribe "
                 "takes it when given no --model)")
+    # lazy: optional dependency (websockets, the [server] extra): a missing one gets a one-line error
     from ..testing import _qwen, _xai
 
     model = {"qwen": _qwen.DEFAULT_MODEL, "xai": _xai.DEFAULT_MODEL}.get(dialect, server.default_model)

@@ -3,16 +3,22 @@ confirmed, link transitions with their cause, and the numbers behind each event 
 audio or secrets).
 
 :class:`EventLog` is an event hook (it runs on the receiver thread, so it only formats and logs); it does
-nothing unless the ``rtedge`` logger is enabled for DEBUG.
+nothing unless the ``rtedge`` logger is enabled for DEBUG.  ``--trace-wire`` (the wire trace of
+:mod:`rtedge.transport.wiretrace`) is set up here too: :func:`add_trace_arg`, :func:`start_trace`.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 import time
 from typing import Any
 
+from ..errors import ConfigError
 from ..protocol import events as ev
+from ..protocol.dialects import get_dialect
+from ..protocol.dialects.base import redact_url
 
 log = logging.getLogger("rtedge.events")
 
@@ -114,12 +120,37 @@ def session_summary(session: Any) -> str:
 
 def describe_connect(config: Any) -> str:
     """``provider URL model`` of a :class:`~rtedge.app.settings.Config`, redacted, for the connect log line."""
-    from ..protocol.dialects import get_dialect
-    from ..protocol.dialects.base import redact_url
-
     p = config.provider
     try:
         url = redact_url(get_dialect(p.name).url(p.model or None, p.url or None))
     except Exception:  # noqa: BLE001 - a bad URL is reported by connect() itself
         url = redact_url(p.url or "?")
     return f"{p.name} {url}"
+
+
+def add_trace_arg(p: argparse.ArgumentParser) -> None:
+    """``--trace-wire FILE`` (see :mod:`rtedge.transport.wiretrace`)."""
+    p.add_argument("--trace-wire", metavar="FILE", help="append every WebSocket message, both ways, to FILE "
+                   "as JSON lines (audio replaced by its length, no secrets); also $RTEDGE_TRACE_WIRE")
+
+
+def start_trace(path: str) -> None:
+    """Start the wire trace of ``--trace-wire``.
+
+    Raises:
+        ConfigError: the file cannot be opened (exit 2, before anything connects).
+    """
+    # lazy: start-up cost of the CLI (rtedge.transport loads websocket-client)
+    from ..transport import wiretrace
+
+    try:
+        wiretrace.start(path)
+    except OSError as exc:
+        raise ConfigError(f"--trace-wire {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def stop_trace() -> None:
+    """Close the wire trace if one was started (without importing the transport when none was)."""
+    wiretrace = sys.modules.get("rtedge.transport.wiretrace")
+    if wiretrace is not None:
+        wiretrace.stop()

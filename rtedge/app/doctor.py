@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import grp
+import importlib.util
 import os
 import socket
 import ssl
@@ -19,8 +20,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .exit_codes import EXIT_DOCTOR, EXIT_OK
+from .settings import is_sound_card, resolve_api_key
+from .settings_load import config_from_args
 from .._version import __version__
 from ..errors import AudioError, ConfigError
+from ..protocol.dialects import get_dialect
+from ..protocol.dialects.base import redact_url
 
 Result = tuple[str, str]  # ("ok" | "warn" | "FAIL", message)
 DEFAULT_CONFIG = "/etc/rtedge/rtedge.toml"
@@ -33,6 +38,7 @@ def check_python() -> Result:
 
 
 def check_codec() -> Result:
+    # lazy: doctor reports a broken numpy, codec or PyAudio instead of failing to start
     from ..audio import codec
 
     if codec.BACKEND == "numpy":
@@ -42,8 +48,6 @@ def check_codec() -> Result:
 
 
 def check_server_extra() -> Result:
-    import importlib.util
-
     if importlib.util.find_spec("websockets") is None:
         return "warn", ("websockets not installed: 'rtedge demo' and 'rtedge serve' need it; "
                         "pip install 'rtedge[server]'")
@@ -52,6 +56,7 @@ def check_server_extra() -> Result:
 
 def check_portaudio() -> Result:
     try:
+        # lazy: doctor reports a broken numpy, codec or PyAudio instead of failing to start
         from ..audio._pyaudio import load_pyaudio
 
         pyaudio = load_pyaudio()
@@ -75,12 +80,11 @@ def check_audio_group() -> Result:
 
 
 def check_devices(config: Any) -> list[Result]:
-    from .run import is_sound_card
-
     # without a config, or with a sound card configured, missing devices are a failure
     cards = config is None or any(is_sound_card(s) for s in (config.audio.mic, config.audio.speaker))
     level = "FAIL" if cards else "warn"
     try:
+        # lazy: doctor reports a broken numpy, codec or PyAudio instead of failing to start
         from ..audio._pyaudio import list_devices, resolve_device
 
         infos = list_devices()
@@ -112,8 +116,6 @@ def check_devices(config: Any) -> list[Result]:
 
 
 def check_config(args: argparse.Namespace) -> tuple[Any, list[Result]]:
-    from .run import config_from_args
-
     path = args.config or os.environ.get("RTEDGE_CONFIG")
     if not path and os.path.exists(DEFAULT_CONFIG):
         args.config = path = DEFAULT_CONFIG
@@ -126,8 +128,6 @@ def check_config(args: argparse.Namespace) -> tuple[Any, list[Result]]:
 
 
 def check_api_key(config: Any) -> Result:
-    from .settings import resolve_api_key
-
     try:
         key = resolve_api_key(config.provider)
     except ConfigError as exc:
@@ -147,9 +147,6 @@ def check_api_key(config: Any) -> Result:
 
 
 def check_endpoint(config: Any, timeout: float = 5.0) -> Result:
-    from ..protocol.dialects import get_dialect
-    from ..protocol.dialects.base import redact_url
-
     url = get_dialect(config.provider.name).url(config.provider.model or None, config.provider.url or None)
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "wss" else 80)

@@ -23,6 +23,8 @@ The unit file's ``RestartPreventExitStatus=2 3`` follows this table.
 
 from __future__ import annotations
 
+import sys
+
 from ..errors import (
     AudioError,
     ConfigError,
@@ -65,3 +67,12 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, TransportError):
         return EXIT_CONNECT
     return EXIT_FAIL
+
+
+def fail(exc: BaseException, code: int | None = None) -> int:
+    """Print the error (one ``rtedge: error:`` line per line of its message) and return its exit code."""
+    if code is None:
+        code = exit_code_for(exc)
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        print(f"rtedge: error: {line}", file=sys.stderr)
+    return code

@@ -15,10 +15,14 @@ import signal
 import threading
 from typing import Any
 
-from .run import build_devices, connect_options, on_signals
+from .launch import build_devices, connect_options
+from .signals import on_signals
 from .exit_codes import EXIT_OK
 from .logs import Console
+from .runner import TurnTracker
 from .settings import Config, Secret
+from ..transport.client import connect
+from ..voice.wake import WakeAgent
 
 log = logging.getLogger("rtedge")
 
@@ -30,10 +34,6 @@ def run_wake(config: Config, key: Secret | None, args: argparse.Namespace, conso
         ConfigError: the wake word cannot be loaded (e.g. the ``wake`` extra is not installed).
         RtEdgeError: devices that cannot open.
     """
-    from .runner import TurnTracker
-    from ..transport.client import connect
-    from ..voice.wake import WakeAgent
-
     w, v = config.wake, config.vad
     mic, speaker = build_devices(config)
     trackers: list[Any] = []

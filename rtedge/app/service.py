@@ -25,15 +25,40 @@ Guarantees
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
+
+from .exit_codes import EXIT_AUDIO, EXIT_OK, EXIT_TURN_FAILED, DeviceFailure, GaveUpError, exit_code_for
+from .launch import build_devices, connect_logged, log_error, open_usage_log, try_sound_cards
+from .logs import LEVELS, Console
+from .runner import TurnTracker
+from .settings import Config, Secret, is_finite, is_sound_card
+from .settings_load import config_from_args
+from .signals import on_signals
+from ..errors import (
+    AudioError,
+    ConfigError,
+    ConnectionClosed,
+    DeadlineExceeded,
+    HandshakeError,
+    LocalProtocolError,
+    RtEdgeError,
+    ServerError,
+    TransportError,
+)
+from ..protocol import events as ev
 from ..transport._lifecycle import LinkState
+from ..transport.backoff import FATAL_HTTP_STATUSES
+from ..voice.agent import VoiceAgent
 
 log = logging.getLogger("rtedge")
 
@@ -320,3 +345,299 @@ def status_text(state: str, n: Mapping[str, Any]) -> str:
     if n["reconnects"]:
         parts.append(f"{n['reconnects']} reconnects")
     return " | ".join(parts)
+
+
+class Service:
+    """One ``rtedge run`` with devices: the main loop, sd_notify, signals, reload (see the module doc)."""
+
+    def __init__(self, config: Config, args: argparse.Namespace, console: Console, key: Secret | None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.config, self.args, self.console, self.key = config, args, console, key
+        self.environ = os.environ if environ is None else environ
+        self.notifier = Notifier.from_env(self.environ)
+        self.health = Health()
+        self.watchdog = Watchdog(self.notifier, self.health)
+        self._wake = threading.Event()
+        self._stop_reason: str | None = None
+        self._reload_requested = False
+        self._main_tick = time.monotonic()
+        self._attempt = 0
+        self._agent_error: BaseException | None = None
+        self._status = ""
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def run(self) -> int:
+        """Connect, run until stopped, close; returns the exit code.  Raises RtEdgeError on failures
+        before the session runs (the caller maps them to exit codes)."""
+        s = self.config.service
+        limit = s.stall_seconds + self.config.provider.connect_timeout
+        self.health.add("main", tick_probe("main thread", lambda: self._main_tick, limit))
+        restore = on_signals({signal.SIGTERM: self._request_stop, signal.SIGINT: self._request_stop,
+                              signal.SIGHUP: self._request_reload})
+        self.watchdog.start()
+        try:
+            self._set_status("connecting")
+            if not self._wait_for_sound_cards():
+                self.notifier.notify("STOPPING=1", "STATUS=stopping")
+                return EXIT_OK
+            mic, speaker = build_devices(self.config, loop=bool(getattr(self.args, "loop", False)))
+            client = self._connect()
+            if client is None:
+                self.notifier.notify("STOPPING=1", "STATUS=stopping")
+                return EXIT_OK
+            usage_log = None
+            try:
+                usage_log = open_usage_log(self.config, client)
+                return self._session(client, mic, speaker)
+            finally:
+                client.close(s.stop_timeout)
+                if usage_log is not None:
+                    usage_log.close()
+        finally:
+            self.watchdog.stop()
+            restore()
+            self.notifier.close()
+
+    def _request_stop(self) -> None:
+        self._stop_reason = self._stop_reason or "signal"
+        self._wake.set()
+
+    def _request_reload(self) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    def _connect(self) -> Any:
+        """Connect; with ``reconnect.retry_first_connect`` retry recoverable failures with the backoff.
+        Returns None when stopped meanwhile."""
+        backoff = self.config.reconnect.to_backoff() if self.config.reconnect.retry_first_connect else None
+        attempt = 0
+        while True:
+            attempt += 1
+            self._main_tick = time.monotonic()
+            try:
+                return connect_logged(self.config, self.key, attempt)
+            except (TransportError, DeadlineExceeded) as exc:
+                fatal = isinstance(exc, HandshakeError) and exc.status_code in FATAL_HTTP_STATUSES
+                if backoff is None or fatal:
+                    raise
+                if backoff.exhausted(attempt + 1):
+                    raise GaveUpError(f"gave up connecting after {attempt} attempts; last: {exc}") from None
+                delay = backoff.delay(attempt, retry_after=getattr(exc, "retry_after", None))
+                log.warning("cannot connect (%s); attempt %d in %.2f s", exc, attempt + 1, delay)
+                # still starting: ask systemd for time for the wait and the next attempt (TimeoutStartSec)
+                budget = delay + self.config.provider.connect_timeout + 30.0
+                self.notifier.notify(f"EXTEND_TIMEOUT_USEC={int(budget * 1e6)}")
+                self._set_status(f"connecting (attempt {attempt + 1})")
+            if self._sleep(delay):
+                return None
+
+    def _wait_for_sound_cards(self) -> bool:
+        """Open the configured sound cards once before connecting; with ``reconnect.retry_first_connect``
+        wait (with the reconnect backoff) until they open: a USB card may appear after the service
+        started.  False when stopped meanwhile.
+
+        Raises:
+            DeviceFailure: still failing after ``reconnect.max_attempts`` (or at once without the option).
+        """
+        a = self.config.audio
+        if not is_sound_card(a.mic) and not is_sound_card(a.speaker):
+            return True
+        if not self.config.reconnect.retry_first_connect:
+            try_sound_cards(self.config)  # a missing card fails now, before a (billed) session is opened
+            return True
+        backoff = self.config.reconnect.to_backoff()
+        attempt = 0
+        while True:
+            attempt += 1
+            self._main_tick = time.monotonic()
+            try:
+                try_sound_cards(self.config)
+                return True
+            except DeviceFailure as exc:
+                if backoff is None or backoff.exhausted(attempt + 1):
+                    raise DeviceFailure(f"gave up waiting for the sound card after {attempt} attempts: {exc}")
+                delay = backoff.delay(attempt)
+                log.warning("sound card not ready (%s); attempt %d in %.2f s", exc, attempt + 1, delay)
+                self.notifier.notify(f"EXTEND_TIMEOUT_USEC={int((delay + 30.0) * 1e6)}")
+                self._set_status(f"waiting for the sound card (attempt {attempt + 1})")
+            if self._sleep(delay):
+                return False
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait, keeping the main heartbeat; True when a stop was requested."""
+        end = time.monotonic() + seconds
+        while self._stop_reason is None and time.monotonic() < end:
+            self._main_tick = time.monotonic()
+            self._wake.wait(min(0.25, max(0.0, end - time.monotonic())))
+            self._wake.clear()
+        return self._stop_reason is not None
+
+    # ------------------------------------------------------------------------------------------ the session
+    def _session(self, client: Any, mic: Any, speaker: Any) -> int:
+        v = self.config.vad
+        agent = VoiceAgent(client, mic, speaker, barge_in=v.barge_in, echo_guard=v.echo_guard,  # type: ignore
+                           vad_gate=v.to_vad_settings() if v.gate else False, echo_boost_db=v.echo_boost_db)
+        tracker = TurnTracker(client, None, self._echo, keep_turns=1000)
+
+        def on_event(event: Any) -> None:  # receiver thread: must not block
+            if isinstance(event, ev.Reconnecting | ev.Reconnected):
+                self._attempt = event.attempt if isinstance(event, ev.Reconnecting) else 0
+                self._wake.set()
+
+        client._add_event_hook(on_event)
+        for name, probe in client_probes(client, self.config.service.stall_seconds).items():
+            self.health.add(name, probe)
+        until_input_ends = is_finite(self.config.audio.mic) and not getattr(self.args, "loop", False)
+        thread = threading.Thread(target=self._agent_main, args=(agent, until_input_ends),
+                                  name="rtedge-agent", daemon=True)
+        devices = {"mic": mic, "speaker": speaker}
+        thread.start()
+        try:
+            self._loop(client, agent, tracker, thread, devices)
+        finally:
+            self._shutdown(agent, thread)
+        return self._finish(client, agent, tracker, devices)
+
+    def _agent_main(self, agent: Any, until_input_ends: bool) -> None:
+        try:
+            agent.run(until_input_ends=until_input_ends)
+        except BaseException as exc:  # reported by the main thread
+            self._agent_error = exc
+        finally:
+            self._wake.set()
+
+    def _loop(self, client: Any, agent: Any, tracker: Any, thread: threading.Thread,
+              devices: dict[str, Any]) -> None:
+        s = self.config.service
+        max_seconds = s.max_seconds or (120.0 if getattr(self.args, "input", None) else 0.0)
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        stats_due = time.monotonic() + s.stats_interval if s.stats_interval else None
+        ready = False
+        while True:
+            self._main_tick = now = time.monotonic()
+            if self._stop_reason is not None:
+                return
+            if not thread.is_alive():
+                if devices["mic"].finished.is_set() and self._agent_error is None and not client.closed:
+                    self._stop_reason = "the input ended"
+                return
+            if deadline is not None and now >= deadline:
+                self._stop_reason = "max_seconds"
+                return
+            if any(d.failed.is_set() for d in devices.values()):
+                self._stop_reason = "device failed"
+                return
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload(client)
+            if not ready and all(d.stats.frames > 0 for d in devices.values()):
+                ready = True
+                for name, device in devices.items():
+                    self.health.add(name, device_probe(f"{name} ({device!r})", device, s.stall_seconds))
+                self.notifier.notify("READY=1", "STATUS=ready", f"MAINPID={os.getpid()}")
+                self._status = "ready"
+                log.info("ready: session configured, audio open")
+            if ready:
+                numbers = session_numbers(client, agent, tracker, devices)
+                state = describe_state(client, agent, self._attempt)
+                stalled = self.watchdog.problems  # what keeps the watchdog from pinging, said in STATUS=
+                if stalled:
+                    state = "stalled: " + "; ".join(sorted(stalled.values()))
+                self._set_status(status_text(state, numbers))
+                if stats_due is not None and now >= stats_due:
+                    stats_due = now + s.stats_interval
+                    self.console.line(stats_line(numbers), event="stats", **numbers)
+            self._wake.wait(0.05)
+            self._wake.clear()
+
+    def _set_status(self, text: str) -> None:
+        if text != self._status:
+            self._status = text
+            self.notifier.notify(f"STATUS={text}")
+            self.console.status(text)
+
+    def _echo(self, text: str) -> None:
+        if not self.config.logging.transcripts and text.startswith(("you: ", "assistant: ")):
+            return
+        self.console.line(text)
+
+    def _shutdown(self, agent: Any, thread: threading.Thread) -> None:
+        self.watchdog.stop()  # systemd stops watching once the service is stopping; so do the pings
+        self.notifier.notify("STOPPING=1", "STATUS=stopping")
+        self._status = "stopping"
+        self.console.status("stopping")
+        log.info("stopping (%s)", self._stop_reason or "the session ended")
+        agent.stop()
+        thread.join(self.config.service.stop_timeout)
+
+    def _finish(self, client: Any, agent: Any, tracker: Any, devices: dict[str, Any]) -> int:
+        """Summary line and exit code once the loop ended."""
+        numbers = session_numbers(client, agent, tracker, devices)
+        self.console.clear_status()
+        self.console.line(stats_line(numbers), event="stats", **numbers)
+        u = client.usage
+        self.console.line(f"summary: {tracker.turns_started} turn(s), "
+                          f"{agent.stats.interruptions} interruption(s), "
+                          f"{agent.stats.seconds_not_sent:.1f} s of mic audio not sent (VAD gate), "
+                          f"tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}")
+        error = self._agent_error
+        if error is not None and not isinstance(error, RtEdgeError):
+            raise error
+        if isinstance(error, AudioError) or self._stop_reason == "device failed":
+            if error is not None and all(d.error is not error for d in devices.values()):
+                log.error("%s", error)  # a device's own failure was logged once, by the device
+            return EXIT_AUDIO
+        if error is not None:
+            log_error(error)
+            return exit_code_for(error)
+        code = self._link_exit(client)
+        if code == EXIT_OK and tracker.turns_failed and is_finite(self.config.audio.mic):
+            log.error("%d turn(s) failed", tracker.turns_failed)
+            return EXIT_TURN_FAILED
+        return code
+
+    def _link_exit(self, client: Any) -> int:
+        err = client.fatal_error
+        if err is None:
+            return EXIT_OK
+        if client.link_state is LinkState.GAVE_UP and isinstance(err, ConnectionClosed):
+            err = GaveUpError(str(err))
+        log_error(err)
+        return exit_code_for(err)
+
+    # ------------------------------------------------------------------------------------------ reload
+    def _reload(self, client: Any) -> None:
+        """SIGHUP: re-read the config; re-send ``session.update`` on the same connection; apply log level."""
+        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}", "STATUS=reloading")
+        log.info("reloading the configuration")
+        try:
+            new = config_from_args(self.args, self.environ)
+        except ConfigError as exc:
+            log_error(exc)
+            log.error("reload failed; keeping the running configuration")
+            self.notifier.notify("READY=1", "STATUS=reload failed (see the log); running as before")
+            return
+        for key in sorted(_changed(self.config, new) - {"session", "logging"}):
+            log.warning("%s changed; restart the service to apply it", key)
+        try:
+            client.update_session(new.session.to_session_config(), timeout=new.provider.connect_timeout)
+        except (ServerError, DeadlineExceeded, ConnectionClosed, LocalProtocolError) as exc:
+            log.error("reload: session.update failed: %s", exc)
+        logging.getLogger("rtedge").setLevel(LEVELS[new.logging.level])
+        self.config = attrs.evolve(self.config, session=new.session, logging=new.logging)
+        self.notifier.notify("READY=1", f"STATUS={self._status}")
+        log.info("configuration reloaded")
+
+
+def _changed(old: Config, new: Config) -> set[str]:
+    """Sections (or ``section.key`` outside session/logging) whose values differ."""
+    out: set[str] = set()
+    for section in ("provider", "session", "audio", "vad", "reconnect", "service", "logging"):
+        a, b = getattr(old, section), getattr(new, section)
+        if a != b:
+            if section in ("session", "logging"):
+                out.add(section)
+            else:
+                out.update(f"{section}.{f.name}" for f in attrs.fields(type(a))
+                           if getattr(a, f.name) != getattr(b, f.name))
+    return out

@@ -7,7 +7,7 @@ Every setting is a field of one of the frozen classes below, named
 metadata holds the documentation and the unit; its validator checks the type
 and the range, so a settings object that exists is valid.
 
-:func:`load_config` lays four layers over each other, later ones winning::
+:func:`rtedge.app.settings_load.load_config` lays four layers over each other, later ones winning::
 
     defaults < config file (TOML) < environment (RTEDGE_<SECTION>_<KEY>) < command line
 
@@ -16,6 +16,9 @@ error names the key and the file line (``rtedge.toml:7: audio.mic_rate: must
 be an integer...``) or the variable or flag that set it.  An unknown key or
 section in the file is an error; an unknown ``RTEDGE_*`` variable is only a
 warning, because other tools share the prefix (``RTEDGE_CODEC``).
+
+This module is the schema; reading files and variables is :mod:`rtedge.app.settings_load`'s (which imports
+this one, never the other way round).
 
 Secrets are not settings: the API key is resolved by :func:`resolve_api_key`
 from ``provider.api_key_file``, ``$CREDENTIALS_DIRECTORY/api-key`` (systemd
@@ -37,12 +40,14 @@ from typing import Any, ClassVar
 import attrs
 
 from ..errors import ConfigError
+from ..protocol.config import SemanticVad, ServerVad, SessionConfig, Transcription
+from ..protocol.dialects import get_dialect
 
 log = logging.getLogger("rtedge")
 
 __all__ = [
     "AudioSettings", "Config", "LocalVadSettings", "LoggingSettings", "ProviderSettings", "ReconnectSettings",
-    "Secret", "ServiceSettings", "SessionSettings", "WakeSettings", "SECTIONS", "load_config", "read_key_file",
+    "Secret", "ServiceSettings", "SessionSettings", "WakeSettings", "SECTIONS", "read_key_file",
     "resolve_api_key",
 ]
 
@@ -156,8 +161,6 @@ class SessionSettings:
 
     def to_session_config(self) -> Any:
         """The :class:`rtedge.SessionConfig` these settings ask for (empty strings stay unset)."""
-        from ..protocol.config import SemanticVad, ServerVad, SessionConfig, Transcription
-
         fields: dict[str, Any] = {}
         if self.instructions:
             fields["instructions"] = self.instructions
@@ -228,7 +231,7 @@ class LocalVadSettings:
 
     def to_vad_settings(self) -> Any:
         """The :class:`rtedge.audio.vad.VadSettings` of the gate."""
-        from ..audio.vad import VadSettings
+        from ..audio.vad import VadSettings  # lazy: start-up cost (numpy) of the CLI
 
         return VadSettings(backend=self.backend, threshold_db=self.threshold_db, pre_roll_ms=self.pre_roll_ms,
                            hangover_ms=self.hangover_ms, trailing_ms=self.trailing_ms,
@@ -255,6 +258,7 @@ class ReconnectSettings:
 
     def to_backoff(self) -> Any:
         """The :class:`rtedge.transport.backoff.Backoff`, or None when reconnecting is off."""
+        # lazy: start-up cost of the CLI (rtedge.transport loads websocket-client)
         from ..transport.backoff import Backoff
 
         if not self.enabled:
@@ -409,27 +413,17 @@ def resolve_api_key(provider: ProviderSettings, environ: Mapping[str, str] | Non
     creds = env.get("CREDENTIALS_DIRECTORY")
     if creds and os.path.exists(os.path.join(creds, "api-key")):
         return Secret(read_key_file(os.path.join(creds, "api-key")), "$CREDENTIALS_DIRECTORY/api-key")
-    from ..protocol.dialects import get_dialect
-
     var = get_dialect(provider.name).api_key_env
     if var and env.get(var):
         return Secret(env[var].strip(), f"${var}")
     return None
 
 
-def load_config(path: str | None = None, environ: Mapping[str, str] | None = None,
-                overrides: Mapping[str, tuple[Any, str]] | None = None) -> Config:
-    """The effective config: defaults < ``path`` (TOML) < ``RTEDGE_*`` in ``environ`` < ``overrides``.
+def is_finite(spec: str) -> bool:
+    """True when an ``audio.mic`` spec names a source that ends (a WAV file, a raw file or stdin)."""
+    return spec.split(":", 1)[0] in ("wav", "raw")
 
-    Args:
-        path: a TOML file, or None for none.
-        environ: the environment (default ``os.environ``).
-        overrides: ``section.key`` -> ``(value, origin)`` from the command line; string values are
-            parsed like environment values (``"20"``, ``"true"``), others must have the field's type.
 
-    Raises:
-        ConfigError: every problem found, one per line, each naming the key and where it was set.
-    """
-    from .settings_load import build
-
-    return build(path, os.environ if environ is None else environ, overrides or {})
+def is_sound_card(spec: str) -> bool:
+    """True when an ``audio.mic``/``audio.speaker`` spec names a PortAudio device (no file, pipe, null)."""
+    return not (spec.split(":", 1)[0] in ("wav", "raw") or spec == "null")

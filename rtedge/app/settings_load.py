@@ -5,9 +5,11 @@ Also renders the effective config back as TOML (``rtedge check-config``).
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import json
 import logging
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -15,8 +17,11 @@ from typing import Any
 
 import attrs
 
-from .settings import OTHER_VARIABLES, SECTIONS, Config, Secret, all_keys, check_value, env_name
+from .settings import (OTHER_VARIABLES, SECTIONS, Config, Secret, all_keys, check_value, describe_kind,
+                       env_name)
 from ..errors import ConfigError
+from ..protocol.dialects import get_dialect
+from ..protocol.dialects.base import redact_url
 
 log = logging.getLogger("rtedge")
 
@@ -79,8 +84,6 @@ def parse_text(field: attrs.Attribute[Any], text: str) -> Any:
             return float(raw)
     except ValueError:
         unit = f" ({field.metadata['unit']})" if field.metadata.get("unit") else ""
-        from .settings import describe_kind
-
         raise ConfigError(f"must be {describe_kind(field)}{unit}, got {text!r}") from None
     return text
 
@@ -185,8 +188,24 @@ class _Layers:
                 self.set(key, value, origin)
 
 
+def load_config(path: str | None = None, environ: Mapping[str, str] | None = None,
+                overrides: Mapping[str, tuple[Any, str]] | None = None) -> Config:
+    """The effective config: defaults < ``path`` (TOML) < ``RTEDGE_*`` in ``environ`` < ``overrides``.
+
+    Args:
+        path: a TOML file, or None for none.
+        environ: the environment (default ``os.environ``).
+        overrides: ``section.key`` -> ``(value, origin)`` from the command line; string values are
+            parsed like environment values (``"20"``, ``"true"``), others must have the field's type.
+
+    Raises:
+        ConfigError: every problem found, one per line, each naming the key and where it was set.
+    """
+    return build(path, os.environ if environ is None else environ, overrides or {})
+
+
 def build(path: str | None, environ: Mapping[str, str], overrides: Mapping[str, tuple[Any, str]]) -> Config:
-    """See :func:`rtedge.app.settings.load_config`."""
+    """See :func:`load_config`."""
     layers = _Layers()
     if path:
         layers.read_file(path)
@@ -207,8 +226,6 @@ def build(path: str | None, environ: Mapping[str, str], overrides: Mapping[str, 
 
 def cross_check(config: Config) -> list[str]:
     """Problems that involve more than one field or the outside world (unknown provider...)."""
-    from ..protocol.dialects import get_dialect
-
     problems = []
 
     def problem(key: str, message: str) -> None:
@@ -233,8 +250,6 @@ def cross_check(config: Config) -> list[str]:
 
 
 def _show_url(url: str) -> str:
-    from ..protocol.dialects.base import redact_url
-
     return redact_url(url)
 
 
@@ -271,3 +286,52 @@ def render(config: Config, api_key: Secret | None, api_key_problem: str | None =
             line = f"{field.name} = {_toml_value(value)}"
             out.append(f"{line:<44} # {config.where(key)}")
     return "\n".join(out) + "\n"
+
+
+#: argparse destination -> setting, for flags that set one directly
+FLAG_KEYS = {
+    "provider": "provider.name", "url": "provider.url", "model": "provider.model",
+    "api_key_file": "provider.api_key_file", "ca_certs": "provider.ca_certs",
+    "instructions": "session.instructions", "mic": "audio.mic", "speaker": "audio.speaker",
+    "barge_in": "vad.barge_in", "echo_guard": "vad.echo_guard", "max_seconds": "service.max_seconds",
+    "wake_word": "wake.word",
+    "log_format": "logging.format", "log_level": "logging.level",
+}
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
+    """The command line's settings: ``--set KEY=VALUE`` first, then the specific flags.
+
+    Raises:
+        ConfigError: a malformed ``--set``, or flags that contradict each other.
+    """
+    out: dict[str, tuple[Any, str]] = {}
+    for item in getattr(args, "set", None) or ():
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. --set audio.mic=USB")
+        out[key.strip()] = (value, f"--set {key.strip()}")
+    for dest, key in FLAG_KEYS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            out[key] = (value, "--" + dest.replace("_", "-"))
+    if getattr(args, "input", None) and getattr(args, "mic", None):
+        raise ConfigError("give --input or --mic, not both")
+    if getattr(args, "input", None):
+        out["audio.mic"] = ("wav:" + args.input, "--input")
+    if getattr(args, "output", None):
+        out["audio.speaker"] = ("wav:" + args.output, "--output")
+    if getattr(args, "vad_gate", None) is not None:
+        out["vad.gate"] = (args.vad_gate == "on", "--vad-gate")
+    if getattr(args, "manual", False):
+        out["session.turn_detection"] = ("none", "--manual")
+    if getattr(args, "debug", False):
+        out["logging.level"] = ("debug", "--debug")
+    return out
+
+
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
+    """The effective config for ``args``: ``--config`` (or ``$RTEDGE_CONFIG``), the environment, the flags."""
+    env = os.environ if environ is None else environ
+    path = getattr(args, "config", None) or env.get("RTEDGE_CONFIG") or None
+    return load_config(path, env, overrides_from_args(args))

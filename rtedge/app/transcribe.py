@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any
 
-from ..errors import ConfigError
-from ..voice.transcriber import _DEFAULT_VAD, RATE, Transcriber
+from .debuglog import add_trace_arg
+from .exit_codes import fail
+from .settings import read_key_file
+from .signals import on_stop_signals
+from ..errors import ConfigError, RtEdgeError
 
 __all__ = ["add_transcribe_parser", "cmd_transcribe"]
 
@@ -45,8 +47,6 @@ def add_transcribe_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-vad", action="store_true", help="send the whole input as one utterance")
     p.add_argument("--done-timeout", type=float, default=30.0,
                    help="seconds to wait for each utterance's transcript (default 30)")
-    from .cli import add_trace_arg
-
     add_trace_arg(p)
     p.set_defaults(command="transcribe")
     return p
@@ -57,18 +57,18 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     Returns the exit code (``rtedge.app.cli`` conventions); expected failures print one line on stderr.
     """
-    from .cli import fail
-    from ..errors import RtEdgeError
+    # lazy: start-up cost of the CLI (numpy, websocket-client); `rtedge` imports this module for its parser
+    from ..voice.transcriber import RATE, Transcriber
+    from ..audio.devices import WavSource, open_source  # lazy: start-up cost (numpy), as above
+    from ..audio.vad import VadSettings  # lazy: start-up cost (numpy), as above
 
     try:
         if bool(args.input) == bool(args.mic):
             raise ConfigError("give --input WAV or --mic DEVICE (one of them)")
-        key = _read_key(args.api_key_file) if args.api_key_file else None
-        from ..audio.devices import WavSource, open_source
-
+        key = read_key_file(args.api_key_file) if args.api_key_file else None
         options: dict[str, Any] = {"ca_certs": args.ca_certs} if args.ca_certs else {}
         tr = Transcriber(args.provider, url=args.url, model=args.model, api_key=key,
-                         vad=None if args.no_vad else _DEFAULT_VAD, done_timeout=args.done_timeout, **options)
+                         vad=None if args.no_vad else VadSettings(), done_timeout=args.done_timeout, **options)
         source = WavSource(args.input, rate=RATE, realtime=args.realtime) if args.input \
             else open_source(args.mic, rate=RATE)
         stop = threading.Event()
@@ -77,7 +77,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             stop.wait()
             tr.stop()
 
-        restore = _on_signals(stop)  # Ctrl-C/SIGTERM: finish the utterance in progress, then end
+        restore = on_stop_signals(stop)  # Ctrl-C/SIGTERM: finish the utterance in progress, then end
         watcher = threading.Thread(target=watch, name="rtedge-transcribe-signal", daemon=True)
         watcher.start()
         count = 0
@@ -101,30 +101,4 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(exc, 1)
 
-
-def _read_key(path: str) -> str:
-    """The API key from a file (first line, stripped)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            key = fh.readline().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read API key file {path}: {exc.strerror or exc}") from None
-    if not key:
-        raise ConfigError(f"API key file {path} is empty")
-    return key
-
-
-def _on_signals(stop: threading.Event) -> Callable[[], None]:
-    """SIGINT/SIGTERM set ``stop`` (main thread only); returns a function restoring the old handlers."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def restore() -> None:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-    return restore
 

@@ -27,6 +27,8 @@ Guarantees
 
 from __future__ import annotations
 
+import ctypes as c
+import ctypes.util
 import logging
 import os
 import threading
@@ -40,7 +42,7 @@ import numpy as np
 from ..errors import AudioError
 from . import codec
 from .clock import ClockCheck
-from .devices import STOP_TIMEOUT, AudioSink, AudioSource, OnFrame, Pull, _Device
+from ._device import STOP_TIMEOUT, AudioSink, AudioSource, OnFrame, Pull, _Device
 
 log = logging.getLogger("rtedge.audio")
 
@@ -71,9 +73,6 @@ def quiet_audio_libs() -> None:
     if _quieted or os.environ.get("RTEDGE_AUDIO_DEBUG"):
         return
     _quieted = True
-    import ctypes as c
-    import ctypes.util
-
     # A ctypes callback needs a libffi trampoline; where that is refused (systemd's
     # MemoryDenyWriteExecute on some builds) the messages simply stay.
     for lib_name, soname, setters, argtypes in (
@@ -104,6 +103,7 @@ def load_pyaudio() -> Any:
         AudioError: PyAudio (or its PortAudio library) is not installed.
     """
     try:
+        # lazy: optional dependency (PyAudio): only the PortAudio devices need it
         import pyaudio
     except ImportError as exc:
         raise AudioError(

@@ -47,6 +47,7 @@ __all__ = [
     "alaw_decode",
     "alaw_encode",
     "apply_gain",
+    "decode_wire",
     "float32_to_int16",
     "int16_to_float32",
     "stereo_to_mono",
@@ -65,6 +66,7 @@ def _load_backend() -> tuple[ModuleType, str]:
     if choice in ("numpy", "python", "pure"):
         return _codec_numpy, "numpy"
     try:
+        # lazy: optional dependency (the C extension may not be built; the fallback is used then)
         from . import _codec
     except ImportError as exc:
         if choice == "c":
@@ -191,6 +193,22 @@ def int16_to_float32(pcm: Any) -> np.ndarray:
 def float32_to_int16(x: Any) -> np.ndarray:
     """float32 samples -> int16: times 32768, rounded half to even, saturated; NaN -> 0."""
     return _elementwise(x, _F32, _I16, "f32_to_i16", "float32_to_int16", "input")
+
+
+def decode_wire(data: bytes, kind: str) -> np.ndarray:
+    """Wire audio bytes of a format ``kind`` (``"pcm"``: little-endian PCM16, ``"pcmu"``, ``"pcma"``)
+    -> int16 samples at the same rate.
+
+    Raises:
+        AudioError: PCM16 with an odd byte count.
+    """
+    if kind == "pcmu":
+        return ulaw_decode(np.frombuffer(data, dtype=np.uint8))
+    if kind == "pcma":
+        return alaw_decode(np.frombuffer(data, dtype=np.uint8))
+    if len(data) % 2:
+        raise AudioError(f"PCM16 audio from the server has an odd byte count ({len(data)})")
+    return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
 
 
 def stereo_to_mono(pcm_interleaved: Any) -> np.ndarray:

@@ -58,9 +58,10 @@ def as_pcm16(pcm: Any, *, channels: int = 1) -> np.ndarray:
     Raises:
         AudioError: wrong dtype, shape, or an odd byte count.
     """
+    # lazy: start-up cost (numpy): a client that appends bytes never imports it
     import numpy as np
 
-    from . import codec  # imported on first use: it imports numpy
+    from . import codec  # lazy: start-up cost (numpy), as above
 
     if isinstance(pcm, _BYTES_LIKE):
         data = bytes(pcm)
@@ -106,6 +107,7 @@ class InputConverter:
             if rate == self.fmt.rate:
                 self._resampler = None
             else:
+                # lazy: start-up cost (numpy): a client that appends bytes never imports it
                 from .codec import Resampler
 
                 self._resampler = Resampler(rate, self.fmt.rate)
@@ -124,6 +126,7 @@ class InputConverter:
 
 def encode_pcm(samples: np.ndarray, fmt: AudioFormat) -> bytes:
     """int16 samples already at ``fmt.rate`` -> wire bytes."""
+    # lazy: start-up cost (numpy): a client that appends bytes never imports it
     from . import codec
 
     if fmt.kind == "pcmu":
@@ -134,15 +137,7 @@ def encode_pcm(samples: np.ndarray, fmt: AudioFormat) -> bytes:
 
 
 def decode_pcm(data: bytes, fmt: AudioFormat) -> np.ndarray:
-    """Wire bytes in ``fmt`` -> int16 samples at ``fmt.rate``."""
-    import numpy as np
+    """Wire bytes in ``fmt`` -> int16 samples at ``fmt.rate`` (:func:`rtedge.audio.codec.decode_wire`)."""
+    from . import codec  # lazy: start-up cost (numpy) of a client that appends bytes
 
-    from . import codec
-
-    if fmt.kind == "pcmu":
-        return codec.ulaw_decode(np.frombuffer(data, dtype=np.uint8))
-    if fmt.kind == "pcma":
-        return codec.alaw_decode(np.frombuffer(data, dtype=np.uint8))
-    if len(data) % 2:
-        raise AudioError(f"PCM16 audio from the server has an odd byte count ({len(data)})")
-    return np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False)
+    return codec.decode_wire(data, fmt.kind)

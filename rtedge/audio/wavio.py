@@ -17,6 +17,8 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import AudioError
+from . import codec
+from .codec import stereo_to_mono
 
 log = logging.getLogger("rtedge.audio.wavio")
 
@@ -117,8 +119,6 @@ def _format(raw: bytes, name: str) -> tuple[int, int, int, int]:
 def _to_int16(raw: np.ndarray, tag: int, bits: int) -> np.ndarray:
     """Interleaved samples of any supported format (as bytes) -> int16."""
     if tag in (ALAW, ULAW):
-        from . import codec
-
         return (codec.alaw_decode if tag == ALAW else codec.ulaw_decode)(raw)
     if tag == FLOAT:
         x = raw.view("<f4" if bits == 32 else "<f8").astype(np.float64)
@@ -136,8 +136,6 @@ def _to_int16(raw: np.ndarray, tag: int, bits: int) -> np.ndarray:
 
 def _mix_down(samples: np.ndarray, channels: int) -> np.ndarray:
     if channels == 2:
-        from .codec import stereo_to_mono
-
         return stereo_to_mono(samples)
     frames = samples.reshape(-1, channels).astype(np.int32)
     mixed: np.ndarray = (frames.sum(axis=1) // channels).astype(np.int16)

@@ -475,10 +475,10 @@ class ResponseOutputAudioDelta(_ContentEvent):
         key = None if fmt is None else (fmt.kind, fmt.rate)
         if cache and cache[0] == key:
             return cache[1]
-        from ..audio.convert import decode_pcm  # numpy stays out of the sans-IO import
-        from .config import AudioFormat
+        # lazy: numpy and the codec stay out of the sans-IO core's import; only pcm() callers load them
+        from ..audio import codec
 
-        samples = decode_pcm(self.audio, fmt if fmt is not None else AudioFormat.pcm(24000))
+        samples = codec.decode_wire(self.audio, "pcm" if fmt is None else fmt.kind)
         samples.flags.writeable = False
         cache[:] = [key, samples]
         return samples

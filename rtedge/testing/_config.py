@@ -29,8 +29,15 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable, Mapping, Sequence
 
+#: the GA server's default instructions (what session.created reports)
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful, witty, and friendly AI. Your voice and personality should be warm and engaging. "
+    "Talk quickly. You should always call a function if you can."
+)
+
 __all__ = [
     "ClientError",
+    "DEFAULT_INSTRUCTIONS",
     "VOICES",
     "default_session",
     "default_turn_detection",

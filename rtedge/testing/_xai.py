@@ -50,6 +50,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rtedge.testing._config import (
+    DEFAULT_INSTRUCTIONS,
     ClientError,
     anything,
     array,
@@ -182,7 +183,7 @@ class XaiServerSession(ServerSession):
         cfg = self.config
         cfg["id"] = server.new_id("sess")
         cfg["model"] = model
-        if cfg["instructions"] == _ga_default_instructions():
+        if cfg["instructions"] == DEFAULT_INSTRUCTIONS:
             cfg["instructions"] = ""  # xAI starts without instructions
         cfg["audio"]["input"]["turn_detection"] = None  # session.created reports {"type": null}
         cfg["audio"]["output"]["voice"] = DEFAULT_VOICE
@@ -389,12 +390,6 @@ class XaiServerSession(ServerSession):
         if self.active is not None and self.active.id == self.auto_answer:
             return  # the commit was answered already: xAI drops this one without a word
         super()._on_response_create(event)
-
-
-def _ga_default_instructions() -> str:
-    from rtedge.testing.server import DEFAULT_INSTRUCTIONS
-
-    return DEFAULT_INSTRUCTIONS
 
 
 def _xai_item(item: dict[str, Any], kind: str) -> dict[str, Any]:

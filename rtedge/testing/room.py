@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..audio.vad import VadGate
+
 __all__ = ["LiveDevices", "drift", "echo", "level_dbfs", "loudspeaker", "mix_at", "room_impulse_response",
            "scale_to"]
 
@@ -156,8 +158,6 @@ def guard_pipeline(mic: np.ndarray, ref: np.ndarray, rate: int, *, canceller: An
     default: always) by ``boost_db`` -- with a canceller, by its ``gate_boost()`` as the agent does.
 
     Returns the cleaned audio and the sample index at which each gate onset completed."""
-    from ..audio.vad import VadGate
-
     gate = VadGate(rate)
     n = rate * frame_ms // 1000
     mic16 = np.clip(np.round(mic), -32768, 32767).astype(np.int16)

@@ -51,6 +51,7 @@ from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
 from rtedge.testing._base import RecordingServer
+from rtedge.testing._config import DEFAULT_INSTRUCTIONS
 from rtedge.testing._qwen import PATH as QWEN_PATH
 from rtedge.testing._qwen import QwenServerSession
 from rtedge.testing._record import AudioRecord
@@ -66,10 +67,6 @@ log = logging.getLogger("rtedge.testing")
 # runs a server in-process); frames are what the wire trace (rtedge.transport.wiretrace) records
 logging.getLogger("rtedge.testing.websockets").setLevel(logging.INFO)
 
-DEFAULT_INSTRUCTIONS = (
-    "You are a helpful, witty, and friendly AI. Your voice and personality should be warm and engaging. "
-    "Talk quickly. You should always call a function if you can."
-)
 DEFAULT_REPLY = "I heard you."
 MAX_MESSAGE = 32 * 1024 * 1024  # a 15 MiB append is 20 MiB of base64 plus JSON
 _ALNUM = string.ascii_letters + string.digits

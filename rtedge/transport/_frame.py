@@ -48,6 +48,7 @@ def _load() -> tuple[FrameBuilder, str]:
     if os.environ.get("RTEDGE_CODEC", "").strip().lower() in ("numpy", "python", "pure"):
         return py_frame, "python"
     try:
+        # lazy: optional dependency (the C extension may not be built; the fallback is used then)
         from ..audio._codec import ws_frame
     except ImportError:
         return py_frame, "python"

@@ -49,6 +49,7 @@ from ._inbox import SYNTHETIC_BYTES, Dispatcher, EventLog
 from ._workers import (BENIGN_ERROR_CODES, SendQueue, TransportStats, decode_failure, describe_error,
                        sender_loop)
 from .backoff import SESSION_ENDING_ERROR_CODES, Backoff
+from .models import served_model
 
 log = logging.getLogger("rtedge")
 
@@ -680,8 +681,6 @@ def connect(
     full_url = dialect.url(model, url)
     key = api_key or (os.environ.get(dialect.api_key_env) if dialect.api_key_env else None)
     if dialect.needs_served_model(model, session):
-        from .models import served_model
-
         model = served_model(full_url, key, timeout=opts["connect_timeout"], ssl_context=opts["ssl_context"],
                              ca_certs=opts["ca_certs"])
     session = dialect.initial_session(model, session)

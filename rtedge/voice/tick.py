@@ -112,6 +112,7 @@ from ._tick_engine import (
     tick_format,
 )
 from ._tick_records import CallerAudio, CallerTick, ResponseUsage, ServerEventRecord
+from .tools import Tool, error_output, output_text
 from ..audio import codec
 from ..errors import (
     AudioError,
@@ -121,9 +122,12 @@ from ..errors import (
     LocalProtocolError,
 )
 from ..protocol import events as ev
-from ..protocol.interruption import Cancel, Truncate
 from ..protocol import items
+from ..protocol._unset import UNSET
 from ..protocol.config import SessionConfig
+from ..protocol.dialects import get_dialect
+from ..protocol.interruption import Cancel, Truncate
+from ..transport.client import _is_loopback, connect
 
 __all__ = ["AudioSpan", "ResponseUsage", "ServerEventRecord", "TickEvent", "TickResult", "TickSession",
            "TickSettings", "ToolCall"]
@@ -164,7 +168,6 @@ class TickSettings:
 def _tools_of(tools: Sequence[Any]) -> dict[str, Any]:
     if not tools:
         return {}
-    from .tools import Tool
 
     out = {}
     for t in tools:
@@ -252,9 +255,6 @@ class TickSession:
     def _connect(self, settings: TickSettings) -> Any:
         if not isinstance(settings, TickSettings):
             raise ConfigError(f"TickSession needs a Client or TickSettings, got {type(settings).__name__}")
-        from ..protocol.dialects import get_dialect
-        from ..transport.client import connect
-
         config = settings.session
         if self._tools:
             config = attrs.evolve(config, tools=tuple(t.function_tool for t in self._tools.values()))
@@ -272,8 +272,6 @@ class TickSession:
             client.update_session(tools=[t.function_tool for t in self._tools.values()], timeout=10.0)
             session = client.session
         if sync == "auto":
-            from ..transport.client import _is_loopback
-
             sync = "barrier" if _is_loopback(getattr(client, "_url", "")) else "wall"
         self.sync: Sync = sync
         self.pace = self.sync == "wall" if self._pace is None else bool(self._pace)
@@ -472,7 +470,6 @@ class TickSession:
             ConfigError: the provider has no tool calls.
         """
         _check_tool_support(self.client.dialect, True)
-        from .tools import error_output, output_text
 
         text = error_output(output_text(output)) if is_error else output_text(output)
         with self._lock:
@@ -508,8 +505,6 @@ class TickSession:
             self._feed(self._barrier())
 
     def _invoke(self, call: ToolCall) -> str:
-        from .tools import error_output
-
         tool = self._tools.get(call.name)
         if tool is None:
             return error_output(f"unknown tool {call.name!r}")
@@ -599,8 +594,6 @@ def _reason_of(event: ev.ConnectionLost | ev.GaveUp) -> str:
 
 
 def _unset(value: object) -> bool:
-    from ..protocol._unset import UNSET
-
     return value is UNSET
 
 

@@ -57,6 +57,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from .agent import VoiceAgent
 from ..audio.codec import Resampler
 from ..audio.vad import VadGate, VadSettings
 from ..errors import ConfigError, RtEdgeError
@@ -295,8 +296,6 @@ class WakeAgent:
             self._close_warm()
 
     def _session(self, deadline: float | None, until_input_ends: bool) -> None:
-        from .agent import VoiceAgent
-
         number = self.stats.sessions + 1
         self._hook(self.on_wake, number)
         client = self._take_client()

@@ -10,10 +10,10 @@ import attrs
 import pytest
 
 from rtedge import SemanticVad, ServerVad, Transcription
-from rtedge.app.settings_load import key_lines, render
+from rtedge.app.settings_load import key_lines, load_config, render
 from rtedge.app.cli import EXIT_CONFIG, EXIT_OK, main
-from rtedge.app.settings import (Config, ProviderSettings, Secret, SessionSettings, all_keys, env_name, load_config,
-                           resolve_api_key)
+from rtedge.app.settings import (Config, ProviderSettings, Secret, SessionSettings, all_keys, env_name,
+                                 resolve_api_key)
 from rtedge.errors import ConfigError
 
 from ..conftest import REPO

@@ -15,7 +15,7 @@ import pytest
 
 import rtedge
 from rtedge.app.cli import EXIT_CONFIG, EXIT_OK, main
-from rtedge.app.settings import load_config
+from rtedge.app.settings_load import load_config
 from rtedge.protocol.usage import Usage
 from rtedge.testing import RealtimeServer
 from rtedge.transport.backoff import Backoff

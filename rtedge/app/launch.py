@@ -1,0 +1,143 @@
+"""From settings to running parts: the command line's settings, the API key check, the connection, the
+devices and the usage log of ``rtedge run`` (shared by the plain run, the wake-word run and the service).
+
+Owns: turning a :class:`~rtedge.app.settings.Config` into connect options, a connected client and built
+devices, with the errors in the command line's terms.  Must not: run a session loop (that is
+:mod:`rtedge.app.service`'s and :mod:`rtedge.app.run`'s) or install signal handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from .debuglog import EventLog, describe_connect, session_summary
+from .exit_codes import DeviceFailure
+from .settings import Config, Secret, is_sound_card
+from .usage_log import UsageLog
+from ..audio.devices import open_sink, open_source
+from ..errors import AudioError, ConfigError, RtEdgeError
+from ..protocol.dialects import get_dialect
+from ..protocol.dialects.base import redact_url
+from ..transport.client import _is_loopback, connect
+
+log = logging.getLogger("rtedge")
+
+
+def log_error(exc: BaseException) -> None:
+    """Log an error, one record per line (several config problems come as several lines)."""
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        log.error("%s", line)
+
+
+def endpoint_needing_key(config: Config) -> str | None:
+    """The (redacted) endpoint URL when it needs an API key (a remote endpoint of a provider that takes
+    one), else None: a loopback URL needs none."""
+    dialect = get_dialect(config.provider.name)
+    url = dialect.url(config.provider.model or None, config.provider.url or None)
+    if not dialect.api_key_required or _is_loopback(url):
+        return None
+    return redact_url(url)
+
+
+def no_key_message(config: Config) -> str:
+    """What to do when no API key was found, in the command line's terms."""
+    var = get_dialect(config.provider.name).api_key_env
+    env = f", or set ${var}" if var else ""
+    return (f"no API key for {config.provider.name} ({endpoint_needing_key(config)}): give --api-key-file "
+            f"FILE (provider.api_key_file), a systemd credential named api-key{env}")
+
+
+def require_key(config: Config, key: Secret | None) -> None:
+    """Raise ConfigError (exit 2) before connecting when the endpoint needs a key and there is none."""
+    if key is None and endpoint_needing_key(config) is not None:
+        raise ConfigError(no_key_message(config))
+
+
+def connect_options(config: Config, key: Secret | None) -> dict[str, Any]:
+    """Keyword arguments of :func:`rtedge.connect` for ``config``."""
+    p = config.provider
+    return {"model": p.model or None, "url": p.url or None, "api_key": key.value if key else None,
+            "session": config.session.to_session_config(), "ca_certs": p.ca_certs or None,
+            "connect_timeout": p.connect_timeout, "ping_interval": p.ping_interval,
+            "ping_timeout": p.ping_timeout,
+            "max_audio_queue_ms": float(p.max_audio_queue_ms), "reconnect": config.reconnect.to_backoff(),
+            "max_session_seconds": p.max_session_seconds or None,
+            "session_limit_s": (p.session_limit or "auto") if p.rollover else None}
+
+
+def connect_logged(config: Config, key: Secret | None, attempt: int) -> Any:
+    """:func:`rtedge.connect` with ``config``, its attempt and outcome logged at debug level (with
+    :class:`~rtedge.app.debuglog.EventLog` hooked to the client)."""
+    t0 = time.monotonic()
+    log.debug("connecting to %s (attempt %d, %s)", describe_connect(config), attempt,
+              "no API key" if key is None else f"API key from {key.source}")
+    try:
+        client = connect(config.provider.name, **connect_options(config, key))
+    except (RtEdgeError, OSError) as exc:
+        log.debug("connect attempt %d failed after %.0f ms: %s", attempt, (time.monotonic() - t0) * 1000, exc)
+        raise
+    log.debug("connected in %.0f ms; session confirmed: %s", (time.monotonic() - t0) * 1000,
+              session_summary(client.session))
+    EventLog(client)
+    return client
+
+
+def open_usage_log(config: Config, client: Any) -> Any:
+    """The :class:`~rtedge.app.usage_log.UsageLog` of ``service.usage_log`` on ``client``, or None when off.
+
+    Raises:
+        ConfigError: the file cannot be opened for appending.
+    """
+    path = config.service.usage_log
+    if not path:
+        return None
+    try:
+        return UsageLog(client, path)
+    except OSError as exc:
+        raise ConfigError(f"service.usage_log: cannot open {path}: {exc.strerror or exc}") from None
+
+
+def build_devices(config: Config, loop: bool = False) -> tuple[Any, Any]:
+    """The configured microphone and speaker, built (not started); ``loop`` repeats a WAV input.
+
+    Raises:
+        AudioError: a bad file spec (exit 2).
+        DeviceFailure: a sound device that cannot be set up (exit 7: it may appear later).
+    """
+    a = config.audio
+    built = []
+    mic_options = {"loop": True} if loop else {}
+    for spec, opener, rate, extra in ((a.mic, open_source, a.mic_rate, mic_options),
+                                      (a.speaker, open_sink, a.speaker_rate, {})):
+        try:
+            built.append(opener(spec, rate=rate, frame_ms=a.frame_ms, **extra))
+        except AudioError as exc:
+            if not is_sound_card(spec):
+                raise
+            raise DeviceFailure(str(exc)) from None
+    return built[0], built[1]
+
+
+def try_sound_cards(config: Config) -> None:
+    """Open and close the configured sound cards once (devices are single-use, so the real ones are built
+    afterwards).
+
+    Raises:
+        DeviceFailure: a card is missing, busy or refuses the format.
+    """
+    mic, speaker = build_devices(config)
+    for device, spec, callback in ((mic, config.audio.mic, lambda frame: None),
+                                   (speaker, config.audio.speaker, lambda n: np.zeros(n, np.int16))):
+        if not is_sound_card(spec):
+            device.stop()
+            continue
+        try:
+            device.start(callback)
+        except AudioError as exc:
+            raise DeviceFailure(str(exc)) from None
+        finally:
+            device.stop()

@@ -1,0 +1,32 @@
+"""Signal handlers of the ``rtedge`` commands: one installer for all of them.
+
+Owns: installing and restoring SIGINT/SIGTERM/SIGHUP handlers.  Must not: do anything in a handler but
+call the function it was given (Python runs handlers on the main thread, between bytecodes).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Mapping
+
+
+def on_signals(handlers: Mapping[int, Callable[[], None]]) -> Callable[[], None]:
+    """Install ``handlers`` (signal -> function of no arguments); returns a function restoring the old ones.
+
+    A no-op off the main thread (Python delivers signals to the main thread only).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {sig: signal.signal(sig, lambda *_, fn=fn: fn()) for sig, fn in handlers.items()}
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def on_stop_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGINT and SIGTERM set ``stop``; returns a function restoring the old handlers."""
+    return on_signals({signal.SIGINT: stop.set, signal.SIGTERM: stop.set})
