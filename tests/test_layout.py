@@ -239,3 +239,26 @@ def test_every_function_level_import_says_why():
         "optional dependency (PyAudio): only the PortAudio devices need it"], "the walker reads the reasons"
     assert [f"{path}:{line}" for path, line, reason in found if not reason] == []
 
+
+
+# ------------------------------------------------------------------------------------------ size budget
+MAX_MODULE_LINES = 700
+MAX_FUNCTION_LINES = 60
+
+
+def test_modules_stay_within_the_size_budget():
+    too_long = {str(path.relative_to(REPO)): n for path in MODULES.values()
+                if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert too_long == {}
+
+
+def test_functions_stay_within_the_size_budget():
+    """From ``def`` to the last line, docstring included (nested functions count inside their parent)."""
+    too_long = {}
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long[f"{path.relative_to(REPO)}:{node.lineno} {node.name}"] = length
+    assert too_long == {}

@@ -96,6 +96,23 @@ class _Conn:
         self.alive = True
 
 
+def _check_options(dialect: str | None, xai_ping_s: float | None, finish_reply: str, auth_failure: str,
+                   delta_ms: int, session_duration_s: float) -> None:
+    """:class:`RealtimeServer`'s argument checks (ValueError naming the argument)."""
+    if dialect is not None and dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {DIALECTS} or None")
+    if xai_ping_s is not None and not xai_ping_s > 0:
+        raise ValueError("xai_ping_s must be positive or None")
+    if finish_reply not in ("finished", "error", "none"):
+        raise ValueError("finish_reply must be 'finished', 'error' or 'none'")
+    if auth_failure not in ("http", "event"):
+        raise ValueError("auth_failure must be 'http' or 'event'")
+    if not 5 <= int(delta_ms) <= 1000:
+        raise ValueError("delta_ms must be between 5 and 1000")
+    if not 0 < session_duration_s <= 10 * 365 * 86400:
+        raise ValueError("session_duration_s must be positive and finite")
+
+
 class RealtimeServer(RecordingServer):
     """A local OpenAI Realtime (GA) server for tests, demos and ``rtedge serve``.
 
@@ -215,18 +232,7 @@ class RealtimeServer(RecordingServer):
         idle_close_code: int = 1011,
         xai_ping_s: float | None = 15.0,
     ) -> None:
-        if dialect is not None and dialect not in DIALECTS:
-            raise ValueError(f"dialect must be one of {DIALECTS} or None")
-        if xai_ping_s is not None and not xai_ping_s > 0:
-            raise ValueError("xai_ping_s must be positive or None")
-        if finish_reply not in ("finished", "error", "none"):
-            raise ValueError("finish_reply must be 'finished', 'error' or 'none'")
-        if auth_failure not in ("http", "event"):
-            raise ValueError("auth_failure must be 'http' or 'event'")
-        if not 5 <= int(delta_ms) <= 1000:
-            raise ValueError("delta_ms must be between 5 and 1000")
-        if not 0 < session_duration_s <= 10 * 365 * 86400:
-            raise ValueError("session_duration_s must be positive and finite")
+        _check_options(dialect, xai_ping_s, finish_reply, auth_failure, delta_ms, session_duration_s)
         self.host, self._port, self.ssl_context = host, port, ssl_context
         self.api_key, self.auth_failure, self.handshake_status = api_key, auth_failure, handshake_status
         self.handshake_headers = dict(handshake_headers or {})
@@ -236,12 +242,10 @@ class RealtimeServer(RecordingServer):
         self.tool_name, self.tool_arguments, self.auto_tool_calls = tool_name, tool_arguments, auto_tool_calls
         self.input_transcript, self.instructions = input_transcript, instructions
         self.default_model, self.session_duration_s = default_model, float(session_duration_s)
-        self.announce_expiry = announce_expiry
-        self.ping_interval, self.keep_audio = ping_interval, keep_audio
+        self.announce_expiry, self.ping_interval, self.keep_audio = announce_expiry, ping_interval, keep_audio
         self.dialect, self.finish_reply, self.done_after_cancel = dialect, finish_reply, done_after_cancel
         self.idle_cut_s, self.idle_close_code = idle_cut_s, idle_close_code
-        self.barriers = barriers
-        self.xai_ping_s = xai_ping_s
+        self.barriers, self.xai_ping_s = barriers, xai_ping_s
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._records = threading.Condition()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -40,7 +39,6 @@ from ..protocol.config import AudioFormat, SessionConfig
 from ..protocol.dialects import Dialect, get_dialect
 from ..protocol.dialects.base import redact_url
 from ..protocol.session import Session
-from ..protocol.reseed import RolloverTiming, SeedBudget
 from . import _ws
 from ._lifecycle import ENDING, HELD, LinkEvent, LinkState
 from ._handshake import event_id_of, server_error
@@ -48,7 +46,8 @@ from ._link import MAX_PENDING, Link
 from ._inbox import SYNTHETIC_BYTES, Dispatcher, EventLog
 from ._workers import (BENIGN_ERROR_CODES, SendQueue, TransportStats, decode_failure, describe_error,
                        sender_loop)
-from .backoff import SESSION_ENDING_ERROR_CODES, Backoff
+from .backoff import SESSION_ENDING_ERROR_CODES
+from .options import connect_options
 from .models import served_model
 
 log = logging.getLogger("rtedge")
@@ -59,28 +58,6 @@ Overflow = Literal["block", "drop_oldest"]
 APPEND_TIMEOUT = 10.0
 #: an internal receiver-thread hook on audio deltas (:meth:`Client._add_audio_hook`)
 AudioDeltaHook = Callable[[ev.ResponseOutputAudioDelta], None]
-
-_DEFAULTS: dict[str, Any] = {
-    "connect_timeout": 10.0,
-    "ping_interval": 20.0,
-    "ping_timeout": 10.0,
-    "max_audio_queue_ms": 2000.0,
-    "inbox_size": 10000,
-    "inbox_bytes": 2 * 1024 * 1024,
-    "inbox_audio": False,
-    "ssl_context": None,
-    "ca_certs": None,
-    "on_error": None,
-    "headers": None,
-    "reconnect": Backoff(),
-    "max_session_seconds": None,
-    "session_limit_s": "auto",
-    "rollover_timing": RolloverTiming(),
-    "seed_budget": SeedBudget(),
-    "finish_timeout": 2.0,
-    "keepalive_audio_s": None,
-}
-
 
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
@@ -666,18 +643,26 @@ def connect(
         ServerError: the server rejected the session config.
         DeadlineExceeded: no ``session.created``/``session.updated`` within ``connect_timeout``.
     """
-    unknown = sorted(set(options) - set(_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown connect option(s) {unknown}; known: {sorted(_DEFAULTS)}")
-    opts = {**_DEFAULTS, **options}
-    if opts["ssl_context"] is not None and not isinstance(opts["ssl_context"], ssl.SSLContext):
-        raise ConfigError("ssl_context must be an ssl.SSLContext")
-    keepalive = opts["keepalive_audio_s"]
-    if keepalive is not None and (isinstance(keepalive, bool) or not isinstance(keepalive, int | float)
-                                  or not keepalive > 0):
-        raise ConfigError(f"keepalive_audio_s must be a number of seconds > 0 or None, got {keepalive!r}")
-    _check_rollover_options(opts)
+    opts = connect_options(options)
     dialect = get_dialect(provider) if isinstance(provider, str) else provider
+    full_url, key, session = _endpoint(dialect, model, url, api_key, session, opts)
+    headers = {**dialect.headers(key), **(opts["headers"] or {})}
+    client = Client(dialect, full_url, headers, opts)
+    for event_type, fns in (on or {}).items():
+        for fn in [fns] if callable(fns) else fns:
+            client.on(event_type, fn)
+    client._open(session)
+    return client
+
+
+def _endpoint(dialect: Dialect, model: str | None, url: str | None, api_key: str | None,
+              session: SessionConfig | None, opts: dict[str, Any]) -> tuple[str, str | None, SessionConfig | None]:
+    """The URL, the API key and the initial session of :func:`connect` (the served model asked for when
+    the dialect needs it).
+
+    Raises:
+        ConfigError: no API key for a remote endpoint that needs one.
+    """
     full_url = dialect.url(model, url)
     key = api_key or (os.environ.get(dialect.api_key_env) if dialect.api_key_env else None)
     if dialect.needs_served_model(model, session):
@@ -688,21 +673,4 @@ def connect(
         log.warning("%s", warning)
     if not key and dialect.api_key_required and not _is_loopback(full_url):
         raise ConfigError(f"no API key for {dialect.name}: pass api_key= or set {dialect.api_key_env}")
-    headers = {**dialect.headers(key), **(opts["headers"] or {})}
-    client = Client(dialect, full_url, headers, opts)
-    for event_type, fns in (on or {}).items():
-        for fn in [fns] if callable(fns) else fns:
-            client.on(event_type, fn)
-    client._open(session)
-    return client
-
-
-def _check_rollover_options(opts: dict[str, Any]) -> None:
-    limit = opts["session_limit_s"]
-    if limit not in ("auto", None) and (isinstance(limit, bool) or not isinstance(limit, int | float)
-                                        or not limit > 0):
-        raise ConfigError(f"session_limit_s must be 'auto', a number of seconds > 0 or None, got {limit!r}")
-    if not isinstance(opts["rollover_timing"], RolloverTiming):
-        raise ConfigError("rollover_timing must be a rtedge.protocol.reseed.RolloverTiming")
-    if not isinstance(opts["seed_budget"], SeedBudget):
-        raise ConfigError("seed_budget must be a rtedge.protocol.reseed.SeedBudget")
+    return full_url, key, session

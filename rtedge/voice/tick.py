@@ -112,7 +112,8 @@ from ._tick_engine import (
     tick_format,
 )
 from ._tick_records import CallerAudio, CallerTick, ResponseUsage, ServerEventRecord
-from .tools import Tool, error_output, output_text
+from .tool_schema import error_output, output_text
+from .tools import Tool
 from ..audio import codec
 from ..errors import (
     AudioError,

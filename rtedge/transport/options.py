@@ -1,0 +1,66 @@
+"""The options of :func:`rtedge.connect`: their defaults and their checks.
+
+Owns: :data:`DEFAULTS` and :func:`connect_options`.  Must not: open anything (it only validates values).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from ..errors import ConfigError
+from ..protocol.reseed import RolloverTiming, SeedBudget
+from .backoff import Backoff
+
+#: every option :func:`rtedge.connect` takes, with its default
+DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 10.0,
+    "ping_interval": 20.0,
+    "ping_timeout": 10.0,
+    "max_audio_queue_ms": 2000.0,
+    "inbox_size": 10000,
+    "inbox_bytes": 2 * 1024 * 1024,
+    "inbox_audio": False,
+    "ssl_context": None,
+    "ca_certs": None,
+    "on_error": None,
+    "headers": None,
+    "reconnect": Backoff(),
+    "max_session_seconds": None,
+    "session_limit_s": "auto",
+    "rollover_timing": RolloverTiming(),
+    "seed_budget": SeedBudget(),
+    "finish_timeout": 2.0,
+    "keepalive_audio_s": None,
+}
+
+
+def connect_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` over :data:`DEFAULTS`, checked.
+
+    Raises:
+        ConfigError: an unknown option or a value of the wrong kind.
+    """
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown connect option(s) {unknown}; known: {sorted(DEFAULTS)}")
+    opts = {**DEFAULTS, **options}
+    if opts["ssl_context"] is not None and not isinstance(opts["ssl_context"], ssl.SSLContext):
+        raise ConfigError("ssl_context must be an ssl.SSLContext")
+    keepalive = opts["keepalive_audio_s"]
+    if keepalive is not None and (isinstance(keepalive, bool) or not isinstance(keepalive, int | float)
+                                  or not keepalive > 0):
+        raise ConfigError(f"keepalive_audio_s must be a number of seconds > 0 or None, got {keepalive!r}")
+    _check_rollover_options(opts)
+    return opts
+
+
+def _check_rollover_options(opts: dict[str, Any]) -> None:
+    limit = opts["session_limit_s"]
+    if limit not in ("auto", None) and (isinstance(limit, bool) or not isinstance(limit, int | float)
+                                        or not limit > 0):
+        raise ConfigError(f"session_limit_s must be 'auto', a number of seconds > 0 or None, got {limit!r}")
+    if not isinstance(opts["rollover_timing"], RolloverTiming):
+        raise ConfigError("rollover_timing must be a rtedge.protocol.reseed.RolloverTiming")
+    if not isinstance(opts["seed_budget"], SeedBudget):
+        raise ConfigError("seed_budget must be a rtedge.protocol.reseed.SeedBudget")
