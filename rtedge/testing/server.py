@@ -244,11 +244,10 @@ class RealtimeServer(RecordingServer):
         self.default_model, self.session_duration_s = default_model, float(session_duration_s)
         self.announce_expiry, self.ping_interval, self.keep_audio = announce_expiry, ping_interval, keep_audio
         self.dialect, self.finish_reply, self.done_after_cancel = dialect, finish_reply, done_after_cancel
-        self.idle_cut_s, self.idle_close_code = idle_cut_s, idle_close_code
-        self.barriers, self.xai_ping_s = barriers, xai_ping_s
+        self.idle_cut_s, self.idle_close_code, self.barriers = idle_cut_s, idle_close_code, barriers
+        self.xai_ping_s = xai_ping_s
         self._rng = random.Random(seed)
-        self._lock = threading.Lock()
-        self._records = threading.Condition()
+        self._lock, self._records = threading.Lock(), threading.Condition()
         self._received: list[dict[str, Any]] = []
         self._sent: list[dict[str, Any]] = []
         self._handshakes: list[dict[str, Any]] = []
