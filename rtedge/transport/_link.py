@@ -303,6 +303,9 @@ class Link(Rollover):
                 conn = self._reconnect(cause, immediate=state is LinkState.RECYCLING)
                 session = self._session
             if retired and conn is not None:
+                if entry is not None and entry.end_requested is None:  # the server ended it first
+                    log.info("session rollover: the old session was ended by the server (%s)", reason or code)
+                    self._copy_rest(entry)
                 self._release(conn)
                 log.debug("session rollover: the old session ended (%s)", reason or code)
                 return

@@ -56,8 +56,11 @@ session answers what it was given, and is ended only once it owes nothing**
   after the switch.
 
 The two waits stop ``guard`` (:data:`END_GUARD_S`, at most half the forced
-margin) before the old session's deadline, so the provider's limit is not
-hit for them.  The turn's audio went to the old session only (every sample
+margin) before the old session's deadline.  A response still streaming a
+quarter ``guard`` before it (the switch came late, a slow connect, or the
+answer is long) is cancelled (``response.done`` says ``cancelled``), and the
+old session is closed at its deadline at the latest: the provider's limit is
+never hit (before, the provider cut such an answer with ``session_expired``).  The turn's audio went to the old session only (every sample
 goes to exactly one session), so it is answered there, once: the new session
 never gets the audio and is never asked to answer it.  When the old session
 ends, the items it gained since the switch (the turn as its transcript, the
@@ -127,6 +130,7 @@ class Retiring:
     #: time it became expected); None once ``response.created`` came
     expecting: tuple[str | None, float] | None = None
     switched_at: float = attrs.field(factory=time.monotonic)
+    cancel_sent: bool = False  # its response was cancelled before its deadline
     #: the sender's in-order switch call: until it ran, audio queued for the old session is still
     #: going out on it, so the old session must not be ended yet
     switch: Any = None
@@ -148,6 +152,12 @@ class Retiring:
         if now - self.switched_at <= TRANSCRIPT_WAIT_S and any(key not in self.carried for key in unsettled(state)):
             return "a transcript"
         return None
+
+    def cancel_due(self, wall: float) -> bool:
+        """A response still streams a quarter ``guard`` before the deadline: cancel it (the switch came
+        late, or the answer is long), or the provider's limit would cut it with ``session_expired``."""
+        return (not self.cancel_sent and self.deadline is not None and wall >= self.deadline - self.guard / 4
+                and self.session.state.response is ResponseState.ACTIVE)
 
 
 def _server_vad(session: dict[str, Any]) -> bool:
@@ -467,6 +477,9 @@ class Rollover:
         if entry is None or entry.end_requested is not None or not entry.switched():
             return  # (before the switch call ran, the old session still has audio to take)
         entry.end_requested = time.monotonic()
+        log.debug("session rollover: ending the old session %s, %.1f s after the switch%s",
+                  entry.session.state.session_id, entry.end_requested - entry.switched_at,
+                  "" if entry.deadline is None else f", {entry.deadline - time.time():.1f} s before its deadline")
         self._copy_rest(entry)
         try:
             if "session_finish" in self.dialect.capabilities:
@@ -494,8 +507,30 @@ class Rollover:
                 entry.expecting = None
         with self._lock:
             done = entry.end_requested is None and entry.owes(now, time.time()) is None
+            cancel = entry.end_requested is None and entry.cancel_due(time.time())
         if done:
             self._submit(lambda: self._end_retiring(conn))
+        elif cancel:
+            self._submit(lambda: self._cancel_retiring(conn))
+
+    def _cancel_retiring(self, conn: _ws.WsConnection) -> None:
+        """Sender: cancel the response still streaming on an old session just before its deadline."""
+        entry = self._retiring.get(conn)
+        with self._lock:
+            if entry is None or not entry.cancel_due(time.time()):
+                return
+            entry.cancel_sent = True
+            try:
+                text = entry.session.send(ev.ResponseCancel())
+            except LocalProtocolError as exc:
+                log.debug("session rollover: the old session's response not cancelled (%s)", exc)
+                return
+        log.warning("session rollover: the old session's response is cancelled %.2f s before the session "
+                    "limit (the switch came late or the answer is long)", entry.guard / 4)
+        try:
+            conn.send_text(text)
+        except ConnectionClosed as exc:
+            log.debug("session rollover: the old session's response not cancelled (%s)", exc)
 
     def _copy_rest(self, entry: Retiring) -> None:
         """The old session is ending: the new session gets what the old one gained since the switch
@@ -536,8 +571,10 @@ class Rollover:
                     owed = entry.owes(now, wall)
                 if owed is None:
                     self._end_retiring(conn)  # it owes nothing (an expectation ran out, or no event came)
-                elif entry.deadline is not None and wall >= entry.deadline + finish:
-                    self._end_retiring(conn)  # past its limit and the server did not end it
+                elif entry.deadline is not None and wall >= entry.deadline:
+                    self._end_retiring(conn)  # its limit: whatever is left (a cancel not answered)
+                elif entry.cancel_due(wall):
+                    self._cancel_retiring(conn)
             elif not conn.close_sent and now - entry.end_requested > finish:
                 conn.send_close(1000, "session rollover")
             elif now - entry.end_requested > finish + 5.0:

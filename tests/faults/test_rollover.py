@@ -379,3 +379,29 @@ def test_forced_rollover_with_a_turn_in_flight_answers_it_once(server, speech_en
     assert not expired and stats.sessions_expired == 0 and stats.reconnects == 0
     record(f"rollover forced with a turn in flight (speech ends {speech_ends} the forced point)",
            "the old session answered the turn once, then ended; the new one holds turn and answer")
+
+
+def test_an_old_session_answer_still_streaming_at_its_limit_is_cancelled_not_expired(server):
+    """A switch forced mid-answer, the answer longer than what is left of the old session: it is
+    cancelled just before the limit (response.done says cancelled), the old session closed 1000,
+    and the provider never ends it with session_expired."""
+    _configure(server, realtime=True, session_duration_s=6.0,
+               responder=lambda turn: ("A very long answer.", np.full(10 * 24000, 300, np.int16)))
+    client, timeline = open_client(server.url, session=rtedge.SessionConfig(turn_detection=None),
+                                   ping_interval=0.2, ping_timeout=0.5,
+                                   rollover_timing=RolloverTiming(margin_s=3.0, force_s=2.0))
+    server.session_duration_s = 3600.0  # (the next session)
+    assert client._deadline is not None
+    assert wait_until(lambda: time.time() >= client._deadline - 3.8, timeout=5)
+    client.send_text("Talk")
+    _, rollover = timeline.wait("rtedge.session_rollover", timeout=10)
+    done = client.wait_for("response.done", timeout=10)
+    assert wait_until(lambda: server.close_codes[:1] == [1000], timeout=5)
+    stats = client.stats
+    close_bounded(client)
+    assert rollover.forced and done.status == "cancelled"
+    assert "response.cancel" in [e["type"] for e in server.received]
+    expired = [e for e in server.sent if e["type"] == "error" and e["error"]["code"] == "session_expired"]
+    assert not expired and stats.sessions_expired == 0 and stats.reconnects == 0
+    record("rollover: old session's answer streaming at its limit",
+           "cancelled just before the limit, closed 1000, no session_expired")
