@@ -244,6 +244,27 @@ def _thread_cpu() -> dict[str, float]:
     return out
 
 
+def _ctx_of(tid: int | str) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches so far of one thread (``"thread-self"``: the caller)."""
+    path = "/proc/thread-self/status" if tid == "thread-self" else f"/proc/self/task/{tid}/status"
+    vol = invol = 0
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches"):
+                    vol = int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches"):
+                    invol = int(line.split()[1])
+    except OSError:
+        pass
+    return vol, invol
+
+
+def _thread_ctx() -> dict[str, tuple[int, int]]:
+    """Context switches so far of each live Python thread, by name (from /proc)."""
+    return {t.name: _ctx_of(t.native_id) for t in threading.enumerate() if t.native_id is not None}
+
+
 class Run:
     """Counters and phase marks of one driver run; ``finish()`` prints the RESULT line."""
 
@@ -258,6 +279,7 @@ class Run:
         self.max_lag = 0.0
         self.res: dict[str, object] = {}
         self.thread_cpu: dict[str, float] = {}  # CPU of driver threads that ended before the "streamed" mark
+        self.thread_ctx: dict[str, tuple[int, int]] = {}  # their context switches (since "ready")
         self.pyspy_out = os.environ.get("CLIENT_OVERHEAD_PYSPY", "")
         self.sampler: _pyspy.Sampler | None = None
 
@@ -265,9 +287,12 @@ class Run:
         if phase == "streamed" and self.sampler is not None:
             self.sampler.stop()
         self.res[phase] = (_cpu(), time.monotonic(), _thread_cpu(), _ctx_switches())
+        self.res[phase + ":ctx"] = _thread_ctx()
         if phase == "ready" and self.pyspy_out:  # sample the stream phase only (py-spy's CPU is its own)
             self.sampler = _pyspy.Sampler(self.pyspy_out)
             self.res[phase] = (_cpu(), time.monotonic(), _thread_cpu(), _ctx_switches())
+            self.res[phase + ":ctx"] = _thread_ctx()
+        self.res[phase + ":ctx"] = _thread_ctx()
 
     def frame_indices(self):  # type: ignore[no-untyped-def]
         """Frame numbers to send, paced on absolute 20 ms deadlines in realtime mode."""
@@ -299,6 +324,8 @@ class Run:
     def finish(self, extra: dict[str, object] | None = None) -> None:
         (c0, _, _, _), (c1, w1, t1, x1), (c2, w2, t2, x2) = (self.res[k] for k in ("connect", "ready", "streamed"))
         up = self.up_stats or {}
+        x0, xt = self.res["ready:ctx"], self.res["streamed:ctx"]
+        assert isinstance(x0, dict) and isinstance(xt, dict)
         print("RESULT " + _dumps({
             "ok": self.error is None, "error": self.error, "startup_cpu": self.startup_cpu,
             "connect_cpu": c1 - c0, "stream_cpu": c2 - c1, "stream_wall": w2 - w1,
@@ -307,6 +334,8 @@ class Run:
             "down_bytes": self.down_bytes, "up_bytes": up.get("up_bytes"), "up_messages": up.get("up_messages"),
             "sender_max_lag_ms": self.max_lag * 1000,
             "threads": {**{n: round(v - t1.get(n, 0.0), 3) for n, v in t2.items()}, **self.thread_cpu},
+            "thread_ctx": {**{n: [v[0] - x0.get(n, (0, 0))[0], v[1] - x0.get(n, (0, 0))[1]]
+                              for n, v in xt.items()}, **self.thread_ctx},
             **(extra or {})}), flush=True)
 
 
@@ -338,6 +367,7 @@ def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
             run.error = f"receiver: {type(exc).__name__}: {exc}"
             run.done.set()
         run.thread_cpu["receiver"] = round(time.thread_time(), 3)
+        run.thread_ctx["receiver"] = _ctx_of("thread-self")
 
     def sender() -> None:
         for i in run.frame_indices():
@@ -345,6 +375,7 @@ def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
             ws.send(_dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(chunk).decode()}))
         ws.send(_dumps({"type": "bench.upstream_end"}))
         run.thread_cpu["sender"] = round(time.thread_time(), 3)
+        run.thread_ctx["sender"] = _ctx_of("thread-self")
 
     threads = [threading.Thread(target=receiver, name="receiver"), threading.Thread(target=sender, name="sender")]
     for t in threads:
@@ -560,6 +591,15 @@ def table(mode: str, seconds: int, reps: int, results: dict, drivers: list[str])
     for d in drivers:
         names = sorted({n for r in good[d] for n in r["threads"]})
         split = ", ".join(f"{n} {statistics.median(r['threads'].get(n, 0.0) for r in good[d]):.3f}" for n in names)
+        out.append(f"- {d}: {split or '-'}")
+    out.append(f"\nContext switches by thread per audio-minute, median, voluntary+involuntary (/proc; plain/wsclient "
+               f"threads: whole life, so a few from connect are in):")
+    for d in drivers:
+        names = sorted({n for r in good[d] for n in r.get("thread_ctx", {})})
+        split = ", ".join(
+            f"{n} {statistics.median(r['thread_ctx'].get(n, (0, 0))[0] * 60 / seconds for r in good[d]):.0f}"
+            f"+{statistics.median(r['thread_ctx'].get(n, (0, 0))[1] * 60 / seconds for r in good[d]):.0f}"
+            for n in names)
         out.append(f"- {d}: {split or '-'}")
     return out
 
