@@ -29,7 +29,7 @@ import attrs
 
 from ..errors import ConnectionClosed, DeadlineExceeded
 from ..protocol import events as ev
-from ._workers import TransportStats
+from ._workers import Doorbell, TransportStats
 
 log = logging.getLogger("rtedge")
 
@@ -214,8 +214,9 @@ class Dispatcher:
     def __init__(self, stats: TransportStats, on_error: Callable[[BaseException, Any], None] | None,
                  on_dispatched: Callable[[int, bool], None] | None = None) -> None:
         self._queue: deque[tuple[int, ev.ServerEvent] | object] = deque()
-        self._ready = threading.Condition(threading.Lock())  # guards _queue and _waiting
-        self._waiting = False  # rtedge-dispatch is waiting for work (a put must wake it)
+        self._ready = threading.Lock()  # guards _queue and _waiting
+        self._waiting = False  # rtedge-dispatch waits (or is about to) for the doorbell: a put must ring it
+        self._bell = Doorbell()
         self._handlers: dict[str, list[Handler]] = {}
         self._lock = threading.Lock()  # guards _handlers (copy-on-write lists), _unclaimed, _replays
         #: events dispatched while no callback for their type existed, by type (for a late callback)
@@ -259,45 +260,52 @@ class Dispatcher:
     def flush(self) -> None:
         """Wake ``rtedge-dispatch`` if events wait for it (the receiver, before it waits for the network)."""
         with self._ready:
-            if self._waiting and self._queue:
-                self._ready.notify()
+            ring = self._waiting and bool(self._queue)
+            if ring:
+                self._waiting = False
+        if ring:  # outside the lock: the woken thread takes it at once
+            self._bell.ring()
 
     def _enqueue(self, item: tuple[int, ev.ServerEvent] | object, wake: bool) -> None:
         with self._ready:
             self._queue.append(item)
-            if wake and self._waiting:
-                self._ready.notify()
+            ring = wake and self._waiting
+            if ring:
+                self._waiting = False  # one ring per wait: whoever clears the flag rings
+        if ring:
+            self._bell.ring()
 
     def stop(self) -> None:
         self._enqueue(_CLOSE, True)
 
     def _take(self) -> list[tuple[int, ev.ServerEvent] | object]:
         """Everything queued, in order, waiting for it when there is nothing."""
-        with self._ready:
-            while not self._queue:
+        while True:
+            with self._ready:
+                if self._queue:
+                    batch = list(self._queue)
+                    self._queue.clear()
+                    return batch
                 self._waiting = True
-                try:
-                    self._ready.wait()
-                finally:
-                    self._waiting = False
-            batch = list(self._queue)
-            self._queue.clear()
-            return batch
+            self._bell.wait()  # rung by the put that clears _waiting (that put queued something)
 
     def run(self, stop_requested: threading.Event) -> None:
         """Body of ``rtedge-dispatch``: until stop().  Events queued before stop() are still delivered
         (close() waits for that within its timeout; when a callback blocks past it, the rest follow once
         it returns, and then the thread exits)."""
-        while True:
-            for item in self._take():
-                if self._replays:
-                    self._replay()
-                if item is _CLOSE:
-                    return
-                if item is _WAKE:
-                    continue
-                assert isinstance(item, tuple)
-                self._dispatch(*item)
+        try:
+            while True:
+                for item in self._take():
+                    if self._replays:
+                        self._replay()
+                    if item is _CLOSE:
+                        return
+                    if item is _WAKE:
+                        continue
+                    assert isinstance(item, tuple)
+                    self._dispatch(*item)
+        finally:
+            self._bell.close()  # this thread waits on it no more
 
     def _dispatch(self, seq: int, event: ev.ServerEvent) -> None:
         with self._lock:

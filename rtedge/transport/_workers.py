@@ -35,8 +35,11 @@ All three exit on their own when the connection ends or the client closes;
 from __future__ import annotations
 
 import logging
+import os
+import select
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -111,6 +114,57 @@ class TransportStats:
             self.internal_errors += 1
 
 
+class Doorbell:
+    """Wakes one waiting thread, once per :meth:`wait` (the caller rings it only when that thread waits, or
+    is about to: a flag under the caller's lock, cleared by whoever rings).
+
+    On Linux an eventfd: the ring is a ``write(2)`` made with the GIL released, so the woken thread takes
+    the GIL at once, instead of waking to find the ringer still holding it and sleeping again until it lets
+    go (a Condition's notify: two wake-ups per hand-off, and the ringer often preempted).  Elsewhere a
+    semaphore."""
+
+    def __init__(self) -> None:
+        self._fd = -1
+        self._sem: threading.Semaphore | None = None
+        self._poll: select.poll | None = None
+        self._lock = threading.Lock()  # a ring and close() never overlap (no write to a closed fd)
+        self._closed = False
+        if hasattr(os, "eventfd"):
+            self._fd = os.eventfd(0, os.EFD_CLOEXEC)
+            self._release = weakref.finalize(self, os.close, self._fd)  # at the latest when collected
+        else:
+            self._sem = threading.Semaphore(0)
+
+    def ring(self) -> None:
+        if self._sem is None:
+            with self._lock:
+                if not self._closed:
+                    os.eventfd_write(self._fd, 1)
+        else:
+            self._sem.release()
+
+    def close(self) -> None:
+        """Release the eventfd; the waiting thread is done for good (a later ring does nothing)."""
+        if self._sem is None:
+            with self._lock:
+                self._closed = True
+                self._release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a ring (True), or until ``timeout`` passes (False).  A ring that comes after a timeout
+        is kept for the next wait (a spurious wake-up for it: the waiter checks its state anyway)."""
+        if self._sem is not None:
+            return self._sem.acquire(timeout=timeout)
+        if timeout is not None:
+            if self._poll is None:
+                self._poll = select.poll()
+                self._poll.register(self._fd, select.POLLIN)
+            if not self._poll.poll(max(0.0, timeout) * 1000):
+                return False
+        os.eventfd_read(self._fd)
+        return True
+
+
 _CLOSE = object()
 
 #: While audio streams, ``rtedge-sender`` wakes on this clock and sends what was appended meanwhile,
@@ -175,6 +229,16 @@ class SendQueue:
         self.max_audio_ms = max_audio_ms
         #: the sender thread's ident (calls made on it run inline)
         self.sender_ident: int | None = None
+        #: the sender waits for work on this doorbell (not on _cond, which room waiters use), so that an
+        #: append wakes it without holding the GIL; rung by whoever clears _sender_waiting
+        self._bell = Doorbell()
+        self._sender_waiting = False
+
+    def _claim_ring(self) -> bool:
+        """Under ``_cond``: True when the sender waits for the doorbell and the caller must ring it (once
+        out of the lock, so that the woken sender does not wait for it)."""
+        waiting, self._sender_waiting = self._sender_waiting, False
+        return waiting
 
     # ------------------------------------------------------------------------------------------ calls
     def submit(self, fn: Callable[[], Any]) -> SenderCall:
@@ -191,7 +255,10 @@ class SendQueue:
             if self._retired:
                 raise ConnectionClosed("the sender has stopped")
             self._calls.append(call)
-            self._cond.notify_all()
+            self._cond.notify_all()  # wait_paused_or_closed
+            ring = self._claim_ring()
+        if ring:
+            self._bell.ring()
         return call
 
     def call(self, fn: Callable[[], Any], timeout: float | None) -> Any:
@@ -210,6 +277,7 @@ class SendQueue:
 
     def retire(self) -> None:
         """The sender is exiting: calls waiting (and any later) fail with ConnectionClosed."""
+        self._bell.close()  # the sender waits on it no more
         with self._cond:
             self._retired = True
             calls, self._calls = list(self._calls), deque()
@@ -229,12 +297,15 @@ class SendQueue:
             if self._closed:
                 raise ConnectionClosed("the client is closing; nothing more can be sent")
             self._items.append((call, 0.0, None))
-            self._cond.notify()
+            ring = self._claim_ring()
+        if ring:
+            self._bell.ring()
         return call
 
     def put(self, text: str, audio_ms: float = 0.0, event: ev.ClientEvent | None = None,
             drop: bool = True) -> None:
         """Queue one item.  With ``drop`` (audio only), past ``max_audio_ms`` the oldest audio goes."""
+        ring = False
         with self._cond:
             if self._closed:
                 raise ConnectionClosed("the client is closing; nothing more can be sent")
@@ -245,7 +316,9 @@ class SendQueue:
                     pass
             # streaming audio waits for the sender's frame clock, unless a backlog builds up
             if not audio_ms or not self._clocked or self._audio_ms >= CLOCK_BACKLOG_MS - 1e-6:
-                self._cond.notify()
+                ring = self._claim_ring()
+        if ring:
+            self._bell.ring()
 
     def has_room(self, audio_ms: float) -> bool:
         """True when ``audio_ms`` more fits under the limit (any size fits an audio-free queue)."""
@@ -284,8 +357,12 @@ class SendQueue:
     def get(self, timeout: float) -> Item | SenderCall | object | None:
         """The next call or item, ``_CLOSE`` once closed and drained, or None on timeout or while paused."""
         with self._cond:
-            if not self._calls and (self._paused or not self._items) and not self._closed:
-                self._cond.wait(min(timeout, FRAME_CLOCK_S) if self._clocked else timeout)
+            idle = not self._calls and (self._paused or not self._items) and not self._closed
+            self._sender_waiting = idle
+        if idle:  # _clocked is the sender's own (written only here)
+            self._bell.wait(min(timeout, FRAME_CLOCK_S) if self._clocked else timeout)
+        with self._cond:
+            self._sender_waiting = False
             if self._calls:
                 return self._calls.popleft()
             if self._items and not self._paused:
@@ -342,12 +419,18 @@ class SendQueue:
             self._items.clear()
             self._audio_ms = 0.0
             self._cond.notify_all()
-            return control
+            ring = self._claim_ring()
+        if ring:
+            self._bell.ring()
+        return control
 
     def resume(self) -> None:
         with self._cond:
             self._paused = False
             self._cond.notify_all()
+            ring = self._claim_ring()
+        if ring:
+            self._bell.ring()
 
     @property
     def paused(self) -> bool:
@@ -370,6 +453,9 @@ class SendQueue:
                 self._items.clear()
                 self._audio_ms = 0.0
             self._cond.notify_all()
+            ring = self._claim_ring()
+        if ring:
+            self._bell.ring()
 
     @property
     def closed(self) -> bool:

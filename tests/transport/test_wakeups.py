@@ -130,13 +130,13 @@ def test_streaming_audio_waits_for_the_frame_clock_and_control_events_do_not(slo
     q.put("a0", 20.0)
     assert q.get(0.1)[0] == "a0"  # type: ignore[index]  # audio went out: the sender runs on its clock
     t, took = _getter(q)
-    assert wait_until(lambda: q._cond._waiters)  # type: ignore[attr-defined]  # the getter waits
+    assert wait_until(lambda: q._sender_waiting)  # the getter waits (for the doorbell)
     q.put("a1", 20.0)  # no wake-up: picked up on the next tick (1 s here)
     assert not wait_until(lambda: took, timeout=0.4)
     t.join(5)
     assert took
     t, took = _getter(q)
-    assert wait_until(lambda: q._cond._waiters)  # type: ignore[attr-defined]
+    assert wait_until(lambda: q._sender_waiting)
     q.put("commit", 0.0)  # a control event wakes the sender at once
     assert wait_until(lambda: took, timeout=0.5)
     t.join(5)
@@ -147,7 +147,7 @@ def test_an_audio_backlog_wakes_the_sender_at_once(slow_clock):
     q.put("a0", 20.0)
     q.get(0.1)
     t, took = _getter(q)
-    assert wait_until(lambda: q._cond._waiters)  # type: ignore[attr-defined]
+    assert wait_until(lambda: q._sender_waiting)
     q.put("a1", 20.0)
     q.put("a2", 20.0)  # 40 ms queued: CLOCK_BACKLOG_MS reached
     assert wait_until(lambda: took, timeout=0.5)
@@ -162,7 +162,7 @@ def test_the_first_append_after_a_pause_wakes_the_sender(monkeypatch):
     assert q.get(5.0) is None  # a frame period with no audio (0.05 s here): off the clock
     monkeypatch.setattr(_workers, "FRAME_CLOCK_S", 1.0)
     t, took = _getter(q)
-    assert wait_until(lambda: q._cond._waiters)  # type: ignore[attr-defined]
+    assert wait_until(lambda: q._sender_waiting)
     q.put("a1", 20.0)
     assert wait_until(lambda: took, timeout=0.5)
     t.join(5)
@@ -182,3 +182,43 @@ def test_a_producer_blocked_for_room_is_woken_once_the_queue_drained_to_half():
         q.get(0.1)  # 100 ms queued: half the limit
     assert done.wait(5)
     t.join(5)
+
+
+@pytest.fixture(params=["eventfd", "semaphore"])
+def doorbell(request, monkeypatch):
+    if request.param == "semaphore":
+        monkeypatch.delattr(_workers.os, "eventfd", raising=False)
+    elif not hasattr(_workers.os, "eventfd"):
+        pytest.skip("no eventfd on this platform")
+    return _workers.Doorbell()
+
+
+def test_a_doorbell_wakes_its_waiter_once_per_ring(doorbell):
+    assert doorbell.wait(0.05) is False  # nobody rang
+    doorbell.ring()
+    assert doorbell.wait(0.05) is True  # a ring before the wait is kept
+    assert doorbell.wait(0.05) is False  # and consumed
+    woke: list[bool] = []
+    t = threading.Thread(target=lambda: woke.append(doorbell.wait(None)), name="test-bell-waiter")
+    t.start()
+    assert not wait_until(lambda: woke, timeout=0.2)
+    doorbell.ring()
+    t.join(5)
+    assert woke == [True]
+    doorbell.close()  # the waiter is done: its file descriptor goes, and a late ring does nothing
+    doorbell.ring()
+    doorbell.close()
+
+
+def test_the_sender_sleeps_on_its_doorbell_and_a_control_event_rings_it(slow_clock):
+    q = SendQueue(TransportStats(), max_audio_ms=2000)
+    rings: list[int] = []
+    original = q._bell.ring
+    q._bell.ring = lambda: (rings.append(1), original())  # type: ignore[method-assign]
+    t, took = _getter(q)
+    assert wait_until(lambda: q._sender_waiting)
+    q.put("commit", 0.0)
+    q.put("commit2", 0.0)  # the sender is no longer waiting: no second ring
+    assert wait_until(lambda: took, timeout=0.5)
+    t.join(5)
+    assert rings == [1] and not q._sender_waiting
