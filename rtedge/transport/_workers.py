@@ -7,9 +7,9 @@ Guarantees
   pongs, close frames, the HTTP upgrade of the connections it opens
   (connect, reconnect), and the final shutdown.  (A rollover's next
   connection is upgraded by ``rtedge-rollover`` before any frame goes on it,
-  then handed over: see ``_rollover``.)  While audio streams it wakes on a
-  frame clock (:data:`FRAME_CLOCK_S`), not per append; control events wake
-  it at once.  Other threads *ask* it through
+  then handed over: see ``_rollover``.)  While audio streams it wakes per
+  :data:`CLOCK_BACKLOG_MS` of audio appended (or on a frame clock,
+  :data:`FRAME_CLOCK_S`), not per append; control events wake it at once.  Other threads *ask* it through
   :meth:`SendQueue.call` / :meth:`SendQueue.submit` (run ahead of queued
   items, even while the queue is paused).  It keeps the link alive: a ping
   after ``ping_interval`` seconds with nothing received (sending does not
@@ -167,12 +167,14 @@ class Doorbell:
 
 _CLOSE = object()
 
-#: While audio streams, ``rtedge-sender`` wakes on this clock and sends what was appended meanwhile,
-#: instead of being woken by every append (control events, and a backlog of :data:`CLOCK_BACKLOG_MS`,
-#: always wake it at once).  It adds at most one period of latency to streamed audio and saves a
-#: cross-thread wake-up per append.
-FRAME_CLOCK_S = 0.02
-#: queued audio (ms) past which an append wakes the sender even while it runs on the frame clock
+#: While audio streams, appends do not wake ``rtedge-sender`` one by one: the append that brings the
+#: queued audio to :data:`CLOCK_BACKLOG_MS` does (control events always do), and the sender sends
+#: everything queued.  So frames shorter than that go out in pairs or more (20 ms frames: one wake-up per
+#: two, the first frame waiting one frame period for the second), and this clock only picks up a frame
+#: no other follows (the last of a stream: it waits at most this long).  It is longer than two 20 ms frame
+#: periods so that, while frames keep coming, the backlog wakes the sender before the clock does.
+FRAME_CLOCK_S = 0.05
+#: queued audio (ms) at which an append wakes the sender even while it runs on the frame clock
 CLOCK_BACKLOG_MS = 40.0
 
 #: one queued send: wire text, milliseconds of audio (0 for control), the event (for replay); or, in
