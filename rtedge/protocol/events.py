@@ -309,7 +309,8 @@ class ResponseOutputAudioDelta(_ContentEvent):
     #: the inbox kept this event without its audio, after a consumer got it (``connect(inbox_audio=True)``
     #: keeps it)
     audio_dropped: bool = False
-    _decoded: list[Any] = attrs.field(factory=list, init=False, eq=False, repr=False)
+    #: (format key, samples) once :meth:`pcm` decoded the audio (set once, on a frozen event)
+    _decoded: tuple[Any, Any] | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @property
     def audio(self) -> bytes:
@@ -330,14 +331,14 @@ class ResponseOutputAudioDelta(_ContentEvent):
         """
         cache = self._decoded
         key = None if fmt is None else (fmt.kind, fmt.rate)
-        if cache and cache[0] == key:
+        if cache is not None and cache[0] == key:
             return cache[1]
         # lazy: numpy and the codec stay out of the sans-IO core's import; only pcm() callers load them
         from ..audio import codec
 
         samples = codec.decode_wire(self.audio, "pcm" if fmt is None else fmt.kind)
         samples.flags.writeable = False
-        cache[:] = [key, samples]
+        object.__setattr__(self, "_decoded", (key, samples))  # a cache, not a field anyone compares
         return samples
 
     @property

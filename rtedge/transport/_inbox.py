@@ -54,12 +54,34 @@ class _Entry:
         self.reported = delivered  # the dispatcher has said whether a callback got it
 
 
+#: strings that recur in every audio delta (keys, the type, item and response ids), shared by the stripped
+#: deltas the inbox keeps: each parsed message has its own copies, about half of what a kept delta holds
+_SHARED: dict[str, str] = {}
+_SHARED_MAX = 512
+#: an audio delta's keys, one string each; and the keys whose values recur from delta to delta
+_KEYS = {k: k for k in ("type", "event_id", "response_id", "item_id", "output_index", "content_index")}
+_SHARED_VALUES = frozenset({"type", "response_id", "item_id"})
+
+
+def _shared(value: Any) -> Any:
+    if type(value) is not str or len(value) > 80:
+        return value
+    kept = _SHARED.get(value)
+    if kept is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()  # bounded, whatever a server sends
+        kept = _SHARED[value] = value
+    return kept
+
+
 def strip_audio(event: ev.ServerEvent) -> ev.ServerEvent:
     """The event without its audio payload (other events unchanged)."""
     if not isinstance(event, ev.ResponseOutputAudioDelta) or event.audio_dropped:
         return event
-    raw = {k: v for k, v in event.raw.items() if k != "delta"}
-    return attrs.evolve(event, delta="", raw=raw, audio_dropped=True)
+    key = _KEYS.get
+    raw = {key(k, k): _shared(v) if k in _SHARED_VALUES else v for k, v in event.raw.items() if k != "delta"}
+    return attrs.evolve(event, delta="", raw=raw, audio_dropped=True, type=_shared(event.type),
+                        item_id=_shared(event.item_id), response_id=_shared(event.response_id))
 
 
 def _stripped_size(event: ev.ServerEvent, nbytes: int) -> int:

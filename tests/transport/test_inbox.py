@@ -155,3 +155,29 @@ def test_events_no_callback_wanted_are_counted_once_and_leave_no_trace():
     assert len(log) == 10
     assert stats.inbox_dropped == 495  # the undelivered among the 990 evicted
     assert not log._evicted_undecided
+
+
+def test_kept_audio_deltas_share_their_recurring_strings_and_keep_everything_but_the_audio():
+    import json
+
+    from rtedge.protocol import Session
+    from rtedge.transport import _inbox
+
+    s = Session("openai")
+
+    def delta(n: int) -> str:
+        return json.dumps({"type": "response.output_audio.delta", "event_id": f"evt_{n}", "response_id": "resp_1",
+                           "item_id": "item_1", "output_index": 0, "content_index": 0, "delta": "AAAA",
+                           "extra": {"n": n}})
+
+    a, b = (_inbox.strip_audio(s.receive_message(delta(n))) for n in (1, 2))
+    assert a.audio_dropped and a.delta == "" and "delta" not in a.raw  # type: ignore[attr-defined]
+    assert dict(a.raw) == {"type": "response.output_audio.delta", "event_id": "evt_1", "response_id": "resp_1",
+                           "item_id": "item_1", "output_index": 0, "content_index": 0, "extra": {"n": 1}}
+    assert a.item_id is b.item_id and a.response_id is b.response_id and a.type is b.type  # type: ignore[attr-defined]
+    assert all(ka is kb for ka, kb in zip(a.raw, b.raw) if ka != "extra")  # one copy of each known key
+    assert a.raw["item_id"] is a.item_id  # type: ignore[attr-defined]
+    assert a.event_id == "evt_1" and b.event_id == "evt_2"
+    for n in range(3 * _inbox._SHARED_MAX):  # a server sending ever new ids cannot grow the table
+        _inbox.strip_audio(s.receive_message(delta(n).replace("item_1", f"item_{n}")))
+    assert len(_inbox._SHARED) <= _inbox._SHARED_MAX
