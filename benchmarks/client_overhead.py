@@ -62,24 +62,22 @@ realtime percentages only within one run.
 
 from __future__ import annotations
 
-import argparse
+# Only what a driver process needs is imported here: a driver's peak RSS is the client's figure, so the
+# orchestrator's own modules (argparse, subprocess, statistics, importlib.metadata: about 4 MB) are imported
+# where the orchestrator uses them, never in a driver.
 import base64
 import json
 import math
 import os
-import random
 import resource
-import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from array import array
-from importlib import metadata, util
+from typing import TYPE_CHECKING, Any
 
-import _pyspy
-import _startup
+if TYPE_CHECKING:
+    import argparse
 
 RATE, WIDTH = 24000, 2
 UP_MS, DOWN_MS, TURN_S, TRANSCRIPT_MS = 20, 40, 5, 300
@@ -108,9 +106,20 @@ def _dumps(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+def _median(values: Any) -> float:
+    """statistics.median (that module costs a driver process about 1 MB of RSS)."""
+    s = sorted(values)
+    if not s:
+        raise ValueError("median of no values")
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2  # type: ignore[no-any-return]
+
+
 # ------------------------------------------------------------------------------------------------ server
 def build_plan(seconds: int) -> list[tuple[float, str]]:
     """The downstream stream as (due time in s, JSON text), ending with a ``bench.downstream_end`` marker."""
+    import random  # lazy: the server's, not a driver's
+
     noise = random.Random(7).randbytes(DOWN_CHUNK * 25)
     chunks = [base64.b64encode(noise[i * DOWN_CHUNK:(i + 1) * DOWN_CHUNK]).decode() for i in range(25)]
     words = "Sure, here is a short answer that keeps going for a while so the transcript has text.".split()
@@ -281,7 +290,7 @@ class Run:
         self.thread_cpu: dict[str, float] = {}  # CPU of driver threads that ended before the "streamed" mark
         self.thread_ctx: dict[str, tuple[int, int]] = {}  # their context switches (since "ready")
         self.pyspy_out = os.environ.get("CLIENT_OVERHEAD_PYSPY", "")
-        self.sampler: _pyspy.Sampler | None = None
+        self.sampler: Any = None  # a _pyspy.Sampler while py-spy records
 
     def mark(self, phase: str) -> None:
         if phase == "streamed" and self.sampler is not None:
@@ -289,6 +298,8 @@ class Run:
         self.res[phase] = (_cpu(), time.monotonic(), _thread_cpu(), _ctx_switches())
         self.res[phase + ":ctx"] = _thread_ctx()
         if phase == "ready" and self.pyspy_out:  # sample the stream phase only (py-spy's CPU is its own)
+            import _pyspy  # lazy: only with --pyspy (a driver imports no orchestrator module)
+
             self.sampler = _pyspy.Sampler(self.pyspy_out)
             self.res[phase] = (_cpu(), time.monotonic(), _thread_cpu(), _ctx_switches())
             self.res[phase + ":ctx"] = _thread_ctx()
@@ -496,6 +507,8 @@ def driver_main(argv: list[str]) -> None:
 
 # ------------------------------------------------------------------------------------------------ orchestrator
 def environment() -> list[str]:
+    from importlib import metadata, util  # lazy: the orchestrator's (see the imports above)
+
     cpu = "unknown"
     try:
         with open("/proc/cpuinfo") as f:
@@ -516,6 +529,8 @@ def environment() -> list[str]:
 
 def run_driver(script: str, driver: str, url: str, mode: str, seconds: int, drop: int,
                profile_out: str = "", pyspy: str = "") -> dict:  # type: ignore[type-arg]
+    import subprocess  # lazy: the orchestrator's (see the imports above)
+
     cmd = [sys.executable, script, "_driver", driver, url, mode, str(seconds), str(drop), profile_out]
     env = {**os.environ, "CLIENT_OVERHEAD_PYSPY": pyspy} if pyspy else None
     try:
@@ -544,11 +559,11 @@ def verify(res: dict, expected: int) -> str | None:  # type: ignore[type-arg]
 def _span(values: list[float], fmt: str) -> tuple[str, str]:
     if not values:
         return "-", "-"
-    return format(statistics.median(values), fmt), f"{format(min(values), fmt)}–{format(max(values), fmt)}"
+    return format(_median(values), fmt), f"{format(min(values), fmt)}–{format(max(values), fmt)}"
 
 
 def _ratio(vals: list[float], base: list[float]) -> str:
-    return f"{statistics.median(vals) / statistics.median(base):.2f}×" if vals and base else "-"
+    return f"{_median(vals) / _median(base):.2f}×" if vals and base else "-"
 
 
 def _metric(mode: str, seconds: int):  # type: ignore[no-untyped-def]
@@ -590,15 +605,15 @@ def table(mode: str, seconds: int, reps: int, results: dict, drivers: list[str])
     out.append("\nStream CPU by thread, median s (/proc, 10 ms ticks; plain/wsclient threads: exact):")
     for d in drivers:
         names = sorted({n for r in good[d] for n in r["threads"]})
-        split = ", ".join(f"{n} {statistics.median(r['threads'].get(n, 0.0) for r in good[d]):.3f}" for n in names)
+        split = ", ".join(f"{n} {_median(r['threads'].get(n, 0.0) for r in good[d]):.3f}" for n in names)
         out.append(f"- {d}: {split or '-'}")
     out.append(f"\nContext switches by thread per audio-minute, median, voluntary+involuntary (/proc; plain/wsclient "
                f"threads: whole life, so a few from connect are in):")
     for d in drivers:
         names = sorted({n for r in good[d] for n in r.get("thread_ctx", {})})
         split = ", ".join(
-            f"{n} {statistics.median(r['thread_ctx'].get(n, (0, 0))[0] * 60 / seconds for r in good[d]):.0f}"
-            f"+{statistics.median(r['thread_ctx'].get(n, (0, 0))[1] * 60 / seconds for r in good[d]):.0f}"
+            f"{n} {_median(r['thread_ctx'].get(n, (0, 0))[0] * 60 / seconds for r in good[d]):.0f}"
+            f"+{_median(r['thread_ctx'].get(n, (0, 0))[1] * 60 / seconds for r in good[d]):.0f}"
             for n in names)
         out.append(f"- {d}: {split or '-'}")
     return out
@@ -628,8 +643,8 @@ def verdict(all_results: dict, seconds: dict) -> list[str]:  # type: ignore[type
            "|---|---|---|---|---|---|"]
 
     def row(what: str, mine: list[float], theirs: list[float], budget: str, ok: bool, fmt: str) -> None:
-        m = statistics.median(mine)
-        t = f"{statistics.median(theirs):{fmt}}" if theirs else "-"
+        m = _median(mine)
+        t = f"{_median(theirs):{fmt}}" if theirs else "-"
         out.append(f"| {what} | {m:{fmt}} | {t} | {_ratio(mine, theirs) if theirs else '-'} | {budget} |"
                    f" {'yes' if ok else 'NO'} |")
 
@@ -640,20 +655,20 @@ def verdict(all_results: dict, seconds: dict) -> list[str]:  # type: ignore[type
         mine, theirs = vals(mode, "rtedge", _metric(mode, seconds.get(mode, 1))), \
             vals(mode, BASELINE, _metric(mode, seconds.get(mode, 1)))
         if mine and theirs:
-            ratio = statistics.median(mine) / statistics.median(theirs)
+            ratio = _median(mine) / _median(theirs)
             row("paced, % of one core" if mode == "realtime" else "afap, CPU-s / audio-min", mine, theirs,
                 f"<= {budget}× plain", ratio <= budget, ".3f")
         if mode == "afap" and mine:
-            med = statistics.median(mine)
+            med = _median(mine)
             spread = max(abs(v - med) for v in mine) / med * 100
             out.append(f"| afap spread of rtedge's reps | ±{spread:.1f} % | | | <= ±15 % | "
                        f"{'yes' if spread <= 15 else 'NO'} |")
         if mode == "afap" and seconds.get("afap") == 60 and (rss := vals("afap", "rtedge", lambda r: r["rss_mb"])):
             row("peak RSS, 60 s full-duplex run, MB", rss, vals("afap", BASELINE, lambda r: r["rss_mb"]),
-                "<= 35 MB", statistics.median(rss) <= 35, ".1f")
+                "<= 35 MB", _median(rss) <= 35, ".1f")
     if mine := vals("startup", "rtedge", lambda r: r["total"]):
         row("start-up CPU s", mine, vals("startup", BASELINE, lambda r: r["total"]), "<= 0.15 s",
-            statistics.median(mine) <= 0.15, ".3f")
+            _median(mine) <= 0.15, ".3f")
     return out
 
 
@@ -674,6 +689,8 @@ def print_profile(path: str, res: dict) -> None:  # type: ignore[type-arg]
 def run_mode(mode: str, seconds: int, reps: int, drivers: list[str], port: int, script: str,
              counter: list[int], drop: int) -> tuple[dict, bool]:  # type: ignore[type-arg]
     """All reps of one mode, drivers interleaved; returns (results by driver, any failure)."""
+    import _startup  # lazy: the orchestrator's (see the imports above)
+
     results: dict[str, list] = {d: [] for d in drivers}  # type: ignore[type-arg]
     failed = False
     for rep in range(reps):
@@ -701,6 +718,11 @@ def run_mode(mode: str, seconds: int, reps: int, drivers: list[str], port: int, 
 
 
 def main() -> int:
+    import argparse  # lazy: the orchestrator's (see the imports above)
+    import subprocess  # lazy: the orchestrator's
+
+    import _startup  # lazy: the orchestrator's
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=60, help="audio seconds per afap run (default 60)")
     ap.add_argument("--rt-seconds", type=int, default=20, help="audio seconds per realtime run (default 20)")
@@ -763,6 +785,10 @@ def main() -> int:
 
 def extra_profiles(args: argparse.Namespace, port: int, script: str, counter: list[int]) -> bool:
     """The ``--profile`` (cProfile) and ``--pyspy`` runs of rtedge; True when one failed."""
+    import tempfile  # lazy: the orchestrator's (see the imports above)
+
+    import _pyspy  # lazy: the orchestrator's
+
     failed = False
     for kind, mode in (("cprofile", "afap" if args.profile else None), ("pyspy", args.pyspy)):
         if mode is None:
