@@ -48,7 +48,6 @@ from ._workers import (BENIGN_ERROR_CODES, SendQueue, TransportStats, decode_fai
                        sender_loop)
 from .backoff import SESSION_ENDING_ERROR_CODES
 from .options import connect_options
-from .models import served_model
 
 log = logging.getLogger("rtedge")
 
@@ -666,6 +665,9 @@ def _endpoint(dialect: Dialect, model: str | None, url: str | None, api_key: str
     full_url = dialect.url(model, url)
     key = api_key or (os.environ.get(dialect.api_key_env) if dialect.api_key_env else None)
     if dialect.needs_served_model(model, session):
+        # lazy: start-up cost (urllib.request pulls in http.client, email and tempfile: ~20 ms, ~1 MB)
+        from .models import served_model
+
         model = served_model(full_url, key, timeout=opts["connect_timeout"], ssl_context=opts["ssl_context"],
                              ca_certs=opts["ca_certs"])
     session = dialect.initial_session(model, session)
