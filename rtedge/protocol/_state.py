@@ -274,12 +274,12 @@ class SessionState:
 
     def on_event(self, event: ev.ServerEvent) -> None:
         """Update from one server event (already normalised to GA names)."""
-        if isinstance(event, ev.Error):
+        if event.type == "error" and isinstance(event, ev.Error):
             self.last_error = event.error
             self._step(f"error:{event.error.code}")
             return
         self._step(event.type)
-        handler = _HANDLERS.get(type(event))
+        handler = _HANDLERS.get(event.type) if type(event).TYPE == event.type else None
         if handler is not None:
             handler(self, event)
 
@@ -419,29 +419,30 @@ class SessionState:
         return None if event_id is None else self.sent_types.get(event_id)
 
 
-_HANDLERS: dict[type[ev.ServerEvent], Any] = {
-    ev.SessionCreated: SessionState._on_session,
-    ev.SessionUpdated: SessionState._on_session,
-    ev.ResponseCreated: SessionState._on_response_created,
-    ev.ResponseDone: SessionState._on_response_done,
-    ev.ResponseOutputItemAdded: SessionState._on_output_item,
-    ev.ResponseOutputItemDone: SessionState._on_output_item,
-    ev.ResponseOutputAudioDelta: SessionState._on_audio_delta,
-    ev.ResponseOutputAudioTranscriptDelta: SessionState._on_text_delta,
-    ev.ResponseOutputTextDelta: SessionState._on_text_delta,
-    ev.ResponseOutputAudioTranscriptDone: SessionState._on_text_done,
-    ev.ResponseOutputTextDone: SessionState._on_text_done,
-    ev.ResponseFunctionCallArgumentsDelta: SessionState._on_args_delta,
-    ev.ResponseFunctionCallArgumentsDone: SessionState._on_args_done,
-    ev.ConversationItemAdded: SessionState._on_item,
-    ev.ConversationItemDone: SessionState._on_item,
-    ev.ConversationItemCreated: SessionState._on_item,
-    ev.ConversationItemRetrieved: SessionState._on_item,
-    ev.ConversationItemDeleted: SessionState._on_item_deleted,
-    ev.ConversationItemTruncated: SessionState._on_item_truncated,
-    ev.InputAudioBufferCommitted: SessionState._on_committed,
-    ev.InputAudioBufferCleared: SessionState._on_cleared,
-    ev.TranscriptionDone: SessionState._on_transcription_done,
-    ev.InputAudioTranscriptionCompleted: SessionState._on_input_transcript,
-    ev.InputAudioTranscriptionFailed: SessionState._on_input_transcript,
+#: handlers by event type (strings, not classes: the classes are made on first use)
+_HANDLERS: dict[str, Any] = {
+    "session.created": SessionState._on_session,
+    "session.updated": SessionState._on_session,
+    "response.created": SessionState._on_response_created,
+    "response.done": SessionState._on_response_done,
+    "response.output_item.added": SessionState._on_output_item,
+    "response.output_item.done": SessionState._on_output_item,
+    "response.output_audio.delta": SessionState._on_audio_delta,
+    "response.output_audio_transcript.delta": SessionState._on_text_delta,
+    "response.output_text.delta": SessionState._on_text_delta,
+    "response.output_audio_transcript.done": SessionState._on_text_done,
+    "response.output_text.done": SessionState._on_text_done,
+    "response.function_call_arguments.delta": SessionState._on_args_delta,
+    "response.function_call_arguments.done": SessionState._on_args_done,
+    "conversation.item.added": SessionState._on_item,
+    "conversation.item.done": SessionState._on_item,
+    "conversation.item.created": SessionState._on_item,
+    "conversation.item.retrieved": SessionState._on_item,
+    "conversation.item.deleted": SessionState._on_item_deleted,
+    "conversation.item.truncated": SessionState._on_item_truncated,
+    "input_audio_buffer.committed": SessionState._on_committed,
+    "input_audio_buffer.cleared": SessionState._on_cleared,
+    "transcription.done": SessionState._on_transcription_done,
+    "conversation.item.input_audio_transcription.completed": SessionState._on_input_transcript,
+    "conversation.item.input_audio_transcription.failed": SessionState._on_input_transcript,
 }

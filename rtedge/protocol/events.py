@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
+
+from ._deferred import Deferred
 
 from .client_events import (  # re-exported: ev.ResponseCancel and the like
     CLIENT_EVENT_TYPES as CLIENT_EVENT_TYPES,
@@ -39,6 +41,13 @@ from .client_events import (  # re-exported: ev.ResponseCancel and the like
 )
 
 # ---------------------------------------------------------------------------------------------- server events
+# Each server event class but the bases below is made on first use (see ._deferred): first access as a
+# module attribute, or first decode of its type (server_event_class).  Type checkers see attrs classes.
+_LAZY = Deferred(globals())
+if TYPE_CHECKING:
+    from attrs import frozen as _deferred
+else:
+    _deferred = _LAZY.keep
 
 
 @attrs.frozen(kw_only=True)
@@ -92,36 +101,36 @@ class ErrorInfo:
         )
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class Error(ServerEvent):
     TYPE: ClassVar[str] = "error"
     error: ErrorInfo = attrs.field(factory=ErrorInfo)
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class SessionCreated(ServerEvent):
     TYPE: ClassVar[str] = "session.created"
     session: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class SessionUpdated(ServerEvent):
     TYPE: ClassVar[str] = "session.updated"
     session: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class SessionFinished(ServerEvent):
     TYPE: ClassVar[str] = "session.finished"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ConversationCreated(ServerEvent):
     TYPE: ClassVar[str] = "conversation.created"
     conversation: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class _ItemEvent(ServerEvent):
     item: Mapping[str, Any] = attrs.field(factory=dict)
     previous_item_id: str | None = None
@@ -131,33 +140,33 @@ class _ItemEvent(ServerEvent):
         return str(self.item.get("id", ""))
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ConversationItemAdded(_ItemEvent):
     TYPE: ClassVar[str] = "conversation.item.added"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ConversationItemDone(_ItemEvent):
     TYPE: ClassVar[str] = "conversation.item.done"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ConversationItemCreated(_ItemEvent):
     TYPE: ClassVar[str] = "conversation.item.created"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ConversationItemRetrieved(_ItemEvent):
     TYPE: ClassVar[str] = "conversation.item.retrieved"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ConversationItemDeleted(ServerEvent):
     TYPE: ClassVar[str] = "conversation.item.deleted"
     item_id: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ConversationItemTruncated(ServerEvent):
     TYPE: ClassVar[str] = "conversation.item.truncated"
     item_id: str = ""
@@ -165,7 +174,7 @@ class ConversationItemTruncated(ServerEvent):
     audio_end_ms: int = 0
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class InputAudioTranscriptionDelta(ServerEvent):
     TYPE: ClassVar[str] = "conversation.item.input_audio_transcription.delta"
     item_id: str = ""
@@ -173,7 +182,7 @@ class InputAudioTranscriptionDelta(ServerEvent):
     delta: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class InputAudioTranscriptionCompleted(ServerEvent):
     TYPE: ClassVar[str] = "conversation.item.input_audio_transcription.completed"
     item_id: str = ""
@@ -182,7 +191,7 @@ class InputAudioTranscriptionCompleted(ServerEvent):
     usage: Mapping[str, Any] | None = None
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class InputAudioTranscriptionFailed(ServerEvent):
     TYPE: ClassVar[str] = "conversation.item.input_audio_transcription.failed"
     item_id: str = ""
@@ -190,33 +199,33 @@ class InputAudioTranscriptionFailed(ServerEvent):
     error: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class InputAudioBufferCommitted(ServerEvent):
     TYPE: ClassVar[str] = "input_audio_buffer.committed"
     item_id: str = ""
     previous_item_id: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class InputAudioBufferCleared(ServerEvent):
     TYPE: ClassVar[str] = "input_audio_buffer.cleared"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class InputAudioBufferSpeechStarted(ServerEvent):
     TYPE: ClassVar[str] = "input_audio_buffer.speech_started"
     audio_start_ms: int = 0
     item_id: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class InputAudioBufferSpeechStopped(ServerEvent):
     TYPE: ClassVar[str] = "input_audio_buffer.speech_stopped"
     audio_end_ms: int = 0
     item_id: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class InputAudioBufferTimeoutTriggered(ServerEvent):
     TYPE: ClassVar[str] = "input_audio_buffer.timeout_triggered"
     audio_start_ms: int = 0
@@ -224,7 +233,7 @@ class InputAudioBufferTimeoutTriggered(ServerEvent):
     item_id: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class _ResponseEvent(ServerEvent):
     response: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -237,17 +246,17 @@ class _ResponseEvent(ServerEvent):
         return str(self.response.get("status", ""))
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseCreated(_ResponseEvent):
     TYPE: ClassVar[str] = "response.created"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseDone(_ResponseEvent):
     TYPE: ClassVar[str] = "response.done"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class _OutputItemEvent(ServerEvent):
     response_id: str = ""
     output_index: int = 0
@@ -258,17 +267,17 @@ class _OutputItemEvent(ServerEvent):
         return str(self.item.get("id", ""))
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseOutputItemAdded(_OutputItemEvent):
     TYPE: ClassVar[str] = "response.output_item.added"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseOutputItemDone(_OutputItemEvent):
     TYPE: ClassVar[str] = "response.output_item.done"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class _ContentEvent(ServerEvent):
     response_id: str = ""
     item_id: str = ""
@@ -276,31 +285,31 @@ class _ContentEvent(ServerEvent):
     content_index: int = 0
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseContentPartAdded(_ContentEvent):
     TYPE: ClassVar[str] = "response.content_part.added"
     part: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseContentPartDone(_ContentEvent):
     TYPE: ClassVar[str] = "response.content_part.done"
     part: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseOutputTextDelta(_ContentEvent):
     TYPE: ClassVar[str] = "response.output_text.delta"
     delta: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseOutputTextDone(_ContentEvent):
     TYPE: ClassVar[str] = "response.output_text.done"
     text: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseOutputAudioDelta(_ContentEvent):
     """A chunk of assistant audio; ``delta`` is base64 in the session's output format."""
 
@@ -347,24 +356,24 @@ class ResponseOutputAudioDelta(_ContentEvent):
         return base64_decoded_size(self.delta)
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseOutputAudioDone(_ContentEvent):
     TYPE: ClassVar[str] = "response.output_audio.done"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseOutputAudioTranscriptDelta(_ContentEvent):
     TYPE: ClassVar[str] = "response.output_audio_transcript.delta"
     delta: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseOutputAudioTranscriptDone(_ContentEvent):
     TYPE: ClassVar[str] = "response.output_audio_transcript.done"
     transcript: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseFunctionCallArgumentsDelta(ServerEvent):
     TYPE: ClassVar[str] = "response.function_call_arguments.delta"
     response_id: str = ""
@@ -374,7 +383,7 @@ class ResponseFunctionCallArgumentsDelta(ServerEvent):
     delta: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ResponseFunctionCallArgumentsDone(ServerEvent):
     TYPE: ClassVar[str] = "response.function_call_arguments.done"
     response_id: str = ""
@@ -385,33 +394,33 @@ class ResponseFunctionCallArgumentsDone(ServerEvent):
     arguments: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class RateLimitsUpdated(ServerEvent):
     TYPE: ClassVar[str] = "rate_limits.updated"
     rate_limits: list[Any] = attrs.field(factory=list)
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class _OutputAudioBufferEvent(ServerEvent):
     response_id: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class OutputAudioBufferStarted(_OutputAudioBufferEvent):
     TYPE: ClassVar[str] = "output_audio_buffer.started"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class OutputAudioBufferStopped(_OutputAudioBufferEvent):
     TYPE: ClassVar[str] = "output_audio_buffer.stopped"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class OutputAudioBufferCleared(_OutputAudioBufferEvent):
     TYPE: ClassVar[str] = "output_audio_buffer.cleared"
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class TranscriptionDelta(ServerEvent):
     """vLLM's streaming transcription text."""
 
@@ -419,7 +428,7 @@ class TranscriptionDelta(ServerEvent):
     delta: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class TranscriptionDone(ServerEvent):
     """vLLM's final transcription of an utterance, with usage."""
 
@@ -431,7 +440,7 @@ class TranscriptionDone(ServerEvent):
 # --- events rtedge itself produces (never on the wire); their types start with "rtedge." ---------------------
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class ConnectionLost(ServerEvent):
     """The connection ended (close code and reason, or None when the socket broke)."""
 
@@ -440,7 +449,7 @@ class ConnectionLost(ServerEvent):
     reason: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class Reconnecting(ServerEvent):
     """The link is down and attempt ``attempt`` starts after ``delay`` seconds (``cause`` says why)."""
 
@@ -450,7 +459,7 @@ class Reconnecting(ServerEvent):
     cause: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class Reconnected(ServerEvent):
     """A new server session is up, configured and re-seeded with the conversation so far."""
 
@@ -460,7 +469,7 @@ class Reconnected(ServerEvent):
     downtime: float = 0.0
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class SessionRollover(ServerEvent):
     """The session was replaced before the provider's limit, make-before-break: sends now go to
     ``new_session_id``, which was given the session config and ``seeded_items`` conversation items
@@ -477,7 +486,7 @@ class SessionRollover(ServerEvent):
     forced: bool = False
 
 
-@attrs.frozen(kw_only=True)
+@_deferred(kw_only=True)
 class GaveUp(ServerEvent):
     """Reconnecting stopped for good: a fatal error or too many attempts (``cause``)."""
 
@@ -485,54 +494,57 @@ class GaveUp(ServerEvent):
     cause: str = ""
 
 
-SERVER_EVENT_TYPES: tuple[type[ServerEvent], ...] = (
-    Error,
-    SessionCreated,
-    SessionUpdated,
-    SessionFinished,
-    ConversationCreated,
-    ConversationItemAdded,
-    ConversationItemDone,
-    ConversationItemCreated,
-    ConversationItemRetrieved,
-    ConversationItemDeleted,
-    ConversationItemTruncated,
-    InputAudioTranscriptionDelta,
-    InputAudioTranscriptionCompleted,
-    InputAudioTranscriptionFailed,
-    InputAudioBufferCommitted,
-    InputAudioBufferCleared,
-    InputAudioBufferSpeechStarted,
-    InputAudioBufferSpeechStopped,
-    InputAudioBufferTimeoutTriggered,
-    ResponseCreated,
-    ResponseDone,
-    ResponseOutputItemAdded,
-    ResponseOutputItemDone,
-    ResponseContentPartAdded,
-    ResponseContentPartDone,
-    ResponseOutputTextDelta,
-    ResponseOutputTextDone,
-    ResponseOutputAudioDelta,
-    ResponseOutputAudioDone,
-    ResponseOutputAudioTranscriptDelta,
-    ResponseOutputAudioTranscriptDone,
-    ResponseFunctionCallArgumentsDelta,
-    ResponseFunctionCallArgumentsDone,
-    RateLimitsUpdated,
-    OutputAudioBufferStarted,
-    OutputAudioBufferStopped,
-    OutputAudioBufferCleared,
-    TranscriptionDelta,
-    TranscriptionDone,
-    ConnectionLost,
-    Reconnecting,
-    Reconnected,
-    SessionRollover,
-    GaveUp,
+_SERVER_EVENT_NAMES = (
+    "Error",
+    "SessionCreated",
+    "SessionUpdated",
+    "SessionFinished",
+    "ConversationCreated",
+    "ConversationItemAdded",
+    "ConversationItemDone",
+    "ConversationItemCreated",
+    "ConversationItemRetrieved",
+    "ConversationItemDeleted",
+    "ConversationItemTruncated",
+    "InputAudioTranscriptionDelta",
+    "InputAudioTranscriptionCompleted",
+    "InputAudioTranscriptionFailed",
+    "InputAudioBufferCommitted",
+    "InputAudioBufferCleared",
+    "InputAudioBufferSpeechStarted",
+    "InputAudioBufferSpeechStopped",
+    "InputAudioBufferTimeoutTriggered",
+    "ResponseCreated",
+    "ResponseDone",
+    "ResponseOutputItemAdded",
+    "ResponseOutputItemDone",
+    "ResponseContentPartAdded",
+    "ResponseContentPartDone",
+    "ResponseOutputTextDelta",
+    "ResponseOutputTextDone",
+    "ResponseOutputAudioDelta",
+    "ResponseOutputAudioDone",
+    "ResponseOutputAudioTranscriptDelta",
+    "ResponseOutputAudioTranscriptDone",
+    "ResponseFunctionCallArgumentsDelta",
+    "ResponseFunctionCallArgumentsDone",
+    "RateLimitsUpdated",
+    "OutputAudioBufferStarted",
+    "OutputAudioBufferStopped",
+    "OutputAudioBufferCleared",
+    "TranscriptionDelta",
+    "TranscriptionDone",
+    "ConnectionLost",
+    "Reconnecting",
+    "Reconnected",
+    "SessionRollover",
+    "GaveUp",
 )
 
-SERVER_EVENT_REGISTRY: dict[str, type[ServerEvent]] = {cls.TYPE: cls for cls in SERVER_EVENT_TYPES}
+#: server event type -> the name of its class (the class: :func:`server_event_class`)
+_CLASS_NAMES: dict[str, str] = {_LAZY.templates[n].TYPE: n for n in _SERVER_EVENT_NAMES}  # type: ignore[attr-defined]
+#: server event type -> its class and the fields a wire object fills, once the class is made
+_DECODERS: dict[str, tuple[type[ServerEvent], tuple[str, ...]]] = {}
 
 _INT_FIELDS = frozenset({"output_index", "content_index", "audio_start_ms", "audio_end_ms", "code"})
 _STR_FIELDS = frozenset({"item_id", "previous_item_id", "response_id", "call_id", "name", "arguments",
@@ -560,7 +572,18 @@ def _field_names(cls: type[ServerEvent]) -> tuple[str, ...]:
     return tuple(f.name for f in attrs.fields(cls) if f.name not in skip and f.init)
 
 
-_FIELDS: dict[type[ServerEvent], tuple[str, ...]] = {cls: _field_names(cls) for cls in SERVER_EVENT_TYPES}
+
+
+def server_event_class(type_: str) -> type[ServerEvent] | None:
+    """The class of server events of (canonical) type ``type_``, or None for a type rtedge does not know."""
+    decoder = _DECODERS.get(type_)
+    if decoder is None:
+        name = _CLASS_NAMES.get(type_)
+        if name is None:
+            return None
+        cls: type[ServerEvent] = _LAZY.make(name)
+        decoder = _DECODERS[type_] = (cls, _field_names(cls))
+    return decoder[0]
 
 
 def server_event_from_raw(raw: Mapping[str, Any]) -> ServerEvent:
@@ -574,20 +597,20 @@ def server_event_from_raw(raw: Mapping[str, Any]) -> ServerEvent:
     type_ = str(raw.get("type", ""))
     event_id = raw.get("event_id")
     event_id = None if event_id is None else str(event_id)
-    cls = SERVER_EVENT_REGISTRY.get(type_)
-    if cls is not None and type_.startswith("rtedge."):
+    if type_.startswith("rtedge.") and type_ in _CLASS_NAMES:
         # rtedge's own events (connection_lost, reconnecting, gave_up...) never come from the wire: a
         # server that sends one gets it renamed, so that on("rtedge.gave_up")/wait_for(...) cannot be
         # spoofed (the raw type stays in raw); other rtedge.* extensions (the test server's barrier) pass
         return UnknownServerEvent(type="wire:" + type_, event_id=event_id, raw=raw)
+    cls = _DECODERS[type_][0] if type_ in _DECODERS else server_event_class(type_)
     if cls is None:
         return UnknownServerEvent(type=type_, event_id=event_id, raw=raw)
     kwargs: dict[str, Any] = {}
-    for name in _FIELDS[cls]:
+    for name in _DECODERS[type_][1]:
         if name not in raw:
             continue
         value = raw[name]
-        if name == "error" and cls is Error:  # transcription.failed keeps its error as the raw mapping
+        if name == "error" and type_ == "error":  # transcription.failed keeps its error as the raw mapping
             value = ErrorInfo.from_raw(value)
             if value.code is None and isinstance(raw.get("code"), str):  # vLLM: {"error": "...", "code": ...}
                 value = attrs.evolve(value, code=raw["code"])
@@ -610,3 +633,25 @@ def base64_decoded_size(text: str) -> int:
 
 
 Role = Literal["user", "assistant", "system"]
+
+
+if TYPE_CHECKING:
+    SERVER_EVENT_TYPES: tuple[type[ServerEvent], ...]
+    SERVER_EVENT_REGISTRY: dict[str, type[ServerEvent]]
+else:
+    _LAZY.unbind()
+
+    def __getattr__(name: str) -> Any:
+        if name in _LAZY.templates:
+            return _LAZY.make(name)
+        if name == "SERVER_EVENT_TYPES":
+            value: Any = tuple(_LAZY.make(n) for n in _SERVER_EVENT_NAMES)
+        elif name == "SERVER_EVENT_REGISTRY":
+            value = {type_: server_event_class(type_) for type_ in _CLASS_NAMES}
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value  # made once
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY.templates, "SERVER_EVENT_TYPES", "SERVER_EVENT_REGISTRY"})

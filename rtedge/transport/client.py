@@ -56,7 +56,7 @@ Overflow = Literal["block", "drop_oldest"]
 #: append_audio's default wait for room (a real-time producer never waits near that long)
 APPEND_TIMEOUT = 10.0
 #: an internal receiver-thread hook on audio deltas (:meth:`Client._add_audio_hook`)
-AudioDeltaHook = Callable[[ev.ResponseOutputAudioDelta], None]
+AudioDeltaHook = Callable[["ev.ResponseOutputAudioDelta"], None]
 
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""

@@ -30,7 +30,7 @@ _RUN: dict[str, int] = {}
 
 SERVER_TYPES = sorted(t for t in ev.SERVER_EVENT_REGISTRY if not t.startswith("rtedge."))
 #: every field name a server event declares, plus the nested names the state looks into
-FIELDS = sorted({f for cls in ev.SERVER_EVENT_TYPES for f in ev._FIELDS[cls]} | {
+FIELDS = sorted({f for cls in ev.SERVER_EVENT_TYPES for f in ev._field_names(cls)} | {
     "id", "usage", "output", "status", "status_details", "input_tokens", "output_tokens", "total_tokens",
     "input_token_details", "cached_tokens", "audio_tokens", "text_tokens", "code", "message", "param",
     "audio", "input", "output", "format", "rate", "type", "role", "content", "call_id", "name",
