@@ -14,20 +14,21 @@ from typing import Any, ClassVar
 import attrs
 
 from ..errors import ConfigError
+from ._deferred import EventMethods
 from ._unset import UNSET, Unset
 from .config import SessionConfig
 
 
 
-@attrs.frozen(kw_only=True)
-class ClientEvent:
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+class ClientEvent(EventMethods):
     """Base of everything we send.  ``event_id`` is echoed by the server in ``error.event_id``."""
 
     TYPE: ClassVar[str] = ""
     event_id: str | Unset = UNSET
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class SessionUpdate(ClientEvent):
     """Change the session's configuration; answered by ``session.updated`` or ``error``."""
 
@@ -35,7 +36,7 @@ class SessionUpdate(ClientEvent):
     session: SessionConfig
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class InputAudioBufferAppend(ClientEvent):
     """Append audio, already in the session's input format (raw bytes; base64 is done on the wire)."""
 
@@ -62,7 +63,7 @@ def _jpeg_image(instance: object, attribute: attrs.Attribute[Any], value: object
                           "recommended)")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class InputImageBufferAppend(ClientEvent):
     """Append one image, a video frame (DashScope): JPEG bytes, checked here (base64 is done on the wire).
 
@@ -74,7 +75,7 @@ class InputImageBufferAppend(ClientEvent):
     image: bytes = attrs.field(validator=_jpeg_image)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class InputAudioBufferCommit(ClientEvent):
     """Commit the input buffer as a user item (needs >= 100 ms of audio since the last commit).
 
@@ -87,14 +88,14 @@ class InputAudioBufferCommit(ClientEvent):
     final: bool | Unset = UNSET
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class InputAudioBufferClear(ClientEvent):
     """Drop the uncommitted input audio."""
 
     TYPE: ClassVar[str] = "input_audio_buffer.clear"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class ConversationItemCreate(ClientEvent):
     """Add an item (a message, a function call output...) to the conversation.
 
@@ -107,13 +108,13 @@ class ConversationItemCreate(ClientEvent):
     previous_item_id: str | Unset = UNSET
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class ConversationItemRetrieve(ClientEvent):
     TYPE: ClassVar[str] = "conversation.item.retrieve"
     item_id: str
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class ConversationItemTruncate(ClientEvent):
     """Tell the server the user heard only the first ``audio_end_ms`` of an assistant item's audio."""
 
@@ -123,13 +124,13 @@ class ConversationItemTruncate(ClientEvent):
     audio_end_ms: int
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class ConversationItemDelete(ClientEvent):
     TYPE: ClassVar[str] = "conversation.item.delete"
     item_id: str
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class ResponseCreate(ClientEvent):
     """Ask for a response; ``response`` holds per-response overrides (instructions, output_modalities...)."""
 
@@ -137,7 +138,7 @@ class ResponseCreate(ClientEvent):
     response: Mapping[str, Any] | Unset = UNSET
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class ResponseCancel(ClientEvent):
     """Cancel the active response (or the one named by ``response_id``)."""
 
@@ -145,14 +146,14 @@ class ResponseCancel(ClientEvent):
     response_id: str | Unset = UNSET
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class SessionFinish(ClientEvent):
     """DashScope's graceful end (``session.finish``); OpenAI has no such event."""
 
     TYPE: ClassVar[str] = "session.finish"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
 class RawClientEvent(ClientEvent):
     """Any JSON object, sent as given (an escape hatch; the state machine does not look inside)."""
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import attrs
 
-from ._deferred import Deferred
+from ._deferred import Deferred, EventMethods
 
 from .client_events import (  # re-exported: ev.ResponseCancel and the like
     CLIENT_EVENT_TYPES as CLIENT_EVENT_TYPES,
@@ -50,8 +50,8 @@ else:
     _deferred = _LAZY.keep
 
 
-@attrs.frozen(kw_only=True)
-class ServerEvent:
+@attrs.frozen(kw_only=True, eq=False, repr=False)
+class ServerEvent(EventMethods):
     """Base of everything we receive.
 
     Attributes:
@@ -66,7 +66,7 @@ class ServerEvent:
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False, repr=False)
 class UnknownServerEvent(ServerEvent):
     """An event type rtedge does not know: everything is in ``raw``."""
 
