@@ -258,12 +258,13 @@ class SessionState:
             self.sent_types[event.event_id] = event.TYPE
             while len(self.sent_types) > _SENT_MEMORY:
                 self.sent_types.popitem(last=False)
-        if isinstance(event, ev.InputAudioBufferAppend):
+        kind = event.TYPE  # before the class: event classes are made on first use
+        if kind == "input_audio_buffer.append" and isinstance(event, ev.InputAudioBufferAppend):
             n = len(event.audio)
             self.audio_appended = True
             self.input_bytes_sent += n
             self.input_appended_ms += n / self.input_format.bytes_per_ms
-        elif isinstance(event, ev.InputAudioBufferClear):
+        elif kind == "input_audio_buffer.clear" and isinstance(event, ev.InputAudioBufferClear):
             self.input_appended_ms = 0.0
 
     def on_connection_lost(self, code: int | None, reason: str) -> None:

@@ -9,15 +9,24 @@ Owns: the client event classes and their validation.  Must not: do I/O, or impor
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
 from ..errors import ConfigError
-from ._deferred import EventMethods
+from ._deferred import Deferred, EventMethods
 from ._unset import UNSET, Unset
 from .config import SessionConfig
 
+
+
+# Each client event class but the base is made on first use (see ._deferred): first access as a module
+# attribute (``from .client_events import X`` too).  Type checkers see attrs classes.
+_LAZY = Deferred(globals())
+if TYPE_CHECKING:
+    from attrs import frozen as _deferred
+else:
+    _deferred = _LAZY.keep
 
 
 @attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
@@ -28,7 +37,7 @@ class ClientEvent(EventMethods):
     event_id: str | Unset = UNSET
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class SessionUpdate(ClientEvent):
     """Change the session's configuration; answered by ``session.updated`` or ``error``."""
 
@@ -36,7 +45,7 @@ class SessionUpdate(ClientEvent):
     session: SessionConfig
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class InputAudioBufferAppend(ClientEvent):
     """Append audio, already in the session's input format (raw bytes; base64 is done on the wire)."""
 
@@ -63,7 +72,7 @@ def _jpeg_image(instance: object, attribute: attrs.Attribute[Any], value: object
                           "recommended)")
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class InputImageBufferAppend(ClientEvent):
     """Append one image, a video frame (DashScope): JPEG bytes, checked here (base64 is done on the wire).
 
@@ -75,7 +84,7 @@ class InputImageBufferAppend(ClientEvent):
     image: bytes = attrs.field(validator=_jpeg_image)
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class InputAudioBufferCommit(ClientEvent):
     """Commit the input buffer as a user item (needs >= 100 ms of audio since the last commit).
 
@@ -88,14 +97,14 @@ class InputAudioBufferCommit(ClientEvent):
     final: bool | Unset = UNSET
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class InputAudioBufferClear(ClientEvent):
     """Drop the uncommitted input audio."""
 
     TYPE: ClassVar[str] = "input_audio_buffer.clear"
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class ConversationItemCreate(ClientEvent):
     """Add an item (a message, a function call output...) to the conversation.
 
@@ -108,13 +117,13 @@ class ConversationItemCreate(ClientEvent):
     previous_item_id: str | Unset = UNSET
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class ConversationItemRetrieve(ClientEvent):
     TYPE: ClassVar[str] = "conversation.item.retrieve"
     item_id: str
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class ConversationItemTruncate(ClientEvent):
     """Tell the server the user heard only the first ``audio_end_ms`` of an assistant item's audio."""
 
@@ -124,13 +133,13 @@ class ConversationItemTruncate(ClientEvent):
     audio_end_ms: int
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class ConversationItemDelete(ClientEvent):
     TYPE: ClassVar[str] = "conversation.item.delete"
     item_id: str
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class ResponseCreate(ClientEvent):
     """Ask for a response; ``response`` holds per-response overrides (instructions, output_modalities...)."""
 
@@ -138,7 +147,7 @@ class ResponseCreate(ClientEvent):
     response: Mapping[str, Any] | Unset = UNSET
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class ResponseCancel(ClientEvent):
     """Cancel the active response (or the one named by ``response_id``)."""
 
@@ -146,31 +155,48 @@ class ResponseCancel(ClientEvent):
     response_id: str | Unset = UNSET
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class SessionFinish(ClientEvent):
     """DashScope's graceful end (``session.finish``); OpenAI has no such event."""
 
     TYPE: ClassVar[str] = "session.finish"
 
 
-@attrs.frozen(kw_only=True, eq=False, repr=False)  # eq, hash, repr: EventMethods
+@_deferred(kw_only=True)
 class RawClientEvent(ClientEvent):
     """Any JSON object, sent as given (an escape hatch; the state machine does not look inside)."""
 
     data: Mapping[str, Any]
 
 
-CLIENT_EVENT_TYPES: tuple[type[ClientEvent], ...] = (
-    SessionUpdate,
-    InputAudioBufferAppend,
-    InputImageBufferAppend,
-    InputAudioBufferCommit,
-    InputAudioBufferClear,
-    ConversationItemCreate,
-    ConversationItemRetrieve,
-    ConversationItemTruncate,
-    ConversationItemDelete,
-    ResponseCreate,
-    ResponseCancel,
-    SessionFinish,
+_CLIENT_EVENT_NAMES = (
+    "SessionUpdate",
+    "InputAudioBufferAppend",
+    "InputImageBufferAppend",
+    "InputAudioBufferCommit",
+    "InputAudioBufferClear",
+    "ConversationItemCreate",
+    "ConversationItemRetrieve",
+    "ConversationItemTruncate",
+    "ConversationItemDelete",
+    "ResponseCreate",
+    "ResponseCancel",
+    "SessionFinish",
 )
+
+
+if TYPE_CHECKING:
+    CLIENT_EVENT_TYPES: tuple[type[ClientEvent], ...]
+else:
+    _LAZY.unbind()
+
+    def __getattr__(name: str) -> Any:
+        if name in _LAZY.templates:
+            return _LAZY.make(name)
+        if name == "CLIENT_EVENT_TYPES":
+            value = globals()[name] = tuple(_LAZY.make(n) for n in _CLIENT_EVENT_NAMES)
+            return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY.templates, "CLIENT_EVENT_TYPES"})

@@ -20,25 +20,6 @@ import attrs
 
 from ._deferred import Deferred, EventMethods
 
-from .client_events import (  # re-exported: ev.ResponseCancel and the like
-    CLIENT_EVENT_TYPES as CLIENT_EVENT_TYPES,
-    ClientEvent as ClientEvent,
-    ConversationItemCreate as ConversationItemCreate,
-    ConversationItemDelete as ConversationItemDelete,
-    ConversationItemRetrieve as ConversationItemRetrieve,
-    ConversationItemTruncate as ConversationItemTruncate,
-    InputAudioBufferAppend as InputAudioBufferAppend,
-    InputAudioBufferClear as InputAudioBufferClear,
-    InputAudioBufferCommit as InputAudioBufferCommit,
-    InputImageBufferAppend as InputImageBufferAppend,
-    JPEG_MAGIC as JPEG_MAGIC,
-    MAX_IMAGE_BASE64_BYTES as MAX_IMAGE_BASE64_BYTES,
-    RawClientEvent as RawClientEvent,
-    ResponseCancel as ResponseCancel,
-    ResponseCreate as ResponseCreate,
-    SessionFinish as SessionFinish,
-    SessionUpdate as SessionUpdate,
-)
 
 # ---------------------------------------------------------------------------------------------- server events
 # Each server event class but the bases below is made on first use (see ._deferred): first access as a
@@ -46,8 +27,30 @@ from .client_events import (  # re-exported: ev.ResponseCancel and the like
 _LAZY = Deferred(globals())
 if TYPE_CHECKING:
     from attrs import frozen as _deferred
+
+    from .client_events import (  # re-exported: ev.ResponseCancel and the like
+        CLIENT_EVENT_TYPES as CLIENT_EVENT_TYPES,
+        ClientEvent as ClientEvent,
+        ConversationItemCreate as ConversationItemCreate,
+        ConversationItemDelete as ConversationItemDelete,
+        ConversationItemRetrieve as ConversationItemRetrieve,
+        ConversationItemTruncate as ConversationItemTruncate,
+        InputAudioBufferAppend as InputAudioBufferAppend,
+        InputAudioBufferClear as InputAudioBufferClear,
+        InputAudioBufferCommit as InputAudioBufferCommit,
+        InputImageBufferAppend as InputImageBufferAppend,
+        JPEG_MAGIC as JPEG_MAGIC,
+        MAX_IMAGE_BASE64_BYTES as MAX_IMAGE_BASE64_BYTES,
+        RawClientEvent as RawClientEvent,
+        ResponseCancel as ResponseCancel,
+        ResponseCreate as ResponseCreate,
+        SessionFinish as SessionFinish,
+        SessionUpdate as SessionUpdate,
+    )
 else:
     _deferred = _LAZY.keep
+    from . import client_events as _client_events  # its names are offered here too (module __getattr__)
+    from .client_events import JPEG_MAGIC, MAX_IMAGE_BASE64_BYTES, ClientEvent  # noqa: F401 - re-exported
 
 
 @attrs.frozen(kw_only=True, eq=False, repr=False)
@@ -644,6 +647,9 @@ else:
     def __getattr__(name: str) -> Any:
         if name in _LAZY.templates:
             return _LAZY.make(name)
+        if name in _client_events._LAZY.templates or name == "CLIENT_EVENT_TYPES":
+            value = globals()[name] = getattr(_client_events, name)  # a client event: made there
+            return value
         if name == "SERVER_EVENT_TYPES":
             value: Any = tuple(_LAZY.make(n) for n in _SERVER_EVENT_NAMES)
         elif name == "SERVER_EVENT_REGISTRY":
@@ -654,4 +660,5 @@ else:
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*globals(), *_LAZY.templates, "SERVER_EVENT_TYPES", "SERVER_EVENT_REGISTRY"})
+        return sorted({*globals(), *_LAZY.templates, *_client_events._LAZY.templates, "CLIENT_EVENT_TYPES",
+                       "SERVER_EVENT_TYPES", "SERVER_EVENT_REGISTRY"})

@@ -42,6 +42,19 @@ from .dialects import Dialect, get_dialect
 from .wire import from_wire, to_wire
 
 
+#: the dialect capability a client event type needs (by type: event classes are made on first use)
+_NEEDS = {
+    "response.create": "response_create",
+    "response.cancel": "response_cancel",
+    "conversation.item.create": "item_create",
+    "input_audio_buffer.clear": "input_clear",
+    "conversation.item.truncate": "truncate",
+    "conversation.item.retrieve": "retrieve",
+    "conversation.item.delete": "delete",
+    "session.finish": "session_finish",
+    "input_image_buffer.append": "input_image",
+}
+
 class Session:
     """The protocol state of one realtime session (sans-IO).
 
@@ -75,7 +88,9 @@ class Session:
                 response, or the dialect does not support the event.
         """
         self._check(event)
-        if event.event_id is UNSET and not isinstance(event, ev.InputAudioBufferAppend | ev.RawClientEvent):
+        kind = event.TYPE  # before the class: event classes are made on first use
+        if event.event_id is UNSET and kind != "input_audio_buffer.append" and not (
+                not kind and isinstance(event, ev.RawClientEvent)):
             self._next_id += 1
             event = attrs.evolve(event, event_id=f"evt_rtedge_{self._next_id}")
         text = to_wire(event, self.dialect)
@@ -84,32 +99,26 @@ class Session:
 
     def _check(self, event: ev.ClientEvent) -> None:
         state = self.state
+        kind = event.TYPE  # before the class: event classes are made on first use
         if state.connection is ConnectionState.CLOSED:
-            raise LocalProtocolError(f"cannot send {event.TYPE or 'an event'}: the connection is closed")
-        if isinstance(event, ev.ResponseCancel) and event.response_id is UNSET:
+            raise LocalProtocolError(f"cannot send {kind or 'an event'}: the connection is closed")
+        if kind == "input_audio_buffer.append":
+            return  # the hot path (50 a second): nothing below applies to it
+        if kind == "response.cancel" and isinstance(event, ev.ResponseCancel) and event.response_id is UNSET:
             if state.response is ResponseState.IDLE:
                 raise LocalProtocolError("cannot send response.cancel: no response is active")
-        if isinstance(event, ev.InputAudioBufferCommit) and event.final is not UNSET \
-                and "commit_final" not in self.dialect.capabilities:
+        if kind == "input_audio_buffer.commit" and isinstance(event, ev.InputAudioBufferCommit) \
+                and event.final is not UNSET and "commit_final" not in self.dialect.capabilities:
             raise LocalProtocolError(f"the {self.dialect.name} dialect has no final commit "
                                      "(input_audio_buffer.commit with final is vLLM's)")
-        needs = {
-            ev.ResponseCreate: "response_create",
-            ev.ResponseCancel: "response_cancel",
-            ev.ConversationItemCreate: "item_create",
-            ev.InputAudioBufferClear: "input_clear",
-            ev.ConversationItemTruncate: "truncate",
-            ev.ConversationItemRetrieve: "retrieve",
-            ev.ConversationItemDelete: "delete",
-            ev.SessionFinish: "session_finish",
-            ev.InputImageBufferAppend: "input_image",
-        }.get(type(event))
+        needs = _NEEDS.get(kind)
         if needs is not None and needs not in self.dialect.capabilities:
-            raise LocalProtocolError(f"the {self.dialect.name} dialect does not support {event.TYPE}")
-        if isinstance(event, ev.InputImageBufferAppend) and not state.audio_appended:
+            raise LocalProtocolError(f"the {self.dialect.name} dialect does not support {kind}")
+        if kind == "input_image_buffer.append" and not state.audio_appended:
             raise LocalProtocolError("cannot send an image before any audio: append audio first (DashScope "
                                      "rejects input_image_buffer.append before input_audio_buffer.append)")
-        if isinstance(event, ev.ConversationItemTruncate) and event.audio_end_ms < 0:
+        if kind == "conversation.item.truncate" and isinstance(event, ev.ConversationItemTruncate) \
+                and event.audio_end_ms < 0:
             raise LocalProtocolError(f"audio_end_ms must be >= 0, got {event.audio_end_ms}")
 
     # ---------------------------------------------------------------------------------------------- receiving

@@ -15,14 +15,16 @@ from typing import Any
 from ..errors import RemoteProtocolError
 from .dialects.base import Dialect
 from ._unset import UNSET
-from .events import ClientEvent, InputAudioBufferAppend, ServerEvent, server_event_from_raw
+from . import events
+from .events import ClientEvent, ServerEvent, server_event_from_raw
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def to_wire(event: ClientEvent, dialect: Dialect) -> str:
     """Serialize a client event to the dialect's JSON text."""
-    if type(event) is InputAudioBufferAppend and event.event_id is UNSET:
+    if (event.TYPE == "input_audio_buffer.append" and type(event) is events.InputAudioBufferAppend
+            and event.event_id is UNSET):
         # the hot path (50 a second): base64 never needs JSON escaping, so skip the encoder;
         # the text is byte-identical to what the encoder produces
         return '{"type":"input_audio_buffer.append","audio":"' + base64.b64encode(event.audio).decode("ascii") + '"}'

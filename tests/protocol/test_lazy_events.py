@@ -19,6 +19,18 @@ def test_connect_path_imports_make_no_server_event_class() -> None:
     assert out[1].strip() == "[]"
 
 
+def test_encoding_makes_only_the_client_event_class_it_encodes() -> None:
+    code = ("import rtedge.transport.client, rtedge.protocol.client_events as ce\n"
+            "from rtedge.protocol import Session\n"
+            "before = sorted(n for n in ce._LAZY.templates if n in vars(ce))\n"
+            "s = Session('openai')\n"
+            "text = s.send(ce.InputAudioBufferAppend(audio=bytes(4)))\n"
+            "print(before, sorted(n for n in ce._LAZY.templates if n in vars(ce)), text)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ("[] ['InputAudioBufferAppend'] "
+                           '{"type":"input_audio_buffer.append","audio":"AAAAAA=="}')
+
+
 def test_access_decode_and_import_give_the_same_attrs_class() -> None:
     from rtedge.protocol.events import ResponseOutputAudioTranscriptDone
 

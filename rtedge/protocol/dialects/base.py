@@ -19,19 +19,8 @@ import attrs
 from ...errors import ConfigError
 from .._unset import UNSET
 from ..config import AudioFormat, FunctionTool, SessionConfig
-from ..events import (
-    ClientEvent,
-    ConversationItemCreate,
-    ConversationItemDelete,
-    ConversationItemRetrieve,
-    ConversationItemTruncate,
-    InputAudioBufferAppend,
-    InputImageBufferAppend,
-    RawClientEvent,
-    ResponseCancel,
-    ResponseCreate,
-    SessionUpdate,
-)
+from .. import events as ev
+from ..events import ClientEvent
 
 #: Capabilities a dialect may have; the client checks them before sending.  ``response_create``,
 #: ``item_create`` and ``input_clear`` are conversation features every GA-like dialect has (vLLM's
@@ -109,29 +98,32 @@ class Dialect:
     # -- client events -----------------------------------------------------------------------------------
     def encode(self, event: ClientEvent) -> dict[str, Any]:
         """The wire dict for a client event."""
-        if isinstance(event, RawClientEvent):
+        kind = event.TYPE  # looked at before the class: event classes are made on first use (start-up)
+        if not kind and isinstance(event, ev.RawClientEvent):
             return dict(event.data)
-        out: dict[str, Any] = {"type": event.TYPE}
+        out: dict[str, Any] = {"type": kind}
         if event.event_id is not UNSET:
             out["event_id"] = event.event_id
-        if isinstance(event, SessionUpdate):
+        if kind == "session.update" and isinstance(event, ev.SessionUpdate):
             out["session"] = self.encode_session(event.session)
-        elif isinstance(event, InputAudioBufferAppend):
+        elif kind == "input_audio_buffer.append" and isinstance(event, ev.InputAudioBufferAppend):
             out["audio"] = base64.b64encode(event.audio).decode("ascii")
-        elif isinstance(event, InputImageBufferAppend):
+        elif kind == "input_image_buffer.append" and isinstance(event, ev.InputImageBufferAppend):
             out["image"] = base64.b64encode(event.image).decode("ascii")
-        elif isinstance(event, ConversationItemCreate):
+        elif kind == "conversation.item.create" and isinstance(event, ev.ConversationItemCreate):
             out["item"] = self.encode_item(event.item)
             if event.previous_item_id is not UNSET:
                 out["previous_item_id"] = event.previous_item_id
-        elif isinstance(event, ConversationItemTruncate):
+        elif kind == "conversation.item.truncate" and isinstance(event, ev.ConversationItemTruncate):
             out.update(item_id=event.item_id, content_index=event.content_index, audio_end_ms=event.audio_end_ms)
-        elif isinstance(event, ConversationItemRetrieve | ConversationItemDelete):
+        elif kind == "conversation.item.retrieve" and isinstance(event, ev.ConversationItemRetrieve):
             out["item_id"] = event.item_id
-        elif isinstance(event, ResponseCreate):
+        elif kind == "conversation.item.delete" and isinstance(event, ev.ConversationItemDelete):
+            out["item_id"] = event.item_id
+        elif kind == "response.create" and isinstance(event, ev.ResponseCreate):
             if event.response is not UNSET:
                 out["response"] = self.encode_response(event.response)
-        elif isinstance(event, ResponseCancel):
+        elif kind == "response.cancel" and isinstance(event, ev.ResponseCancel):
             if event.response_id is not UNSET:
                 out["response_id"] = event.response_id
         return out
