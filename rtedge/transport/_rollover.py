@@ -3,8 +3,9 @@
 Theory of operation
 -------------------
 Every session has a deadline (:func:`~rtedge.protocol.reseed.session_deadline`:
-the dialect's limit, or ``session_limit_s``, shortened by ``expires_at`` in
-``session.created``).  From ``deadline - margin`` on, the sender's tick moves
+the dialect's limit, or ``session_limit_s``, from the time the server created
+it, shortened by ``expires_at`` in ``session.created``; a rollover's next
+session is created well before it becomes the current one).  From ``deadline - margin`` on, the sender's tick moves
 the link ``OPEN --rollover--> ROLLING_OVER`` and starts ``rtedge-rollover``.
 The old session keeps serving all along: audio and events still go out on it.
 
@@ -218,15 +219,17 @@ class Rollover:
             return self.dialect.session_limit_s  # type: ignore[no-any-return]
         return float(limit) if limit else None
 
-    def _arm_deadline(self, session: Session) -> None:
-        """Under the lock, when ``session`` becomes the current one: its deadline and timing."""
-        now = time.time()
+    def _arm_deadline(self, session: Session, started: float | None = None) -> None:
+        """Under the lock, when ``session`` becomes the current one: its deadline and timing.
+        ``started``: when the server created it (epoch seconds; default now): a rollover's next session
+        is created while the old one still serves, and its limit runs from then."""
+        started = time.time() if started is None else started
         off = self._opts["max_session_seconds"] or self._opts["session_limit_s"] is None
-        deadline = None if off else session_deadline(now, self._session_limit(), session.state.session)
+        deadline = None if off else session_deadline(started, self._session_limit(), session.state.session)
         self._deadline = deadline
         timing = self._opts["rollover_timing"]
         if deadline is not None and timing == DEFAULT_TIMING:  # the default margins shrink for short sessions
-            timing = timing.scaled(max(1.0, deadline - now))
+            timing = timing.scaled(max(1.0, deadline - started))  # (its whole lifetime, not what is left)
         self._timing = None if deadline is None else timing
 
     # ------------------------------------------------------------------------------------------ trigger
@@ -238,8 +241,8 @@ class Rollover:
         if time.monotonic() < self._retry_at:
             return
         with self._lock:
-            if self._machine.state is not LinkState.OPEN:
-                return
+            if self._machine.state is not LinkState.OPEN or deadline != self._deadline:
+                return  # (a rollover switched since the read: that deadline was the old session's)
             self._machine.apply(LinkEvent.ROLLOVER)
             self._draining = [t for t in self._draining if t.is_alive()]
             thread = threading.Thread(target=self._rollover_run, name="rtedge-rollover", daemon=True)
@@ -259,9 +262,9 @@ class Rollover:
         if prepared is None:
             self._leave_threads()
             return
-        conn, session, plan, snapshot = prepared
+        conn, session, plan, snapshot, created = prepared
         try:
-            switched = self._rollover_wait_and_switch(conn, session, plan, snapshot)
+            switched = self._rollover_wait_and_switch(conn, session, plan, snapshot, created)
         except Exception as exc:  # (before the switch: after it, this thread is the receiver)
             self._release(conn)
             self._rollover_failed(f"{type(exc).__name__}: {exc}")
@@ -275,8 +278,9 @@ class Rollover:
     def _rolling(self) -> bool:
         return self._machine.state is LinkState.ROLLING_OVER
 
-    def _rollover_prepare(self) -> tuple[_ws.WsConnection, Session, SeedPlan, set[str]] | None:
-        """Open and seed the next session; None when the link moved on meanwhile (conn released).
+    def _rollover_prepare(self) -> tuple[_ws.WsConnection, Session, SeedPlan, set[str], float] | None:
+        """Open and seed the next session (and when the server created it, epoch seconds); None when
+        the link moved on meanwhile (conn released).
 
         Raises:
             RtEdgeError: the connection, its config or its seeding failed (conn released).
@@ -301,13 +305,14 @@ class Rollover:
                 self._release(conn)
                 return None
             first = self._pump_into(conn, session, lambda e: isinstance(e, ev.SessionCreated | ev.Error), deadline)
+            created = time.time()
             if isinstance(first, ev.Error):
                 raise server_error(first)
             self._seed(conn, session, plan, deadline)
         except BaseException:
             self._release(conn)
             raise
-        return conn, session, plan, snapshot
+        return conn, session, plan, snapshot, created
 
     def _seed(self, conn: _ws.WsConnection, session: Session, plan: SeedPlan, deadline: float) -> None:
         """Send the config and the planned items on ``conn`` (by the sender) and read until the server
@@ -355,7 +360,7 @@ class Rollover:
 
     # ------------------------------------------------------------------------------------------ switch
     def _rollover_wait_and_switch(self, conn: _ws.WsConnection, session: Session, plan: SeedPlan,
-                                  snapshot: set[str]) -> bool:
+                                  snapshot: set[str], created: float) -> bool:
         """Read the new socket until a quiet moment (or the forced point), then switch; False when the
         link moved on meanwhile (the old socket was lost, or close())."""
         conn.set_timeout(QUIET_POLL_S)
@@ -370,7 +375,7 @@ class Rollover:
                     speaking = self._session.state.input_buffer is InputBufferState.SPEECH
                     decision = self._timing.decide(time.time(), self._deadline, calm, speaking)
                     if decision != "wait":
-                        switched = self._switch(conn, session, plan, snapshot, forced=decision == "now")
+                        switched = self._switch(conn, session, plan, snapshot, created, forced=decision == "now")
                         break
                 try:
                     read_one(conn, self.stats, handle, "the new session")
@@ -385,7 +390,7 @@ class Rollover:
         return True
 
     def _switch(self, conn: _ws.WsConnection, session: Session, plan: SeedPlan, snapshot: set[str],
-                forced: bool) -> ev.SessionRollover:
+                created: float, forced: bool) -> ev.SessionRollover:
         """Under the lock: make ``session`` the current one and queue the sender's switch."""
         old_session, old_conn = self._session, self._conn
         assert old_conn is not None
@@ -414,7 +419,7 @@ class Rollover:
         self._create_pending = None
         self._session_started = time.monotonic()
         self._machine.apply(LinkEvent.SWITCHED)
-        self._arm_deadline(session)
+        self._arm_deadline(session, created)
         entry.switch = self._sendq.put_call(lambda: self._switch_on_sender(conn, old_conn, late_texts))
         self.stats.rollovers += 1
         me = threading.current_thread()

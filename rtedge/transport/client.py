@@ -225,6 +225,8 @@ class Client(Link):
                 session.receive_event(event)
                 received = list(session.events())
                 current = session is self._session
+                if current:
+                    self._track_expected(received)
                 self._publish()
         except (UnicodeDecodeError, RemoteProtocolError) as exc:
             self.stats.malformed_messages += 1
@@ -235,6 +237,16 @@ class Client(Link):
         for event in received:
             self._deliver(event, share, current, wake)
         return received
+
+    def _track_expected(self, events: list[ev.ServerEvent]) -> None:
+        """Under the lock, with the state update (a rollover's switch sees both or neither): whether a
+        response is expected (server VAD may answer a turn that ended) and has not started."""
+        for event in events:
+            if isinstance(event, ev.InputAudioBufferSpeechStopped | ev.InputAudioBufferCommitted):
+                self._create_pending = (None, time.monotonic())
+            elif self._create_pending is not None and (isinstance(event, ev.ResponseCreated) or (
+                    isinstance(event, ev.Error) and event.error.event_id == self._create_pending[0])):
+                self._create_pending = None
 
     def _deliver(self, event: ev.ServerEvent, nbytes: int = SYNTHETIC_BYTES, current: bool = True,
                  wake: bool = True) -> None:
@@ -253,11 +265,6 @@ class Client(Link):
                 self.stats.sessions_expired += 1
             if event.error.code in SESSION_ENDING_ERROR_CODES and current:
                 self._last_fatal = server_error(event)
-        if current and isinstance(event, ev.InputAudioBufferSpeechStopped | ev.InputAudioBufferCommitted):
-            self._create_pending = (None, time.monotonic())  # server VAD may answer the turn (rollover)
-        elif current and self._create_pending is not None and (isinstance(event, ev.ResponseCreated) or (
-                isinstance(event, ev.Error) and event.error.event_id == self._create_pending[0])):
-            self._create_pending = None
         if isinstance(event, ev.SessionUpdated | ev.Error) and self._updates_in_flight and current:
             self._update_answered(event)
         for hook in self._event_hooks:

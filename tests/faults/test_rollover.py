@@ -326,9 +326,9 @@ class SwitchedMic:
 @pytest.mark.parametrize("speech_ends", ["before", "after"])
 def test_forced_rollover_with_a_turn_in_flight_answers_it_once(server, speech_ends):
     """The switch is forced while a user turn is in flight: server VAD committed it (``before``: 0.5 s
-    before the forced point) or the user still speaks at the forced point (``after``: the switch waits
-    for the end of the utterance, so it is not split), and its transcript and answer are still to
-    come (the server's latency).  The turn is answered exactly once, before the old session ends; the
+    before the forced point, deadline - 3 s) or the user still speaks at the forced point (``after``:
+    the switch waits for the end of the utterance, so it is not split), and its transcript and answer
+    are still to come (the server's latency, 1 s; the answer ends 1 s before the deadline at the latest).  The turn is answered exactly once, before the old session ends; the
     new session gets the turn and its answer as items; every microphone sample reaches exactly one
     session; the provider's limit is never hit."""
     _configure(server, realtime=True, session_duration_s=10.0, transcript_delay=1.0, vad_response_delay=1.0,
@@ -337,14 +337,14 @@ def test_forced_rollover_with_a_turn_in_flight_answers_it_once(server, speech_en
     session = rtedge.SessionConfig(instructions="Be brief.", transcription=Transcription(model="whisper-1"),
                                    turn_detection=rtedge.ServerVad(silence_duration_ms=200))
     client, timeline = open_client(server.url, session=session, ping_interval=0.2, ping_timeout=2.0,
-                                   rollover_timing=RolloverTiming(margin_s=4.0, force_s=2.5))
+                                   rollover_timing=RolloverTiming(margin_s=5.0, force_s=3.0))
     server.session_duration_s = 3600.0  # (the next session: no second rollover during the test)
     deadline = client._deadline
     assert deadline is not None
-    quiet_at = deadline - (3.2 if speech_ends == "before" else 2.2)  # the forced point: deadline - 2.5
+    quiet_at = deadline - (3.7 if speech_ends == "before" else 2.7)  # the forced point: deadline - 3 s
     with SwitchedMic(client) as mic:
-        # speech from before the rollover starts (deadline - 4 s) keeps the moment from being quiet
-        assert wait_until(lambda: time.time() >= deadline - 4.5, timeout=10)
+        # speech from before the rollover starts (deadline - 5 s) keeps the moment from being quiet
+        assert wait_until(lambda: time.time() >= deadline - 5.5, timeout=10)
         mic.loud.set()
         assert wait_until(lambda: time.time() >= quiet_at and server.connection_count == 2, timeout=5)
         mic.loud.clear()  # server VAD ends the turn 0.2 s later
@@ -405,3 +405,24 @@ def test_an_old_session_answer_still_streaming_at_its_limit_is_cancelled_not_exp
     assert not expired and stats.sessions_expired == 0 and stats.reconnects == 0
     record("rollover: old session's answer streaming at its limit",
            "cancelled just before the limit, closed 1000, no session_expired")
+
+
+def test_the_next_sessions_limit_runs_from_its_creation_not_from_the_switch(server):
+    """The next session is created when the rollover starts and may wait long for the switch (here a
+    long answer holds it until the forced point): its deadline, from a limit without ``expires_at``,
+    counts from its creation, or the provider would end it before the client expects."""
+    _configure(server, realtime=True, announce_expiry=False,
+               responder=lambda turn: ("A long answer.", np.full(10 * 24000, 300, np.int16)))
+    client, timeline = open_client(server.url, session=rtedge.SessionConfig(turn_detection=None),
+                                   ping_interval=0.2, ping_timeout=2.0, session_limit_s=8.0,
+                                   rollover_timing=RolloverTiming(margin_s=7.5, force_s=1.0))
+    client.send_text("Talk")
+    client.wait_for("response.created", timeout=5)
+    assert wait_until(lambda: server.connection_count == 2, timeout=5)
+    created = time.time()  # (just after the next session's session.created)
+    t_roll, rollover = timeline.wait("rtedge.session_rollover", timeout=10)
+    deadline = client._deadline
+    close_bounded(client)
+    assert rollover.forced and time.monotonic() - t_roll < 5
+    # (from the switch, about 7 s after the creation, it would be about created + 15 s)
+    assert deadline is not None and created + 7.0 < deadline < created + 8.5
