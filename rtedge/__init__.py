@@ -27,6 +27,9 @@ attributes with a leading underscore, the receiver-thread hooks among them -- is
 
 Names are imported lazily so that ``import rtedge.protocol`` stays free of
 threads, sockets and numpy.
+
+Owns: the public names (lazily imported) and the install of the old-path finder.  Must not: import a
+subpackage at import time (``import rtedge.protocol`` must stay free of threads, sockets and numpy).
 """
 
 from __future__ import annotations

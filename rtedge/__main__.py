@@ -1,4 +1,7 @@
-"""``python -m rtedge``: the same as the ``rtedge`` command."""
+"""``python -m rtedge``: the same as the ``rtedge`` command.
+
+Owns: ``python -m rtedge``.  Must not: hold any logic of its own.
+"""
 
 import sys
 

@@ -17,6 +17,8 @@
 Recoverable server errors (``response_cancel_not_active``,
 ``conversation_already_has_active_response``) are delivered as events and log
 lines, never raised.  Secrets never appear in any message built here.
+
+Owns: every exception class rtedge raises.  Must not: import any other rtedge module.
 """
 
 from __future__ import annotations

@@ -262,3 +262,31 @@ def test_functions_stay_within_the_size_budget():
                 if length > MAX_FUNCTION_LINES:
                     too_long[f"{path.relative_to(REPO)}:{node.lineno} {node.name}"] = length
     assert too_long == {}
+
+
+#: the library's packages, lowest first: each imports only packages before it (the application is last)
+LAYERS = ("protocol", "audio", "transport", "voice", "testing", "app")
+#: imports that go up a layer, each inside a function with its reason
+UPWARD = {("rtedge.protocol.events", "rtedge.audio.codec"), ("rtedge.protocol.events", "rtedge.audio")}
+
+
+def test_each_package_imports_only_the_layers_below_it():
+    graph = import_graph(with_function_level=True)
+    upward = set()
+    for module, targets in graph.items():
+        layer = module.split(".")[1] if module.count(".") else ""
+        for target in targets:
+            other = target.split(".")[1] if target.count(".") else ""
+            if layer in LAYERS and other in LAYERS and LAYERS.index(other) > LAYERS.index(layer):
+                upward.add((module, target))
+    assert upward == UPWARD
+    assert all(t not in import_graph(with_function_level=False)[m] for m, t in UPWARD)  # lazy ones only
+
+
+def test_every_module_says_what_it_owns_and_must_not_do():
+    missing = []
+    for module, path in MODULES.items():
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        if "Owns" not in doc or "Must not" not in doc:
+            missing.append(module)
+    assert missing == []

@@ -8,6 +8,9 @@ Exit codes (see :mod:`rtedge.app.exit_codes`): 0 clean end, 1 unexpected failure
 error, 4 connection failure, 5 timed out, 6 gave up reconnecting, 7 audio
 device failure, 8 a turn failed, 9 ``doctor`` found problems.  The systemd
 unit does not restart on 2 and 3.
+
+Owns: the argument parser and the dispatch to each command.  Must not: load numpy or the transport before a
+command needs them (``rtedge --help`` stays fast).
 """
 
 from __future__ import annotations

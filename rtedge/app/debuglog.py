@@ -5,6 +5,9 @@ audio or secrets).
 :class:`EventLog` is an event hook (it runs on the receiver thread, so it only formats and logs); it does
 nothing unless the ``rtedge`` logger is enabled for DEBUG.  ``--trace-wire`` (the wire trace of
 :mod:`rtedge.transport.wiretrace`) is set up here too: :func:`add_trace_arg`, :func:`start_trace`.
+
+Owns: the ``--debug`` event log and the ``--trace-wire`` switches.  Must not: block or do I/O beyond logging
+on the receiver thread.
 """
 
 from __future__ import annotations

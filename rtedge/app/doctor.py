@@ -3,6 +3,9 @@
 Each check prints one line, ``ok``, ``warn`` or ``FAIL``, and for the last two
 what to do about it.  The exit code is 0 without failures, 1 otherwise.
 Nothing secret is printed: the API key only by its source.
+
+Owns: ``rtedge doctor``'s checks.  Must not: fail to start when numpy, the codec or PyAudio is broken (it
+reports them).
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ code    meaning                                                             syst
 ======  ==================================================================  =====================
 
 The unit file's ``RestartPreventExitStatus=2 3`` follows this table.
+
+Owns: the exit codes, the error -> code map, and the one-line error report (:func:`fail`).  Must not: import
+the commands.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Three formats:
 
 Secrets: :class:`RedactFilter` replaces any registered secret in every record, as a second line of
 defence behind the code that never formats a key into a message.
+
+Owns: log formats and the console's result and status lines.  Must not: write secrets (the redactor drops
+them).
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ the main thread:
    threads, the devices and this loop show progress (:mod:`rtedge.app.service`).
 
 The exit code says why the run ended (:mod:`rtedge.app.exit_codes`).
+
+Owns: ``rtedge run`` (the plain and ``--fast`` runs, handing the device run to the service) and ``rtedge
+check-config``.  Must not: hold the service loop (:mod:`rtedge.app.service`) or the setup shared with it
+(:mod:`rtedge.app.launch`).
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ The devices are opened once; a :class:`~rtedge.voice.wake.WakeAgent` keeps them 
 transcripts are printed like ``rtedge run``'s; ``wake:`` lines say when a session opens and closes.
 SIGTERM/SIGINT end the run after the current session is closed.  With ``--input`` the run ends when
 the file has been heard and its last session closed.
+
+Owns: ``rtedge run`` with a wake word.  Must not: duplicate the plain run's setup (it comes from
+:mod:`rtedge.app.launch`).
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ by trailing silence so that the server's VAD can end the turn.  The run is
 over once the input has ended and every committed turn has its
 ``response.done`` (or, with nothing heard, after a short grace period), or
 when ``max_seconds`` runs out.
+
+Owns: streaming a recording as turns and the turn tracker.  Must not: install signal handlers or read
+settings.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ and kept in a :class:`Secret` whose ``repr``/``str`` never show it.
 
 TOML has no null, so optional strings use ``""`` for "not set" and optional
 numbers use ``0`` (each field's documentation says so).
+
+Owns: the settings schema: the frozen classes, their checks, the API key resolution.  Must not: read files or
+the environment for settings (that is :mod:`rtedge.app.settings_load`'s).
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """Loading :class:`rtedge.app.settings.Config`: TOML with line numbers, ``RTEDGE_*`` variables, CLI overrides.
 
 Also renders the effective config back as TOML (``rtedge check-config``).
+
+Owns: reading settings from TOML, ``RTEDGE_*`` and the command line, and rendering them back.  Must not: be
+imported by :mod:`rtedge.app.settings`.
 """
 
 from __future__ import annotations

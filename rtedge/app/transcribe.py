@@ -1,4 +1,8 @@
-"""``rtedge transcribe``: the command line of :class:`rtedge.voice.transcriber.Transcriber`."""
+"""``rtedge transcribe``: the command line of :class:`rtedge.voice.transcriber.Transcriber`.
+
+Owns: ``rtedge transcribe``'s parser and command.  Must not: import numpy or the transport before the command
+runs.
+"""
 
 from __future__ import annotations
 

@@ -37,6 +37,8 @@ Lines (``ts`` is UTC ISO 8601 with milliseconds; ``usage`` holds ``input_tokens`
 Lines are written by the client's dispatcher thread (``rtedge-dispatch``) and flushed one by
 one (``fsync=True`` also syncs each to the disk), so a crash loses at most the line being
 written.  The file is opened in append mode: one file can collect many sessions.
+
+Owns: the JSONL usage log.  Must not: block the dispatcher (it only appends a line per response).
 """
 
 from __future__ import annotations

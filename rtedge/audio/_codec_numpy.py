@@ -19,6 +19,9 @@ on the summation order: BLAS may sum in any order and any split of the input
 into chunks gives the same bits.  The C kernel uses the same coefficients in
 float32 with a fixed summation order; the two agree within float32 rounding
 (at most 1 LSB for int16 output).
+
+Owns: the numpy twin of every C kernel, bit for bit.  Must not: differ from the C kernels (a test compares
+them).
 """
 
 from __future__ import annotations

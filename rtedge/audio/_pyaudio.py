@@ -23,6 +23,9 @@ Guarantees
   '0'", "jack server is not running") are silenced through ``ctypes`` before
   PortAudio starts; set ``RTEDGE_AUDIO_DEBUG=1`` to keep them.  PortAudio's own
   ``Expression ... failed`` lines cannot be silenced from Python.
+
+Owns: the PortAudio microphone and speaker, their streams and reopening.  Must not: import PyAudio before a
+PortAudio device is used.
 """
 
 from __future__ import annotations

@@ -45,6 +45,9 @@ it is (it is already on the microphone's clock).  What the filter cannot model
 
 Thread use: :meth:`played` from the speaker thread, :meth:`process` /
 :meth:`cancel` from one microphone thread; a lock guards the reference ring.
+
+Owns: the echo canceller between the microphone and the VAD gate.  Must not: block the microphone thread
+beyond one frame's work.
 """
 
 from __future__ import annotations

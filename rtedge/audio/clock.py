@@ -9,6 +9,8 @@ how long to wait before the next buffer so that a fast device is paced to real t
 cannot be sped up: it is only reported.
 
 Not thread-safe: one device thread calls :meth:`ClockCheck.tick`.
+
+Owns: checking a device's sample clock against the monotonic clock.  Must not: change the audio.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ on 508 negative inputs (it negates with ``-x`` where G.191 uses ``~x``); the
 decoders and A-law agree.
 
 PCM16 passed as ``bytes``-like objects is read as little-endian.
+
+Owns: G.711, sample formats, the streaming resampler, and the choice of C or numpy kernels.  Must not: know
+about sessions or devices.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Importing this module is cheap: numpy and the codec are imported on first
 use.  Mono PCM16 that is already at the wire rate and format (int16 samples
 or bytes) takes a fast path that never needs them: a client that appends
 bytes never imports numpy, and an int16 array costs one ``tobytes()``.
+
+Owns: application PCM <-> a wire format, with resampler state between chunks.  Must not: import numpy for the
+PCM16 pass-through (a client appending bytes never loads it).
 """
 
 from __future__ import annotations

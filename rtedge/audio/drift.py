@@ -24,6 +24,8 @@ frequency-locked loop: the residual falls by ``1 - GAIN`` per interval, so
 left over is part of the echo path the filter models anyway; only a *changing*
 offset hurts it.  Measurements that jump (a re-anchored alignment, a reset
 filter, double talk disturbing the filter) are dropped and counted.
+
+Owns: estimating the speaker/microphone clock ratio.  Must not: touch the devices.
 """
 
 from __future__ import annotations

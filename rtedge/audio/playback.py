@@ -23,6 +23,9 @@ Which item counts as cut and how much of it as heard are the rules of
 :func:`~rtedge.protocol.interruption.heard_ms`), shared with the tick engine.
 
 One lock guards everything; both sides hold it only for array slicing.
+
+Owns: the playback queue and the played clock (samples handed out per item).  Must not: decide what a barge-in
+sends (:mod:`rtedge.protocol.interruption` does).
 """
 
 from __future__ import annotations

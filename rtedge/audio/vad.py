@@ -56,6 +56,8 @@ pause is one too).
 
 The gate is a pure object: no threads, clock, I/O or randomness.  Feed it from
 one thread (it is not locked); the same input always gives the same output.
+
+Owns: the local VAD gate: speech with pre-roll and hangover.  Must not: send anything itself.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 :func:`read_wav` reads integer PCM (8, 16, 24, 32 bit), IEEE float (32, 64 bit), G.711 A-law/mu-law and
 their ``WAVE_FORMAT_EXTENSIBLE`` spellings, any channel count, and returns int16 mono.  The stdlib
 ``wave`` module reads 16-bit integer PCM only and calls a float file "unknown format: 3".
+
+Owns: reading and writing WAV files.  Must not: pace or play audio.
 """
 
 from __future__ import annotations

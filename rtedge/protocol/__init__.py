@@ -3,6 +3,8 @@
 This package performs no I/O and imports no socket, threading, time, logging
 or numpy module (a test checks ``sys.modules``).  It turns events into wire
 text and wire text into events, and keeps the session's state.
+
+Owns: the sans-IO core's public names.  Must not: import sockets, threads, clocks, logging or numpy.
 """
 
 from __future__ import annotations

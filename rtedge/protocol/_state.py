@@ -26,6 +26,8 @@ merged with every ``session.updated``), assistant output items with the
 audio received per content index (milliseconds, from the byte counts and
 the output format), function-call argument assembly, the conversation
 items, and token usage per response and in total.
+
+Owns: the session state and its transitions on sent and received events.  Must not: do I/O or read a clock.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The UNSET sentinel: "this field was never set", which is not the same as None (JSON null)."""
+"""The UNSET sentinel: "this field was never set", which is not the same as None (JSON null).
+
+Owns: the UNSET sentinel.  Must not: import anything.
+"""
 
 from __future__ import annotations
 

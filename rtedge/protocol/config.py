@@ -11,6 +11,8 @@ mistake shows where it is made, not as a server error later.
 These values are dialect-neutral: :mod:`rtedge.protocol.dialects` turns them
 into each provider's shape (OpenAI GA nests them under ``audio.input``;
 DashScope keeps them flat).
+
+Owns: the session config values.  Must not: know the wire spelling (dialects do).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ realtime APIs add events often, and a client must never fail on one.
 
 Decoding is lenient by design: a field of the wrong JSON type is kept as is
 (the raw data is the truth), and the state machine checks types before use.
+
+Owns: the server event classes and decoding them from wire dicts.  Must not: do I/O, or import numpy at import
+time (``pcm()`` loads the codec on first use).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Builders for conversation items in the wire shape (plain dicts, GA spelling)."""
+"""Builders for conversation items in the wire shape (plain dicts, GA spelling).
+
+Owns: conversation item builders.  Must not: validate against a provider (the server does).
+"""
 
 from __future__ import annotations
 

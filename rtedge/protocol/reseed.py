@@ -45,6 +45,9 @@ when present, else the start time plus the dialect's limit
 (:attr:`~rtedge.protocol.dialects.base.Dialect.session_limit_s`) or the
 caller's override.  :class:`RolloverTiming` says, from the session's age and
 whether the conversation is quiet, whether to replace it now.
+
+Owns: what a new session is seeded with, and when a session must be replaced.  Must not: read a clock (times
+are passed in).
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ returns None when nothing was heard; :meth:`cancel_event` returns None when
 no response is active or a cancel is already under way.  The barge-in rules
 themselves (which item, how much was heard, cancel or not) are
 :mod:`.interruption`'s.
+
+Owns: the sans-IO session: sending, receiving, the correct replies.  Must not: send anything by itself, do I/O
+or read a clock.
 """
 
 from __future__ import annotations

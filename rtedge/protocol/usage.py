@@ -1,4 +1,7 @@
-"""Token usage as a value: parsed from any dialect's spelling, summed across responses."""
+"""Token usage as a value: parsed from any dialect's spelling, summed across responses.
+
+Owns: token usage as a value.  Must not: do I/O.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@
 absent, and None becomes ``null`` only where the dialect put it (see
 :mod:`rtedge.protocol.config`).  ``from_wire`` accepts any JSON object with a
 string ``type``; anything else is a :class:`RemoteProtocolError`.
+
+Owns: JSON text <-> events.  Must not: hold state.
 """
 
 from __future__ import annotations

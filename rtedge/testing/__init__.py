@@ -6,6 +6,8 @@ context helpers make ``wss://`` tests easy.  The server works with plain JSON
 dicts and never imports the client side of rtedge.
 
 The server needs the ``websockets`` package: ``pip install 'rtedge[server]'``.
+
+Owns: the local servers' public names.  Must not: be imported by the library.
 """
 
 try:

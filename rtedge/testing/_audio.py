@@ -16,6 +16,8 @@ deterministic (the noise generator is seeded from the text), has a falling
 pitch contour so it sounds voice-like, lasts roughly 60-80 ms per character,
 and reports where each character starts so transcript deltas can be timed
 against the audio.  Results are cached, so a repeated reply costs nothing.
+
+Owns: the test server's audio formats and synthesizer.  Must not: read the clock (it is deterministic).
 """
 
 from __future__ import annotations

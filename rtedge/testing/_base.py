@@ -3,6 +3,8 @@
 A subclass provides ``start()``/``stop()`` and fills the fields below; every
 record list is guarded by the ``_records`` condition, which is notified on each
 append, so :meth:`RecordingServer.wait_for_received` blocks instead of polling.
+
+Owns: what every test server shares.  Must not: speak a dialect.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ A ``session.update`` is handled in two steps:
 Error messages follow the wording of the real server ("Unknown parameter:
 'session.voice'.", "Invalid type for '...': expected a boolean, but got null
 instead.", "... Expected a value >= 24000, but got 16000 instead.").
+
+Owns: the test server's session config: defaults, validation, merging.  Must not: do I/O.
 """
 
 from __future__ import annotations

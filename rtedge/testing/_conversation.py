@@ -13,6 +13,8 @@ builds its entry, raising :class:`ClientError` with the real server's codes.
 :func:`estimate_tokens` gives deterministic, plausible token counts (about 4
 characters per text token, 100 ms per input audio token, 50 ms per output
 audio token) so ``usage`` has stable numbers.
+
+Owns: the server-side conversation.  Must not: do I/O.
 """
 
 from __future__ import annotations

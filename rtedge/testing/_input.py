@@ -16,6 +16,8 @@ position of the oldest sample still held.
   everything before ``end``; the rest stays for the next turn.
 * ``since_commit`` counts samples appended since the last commit or clear; it
   drives the "buffer too small" (< 100 ms) check.
+
+Owns: the server-side input audio buffer.  Must not: do I/O.
 """
 
 from __future__ import annotations

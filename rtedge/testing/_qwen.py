@@ -34,6 +34,8 @@ as an unknown event type, as qwen3.5-omni-flash did; ``"none"``: ignore it),
 audio; the live service cuts at about 300 s and its close code is not
 documented).  Like the live qwen3-omni-flash model, models outside
 qwen3.5 accept tools and never call them.
+
+Owns: the DashScope dialect of the test server.  Must not: change the GA session's behaviour.
 """
 
 from __future__ import annotations

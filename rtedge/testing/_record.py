@@ -4,6 +4,8 @@ One :class:`AudioRecord` per connection (``RealtimeServer.audio_records``) lets 
 client's microphone audio arrived exactly once across several sessions (sample counts and a
 SHA-256 of the decoded PCM, per session and concatenated) and how long the audio stream paused
 when the client moved from one session to the next (:attr:`AudioRecord.arrivals`).
+
+Owns: what a test session received.  Must not: do I/O.
 """
 
 from __future__ import annotations

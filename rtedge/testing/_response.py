@@ -22,6 +22,8 @@ Items of a response in the default conversation are inserted into the
 :class:`~rtedge.testing._conversation.Conversation` when
 ``response.output_item.added`` is produced, and their audio grows as audio
 deltas are produced, which is what ``truncate`` later checks against.
+
+Owns: one emulated response and its event ladder.  Must not: do I/O.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ Client mistakes become ``error`` events carrying the client's ``event_id``
 on the real server.  A send that fails because the peer is gone just marks
 the session closed.  The responder (a scripted ``responder=`` callable) runs
 under the lock, so it should be quick.
+
+Owns: one emulated GA session.  Must not: own sockets (the server does).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Self-signed TLS material for loopback tests (uses the ``openssl`` command)."""
+"""Self-signed TLS material for loopback tests (uses the ``openssl`` command).
+
+Owns: self-signed TLS material for loopback.  Must not: be used outside tests.
+"""
 
 from __future__ import annotations
 

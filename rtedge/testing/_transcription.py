@@ -19,6 +19,8 @@ model responses.  As openai-python's GA types describe it
 
 The rest (pacing, records, the session limit and its ``session_expired``
 close, the per-session audio record) is the realtime session's.
+
+Owns: the emulated GA transcription session.  Must not: do I/O.
 """
 
 from __future__ import annotations

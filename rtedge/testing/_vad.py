@@ -19,6 +19,8 @@ and 1 needs a near full-scale signal.  While in speech the threshold drops by
 
 All positions are sample counts since the start of the session's input audio;
 the caller converts them to milliseconds.  The detector holds no audio itself.
+
+Owns: the test server's energy VAD.  Must not: do I/O.
 """
 
 from __future__ import annotations

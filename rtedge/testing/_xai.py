@@ -38,6 +38,8 @@ emulates comes from the protocol notes and from recorded xAI sessions:
 
 The emulated VAD maps xAI's threshold onto the energy detector's scale by
 subtracting 0.35, so xAI's default 0.85 triggers like the GA default 0.5.
+
+Owns: the xAI dialect of the test server.  Must not: change the GA session's behaviour.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ acoustic delay, then exponentially decaying noise reaching -60 dB at ``rt60_s``)
 :func:`drift` resamples by ``1 + ppm * 1e-6`` with a windowed-sinc interpolator (playback and
 capture clocks that disagree); :func:`echo` chains them and scales the echo to a chosen level.
 Used by the AEC tests and ``benchmarks/aec.py``; seeded, so every run is the same.
+
+Owns: a simulated room for echo-cancellation rigs.  Must not: read the clock (it is deterministic).
 """
 
 from __future__ import annotations

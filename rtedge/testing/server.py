@@ -27,6 +27,9 @@ its own connection's threads.
 
 Knobs are plain attributes: change ``reply_text``, ``responder``,
 ``handshake_status`` ... between turns and the next event uses the new value.
+
+Owns: ``RealtimeServer``: sockets, threads, connections.  Must not: bind anything but the interface it is
+given (loopback by default).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Needs the ``espeak-ng`` and ``sox`` programs (Debian/Pi OS packages of the same names);
 :func:`available` says whether they are here.  Output is deterministic for given arguments
 (``sox -D``: no dither).
+
+Owns: synthesized speech for rigs.  Must not: be imported by the library.
 """
 
 from __future__ import annotations

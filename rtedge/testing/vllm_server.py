@@ -38,6 +38,8 @@ Threads are all named ``rtedge-testserver-vllm-*``: ``-accept``,
 Everything received and sent is recorded in order; tests wait with
 :meth:`VLLMServer.wait_for_received` / :meth:`VLLMServer.wait_for_sent`, which
 block on a condition variable.
+
+Owns: ``VLLMServer``.  Must not: be imported by the library.
 """
 
 from __future__ import annotations

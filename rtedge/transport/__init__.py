@@ -52,6 +52,9 @@ on it) when the sender itself is stuck in an upgrade or a send, or when ``rtedge
 the next connection; the sender still closes the socket.
 rtedge's own events (reconnect states, synthetic settlements) are delivered by the thread that makes them:
 the receiver, or the sender's tick for a cancel the server never settles.
+
+Owns: the transport's public names and the ownership table.  Must not: run user code on the sender or
+receiver.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ the key and the masked payload, about 4 us; :func:`py_frame` is its pure-Python 
 used when the extension is not built or ``RTEDGE_CODEC=numpy`` asks for the twins.
 
 Masking keys come from ``os.urandom`` (RFC 6455 wants them unpredictable), 256 keys per call.
+
+Owns: building client WebSocket frames.  Must not: write to a socket.
 """
 
 from __future__ import annotations

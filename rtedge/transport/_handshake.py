@@ -5,6 +5,8 @@ thread until ``session.created``; have ``rtedge-sender`` send the session config
 conversation (:func:`seed_texts`, :func:`send_on_sender`); read on until the server confirmed
 them.  The functions here do the reading and the sending; what a message does to which session
 is the caller's ``handle``.
+
+Owns: what every new connection goes through.  Must not: run on any thread but the one opening the connection.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ Guarantees
   deltas go to rtedge's audio hooks on the receiver).  Events that arrived before the first
   callback for their type was registered are replayed to that callback, once, before any later event
   (the last :data:`REPLAY_PER_TYPE` per type; audio deltas and ``"*"`` callbacks excepted).
+
+Owns: the inbox and the dispatcher (the only thread running user callbacks).  Must not: block the receiver.
 """
 
 from __future__ import annotations

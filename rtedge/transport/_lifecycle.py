@@ -33,6 +33,8 @@ The machine is pure (no I/O, no lock of its own): the client applies events
 under its lock, and the check that decides an event and the event itself
 happen in one locked step.  Readers on any thread read :attr:`LinkMachine.state`,
 a single reference to an immutable enum member.
+
+Owns: the link states and their transition table.  Must not: do I/O.
 """
 
 from __future__ import annotations

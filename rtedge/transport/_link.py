@@ -39,6 +39,8 @@ at a turn boundary, the sender pauses the queue and closes the
 socket with 1000 (the receiver asks it to check right at ``response.done``);
 the supervisor reconnects at once and re-seeds, so users never hit
 ``session_expired`` mid-sentence.
+
+Owns: establishing, keeping and recovering the link.  Must not: write to a socket off the sender.
 """
 
 from __future__ import annotations

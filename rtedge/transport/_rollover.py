@@ -74,6 +74,8 @@ old receiver exits on the close.  A failed rollover moves the link back to
 ``OPEN`` (the old session still serves) and is retried a few seconds later;
 if the old socket is lost before the switch, the new one is dropped and the
 ordinary reconnect takes over.
+
+Owns: make-before-break session rollover.  Must not: write frames on the live connection (the sender does).
 """
 
 from __future__ import annotations

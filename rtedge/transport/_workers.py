@@ -30,6 +30,9 @@ Guarantees
 
 All three exit on their own when the connection ends or the client closes;
 ``Client.close()`` joins them with a deadline.
+
+Owns: the sender's and receiver's loops, the send queue and the transport stats.  Must not: run user
+callbacks.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ into rtedge's.  Two choices matter for CPU on a Pi:
 
 Secrets travel in headers only and no message built here contains a
 header value or a URL query value that looks like a key.
+
+Owns: the websocket-client connection.  Must not: be imported by anything but the transport.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The reconnect policy as a frozen value (in the spirit of urllib3's ``Retry``)."""
+"""The reconnect policy as a frozen value (in the spirit of urllib3's ``Retry``).
+
+Owns: the reconnect policy value.  Must not: sleep (the link does).
+"""
 
 from __future__ import annotations
 

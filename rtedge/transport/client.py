@@ -15,6 +15,9 @@ Guarantees
   callback returns).
 * Secrets: the API key is sent in a header and kept nowhere else; it is not
   in ``repr()``, logs or exception messages.
+
+Owns: the :class:`Client`, its threads and :func:`connect`.  Must not: run user callbacks on the sender or
+receiver thread.
 """
 
 from __future__ import annotations

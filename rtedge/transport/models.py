@@ -3,6 +3,8 @@
 Used when a vLLM session names no model: vLLM refuses audio until ``session.update`` names one, and its
 own ``/v1/models`` says which one it serves, so the client takes that (the first, when there are several,
 with a note in the log).
+
+Owns: asking a server for its models.  Must not: keep a connection open.
 """
 
 from __future__ import annotations

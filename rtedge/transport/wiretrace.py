@@ -21,6 +21,8 @@ object::
 Writes come from the sender and receiver threads; a lock keeps lines whole.  The file is appended to and
 flushed per line (a crashed process leaves a complete trace).  Tracing costs a JSON round trip per message;
 leave it off in production.
+
+Owns: the wire trace file.  Must not: write secrets or audio payloads.
 """
 
 from __future__ import annotations

@@ -3,4 +3,6 @@
 
 Owns the conversation-level behaviour on top of :mod:`rtedge.transport`.  Must not import
 :mod:`rtedge.app` (the command line and its settings): a test checks ``sys.modules``.
+
+Owns: nothing but the package.  Must not: import :mod:`rtedge.app`.
 """

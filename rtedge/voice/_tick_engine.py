@@ -44,6 +44,8 @@ the text up to its played position; once an item's audio and transcript
 are both done and all of its audio has played, the rest is emitted, so the
 text over all ticks is the full transcript.  An interrupted item stops at
 its played position.
+
+Owns: the deterministic tick core.  Must not: do I/O, start threads or read a clock.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ threads, no clock.
   What does not fit is carried to the next ticks; a tick short of audio is padded with the
   silence byte.  Conservation: over any run, the caller samples given equal the caller samples
   sent plus the samples still carried, and every tick sends exactly one tick of samples.
+
+Owns: the values a tick reports.  Must not: do I/O.
 """
 
 from __future__ import annotations

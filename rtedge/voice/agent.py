@@ -45,6 +45,10 @@ Guarantees
   ``_awaiting_response``.  Microphone audio goes out with
   ``overflow="drop_oldest"``: a stalled link drops the oldest queued audio
   (counted in ``client.stats.audio_dropped``), never the microphone callback.
+
+Owns: ``VoiceAgent``: devices and client wired together, the echo guard, the VAD gate's use.  Must not: keep a
+copy of the barge-in rules (:mod:`rtedge.protocol.interruption`) or read the client's live state (only
+``client.snapshot``).
 """
 
 from __future__ import annotations

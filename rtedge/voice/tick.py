@@ -88,6 +88,9 @@ Guarantees
 * ``run_tick`` runs on the caller's thread; the only work on the client's
   receiver thread is appending each event (with its arrival time) to a list,
   and noting when the connection went down or came back.
+
+Owns: ``TickSession``: pacing, barriers, caller audio, tools at tick boundaries.  Must not: keep a copy of the
+barge-in rules (the engine asks :mod:`rtedge.protocol.interruption`).
 """
 
 from __future__ import annotations

@@ -41,6 +41,9 @@ events, both into one condition-guarded inbox, so callbacks (``on_delta``,
 (``done_timeout``); server ``error`` events raise :class:`~rtedge.errors.ServerError`
 with the server's code; the source is stopped and an owned connection closed
 (its threads joined) when the iteration ends for any reason.
+
+Owns: the public ``Transcriber``: connection, source, the iteration.  Must not: run callbacks off the caller's
+thread.
 """
 
 from __future__ import annotations

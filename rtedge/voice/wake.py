@@ -41,6 +41,9 @@ Threads: the devices' threads call in; the thread calling :meth:`WakeAgent.run`
 connects, runs the hooks and closes sessions; each session's agent runs on a
 thread named ``rtedge-wake-session``; ``keep_warm`` connects ahead on
 ``rtedge-wake-warm``.  All are joined before :meth:`run` returns.
+
+Owns: ``WakeAgent``: wake-word detection and one voice session per wake.  Must not: send microphone audio to a
+server before the wake word.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Each provider module is imported only when its name is asked for, so a kiosk
 that speaks one provider loads one dialect.
+
+Owns: the dialect registry.  Must not: do I/O.
 """
 
 from __future__ import annotations

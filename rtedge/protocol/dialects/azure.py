@@ -36,6 +36,8 @@ also takes in place of a provider name (or register a configured subclass under 
     register_dialect("contoso", ContosoAzure)
 
 Events, session shape and capabilities are the OpenAI GA dialect's.
+
+Owns: Azure's URL and headers over the GA wire.  Must not: do I/O.
 """
 
 from __future__ import annotations

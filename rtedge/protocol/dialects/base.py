@@ -5,6 +5,8 @@ turns canonical client events into wire dicts (:meth:`Dialect.encode`) and
 normalises wire dicts into the canonical OpenAI GA spelling
 (:meth:`Dialect.normalize`), so that the state machine and user code only
 ever see one vocabulary.  Dialects hold no per-connection state.
+
+Owns: the dialect interface and the GA defaults.  Must not: do I/O.
 """
 
 from __future__ import annotations

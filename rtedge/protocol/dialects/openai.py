@@ -5,6 +5,8 @@ reduction and turn detection sit under ``audio.input``; voice, speed and the
 output format under ``audio.output``.  Only fields the caller set are sent;
 an explicit None becomes ``null`` (that is how ``turn_detection: null`` turns
 server VAD off, which openai-python < 3.25 could not send).
+
+Owns: the GA wire shapes.  Must not: do I/O.
 """
 
 from __future__ import annotations

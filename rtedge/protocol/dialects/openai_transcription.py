@@ -18,6 +18,8 @@ The wire facts this dialect encodes (openai-python's GA types:
 * No ``response.*`` and no ``conversation.item.*`` client events
   (capabilities: only ``input_clear``).  The session limit is the realtime
   session's (60 min, ``expires_at`` in ``session.created``).
+
+Owns: the GA transcription session's wire shapes.  Must not: do I/O.
 """
 
 from __future__ import annotations

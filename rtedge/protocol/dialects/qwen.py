@@ -48,6 +48,8 @@ may never get ``response.done`` (:attr:`QwenDialect.cancel_done_timeout`,
 The server also cuts a session after about 300 s without input audio
 (WebSocket pings do not count): reconnect, or stream silence with the
 ``keepalive_audio_s`` connect option.
+
+Owns: DashScope's wire shapes.  Must not: do I/O.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ at a time.  The wire facts this dialect encodes:
 
 Client events are sent without ``event_id``: the server never echoes one and its
 request models log every field they do not know.
+
+Owns: vLLM's transcription wire shapes.  Must not: do I/O.
 """
 
 from __future__ import annotations

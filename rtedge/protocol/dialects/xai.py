@@ -20,6 +20,8 @@ What differs from GA (from recorded xAI sessions and the protocol reference):
   ``conversation.item.input_audio_transcription.updated`` pass through as unknown events.
 * No ``conversation.item.truncate`` (unreliable) and no ``.retrieve``: the capabilities
   leave them out, so :meth:`Session.truncate_event` returns None.
+
+Owns: xAI's wire shapes.  Must not: do I/O.
 """
 
 from __future__ import annotations
