@@ -198,3 +198,13 @@ def redact_url(url: str) -> str:
     query = [(k, "***" if any(s in k.lower() for s in ("key", "token", "secret", "sig")) else v)
              for k, v in parse_qsl(parts.query, keep_blank_values=True)]
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def merge_extra(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Deep-merge a config's ``extra`` into a session object being built (dicts merge, everything else
+    replaces): every dialect's escape hatch for fields rtedge does not model."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            merge_extra(target[key], value)
+        else:
+            target[key] = value

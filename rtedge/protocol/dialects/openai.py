@@ -11,13 +11,12 @@ Owns: the GA wire shapes.  Must not: do I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ConfigError
 from .._unset import UNSET
 from ..config import AudioFormat, SemanticVad, ServerVad, SessionConfig, Transcription
-from .base import Dialect, set_fields_dict
+from .base import Dialect, merge_extra, set_fields_dict
 
 
 def encode_format(fmt: AudioFormat) -> dict[str, Any]:
@@ -92,7 +91,7 @@ class OpenAIDialect(Dialect):
                 session["audio"]["input"] = audio_in
             if audio_out:
                 session["audio"]["output"] = audio_out
-        _merge(session, config.extra)
+        merge_extra(session, config.extra)
         return session
 
     def _audio_input(self, config: SessionConfig) -> dict[str, Any]:
@@ -116,12 +115,3 @@ class OpenAIDialect(Dialect):
         if config.speed is not UNSET:
             out["speed"] = config.speed
         return out
-
-
-def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    """Deep-merge ``extra`` into ``target`` (dicts merge, everything else replaces)."""
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value

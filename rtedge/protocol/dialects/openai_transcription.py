@@ -29,8 +29,8 @@ from typing import Any
 from ...errors import ConfigError
 from .._unset import UNSET
 from ..config import SessionConfig, Transcription
-from .base import redact_url, with_query
-from .openai import OpenAIDialect, _merge
+from .base import merge_extra, redact_url, with_query
+from .openai import OpenAIDialect
 
 #: the transcription model used when neither ``model=`` nor the session names one
 DEFAULT_TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
@@ -91,5 +91,5 @@ class OpenAITranscriptionDialect(OpenAIDialect):
         audio_in = self._audio_input(config)
         if audio_in:
             session["audio"] = {"input": audio_in}
-        _merge(session, config.extra)
+        merge_extra(session, config.extra)
         return session

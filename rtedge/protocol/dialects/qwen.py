@@ -64,7 +64,7 @@ import attrs
 from ...errors import ConfigError
 from .._unset import UNSET
 from ..config import AudioFormat, FunctionTool, SemanticVad, ServerVad, SessionConfig, Transcription
-from .base import CAPABILITIES, Dialect, set_fields_dict
+from .base import CAPABILITIES, Dialect, merge_extra, set_fields_dict
 
 HOSTS = {"cn": "dashscope.aliyuncs.com", "intl": "dashscope-intl.aliyuncs.com"}
 WORKSPACE_REGIONS = {"cn": "cn-beijing", "intl": "ap-southeast-1"}
@@ -256,7 +256,7 @@ class QwenDialect(Dialect):
             session["tool_choice"] = _tool_choice(config.tool_choice)
         if isinstance(config.max_output_tokens, int):
             session["max_tokens"] = config.max_output_tokens
-        _merge(session, config.extra)
+        merge_extra(session, config.extra)
         return session
 
     def _format_name(self, fmt: AudioFormat, rate: int, direction: str) -> str:
@@ -356,14 +356,6 @@ def _check_range(fields: Mapping[str, Any], key: str, bounds: tuple[float, float
     lo, hi = bounds
     if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
         raise ConfigError(f"DashScope turn_detection.{key} must be in [{lo:g}, {hi:g}], got {value!r}")
-
-
-def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
 
 
 # ---------------------------------------------------------------------------------------------- decoding
