@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import weakref
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from rtedge.testing._base import time_scale
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -26,8 +29,9 @@ def client_threads() -> list[str]:
 
 
 def wait_until(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes; returns its last value."""
-    deadline = time.monotonic() + timeout
+    """Poll ``predicate`` until it is true or ``timeout`` (times ``RTEDGE_TEST_TIME_SCALE``) passes;
+    returns its last value."""
+    deadline = time.monotonic() + timeout * time_scale()
     while True:
         if predicate():
             return True
@@ -89,6 +93,34 @@ class SocketAudit:
 
 
 audit = SocketAudit()
+
+
+# ------------------------------------------------------------------------ Hypothesis under emulation
+
+EMULATED_EXAMPLES = (5, 10)  # divisor and floor of each property test's max_examples under emulation
+
+
+def emulated_examples(n: int) -> int:
+    """A property test's example budget in an emulated root: a fifth of ``n``, at least 10 (or ``n``)."""
+    divisor, floor = EMULATED_EXAMPLES
+    return min(n, max(floor, n // divisor))
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ``RTEDGE_TEST_EMULATED=1`` (the ARM stage of CI, under qemu-user), every Hypothesis test runs
+    :func:`emulated_examples` of its budget: the same properties, fewer random cases."""
+    if os.environ.get("RTEDGE_TEST_EMULATED") != "1":
+        return
+    from hypothesis import settings  # lazy: only the emulated run rescales
+
+    for item in items:
+        inner = getattr(getattr(item, "obj", None), "hypothesis", None)
+        test = getattr(item, "obj", None)
+        if inner is None or not hasattr(test, "_hypothesis_internal_use_settings"):
+            continue
+        current = test._hypothesis_internal_use_settings
+        test._hypothesis_internal_use_settings = settings(current,
+                                                          max_examples=emulated_examples(current.max_examples))
 
 
 @pytest.fixture(scope="session", autouse=True)

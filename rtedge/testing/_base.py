@@ -4,17 +4,34 @@ A subclass provides ``start()``/``stop()`` and fills the fields below; every
 record list is guarded by the ``_records`` condition, which is notified on each
 append, so :meth:`RecordingServer.wait_for_received` blocks instead of polling.
 
+``RTEDGE_TEST_TIME_SCALE`` (a number, default 1) multiplies every wait's timeout: for slow machines
+such as an ARM root under qemu-user emulation, 5-20 times slower than the hardware.  It lengthens only
+how long a wait may take before it fails, never what it waits for.
+
 Owns: what every test server shares.  Must not: speak a dialect.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 S = TypeVar("S", bound="RecordingServer")
+
+
+def time_scale() -> float:
+    """``RTEDGE_TEST_TIME_SCALE`` (>= 1), the factor on every test wait's timeout; 1 when unset."""
+    raw = os.environ.get("RTEDGE_TEST_TIME_SCALE", "1")
+    try:
+        scale = float(raw)
+    except ValueError:
+        raise ValueError(f"RTEDGE_TEST_TIME_SCALE must be a number >= 1, not {raw!r}") from None
+    if not scale >= 1:
+        raise ValueError(f"RTEDGE_TEST_TIME_SCALE must be a number >= 1, not {raw!r}")
+    return scale
 
 
 class RecordingServer:
@@ -83,7 +100,8 @@ class RecordingServer:
 
     def _wait(self, records: list[dict[str, Any]], kind: str, timeout: float,
               where: Callable[[dict[str, Any]], bool] | None, nth: int, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        scale = time_scale()
+        deadline = time.monotonic() + timeout * scale
         scanned, matches = 0, 0
         with self._records:
             while True:
@@ -96,7 +114,9 @@ class RecordingServer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     seen = sorted({str(e.get("type")) for e in records})
-                    raise TimeoutError(f"no {what} {kind!r} (#{nth}) within {timeout:g} s; types seen: {seen}")
+                    within = f"{timeout * scale:g} s" + (f" ({timeout:g} s x RTEDGE_TEST_TIME_SCALE {scale:g})"
+                                                         if scale != 1 else "")
+                    raise TimeoutError(f"no {what} {kind!r} (#{nth}) within {within}; types seen: {seen}")
                 self._records.wait(remaining)
 
     def wait_for_received(self, kind: str, timeout: float = 5.0, *,
