@@ -11,7 +11,8 @@ Quick start::
 The public names (``rtedge.__all__``; what the README and ``examples/`` use):
 
 * the client: :func:`connect`, :class:`Client`, :class:`LinkState` (``client.link_state``),
-  :class:`Backoff` (the reconnect policy), :class:`Usage` (token totals);
+  :class:`Backoff` (the reconnect policy), :class:`RolloverTiming` / :class:`SeedBudget` (when a session
+  rolls over to the next, and what it carries), :class:`Usage` (token totals);
 * the session config: :class:`SessionConfig`, :class:`AudioFormat`, :class:`ServerVad`,
   :class:`SemanticVad`, :class:`Transcription`, :class:`FunctionTool`, :data:`UNSET` (a field not set);
 * voice: :class:`VoiceAgent` (microphone + speaker + barge-in), :class:`WakeAgent` (a session only while
@@ -47,6 +48,8 @@ _LAZY = {
     "Client": "rtedge.transport.client",
     "LinkState": "rtedge.transport._lifecycle",
     "Backoff": "rtedge.transport.backoff",
+    "RolloverTiming": "rtedge.protocol.reseed",
+    "SeedBudget": "rtedge.protocol.reseed",
     "VoiceAgent": "rtedge.voice.agent",
     "WakeAgent": "rtedge.voice.wake",
     "Transcriber": "rtedge.voice.transcriber",
@@ -86,6 +89,7 @@ if TYPE_CHECKING:
                          HandshakeError, LocalProtocolError, ProtocolError, RemoteProtocolError, RtEdgeError,
                          ServerError, TransportError)
     from .protocol._unset import UNSET
+    from .protocol.reseed import RolloverTiming, SeedBudget
     from .protocol.config import AudioFormat, FunctionTool, SemanticVad, ServerVad, SessionConfig, Transcription
     from .protocol.usage import Usage
     from .voice.tick import TickResult, TickSession, TickSettings
