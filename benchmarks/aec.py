@@ -44,7 +44,7 @@ import rtedge
 from rtedge.audio import aec as aec_mod
 from rtedge.audio.aec import EchoCanceller
 from rtedge.testing import room, speech
-from rtedge.wavio import read_wav
+from rtedge.audio.wavio import read_wav
 
 RATE = 16000
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "speech"

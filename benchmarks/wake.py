@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 import rtedge
-from rtedge import wake
+from rtedge.voice import wake
 from rtedge.testing import room, speech
 
 RATE = 16000

@@ -1,0 +1,23 @@
+"""Every benchmark script starts (``--help``) on the current layout, without a deprecated import path: the
+layout change left two of them on ``rtedge.wake`` / ``rtedge.wavio``, which only a run would have shown."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+SCRIPTS = sorted(p.name for p in (REPO / "benchmarks").glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_benchmark_starts_without_deprecated_imports(script):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", f"benchmarks/{script}", "--help"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage" in proc.stdout.lower(), proc.stdout[:500]
