@@ -77,6 +77,13 @@ def _configure(server: RealtimeServer, **knobs: object) -> None:
         setattr(server, name, value)
 
 
+def _seeded_in_order(server, rollovers: int) -> bool:
+    """Each of the first ``rollovers`` new sessions holds its old session's conversation (as text, in order)."""
+    texts = [_texts(server.conversation(i)) for i in range(min(rollovers + 1, len(server.audio_records)))]
+    return len(texts) == rollovers + 1 and all(after[:len(before)] == before
+                                               for before, after in zip(texts, texts[1:]))
+
+
 def test_paced_conversation_rolls_over_without_losing_a_sample(server, speech_dir):
     n = iter(range(1000))
     _configure(server, realtime=True, session_duration_s=6.0, reply_text="Okay, done.",
@@ -87,6 +94,10 @@ def test_paced_conversation_rolls_over_without_losing_a_sample(server, speech_di
         t_third, _ = timeline.wait("rtedge.session_rollover", nth=3, timeout=30)
         timeline.wait("response.done", after=t_third, timeout=10)
     assert wait_until(lambda: sum(r.samples for r in server.audio_records) >= mic.samples, timeout=5)
+    # an old session that still owed an answer or a transcript at its switch gives it, ends, and only then is
+    # its end copied to the new session: wait for every new session to hold its old one's conversation (closing
+    # the client first would leave the last copy unsent, which is not what this test is about)
+    assert wait_until(lambda: _seeded_in_order(server, len(timeline.of("rtedge.session_rollover"))), timeout=10)
     records = server.audio_records
     rollovers = timeline.of("rtedge.session_rollover")
     done = timeline.of("response.done")
