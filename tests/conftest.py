@@ -114,9 +114,8 @@ def pytest_collection_modifyitems(config, items):
     from hypothesis import settings  # lazy: only the emulated run rescales
 
     for item in items:
-        inner = getattr(getattr(item, "obj", None), "hypothesis", None)
         test = getattr(item, "obj", None)
-        if inner is None or not hasattr(test, "_hypothesis_internal_use_settings"):
+        if not hasattr(test, "_hypothesis_internal_use_settings"):  # not a Hypothesis test
             continue
         current = test._hypothesis_internal_use_settings
         test._hypothesis_internal_use_settings = settings(current,
