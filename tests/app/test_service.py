@@ -283,6 +283,17 @@ def test_no_watchdog_while_the_microphone_stalls_and_again_after(tmp_path, child
     writer = os.open(fifo, os.O_RDWR)  # the child's open() does not block on a FIFO that has a writer
     listener = NotifyListener(tmp_path, abstract=False)
     second = np.zeros(16000, np.int16).tobytes()
+    flowing = threading.Event()  # set: stop feeding
+
+    def feed() -> None:  # 0.1 s of audio every 0.1 s: a capture pipe paced by its sound card
+        while not flowing.wait(0.1):
+            try:
+                os.write(writer, second[:3200])
+            except BlockingIOError:  # the child has stopped reading
+                return
+
+    feeder = threading.Thread(target=feed, name="test-mic-feeder", daemon=True)
+    os.set_blocking(writer, False)
     try:
         with RealtimeServer() as srv:
             os.write(writer, second[:9600])  # 0.3 s of audio, then nothing: a hung capture pipe
@@ -294,19 +305,24 @@ def test_no_watchdog_while_the_microphone_stalls_and_again_after(tmp_path, child
             # the status line says what is wrong (it said "listening" through the whole stall before)
             stalled_at = listener.wait_for("STATUS=stalled: mic", after=ready, timeout=5)
             resumed = time.monotonic()
-            for _ in range(3):
-                os.write(writer, second)
+            feeder.start()  # the pipe flows again, in real time, until the child has stopped
             listener.wait_for("WATCHDOG=1", after=resumed, timeout=5)  # flowing again: pings resume
             child.signal(signal.SIGTERM)
             assert child.wait(5) == EXIT_OK
     finally:
+        flowing.set()
+        if feeder.is_alive():
+            feeder.join(5)
         listener.close()
         os.close(writer)
     assert gap_start > ready and stalled_at > ready
     stalled = [m for _, m in listener.messages if "STATUS=stalled: mic" in m]
     assert re.search(r"STATUS=stalled: mic \(RawSource.*\): no audio frames for \d+\.\d s", stalled[0])
     assert re.search(r"mic .*no audio frames", child.stderr), child.stderr
-    assert child.stderr.count("stalled, not pinging the watchdog") == 1  # once per stall, not every check
+    # Logged when the set of stalled parts changes, never once per check: the stall lasted >= 2 s with a check
+    # every 0.1 s (>= 20 checks).  Under load another part can join the stall for a moment, which is a change.
+    warnings = child.stderr.count("stalled, not pinging the watchdog")
+    assert 1 <= warnings <= 3, child.stderr
     assert "recovered" in child.stderr
 
 
