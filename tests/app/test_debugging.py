@@ -41,9 +41,14 @@ def test_trace_wire_records_both_directions_with_audio_as_lengths_and_no_key(tmp
     with RealtimeServer(realtime=False, api_key=KEY, reply_text="Stopping.") as srv:
         code = main(["run", "--url", srv.url, "--api-key-file", str(_key_file(tmp_path)), "--input",
                      str(speech_dir / "stop.wav"), "--fast", "--trace-wire", str(trace)])
+        assert code == EXIT_OK, capsys.readouterr().err
+        raw = trace.read_text()  # complete: main() has returned, the client is closed
+        # the server's handler may still be recording the last frames the client sent before it closed
+        count = sum(line["dir"] == "send" and line["type"] == "input_audio_buffer.append"
+                    for line in _lines(trace))
+        assert count > 0
+        srv.wait_for_received("input_audio_buffer.append", timeout=10, nth=count)
         appended = [e for e in srv.received if e["type"] == "input_audio_buffer.append"]
-    assert code == EXIT_OK, capsys.readouterr().err
-    raw = trace.read_text()
     assert KEY not in raw and KEY[3:] not in raw  # the test the issue asks for: grep the trace for the key
     lines = _lines(trace)
     assert lines[0]["dir"] == "start" and lines[1]["dir"] == "open" and lines[1]["url"].startswith("ws://")
