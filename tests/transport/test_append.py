@@ -109,9 +109,11 @@ def test_drop_oldest_is_explicit_counted_and_logged_once_per_episode(speech, cap
             assert wait_until(lambda: "drained" in caplog.records[-1].getMessage(), timeout=10)
             marks = ["start" if "dropping the oldest" in r.getMessage() else "end" for r in caplog.records
                      if "dropping the oldest" in r.getMessage() or "drained" in r.getMessage()]
-            # one warning when an episode starts, one when it ends (while the socket buffers still took a
-            # little, the queue could drain once before the stall held): never one per dropped frame
-            assert marks == ["start", "end"] * (len(marks) // 2) and 2 <= len(marks) <= 6
+            # one warning when an episode starts, one when it ends: never one per dropped frame.  How many
+            # episodes depends on the machine (while the socket buffers still take a little, the queue can
+            # drain between drops before the stall holds; a loaded machine sees more of that), so the bound
+            # is relative: every episode dropped several frames.
+            assert marks == ["start", "end"] * (len(marks) // 2) and len(marks) >= 2
             assert client.stats.audio_dropped > 5 * len(marks)
             client.close()
         finally:
