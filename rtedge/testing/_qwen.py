@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 :class:`QwenServerSession` is the GA :class:`ServerSession` with a translator
-on both sides, so the emulation (VAD, responses, audio pacing, cancels,
-tools) is shared and only the wire differs:
+on both sides (the common part in ``_dialect``), so the emulation (VAD,
+responses, audio pacing, cancels, tools) is shared and only the wire differs:
 
 * **In**: DashScope's client events.  ``session.update`` carries the *flat*
   session (``modalities``, ``voice``, ``input_audio_format``,
@@ -61,8 +61,8 @@ from rtedge.testing._config import (
     string,
     validate_response_params,
 )
+from rtedge.testing._dialect import DialectSession, accepted_events, beta_content, nested_tools, voice_name
 from rtedge.testing._input import InputBuffer
-from rtedge.testing._session import BARRIER, ServerSession
 
 if TYPE_CHECKING:
     from rtedge.testing.server import RealtimeServer
@@ -79,22 +79,6 @@ MAX_IMAGE_BASE64 = 256 * 1024
 #: Models that call tools (and offer semantic_vad); unknown models are treated as capable.
 TOOL_MODELS = ("qwen3.5-omni-plus-realtime", "qwen3.5-omni-flash-realtime")
 KNOWN_MODELS = TOOL_MODELS + ("qwen3-omni-flash-realtime", "qwen-omni-turbo-realtime")
-
-QWEN_CLIENT_EVENTS = (
-    "session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
-    "input_image_buffer.append", "conversation.item.create", "response.create", "response.cancel",
-    "session.finish",
-)
-_RENAMES = {
-    "response.output_audio.delta": "response.audio.delta",
-    "response.output_audio.done": "response.audio.done",
-    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
-    "response.output_audio_transcript.done": "response.audio_transcript.done",
-    "response.output_text.delta": "response.text.delta",
-    "response.output_text.done": "response.text.done",
-}
-_DROPPED = frozenset({"conversation.item.done", "rate_limits.updated",
-                      "conversation.item.input_audio_transcription.delta"})
 
 
 def _base_model(model: str) -> str:
@@ -126,13 +110,6 @@ def _modalities(value: Any, path: str) -> list[str]:
     return ["text", "audio"] if "audio" in value else ["text"]
 
 
-def _voice(value: Any, path: str) -> str:
-    name = string(value, path)
-    if not name:
-        raise ClientError("invalid_value", "Invalid value: ''. The voice cannot be empty.", path)
-    return name
-
-
 def _tool(value: Any, path: str) -> dict[str, Any]:
     tool = mapping(value, path)
     if "function" not in tool:
@@ -148,7 +125,7 @@ def _voice_or_null(value: Any, path: str) -> str | None:
     # null keeps the model's default voice: DashScope's own SDK (2.0.2) sends "voice": null from every
     # update_session() that names no voice, and public code doing so against the live service works
     # (Alibaba's ASR samples, third-party omni clients); an empty string stays an error (protocol notes 2.2)
-    return None if value is None else _voice(value, path)
+    return None if value is None else voice_name(value, path)
 
 
 def _transcription(value: Any, path: str) -> dict[str, Any] | None:
@@ -219,24 +196,39 @@ def _list(value: Any, path: str) -> list[Any]:
     return value
 
 
-class QwenServerSession(ServerSession):
+class QwenServerSession(DialectSession):
     """One connection speaking the DashScope dialect (see the module docstring)."""
+
+    default_model = DEFAULT_MODEL
+    #: the client events besides ``session.finish`` (answered as ``finish_reply`` says); beta event names out
+    client_events = accepted_events(
+        ("session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
+         "input_image_buffer.append", "conversation.item.create", "response.create", "response.cancel"),
+        {"input_image_buffer.append": ((), ("image",))},  # no image: the handler's own errors, in its order
+    )
+    renames = {
+        "response.output_audio.delta": "response.audio.delta",
+        "response.output_audio.done": "response.audio.done",
+        "response.output_audio_transcript.delta": "response.audio_transcript.delta",
+        "response.output_audio_transcript.done": "response.audio_transcript.done",
+        "response.output_text.delta": "response.text.delta",
+        "response.output_text.done": "response.text.done",
+    }
+    dropped = frozenset({"conversation.item.done", "rate_limits.updated",
+                         "conversation.item.input_audio_transcription.delta"})
 
     def __init__(self, server: RealtimeServer, model: str, send: Callable[[str], None],
                  close: Callable[[int, str], None], name: str) -> None:
-        if model == "gpt-realtime" and server.default_model == "gpt-realtime":  # the GA default is no Qwen
-            model = DEFAULT_MODEL
         super().__init__(server, model, send, close, name)
-        self.model = model
         cfg = self.config
         cfg["output_modalities"] = ["audio"]
         cfg["audio"]["input"]["format"] = {"type": "audio/pcm", "rate": INPUT_RATE}
         cfg["audio"]["input"]["turn_detection"] = default_turn_detection()
         cfg["audio"]["output"]["format"] = {"type": "audio/pcm", "rate": OUTPUT_RATE}
-        cfg["audio"]["output"]["voice"] = "Tina" if _base_model(model) in TOOL_MODELS else "Cherry"
+        base = _base_model(self.model)
+        cfg["audio"]["output"]["voice"] = "Tina" if base in TOOL_MODELS else "Cherry"
         self.formats = {"input_audio_format": "pcm16",
-                        "output_audio_format": "pcm16" if _base_model(model).startswith("qwen-omni-turbo")
-                        else "pcm24"}
+                        "output_audio_format": "pcm16" if base.startswith("qwen-omni-turbo") else "pcm24"}
         self.extras: dict[str, Any] = {"temperature": 0.9, "top_p": 1.0, "max_tokens": 16384}
         self.input = InputBuffer(self._in_fmt(), self._turn_detection())
         self.session_end = self.deadline
@@ -252,8 +244,7 @@ class QwenServerSession(ServerSession):
     def flat_session(self) -> dict[str, Any]:
         """The effective config in DashScope's flat shape (as ``session.created``/``updated`` show it)."""
         cfg = self.config
-        tools = [{"type": "function", "function": {k: v for k, v in t.items() if k != "type"}}
-                 for t in cfg["tools"]]
+        tools = nested_tools(cfg["tools"])
         return {
             "id": cfg["id"], "object": "realtime.session", "model": self.model,
             "modalities": ["text", "audio"] if cfg["output_modalities"] == ["audio"] else ["text"],
@@ -271,22 +262,11 @@ class QwenServerSession(ServerSession):
 
     # -- out: GA events -> DashScope events --------------------------------------
 
-    def emit(self, event: dict[str, Any]) -> None:
-        out = self._translate(event)
-        if out is not None:
-            super().emit(out)
-
-    def inject(self, event: dict[str, Any]) -> None:
-        """Send a test's event as given (already in DashScope's spelling)."""
-        with self.cond:
-            super().emit(copy.deepcopy(event))
-
     def _translate(self, event: dict[str, Any]) -> dict[str, Any] | None:
         kind = event["type"]
-        if kind in _DROPPED or (kind == "response.done" and self._suppress_done):
+        out = super()._translate(event)
+        if out is None or (kind == "response.done" and self._suppress_done):
             return None
-        out = {k: v for k, v in event.items() if k != "obfuscation"}
-        out["type"] = _RENAMES.get(kind, kind)
         if kind in ("session.created", "session.updated"):
             out["session"] = self.flat_session()
         elif kind == "conversation.item.added":
@@ -303,16 +283,8 @@ class QwenServerSession(ServerSession):
     # -- in: DashScope client events -----------------------------------------------
 
     def _dispatch(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind is None:
-            raise ClientError("missing_required_parameter", "Missing required parameter: 'type'.", "type")
-        if kind == "session.finish":
+        if event.get("type") == "session.finish":  # no field check: DashScope's reply is the knob's
             self._on_session_finish(event)
-            return
-        if kind not in QWEN_CLIENT_EVENTS and kind != BARRIER:
-            raise invalid_value("type", kind, [k for k in QWEN_CLIENT_EVENTS if k != "session.finish"])
-        if kind == "input_image_buffer.append":
-            self._on_input_image_buffer_append(event)
             return
         super()._dispatch(event)
 
@@ -325,9 +297,6 @@ class QwenServerSession(ServerSession):
         if "modalities" in patch:
             cfg["output_modalities"] = ["audio"] if "audio" in patch["modalities"] else ["text"]
         if patch.get("voice") is not None:
-            if patch["voice"] != audio_out["voice"] and self._assistant_audio_present():
-                raise ClientError("cannot_update_voice",
-                                  "Cannot update a conversation's voice if assistant audio is present.")
             audio_out["voice"] = patch["voice"]
         if "instructions" in patch:
             cfg["instructions"] = patch["instructions"]
@@ -337,6 +306,7 @@ class QwenServerSession(ServerSession):
             cfg["tools"] = [{"type": "function", **t["function"]} for t in patch["tools"]]
         if "tool_choice" in patch:
             cfg["tool_choice"] = patch["tool_choice"]
+        self._check_voice(cfg)  # before the flat fields below change
         for key in ("input_audio_format", "output_audio_format"):
             if key in patch:
                 self.formats[key] = patch[key]
@@ -345,13 +315,7 @@ class QwenServerSession(ServerSession):
             if rate is not None:
                 cfg["audio"][side]["format"] = {"type": "audio/pcm", "rate": rate}
         self.extras.update((k, patch[k]) for k in _ECHOED if k in patch)
-        old_vad = self.config["audio"]["input"]["turn_detection"]
-        old_in = self.config["audio"]["input"]["format"]
-        self.config = cfg
-        if old_vad != audio_in["turn_detection"] or old_in != audio_in["format"]:
-            self.input.configure(self._in_fmt(), self._turn_detection())
-            self.speech_item = None
-        self.emit({"type": "session.updated", "session": {}})
+        self._apply_session(cfg)
 
     def _vad(self, value: Any) -> dict[str, Any] | None:
         path = "session.turn_detection"
@@ -376,9 +340,6 @@ class QwenServerSession(ServerSession):
         self._touch()
 
     def _on_input_image_buffer_append(self, event: dict[str, Any]) -> None:
-        for key in event:
-            if key not in ("type", "event_id", "image"):
-                raise ClientError("unknown_parameter", f"Unknown parameter: '{key}'.", key)
         if not self.audio_seen:
             raise ClientError("", "Error append image before append audio.")
         image = event.get("image")
@@ -438,7 +399,7 @@ class QwenServerSession(ServerSession):
     def _on_session_finish(self, event: dict[str, Any]) -> None:
         reply, kind = self.server.finish_reply, "session.finish"
         if reply == "error":
-            raise invalid_value("type", "session.finish", [k for k in QWEN_CLIENT_EVENTS if k != kind])
+            raise invalid_value("type", kind, list(self.client_events))
         if reply != "finished":
             return
         if self.active is not None and self.stream is not None:
@@ -471,12 +432,7 @@ def _beta_item(item: dict[str, Any]) -> dict[str, Any]:
     """An assistant item's GA content types -> beta (``audio``/``text``)."""
     if item.get("role") != "assistant" or not isinstance(item.get("content"), list):
         return item
-    parts = []
-    for part in item["content"]:
-        if isinstance(part, dict) and part.get("type") in ("output_audio", "output_text"):
-            part = {**part, "type": part["type"][len("output_"):]}
-        parts.append(part)
-    return {**item, "content": parts}
+    return {**item, "content": beta_content(item["content"])}
 
 
 def _beta_usage(usage: Any) -> Any:

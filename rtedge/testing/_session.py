@@ -252,14 +252,24 @@ class ServerSession:
 
     def _on_session_update(self, event: dict[str, Any]) -> None:
         patch = validate_session(event["session"])
-        merged = merge_session(self.config, patch)
+        self._apply_session(merge_session(self.config, patch))
+
+    def _check_voice(self, config: dict[str, Any]) -> None:
+        """Refuse ``config`` (a ``session.update``'s result) if it changes the voice once assistant audio
+        exists."""
         old_voice = self.config["audio"]["output"]["voice"]
-        if merged["audio"]["output"]["voice"] != old_voice and self._assistant_audio_present():
+        if config["audio"]["output"]["voice"] != old_voice and self._assistant_audio_present():
             raise ClientError("cannot_update_voice",
                               "Cannot update a conversation's voice if assistant audio is present.")
+
+    def _apply_session(self, config: dict[str, Any]) -> None:
+        """Make ``config`` (a validated, GA-shaped copy) the session's and announce it with
+        ``session.updated`` (after :meth:`_check_voice`); the input buffer follows a new input format or
+        turn detection."""
+        self._check_voice(config)
         old_input = self.config["audio"]["input"]
-        self.config = merged
-        new_input = merged["audio"]["input"]
+        self.config = config
+        new_input = config["audio"]["input"]
         keys = ("format", "turn_detection")
         if [old_input[k] for k in keys] != [new_input[k] for k in keys]:
             self.input.configure(self._in_fmt(), self._turn_detection())

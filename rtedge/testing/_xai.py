@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 :class:`XaiServerSession` is the GA :class:`ServerSession` with a translator on
-both sides, like the DashScope one (``_qwen``): the emulation (VAD, responses,
-audio pacing, cancels, tools) is shared and only the wire differs.  What it
-emulates comes from the protocol notes and from recorded xAI sessions:
+both sides, like the DashScope one (``_qwen``; the common part in
+``_dialect``): the emulation (VAD, responses, audio pacing, cancels, tools) is
+shared and only the wire differs.  What it emulates comes from the protocol notes and from recorded xAI sessions:
 
 * **In**: ``session.update`` carries ``voice`` and ``turn_detection`` at the
   top level and has no ``type`` (a ``type`` or ``output_modalities`` key is an
@@ -59,7 +59,6 @@ from rtedge.testing._config import (
     boolean,
     enum,
     integer,
-    invalid_value,
     mapping,
     nullable,
     number,
@@ -67,8 +66,8 @@ from rtedge.testing._config import (
     string,
     validate_response_params,
 )
+from rtedge.testing._dialect import DialectSession, accepted_events, beta_content, nested_tools, voice_name
 from rtedge.testing._input import InputBuffer
-from rtedge.testing._session import BARRIER, ServerSession
 
 if TYPE_CHECKING:
     from rtedge.testing.server import RealtimeServer
@@ -80,18 +79,6 @@ DEFAULT_VOICE = "ara"
 PCM_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 #: what the emulated energy VAD gets: xAI's threshold minus this
 THRESHOLD_SHIFT = 0.35
-
-XAI_CLIENT_EVENTS = (
-    "session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
-    "conversation.item.create", "conversation.item.delete", "response.create", "response.cancel",
-)
-_RENAMES = {
-    "response.output_text.delta": "response.text.delta",
-    "response.output_text.done": "response.text.done",
-    "conversation.item.input_audio_transcription.delta":
-        "conversation.item.input_audio_transcription.updated",
-}
-_DROPPED = frozenset({"conversation.item.done", "rate_limits.updated"})
 
 
 def default_turn_detection() -> dict[str, Any]:
@@ -144,13 +131,6 @@ def _tool_choice(value: Any, path: str) -> Any:
     return copy.deepcopy(choice)
 
 
-def _voice(value: Any, path: str) -> str:
-    name = string(value, path)
-    if not name:
-        raise ClientError("invalid_value", "Invalid value: ''. The voice cannot be empty.", path)
-    return name
-
-
 def _max_output_tokens(value: Any, path: str) -> Any:
     return value if value == "inf" else integer(1)(value, path)
 
@@ -163,7 +143,7 @@ _AUDIO = obj({
 _SESSION_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "model": string,
     "instructions": string,
-    "voice": _voice,
+    "voice": voice_name,
     "turn_detection": _turn_detection,
     "audio": _AUDIO,
     "tools": array(_tool),
@@ -173,18 +153,29 @@ _SESSION_FIELDS: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
-class XaiServerSession(ServerSession):
+class XaiServerSession(DialectSession):
     """One connection speaking xAI's dialect (see the module docstring)."""
+
+    default_model = DEFAULT_MODEL
+    #: no ``conversation.item.truncate`` or ``.retrieve``: refused like any unknown type
+    client_events = accepted_events((
+        "session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
+        "conversation.item.create", "conversation.item.delete", "response.create", "response.cancel",
+    ))
+    renames = {
+        "response.output_text.delta": "response.text.delta",
+        "response.output_text.done": "response.text.done",
+        "conversation.item.input_audio_transcription.delta":
+            "conversation.item.input_audio_transcription.updated",
+    }
+    dropped = frozenset({"conversation.item.done", "rate_limits.updated"})
 
     def __init__(self, server: RealtimeServer, model: str, send: Callable[[str], None],
                  close: Callable[[int, str], None], name: str) -> None:
-        if model == "gpt-realtime" and server.default_model == "gpt-realtime":  # the GA default is no Grok
-            model = DEFAULT_MODEL
         super().__init__(server, model, send, close, name)
-        self.model = model
         cfg = self.config
         cfg["id"] = server.new_id("sess")
-        cfg["model"] = model
+        cfg["model"] = self.model
         if cfg["instructions"] == DEFAULT_INSTRUCTIONS:
             cfg["instructions"] = ""  # xAI starts without instructions
         cfg["audio"]["input"]["turn_detection"] = None  # session.created reports {"type": null}
@@ -197,10 +188,6 @@ class XaiServerSession(ServerSession):
 
     # -- sessions ----------------------------------------------------------------
 
-    def _tools(self) -> list[dict[str, Any]]:
-        return [{"type": "function", "function": {k: v for k, v in t.items() if k != "type"}}
-                if t.get("type") == "function" else copy.deepcopy(t) for t in self.config["tools"]]
-
     def _xai_turn_detection(self) -> dict[str, Any]:
         td = self.config["audio"]["input"]["turn_detection"]
         return copy.deepcopy(td) if td else {"type": None}
@@ -210,7 +197,8 @@ class XaiServerSession(ServerSession):
         cfg = self.config
         return {"id": cfg["id"], "object": "realtime.session", "instructions": cfg["instructions"],
                 "voice": cfg["audio"]["output"]["voice"], "modalities": ["audio"],
-                "turn_detection": self._xai_turn_detection(), "tools": self._tools(), "model": self.model}
+                "turn_detection": self._xai_turn_detection(), "tools": nested_tools(cfg["tools"]),
+                "model": self.model}
 
     def full_session(self) -> dict[str, Any]:
         """The long session object of ``session.updated`` (flat and ``audio`` fields side by side, no
@@ -221,7 +209,7 @@ class XaiServerSession(ServerSession):
         out_audio = {"format": copy.deepcopy(audio_out["format"]), "transport": "json"}
         if audio_out.get("speed", 1.0) != 1.0:
             out_audio["speed"] = audio_out["speed"]
-        tools = {"tools": self._tools()} if cfg["tools"] else {}  # xAI leaves out an empty list here
+        tools = {"tools": nested_tools(cfg["tools"])} if cfg["tools"] else {}  # no empty list here, as xAI
         return {
             "instructions": cfg["instructions"], "enable_noise_suppression": True,
             "turn_detection": self._xai_turn_detection(), "model": self.model, **tools,
@@ -281,22 +269,11 @@ class XaiServerSession(ServerSession):
 
     # -- out: GA events -> xAI events ----------------------------------------------------
 
-    def emit(self, event: dict[str, Any]) -> None:
-        out = self._translate(event)
-        if out is not None:
-            super().emit(out)
-
-    def inject(self, event: dict[str, Any]) -> None:
-        """Send a test's event as given (already in xAI's spelling)."""
-        with self.cond:
-            super().emit(copy.deepcopy(event))
-
     def _translate(self, event: dict[str, Any]) -> dict[str, Any] | None:
         kind = event["type"]
-        if kind in _DROPPED:
+        out = super()._translate(event)
+        if out is None:
             return None
-        out = {k: v for k, v in event.items() if k != "obfuscation"}
-        out["type"] = _RENAMES.get(kind, kind)
         if kind == "session.created":
             out["session"] = self.created_session()
         elif kind == "session.updated":
@@ -346,22 +323,11 @@ class XaiServerSession(ServerSession):
 
     # -- in: xAI client events ---------------------------------------------------------
 
-    def _dispatch(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind is None:
-            raise ClientError("missing_required_parameter", "Missing required parameter: 'type'.", "type")
-        if kind not in XAI_CLIENT_EVENTS and kind != BARRIER:
-            raise invalid_value("type", kind, XAI_CLIENT_EVENTS)  # truncate and retrieve included
-        super()._dispatch(event)
-
     def _on_session_update(self, event: dict[str, Any]) -> None:
         patch = obj(_SESSION_FIELDS)(event["session"], "session")
         cfg = copy.deepcopy(self.config)
         audio_in, audio_out = cfg["audio"]["input"], cfg["audio"]["output"]
         if "voice" in patch:
-            if patch["voice"] != audio_out["voice"] and self._assistant_audio_present():
-                raise ClientError("cannot_update_voice",
-                                  "Cannot update a conversation's voice if assistant audio is present.")
             audio_out["voice"] = patch["voice"]
         if "turn_detection" in patch:
             audio_in["turn_detection"] = patch["turn_detection"]
@@ -371,12 +337,7 @@ class XaiServerSession(ServerSession):
         audio = patch.get("audio") or {}
         for side, target in (("input", audio_in), ("output", audio_out)):
             target.update(audio.get(side) or {})
-        old = self.config["audio"]["input"]
-        self.config = cfg
-        if [old["format"], old["turn_detection"]] != [audio_in["format"], audio_in["turn_detection"]]:
-            self.input.configure(self._in_fmt(), self._turn_detection())
-            self.speech_item = None
-        self.emit({"type": "session.updated", "session": {}})
+        self._apply_session(cfg)
 
     def _on_input_audio_buffer_commit(self, event: dict[str, Any]) -> None:
         super()._on_input_audio_buffer_commit(event)
@@ -402,10 +363,7 @@ def _xai_item(item: dict[str, Any], kind: str) -> dict[str, Any]:
         if kind == "response.output_item.added":
             out.pop("content")
         else:
-            out["content"] = [
-                {**p, "type": p["type"][len("output_"):]}
-                if isinstance(p, dict) and p.get("type") in ("output_audio", "output_text") else p
-                for p in out["content"]]
+            out["content"] = beta_content(out["content"])
     return out
 
 
