@@ -5,7 +5,8 @@ Theory of operation
 :class:`XaiServerSession` is the GA :class:`ServerSession` with a translator on
 both sides, like the DashScope one (``_qwen``; the common part in
 ``_dialect``): the emulation (VAD, responses, audio pacing, cancels, tools) is
-shared and only the wire differs.  What it emulates comes from the protocol notes and from recorded xAI sessions:
+shared and only the wire differs.  What it emulates comes from the protocol
+notes and from recorded xAI sessions:
 
 * **In**: ``session.update`` carries ``voice`` and ``turn_detection`` at the
   top level and has no ``type`` (a ``type`` or ``output_modalities`` key is an
