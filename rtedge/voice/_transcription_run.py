@@ -2,11 +2,12 @@
 generations on the wire, the transcripts coming back, and a reconnect mid-utterance.
 
 Everything here runs on the caller's thread inside :meth:`rtedge.voice.transcriber.Transcriber.transcribe`
-(see that module for the theory of operation); the source's thread and the client's receiver only put
-frames and events into the :class:`_Inbox`.
+(see that module for the theory of operation); the source's thread only queues frames in the
+:class:`_Backlog`.  Events are read from the client's own inbox (``client.events()``); the backlog's
+condition only learns that one is there, so that one wait covers both.
 
-Owns: the run's state (:class:`_Run`) and the inbox.  Must not: call user code on another thread, or
-block without a bound.
+Owns: the run's state (:class:`_Run`) and the frame backlog.  Must not: call user code on another thread,
+keep a copy of the client's events, or block without a bound.
 """
 
 from __future__ import annotations
@@ -36,13 +37,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("rtedge")
 
 
-class _Inbox:
-    """Frames from the source thread and events from the receiver, for the caller's thread."""
+class _Backlog:
+    """Frames from the source thread for the caller's thread, and the news that events wait in the
+    client's inbox: one condition, so the caller waits for either at once.
+
+    Not an event queue: the events stay in the client's inbox (:class:`~rtedge.transport._inbox.EventLog`,
+    bounded and counted there), which wakes no other condition than its own.  :meth:`ring` is called
+    from ``rtedge-dispatch``, which runs a callback only after the event is in that inbox, so a ring is
+    never ahead of its event.
+    """
 
     def __init__(self, max_frames: int, block: bool, stats: TranscriberStats) -> None:
         self.cond = threading.Condition()
         self.frames: deque[np.ndarray] = deque()
-        self.events: deque[tuple[Client, ev.ServerEvent]] = deque()
+        self.rung = True  # events came into the client's inbox since the caller read it (at first: maybe)
         self.ended = False  # the source reached its end
         self.closed = False  # the consumer is gone: producers stop waiting
         self._max, self._block, self._stats = max_frames, block, stats
@@ -62,9 +70,10 @@ class _Inbox:
                 self.frames.append(frame)
                 self.cond.notify_all()
 
-    def put_event(self, client: Client, event: ev.ServerEvent) -> None:
+    def ring(self) -> None:
+        """An event is in the client's inbox (``rtedge-dispatch``; never blocks for long)."""
         with self.cond:
-            self.events.append((client, event))
+            self.rung = True
             self.cond.notify_all()
 
     def end(self) -> None:
@@ -121,23 +130,26 @@ class _Run:
             self.onset = self.hangover = 0
 
     # -- the loop ------------------------------------------------------------------------------------------
-    def loop(self, inbox: _Inbox, source: AudioSource) -> Iterator[Utterance]:
+    def loop(self, backlog: _Backlog, source: AudioSource) -> Iterator[Utterance]:
         while True:
             frames: list[np.ndarray] = []
-            with inbox.cond:
+            with backlog.cond:
                 if not self.queue or self.finalizing:
-                    inbox.cond.wait_for(lambda: bool(inbox.events) or (not self.finalizing and (
-                        bool(inbox.frames) or inbox.ended)) or source.failed.is_set(), self._wait_time())
-                events = list(inbox.events)
-                inbox.events.clear()
+                    backlog.cond.wait_for(lambda: backlog.rung or (not self.finalizing and (
+                        bool(backlog.frames) or backlog.ended)) or source.failed.is_set(), self._wait_time())
+                backlog.rung = False  # the inbox is read below, every round (what came before the ring too)
                 if not self.finalizing and not self.queue:
-                    frames = list(inbox.frames)
-                    inbox.frames.clear()
-                    inbox.cond.notify_all()  # a paused file source may go on
-                ended = inbox.ended and not inbox.frames
-            for client, event in events:
-                if client is self.client:  # not a late event of a connection replaced since
-                    yield from self._on_event(event, inbox)
+                    frames = list(backlog.frames)
+                    backlog.frames.clear()
+                    backlog.cond.notify_all()  # a paused file source may go on
+                ended = backlog.ended and not backlog.frames
+            events = 0
+            client = self.client
+            for event in client.events(timeout=0):
+                events += 1
+                yield from self._on_event(event, backlog)
+                if client is not self.client:  # reconnected: the old connection's late events are moot
+                    break
             if source.failed.is_set():
                 raise source.error or AudioError(f"{source!r} failed")
             for frame in frames:
@@ -250,7 +262,7 @@ class _Run:
         self.client.send(self.t._wire.final())
 
     # -- events --------------------------------------------------------------------------------------------
-    def _on_event(self, event: ev.ServerEvent, inbox: _Inbox) -> Iterator[Utterance]:
+    def _on_event(self, event: ev.ServerEvent, backlog: _Backlog) -> Iterator[Utterance]:
         wire = self.t._wire
         delta, done, failed = wire.delta(event), wire.done(event), wire.failed(event)
         if delta is not None:
@@ -272,7 +284,7 @@ class _Run:
                     raise error
                 detail = event.cause if isinstance(event, ev.GaveUp) else f"close {event.code} {event.reason}"
                 raise ConnectionClosed(f"the transcription connection was lost ({detail.strip()})")
-            self._reconnect(inbox, str(event.cause if isinstance(event, ev.GaveUp) else event.reason))
+            self._reconnect(backlog, str(event.cause if isinstance(event, ev.GaveUp) else event.reason))
 
     def _on_done(self, text: str, raw_usage: Any) -> Iterator[Utterance]:
         gen = self.gen
@@ -295,7 +307,7 @@ class _Run:
         yield utt
 
     # -- reconnecting --------------------------------------------------------------------------------------
-    def _reconnect(self, inbox: _Inbox, cause: str) -> None:
+    def _reconnect(self, backlog: _Backlog, cause: str) -> None:
         """A fresh connection (the old one's queued events die with it), then the utterance in flight again."""
         backoff = self.t.reconnect
         assert backoff is not None
@@ -308,8 +320,8 @@ class _Run:
             delay = backoff.delay(attempt)
             log.warning("transcriber: connection lost (%s); reconnecting in %.2f s (attempt %d)",
                         cause or "no reason", delay, attempt)
-            with inbox.cond:
-                if inbox.cond.wait_for(lambda: inbox.ended or inbox.closed, delay):
+            with backlog.cond:
+                if backlog.cond.wait_for(lambda: backlog.ended or backlog.closed, delay):
                     raise ConnectionClosed(f"stopped while reconnecting; last: {cause}")
             try:
                 self.t.connect()

@@ -35,9 +35,11 @@ A ``transcription.done`` that arrives while the utterance is still streaming
 the rest of the speech.
 
 Everything runs on the caller's thread (inside :meth:`Transcriber.transcribe`):
-the source's thread only queues frames and the client's receiver only queues
-events, both into one condition-guarded inbox, so callbacks (``on_delta``,
-``on_utterance``) also run on the caller's thread.  Every wait is bounded
+the source's thread only queues frames into a bounded backlog, and events are
+read from the client's own inbox (``client.events()``); a ``"*"`` callback on
+``rtedge-dispatch`` only rings the backlog's condition, so the caller waits for
+frames and events at once, and callbacks (``on_delta``, ``on_utterance``) also
+run on the caller's thread.  Every wait is bounded
 (``done_timeout``); server ``error`` events raise :class:`~rtedge.errors.ServerError`
 with the server's code; the source is stopped and an owned connection closed
 (its threads joined) when the iteration ends for any reason.
@@ -48,7 +50,6 @@ thread.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -57,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from ._transcription_run import _Inbox, _Run
+from ._transcription_run import _Backlog, _Run
 from ._transcription_wire import _DIALECT_OF, RATE, TranscriberStats, Utterance, _OpenAIWire, _Wire
 from ..audio.codec import Resampler
 from ..audio.devices import AudioSource, WavSource
@@ -164,7 +165,7 @@ class Transcriber:
         self.client: Client | None = None
         self.stats = TranscriberStats()
         self._usage = Usage()
-        self._inbox: _Inbox | None = None
+        self._backlog: _Backlog | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -182,7 +183,7 @@ class Transcriber:
             return self
         client = connect(self._dialect_name, url=self.url, model=self.model, api_key=self._api_key,
                          **self._connect_options)
-        client._add_event_hook(functools.partial(self._on_event, client))
+        client.on("*", self._on_event)
         self.client = client
         return self
 
@@ -201,20 +202,20 @@ class Transcriber:
     def stop(self) -> None:
         """End the current :meth:`transcribe` as if the source ended (from any thread, a signal
         handler included): the utterance in progress is finished and transcribed."""
-        inbox = self._inbox
-        if inbox is not None:
-            inbox.end()
+        backlog = self._backlog
+        if backlog is not None:
+            backlog.end()
 
     @property
     def usage(self) -> Usage:
         """Token totals over every utterance so far."""
         return self._usage
 
-    def _on_event(self, client: Client, event: ev.ServerEvent) -> None:
-        """Receiver thread: hand the event to the running transcription (never blocks)."""
-        inbox = self._inbox
-        if inbox is not None:
-            inbox.put_event(client, event)
+    def _on_event(self, event: ev.ServerEvent) -> None:
+        """``rtedge-dispatch``: the event is in the client's inbox; wake the running transcription."""
+        backlog = self._backlog
+        if backlog is not None:
+            backlog.ring()
 
     # ------------------------------------------------------------------------------------------ transcribe
     def transcribe_file(self, path: str | Path) -> list[Utterance]:
@@ -254,36 +255,32 @@ class Transcriber:
         block = getattr(source, "realtime", True) is False
         frame_ms = source.frame_ms
         max_frames = 50 if block else max(1, int(self.max_backlog_s * 1000 / frame_ms))
-        inbox = _Inbox(max_frames, block, self.stats)
+        backlog = _Backlog(max_frames, block, self.stats)
         run = _Run(self, client, VadGate(RATE, self.vad) if self.vad is not None else None,
                    Resampler(source.rate, RATE) if source.rate != RATE else None)
         with self._lock:
-            if self._inbox is not None:
+            if self._backlog is not None:
                 raise ConfigError("this Transcriber is already transcribing a source")
-            self._inbox = inbox
-        # events that arrived before the hook saw them (say model_not_found right after connect)
-        for event in client.events(timeout=0):
-            if not any(e is event for _, e in inbox.events):
-                inbox.put_event(client, event)
+            self._backlog = backlog
 
         def on_frame(frame: np.ndarray) -> None:
-            if inbox.ended or inbox.closed:
+            if backlog.ended or backlog.closed:
                 return
             if source.finished.is_set():  # a file/pipe ended: what follows is padding silence
-                inbox.end()
+                backlog.end()
                 return
-            inbox.put_frame(frame)
+            backlog.put_frame(frame)
 
         try:
             source.start(on_frame)
-            yield from run.loop(inbox, source)
+            yield from run.loop(backlog, source)
         finally:
-            inbox.close()
+            backlog.close()
             source.stop()
             with self._lock:
-                self._inbox = None
+                self._backlog = None
             if self.client is not None:
-                for _ in self.client.events(timeout=0):  # seen through the hook already
+                for _ in self.client.events(timeout=0):  # this run's, not read: not the next run's
                     pass
             if run.gen is not None:  # stopped mid-utterance: the server's generation would linger
                 self.close()
