@@ -2,6 +2,10 @@
 
 Ownership
 ---------
+The :class:`Client` is built of pieces by responsibility, each a class over the one before and each
+making the state it manages in its own ``__init__``: ``_core.Core`` (the parts and the session record),
+``_rollover.Rollover``, ``_link.Link``, ``client.Client``.
+
 Each piece of mutable state has one owner, the only thread that changes it (or one lock all its writers
 take); other threads ask the owner, or read an immutable value the owner publishes.  Every row is
 checked by a test (named in brackets, under ``tests/``).

@@ -55,8 +55,8 @@ from typing import Any
 from ..errors import (ConnectionClosed, DeadlineExceeded, HandshakeError, LocalProtocolError, RtEdgeError,
                       ServerError, TransportError)
 from ..protocol import events as ev
-from ..protocol._state import InputBufferState, ResponseState, SessionSnapshot
-from ..protocol.config import SessionConfig
+from ..protocol._state import InputBufferState, ResponseState
+from ..protocol.dialects import Dialect
 from ..protocol.reseed import history_items, seed_plan
 from ..protocol.session import Session
 from ..protocol.usage import Usage
@@ -64,9 +64,8 @@ from . import _ws
 from .backoff import FATAL_ERROR_CODES, FATAL_HTTP_STATUSES, RECOVERABLE_CLOSE_CODES, Backoff
 from ._handshake import SENDER_CALL_TIMEOUT, read_until, seed_texts, send_on_sender, server_error
 from ._rollover import Rollover
-from ._lifecycle import ENDING, SENDING, LinkEvent, LinkMachine, LinkState
-from ._inbox import Dispatcher, EventLog
-from ._workers import SendQueue, TransportStats, receive_until_end
+from ._lifecycle import ENDING, SENDING, LinkEvent, LinkState
+from ._workers import receive_until_end
 
 log = logging.getLogger("rtedge")
 
@@ -77,34 +76,14 @@ KEEPALIVE_SILENCE_MS = 100.0
 
 
 class Link(Rollover):
-    """Connection lifecycle shared by :class:`rtedge.Client` (a mixin; the client owns the fields)."""
+    """The link piece of :class:`rtedge.Client`: its state is made here; the parts and the session
+    record are :class:`~._core.Core`'s."""
 
-    dialect: Any
-    stats: TransportStats
-    _url: str
-    _headers: dict[str, str]
-    _opts: dict[str, Any]
-    _session: Session
-    _lock: threading.RLock
-    _sendq: SendQueue
-    _log: EventLog
-    _dispatcher: Dispatcher
-    _stop: threading.Event
-    _conn: _ws.WsConnection | None
-    _requested: SessionConfig | None
-    _on_text: Callable[..., list[ev.ServerEvent]]
-    _emit: Callable[[ev.ServerEvent], None]
-    _send: Callable[..., str | None]
-
-    def _init_link(self) -> None:
-        self._machine = LinkMachine()  # moved under self._lock only
-        self._snapshot: SessionSnapshot | None = SessionSnapshot()
+    def __init__(self, dialect: Dialect, url: str, headers: dict[str, str], options: dict[str, Any]) -> None:
+        super().__init__(dialect, url, headers, options)
+        #: control events kept while the link is down (the client's sends, under the lock), replayed after
         self._pending: list[ev.ClientEvent] = []
-        #: session.updates sent and not answered yet (event_id, config), oldest first
-        self._updates_in_flight: deque[tuple[str | None, SessionConfig]] = deque()
-        self._usage_before = Usage()
-        self._history: list[dict[str, Any]] = []
-        self._session_started = time.monotonic()
+        self._history: list[dict[str, Any]] = []  # the conversation a new session is seeded with
         #: sender-owned: every connection the sender opened and has not shut down yet
         self._opened: list[_ws.WsConnection] = []
         #: a connection rtedge-rollover is upgrading (not yet handed to the sender), under the lock
@@ -118,14 +97,8 @@ class Link(Rollover):
         self._last_fatal: ServerError | None = None
         #: the error that made the client give up (HandshakeError, ServerError...), else None
         self.fatal_error: RtEdgeError | None = None
-        self._init_rollover()
 
     # ------------------------------------------------------------------------------------------ establish
-    @property
-    def link_state(self) -> LinkState:
-        """Where the connection is in its life (see :class:`~rtedge.transport.LinkState`)."""
-        return self._machine.state
-
     @property
     def _offline(self) -> bool:
         return self._machine.state not in SENDING and self._machine.state is not LinkState.CONNECTING
@@ -422,9 +395,6 @@ class Link(Rollover):
                 rejected = event.error.event_id
                 self._updates_in_flight = deque(u for u in self._updates_in_flight if u[0] != rejected)
 
-    def _merge_requested(self, config: SessionConfig) -> None:
-        self._requested = config if self._requested is None else self._requested.merged(config)
-
     def _go_online(self, attempt: int, downtime: float) -> bool:
         """Replay the control events kept during the outage, in order, then resume sending.
         False (and nothing done) when close() moved the link first."""
@@ -569,25 +539,6 @@ class Link(Rollover):
             for entry in self._retiring.values():  # old sessions still draining after a rollover
                 total = total + entry.session.state.usage
         return total
-
-    @property
-    def snapshot(self) -> SessionSnapshot:
-        """The session state as an immutable value (response and input-buffer states, the streaming
-        item, formats, usage...), current as of this read: read this from any thread."""
-        snap = self._snapshot
-        if snap is None:  # changed since the last read: built once, under the lock, by the first reader
-            with self._lock:
-                snap = self._snapshot
-                if snap is None:
-                    snap = self._snapshot = self._session.state.snapshot(self._usage_before)
-        return snap
-
-    def _publish(self) -> None:
-        """Under the lock, by the thread that just changed the session: the published snapshot is stale.
-
-        The next read builds the new one (under the lock, so it is consistent), so that a client whose
-        snapshot nobody reads pays nothing per event or append."""
-        self._snapshot = None
 
 
 def _quietly(fn: Callable[[bytes], None], data: bytes) -> None:

@@ -93,11 +93,12 @@ from ..protocol import events as ev
 from ..protocol._state import InputBufferState, ResponseState, SessionState
 from ..protocol.reseed import (RolloverTiming, SeedPlan, replay_item, seed_plan, session_deadline, transcribes,
                                unsettled)
+from ..protocol.dialects import Dialect
 from ..protocol.session import Session
 from . import _ws
+from ._core import Core
 from ._handshake import read_one, read_until, seed_texts, send_on_sender, server_error
-from ._lifecycle import LinkEvent, LinkMachine, LinkState
-from ._workers import SendQueue, TransportStats
+from ._lifecycle import LinkEvent, LinkState
 
 log = logging.getLogger("rtedge")
 
@@ -178,35 +179,13 @@ def quiet(state: SessionState) -> bool:
     return state.input_buffer is InputBufferState.EMPTY or _server_vad(state.session)
 
 
-class Rollover:
-    """The rollover half of :class:`rtedge.Client` (a mixin; the client owns the fields)."""
+class Rollover(Core):
+    """The rollover piece of :class:`rtedge.Client`: its state is made here; the parts and the session
+    record it moves at a switch are :class:`~._core.Core`'s."""
 
-    # fields and methods of the client and of Link this mixin uses
-    dialect: Any
-    stats: TransportStats
-    _opts: dict[str, Any]
-    _session: Session
-    _lock: threading.RLock
-    _sendq: SendQueue
-    _machine: LinkMachine
-    _conn: _ws.WsConnection | None
-    _threads: list[threading.Thread]
-    _requested: Any
-    _updates_in_flight: Any
-    _usage_before: Any
-    _session_started: float
-    _open_here: Callable[[float], _ws.WsConnection]
-    _release: Callable[[_ws.WsConnection], None]
-    _emit: Callable[[ev.ServerEvent], None]
-    _receive_loop: Callable[[_ws.WsConnection, Session], None]
-    _publish: Callable[[], None]
-    _send: Callable[..., str | None]
-
-    def _init_rollover(self) -> None:
+    def __init__(self, dialect: Dialect, url: str, headers: dict[str, str], options: dict[str, Any]) -> None:
+        super().__init__(dialect, url, headers, options)
         self._deadline: float | None = None  # epoch seconds the current session ends; None: no limit
-        #: (event_id of a response.create or None, monotonic time): a response is expected (we asked
-        #: for one, or server VAD ended a turn) and has not started yet: not a quiet moment
-        self._create_pending: tuple[str | None, float] | None = None
         self._timing: Any = None  # RolloverTiming scaled to the current session's length
         self._retry_at = 0.0  # monotonic: no new rollover before (after a failure)
         #: old connections after a switch, until their receiver is done with them
@@ -214,11 +193,24 @@ class Rollover:
         #: threads that left the receiver's role (old receivers, failed rollovers): joined on close
         self._draining: list[threading.Thread] = []
 
+    # -- what Link provides (a new connection, and the reading of it) --------------------------------------
+    def _open_here(self, timeout: float) -> _ws.WsConnection:
+        """Open a connection on this thread and hand it to the sender (:class:`~._link.Link`)."""
+        raise NotImplementedError
+
+    def _release(self, conn: _ws.WsConnection) -> None:
+        """Have the sender close and shut down ``conn`` (:class:`~._link.Link`)."""
+        raise NotImplementedError
+
+    def _receive_loop(self, conn: _ws.WsConnection | None, session: Session) -> None:
+        """Read ``conn`` for ``session`` until it ends (:class:`~._link.Link`)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------------------------------ deadline
     def _session_limit(self) -> float | None:
         limit = self._opts["session_limit_s"]
         if limit == "auto":
-            return self.dialect.session_limit_s  # type: ignore[no-any-return]
+            return self.dialect.session_limit_s
         return float(limit) if limit else None
 
     def _arm_deadline(self, session: Session, started: float | None = None) -> None:

@@ -42,13 +42,11 @@ from ..protocol.config import AudioFormat, SessionConfig
 from ..protocol.dialects import Dialect, get_dialect
 from ..protocol.dialects.base import redact_url
 from ..protocol.session import Session
-from . import _ws
 from ._lifecycle import ENDING, HELD, LinkEvent, LinkState
 from ._handshake import event_id_of, server_error
 from ._link import MAX_PENDING, Link
-from ._inbox import SYNTHETIC_BYTES, Dispatcher, EventLog
-from ._workers import (BENIGN_ERROR_CODES, SendQueue, TransportStats, decode_failure, describe_error,
-                       sender_loop)
+from ._inbox import SYNTHETIC_BYTES
+from ._workers import BENIGN_ERROR_CODES, decode_failure, describe_error, sender_loop
 from .backoff import SESSION_ENDING_ERROR_CODES
 from .options import connect_options
 
@@ -80,26 +78,13 @@ class Client(Link):
     """
 
     def __init__(self, dialect: Dialect, url: str, headers: dict[str, str], options: dict[str, Any]) -> None:
-        self.dialect = dialect
-        self._url = url
-        self._headers = headers  # holds the key: never logged, never in repr
-        self._opts = options
-        self._session = Session(dialect)
-        self._lock = threading.RLock()  # guards _session and _machine (pure calls only, never I/O)
-        self.stats = TransportStats()
-        self._sendq = SendQueue(self.stats, options["max_audio_queue_ms"])
-        self._log = EventLog(options["inbox_size"], options["inbox_bytes"], self.stats, options["inbox_audio"])
-        self._dispatcher = Dispatcher(self.stats, options["on_error"], self._log.dispatched)
+        super().__init__(dialect, url, headers, options)  # the parts, the session record, the link's state
+        #: rtedge's own receiver-thread hooks (playback, barge-in), added before the events they want
         self._audio_hooks: list[AudioDeltaHook] = []
         self._event_hooks: list[Callable[[ev.ServerEvent], None]] = []
-        self._conn: _ws.WsConnection | None = None
-        self._threads: list[threading.Thread] = []
-        self._close_started = False
-        self._stop = threading.Event()
-        self._converter: Any = None  # rtedge.audio.convert.InputConverter, created on first audio
+        self._close_started = False  # under the lock
+        self._converter: Any = None  # rtedge.audio.convert.InputConverter, created on first audio (lock)
         self._converter_fmt: Any = None
-        self._requested: SessionConfig | None = None  # every session.update the server accepted, merged
-        self._init_link()
 
     def __repr__(self) -> str:
         s = self._session.state
@@ -562,7 +547,7 @@ class Client(Link):
             if self.dialect.acknowledges_session_update:
                 self._updates_in_flight.append((event_id, config))  # see Link._update_answered
             else:
-                self._requested = config if self._requested is None else self._requested.merged(config)
+                self._merge_requested(config)
         if timeout is not None:
             self._await_update(mark, event_id, timeout)
             _warn_mismatch(config, self)
