@@ -2,7 +2,8 @@
 
 ``import rtedge.agent`` (or ``from rtedge.tick import TickSession``) still works: a finder on
 ``sys.meta_path`` answers for the old name with the module at its new home -- the very same module object,
-so classes, ``isinstance`` checks and monkeypatching behave as before -- and the first import of an old
+so classes, ``isinstance`` checks and monkeypatching behave as before; an old module whose names now live in
+two modules (:data:`GATHERED`) gives one that imports them all -- and the first import of an old
 name warns, the warning pointing at the line that imported it.  Nothing lives at the old path on disk, so the file
 list shows only the new layout.  The finder is installed by ``rtedge/__init__.py`` and answers for the names
 in :data:`MOVED` only.
@@ -35,6 +36,11 @@ MOVED = {
     "rtedge.service": "rtedge.app.service",
     "rtedge.usage_log": "rtedge.app.usage_log",
 }
+#: old modules whose names now live in more than one module: (the module that gathers them, which the old
+#: name gives, and the other homes the warning names besides the one in :data:`MOVED`)
+GATHERED = {
+    "rtedge.config": ("rtedge.app._old_config", "load_config from rtedge.app.settings_load"),
+}
 
 
 class _AliasLoader:
@@ -42,15 +48,17 @@ class _AliasLoader:
     protocol, without ``importlib.abc``: importing that pulls in importlib.resources, tempfile, shutil,
     bz2 and lzma, about 10 ms and 0.5 MB at every ``import rtedge``.)"""
 
-    def __init__(self, new: str) -> None:
+    def __init__(self, new: str, gathered: tuple[str, str] | None = None) -> None:
         self.new = new
+        self.load, self.also = gathered or (new, "")
         self._spec: importlib.machinery.ModuleSpec | None = None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        warnings.warn(f"{spec.name} is deprecated and will be removed in the next release: import {self.new} "
-                      f"(or the names rtedge itself offers, such as rtedge.VoiceAgent)",
+        also = f", {self.also}" if self.also else ""
+        warnings.warn(f"{spec.name} is deprecated and will be removed in the next release: import {self.new}"
+                      f"{also} (or the names rtedge itself offers, such as rtedge.VoiceAgent)",
                       DeprecationWarning, stacklevel=2)  # warnings skips importlib's own frames
-        module = importlib.import_module(self.new)
+        module = importlib.import_module(self.load)
         self._spec = module.__spec__
         return module
 
@@ -72,7 +80,7 @@ class MovedFinder:
         new = MOVED.get(fullname)
         if new is None:
             return None
-        return importlib.util.spec_from_loader(fullname, _AliasLoader(new))
+        return importlib.util.spec_from_loader(fullname, _AliasLoader(new, GATHERED.get(fullname)))
 
 
 def install() -> None:

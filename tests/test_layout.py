@@ -72,13 +72,30 @@ def test_an_old_import_path_warns_and_gives_the_same_module(old):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"{old} is deprecated") and _moved.MOVED[old] in out.stdout
-    new = importlib.import_module(_moved.MOVED[old])
+    gives = _moved.GATHERED[old][0] if old in _moved.GATHERED else _moved.MOVED[old]
+    new = importlib.import_module(gives)
     sys.modules.pop(old, None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         module = importlib.import_module(old)
-    assert module is new and module.__spec__.name == _moved.MOVED[old]
+    assert module is new and module.__spec__.name == gives
     assert [w.category for w in caught] == [DeprecationWarning]
+
+
+def test_an_old_module_split_in_two_still_offers_every_name_it_had():
+    """``rtedge.config`` held the settings and ``load_config``; they now live in two modules."""
+    code = ("import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+            "try:\n    from rtedge.config import load_config\nexcept DeprecationWarning as w:\n    print(w)\n"
+            "warnings.simplefilter('ignore', DeprecationWarning)\n"
+            "import rtedge.config as old, rtedge.app.settings as settings, rtedge.app.settings_load as loading\n"
+            "assert old.load_config is loading.load_config and old.Config is settings.Config\n"
+            "assert all(getattr(old, name) is not None for name in old.__all__)\n"
+            "print(old.load_config(None, {}).provider.name)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    warning, provider = out.stdout.splitlines()
+    assert warning.startswith("rtedge.config is deprecated") and "rtedge.app.settings_load" in warning
+    assert provider  # a Config with the defaults was loaded
 
 
 def test_the_readme_s_old_imports_still_run_and_point_at_the_importer(tmp_path):

@@ -22,14 +22,12 @@ receiver thread.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
 
 from ..audio.convert import InputConverter
 from ..errors import (AudioError, BackpressureError, ConfigError, ConnectionClosed, DeadlineExceeded,
@@ -40,7 +38,7 @@ from ..protocol._state import ConnectionState, SessionState
 from ..protocol._unset import UNSET
 from ..protocol.config import AudioFormat, SessionConfig
 from ..protocol.dialects import Dialect, get_dialect
-from ..protocol.dialects.base import redact_url
+from ..protocol.dialects.base import is_loopback, redact_url
 from ..protocol.session import Session
 from ._lifecycle import ENDING, HELD, LinkEvent, LinkState
 from ._handshake import event_id_of, server_error
@@ -58,15 +56,6 @@ Overflow = Literal["block", "drop_oldest"]
 APPEND_TIMEOUT = 10.0
 #: an internal receiver-thread hook on audio deltas (:meth:`Client._add_audio_hook`)
 AudioDeltaHook = Callable[["ev.ResponseOutputAudioDelta"], None]
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Client(Link):
@@ -668,6 +657,6 @@ def _endpoint(dialect: Dialect, model: str | None, url: str | None, api_key: str
     session = dialect.initial_session(model, session)
     for warning in dialect.check(session) if session is not None else ():
         log.warning("%s", warning)
-    if not key and dialect.api_key_required and not _is_loopback(full_url):
+    if not key and dialect.api_key_required and not is_loopback(full_url):
         raise ConfigError(f"no API key for {dialect.name}: pass api_key= or set {dialect.api_key_env}")
     return full_url, key, session

@@ -12,6 +12,7 @@ Owns: the dialect interface and the GA defaults.  Must not: do I/O.
 from __future__ import annotations
 
 import base64
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -188,6 +189,18 @@ def parse_format(fmt: Mapping[str, Any]) -> AudioFormat | None:
     if kind == "audio/pcma":
         return AudioFormat.pcma()
     return None
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine (``localhost`` or a loopback address): such an endpoint
+    (the local test server) needs no API key, and a tick session can hold it in lock-step."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def redact_url(url: str) -> str:
