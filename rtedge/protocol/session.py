@@ -42,7 +42,7 @@ from . import interruption
 from ._state import ConnectionState, ResponseState, SessionState
 from ._unset import UNSET
 from .dialects import Dialect, get_dialect
-from .wire import from_wire, to_wire
+from .wire import append_text, from_wire, to_wire
 
 
 #: the dialect capability a client event type needs (by type: event classes are made on first use)
@@ -98,6 +98,20 @@ class Session:
             event = attrs.evolve(event, event_id=f"evt_rtedge_{self._next_id}")
         text = to_wire(event, self.dialect)
         self.state.on_send(event)
+        return text
+
+    def send_audio(self, audio: bytes) -> str:
+        """:meth:`send` of ``InputAudioBufferAppend(audio=audio)``, without making the event (the hot path:
+        50 a second): the same text, the same accounting.
+
+        Raises:
+            LocalProtocolError: the connection is closed.
+        """
+        state = self.state
+        if state.connection is ConnectionState.CLOSED:
+            raise LocalProtocolError("cannot send input_audio_buffer.append: the connection is closed")
+        text = append_text(audio)
+        state.on_audio_sent(len(audio))
         return text
 
     def _check(self, event: ev.ClientEvent) -> None:

@@ -310,26 +310,45 @@ class SendQueue:
     def put(self, text: str, audio_ms: float = 0.0, event: ev.ClientEvent | None = None,
             drop: bool = True) -> None:
         """Queue one item.  With ``drop`` (audio only), past ``max_audio_ms`` the oldest audio goes."""
-        ring = False
         with self._cond:
             if self._closed:
                 raise ConnectionClosed("the client is closing; nothing more can be sent")
-            self._items.append((text, audio_ms, event))
-            self._audio_ms += audio_ms
-            if drop:
-                while audio_ms and self._audio_ms > self.max_audio_ms + 1e-6 and self._drop_oldest_audio():
-                    pass
-            # streaming audio waits for the sender's frame clock, unless a backlog builds up
-            if not audio_ms or not self._clocked or self._audio_ms >= CLOCK_BACKLOG_MS - 1e-6:
-                ring = self._claim_ring()
+            ring = self._push((text, audio_ms, event), drop)
         if ring:
             self._bell.ring()
+
+    def put_audio(self, audio: bytes, audio_ms: float, encode: Callable[[bytes], str]) -> bool:
+        """Queue audio that must not be lost, if it fits now (:meth:`has_room`): its text is ``encode(audio)``,
+        called only then, under the queue's lock (one round trip per append).  False: nothing was queued."""
+        with self._cond:
+            if not self._room(audio_ms):
+                return False
+            ring = self._push((encode(audio), audio_ms, None), drop=False)
+        if ring:
+            self._bell.ring()
+        return True
+
+    def _push(self, item: Item, drop: bool) -> bool:
+        """Under ``_cond``: append ``item``; True when the caller must ring the sender (out of the lock)."""
+        audio_ms = item[1]
+        self._items.append(item)
+        self._audio_ms += audio_ms
+        if drop:
+            while audio_ms and self._audio_ms > self.max_audio_ms + 1e-6 and self._drop_oldest_audio():
+                pass
+        # streaming audio waits for the sender's frame clock, unless a backlog builds up
+        if not audio_ms or not self._clocked or self._audio_ms >= CLOCK_BACKLOG_MS - 1e-6:
+            return self._claim_ring()
+        return False
 
     def has_room(self, audio_ms: float) -> bool:
         """True when ``audio_ms`` more fits under the limit (any size fits an audio-free queue)."""
         with self._cond:
-            return not self._paused and not self._closed and (
-                self._audio_ms + audio_ms <= self.max_audio_ms + 1e-6 or self._audio_ms <= 1e-6)
+            return self._room(audio_ms)
+
+    def _room(self, audio_ms: float) -> bool:
+        return not self._paused and not self._closed and (
+            self._audio_ms + audio_ms <= self.max_audio_ms + 1e-6 or self._audio_ms <= 1e-6)
 
     def wait_room(self, audio_ms: float, timeout: float | None) -> None:
         """Wait until :meth:`has_room`, the queue closes, or ``timeout`` passes.  (Waiters are woken

@@ -386,9 +386,14 @@ class Client(Link):
             raise ConfigError(f"overflow must be 'block' or 'drop_oldest', got {overflow!r}")
         with self._lock:
             fmt = self._session.state.input_format
-            if self._converter is None or self._converter_fmt != fmt:
-                self._converter, self._converter_fmt = InputConverter(fmt), fmt
+            if self._converter_fmt is not fmt and (self._converter is None or self._converter_fmt != fmt):
+                self._converter = InputConverter(fmt)
+            self._converter_fmt = fmt
             data = self._converter.convert(pcm, rate or fmt.rate)
+            # the usual append (one frame, room in the queue): queued under this one lock acquisition
+            if (overflow == "block" and data and len(data) <= self._chunk_bytes(fmt)
+                    and self._put_audio_locked(data, len(data) / fmt.bytes_per_ms)):
+                return len(data)
         if not data:
             return 0
         if overflow == "drop_oldest":
@@ -396,11 +401,15 @@ class Client(Link):
             return len(data)
         return self._append_blocking(data, fmt, timeout)
 
-    def _append_blocking(self, data: bytes, fmt: AudioFormat, timeout: float | None) -> int:
-        """Queue ``data`` in chunks, each waiting (up to ``timeout``) for room and an open link."""
+    def _chunk_bytes(self, fmt: AudioFormat) -> int:
+        """The largest wire message of audio (bytes of ``fmt``): 200 ms, or half the send queue if less."""
         chunk_ms = min(200.0, max(10.0, self._sendq.max_audio_ms / 2))
         frame = max(1, fmt.bytes_per_sample)
-        step = max(frame, int(chunk_ms * fmt.bytes_per_ms) // frame * frame)
+        return max(frame, int(chunk_ms * fmt.bytes_per_ms) // frame * frame)
+
+    def _append_blocking(self, data: bytes, fmt: AudioFormat, timeout: float | None) -> int:
+        """Queue ``data`` in chunks, each waiting (up to ``timeout``) for room and an open link."""
+        step = self._chunk_bytes(fmt)
         queued = 0
         for offset in range(0, len(data), step):
             chunk = data[offset:offset + step]
@@ -420,16 +429,22 @@ class Client(Link):
 
     def _put_audio_if_room(self, chunk: bytes, ms: float) -> bool:
         with self._lock:
-            link = self._machine.state
-            if link in ENDING or link is LinkState.CONNECTING:
-                raise ConnectionClosed("the client is closed" if self._close_started else f"the link is {link}")
-            if link in HELD or not self._sendq.has_room(ms):
-                return False
-            text = self._session.send(ev.InputAudioBufferAppend(audio=chunk))
-            self._publish()
-            self._sendq.put(text, ms, None, drop=False)
-            self._last_audio_at = time.monotonic()  # see Link._keepalive_audio
-            return True
+            return self._put_audio_locked(chunk, ms)
+
+    def _put_audio_locked(self, chunk: bytes, ms: float) -> bool:
+        """Under the lock: queue ``chunk`` (``ms`` of audio) if the link is up and it fits; False if not now.
+
+        Raises:
+            ConnectionClosed: the client is closed or the link gave up.
+        """
+        link = self._machine.state
+        if link in ENDING or link is LinkState.CONNECTING:
+            raise ConnectionClosed("the client is closed" if self._close_started else f"the link is {link}")
+        if link in HELD or not self._sendq.put_audio(chunk, ms, self._session.send_audio):
+            return False
+        self._publish()
+        self._last_audio_at = time.monotonic()  # see Link._keepalive_audio
+        return True
 
     def append_image(self, jpeg: bytes) -> None:
         """Append one JPEG image (a video frame) to the input, for dialects that take images (DashScope).

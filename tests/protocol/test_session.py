@@ -6,6 +6,7 @@ import base64
 import json
 from typing import Any
 
+import attrs
 import pytest
 
 from rtedge.errors import ConfigError, LocalProtocolError, RemoteProtocolError
@@ -154,6 +155,23 @@ def test_send_after_connection_lost_raises() -> None:
         with pytest.raises(LocalProtocolError, match="closed"):
             s.send(event)
     assert s.state.input_bytes_sent == 0
+
+
+@pytest.mark.parametrize("provider", ["openai", "qwen", "vllm"])
+def test_send_audio_is_send_of_an_append(provider: str) -> None:
+    """The append fast path: the same text and the same state as ``send(InputAudioBufferAppend)``."""
+    via_event, fast = Session(provider), Session(provider)
+    for chunk in (b"\x01\x02" * 480, b"\xff\xfe" * 7):
+        assert fast.send_audio(chunk) == via_event.send(ev.InputAudioBufferAppend(audio=chunk))
+        assert json.loads(fast.send_audio(chunk)) == {"type": "input_audio_buffer.append",
+                                                      "audio": base64.b64encode(chunk).decode()}
+        via_event.send(ev.InputAudioBufferAppend(audio=chunk))
+    assert attrs.asdict(fast.state, recurse=False) == attrs.asdict(via_event.state, recurse=False)
+    assert fast.state.input_bytes_sent == 2 * (960 + 14) and fast.state.audio_appended
+    fast.connection_lost()
+    with pytest.raises(LocalProtocolError, match="closed"):
+        fast.send_audio(b"\0\0")
+    assert fast.state.input_bytes_sent == 2 * (960 + 14)
 
 
 def test_connection_lost_is_idempotent() -> None:
