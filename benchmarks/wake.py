@@ -3,13 +3,15 @@
 
 What it measures
 ----------------
-1. **Detection**: the wake phrase synthesized by espeak-ng in ``WAKE_VOICES`` x 4 speeds x 3 pitches x
+1. **Detection**: the wake phrase synthesized by espeak-ng in 12 voices x 4 speeds x 3 pitches x
    2 noise draws (``--utterances`` caps the count; default all 288), each with 0.5 s of noise before and
    1 s after, noise at a random 10-20 dB SNR: pink (1/f, like room noise), and side by side white noise
    (broadband hiss, much harder for the model) at the model's cutoff and at 0.5, and espeak-ng's en-us
    *female* variants, which the shipped ``okay_nabu`` model misses even without noise (a model
    limitation, reported, not hidden).  Detected = the detector fires within the utterance or the second
-   after it.
+   after it.  Two splits: ``--split tuning`` (``WAKE_VOICES``, the set any decision rule was tuned on) and
+   ``--split held-out`` (the default: ``HELDOUT_VOICES``, other noise and false-wake seeds), the figures to
+   report.
 2. **False wakes**: ``--hours`` (1) of non-wake speech (assistant-like sentences and kiosk commands in 12
    voices, random speeds) with pauses and noise at 10-30 dB SNR, streamed in 20 ms frames.
 3. **CPU**: thread CPU time of the detector per second of audio (one core = 100 %), over the false-wake
@@ -37,6 +39,11 @@ from rtedge.testing import room, speech
 RATE = 16000
 WAKE_VOICES = ("en-us", "en-us+m1", "en-us+m2", "en-us+m3", "en-us+m4", "en-us+m6", "en-us+m7",
                "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us+klatt", "en-us+klatt2")
+#: held-out voices (male, none of them in WAKE_VOICES; chosen before any of them was measured): a decision rule
+#: tuned on WAKE_VOICES (noise seed 1, false-wake seed 3) is reported on these (noise seed 11, false-wake seed 13)
+HELDOUT_VOICES = ("en-gb", "en-us+m5", "en-us+m8", "en-us-nyc", "en-us-nyc+m2", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+                  "en-gb-x-rp+m3", "en-029+m6", "en-gb-scotland+m4", "en-us+klatt3", "en-us+klatt4")
+SPLITS = {"tuning": (WAKE_VOICES, 1, 3), "held-out": (HELDOUT_VOICES, 11, 13)}
 FEMALE_VOICES = ("en-us+f1", "en-us+f2", "en-us+f4")
 SPEEDS, PITCHES = (130, 150, 170, 190), (35, 50, 65)
 PHRASES = {"okay_nabu": "okay nabu", "alexa": "alexa", "hey_jarvis": "hey jarvis", "hey_mycroft": "hey mycroft"}
@@ -111,18 +118,21 @@ def main() -> int:
     parser.add_argument("--model", default="okay_nabu", choices=sorted(PHRASES))
     parser.add_argument("--utterances", type=int, default=288, help="detection set size (max 288)")
     parser.add_argument("--hours", type=float, default=1.0, help="non-wake audio for false wakes")
+    parser.add_argument("--split", default="held-out", choices=sorted(SPLITS),
+                        help="voices and seeds: tune decision rules on 'tuning', report 'held-out' (default)")
     args = parser.parse_args()
+    voices, seed, fw_seed = SPLITS[args.split]
     if not wake.available() or not speech.available():
         print("needs rtedge[wake] (pymicro-wakeword), espeak-ng and sox")
         return 1
     print(f"python {platform.python_version()}, {platform.machine()}, rtedge {rtedge.__version__}, "
-          f"model {args.model}")
-    grid = f"{len(WAKE_VOICES)} voices x {len(SPEEDS)} speeds x {len(PITCHES)} pitches x 2"
-    rows = [(f"{grid}, pink (1/f) noise, model cutoff", detection(args.model, WAKE_VOICES, args.utterances, 1)),
+          f"model {args.model}, {args.split} split")
+    grid = f"{len(voices)} voices x {len(SPEEDS)} speeds x {len(PITCHES)} pitches x 2"
+    rows = [(f"{grid}, pink (1/f) noise, model cutoff", detection(args.model, voices, args.utterances, seed)),
             (f"{grid}, white noise, model cutoff",
-             detection(args.model, WAKE_VOICES, args.utterances, 1, pink=False)),
+             detection(args.model, voices, args.utterances, seed, pink=False)),
             (f"{grid}, white noise, cutoff 0.5",
-             detection(args.model, WAKE_VOICES, args.utterances, 1, pink=False, cutoff=0.5)),
+             detection(args.model, voices, args.utterances, seed, pink=False, cutoff=0.5)),
             ("en-us female variants, pink noise, model cutoff", detection(args.model, FEMALE_VOICES, 24, 2))]
     print("\n## Detection (espeak-ng utterances, noise at 10-20 dB SNR)\n")
     print("| set | utterances | detected | rate |")
@@ -131,7 +141,7 @@ def main() -> int:
         print(f"| {name} | {n} | {hits} | {100 * hits / n:.1f} % |")
     for name, (_, _, per) in rows:
         print(f"\nper voice ({name}): " + ", ".join(f"{v} {r}" for v, r in per.items()))
-    wakes, low_wakes, seconds, cpu, cpu_front = false_wakes(args.model, args.hours, seed=3)
+    wakes, low_wakes, seconds, cpu, cpu_front = false_wakes(args.model, args.hours, seed=fw_seed)
     print(f"\n## False wakes and CPU over {seconds / 3600:.2f} h of non-wake speech and noise\n")
     print("| measure | value | baseline: feature front end alone | ratio |")
     print("|---|---|---|---|")
