@@ -9,7 +9,8 @@ Guarantees
   connection is upgraded by ``rtedge-rollover`` before any frame goes on it,
   then handed over: see ``_rollover``.)  While audio streams it wakes per
   :data:`CLOCK_BACKLOG_MS` of audio appended (or on a frame clock,
-  :data:`FRAME_CLOCK_S`), not per append; control events wake it at once.  Other threads *ask* it through
+  :data:`FRAME_CLOCK_S`), not per append; control events wake it at once.  What it finds queued
+  together (up to :data:`SEND_BATCH` messages, never past a call) goes out in one socket write.  Other threads *ask* it through
   :meth:`SendQueue.call` / :meth:`SendQueue.submit` (run ahead of queued
   items, even while the queue is paused).  It keeps the link alive: a ping
   after ``ping_interval`` seconds with nothing received (sending does not
@@ -179,6 +180,9 @@ _CLOSE = object()
 FRAME_CLOCK_S = 0.05
 #: queued audio (ms) at which an append wakes the sender even while it runs on the frame clock
 CLOCK_BACKLOG_MS = 40.0
+
+#: the most queued messages one wake-up of ``rtedge-sender`` writes in one go (one socket write)
+SEND_BATCH = 16
 
 #: one queued send: wire text, milliseconds of audio (0 for control), the event (for replay); or, in
 #: place of the text, a :class:`SenderCall` to run in queue order (:meth:`SendQueue.put_call`)
@@ -380,6 +384,15 @@ class SendQueue:
 
     def get(self, timeout: float) -> Item | SenderCall | object | None:
         """The next call or item, ``_CLOSE`` once closed and drained, or None on timeout or while paused."""
+        return self._get(timeout, 1)
+
+    def get_batch(self, timeout: float) -> list[Item] | Item | SenderCall | object | None:
+        """As :meth:`get`, but a text item comes with every text item queued right behind it (up to
+        :data:`SEND_BATCH`, none past a call), as a list, in the same lock round trip: what one wake-up of
+        the sender writes at once."""
+        return self._get(timeout, SEND_BATCH)
+
+    def _get(self, timeout: float, most: int) -> list[Item] | Item | SenderCall | object | None:
         with self._cond:
             idle = not self._calls and (self._paused or not self._items) and not self._closed
             self._sender_waiting = idle
@@ -389,22 +402,33 @@ class SendQueue:
             self._sender_waiting = False
             if self._calls:
                 return self._calls.popleft()
-            if self._items and not self._paused:
-                item = self._items.popleft()
-                self._clocked = item[1] > 0
-                # an empty queue holds no audio: reset, so float rounding never accumulates
-                self._audio_ms = self._audio_ms - item[1] if self._items else 0.0
-                if item[1] and (not self._items or self._audio_ms <= self.max_audio_ms / 2):
-                    # wake wait_below() and wait_room() once the queue has drained to half its limit,
-                    # not per frame: a producer blocked for room refills it in one go
-                    self._cond.notify_all()
-                    if self._dropping_since is not None and self._audio_ms <= self.max_audio_ms / 2:
-                        log.warning("send queue drained: %.0f ms of audio were dropped in this episode",
-                                    self._stats.audio_dropped_ms - self._dropping_since)
-                        self._dropping_since = None
-                return item
+            items = self._items
+            if items and not self._paused:
+                item = self._pop()
+                if most == 1 or type(item[0]) is not str:
+                    return item
+                batch = [item]
+                while items and len(batch) < most and type(items[0][0]) is str:
+                    batch.append(self._pop())
+                return batch
             self._clocked = False  # a frame period without audio: the next append wakes the sender
             return _CLOSE if self._closed else None
+
+    def _pop(self) -> Item:
+        """Under ``_cond``: the head item, accounted out."""
+        item = self._items.popleft()
+        self._clocked = item[1] > 0
+        # an empty queue holds no audio: reset, so float rounding never accumulates
+        self._audio_ms = self._audio_ms - item[1] if self._items else 0.0
+        if item[1] and (not self._items or self._audio_ms <= self.max_audio_ms / 2):
+            # wake wait_below() and wait_room() once the queue has drained to half its limit,
+            # not per frame: a producer blocked for room refills it in one go
+            self._cond.notify_all()
+            if self._dropping_since is not None and self._audio_ms <= self.max_audio_ms / 2:
+                log.warning("send queue drained: %.0f ms of audio were dropped in this episode",
+                            self._stats.audio_dropped_ms - self._dropping_since)
+                self._dropping_since = None
+        return item
 
     def unget(self, item: Item) -> None:
         """Give back an item the sender could not send: at the head, or (when the queue was paused
@@ -520,8 +544,8 @@ def _send_until_closed(current: Callable[[], _ws.WsConnection | None], sendq: Se
             ping_at = max(stats.last_receive + ping_interval, last_ping + min(ping_interval, ping_timeout))
             due = min(ping_at, stats.last_receive + ping_interval + ping_timeout)
             wait = min(tick, max(0.005, due - time.monotonic() + 0.005))
-        item = sendq.get(wait)
-        if isinstance(item, tuple) and isinstance(item[0], SenderCall):
+        item = sendq.get_batch(wait)
+        if isinstance(item, tuple):
             item = item[0]  # a call queued in order
         if isinstance(item, SenderCall):
             item.run()  # then the periodic duties as after a timeout: a stream of pongs must not starve them
@@ -533,23 +557,25 @@ def _send_until_closed(current: Callable[[], _ws.WsConnection | None], sendq: Se
             return
         now = time.monotonic()
         try:
-            if isinstance(item, tuple) and conn is not None:
-                conn.send_text(item[0])
-                stats.messages_sent += 1
-                stats.bytes_sent += len(item[0])
+            if isinstance(item, list) and conn is not None:
+                texts = [text for text, _, _ in item if isinstance(text, str)]  # (all are: see get_batch)
+                conn.send_texts(texts)  # what was queued together goes out in one write
+                stats.messages_sent += len(texts)
+                stats.bytes_sent += sum(map(len, texts))
             if ping_interval > 0 and conn is not None and not sendq.paused:
                 last_ping = _keepalive(conn, stats, now, last_ping, ping_interval, ping_timeout)
-            if not isinstance(item, tuple) or now - last_duty >= DUTY_INTERVAL_S:
+            if not isinstance(item, list) or now - last_duty >= DUTY_INTERVAL_S:
                 last_duty = now
                 on_tick()
         except ConnectionClosed as exc:
             log.debug("sender: %s", exc)
             if conn is not None and retired(conn):  # a rolled-over session died draining: not a loss
-                if isinstance(item, tuple) and item[1]:
-                    stats.audio_dropped_outage_ms += item[1]
+                if isinstance(item, list):
+                    stats.audio_dropped_outage_ms += sum(ms for _, ms, _ in item)
                 continue
-            if isinstance(item, tuple):
-                sendq.unget(item)
+            if isinstance(item, list):
+                for each in reversed(item):  # back at the head, in order
+                    sendq.unget(each)
             if conn is not None:
                 conn.abort()
             sendq.wait_paused_or_closed(5.0)

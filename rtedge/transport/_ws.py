@@ -31,7 +31,7 @@ import select
 import socket
 import ssl
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import websocket
@@ -199,13 +199,25 @@ class WsConnection:
         Raises:
             ConnectionClosed: the socket is gone.
         """
+        self.send_texts((text,))
+
+    def send_texts(self, texts: Sequence[str]) -> None:
+        """Send one text frame per text, all in one write (what the sender found queued together).
+
+        Raises:
+            ConnectionClosed: the socket is gone (some of the frames may have gone out).
+        """
         if self._trace is not None:
-            self._trace.message(self._trace_conn, "send", text)
-        payload = text.encode("utf-8")
+            for text in texts:
+                self._trace.message(self._trace_conn, "send", text)
+        build, key = _frame.build, _frame.mask_key
         ws = self._ws
         try:
             with ws.lock:
-                frame = memoryview(_frame.build(TEXT, payload, _frame.mask_key()))
+                if len(texts) == 1:
+                    frame = memoryview(build(TEXT, texts[0].encode("utf-8"), key()))
+                else:
+                    frame = memoryview(b"".join([build(TEXT, text.encode("utf-8"), key()) for text in texts]))
                 while frame:
                     frame = frame[ws._send(frame):]  # type: ignore[arg-type]  # any buffer: socket.send
         except (OSError, websocket.WebSocketException, AttributeError) as exc:

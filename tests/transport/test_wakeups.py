@@ -3,6 +3,7 @@ them."""
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 
@@ -182,6 +183,48 @@ def test_a_producer_blocked_for_room_is_woken_once_the_queue_drained_to_half():
         q.get(0.1)  # 100 ms queued: half the limit
     assert done.wait(5)
     t.join(5)
+
+
+def test_what_was_queued_together_is_taken_in_one_batch_up_to_a_call():
+    q = SendQueue(TransportStats(), max_audio_ms=2000)
+    for i in range(3):
+        q.put(f"a{i}", 20.0)
+    q.put("commit", 0.0)
+    call = q.put_call(lambda: None)
+    q.put("a3", 20.0)
+    batch = q.get_batch(0.1)
+    assert [text for text, _, _ in batch] == ["a0", "a1", "a2", "commit"]  # type: ignore[union-attr]
+    assert q.get_batch(0.1)[0] is call  # type: ignore[index]  # a call queued in order runs alone
+    assert [text for text, _, _ in q.get_batch(0.1)] == ["a3"]  # type: ignore[union-attr]
+    assert q._audio_ms == 0.0
+    for i in range(_workers.SEND_BATCH + 2):
+        q.put(f"b{i}", 20.0)
+    assert len(q.get_batch(0.1)) == _workers.SEND_BATCH  # type: ignore[arg-type]  # bounded
+    assert len(q.get_batch(0.1)) == 2  # type: ignore[arg-type]
+
+
+def test_the_sender_writes_a_batch_in_one_write_and_frames_parse_in_order():
+    """One socket write for what was queued together; the server reads every frame, in order."""
+    with RealtimeServer(realtime=False) as srv, rtedge.connect(url=srv.url) as client:
+        writes: list[int] = []
+        conn = client._conn
+        assert conn is not None
+        original = conn._ws._send
+
+        def counting(data):  # type: ignore[no-untyped-def]
+            writes.append(len(data))
+            return original(data)
+
+        conn._ws._send = counting  # type: ignore[method-assign]
+        frames = [bytes([i]) * 960 for i in range(5)]
+        with client._sendq._cond:  # (reentrant) the sender cannot take anything until all five are queued
+            for frame in frames:
+                client.append_audio(frame)
+        assert client.wait_sent(0.0, timeout=5)
+        assert wait_until(lambda: sum(e["type"] == "input_audio_buffer.append" for e in srv.received) >= 5)
+        appended = [e["audio"] for e in srv.received if e["type"] == "input_audio_buffer.append"][-5:]
+        assert appended == [base64.b64encode(frame).decode() for frame in frames]
+        assert len(writes) == 1
 
 
 @pytest.fixture(params=["eventfd", "semaphore"])
