@@ -272,10 +272,13 @@ class Dispatcher:
         lock, so an event is either queued for a callback or kept for its replay) and reported
         undelivered.
         """
-        with self._lock:
-            wanted = bool(self._handlers.get(event.type) or self._handlers.get("*"))
-            if not wanted and not isinstance(event, ev.ResponseOutputAudioDelta):
-                self._remember(event)
+        handlers = self._handlers  # a callback wanting it now: queued without the lock (remove() may
+        wanted = bool(handlers.get(event.type) or handlers.get("*"))  # follow: _dispatch checks again)
+        if not wanted:
+            with self._lock:
+                wanted = bool(handlers.get(event.type) or handlers.get("*"))
+                if not wanted and not isinstance(event, ev.ResponseOutputAudioDelta):
+                    self._remember(event)
         if wanted:
             self._enqueue((seq, event), wake)
         elif self._on_dispatched is not None and seq:

@@ -56,6 +56,9 @@ Overflow = Literal["block", "drop_oldest"]
 APPEND_TIMEOUT = 10.0
 #: an internal receiver-thread hook on audio deltas (:meth:`Client._add_audio_hook`)
 AudioDeltaHook = Callable[["ev.ResponseOutputAudioDelta"], None]
+#: the event types Client._track_expected looks at
+_EXPECT_TYPES = frozenset({"input_audio_buffer.speech_stopped", "input_audio_buffer.committed", "response.created",
+                           "error"})
 
 
 class Client(Link):
@@ -219,6 +222,8 @@ class Client(Link):
         """Under the lock, with the state update (a rollover's switch sees both or neither): whether a
         response is expected (server VAD may answer a turn that ended) and has not started."""
         for event in events:
+            if event.type not in _EXPECT_TYPES:
+                continue  # (audio deltas, most events)
             if isinstance(event, ev.InputAudioBufferSpeechStopped | ev.InputAudioBufferCommitted):
                 self._create_pending = (None, time.monotonic())
             elif self._create_pending is not None and (isinstance(event, ev.ResponseCreated) or (
@@ -231,23 +236,25 @@ class Client(Link):
         current session (not to one draining after a rollover, whose errors say nothing about the link).
         ``wake``: as for :meth:`_on_text`."""
         sunk = False
-        if isinstance(event, ev.ResponseOutputAudioDelta):
+        audio = isinstance(event, ev.ResponseOutputAudioDelta)
+        if audio:  # most events: nothing but the audio hooks applies to them
             for sink in self._audio_hooks:
                 self._run_hook(sink, event)
                 sunk = True
-        elif isinstance(event, ev.Error):
-            level = logging.DEBUG if event.error.code in BENIGN_ERROR_CODES else logging.WARNING
-            log.log(level, "server error event: %s", describe_error(event))
-            if event.error.code == "session_expired":
-                self.stats.sessions_expired += 1
-            if event.error.code in SESSION_ENDING_ERROR_CODES and current:
-                self._last_fatal = server_error(event)
-        if isinstance(event, ev.SessionUpdated | ev.Error) and self._updates_in_flight and current:
-            self._update_answered(event)
+        else:
+            if isinstance(event, ev.Error):
+                level = logging.DEBUG if event.error.code in BENIGN_ERROR_CODES else logging.WARNING
+                log.log(level, "server error event: %s", describe_error(event))
+                if event.error.code == "session_expired":
+                    self.stats.sessions_expired += 1
+                if event.error.code in SESSION_ENDING_ERROR_CODES and current:
+                    self._last_fatal = server_error(event)
+            if self._updates_in_flight and current and isinstance(event, ev.SessionUpdated | ev.Error):
+                self._update_answered(event)
         for hook in self._event_hooks:
             self._run_hook(hook, event)
         self._dispatcher.put(event, self._log.append(event, nbytes, delivered=sunk), wake)
-        if isinstance(event, ev.ResponseDone) and self._opts["max_session_seconds"]:
+        if not audio and self._opts["max_session_seconds"] and isinstance(event, ev.ResponseDone):
             try:  # a turn just ended: the best moment, not up to a sender tick later
                 self._sendq.submit(self._maybe_recycle)
             except ConnectionClosed:
