@@ -3,7 +3,9 @@
 A private PulseAudio daemon (no sound card) runs a 16 kHz null sink; PortAudio plays into it through
 alsa-lib's ``pulse`` plugin, and ``parec`` records the sink's monitor, which is what a listener next to the
 loudspeaker hears.  Each barge-in flushes a long tone part-way; the tone's length in the recording must
-match ``PlaybackPosition.played_ms`` (the truncate's ``audio_end_ms``) within 5 ms.  Skipped where
+match ``PlaybackPosition.played_ms`` (the truncate's ``audio_end_ms``) within 5 ms, unless PortAudio flagged
+an underrun during the burst (the callback came late on a loaded machine): on recovery the device may discard
+what it held, so such a burst may be shorter by up to that much per underrun, never longer.  Skipped where
 ``pulseaudio``/``parec``, the ALSA pulse plugin or PyAudio are missing (``apt-get install pulseaudio
 pulseaudio-utils libasound2-plugins``).
 """
@@ -139,6 +141,7 @@ def test_flush_reports_what_the_sink_really_played(pulse, tmp_path, rate):
     spk = Speaker("rt_pa_spk", rate=rate, device_rate=SINK_RATE)
     pb = PlaybackBuffer(rate)
     reported: list[float] = []
+    underruns: list[int] = []  # underflows PortAudio flagged during each burst (the client was late)
     try:
         spk.start(pb.pull)
         pb.output_latency = spk.output_latency
@@ -146,6 +149,7 @@ def test_flush_reports_what_the_sink_really_played(pulse, tmp_path, rate):
         # the stream settles on silence first, as a speaker does long before the first answer
         assert wait_until(lambda: pb.stats.silence_samples > rate // 2, timeout=10)
         for k, cut_ms in enumerate((300, 470, 650, 810, 1020)):
+            before = spk.stats.underruns
             pb.push(f"item_{k}", 0, _tone(rate, 3.0))
             assert wait_until(lambda: pb.played_ms(f"item_{k}") >= cut_ms, timeout=10)
             pos = pb.flush()
@@ -154,6 +158,7 @@ def test_flush_reports_what_the_sink_really_played(pulse, tmp_path, rate):
             assert wait_until(lambda: pb.stats.silence_samples > 0 and not pb.is_playing(), timeout=5)
             silence = pb.stats.silence_samples
             assert wait_until(lambda: pb.stats.silence_samples > silence + rate // 4, timeout=5)
+            underruns.append(spk.stats.underruns - before)
     finally:
         spk.stop()
         # the monitor records on: once 0.2 s more has reached the file, the last burst's tail is in it
@@ -163,5 +168,12 @@ def test_flush_reports_what_the_sink_really_played(pulse, tmp_path, rate):
         rec.wait(5)
     heard = _bursts_ms(np.fromfile(recording, dtype="<i2"), SINK_RATE)
     assert len(heard) == len(reported), (heard, reported)
-    for h, r in zip(heard, reported):
-        assert abs(h - r) <= 5.0, f"heard {h:.1f} ms, truncate says {r:.1f} ms"
+    latency_ms = 1000.0 * spk.output_latency
+    for h, r, u in zip(heard, reported, underruns):
+        # never more heard than the truncate says; a device that kept up played exactly that, and one that
+        # under-ran (its callback came late: a loaded machine) may have discarded at most what it held
+        # at each underrun when it recovered; PortAudio flags each one, so the bound is stated, not guessed
+        assert h <= r + 5.0, f"heard {h:.1f} ms, truncate says only {r:.1f} ms"
+        assert h >= r - 5.0 - u * latency_ms, (
+            f"heard {h:.1f} ms, truncate says {r:.1f} ms ({u} underruns flagged, {latency_ms:.0f} ms held)")
+    assert len(heard) == len(underruns)
