@@ -114,7 +114,9 @@ def test_aec_plays_the_answer_without_false_barge_in_and_the_user_still_barges_i
         # 7 s of the answer through the room: the canceller converges, nothing barges in
         assert wait_until(lambda: agent.playback.stats.played_samples > 7 * 24000, timeout=30)
         assert not agent.interruptions and agent.aec.converged
-        assert agent.aec.attenuation_db > 20.0
+        # the attenuation is a smoothed recent figure: on a loaded machine the room loop's frames come in
+        # bursts and it dips, so wait for it rather than sample it once
+        assert wait_until(lambda: agent.aec.attenuation_db > 20.0, timeout=10), agent.aec.attenuation_db
         loop.speak(near)
         assert wait_until(lambda: agent.stats.interruptions >= 1, timeout=5)
         got = agent.interruptions[0]
