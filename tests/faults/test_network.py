@@ -105,9 +105,9 @@ def test_connection_refused(proxy, server):
     proxy.refuse()
     t0 = time.monotonic()
     with pytest.raises(rtedge.TransportError, match="refused"):
-        rtedge.connect(url=proxy.url, connect_timeout=2.0)
+        rtedge.connect(url=proxy.url, connect_timeout=5.0)
     refused_s = time.monotonic() - t0
-    assert refused_s < 1.0
+    assert refused_s < 2.5  # refused at once, not after the 5 s connect timeout
     proxy.accept()
     client, timeline = open_client(proxy.url)
     text_turn(client)

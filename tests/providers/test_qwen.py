@@ -531,16 +531,16 @@ def test_close_sends_session_finish_and_gets_session_finished(server, caplog) ->
 @pytest.mark.parametrize("reply", ["error", "none"])
 def test_close_is_clean_and_quick_when_finish_is_refused_or_unanswered(reply: str) -> None:
     with RealtimeServer(dialect="qwen", realtime=False, finish_reply=reply) as server:
-        c = _connect(server, finish_timeout=0.5)
+        c = _connect(server, finish_timeout=2.0)
         started = time.monotonic()
         c.close()
         elapsed = time.monotonic() - started
         server.wait_for_received("session.finish")
         if reply == "error":  # qwen3.5-omni-flash: "invalid event type"; closed at once
             assert server.wait_for_sent("error")["error"]["param"] == "type"
-            assert elapsed < 0.45
+            assert elapsed < 1.5  # not the 2 s finish_timeout
         else:
-            assert 0.45 <= elapsed < 1.5  # waited finish_timeout, then closed anyway
+            assert 2.0 <= elapsed < 4.0  # waited finish_timeout, then closed anyway
         assert _close_code(server) == 1000
         assert c.fatal_error is None and c.link_state == "closed"
         assert "session.finished" not in {e["type"] for e in server.sent}
