@@ -82,6 +82,11 @@ class Client(Link):
         s = self._session.state
         return f"<rtedge.Client {self.dialect.name} {redact_url(self._url)} {s.connection.value}>"
 
+    @property
+    def is_loopback(self) -> bool:
+        """True when the endpoint's host is a loopback address (a local server, such as rtedge's own)."""
+        return is_loopback(self._url)
+
     # ------------------------------------------------------------------------------------------ lifecycle
     def _open(self, session: SessionConfig | None) -> None:
         """Caller's thread: start the sender, have it connect, establish the session (reading here),

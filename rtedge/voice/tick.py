@@ -130,7 +130,6 @@ from ..protocol import items
 from ..protocol._unset import UNSET
 from ..protocol.config import SessionConfig
 from ..protocol.dialects import get_dialect
-from ..protocol.dialects.base import is_loopback
 from ..protocol.interruption import Cancel, Truncate
 from ..transport.client import connect
 
@@ -277,7 +276,7 @@ class TickSession:
             client.update_session(tools=[t.function_tool for t in self._tools.values()], timeout=10.0)
             session = client.session
         if sync == "auto":
-            sync = "barrier" if is_loopback(getattr(client, "_url", "")) else "wall"
+            sync = "barrier" if client.is_loopback else "wall"
         self.sync: Sync = sync
         self.pace = self.sync == "wall" if self._pace is None else bool(self._pace)
         state = client.snapshot

@@ -54,6 +54,7 @@ def _text_turn(c: rtedge.Client, text: str = "Hello there") -> ev.ResponseDone:
 def test_connect_waits_for_confirmed_config_and_text_turn(server, client):
     # connect() returned: the requested config is already the server's effective config
     assert client.session["output_modalities"] == ["text"]
+    assert client.is_loopback  # the local server: the tick engine's "auto" sync picks its barrier from this
     done = _text_turn(client)
     assert done.status == "completed"
     assert client.state.response is ResponseState.IDLE
