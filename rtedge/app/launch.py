@@ -21,7 +21,7 @@ from .usage_log import UsageLog
 from ..audio.devices import open_sink, open_source
 from ..errors import AudioError, ConfigError, RtEdgeError
 from ..protocol.dialects import get_dialect
-from ..protocol.dialects.base import is_loopback, redact_url
+from ..protocol.dialects.base import redact_url
 from ..transport.client import connect
 
 log = logging.getLogger("rtedge")
@@ -38,9 +38,7 @@ def endpoint_needing_key(config: Config) -> str | None:
     one), else None: a loopback URL needs none."""
     dialect = get_dialect(config.provider.name)
     url = dialect.url(config.provider.model or None, config.provider.url or None)
-    if not dialect.api_key_required or is_loopback(url):
-        return None
-    return redact_url(url)
+    return redact_url(url) if dialect.needs_key(url) else None
 
 
 def no_key_message(config: Config) -> str:

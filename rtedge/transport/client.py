@@ -684,6 +684,6 @@ def _endpoint(dialect: Dialect, model: str | None, url: str | None, api_key: str
     session = dialect.initial_session(model, session)
     for warning in dialect.check(session) if session is not None else ():
         log.warning("%s", warning)
-    if not key and dialect.api_key_required and not is_loopback(full_url):
+    if not key and dialect.needs_key(full_url):
         raise ConfigError(f"no API key for {dialect.name}: pass api_key= or set {dialect.api_key_env}")
     return full_url, key, session

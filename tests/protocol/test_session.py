@@ -47,6 +47,19 @@ def test_dialect_by_name_or_instance() -> None:
         get_dialect("dashscopee")
 
 
+@pytest.mark.parametrize(("provider", "url", "needed"), [
+    ("openai", "wss://api.openai.com/v1/realtime", True),
+    ("openai", "ws://127.0.0.1:8765/v1/realtime", False),
+    ("openai", "ws://[::1]:8765/v1/realtime", False),
+    ("openai", "ws://localhost:8765/v1/realtime", False),
+    ("qwen", "wss://dashscope.aliyuncs.com/api-ws/v1/realtime", True),
+    ("vllm", "ws://gpu-box.lan:8000/v1/realtime", False),  # `vllm serve` takes no key unless told to
+])
+def test_a_key_is_needed_for_remote_endpoints_of_providers_that_take_one(provider: str, url: str,
+                                                                        needed: bool) -> None:
+    assert get_dialect(provider).needs_key(url) is needed
+
+
 def test_initial_state_and_repr() -> None:
     s = Session("openai")
     assert s.state.connection is ConnectionState.CONNECTING

@@ -85,6 +85,11 @@ class Dialect:
         model = model or self.default_model
         return with_query(base, model=model) if model else base
 
+    def needs_key(self, url: str) -> bool:
+        """True when connecting to ``url`` needs an API key: the provider takes one and the host is not
+        a loopback address (a local server runs without one)."""
+        return self.api_key_required and not is_loopback(url)
+
     def headers(self, api_key: str | None) -> dict[str, str]:
         """HTTP headers for the upgrade request (the key goes here, never into the URL)."""
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}
