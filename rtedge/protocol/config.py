@@ -17,6 +17,7 @@ Owns: the session config values.  Must not: know the wire spelling (dialects do)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -97,9 +98,12 @@ class AudioFormat:
     def bytes_per_sample(self) -> int:
         return 2 if self.kind == "pcm" else 1
 
-    @property
+    @functools.cached_property
     def bytes_per_ms(self) -> float:
-        """Bytes of this format per millisecond of audio (48 for PCM16 at 24 kHz, 8 for G.711)."""
+        """Bytes of this format per millisecond of audio (48 for PCM16 at 24 kHz, 8 for G.711).
+
+        Computed once per instance (a format is immutable; every audio append and delta asks).
+        """
         return self.rate * self.bytes_per_sample / 1000.0
 
 

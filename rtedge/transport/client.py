@@ -77,6 +77,7 @@ class Client(Link):
         self._close_started = False  # under the lock
         self._converter: Any = None  # rtedge.audio.convert.InputConverter, created on first audio (lock)
         self._converter_fmt: Any = None
+        self._chunk_cache: tuple[AudioFormat | None, int] = (None, 0)  # (format, _chunk_bytes of it)
 
     def __repr__(self) -> str:
         s = self._session.state
@@ -415,9 +416,14 @@ class Client(Link):
 
     def _chunk_bytes(self, fmt: AudioFormat) -> int:
         """The largest wire message of audio (bytes of ``fmt``): 200 ms, or half the send queue if less."""
+        cached_fmt, size = self._chunk_cache  # every append asks; the queue's bound is fixed
+        if cached_fmt is fmt:
+            return size
         chunk_ms = min(200.0, max(10.0, self._sendq.max_audio_ms / 2))
         frame = max(1, fmt.bytes_per_sample)
-        return max(frame, int(chunk_ms * fmt.bytes_per_ms) // frame * frame)
+        size = max(frame, int(chunk_ms * fmt.bytes_per_ms) // frame * frame)
+        self._chunk_cache = (fmt, size)
+        return size
 
     def _append_blocking(self, data: bytes, fmt: AudioFormat, timeout: float | None) -> int:
         """Queue ``data`` in chunks, each waiting (up to ``timeout``) for room and an open link."""

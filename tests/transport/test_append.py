@@ -124,3 +124,20 @@ def test_overflow_must_be_a_known_policy():
     with RealtimeServer(realtime=False) as srv, rtedge.connect(url=srv.url) as client:
         with pytest.raises(ConfigError, match="overflow"):
             client.append_audio(np.zeros(240, np.int16), rate=RATE, overflow="drop_newest")  # type: ignore[arg-type]
+
+
+def test_wire_chunks_follow_a_change_of_input_format(speech):
+    """The largest audio message is 200 ms of the format in force: after a switch to G.711 mid-session
+    a long append goes out in 200 ms of mu-law (1600 bytes), not in the size worked out for PCM16."""
+    with RealtimeServer(realtime=False) as srv, rtedge.connect(url=srv.url, session=MANUAL) as client:
+        client.append_audio(speech[:RATE], rate=RATE)  # 1 s of PCM16 at 24 kHz: 200 ms = 9600 bytes
+        client.update_session(input_format=rtedge.AudioFormat.pcmu(), timeout=10)
+        assert client.state.input_format == rtedge.AudioFormat.pcmu()
+        queued = client.append_audio(speech[:RATE], rate=RATE)  # 1 s again, now 8000 bytes of mu-law
+        assert queued == 8000
+        client.commit()
+        client.wait_for("input_audio_buffer.committed", timeout=30)
+        sizes = [len(base64.b64decode(e["audio"])) for e in srv.received if e["type"] == "input_audio_buffer.append"]
+        assert sizes[:5] == [9600] * 5, sizes
+        assert sizes[5:10] == [1600] * 5, sizes
+        assert all(n < 1600 for n in sizes[10:]), sizes  # what commit flushes from the resampler
