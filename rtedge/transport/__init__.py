@@ -46,7 +46,8 @@ send queue items         callers put, the sender takes   ``SendQueue``'s conditi
 the inbox                the receiver appends; readers   ``events()``/``wait_for()`` under the inbox's
                          consume under its condition     condition  [transport/test_inbox.py]
 callbacks                ``rtedge-dispatch`` runs them   ``client.on``/``off`` replace handler lists (copy
-                                                         on write)  [transport/test_ownership.py]
+                         (each after its event is in     on write)  [transport/test_ownership.py,
+                         the inbox)                      transport/test_inbox.py]
 ``TransportStats``       one thread per counter, or      read any time (see ``TransportStats``)
                          the one lock named for it       [transport/test_ownership.py]
 =======================  ==============================  ==================================================

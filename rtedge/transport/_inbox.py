@@ -9,6 +9,9 @@ Guarantees
 * Events the reader already consumed are kept only as a short tail (for rtedge's own waits).
 * Once a callback (or rtedge's audio hook) received an audio delta, the inbox keeps the event without
   its audio payload (``event.audio_dropped``), unless ``inbox_audio=True`` was asked for.
+* A callback runs only after its event is in the inbox: a callback that reads ``events(timeout=0)``
+  finds that event there (or already read), never a wake-up ahead of its event (the transcriber's
+  wait relies on this).
 * Callbacks run only on ``rtedge-dispatch``, in arrival order.  An event no callback wants is not
   handed to ``rtedge-dispatch`` at all (no wake-up per event for consumers nobody registered; audio
   deltas go to rtedge's audio hooks on the receiver).  Events that arrived before the first

@@ -98,6 +98,28 @@ def test_callbacks_consuming_every_event_keep_the_inbox_small_and_nothing_counts
         client.close()
 
 
+def test_a_callback_finds_its_event_already_in_the_inbox():
+    """Written guarantee: the receiver stores an event in the inbox before rtedge-dispatch runs a callback
+    for it, so a callback (the transcriber's ring) that reads the inbox finds its own event there."""
+    seen_ids: set[int] = set()  # events drained from the inbox so far (by the callback only)
+    missing: list[str] = []
+    calls: list[str] = []
+
+    def on_any(event: rtedge.protocol.events.ServerEvent) -> None:
+        seen_ids.update(id(e) for e in client.events(timeout=0))
+        calls.append(event.type)
+        if id(event) not in seen_ids:
+            missing.append(event.type)
+
+    with RealtimeServer(realtime=False, reply_text=LONG) as srv:
+        client = rtedge.connect(url=srv.url, session=TEXT)
+        client.on("*", on_any)
+        client.send_text("Tell me a story.")
+        assert wait_until(lambda: "response.done" in calls, timeout=30)
+        client.close()
+    assert len(calls) > 20 and missing == []
+
+
 def test_inbox_dropped_counts_events_nobody_got():
     with RealtimeServer(realtime=False, reply_text=LONG) as srv:
         client = rtedge.connect(url=srv.url, inbox_bytes=64 * 1024)  # no callbacks
