@@ -27,10 +27,13 @@ Guarantees
   canceller between the microphone and the VAD gate, fed with what the
   speaker really played (every block handed to the device, silence included,
   aligned by the devices' latencies; see :mod:`rtedge.audio.aec`) and sends
-  the cleaned audio; its gate boost while playing is ``echo_boost_db`` until
-  the filter has converged, then :data:`rtedge.audio.aec.GATE_BOOST_DB`.
+  the cleaned audio; its gate boost while playing keeps the gate shut
+  (:data:`rtedge.audio.aec.LEARNING_BOOST_DB`) until the filter has
+  converged, then is :data:`rtedge.audio.aec.GATE_BOOST_DB`.
   ``"off"`` trusts an echo-cancelled source (PipeWire/PulseAudio
-  ``module-echo-cancel``).
+  ``module-echo-cancel``).  Every guard but ``"off"`` stays on for
+  ``echo_tail_s`` of microphone audio after playback ends: the room's echo
+  of the last sound reaches the microphone after the device has gone quiet.
 * The VAD gate sends speech with its pre-roll and enough trailing silence for
   the server's VAD to end the turn, and nothing else; the bytes and seconds
   not sent are in :attr:`VoiceAgent.stats`.
@@ -80,6 +83,8 @@ INTERRUPTION_WINDOW = 64
 
 BargeIn = Literal["server", "local", "off"]
 EchoGuard = Literal["half_duplex", "threshold", "aec", "off"]
+#: default ``echo_tail_s``: the echo guard outlasts playback by the reverberation of a living room
+ECHO_TAIL_S = 0.3
 ECHO_GUARDS = ("half_duplex", "threshold", "aec", "off")
 
 
@@ -161,20 +166,28 @@ class VoiceAgent:
             microphone frame (the gate then only serves the echo guard and local barge-in).
         echo_boost_db: how much louder than the adaptive noise floor mic audio must be, on top of the
             gate's threshold, to count as speech while the speaker plays (``"threshold"`` mode).
+        echo_tail_s: the echo guard (every mode but ``"off"``) stays on for this much microphone audio
+            after the speaker stops playing: the room's echo of the last sound (and the canceller's
+            residual of it) reaches the microphone after the device has gone quiet (0 to 5 s).
 
     Raises:
-        ConfigError: an unknown policy name, or ``"aec"`` where libspeexdsp is not built in.
+        ConfigError: an unknown policy name, ``echo_tail_s`` out of range, or ``"aec"`` where libspeexdsp
+            is not built in.
     """
 
     def __init__(self, client: AgentClient, mic: Microphone, speaker: Speaker, *, barge_in: BargeIn = "server",
                  echo_guard: EchoGuard = "threshold", vad_gate: VadSettings | bool = True,
-                 echo_boost_db: float = 15.0) -> None:
+                 echo_boost_db: float = 15.0, echo_tail_s: float = ECHO_TAIL_S) -> None:
         if barge_in not in ("server", "local", "off"):
             raise ConfigError(f"barge_in must be 'server', 'local' or 'off', got {barge_in!r}")
         if echo_guard not in ECHO_GUARDS:
             raise ConfigError(f"echo_guard must be one of {ECHO_GUARDS}, got {echo_guard!r}")
+        if isinstance(echo_tail_s, bool) or not isinstance(echo_tail_s, int | float) or not 0 <= echo_tail_s <= 5:
+            raise ConfigError(f"echo_tail_s must be a number of seconds in [0, 5], got {echo_tail_s!r}")
         self.client, self.mic, self.speaker = client, mic, speaker
         self.barge_in, self.echo_guard, self.echo_boost_db = barge_in, echo_guard, echo_boost_db
+        self.echo_tail_s = float(echo_tail_s)
+        self._tail_left = 0  # mic samples the echo guard still holds after playback (mic thread)
         self.gating = vad_gate is not False
         settings = vad_gate if isinstance(vad_gate, VadSettings) else VadSettings()
         self.gate = VadGate(mic.rate, settings)
@@ -255,7 +268,7 @@ class VoiceAgent:
         """Device thread: one microphone frame in."""
         self.stats.mic_frames += 1
         playing = self.playing()
-        guard = playing and self.echo_guard != "off"
+        guard = self._echo_held(playing, len(frame)) and self.echo_guard != "off"
         boost = self.echo_boost_db
         if self.aec is not None:
             frame = self.aec.process(frame, getattr(self.mic, "stream_latency", 0.0))
@@ -276,6 +289,16 @@ class VoiceAgent:
         else:
             to_send = (frame,)
         self._send(frame, to_send)
+
+    def _echo_held(self, playing: bool, samples: int) -> bool:
+        """Microphone thread: True while playing and for ``echo_tail_s`` of microphone audio after (counted
+        in samples, so a late or bursty device thread does not shorten it)."""
+        if playing:
+            self._tail_left = round(self.echo_tail_s * self.mic.rate)
+            return True
+        held = self._tail_left > 0
+        self._tail_left = max(0, self._tail_left - samples)
+        return held
 
     def _send(self, frame: np.ndarray, frames: tuple[np.ndarray, ...]) -> None:
         sent = sum(len(f) for f in frames)

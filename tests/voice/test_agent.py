@@ -213,6 +213,36 @@ def test_bad_policy_names():
         VoiceAgent(Dummy(), Dummy(), Dummy(), barge_in="sometimes")
     with pytest.raises(ConfigError):
         VoiceAgent(Dummy(), Dummy(), Dummy(), echo_guard="maybe")
+    for tail in (-0.1, 6.0, True, "0.3"):
+        with pytest.raises(ConfigError):
+            VoiceAgent(Dummy(), Dummy(), Dummy(), echo_tail_s=tail)
+
+
+def test_the_echo_guard_outlasts_playback_by_the_rooms_echo_tail():
+    """The room still echoes the last sound after the speaker has gone quiet: that tail must not open the
+    gate (the boost used to drop the moment playback ended, and the echo canceller's residual of a loud
+    last syllable opened it: the answer's own end sent to the server as speech).  Once ``echo_tail_s`` of
+    microphone audio has passed, the same level opens the gate unboosted."""
+    with RealtimeServer(seed=13) as srv, rtedge.connect(url=srv.url) as client:
+        agent = VoiceAgent(client, ScriptedMic(), NullSink(rate=24000), barge_in="local")
+        rng = np.random.default_rng(1)
+
+        def frames(rms: float, count: int) -> None:
+            for _ in range(count):
+                agent._on_frame(np.round(rng.normal(0, rms, 320)).astype(np.int16))
+
+        frames(10, 50)  # about -70 dBFS: the floor settles at the gate's lowest, -60
+        agent.playback.push("item_answer", 0, np.full(24000 // 5, 1000, np.int16))
+        while agent.playback.pull(480).any():  # the speaker plays it, the microphone hears quiet
+            frames(10, 1)
+        assert wait_until(lambda: not agent.playing(), timeout=5)
+        # -44 dBFS: above the plain threshold (-48), below the boosted one (-33)
+        frames(200, 5)
+        assert agent.gate.stats.speech_segments == 0 and not agent.gate.is_open
+        frames(10, 15)  # 300 ms more: the default tail (0.3 s) is over
+        frames(200, 5)
+        assert agent.gate.stats.speech_segments == 1
+        assert agent.stats.interruptions == 0  # nothing was playing
 
 
 @pytest.mark.parametrize("gap_ms", [100, 200, 300, 500, 700, 900, 1100, 1300, 1500, 2000])
