@@ -47,7 +47,7 @@ class SocketAudit:
     """Records the thread of every write to and close of an rtedge socket (``RtWebSocket``): the HTTP
     upgrade (``connect``), every frame (``_send``: text, ping, pong, close) and the release
     (``shutdown``).  ``abort`` (shutdown(2), which only wakes a thread blocked on the socket) and
-    reads (``recv_frame``) are recorded apart.  Installed for the whole session; every test checks its own
+    reads (``read_bytes``) are recorded apart.  Installed for the whole session; every test checks its own
     records.
 
     The rule: every frame is written by ``rtedge-sender``.  The one other writer is ``rtedge-rollover``,
@@ -79,7 +79,7 @@ class SocketAudit:
         from rtedge.transport._ws import RtWebSocket
 
         for op, method in (("upgrade", "connect"), ("write", "_send"), ("close", "shutdown"), ("abort", "abort"),
-                           ("read", "recv_frame")):
+                           ("read", "read_bytes")):
             original = getattr(RtWebSocket, method)
 
             def wrapper(self, *args, _op=op, _original=original, **kwargs):

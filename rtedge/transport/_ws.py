@@ -2,7 +2,7 @@
 
 It wraps a low-level ``websocket.WebSocket`` (not ``WebSocketApp``: we need
 our own threads and our own reconnect loop) and translates its exceptions
-into rtedge's.  Two choices matter for CPU on a Pi:
+into rtedge's.  What matters for CPU on a Pi:
 
 * ``skip_utf8_validation=True``: websocket-client's own UTF-8 check is a
   pure-Python per-byte loop that costs ~89 % of a naive client's CPU.  We
@@ -10,19 +10,28 @@ into rtedge's.  Two choices matter for CPU on a Pi:
   ``bytes.decode("utf-8")``, which is strict and runs in C, so invalid
   UTF-8 still fails loudly (as a protocol error).
 * ``enable_multithread=True``: the sender and receiver threads share the
-  socket; websocket-client then serialises sends with a lock and reads
-  with another.
-* No automatic replies: websocket-client's ``recv_data_frame`` answers a
-  ping with a pong and a close with a close *on the reading thread*.
-  :meth:`WsConnection.recv` reads frame by frame instead and hands pings
-  to ``on_ping`` (the client queues the pong for ``rtedge-sender``), so the
-  receiver never writes.  Which thread may call which method is in the
-  ownership table of :mod:`rtedge.transport`.
+  socket; websocket-client then serialises sends with a lock.
+* Our own reading: websocket-client reads each frame with three or four
+  ``recv`` calls (header, length, payload) and a reader would ``poll`` the
+  socket before each message to learn whether more is waiting.  After the
+  upgrade :meth:`WsConnection.recv` reads up to :data:`READ_SIZE` bytes per
+  ``recv`` and parses them with :mod:`._reader` (sans-IO); a message
+  already buffered is returned, and reported by
+  :meth:`WsConnection.readable`, without a system call.
+* No automatic replies: :meth:`WsConnection.recv` hands pings to
+  ``on_ping`` (the client queues the pong for ``rtedge-sender``) and
+  returns a close frame to its caller, so the receiver never writes.
+  Which thread may call which method is in the ownership table of
+  :mod:`rtedge.transport`; one thread at a time reads a connection.
+
+websocket-client still does the HTTP upgrade (it reads the response line by
+line, so no frame bytes are left inside it) and writes every frame.
 
 Secrets travel in headers only and no message built here contains a
 header value or a URL query value that looks like a key.
 
-Owns: the websocket-client connection.  Must not: be imported by anything but the transport.
+Owns: the websocket-client connection and the bytes read from its socket.  Must not: be imported by
+anything but the transport, or read a socket from two threads.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from . import wiretrace
 from ..errors import ConnectionClosed, DeadlineExceeded, HandshakeError, TransportError
 from ..protocol.dialects.base import redact_url
 from . import _frame
+from ._reader import FrameError, FrameReader
 
 #: opcode constants, re-exported so callers need not import websocket
 TEXT = websocket.ABNF.OPCODE_TEXT
@@ -48,6 +58,11 @@ CLOSE = websocket.ABNF.OPCODE_CLOSE
 PING = websocket.ABNF.OPCODE_PING
 PONG = websocket.ABNF.OPCODE_PONG
 CONT = websocket.ABNF.OPCODE_CONT
+
+#: the most bytes one ``recv`` asks for (a burst of deltas arrives in one read)
+READ_SIZE = 65536
+#: a read that does not wait (plain sockets, where the platform has it; TLS sockets take no flags)
+_NOWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -64,7 +79,20 @@ def _retry_after(headers: Any) -> float | None:
 
 class RtWebSocket(websocket.WebSocket):
     """websocket-client's socket, as its own type so that debugging and test hooks can tell rtedge's
-    sockets from any other (the test suite records the thread of every write and close on it)."""
+    sockets from any other (the test suite records the thread of every read, write and close on it)."""
+
+    def read_bytes(self, flags: int = 0) -> bytes:
+        """One ``recv`` of at most :data:`READ_SIZE` bytes: every read after the upgrade (b"" at the end).
+
+        Raises:
+            OSError: as ``socket.recv`` (a timeout, ``BlockingIOError`` with ``MSG_DONTWAIT``, a reset);
+                ConnectionResetError when the socket was released.
+        """
+        sock = self.sock
+        if sock is None:
+            raise ConnectionResetError("the socket was released")
+        data: bytes = sock.recv(READ_SIZE, flags)
+        return data
 
 
 class WsConnection:
@@ -80,6 +108,11 @@ class WsConnection:
         self.close_sent = False  # a close frame went out (ours, or our reply to the server's)
         self.released = False  # the socket was shut down
         self._poll: Any = None  # select.poll() on the socket, made on the reader's first readable()
+        self._frames = FrameReader()  # what the socket gave and no recv() has returned yet
+        self._eof = False  # the socket said end of stream (or failed: _failure)
+        self._failure: OSError | None = None  # an error that a non-waiting read in readable() met
+        self._timeout: float | None = None  # as set_timeout (the socket's own timeout)
+        self._nowait = 0  # _NOWAIT on a plain socket once connected: readable() reads without poll
 
     @classmethod
     def open(
@@ -123,6 +156,7 @@ class WsConnection:
             ws.shutdown()  # type: ignore[no-untyped-call]
             raise TransportError(f"cannot connect to {safe}: {type(exc).__name__}: {exc}") from None
         ws.settimeout(None)
+        conn._nowait = 0 if isinstance(ws.sock, ssl.SSLSocket) else _NOWAIT
         conn._trace = wiretrace.active()
         if conn._trace is not None:
             conn._trace_conn = conn._trace.opened(safe, headers)
@@ -142,39 +176,57 @@ class WsConnection:
         return opcode, data
 
     def _read_frame(self) -> tuple[int, bytes]:
-        ws = self._ws
+        frames = self._frames
         try:
             while True:
-                frame = ws.recv_frame()  # type: ignore[no-untyped-call]
-                opcode = frame.opcode
-                if opcode in (TEXT, BINARY, CONT):
-                    ws.cont_frame.validate(frame)
-                    ws.cont_frame.add(frame)
-                    if ws.cont_frame.is_fire(frame):
-                        opcode, whole = ws.cont_frame.extract(frame)
-                        return opcode, whole.data
-                elif opcode == PING:
-                    if len(frame.data) >= 126:
-                        raise websocket.WebSocketProtocolException("ping message is too long")
-                    if self.on_ping is not None:
-                        self.on_ping(frame.data)
-                    return opcode, frame.data
-                elif opcode in (CLOSE, PONG):
-                    return opcode, frame.data
-        except websocket.WebSocketTimeoutException:
+                got = frames.next()
+                if got is not None:
+                    if got[0] == PING and self.on_ping is not None:
+                        self.on_ping(got[1])
+                    return got
+                self._fill()
+        except FrameError as exc:
+            raise ConnectionClosed(f"protocol error from the server: {exc}") from None
+
+    def _fill(self) -> None:
+        """One read into the frame reader (waits up to the socket's timeout).
+
+        Raises:
+            DeadlineExceeded: nothing arrived within the timeout.
+            ConnectionClosed: the socket ended, broke, or was aborted or released.
+        """
+        if self._eof:
+            failure = self._failure
+            why = f"{type(failure).__name__}: {failure}" if failure else "the stream ended"
+            raise ConnectionClosed(f"connection lost: {why}")
+        try:
+            data = self._ws.read_bytes()
+        except TimeoutError:
             raise DeadlineExceeded("no frame from the server in time") from None
-        except (OSError, websocket.WebSocketException, AttributeError, ValueError) as exc:
-            # AttributeError/ValueError: websocket-client touching a socket that abort() released
+        except ssl.SSLError as exc:
+            if "timed out" in str(exc):
+                raise DeadlineExceeded("no frame from the server in time") from None
             raise ConnectionClosed(f"connection lost: {type(exc).__name__}: {exc}") from None
+        except (OSError, ValueError) as exc:  # ValueError: a socket that abort() or shutdown() released
+            raise ConnectionClosed(f"connection lost: {type(exc).__name__}: {exc}") from None
+        if not data:
+            self._eof = True
+            raise ConnectionClosed("connection lost: the stream ended (closed by the server, or aborted)")
+        self._frames.feed(data)
 
     def readable(self) -> bool:
-        """True when bytes from the server are already waiting, so that the next :meth:`recv` starts
-        without waiting for the network (TLS: decrypted bytes buffered, or raw bytes on the socket).
+        """True when :meth:`recv` can start without waiting for the network: a whole message (or a
+        protocol error) is buffered (no system call), or bytes are waiting (plain socket: read at
+        once without waiting; TLS: decrypted bytes pending, or raw bytes on the socket).
         Never blocks; False when unsure."""
+        if self._frames.ready() or self._eof:
+            return True
         sock = self._ws.sock
         if sock is None:
             return False
         try:
+            if self._nowait and self._timeout is None:
+                return self._read_nowait()
             if isinstance(sock, ssl.SSLSocket) and sock.pending():
                 return True
             if not hasattr(select, "poll"):  # (not on Windows)
@@ -186,9 +238,24 @@ class WsConnection:
         except (OSError, ValueError):
             return False
 
+    def _read_nowait(self) -> bool:
+        """Read what the socket holds without waiting; True if there was anything (or its end)."""
+        try:
+            data = self._ws.read_bytes(self._nowait)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            self._eof, self._failure = True, exc  # the next recv() reports it
+            return True
+        if not data:
+            self._eof = True
+        self._frames.feed(data)
+        return True
+
     def set_timeout(self, seconds: float | None) -> None:
         """Bound blocking reads (None: block forever); a timed-out :meth:`recv` raises DeadlineExceeded."""
         self._ws.settimeout(seconds)
+        self._timeout = seconds
 
     def send_text(self, text: str) -> None:
         """Send one text frame.

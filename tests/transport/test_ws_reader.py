@@ -1,0 +1,207 @@
+"""WsConnection's reading side against a raw loopback server that writes exactly the bytes a test gives
+(plain TCP and TLS): buffered reads, readable() without a read when a message is buffered, protocol
+errors, timeouts, the end of the stream and abort()."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from rtedge.errors import ConnectionClosed, DeadlineExceeded
+from rtedge.testing import make_self_signed_cert
+from rtedge.testing._tls import client_ssl_context, server_ssl_context
+from rtedge.transport import _ws
+from rtedge.transport._ws import PING, TEXT, WsConnection
+
+from ..conftest import audit, wait_until
+from .test_reader import frame
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class RawServer:
+    """Accepts one connection, answers the upgrade, then writes what :meth:`write` is given."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._ssl = ssl_context
+        self.port = self._listener.getsockname()[1]
+        self.peer: Any = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="test-raw-server", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        sock, _ = self._listener.accept()
+        if self._ssl is not None:
+            sock = self._ssl.wrap_socket(sock, server_side=True)
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += sock.recv(4096)
+        key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:"))
+        accept = base64.b64encode(hashlib.sha1(key + GUID.encode()).digest())
+        sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        self.peer = sock
+        self._ready.set()
+
+    def write(self, data: bytes) -> None:
+        assert self._ready.wait(10)
+        self.peer.sendall(data)
+
+    def close(self) -> None:
+        if self.peer is not None:
+            self.peer.close()
+        self._listener.close()
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"{'wss' if self._ssl else 'ws'}://localhost:{self.port}/"
+
+
+def on_sender(fn: Any) -> Any:
+    """Run ``fn`` on a thread named as rtedge's sender: the suite's audit allows upgrades and releases
+    of an rtedge socket only there."""
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(fn()), name=audit.WRITER)
+    t.start()
+    t.join(30)
+    assert out, "did not finish"
+    return out[0]
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    return make_self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(params=["plain", "tls"])
+def pair(request, tls_files) -> Iterator[tuple[RawServer, WsConnection]]:
+    cert, key = tls_files
+    tls = request.param == "tls"
+    server = RawServer(server_ssl_context(cert, key) if tls else None)
+    context = client_ssl_context(cert) if tls else None
+    conn = on_sender(lambda: WsConnection.open(server.url, {}, timeout=10, ssl_context=context))
+    assert server._ready.wait(10)
+    try:
+        yield server, conn
+    finally:
+        on_sender(conn.shutdown)
+        server.close()
+
+
+def _reads() -> int:
+    return audit.total("read", threading.current_thread().name)
+
+
+def test_a_burst_is_read_once_and_readable_needs_no_read_while_a_message_is_buffered(pair):
+    server, conn = pair
+    messages = [f'{{"type":"response.output_audio.delta","n":{i}}}'.encode() for i in range(5)]
+    data = b"".join(frame(TEXT, m) for m in messages)
+    server.write(data)  # one write: one segment (one TLS record) on loopback, which arrives whole
+    assert wait_until(conn.readable, timeout=10)
+    assert conn.recv() == (TEXT, messages[0])
+    before = _reads()
+    for m in messages[1:]:
+        assert conn.readable()
+        assert conn.recv() == (TEXT, m)
+    assert _reads() == before  # four messages, no read: they came with the first
+
+
+def test_readable_is_false_with_nothing_buffered_and_true_once_bytes_arrive(pair):
+    server, conn = pair
+    assert not conn.readable()
+    server.write(frame(TEXT, b"late"))
+    assert wait_until(conn.readable, timeout=10)
+    assert conn.recv() == (TEXT, b"late")
+    assert not conn.readable()
+
+
+def test_a_large_message_in_many_reads_and_fragments(pair):
+    server, conn = pair
+    payload = bytes(i % 251 for i in range(300_000))
+    server.write(frame(TEXT, payload[:100_000], fin=False) + frame(PING, b"k") + frame(0, payload[100_000:]))
+    pings: list[bytes] = []
+    conn.on_ping = pings.append
+    assert conn.recv() == (PING, b"k") and pings == [b"k"]
+    assert conn.recv() == (TEXT, payload)
+
+
+def test_a_protocol_violation_closes_with_its_rule(pair):
+    server, conn = pair
+    server.write(frame(TEXT, b"ok") + frame(TEXT, b"masked", mask=b"abcd"))
+    assert conn.recv() == (TEXT, b"ok")
+    with pytest.raises(ConnectionClosed, match="protocol error from the server: a masked frame"):
+        conn.recv()
+    with pytest.raises(ConnectionClosed, match="masked"):
+        conn.recv()
+
+
+def test_a_timeout_raises_deadline_exceeded_and_reading_goes_on(pair):
+    server, conn = pair
+    server.write(frame(TEXT, b"a" * 1000)[:10])  # a frame's first bytes only
+    conn.set_timeout(0.2)
+    with pytest.raises(DeadlineExceeded):
+        conn.recv()
+    server.write(frame(TEXT, b"a" * 1000)[10:])
+    conn.set_timeout(10)
+    assert conn.recv() == (TEXT, b"a" * 1000)
+    conn.set_timeout(None)
+
+
+def test_the_end_of_the_stream_after_the_last_message(pair):
+    server, conn = pair
+    server.write(frame(TEXT, b"last") + frame(TEXT, b"cut short")[:5])
+    server.peer.close()
+    assert conn.recv() == (TEXT, b"last")
+    with pytest.raises(ConnectionClosed, match="connection lost"):
+        conn.recv()
+    assert conn.readable()  # the end is known: the next recv() raises at once
+    with pytest.raises(ConnectionClosed):
+        conn.recv()
+
+
+def test_abort_wakes_a_blocked_recv(pair):
+    _, conn = pair
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            conn.recv()
+        except ConnectionClosed as exc:
+            failures.append(exc)
+    reader = threading.Thread(target=read, name="test-reader")
+    reader.start()
+    conn.abort()
+    reader.join(10)
+    assert not reader.is_alive() and len(failures) == 1
+
+
+def test_recv_after_shutdown_raises_connection_closed(pair):
+    _, conn = pair
+    on_sender(conn.shutdown)
+    with pytest.raises(ConnectionClosed):
+        conn.recv()
+    assert not conn.readable()
+
+
+def test_a_read_error_met_by_readable_is_reported_by_the_next_recv(monkeypatch):
+    conn = WsConnection(_ws.RtWebSocket(), "ws://localhost/")
+    conn._nowait = 64
+
+    def reset(flags: int = 0) -> bytes:
+        raise ConnectionResetError("reset by peer")
+    monkeypatch.setattr(conn._ws, "read_bytes", reset)
+    monkeypatch.setattr(conn._ws, "sock", object())
+    assert conn.readable()
+    with pytest.raises(ConnectionClosed, match="ConnectionResetError: reset by peer"):
+        conn.recv()
