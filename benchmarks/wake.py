@@ -26,7 +26,7 @@ What it measures
 
 Run from the repo root (needs rtedge[wake], espeak-ng and sox)::
 
-    nice -n 10 python benchmarks/wake.py                  # about 5-10 minutes
+    nice -n 10 python benchmarks/wake.py                  # about 2 min of CPU, 5-10 min on a busy machine
     nice -n 10 python benchmarks/wake.py --hours 0.05 --utterances 48   # quick
 """
 
