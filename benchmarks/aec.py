@@ -115,7 +115,9 @@ def main() -> int:
         print("needs espeak-ng, sox and ../shared/fixtures/speech")
         return 1
     print(f"python {platform.python_version()}, {platform.machine()}, rtedge {rtedge.__version__}, "
-          f"frame 20 ms, tail 200 ms, gate boost after convergence {aec_mod.GATE_BOOST_DB} dB")
+          f"frame 20 ms, tail 200 ms, gate boost after convergence {aec_mod.GATE_BOOST_DB} dB "
+          f"({aec_mod.RESIDUAL_BOOST_DB} dB while the canceller removes less than "
+          f"{aec_mod.LINEAR_ATTENUATION_DB} dB)")
     far = far_end(max(30.0, args.seconds), seed=1)
 
     print("\n## ERLE after 2 s (dB) and canceller CPU\n")

@@ -66,16 +66,22 @@ from ..errors import AudioError, ConfigError
 from .codec import Resampler
 from .drift import INTERVAL_S, TAPS, DriftTracker, interpolate
 
-__all__ = ["CONVERGED_DB", "CONVERGE_S", "GATE_BOOST_DB", "LEAK_PER_S", "LEARNING_BOOST_DB", "AecStats", "EchoCanceller", "available"]
+__all__ = ["CONVERGED_DB", "CONVERGE_S", "GATE_BOOST_DB", "LEAK_PER_S", "LEARNING_BOOST_DB", "LINEAR_ATTENUATION_DB",
+           "RESIDUAL_BOOST_DB", "AecStats", "EchoCanceller", "available"]
 
 #: the filter counts as converged (:attr:`EchoCanceller.converged`, sticky until reset) once it has seen
 #: this many seconds of audible reference and removes at least CONVERGED_DB of the echo (microphone power
 #: over output power, averaged over about a second of audible reference)
 CONVERGE_S = 2.0
 CONVERGED_DB = 20.0
-#: VAD gate boost (dB) a VoiceAgent applies while playing once the canceller has converged (before
-#: that it uses its ``echo_boost_db``); measured in benchmarks/aec.py
+#: VAD gate boost (dB) a VoiceAgent applies while playing once the canceller has converged and removes at
+#: least LINEAR_ATTENUATION_DB of the echo (a linear echo path); measured in benchmarks/aec.py
 GATE_BOOST_DB = 10.0
+#: the boost once converged while the canceller removes less than LINEAR_ATTENUATION_DB: a saturating
+#: loudspeaker leaves a residual only 12-15 dB below the echo on loud passages, which beat a 10 dB boost
+#: (measured through the agent in benchmarks/aec_agent.py)
+RESIDUAL_BOOST_DB = 14.0
+LINEAR_ATTENUATION_DB = 30.0
 #: gate boost (dB) while the filter is still learning: the gate's maximum, nothing opens it
 LEARNING_BOOST_DB = 90.0
 _ACTIVE_REF = 32768.0 * 10 ** (-50 / 20)  # reference RMS above which the filter is learning
@@ -194,11 +200,15 @@ class EchoCanceller:
         self._smooth = 1.0 - math.exp(-frame_ms / 1000.0)  # ~1 s time constant
 
     def gate_boost(self) -> float:
-        """The VAD gate boost while the speaker plays: :data:`GATE_BOOST_DB` once :attr:`converged`;
-        before that :data:`LEARNING_BOOST_DB`, which keeps the gate shut (the unconverged filter lets
-        the echo through: like ``half_duplex`` for the first seconds of audible playback).  What
-        VoiceAgent uses; benchmarks/aec.py measures the same policy."""
-        return GATE_BOOST_DB if self.converged else LEARNING_BOOST_DB
+        """The VAD gate boost while the speaker plays.  Before :attr:`converged`: :data:`LEARNING_BOOST_DB`,
+        which keeps the gate shut (the unconverged filter lets the echo through: like ``half_duplex`` for
+        the first seconds of audible playback).  Once converged: :data:`GATE_BOOST_DB` while
+        :attr:`attenuation_db` is at least :data:`LINEAR_ATTENUATION_DB`, else :data:`RESIDUAL_BOOST_DB`
+        (what the filter cannot model, a saturating loudspeaker, comes through louder).  What VoiceAgent
+        uses; benchmarks/aec.py and benchmarks/aec_agent.py measure the same policy."""
+        if not self.converged:
+            return LEARNING_BOOST_DB
+        return GATE_BOOST_DB if self.attenuation_db >= LINEAR_ATTENUATION_DB else RESIDUAL_BOOST_DB
 
     @property
     def converged(self) -> bool:
