@@ -55,7 +55,7 @@ class FrameReader:
 
     def ready(self) -> bool:
         """True when :meth:`next` will return a message or raise without more bytes."""
-        if self._ready is None and self._error is None:
+        if self._ready is None and self._error is None and self._pieces_len + len(self._buf) > self._pos:
             try:
                 self._ready = self._parse()
             except FrameError:
@@ -73,6 +73,8 @@ class FrameReader:
             return ready
         if self._error is not None:
             raise self._error
+        if not self._pieces_len and self._pos == len(self._buf):
+            return None  # nothing buffered (the usual case before a read)
         return self._parse()
 
     # ------------------------------------------------------------------------------------------ parsing
