@@ -46,9 +46,15 @@ seconds*24000*2 downstream bytes and the server must decode exactly as many
 upstream bytes; otherwise a FAIL line is printed and the script exits 1
 (``--selftest-drop N`` loses every Nth frame in both directions to prove it).
 
+An afap run streams 600 s of audio by default (``--seconds``): 60 s were over
+in about 0.2 s of CPU, so that one preemption or cold start moved a rep by
+20-30 % on a shared machine.  Drivers send one second of PCM in a loop, so that
+their RSS does not grow with the length of a run (the peak RSS of a run of 60 s
+or more is held against the 60 s budget).
+
 Run from the repo root::
 
-    python benchmarks/client_overhead.py             # afap 60 s + realtime 20 s, 3 reps
+    python benchmarks/client_overhead.py             # afap 600 s + realtime 20 s, 3 reps
     python benchmarks/client_overhead.py --quick     # afap 10 s + realtime 5 s, 1 rep
     python benchmarks/client_overhead.py --profile   # also cProfile rtedge's driver (afap, all threads)
     python benchmarks/client_overhead.py --pyspy realtime  # also py-spy one rtedge run (pip install py-spy)
@@ -281,8 +287,11 @@ class Run:
         self.name, self.mode, self.seconds, self.drop_every = name, mode, seconds, drop_every
         self.startup_cpu = _cpu()  # interpreter start + imports
         tone = array("h", (int(6000 * math.sin(2 * math.pi * 440 * i / RATE)) for i in range(RATE))).tobytes()
-        self.pcm = tone * seconds  # 440 Hz divides 24 kHz: a seamless loop
-        self.frames = len(self.pcm) // UP_FRAME
+        # one second, sent in a loop (440 Hz divides 24 kHz: seamless), so that a driver's RSS does not grow
+        # with the length of the run
+        self.pcm = tone
+        self.loop = len(tone) // UP_FRAME  # frames in the loop (50)
+        self.frames = seconds * self.loop
         self.down_bytes, self.down_deltas, self.up_stats, self.down_end, self.error = 0, 0, None, False, None
         self.done = threading.Event()
         self.max_lag = 0.0
@@ -382,7 +391,8 @@ def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
 
     def sender() -> None:
         for i in run.frame_indices():
-            chunk = run.pcm[i * UP_FRAME:(i + 1) * UP_FRAME]
+            at = i % run.loop * UP_FRAME
+            chunk = run.pcm[at:at + UP_FRAME]
             ws.send(_dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(chunk).decode()}))
         ws.send(_dumps({"type": "bench.upstream_end"}))
         run.thread_cpu["sender"] = round(time.thread_time(), 3)
@@ -450,7 +460,7 @@ def drive_rtedge(run: Run, url: str, as_numpy: bool = False) -> None:
                           timeout=10)
     run.mark("ready")
     for i in run.frame_indices():
-        client.append_audio(frames[i], rate=RATE)
+        client.append_audio(frames[i % run.loop], rate=RATE)
     client.send({"type": "bench.upstream_end"})
     run.wait()
     run.mark("streamed")
@@ -663,9 +673,10 @@ def verdict(all_results: dict, seconds: dict) -> list[str]:  # type: ignore[type
             spread = max(abs(v - med) for v in mine) / med * 100
             out.append(f"| afap spread of rtedge's reps | ±{spread:.1f} % | | | <= ±15 % | "
                        f"{'yes' if spread <= 15 else 'NO'} |")
-        if mode == "afap" and seconds.get("afap") == 60 and (rss := vals("afap", "rtedge", lambda r: r["rss_mb"])):
-            row("peak RSS, 60 s full-duplex run, MB", rss, vals("afap", BASELINE, lambda r: r["rss_mb"]),
-                "<= 35 MB", _median(rss) <= 35, ".1f")
+        if mode == "afap" and seconds.get("afap", 0) >= 60 and (rss := vals("afap", "rtedge", lambda r: r["rss_mb"])):
+            # (the budget is for a 60 s run; a longer one holds nothing more, and its peak bounds it)
+            row(f"peak RSS, {seconds['afap']} s full-duplex run, MB", rss,
+                vals("afap", BASELINE, lambda r: r["rss_mb"]), "<= 35 MB", _median(rss) <= 35, ".1f")
     if mine := vals("startup", "rtedge", lambda r: r["total"]):
         row("start-up CPU s", mine, vals("startup", BASELINE, lambda r: r["total"]), "<= 0.15 s",
             _median(mine) <= 0.15, ".3f")
@@ -724,7 +735,8 @@ def main() -> int:
     import _startup  # lazy: the orchestrator's
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=int, default=60, help="audio seconds per afap run (default 60)")
+    # 600: an afap run of 60 s is over in about 0.2 s of CPU, so that one preemption moves a rep by 20-30 %
+    ap.add_argument("--seconds", type=int, default=600, help="audio seconds per afap run (default 600)")
     ap.add_argument("--rt-seconds", type=int, default=20, help="audio seconds per realtime run (default 20)")
     ap.add_argument("--modes", default="startup,afap,realtime,imports",
                     help="comma list of startup,afap,realtime,imports (default: all)")
