@@ -9,7 +9,8 @@ frame is decoded once all of it is buffered, and pieces are joined once (no copy
 Frames a client must refuse raise :class:`FrameError`: a masked frame (servers never mask), reserved
 bits set (no extension is negotiated), an unknown opcode, a fragmented or oversized (> 125 bytes)
 control frame, a close frame of one byte or with an invalid status code, a 64-bit length with its
-top bit set, a continuation without a message, or a new message inside a fragmented one.  After an
+top bit set, a data message longer than :data:`MAX_MESSAGE` (refused from its frame header, before its
+payload is buffered), a continuation without a message, or a new message inside a fragmented one.  After an
 error the reader stays failed: the connection is done.
 
 Text is not checked for UTF-8 here (the receiver decodes it strictly, in C).
@@ -24,6 +25,10 @@ CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 #: close status codes a server may send (RFC 6455 7.4.1; 1005, 1006 and 1015 never go on the wire)
 VALID_CLOSE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 MAX_CONTROL = 125
+#: the largest data message accepted (fragments together), so that a server cannot make the client buffer
+#: without bound; the largest legitimate ones (a retrieved conversation item with ~10 minutes of 24 kHz
+#: audio in base64) stay well below it
+MAX_MESSAGE = 64 * 1024 * 1024
 
 
 class FrameError(ValueError):
@@ -33,13 +38,15 @@ class FrameError(ValueError):
 class FrameReader:
     """Bytes in (:meth:`feed`), messages and control frames out (:meth:`next`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
+        self._max_message = max_message
         self._buf = b""  # the bytes being parsed; frames start at self._pos
         self._pos = 0
         self._pieces: list[bytes] = []  # fed since the last join, in order
         self._pieces_len = 0
         self._message: int | None = None  # the opcode of a fragmented message in progress
         self._fragments: list[bytes] = []
+        self._fragments_len = 0
         self._ready: tuple[int, bytes] | None = None  # parsed by ready(), handed out by next()
         self._error: FrameError | None = None
 
@@ -112,6 +119,8 @@ class FrameReader:
             if length >> 63:
                 raise FrameError("a 64-bit frame length with its top bit set")
         _check_opcode(fin, opcode, length)
+        if opcode < CLOSE and length + (self._fragments_len if opcode == CONT else 0) > self._max_message:
+            raise FrameError(f"a message of more than {self._max_message} bytes (the most this client takes)")
         if not self._have(head + length):
             return None
         buf, pos = self._buf, self._pos
@@ -145,16 +154,17 @@ class FrameReader:
             if self._message is None:
                 raise FrameError("a continuation frame without a message to continue")
             self._fragments.append(payload)
+            self._fragments_len += len(payload)
             if not fin:
                 return None
             whole = (self._message, b"".join(self._fragments))
-            self._message, self._fragments = None, []
+            self._message, self._fragments, self._fragments_len = None, [], 0
             return whole
         if self._message is not None:
             raise FrameError("a new message began before the fragmented one ended")
         if fin:
             return opcode, payload
-        self._message, self._fragments = opcode, [payload]
+        self._message, self._fragments, self._fragments_len = opcode, [payload], len(payload)
         return None
 
 

@@ -148,6 +148,21 @@ def test_an_oversized_control_frame_is_refused_before_its_payload_arrives():
         reader.next()
 
 
+def test_a_message_over_the_limit_is_refused_from_its_header_whole_or_in_fragments():
+    reader = FrameReader(max_message=1000)
+    reader.feed(frame(TEXT, b"z" * 1000) + frame(BINARY, b"b" * 600, fin=False) + frame(CONT, b"c" * 400))
+    assert reader.next() == (TEXT, b"z" * 1000)  # at the limit: taken
+    assert reader.next() == (BINARY, b"b" * 600 + b"c" * 400)  # fragments up to the limit: taken
+    reader.feed(frame(TEXT, b"a" * 600, fin=False) + frame(PING, b"") + frame(CONT, b"d" * 401)[:4])
+    assert reader.next() == (PING, b"")  # a control frame between fragments does not count
+    with pytest.raises(FrameError, match="more than 1000 bytes"):
+        reader.next()  # only the continuation's header is here: refused before its payload is buffered
+    big = FrameReader()  # the default limit: a header claiming 2**40 bytes is refused at once
+    big.feed(struct.pack("!BBQ", 0x81, 127, 2**40))
+    with pytest.raises(FrameError, match="more than"):
+        big.next()
+
+
 def test_frames_before_a_violation_are_handed_out_first():
     reader = FrameReader()
     reader.feed(frame(TEXT, b"good") + frame(TEXT, b"bad", rsv=2))
