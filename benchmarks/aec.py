@@ -23,6 +23,10 @@ drift compensation (``rtedge.audio.drift``) is measured where it works.
    (the user, -30 dBFS) starts 4-5 s in; detected = a gate onset within 300 ms of its first loud
    sample.  Side by side the ``threshold`` guard.
 
+These figures come from a rebuilt microphone path (canceller + VAD gate, the agent's boost policy);
+``benchmarks/aec_agent.py`` measures false barge-ins and double talk through the whole
+``VoiceAgent(echo_guard="aec")`` instead (the end of playback, the device threads and barge-in included).
+
 Run from the repo root (needs the extension built with libspeexdsp-dev, espeak-ng and sox)::
 
     nice -n 10 python benchmarks/aec.py              # about 2-4 minutes
