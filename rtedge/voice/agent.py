@@ -21,8 +21,8 @@ Guarantees
      Late audio deltas of the interrupted response are dropped.
 
 * The echo guard keeps the speaker's own sound from being taken for the
-  user: ``"half_duplex"`` sends no microphone audio while playing (barge-in
-  by the local VAD only), ``"threshold"`` requires microphone audio during
+  user: ``"half_duplex"`` sends no microphone audio while playing and for
+  the echo tail after it (barge-in by the local VAD only), ``"threshold"`` requires microphone audio during
   playback to beat a raised level, ``"aec"`` runs libspeexdsp's echo
   canceller between the microphone and the VAD gate, fed with what the
   speaker really played (every block handed to the device, silence included,
@@ -284,7 +284,7 @@ class VoiceAgent:
                       "?" if floor is None else f"{floor:.1f}", ", assistant playing" if playing else "")
         if self.barge_in == "local" and result.onset and playing:
             self.interrupt("local")
-        if playing and self.echo_guard == "half_duplex":
+        if guard and self.echo_guard == "half_duplex":  # deaf while playing and for the echo tail
             to_send: tuple[np.ndarray, ...] = ()
         elif self.gating or guard:
             to_send = result.frames if self.gating else ((frame,) if result.is_speech else ())
@@ -303,7 +303,6 @@ class VoiceAgent:
         return held
 
     def _send(self, frame: np.ndarray, frames: tuple[np.ndarray, ...]) -> None:
-        sent = sum(len(f) for f in frames)
         if not frames:
             self.stats.frames_held_back += 1
             self.stats.seconds_not_sent += len(frame) / self.mic.rate
@@ -313,7 +312,6 @@ class VoiceAgent:
                 self.stats.frames_sent += 1
         except (ConnectionClosed, LocalProtocolError):
             self._stop.set()
-        del sent
         self.stats.frames_done += 1
 
     # ------------------------------------------------------------------------------------------ receiver side

@@ -245,6 +245,30 @@ def test_the_echo_guard_outlasts_playback_by_the_rooms_echo_tail():
         assert agent.stats.interruptions == 0  # nothing was playing
 
 
+def test_half_duplex_stays_deaf_for_the_echo_tail_after_playback():
+    """half_duplex sends nothing while playing and nothing during the echo tail either (a loud last
+    syllable's echo would otherwise go to the server as speech); after the tail the user is heard."""
+    with RealtimeServer(seed=13) as srv, rtedge.connect(url=srv.url) as client:
+        agent = VoiceAgent(client, ScriptedMic(), NullSink(rate=24000), echo_guard="half_duplex")
+        rng = np.random.default_rng(2)
+
+        def frames(rms: float, count: int) -> None:
+            for _ in range(count):
+                agent._on_frame(np.round(rng.normal(0, rms, 320)).astype(np.int16))
+
+        frames(10, 50)
+        agent.playback.push("item_answer", 0, np.full(24000 // 5, 1000, np.int16))
+        while agent.playback.pull(480).any():
+            frames(10, 1)
+        assert wait_until(lambda: not agent.playing(), timeout=5)
+        sent = agent.stats.frames_sent
+        frames(3000, 10)  # -20 dBFS, as loud as the answer's echo: 200 ms, inside the 300 ms tail
+        assert agent.stats.frames_sent == sent
+        frames(10, 10)  # the tail is over
+        frames(3000, 10)  # the user speaks: heard
+        assert agent.stats.frames_sent > sent
+
+
 @pytest.mark.parametrize("gap_ms", [100, 200, 300, 500, 700, 900, 1100, 1300, 1500, 2000])
 def test_local_barge_in_catches_speech_right_after_the_previous_utterance(phrase, gap_ms):
     """The user's turn ends, the answer starts, the user speaks again ``gap_ms`` after the end of the
