@@ -23,7 +23,7 @@ frame went on it         if it never gets to the         sender (``_adopt``), wh
                          sender)                         on it  [conftest.py audit, faults/test_rollover.py]
 socket reads             ``rtedge-receiver`` (in         nobody else reads; events come out through the
                          ``connect()``: the caller,      inbox, the dispatcher and the internal hooks
-                         before the receiver exists)     [transport/test_sole_writer.py]
+                         before the receiver exists)     [transport/test_ownership.py]
 a rollover's new         ``rtedge-rollover`` until the   nothing is delivered before the switch; then it
 connection's reads       switch; it then is              is ``rtedge-receiver`` and the old receiver,
                          ``rtedge-receiver``             ``rtedge-receiver-draining``, reads the old

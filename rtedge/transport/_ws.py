@@ -168,7 +168,9 @@ class WsConnection:
         knows the link is alive.
 
         Raises:
-            ConnectionClosed: the socket broke or was aborted (code None).
+            ConnectionClosed: the socket broke or was aborted, or the server broke the protocol (code
+                None; the message says which rule).
+            DeadlineExceeded: nothing came within the timeout of :meth:`set_timeout`.
         """
         opcode, data = self._read_frame()
         if self._trace is not None:
@@ -216,9 +218,9 @@ class WsConnection:
 
     def readable(self) -> bool:
         """True when :meth:`recv` can start without waiting for the network: a whole message (or a
-        protocol error) is buffered (no system call), or bytes are waiting (plain socket: read at
-        once without waiting; TLS: decrypted bytes pending, or raw bytes on the socket).
-        Never blocks; False when unsure."""
+        protocol error) is buffered (no system call), or, on a plain socket, a read without waiting
+        completed one; on TLS, when bytes are waiting (decrypted bytes pending, or raw bytes on the
+        socket; they may be part of a frame).  Never blocks; False when unsure."""
         if self._frames.ready() or self._eof:
             return True
         sock = self._ws.sock
@@ -239,7 +241,8 @@ class WsConnection:
             return False
 
     def _read_nowait(self) -> bool:
-        """Read what the socket holds without waiting; True if there was anything (or its end)."""
+        """Read what the socket holds without waiting; True if that completed a message (or a protocol
+        error, or the end): part of a frame is kept, and :meth:`recv` would still wait for the rest."""
         try:
             data = self._ws.read_bytes(self._nowait)
         except BlockingIOError:
@@ -250,7 +253,7 @@ class WsConnection:
         if not data:
             self._eof = True
         self._frames.feed(data)
-        return True
+        return self._eof or self._frames.ready()
 
     def set_timeout(self, seconds: float | None) -> None:
         """Bound blocking reads (None: block forever); a timed-out :meth:`recv` raises DeadlineExceeded."""

@@ -126,6 +126,20 @@ def test_readable_is_false_with_nothing_buffered_and_true_once_bytes_arrive(pair
     assert not conn.readable()
 
 
+def test_readable_on_a_plain_socket_means_a_whole_message_not_part_of_a_frame(pair):
+    server, conn = pair
+    if conn._nowait == 0:
+        pytest.skip("TLS (or no MSG_DONTWAIT): readable() reports bytes waiting, as poll() does")
+    whole = frame(TEXT, b"split in two")
+    server.write(whole[:5])
+    answers: list[bool] = []  # readable() reads what came without waiting: 5 bytes, not a message
+    assert wait_until(lambda: answers.append(conn.readable()) or conn._frames.buffered() == 5, timeout=10)
+    assert not any(answers)  # recv() would still wait for the rest
+    server.write(whole[5:])
+    assert wait_until(conn.readable, timeout=10)
+    assert conn.recv() == (TEXT, b"split in two")
+
+
 def test_a_large_message_in_many_reads_and_fragments(pair):
     server, conn = pair
     payload = bytes(i % 251 for i in range(300_000))
