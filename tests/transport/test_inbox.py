@@ -101,14 +101,14 @@ def test_callbacks_consuming_every_event_keep_the_inbox_small_and_nothing_counts
 def test_a_callback_finds_its_event_already_in_the_inbox():
     """Written guarantee: the receiver stores an event in the inbox before rtedge-dispatch runs a callback
     for it, so a callback (the transcriber's ring) that reads the inbox finds its own event there."""
-    seen_ids: set[int] = set()  # events drained from the inbox so far (by the callback only)
+    seen: list[rtedge.protocol.events.ServerEvent] = []  # drained from the inbox so far, kept alive
     missing: list[str] = []
     calls: list[str] = []
 
     def on_any(event: rtedge.protocol.events.ServerEvent) -> None:
-        seen_ids.update(id(e) for e in client.events(timeout=0))
+        seen.extend(client.events(timeout=0))
         calls.append(event.type)
-        if id(event) not in seen_ids:
+        if not any(e is event for e in reversed(seen)):
             missing.append(event.type)
 
     with RealtimeServer(realtime=False, reply_text=LONG) as srv:

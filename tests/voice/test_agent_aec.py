@@ -34,7 +34,7 @@ def test_aec_plays_the_answer_without_false_barge_in_and_the_user_still_barges_i
     phrase, _ = read_wav(speech_dir / "stop.wav")
     near = room.to_int16(room.scale_to(phrase, -26.0, active=np.abs(phrase) > 300))
     session = rtedge.SessionConfig(turn_detection=None)
-    with RealtimeServer(reply_text=LONG_ANSWER, seed=21) as srv, \
+    with RealtimeServer(reply_text=LONG_ANSWER * 3, seed=21) as srv, \
             rtedge.connect(url=srv.url, session=session) as client:
         loop = RoomDevices(rt60_s=0.2, echo_db=-9.1, noise_dbfs=-67.0, seed=9)
         agent = VoiceAgent(client, loop.mic, loop.speaker, barge_in="local", echo_guard="aec")
@@ -48,6 +48,7 @@ def test_aec_plays_the_answer_without_false_barge_in_and_the_user_still_barges_i
         # the attenuation is a smoothed recent figure: on a loaded machine the room loop's frames come in
         # bursts and it dips, so wait for it rather than sample it once
         assert wait_until(lambda: agent.aec.attenuation_db > 20.0, timeout=10), agent.aec.attenuation_db
+        assert agent.playing()  # the answer (40-50 s) outlasts both waits: the user speaks over it
         loop.speak(near)
         assert wait_until(lambda: agent.stats.interruptions >= 1, timeout=5)
         got = agent.interruptions[0]
