@@ -63,7 +63,9 @@ def test_close_while_a_reconnect_attempt_hangs_is_bounded(proxy, server):
 def test_proactive_recycle_at_a_turn_boundary(server):
     server.realtime = True
     server.reply_text = "One two three four."  # about 1.2 s of paced audio
-    server.session_duration_s = 2.5  # without recycling the server would expire the session
+    # without recycling the server would expire the session; 4 s leaves a loaded machine room for a turn
+    # (1.2 s of paced audio) in a session the client recycles after 0.5 s
+    server.session_duration_s = 4.0
     session = rtedge.SessionConfig(turn_detection=None, instructions="Be brief.")
     # the recycle check runs on the sender's tick, min(ping_interval, ping_timeout, 1 s): make it 0.3 s
     client, timeline = open_client(server.url, session=session, max_session_seconds=0.5,
@@ -87,8 +89,9 @@ def test_proactive_recycle_at_a_turn_boundary(server):
     assert client.wait_for("response.done", timeout=10).status == "completed"
     reported = [e["response"]["usage"]["total_tokens"] for e in server.sent if e["type"] == "response.done"]
     assert len(reported) == 2 and client.usage.total_tokens == sum(reported) and client.usage.responses == 2
-    # keep going past the server's 2.5 s limit: the client recycles first, the server never expires it
-    timeline.wait("rtedge.reconnected", after=t0, nth=4, timeout=15)
+    # keep going past the server's limit: the client recycles first, the server never expires it (7
+    # reconnects: the first after the 1.2 s answer, then sessions of at least 0.5 s each, so > 4 s in all)
+    timeline.wait("rtedge.reconnected", after=t0, nth=7, timeout=30)
     assert time.monotonic() - t0 > server.session_duration_s
     assert not any(e["type"] == "error" and e["error"]["code"] == "session_expired" for e in server.sent)
     assert client.link_state in ("open", "reconnecting") and client.fatal_error is None
@@ -96,7 +99,7 @@ def test_proactive_recycle_at_a_turn_boundary(server):
     assert recycles >= 3 and client.stats.reconnects >= 3
     assert set(server.close_codes[:recycles]) == {1000}  # we ended each old session cleanly
     close_bounded(client)
-    record("proactive recycle (max_session_seconds=0.5, server limit 2.5 s)",
+    record("proactive recycle (max_session_seconds=0.5, server limit 4 s)",
            f"waited for response.done ({t_done - t0:.1f} s), recycled with close 1000 and re-seeded; "
            f"{recycles} recycles in {time.monotonic() - t0:.1f} s, no session_expired, usage summed "
            "across sessions", t_back - t_recycle)
