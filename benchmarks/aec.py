@@ -40,18 +40,17 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 import rtedge
 from rtedge.audio import aec as aec_mod
+from _aec_rig import SPEECH, add_common_options, missing  # benchmarks/ is on sys.path as a script
 from rtedge.audio.aec import EchoCanceller
 from rtedge.testing import room, speech
 from rtedge.audio.wavio import read_wav
 
 RATE = 16000
-SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "speech"
 CONDITIONS = {"linear": (0.0, 0.0), "nonlinear": (2.0, 0.0), "drift 50 ppm": (0.0, 50.0),
               "nonlinear + drift": (2.0, 50.0)}
 
@@ -109,14 +108,10 @@ def double_talk(answer: np.ndarray, near: list[np.ndarray], trials: int, drive: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=100, help="double-talk trials per condition")
-    parser.add_argument("--seconds", type=float, default=60.0, help="own playback for false barge-ins")
+    add_common_options(parser)
     args = parser.parse_args()
-    if not aec_mod.available():
-        print("the rtedge.audio._aec extension is not built (install libspeexdsp-dev, reinstall rtedge)")
-        return 1
-    if not speech.available() or not SPEECH.is_dir():
-        print("needs espeak-ng, sox and ../shared/fixtures/speech")
+    if (why := missing()) is not None:
+        print(why)
         return 1
     print(f"python {platform.python_version()}, {platform.machine()}, rtedge {rtedge.__version__}, "
           f"frame 20 ms, tail 200 ms, gate boost after convergence {aec_mod.GATE_BOOST_DB} dB "

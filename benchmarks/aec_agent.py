@@ -36,13 +36,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import rtedge
 from rtedge.audio import aec as aec_mod
+from _aec_rig import SPEECH, add_common_options, missing  # benchmarks/ is on sys.path as a script
 from rtedge.audio.wavio import read_wav
 from rtedge.protocol import ResponseState
 from rtedge.testing import RealtimeServer, Reply, room, speech
@@ -50,7 +50,6 @@ from rtedge.testing.room_devices import RoomDevices
 from rtedge.voice.agent import VoiceAgent
 
 RATE, SPEAKER_RATE = 16000, 24000
-SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "speech"
 CONDITIONS = {"linear": (0.0, 0.0), "nonlinear": (2.0, 0.0), "drift 50 ppm": (0.0, 50.0),
               "nonlinear + drift": (2.0, 50.0)}
 COMMANDS = ("stop", "wait a second", "no, the other one", "turn it down please", "what time is it",
@@ -211,18 +210,14 @@ def run_condition(name: str, args: argparse.Namespace, long_answer: np.ndarray, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=100, help="double-talk trials per condition")
-    parser.add_argument("--seconds", type=float, default=60.0, help="own playback for false barge-ins")
+    add_common_options(parser)
     parser.add_argument("--rt60", type=float, default=0.3, help="the room's reverberation time (s)")
     parser.add_argument("--condition", action="append", choices=sorted(CONDITIONS),
                         help="a condition to run (repeatable; default: linear and nonlinear + drift)")
     parser.add_argument("--verbose", action="store_true", help="print every trial")
     args = parser.parse_args()
-    if not aec_mod.available():
-        print("the rtedge.audio._aec extension is not built (install libspeexdsp-dev, reinstall rtedge)")
-        return 1
-    if not speech.available() or not SPEECH.is_dir():
-        print("needs espeak-ng, sox and ../shared/fixtures/speech")
+    if (why := missing()) is not None:
+        print(why)
         return 1
     print(f"python {platform.python_version()}, {platform.machine()}, rtedge {rtedge.__version__}; "
           f"room rt60 {args.rt60} s, answer -20 dBFS, echo gain -5 dB, user -30 dBFS, noise -65 dBFS; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -218,6 +219,24 @@ def test_bad_policy_names():
             VoiceAgent(Dummy(), Dummy(), Dummy(), echo_tail_s=tail)
 
 
+def _play_an_answer_over_quiet(agent: VoiceAgent, seed: int) -> Callable[[float, int], None]:
+    """Settle the gate on quiet (about -70 dBFS: its floor goes to its lowest, -60), play a 200 ms answer
+    while the microphone hears quiet, and wait until it has played; returns ``frames(rms, count)``, which
+    feeds ``count`` 20 ms microphone frames of noise at ``rms``."""
+    rng = np.random.default_rng(seed)
+
+    def frames(rms: float, count: int) -> None:
+        for _ in range(count):
+            agent._on_frame(np.round(rng.normal(0, rms, 320)).astype(np.int16))
+
+    frames(10, 50)
+    agent.playback.push("item_answer", 0, np.full(24000 // 5, 1000, np.int16))
+    while agent.playback.pull(480).any():
+        frames(10, 1)
+    assert wait_until(lambda: not agent.playing(), timeout=5)
+    return frames
+
+
 def test_the_echo_guard_outlasts_playback_by_the_rooms_echo_tail():
     """The room still echoes the last sound after the speaker has gone quiet: that tail must not open the
     gate (the boost used to drop the moment playback ended, and the echo canceller's residual of a loud
@@ -225,17 +244,7 @@ def test_the_echo_guard_outlasts_playback_by_the_rooms_echo_tail():
     microphone audio has passed, the same level opens the gate unboosted."""
     with RealtimeServer(seed=13) as srv, rtedge.connect(url=srv.url) as client:
         agent = VoiceAgent(client, ScriptedMic(), NullSink(rate=24000), barge_in="local")
-        rng = np.random.default_rng(1)
-
-        def frames(rms: float, count: int) -> None:
-            for _ in range(count):
-                agent._on_frame(np.round(rng.normal(0, rms, 320)).astype(np.int16))
-
-        frames(10, 50)  # about -70 dBFS: the floor settles at the gate's lowest, -60
-        agent.playback.push("item_answer", 0, np.full(24000 // 5, 1000, np.int16))
-        while agent.playback.pull(480).any():  # the speaker plays it, the microphone hears quiet
-            frames(10, 1)
-        assert wait_until(lambda: not agent.playing(), timeout=5)
+        frames = _play_an_answer_over_quiet(agent, seed=1)
         # -44 dBFS: above the plain threshold (-48), below the boosted one (-33)
         frames(200, 5)
         assert agent.gate.stats.speech_segments == 0 and not agent.gate.is_open
@@ -250,17 +259,7 @@ def test_half_duplex_stays_deaf_for_the_echo_tail_after_playback():
     syllable's echo would otherwise go to the server as speech); after the tail the user is heard."""
     with RealtimeServer(seed=13) as srv, rtedge.connect(url=srv.url) as client:
         agent = VoiceAgent(client, ScriptedMic(), NullSink(rate=24000), echo_guard="half_duplex")
-        rng = np.random.default_rng(2)
-
-        def frames(rms: float, count: int) -> None:
-            for _ in range(count):
-                agent._on_frame(np.round(rng.normal(0, rms, 320)).astype(np.int16))
-
-        frames(10, 50)
-        agent.playback.push("item_answer", 0, np.full(24000 // 5, 1000, np.int16))
-        while agent.playback.pull(480).any():
-            frames(10, 1)
-        assert wait_until(lambda: not agent.playing(), timeout=5)
+        frames = _play_an_answer_over_quiet(agent, seed=2)
         sent = agent.stats.frames_sent
         frames(3000, 10)  # -20 dBFS, as loud as the answer's echo: 200 ms, inside the 300 ms tail
         assert agent.stats.frames_sent == sent
