@@ -19,7 +19,7 @@ import numpy as np
 from ..audio.vad import VadGate
 
 __all__ = ["LiveDevices", "drift", "echo", "level_dbfs", "loudspeaker", "mix_at", "room_impulse_response",
-           "scale_to"]
+           "sample_at", "scale_to"]
 
 
 def room_impulse_response(rate: int, rt60_s: float, *, delay_ms: float = 3.0, seed: int = 0) -> np.ndarray:
@@ -51,19 +51,22 @@ def drift(x: np.ndarray, ppm: float, taps: int = 32) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if ppm == 0:
         return x.copy()
-    pos = np.arange(len(x)) * (1.0 + ppm * 1e-6)
+    return sample_at(x, np.arange(len(x)) * (1.0 + ppm * 1e-6), taps)
+
+
+def sample_at(x: np.ndarray, pos: np.ndarray, taps: int = 32) -> np.ndarray:
+    """``x`` (float64) at fractional sample positions ``pos`` by Kaiser-windowed sinc interpolation
+    (samples outside ``x`` count as zero): the rigs' own interpolator, independent of the library's
+    drift compensation (:func:`rtedge.audio.drift.interpolate`), which it is used to test.  float64."""
     base = np.floor(pos).astype(np.intp)
     frac = pos - base
-    half = taps // 2
-    padded = np.concatenate([np.zeros(half), x, np.zeros(half + taps)])
     window = np.kaiser(taps, 8.0)
-    out = np.zeros(len(x))
+    out = np.zeros(len(pos))
     for j in range(taps):
-        k = j - half + 1  # tap offset from base
-        w = np.sinc(frac - k) * window[j]
-        idx = base + k + half
-        valid = idx < len(padded)
-        out[valid] += w[valid] * padded[idx[valid]]
+        k = j - taps // 2 + 1  # tap offset from base
+        idx = base + k
+        ok = (idx >= 0) & (idx < len(x))
+        out[ok] += np.sinc(frac[ok] - k) * window[j] * x[idx[ok]]
     return out
 
 

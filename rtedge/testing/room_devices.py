@@ -35,7 +35,6 @@ from . import room
 __all__ = ["RoomDevices", "RoomMicrophone", "RoomSpeaker"]
 
 _TAPS = 32  # windowed-sinc interpolator of the drifting playback clock
-_WINDOW = np.kaiser(_TAPS, 8.0)
 
 
 class RoomSpeaker:
@@ -189,12 +188,4 @@ class RoomDevices:
         if self.ratio == 1.0:
             idx = np.round(pos).astype(np.intp) - self._stream_base
             return np.where(idx >= 0, self._stream[np.clip(idx, 0, None)], 0.0)
-        base = np.floor(pos).astype(np.intp)
-        frac = pos - base
-        out = np.zeros(len(pos))
-        for j in range(_TAPS):
-            k = j - _TAPS // 2 + 1
-            idx = base + k - self._stream_base
-            ok = (idx >= 0) & (idx < len(self._stream))
-            out[ok] += np.sinc(frac[ok] - k) * _WINDOW[j] * self._stream[idx[ok]]
-        return out
+        return room.sample_at(self._stream, pos - self._stream_base, _TAPS)

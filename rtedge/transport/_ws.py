@@ -203,12 +203,8 @@ class WsConnection:
             raise ConnectionClosed(f"connection lost: {why}")
         try:
             data = self._ws.read_bytes()
-        except TimeoutError:
+        except TimeoutError:  # TLS too: the ssl module raises TimeoutError for a read that timed out
             raise DeadlineExceeded("no frame from the server in time") from None
-        except ssl.SSLError as exc:
-            if "timed out" in str(exc):
-                raise DeadlineExceeded("no frame from the server in time") from None
-            raise ConnectionClosed(f"connection lost: {type(exc).__name__}: {exc}") from None
         except (OSError, ValueError) as exc:  # ValueError: a socket that abort() or shutdown() released
             raise ConnectionClosed(f"connection lost: {type(exc).__name__}: {exc}") from None
         if not data:
