@@ -160,6 +160,9 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument("--echo-guard", choices=("half_duplex", "threshold", "aec", "off"),
                      help="vad.echo_guard: keep the speaker's sound from counting as the user (default "
                           "threshold; aec: libspeexdsp echo canceller; off for an echo-cancelled source)")
+    run.add_argument("--echo-tail-ms", type=int, metavar="MS",
+                     help="vad.echo_tail_ms: the echo guard stays on this long after playback ends, for the "
+                          "room's echo of the last sound (default 300)")
     run.add_argument("--wake-word", metavar="NAME|PATH.json",
                      help="wake.word: open a session only after this wake word (okay_nabu, alexa, hey_jarvis, "
                           "hey_mycroft, or a microWakeWord JSON); needs rtedge[wake]")

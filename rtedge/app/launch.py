@@ -99,6 +99,14 @@ def open_usage_log(config: Config, client: Any) -> Any:
         raise ConfigError(f"service.usage_log: cannot open {path}: {exc.strerror or exc}") from None
 
 
+def agent_options(config: Config) -> dict[str, Any]:
+    """The keyword arguments of a :class:`~rtedge.voice.agent.VoiceAgent` that ``[vad]`` sets (barge-in,
+    the echo guard and its tail, the VAD gate): what ``rtedge run`` passes to every session's agent."""
+    v = config.vad
+    return {"barge_in": v.barge_in, "echo_guard": v.echo_guard, "echo_boost_db": v.echo_boost_db,
+            "echo_tail_s": v.echo_tail_ms / 1000, "vad_gate": v.to_vad_settings() if v.gate else False}
+
+
 def build_devices(config: Config, loop: bool = False) -> tuple[Any, Any]:
     """The configured microphone and speaker, built (not started); ``loop`` repeats a WAV input.
 

@@ -18,7 +18,7 @@ import signal
 import threading
 from typing import Any
 
-from .launch import build_devices, connect_options
+from .launch import agent_options, build_devices, connect_options
 from .signals import on_signals
 from .exit_codes import EXIT_OK
 from .logs import Console
@@ -37,7 +37,7 @@ def run_wake(config: Config, key: Secret | None, args: argparse.Namespace, conso
         ConfigError: the wake word cannot be loaded (e.g. the ``wake`` extra is not installed).
         RtEdgeError: devices that cannot open.
     """
-    w, v = config.wake, config.vad
+    w = config.wake
     mic, speaker = build_devices(config)
     trackers: list[Any] = []
 
@@ -49,9 +49,7 @@ def run_wake(config: Config, key: Secret | None, args: argparse.Namespace, conso
     agent = WakeAgent(open_session, mic, speaker, wake=w.word, idle_close_s=w.idle_close_s,
                       keep_warm=w.keep_warm, pre_roll_ms=w.pre_roll_ms,
                       on_wake=lambda n: console.line(f"wake: session {n} opened"),
-                      on_close=lambda n: console.line(f"wake: session {n} closed"),
-                      barge_in=v.barge_in, echo_guard=v.echo_guard, echo_boost_db=v.echo_boost_db,
-                      vad_gate=v.to_vad_settings() if v.gate else False)
+                      on_close=lambda n: console.line(f"wake: session {n} closed"), **agent_options(config))
     restore = on_signals({signal.SIGTERM: agent.stop, signal.SIGINT: agent.stop})
     finite = bool(getattr(args, "input", None))
     max_seconds = config.service.max_seconds or None

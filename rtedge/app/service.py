@@ -41,7 +41,7 @@ from typing import Any
 import attrs
 
 from .exit_codes import EXIT_AUDIO, EXIT_OK, EXIT_TURN_FAILED, DeviceFailure, GaveUpError, exit_code_for
-from .launch import build_devices, connect_logged, log_error, open_usage_log, try_sound_cards
+from .launch import agent_options, build_devices, connect_logged, log_error, open_usage_log, try_sound_cards
 from .logs import LEVELS, Console
 from .runner import TurnTracker
 from .settings import Config, Secret, is_finite, is_sound_card
@@ -477,9 +477,7 @@ class Service:
 
     # ------------------------------------------------------------------------------------------ the session
     def _session(self, client: Any, mic: Any, speaker: Any) -> int:
-        v = self.config.vad
-        agent = VoiceAgent(client, mic, speaker, barge_in=v.barge_in, echo_guard=v.echo_guard,  # type: ignore
-                           vad_gate=v.to_vad_settings() if v.gate else False, echo_boost_db=v.echo_boost_db)
+        agent = VoiceAgent(client, mic, speaker, **agent_options(self.config))  # type: ignore
         tracker = TurnTracker(client, None, self._echo, keep_turns=1000)
 
         def on_event(event: Any) -> None:  # receiver thread: must not block

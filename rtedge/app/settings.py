@@ -222,6 +222,8 @@ class LocalVadSettings:
                               choices=("half_duplex", "threshold", "aec", "off"))
     echo_boost_db: float = setting(15.0, "threshold: how much louder speech must be while the speaker plays",
                                    "dB", lo=0, hi=90)
+    echo_tail_ms: int = setting(300, "every guard but off stays on this long after playback ends, for the "
+                                     "room's echo of the last sound", "ms", lo=0, hi=5000)
     threshold_db: float = setting(12.0, "energy backend: voiced when this far above the noise floor",
                                   "dB", lo=0, hi=90)
     pre_roll_ms: int = setting(300, "audio sent from before the first voiced frame", "ms", lo=0, hi=10000)

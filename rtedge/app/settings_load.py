@@ -296,7 +296,8 @@ FLAG_KEYS = {
     "provider": "provider.name", "url": "provider.url", "model": "provider.model",
     "api_key_file": "provider.api_key_file", "ca_certs": "provider.ca_certs",
     "instructions": "session.instructions", "mic": "audio.mic", "speaker": "audio.speaker",
-    "barge_in": "vad.barge_in", "echo_guard": "vad.echo_guard", "max_seconds": "service.max_seconds",
+    "barge_in": "vad.barge_in", "echo_guard": "vad.echo_guard",
+    "echo_tail_ms": "vad.echo_tail_ms", "max_seconds": "service.max_seconds",
     "wake_word": "wake.word",
     "log_format": "logging.format", "log_level": "logging.level",
 }

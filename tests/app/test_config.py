@@ -267,3 +267,24 @@ def test_every_setting_is_documented_with_a_variable_name():
     for key, field in all_keys().items():
         assert field.metadata["doc"], key
         assert env_name(key) == "RTEDGE_" + key.upper().replace(".", "_")
+
+
+def test_echo_tail_reaches_every_session_agent(tmp_path):
+    """``[vad] echo_tail_ms`` (or ``--echo-tail-ms``) is what each ``rtedge run`` session's VoiceAgent gets
+    as ``echo_tail_s``, with the other [vad] keys, all under VoiceAgent's own parameter names."""
+    import inspect
+
+    from rtedge.app.cli import build_parser
+    from rtedge.app.launch import agent_options
+    from rtedge.app.settings_load import config_from_args
+    from rtedge.voice.agent import VoiceAgent
+
+    path = write(tmp_path, '[vad]\necho_tail_ms = 450\necho_guard = "half_duplex"\ngate = false\n')
+    options = agent_options(load_config(path, {}, {}))
+    assert options["echo_tail_s"] == 0.45 and options["echo_guard"] == "half_duplex"
+    assert options["vad_gate"] is False
+    assert set(options) <= set(inspect.signature(VoiceAgent).parameters)
+    args = build_parser().parse_args(["run", "--config", str(path), "--echo-tail-ms", "700"])
+    assert agent_options(config_from_args(args, {}))["echo_tail_s"] == 0.7  # the flag beats the file
+    assert errors_of(write(tmp_path, "[vad]\necho_tail_ms = 9000\n", "big.toml")) == [
+        f"{tmp_path / 'big.toml'}:2: vad.echo_tail_ms: must be an integer in [0, 5000] (ms), got 9000"]
