@@ -27,6 +27,10 @@ from .settings import Config, Secret
 from ..transport.client import connect
 from ..voice.wake import WakeAgent
 
+#: under this much listening the detector's CPU figure is mostly its warm-up (its first seconds cost several
+#: times the steady figure), and the summary says so
+WARM_S = 30.0
+
 log = logging.getLogger("rtedge")
 
 
@@ -63,6 +67,8 @@ def run_wake(config: Config, key: Secret | None, args: argparse.Namespace, conso
     finally:
         restore()
     turns = sum(t.turns_started for t in trackers)
-    console.line(f"summary: {agent.stats.wakes} wake(s), {agent.stats.sessions} session(s), {turns} turn(s), "
-                 f"detector {100 * agent.stats.detector_cpu:.2f} % of a core")
+    s = agent.stats
+    short = " (a short run: mostly the detector's warm-up)" if s.listened_s < WARM_S else ""
+    console.line(f"summary: {s.wakes} wake(s), {s.sessions} session(s), {turns} turn(s), "
+                 f"detector {100 * s.detector_cpu:.2f} % of a core over {s.listened_s:.1f} s listened{short}")
     return EXIT_OK

@@ -189,8 +189,10 @@ class WakeStats:
     connect_failures: int = 0
     buffered_seconds: float = 0.0  #: audio held while connecting, summed over sessions
     dropped_seconds: float = 0.0  #: audio dropped because the connect outlasted ``max_buffer_s``
-    #: process time the detector spent per second of audio listened to (a fraction of one core)
+    #: process time the detector spent per second of audio listened to (a fraction of one core); its first
+    #: seconds cost several times the steady figure (warm-up), so read it over a long run
     detector_cpu: float = 0.0
+    listened_s: float = 0.0  #: seconds of audio the detector listened to (outside sessions)
 
 
 class _Tap:
@@ -427,6 +429,7 @@ class WakeAgent:
         self.gate.process(frame)  # output unused: it only follows the noise floor and the speech state
         self._listened += len(frame) / self.mic.rate
         self.stats.detector_cpu = self._cpu / self._listened
+        self.stats.listened_s = self._listened
         with self._lock:
             self._ring.append((frame, self._voiced(frame)))
             self._ring_samples += len(frame)

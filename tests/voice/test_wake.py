@@ -8,6 +8,7 @@ extra (pymicro-wakeword) and espeak-ng/sox; skipped without them.
 from __future__ import annotations
 
 import importlib
+import re
 import shutil
 import wave
 from pathlib import Path
@@ -201,4 +202,8 @@ def test_cli_without_the_phrase_opens_no_session(tmp_path, speech_dir, capsys):
         code = main(["run", "--url", srv.url, "--wake-word", "okay_nabu", "--input", str(wav), "--speaker", "null"])
         assert code == EXIT_OK
         assert srv.connection_count == 0
-    assert "0 session(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "0 session(s)" in out
+    # with no session, the detector heard the whole file; under 30 s the figure is flagged as warm-up
+    listened = re.search(r"detector [\d.]+ % of a core over ([\d.]+) s listened \(a short run", out)
+    assert listened and abs(float(listened[1]) - (3 * RATE + len(cmd)) / RATE) <= 0.05, out
