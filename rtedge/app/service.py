@@ -477,7 +477,7 @@ class Service:
 
     # ------------------------------------------------------------------------------------------ the session
     def _session(self, client: Any, mic: Any, speaker: Any) -> int:
-        agent = VoiceAgent(client, mic, speaker, **agent_options(self.config))  # type: ignore
+        agent = VoiceAgent(client, mic, speaker, **agent_options(self.config))
         tracker = TurnTracker(client, None, self._echo, keep_turns=1000)
 
         def on_event(event: Any) -> None:  # receiver thread: must not block
