@@ -32,7 +32,12 @@ that comes after its reference).  Two ways to give it:
   ``margin_ms`` below the input plus output latency, which real devices have.  The reference is counted sample by sample; the
   alignment is re-anchored only when the two schedules disagree by more than
   ``margin_ms`` (a device restarted, or drift accumulated), and each re-anchor
-  is counted.
+  is counted.  A re-anchor may move the echo along the filter by more than
+  ``margin_ms``, and then what the filter learnt no longer matches: the
+  canceller counts as learning again (:attr:`EchoCanceller.converged` is
+  cleared and its measurement restarts).  The adapted filter is kept: after a
+  jump of a few tens of ms it re-adapts about as fast as a reset one, and
+  after a re-anchor that only follows a device's new latency it still matches.
 
 Separate speaker and microphone clocks drift apart (tens of ppm): the echo
 then slides along the filter, which loses 15 dB or more chasing it.  In the
@@ -69,9 +74,9 @@ from .drift import INTERVAL_S, TAPS, DriftTracker, interpolate
 __all__ = ["CONVERGED_DB", "CONVERGE_S", "GATE_BOOST_DB", "LEAK_PER_S", "LEARNING_BOOST_DB", "LINEAR_ATTENUATION_DB",
            "RESIDUAL_BOOST_DB", "AecStats", "EchoCanceller", "available"]
 
-#: the filter counts as converged (:attr:`EchoCanceller.converged`, sticky until reset) once it has seen
-#: this many seconds of audible reference and removes at least CONVERGED_DB of the echo (microphone power
-#: over output power, averaged over about a second of audible reference)
+#: the filter counts as converged (:attr:`EchoCanceller.converged`, sticky until a reset or a re-anchored
+#: alignment) once it has seen this many seconds of audible reference and removes at least CONVERGED_DB of
+#: the echo (microphone power over output power, averaged over about a second of audible reference)
 CONVERGE_S = 2.0
 CONVERGED_DB = 20.0
 #: VAD gate boost (dB) a VoiceAgent applies while playing once the canceller has converged and removes at
@@ -202,17 +207,20 @@ class EchoCanceller:
     def gate_boost(self) -> float:
         """The VAD gate boost while the speaker plays.  Before :attr:`converged`: :data:`LEARNING_BOOST_DB`,
         which keeps the gate shut (the unconverged filter lets the echo through: like ``half_duplex`` for
-        the first seconds of audible playback).  Once converged: :data:`GATE_BOOST_DB` while
-        :attr:`attenuation_db` is at least :data:`LINEAR_ATTENUATION_DB`, else :data:`RESIDUAL_BOOST_DB`
-        (what the filter cannot model, a saturating loudspeaker, comes through louder).  What VoiceAgent
-        uses; benchmarks/aec.py and benchmarks/aec_agent.py measure the same policy."""
+        the first seconds of audible playback, and again after a re-anchored alignment).  Once converged:
+        :data:`GATE_BOOST_DB` while :attr:`attenuation_db` is at least :data:`LINEAR_ATTENUATION_DB`, else
+        :data:`RESIDUAL_BOOST_DB` (what the filter cannot model, a saturating loudspeaker, comes through
+        louder).  What VoiceAgent uses; benchmarks/aec.py and benchmarks/aec_agent.py measure the same
+        policy."""
         if not self.converged:
             return LEARNING_BOOST_DB
         return GATE_BOOST_DB if self.attenuation_db >= LINEAR_ATTENUATION_DB else RESIDUAL_BOOST_DB
 
     @property
     def converged(self) -> bool:
-        """True once the filter has seen :data:`CONVERGE_S` of audible reference since the last reset."""
+        """True once the filter has seen :data:`CONVERGE_S` of audible reference since the last reset or
+        re-anchored alignment (``stats.realigns``) and then removed at least :data:`CONVERGED_DB` of the
+        echo; it stays True until the next of either."""
         return self._converged
 
     @property
@@ -224,7 +232,7 @@ class EchoCanceller:
     @property
     def attenuation_db(self) -> float:
         """Echo removed lately: smoothed microphone power over output power while the reference is
-        audible, in dB (0 before any)."""
+        audible, in dB (0 before any since the last reset or re-anchored alignment)."""
         return 10 * math.log10(self._p_mic / self._p_out) if self._p_mic > 0 and self._p_out > 0 else 0.0
 
     # ------------------------------------------------------------------------------------ speaker side
@@ -268,6 +276,7 @@ class EchoCanceller:
                         self.stats.realigns += 1
                         if self.drift is not None:
                             self.drift.rebase()
+                        self._relearn()
                     self._next_ref = float(want)
         return self._run(mic, self._take_reference, track=True)
 
@@ -317,8 +326,15 @@ class EchoCanceller:
         self._mic, self._mic_count, self._next_ref = _Schedule(self.rate), 0, None
         if self.drift is not None:
             self.drift.reset()
-        self._since_snapshot = self._heard_at_snapshot = 0
         self._pending = self._ref_pending = np.zeros(0, dtype=np.int16)
+        self._relearn()
+
+    def _relearn(self) -> None:
+        """The filter may no longer match the echo path (a reset, a re-anchored alignment): count it as
+        learning again and restart the convergence measurement (else the attenuation smoothed before the
+        change would call it converged at once), and the drift tracker's wait for a filter worth a snapshot.
+        The adapted filter itself is left to :meth:`reset`."""
+        self._since_snapshot = self._heard_at_snapshot = 0
         self._heard, self._p_mic, self._p_out, self._converged = 0, 0.0, 0.0, False
 
     # ------------------------------------------------------------------------------------ internals

@@ -206,6 +206,51 @@ def test_reference_at_another_rate_is_resampled_and_a_restart_reanchors():
     assert c.stats.realigns <= 1
 
 
+@needs_aec
+def test_a_reanchored_alignment_shuts_the_gate_until_the_filter_has_relearnt():
+    """A re-anchor moves the echo along the filter: ``converged`` (and the gate boost) used to stay as they
+    were, so the gate opened on echo the misplaced filter let through while relearning (false barge-ins
+    through the agent at 50 ppm of drift).  Here the speaker is reopened with 40 ms less output latency
+    (more than the 20 ms margin): the canceller is learning again until CONVERGE_S more of audible
+    reference, then converged again."""
+    clock = _Clock()
+    c = EchoCanceller(RATE, clock=clock)
+    rng = np.random.default_rng(8)
+    n = RATE // 50
+    far = room.to_int16(rng.normal(0, 32768 * 10 ** (-20 / 20), 30 * RATE))  # always audible
+    e = room.echo(far, RATE, rt60_s=0.2, level=-25.0, seed=5) + rng.normal(0, 32768 * 10 ** (-65 / 20), len(far))
+    in_lat, acoustic = 0.030, 0.004
+
+    def step(k: int, out_lat: float) -> None:
+        t = 100.0 + k / RATE
+        clock.t = t
+        c.played(far[k:k + n], RATE, out_lat)
+        clock.t = t + n / RATE + in_lat
+        d = int((out_lat + acoustic) * RATE)  # the echo of far[j] reaches the mic at sample j + d
+        c.process(room.to_int16(e[k - d:k - d + n]) if k >= d else np.zeros(n, np.int16), in_lat)
+
+    k = 0
+    while not c.converged and k < 10 * RATE:  # converges within seconds of audible reference
+        step(k, 0.100)
+        k += n
+    assert c.converged and c.gate_boost() < aec_mod.LEARNING_BOOST_DB and c.stats.realigns == 0
+    for _ in range(50):  # a second more in step: still converged
+        step(k, 0.100)
+        k += n
+    assert c.converged
+    step(k, 0.060)  # the speaker stream reopened with 40 ms less latency: the alignment is re-anchored
+    k += n
+    assert c.stats.realigns == 1
+    assert not c.converged and c.gate_boost() == aec_mod.LEARNING_BOOST_DB
+    learning = 1
+    while not c.converged and k < 25 * RATE:
+        step(k, 0.060)
+        k += n
+        learning += 1
+    assert c.converged and c.stats.realigns == 1
+    assert learning * n >= aec_mod.CONVERGE_S * RATE  # it relearnt from scratch, not from the old powers
+
+
 # ------------------------------------------------------------------------------------------ clock drift
 def test_interpolation_is_exact_at_whole_positions_and_band_limited_between():
     from rtedge.audio.drift import interpolate
