@@ -192,7 +192,9 @@ def run_condition(name: str, args: argparse.Namespace, long_answer: np.ndarray, 
             if latency is not None:
                 latencies.append(latency)
             if args.verbose:
-                print(f"  trial {t}: {outcome} {latency}", flush=True)
+                aec = rig.agent.aec
+                print(f"  trial {t}: {outcome} {latency} (realigns so far {aec.stats.realigns if aec else 0}, "
+                      f"converged {aec.converged if aec else '-'})", flush=True)
         realigns = rig.agent.aec.stats.realigns if rig.agent.aec else 0
     finally:
         rig.close()
@@ -214,7 +216,8 @@ def main() -> int:
     parser.add_argument("--rt60", type=float, default=0.3, help="the room's reverberation time (s)")
     parser.add_argument("--condition", action="append", choices=sorted(CONDITIONS),
                         help="a condition to run (repeatable; default: linear and nonlinear + drift)")
-    parser.add_argument("--verbose", action="store_true", help="print every trial")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print every trial (with the canceller's re-anchor count and convergence after it)")
     args = parser.parse_args()
     if (why := missing()) is not None:
         print(why)
