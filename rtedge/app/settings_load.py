@@ -91,6 +91,12 @@ def parse_text(field: attrs.Attribute[Any], text: str) -> Any:
     return text
 
 
+def _at(origin: str, key: str) -> str:
+    """Where a message points: ``origin: key``, or the origin alone when it already names the key
+    (``--set vad.echo_boost_db``), so that no message says the key twice."""
+    return origin if origin.endswith(" " + key) else f"{origin}: {key}"
+
+
 class _Layers:
     """Collects values with their origins, and the errors, layer by layer."""
 
@@ -105,7 +111,7 @@ class _Layers:
             self.values[key] = check_value(self.fields[key], value)
             self.origin[key] = origin
         except ConfigError as exc:
-            self.errors.append(f"{origin}: {key}: {exc}")
+            self.errors.append(f"{_at(origin, key)}: {exc}")
 
     def unknown(self, key: str, origin: str, what: str = "key") -> str:
         """The message for an unknown section or key, with the closest name of the same kind as a hint:
@@ -123,7 +129,7 @@ class _Layers:
             by_name = {f.partition(".")[2]: f for f in self.fields}
             close = [by_name[c] for c in difflib.get_close_matches(key, list(by_name), n=1)]
         hint = f" (did you mean {close[0]}?)" if close else ""
-        return f"{origin}: {key}: unknown {what}{hint}"
+        return f"{_at(origin, key)}: unknown {what}{hint}"
 
     def read_file(self, path: str) -> None:
         try:
@@ -177,7 +183,7 @@ class _Layers:
         try:
             value = parse_text(self.fields[key], text)
         except ConfigError as exc:
-            self.errors.append(f"{origin}: {key}: {exc}")
+            self.errors.append(f"{_at(origin, key)}: {exc}")
             return
         self.set(key, value, origin)
 
@@ -232,7 +238,7 @@ def cross_check(config: Config) -> list[str]:
     problems = []
 
     def problem(key: str, message: str) -> None:
-        problems.append(f"{config.where(key)}: {key}: {message}")
+        problems.append(f"{_at(config.where(key), key)}: {message}")
 
     try:
         get_dialect(config.provider.name)

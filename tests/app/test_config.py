@@ -136,7 +136,9 @@ def test_environment_and_command_line_errors_name_their_source(tmp_path):
         "environment RTEDGE_SERVICE_STALL_SECONDS: service.stall_seconds: "
         "must be a number in [0.1, 3600] (s), got 'soon'"]
     assert errors_of(None, {}, {"audio.mick": ("x", "--set audio.mick")}) == [
-        "--set audio.mick: audio.mick: unknown key (did you mean audio.mic?)"]
+        "--set audio.mick: unknown key (did you mean audio.mic?)"]
+    assert errors_of(None, {}, {"vad.echo_boost_db": ("500", "--set vad.echo_boost_db")}) == [
+        "--set vad.echo_boost_db: must be a number in [0, 90] (dB), got 500.0"]  # the key said once
     assert errors_of(None, {}, {"service.max_seconds": (-1.0, "--max-seconds")})[0].startswith(
         "--max-seconds: service.max_seconds: must be a number in [0, 1e+09] (s), got -1.0")
 
