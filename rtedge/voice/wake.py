@@ -263,7 +263,7 @@ class WakeAgent:
         self._buffer_samples, self._max_buffer = 0, int(max_buffer_s * mic.rate)
         self._woken = threading.Event()
         self._stop = threading.Event()
-        self._cpu = self._listened = 0.0
+        self._cpu = 0.0
         self._warm: Any = None
         self._warm_thread: threading.Thread | None = None
 
@@ -427,9 +427,8 @@ class WakeAgent:
         hits = self.detector.process(frame)
         self._cpu += time.thread_time() - t0
         self.gate.process(frame)  # output unused: it only follows the noise floor and the speech state
-        self._listened += len(frame) / self.mic.rate
-        self.stats.detector_cpu = self._cpu / self._listened
-        self.stats.listened_s = self._listened
+        self.stats.listened_s += len(frame) / self.mic.rate
+        self.stats.detector_cpu = self._cpu / self.stats.listened_s
         with self._lock:
             self._ring.append((frame, self._voiced(frame)))
             self._ring_samples += len(frame)
