@@ -45,6 +45,10 @@ interpreter).  Every run is verified: the driver must decode exactly
 seconds*24000*2 downstream bytes and the server must decode exactly as many
 upstream bytes; otherwise a FAIL line is printed and the script exits 1
 (``--selftest-drop N`` loses every Nth frame in both directions to prove it).
+Each mode also gives the CPU of one upstream call on the thread that makes it
+(``time.thread_time`` around every ``append_audio`` / ``ws.send``): set beside
+the afap figure, the realtime one shows what running right after a 20 ms sleep
+costs (cold caches) against the same work done back to back.
 
 An afap run streams 600 s of audio by default (``--seconds``): 60 s were over
 in about 0.2 s of CPU, so that one preemption or cold start moved a rep by
@@ -295,6 +299,8 @@ class Run:
         self.down_bytes, self.down_deltas, self.up_stats, self.down_end, self.error = 0, 0, None, False, None
         self.done = threading.Event()
         self.max_lag = 0.0
+        self.call_cpu = 0.0  # thread CPU spent inside the upstream calls (append_audio / ws.send), summed
+        self.calls = 0
         self.res: dict[str, object] = {}
         self.thread_cpu: dict[str, float] = {}  # CPU of driver threads that ended before the "streamed" mark
         self.thread_ctx: dict[str, tuple[int, int]] = {}  # their context switches (since "ready")
@@ -353,6 +359,7 @@ class Run:
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "down_bytes": self.down_bytes, "up_bytes": up.get("up_bytes"), "up_messages": up.get("up_messages"),
             "sender_max_lag_ms": self.max_lag * 1000,
+            "call_us": self.call_cpu / self.calls * 1e6 if self.calls else None,
             "threads": {**{n: round(v - t1.get(n, 0.0), 3) for n, v in t2.items()}, **self.thread_cpu},
             "thread_ctx": {**{n: [v[0] - x0.get(n, (0, 0))[0], v[1] - x0.get(n, (0, 0))[1]]
                               for n, v in xt.items()}, **self.thread_ctx},
@@ -393,7 +400,10 @@ def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
         for i in run.frame_indices():
             at = i % run.loop * UP_FRAME
             chunk = run.pcm[at:at + UP_FRAME]
+            t = time.thread_time()
             ws.send(_dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(chunk).decode()}))
+            run.call_cpu += time.thread_time() - t
+            run.calls += 1
         ws.send(_dumps({"type": "bench.upstream_end"}))
         run.thread_cpu["sender"] = round(time.thread_time(), 3)
         run.thread_ctx["sender"] = _ctx_of("thread-self")
@@ -460,7 +470,10 @@ def drive_rtedge(run: Run, url: str, as_numpy: bool = False) -> None:
                           timeout=10)
     run.mark("ready")
     for i in run.frame_indices():
+        t = time.thread_time()
         client.append_audio(frames[i % run.loop], rate=RATE)
+        run.call_cpu += time.thread_time() - t
+        run.calls += 1
     client.send({"type": "bench.upstream_end"})
     run.wait()
     run.mark("streamed")
@@ -617,6 +630,10 @@ def table(mode: str, seconds: int, reps: int, results: dict, drivers: list[str])
         names = sorted({n for r in good[d] for n in r["threads"]})
         split = ", ".join(f"{n} {_median(r['threads'].get(n, 0.0) for r in good[d]):.3f}" for n in names)
         out.append(f"- {d}: {split or '-'}")
+    out.append("\nCPU of one upstream call on the thread that makes it, median of the runs' means, us (plain: JSON,"
+               " base64 and the socket write of one frame; rtedge: append_audio, which queues it):")
+    out.extend(f"- {d}: {_median(r['call_us'] for r in good[d]):.1f}" for d in drivers
+               if good[d] and all(r.get("call_us") is not None for r in good[d]))
     out.append(f"\nContext switches by thread per audio-minute, median, voluntary+involuntary (/proc; plain/wsclient "
                f"threads: whole life, so a few from connect are in):")
     for d in drivers:
