@@ -117,6 +117,10 @@ class _Pacer:
 class _ThreadedSource(AudioSource):
     """A source whose thread delivers ``_content()`` frame by frame, then paced silence."""
 
+    #: unpaced, the pace is set by whoever writes the stream (a pipe): its clock is checked.  A source
+    #: whose content is all there (a WAV file) and that was asked not to pace is read as fast as it goes.
+    _writer_paced = False
+
     def __init__(self, rate: int, frame_ms: int, realtime: bool) -> None:
         super().__init__(rate, frame_ms)
         self.realtime = realtime
@@ -149,7 +153,7 @@ class _ThreadedSource(AudioSource):
         An unpaced source (a pipe) whose writer runs far faster than real time (a file piped in) is
         detected by a :class:`~rtedge.audio.clock.ClockCheck`, reported once and paced from then on.
         """
-        clock = None if pacer.realtime else ClockCheck(repr(self), self.rate)
+        clock = ClockCheck(repr(self), self.rate) if self._writer_paced and not pacer.realtime else None
         try:
             for frame in self._content():
                 if not pacer.wait():
@@ -342,6 +346,8 @@ class RawSource(_ThreadedSource):
             stream (``finished``) silence is paced in real time either way.
         close: close ``stream`` when the device stops.
     """
+
+    _writer_paced = True
 
     def __init__(self, stream: BinaryIO | None = None, rate: int = 16000, frame_ms: int = 20,
                  realtime: bool = False, *, close: bool = False) -> None:

@@ -352,6 +352,24 @@ def test_realtime_sink_pulls_one_frame_per_period(tmp_path):
     assert pull.sizes == {480}
 
 
+def test_wav_source_fast_is_not_taken_for_a_fast_clock_and_paced(tmp_path, caplog):
+    """``realtime=False`` on a WAV file asks for it as fast as the consumer takes it (``rtedge transcribe
+    --input``): the clock check is for pipes, whose writer sets the pace, so a 600 s file is neither
+    reported as a device clock running fast nor slowed to real time after its first seconds."""
+    x = noise(16000 * 600)
+    src = WavSource(write_wav(tmp_path / "long.wav", x, 16000), realtime=False)
+    got = Frames(keep=0)
+    got.source = src
+    with caplog.at_level(logging.WARNING, logger="rtedge"):
+        src.start(got)
+        try:
+            assert src.finished.wait(120)  # paced to real time it would take about ten minutes
+        finally:
+            src.stop()
+    assert got.before_finished == 600 * 50
+    assert not [r.getMessage() for r in caplog.records if "real time" in r.getMessage()]
+
+
 def test_wav_sink_fast_writes_exactly_what_it_pulled(tmp_path):
     x = noise(24000 // 2)
     sink = WavSink(tmp_path / "out.wav", rate=24000, realtime=False)
