@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import queue
 
 import rtedge
 from rtedge.testing import RealtimeServer
@@ -18,8 +19,12 @@ def main(url: str | None) -> None:
         session = rtedge.SessionConfig(instructions="Be brief.", output_modalities=("text",))
         with rtedge.connect("openai", url=url or server.url, session=session) as client:
             client.on("response.output_text.delta", lambda e: print(e.delta, end="", flush=True))
+            # callbacks run in order on rtedge-dispatch: this one comes after every delta was printed
+            # (client.wait_for() reads the inbox instead, and may return while they are still printing)
+            finished: queue.Queue = queue.Queue()
+            client.on("response.done", finished.put)
             client.send_text("Hi there!")
-            done = client.wait_for("response.done", timeout=30)
+            done = finished.get(timeout=30)
             print(f"\n[{done.status}] tokens: {client.usage.total_tokens}")
     finally:
         if server is not None:

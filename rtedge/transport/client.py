@@ -321,6 +321,10 @@ class Client(Link):
     def wait_for(self, event_type: str, timeout: float | None = 30.0) -> ev.ServerEvent:
         """Consume inbox events until one of ``event_type`` arrives (it may already have), and return it.
 
+        The inbox is apart from the callbacks: when this returns, callbacks (:meth:`on`) for this event and
+        earlier ones may still be queued or running on ``rtedge-dispatch``.  To act after them, register a
+        callback for this event type instead (callbacks run in arrival order).
+
         Raises:
             DeadlineExceeded: none arrived within ``timeout`` seconds.
             ConnectionClosed: the connection ended first.
