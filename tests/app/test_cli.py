@@ -87,6 +87,21 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, case):
     assert len(err) == 1 and err[0].startswith("rtedge: error: ") and "Traceback" not in err[0]
 
 
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_credentials_in_the_url_are_not_shown(tmp_path, capsys, command):
+    """A URL may carry a secret before the host (``user:password@``) or in its query: neither is printed,
+    by the connect error of ``run`` nor by ``check-config``."""
+    wav = tmp_path / "x.wav"
+    _write_wav(wav, np.zeros(1600, np.int16), 16000)
+    url = "ws://kiosk:pw-SEKRIT-1@127.0.0.1:9/v1/realtime?api-key=sk-SEKRIT-2"
+    args = ["--input", str(wav), "--speaker", "null"] if command == "run" else []
+    code = main([command, "--url", url, *args])
+    out, err = capsys.readouterr()
+    assert code == (EXIT_CONNECT if command == "run" else EXIT_OK)
+    assert "SEKRIT" not in out + err
+    assert "ws://***@127.0.0.1:9/v1/realtime?api-key=***" in out + err
+
+
 def test_bad_key_exits_3_without_leaking_it(tmp_path, capsys):
     key = tmp_path / "key"
     key.write_text("sk-wrong-1234\n")

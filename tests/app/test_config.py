@@ -102,7 +102,7 @@ def test_unknown_rtedge_variables_only_warn(caplog):
     ('[session]\ninstructions = """\nmic = 3\n"""\nvoic = "x"\n', "{p}:5: session.voic: unknown key"),
     ('provider.name = "nope"\n', "{p}:1: provider.name: unknown provider 'nope'"),
     ('[provider]\nurl = "https://x/v1?api-key=SEKRIT"\n', "{p}:2: provider.url: must start with ws:// or "
-                                                          "wss://, got 'https://x/v1?api-key=%2A%2A%2A'"),
+                                                          "wss://, got 'https://x/v1?api-key=***'"),
     ('[audio]\nmic_rate = 44100\nframe_ms = 15\n',
      "{p}:3: audio.frame_ms: 15 ms at audio.mic_rate = 44100 Hz is not a whole number of samples"),
     ('[reconnect]\ninitial_delay = 5\nmax_delay = 1\n', "{p}:3: reconnect.max_delay: must be >= "
@@ -218,7 +218,7 @@ def test_check_config_prints_valid_toml_with_origins_and_no_secrets(tmp_path, ca
     captured = capsys.readouterr()
     assert KEY not in captured.out + captured.err
     parsed = tomllib.loads(captured.out)
-    assert parsed["provider"]["url"] == "wss://example.com/v1/realtime?api-key=%2A%2A%2A"
+    assert parsed["provider"]["url"] == "wss://example.com/v1/realtime?api-key=***"
     assert parsed["service"]["stats_interval"] == 60.0 and parsed["audio"]["mic"] == "null"
     assert set(parsed) == {"provider", "session", "audio", "vad", "reconnect", "service", "wake", "logging"}
     lines = captured.out.splitlines()

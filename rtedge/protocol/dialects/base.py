@@ -209,13 +209,16 @@ def is_loopback(url: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """A URL safe to log: query values that look like secrets are replaced."""
+    """A URL safe to log: credentials before the host (``user:password@``) and query values that look
+    like secrets (``api-key=``, ``token=``...) are replaced with ``***``."""
     parts = urlsplit(url)
-    if not parts.query:
-        return url
-    query = [(k, "***" if any(s in k.lower() for s in ("key", "token", "secret", "sig")) else v)
-             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
+    if parts.query:
+        query = [(k, "***" if any(s in k.lower() for s in ("key", "token", "secret", "sig")) else v)
+                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
 
 
 def merge_extra(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
