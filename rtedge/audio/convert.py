@@ -106,14 +106,13 @@ class InputConverter:
                 return data
         samples = as_pcm16(pcm)
         if rate != self._rate:
-            self._rate = rate
-            if rate == self.fmt.rate:
-                self._resampler = None
-            else:
+            resampler = None
+            if rate != self.fmt.rate:
                 # lazy: start-up cost (numpy): a client that appends bytes never imports it
                 from .codec import Resampler
 
-                self._resampler = Resampler(rate, self.fmt.rate)
+                resampler = Resampler(rate, self.fmt.rate)  # raises for a rate it does not take
+            self._rate, self._resampler = rate, resampler  # only once it is taken: a refused rate stays refused
         if self._resampler is not None:
             samples = self._resampler.process(samples)
         return encode_pcm(samples, self.fmt)

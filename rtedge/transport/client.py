@@ -406,7 +406,7 @@ class Client(Link):
             if self._converter_fmt is not fmt and (self._converter is None or self._converter_fmt != fmt):
                 self._converter = InputConverter(fmt)
             self._converter_fmt = fmt
-            data = self._converter.convert(pcm, rate or fmt.rate)
+            data = self._converter.convert(pcm, fmt.rate if rate is None else rate)
             # the usual append (one frame, room in the queue): queued under this one lock acquisition
             if (overflow == "block" and data and len(data) <= self._chunk_bytes(fmt)
                     and self._put_audio_locked(data, len(data) / fmt.bytes_per_ms)):

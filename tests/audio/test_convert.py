@@ -59,6 +59,18 @@ def test_a_rate_change_after_passthrough_starts_a_resampled_stream_and_back() ->
     assert conv.flush() == b""
 
 
+@pytest.mark.parametrize("rate", [7, 0, -16000])
+def test_a_refused_rate_stays_refused(rate: int) -> None:
+    """A rate the resampler does not take raises on every call, not only the first (the second call used
+    to send the samples unconverted, as if they were at the wire rate)."""
+    conv = InputConverter(PCM24)
+    tone = (3000 * np.sin(np.arange(160) * 0.05)).astype(np.int16)
+    for _ in range(2):
+        with pytest.raises(AudioError, match="unsupported src_rate"):
+            conv.convert(tone, rate)
+    assert conv.convert(tone, 24000) == tone.tobytes()
+
+
 def test_g711_formats_never_take_the_passthrough() -> None:
     samples = np.array([0, 1000, -1000, 32767], dtype=np.int16)
     assert len(InputConverter(AudioFormat.pcmu()).convert(samples, 8000)) == 4  # one byte a sample

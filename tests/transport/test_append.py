@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import rtedge
-from rtedge.errors import BackpressureError, ConfigError
+from rtedge.errors import AudioError, BackpressureError, ConfigError
 from rtedge.testing import RealtimeServer
 from rtedge.audio.wavio import read_wav
 
@@ -124,6 +124,17 @@ def test_overflow_must_be_a_known_policy():
     with RealtimeServer(realtime=False) as srv, rtedge.connect(url=srv.url) as client:
         with pytest.raises(ConfigError, match="overflow"):
             client.append_audio(np.zeros(240, np.int16), rate=RATE, overflow="drop_newest")  # type: ignore[arg-type]
+
+
+def test_a_rate_of_0_is_refused_not_taken_for_the_session_rate():
+    """``rate=None`` means the session's rate; a rate of 0 (a broken header, a bad variable) is an error,
+    not a silent send of the samples as if they were at 24 kHz."""
+    with RealtimeServer(realtime=False) as srv, rtedge.connect(url=srv.url, session=MANUAL) as client:
+        for _ in range(2):
+            with pytest.raises(AudioError, match="0 Hz"):
+                client.append_audio(np.zeros(240, np.int16), rate=0)
+        assert client.append_audio(np.zeros(240, np.int16)) == 480
+        assert wait_until(lambda: len(_received_audio(srv)) == 480)
 
 
 def test_wire_chunks_follow_a_change_of_input_format(speech):
