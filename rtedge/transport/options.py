@@ -47,12 +47,46 @@ def connect_options(options: dict[str, Any]) -> dict[str, Any]:
     opts = {**DEFAULTS, **options}
     if opts["ssl_context"] is not None and not isinstance(opts["ssl_context"], ssl.SSLContext):
         raise ConfigError("ssl_context must be an ssl.SSLContext")
+    _check_numbers(opts)
+    if opts["reconnect"] is not None and not isinstance(opts["reconnect"], Backoff):
+        raise ConfigError(f"reconnect must be a rtedge.Backoff or None, got {opts['reconnect']!r}")
+    if opts["on_error"] is not None and not callable(opts["on_error"]):
+        raise ConfigError(f"on_error must be a function fn(exc, event) or None, got {opts['on_error']!r}")
     keepalive = opts["keepalive_audio_s"]
     if keepalive is not None and (isinstance(keepalive, bool) or not isinstance(keepalive, int | float)
                                   or not keepalive > 0):
         raise ConfigError(f"keepalive_audio_s must be a number of seconds > 0 or None, got {keepalive!r}")
     _check_rollover_options(opts)
     return opts
+
+
+#: the numeric options: (smallest value, whether the smallest itself is allowed, what 0 means if allowed)
+_NUMBERS: dict[str, tuple[float, bool, str]] = {
+    "connect_timeout": (0, False, "s"),
+    "ping_interval": (0, True, "s; 0 turns the keepalive off"),
+    "ping_timeout": (0, False, "s"),
+    "max_audio_queue_ms": (0, False, "ms"),
+    "inbox_size": (1, True, "events"),
+    "inbox_bytes": (1, True, "bytes"),
+    "finish_timeout": (0, True, "s"),
+    "max_session_seconds": (0, True, "s; 0 or None: never"),
+}
+
+
+def _check_numbers(opts: dict[str, Any]) -> None:
+    """Each numeric option is a number in its range (a string or a negative timeout otherwise fails later,
+    on a worker thread or deep in the socket layer, with a message that does not name the option)."""
+    for name, (lo, inclusive, unit) in _NUMBERS.items():
+        value = opts[name]
+        if value is None and name == "max_session_seconds":
+            continue
+        integral = name in ("inbox_size", "inbox_bytes")
+        kind = int if integral else int | float
+        if (isinstance(value, bool) or not isinstance(value, kind) or value != value
+                or not (value >= lo if inclusive else value > lo)):
+            what = "an integer" if integral else "a number"
+            bound = f">= {lo:g}" if inclusive else f"> {lo:g}"
+            raise ConfigError(f"{name} must be {what} {bound} ({unit}), got {value!r}")
 
 
 def _check_rollover_options(opts: dict[str, Any]) -> None:

@@ -217,6 +217,27 @@ def test_refused_connection_and_bad_options():
         rtedge.connect(url="wss://realtime.invalid/v1/realtime")
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("ping_interval", "20", "ping_interval must be a number >= 0"),
+    ("connect_timeout", -1, "connect_timeout must be a number > 0"),
+    ("ping_timeout", float("nan"), "ping_timeout must be a number > 0"),
+    ("max_audio_queue_ms", 0, "max_audio_queue_ms must be a number > 0"),
+    ("inbox_size", 0, "inbox_size must be an integer >= 1"),
+    ("inbox_bytes", 1.5, "inbox_bytes must be an integer >= 1"),
+    ("finish_timeout", True, "finish_timeout must be a number >= 0"),
+    ("max_session_seconds", -5, "max_session_seconds must be a number >= 0"),
+    ("reconnect", 5, "reconnect must be a rtedge.Backoff or None"),
+    ("on_error", "log", "on_error must be a function"),
+])
+def test_a_bad_option_value_is_a_config_error_naming_it(option, value, message):
+    """Checked before anything opens (a string ``ping_interval`` used to kill the sender thread with a
+    TypeError, a negative ``connect_timeout`` came back as the socket layer's ValueError)."""
+    threads = client_threads()
+    with pytest.raises(ConfigError, match=message):
+        rtedge.connect(url="ws://127.0.0.1:9/v1/realtime", **{option: value})
+    assert client_threads() == threads
+
+
 def test_connect_timeout_when_server_is_silent():
     def silent(ws):
         for _ in ws:  # never sends session.created
