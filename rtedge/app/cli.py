@@ -61,7 +61,7 @@ EPILOG_RUN = """examples:
   rtedge run --config /etc/rtedge/rtedge.toml           # what the systemd unit runs
   rtedge run --config kiosk.toml --debug --trace-wire /tmp/wire.jsonl   # a misbehaving kiosk
   rtedge run --mic USB --speaker default --barge-in local --echo-guard half_duplex
-  rtedge run --url wss://api.openai.com/v1/realtime --api-key-file ~/.openai-key \
+  rtedge run --url wss://api.openai.com/v1/realtime --api-key-file ~/.openai-key \\
       --input question.wav --output answer.wav
   rtedge run --url ws://127.0.0.1:8765/v1/realtime --input question.wav --output answer.wav --fast
   rtedge run --config kiosk.toml --set session.voice=marin --log-format json
@@ -148,7 +148,8 @@ def _add_run_parser(sub: Any) -> None:
     run = _command(sub, "run", "a voice session: microphone (or WAV) in, speaker (or WAV) out", EPILOG_RUN)
     _add_config_args(run)
     _add_session_args(run)
-    run.add_argument("--input", metavar="WAV", help="speak this 16-bit PCM WAV (any rate), paced like a mic")
+    run.add_argument("--input", metavar="WAV", help="speak this WAV (PCM, float or G.711; any rate, any channels), "
+                     "paced like a mic")
     run.add_argument("--output", metavar="WAV", help="play the assistant's audio into this WAV (paced)")
     run.add_argument("--mic", metavar="DEVICE", help="audio.mic: a device name or index from "
                      "'rtedge devices', wav:PATH, raw:- for s16le 16 kHz on stdin, or null")

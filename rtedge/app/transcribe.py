@@ -30,10 +30,9 @@ EPILOG = """examples:
 
 def add_transcribe_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``rtedge transcribe`` to the ``rtedge`` command's subparsers; returns its parser."""
+    what = "speech to text over a realtime transcription session (vLLM, OpenAI), one line per utterance"
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "transcribe", help="speech to text over a realtime transcription session (vLLM, OpenAI), one line per "
-        "utterance",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "transcribe", help=what, description=what[:1].upper() + what[1:] + ".", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--provider", default="vllm", choices=("vllm", "openai"),
                    help="vllm (default) or openai (a realtime transcription session, ?intent=transcription)")
     p.add_argument("--url", help="the endpoint, ws://HOST:PORT/v1/realtime (required for vllm; openai: "
@@ -43,7 +42,8 @@ def add_transcribe_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--api-key-file", metavar="FILE", help="read the API key from FILE (default: the provider's "
                    "variable, VLLM_API_KEY or OPENAI_API_KEY)")
     p.add_argument("--ca-certs", metavar="PEM", help="trust this CA bundle for wss://")
-    p.add_argument("--input", metavar="WAV", help="transcribe this 16-bit PCM WAV (any rate)")
+    p.add_argument("--input", metavar="WAV", help="transcribe this WAV (PCM, float or G.711; any rate, "
+                   "any channels)")
     p.add_argument("--mic", metavar="DEVICE", help="transcribe a microphone (a name or index from 'rtedge devices', "
                    "or raw:- for s16le 16 kHz on stdin) until Ctrl-C")
     p.add_argument("--realtime", action="store_true", help="pace --input like a microphone (default: as fast "

@@ -39,6 +39,10 @@ def test_help_has_examples(command, capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and f"rtedge {command}" in out
+    # a description under the usage, as the command list gives it
+    assert out.split("\n\n")[1].strip().endswith(".") and not out.split("\n\n")[1].startswith("options:")
+    # an example continued on the next line keeps its backslash (a bare one in the source joins the lines)
+    assert "      --" not in "".join(line for line in out.splitlines() if line.startswith("  rtedge"))
 
 
 def test_debug_before_or_after_the_command(tmp_path, capsys):
