@@ -9,7 +9,7 @@ numbers, bytes, milliseconds of caller audio since the call started.  :class:`Ti
 whole adapter such a harness needs: ``connect``, ``run_tick``, ``send_tool_result``, ``disconnect``,
 ``is_connected`` and the usage ledger.  Copy it and rename the fields to your harness's.
 
-What the adapter relies on (all of it is ``TickSession``'s contract, see ``rtedge/tick.py``):
+What the adapter relies on (all of it is ``TickSession``'s contract, see ``rtedge/voice/tick.py``):
 
 * every tick is exactly ``bytes_per_tick`` bytes both ways; the caller's audio may come in any
   length (the rest is carried to the next ticks, a short tick is padded with ``silence_byte``)

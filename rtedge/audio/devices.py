@@ -210,7 +210,8 @@ def _frames(samples: np.ndarray, n: int) -> Iterator[np.ndarray]:
 
 
 class WavSource(_ThreadedSource):
-    """Plays a 16-bit PCM WAV file (mono or stereo) as if it were a microphone.
+    """Plays a WAV file as if it were a microphone (any format :func:`~rtedge.audio.wavio.read_wav`
+    reads: integer or float PCM, A-law/mu-law, any channel count, mixed to mono).
 
     Frames are delivered by the ``rtedge-mic`` thread on absolute deadlines, one
     per ``frame_ms`` (``realtime=True``), or as fast as ``on_frame`` returns
