@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import ssl
 import sys
 import threading
@@ -387,6 +388,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.reply_text:
             options["reply_text"] = args.reply_text
         server = RealtimeServer(**options, dialect=dialect)
+    try:
+        server.start()
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {os.strerror(exc.errno) if exc.errno else exc} (another --port, "
+                          "or 0 for a free one)") from None
     stop = threading.Event()
     restore = on_stop_signals(stop)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import wave
 
 import numpy as np
@@ -79,6 +80,20 @@ def test_serve_validates_the_port_when_parsing(port, capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2
     assert "not a port number" in err and "Traceback" not in err and "OverflowError" not in err
+
+
+@pytest.mark.parametrize("dialect", ["openai", "vllm"])
+def test_serve_on_a_port_in_use_is_a_one_line_error_not_a_bug(dialect, capsys):
+    """Exit 1 means a bug (systemd restarts it); a port another program holds is the --port flag's problem."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--port", str(port), "--dialect", dialect])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_CONFIG
+    assert err == [f"rtedge: error: cannot listen on 127.0.0.1:{port}: Address already in use (another --port, "
+                   "or 0 for a free one)"]
 
 
 def test_serve_accepts_0_and_65535():
