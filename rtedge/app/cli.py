@@ -208,7 +208,8 @@ def _add_demo_parser(sub: Any) -> None:
     demo.add_argument("--output", metavar="WAV", help="write the assistant's audio here")
     demo.add_argument("--input", metavar="WAV", help="speak this WAV instead of the bundled phrase")
     demo.add_argument("--fast", action="store_true", help="send the phrase as fast as the link takes it")
-    demo.add_argument("--max-seconds", type=float, default=120.0, help="bound on the whole run (default 120)")
+    demo.add_argument("--max-seconds", type=positive_seconds, default=120.0,
+                      help="bound on the whole run (default 120)")
     add_trace_arg(demo)
     demo.set_defaults(manual=False)
 
@@ -239,6 +240,17 @@ def port_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535, or 0 for any free port)")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type of a bound in seconds that must be above 0 (0 would end the run before it starts)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a number of seconds > 0")
     return value
 
 

@@ -96,6 +96,16 @@ def test_serve_on_a_port_in_use_is_a_one_line_error_not_a_bug(dialect, capsys):
                    "or 0 for a free one)"]
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "soon"])
+def test_demo_refuses_a_bound_that_ends_it_before_it_starts(value, capsys):
+    """``--max-seconds 0`` timed out at once (exit 5, 'no complete answer within 0 s'); ``run`` reads 0
+    as its default instead, so for the demo it is refused when parsing."""
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--max-seconds", value])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--max-seconds" in err and "Traceback" not in err
+
+
 def test_serve_accepts_0_and_65535():
     parser = build_parser()
     assert parser.parse_args(["serve", "--port", "0"]).port == 0
