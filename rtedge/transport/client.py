@@ -692,7 +692,8 @@ def _endpoint(dialect: Dialect, model: str | None, url: str | None, api_key: str
         model = served_model(full_url, key, timeout=opts["connect_timeout"], ssl_context=opts["ssl_context"],
                              ca_certs=opts["ca_certs"])
     session = dialect.initial_session(model, session)
-    for warning in dialect.check(session) if session is not None else ():
+    # an empty config too: the model's warnings (one rtedge does not know) do not depend on a session
+    for warning in dialect.check(session if session is not None else SessionConfig()):
         log.warning("%s", warning)
     if not key and dialect.needs_key(full_url):
         raise ConfigError(f"no API key for {dialect.name}: pass api_key= or set {dialect.api_key_env}")

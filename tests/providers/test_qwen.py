@@ -166,6 +166,17 @@ def test_check_warns_as_data() -> None:
     assert get_dialect("openai").check(SessionConfig()) == []
 
 
+def test_connect_warns_of_an_unknown_model_with_or_without_a_session(caplog: pytest.LogCaptureFixture) -> None:
+    """A mistyped model name is logged once at connect, also when no session config is passed."""
+    with RealtimeServer(dialect="qwen", realtime=False) as srv, caplog.at_level(logging.WARNING, "rtedge"):
+        for session in (None, SessionConfig(instructions="Be brief.")):
+            caplog.clear()
+            with rtedge.connect("qwen", model="qwen3-omni-flsh-realtime", url=srv.url, session=session):
+                pass
+            warned = [r.getMessage() for r in caplog.records if "capability table" in r.getMessage()]
+            assert len(warned) == 1 and "'qwen3-omni-flsh-realtime'" in warned[0], session
+
+
 def test_response_create_overrides() -> None:
     session = Session("qwen")
     overrides = {"instructions": "Shout.", "output_modalities": ["text"]}
