@@ -245,6 +245,13 @@ class SessionConfig:
                                   or any(m not in ("audio", "text") for m in mods)):
             raise ConfigError(f"output_modalities must name 'audio' and/or 'text' once each (which "
                               f"combinations a provider takes depends on its dialect), got {mods!r}")
+        td = self.turn_detection
+        if td is not UNSET and td is not None and not isinstance(td, ServerVad | SemanticVad | Mapping):
+            raise ConfigError(f"turn_detection must be ServerVad(...), SemanticVad(...), a dict or None (manual "
+                              f"turns), got {td!r}")
+        tr = self.transcription
+        if tr is not UNSET and tr is not None and not isinstance(tr, Transcription | Mapping):
+            raise ConfigError(f"transcription must be Transcription(model=...), a dict or None (off), got {tr!r}")
         mot = self.max_output_tokens
         if mot is not UNSET and mot != "inf" and (isinstance(mot, bool) or not isinstance(mot, int) or mot < 1):
             raise ConfigError(f"max_output_tokens must be an int >= 1 or 'inf', got {mot!r}")

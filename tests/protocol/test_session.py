@@ -328,6 +328,20 @@ def test_output_modalities_are_checked_by_dialect(provider, mods, match) -> None
         assert session.state.sent_types == {}
 
 
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("turn_detection", "server_vad", r"turn_detection must be ServerVad\(...\), SemanticVad\(...\), a dict or None"),
+    ("turn_detection", True, "turn_detection must be"),
+    ("transcription", "whisper-1", r"transcription must be Transcription\(model=...\), a dict or None"),
+])
+def test_a_wrongly_typed_nested_field_is_refused_when_built(field, value, match) -> None:
+    """A string where an object belongs was a ValueError ('dictionary update sequence element #0...') from
+    the OpenAI dialect's encoder when connecting; it is refused by the config itself, for every dialect."""
+    with pytest.raises(ConfigError, match=match):
+        SessionConfig(**{field: value})
+    for ok in (None, {"type": "server_vad"}):
+        SessionConfig(**{field: ok})
+
+
 @pytest.mark.parametrize(("provider", "mods"), [
     ("openai", ("audio",)), ("openai", ("text",)), ("azure", ("text",)), ("xai", ("audio",)),
     ("qwen", ("text", "audio")), ("qwen", ("audio", "text")), ("qwen", ("text",)),
