@@ -130,6 +130,7 @@ from ..protocol import items
 from ..protocol._unset import UNSET
 from ..protocol.config import SessionConfig
 from ..protocol.dialects import get_dialect
+from ..protocol.dialects.base import redact_url
 from ..protocol.interruption import Cancel, Truncate
 from ..transport.client import connect
 
@@ -162,11 +163,12 @@ class TickSettings:
     """
 
     provider: str = "openai"
-    url: str | None = None
+    url: str | None = attrs.field(default=None, repr=lambda url: repr(url if url is None else redact_url(url)))
     model: str | None = None
     api_key: str | None = attrs.field(default=None, repr=False)
     session: SessionConfig = attrs.field(factory=SessionConfig)
-    options: Mapping[str, Any] = attrs.field(factory=dict)
+    options: Mapping[str, Any] = attrs.field(factory=dict, repr=lambda options: repr(
+        {k: "***" if k == "headers" and v else v for k, v in options.items()}))  # headers may carry a key
 
 
 def _tools_of(tools: Sequence[Any]) -> dict[str, Any]:

@@ -342,3 +342,14 @@ def test_bad_arguments():
             TickSession(ts.client, tick_ms=200, chunk_ms=30)
     with pytest.raises(rtedge.ConnectionClosed):
         ts.run_tick(None)
+
+
+def test_tick_settings_repr_shows_no_secret():
+    """The key is never in the repr; neither are credentials in the URL or extra headers (a harness logs
+    its settings)."""
+    settings = TickSettings(url="wss://kiosk:pw-SEKRIT-1@example.com/v1/realtime?api-key=SEKRIT-2",
+                            api_key="sk-SEKRIT-3", options={"headers": {"X-Token": "SEKRIT-4"}, "connect_timeout": 5})
+    shown = repr(settings)
+    assert "SEKRIT" not in shown
+    assert "wss://***@example.com/v1/realtime?api-key=***" in shown and "'connect_timeout': 5" in shown
+
