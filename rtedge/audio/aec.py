@@ -29,14 +29,23 @@ that comes after its reference).  Two ways to give it:
   drift.  The microphone frame then gets the reference that sounds
   ``margin_ms`` after it was captured, so the echo reaches the filter
   ``margin_ms`` (plus the acoustic path) after its reference: that needs
-  ``margin_ms`` below the input plus output latency, which real devices have.  The reference is counted sample by sample; the
-  alignment is re-anchored only when the two schedules disagree by more than
-  ``margin_ms`` (a device restarted, or drift accumulated), and each re-anchor
-  is counted.  A re-anchor may move the echo along the filter by more than
-  ``margin_ms``, and then what the filter learnt no longer matches: the
-  canceller counts as learning again (:attr:`EchoCanceller.converged` is
-  cleared and its measurement restarts).  The adapted filter is kept: after a
-  jump of a few tens of ms it re-adapts about as fast as a reset one, and
+  ``margin_ms`` below the input plus output latency, which real devices have.
+  The reference is counted sample by sample (``1 + drift`` speaker samples per
+  microphone sample, below) and checked against an *expected* position that
+  advances the same way, so the drift compensation never counts against the
+  alignment.  What the schedules give is a lower bound (a late hand-off only
+  makes the speaker look later), so the expectation rises at once to a higher
+  one and comes down only when a whole second of hand-offs came later than one
+  block or frame explains (blocks handed on another clock's ticks, a speaker
+  fed from the microphone's thread, look late by a share of a tick that slides
+  with the drift).  The alignment is re-anchored only when the expectation and
+  the read position disagree by more than ``margin_ms`` (a device restarted,
+  or drift accumulated without compensation), and each re-anchor is counted.
+  A re-anchor may move the echo along the filter by more than ``margin_ms``,
+  and then what the filter learnt no longer matches: the canceller counts as
+  learning again (:attr:`EchoCanceller.converged` is cleared and its
+  measurement restarts).  The adapted filter is kept: after a jump of a few
+  tens of ms it re-adapts about as fast as a reset one, and
   after a re-anchor that only follows a device's new latency it still matches.
 
 Separate speaker and microphone clocks drift apart (tens of ppm): the echo
@@ -192,6 +201,10 @@ class EchoCanceller:
         self._mic = _Schedule(rate)
         self._mic_count = 0
         self._next_ref: float | None = None  # reference position for the next mic sample
+        self._expect: float | None = None  # expected position for the next mic sample (see _expected)
+        self._worst = -math.inf  # closest the schedules came to _expect in this window (samples, <= 0)
+        self._window_from = 0  # mic count at which that window began
+        self._grain = 0.0  # longest speaker block or mic frame seen (s): how late a hand-off may be
         self.drift = DriftTracker(rate) if drift_compensation else None
         self._ir = np.zeros(filter_len, dtype=np.int32)
         self._since_snapshot = 0  # mic samples since the last impulse-response snapshot
@@ -248,6 +261,7 @@ class EchoCanceller:
         else:
             delay = 0.0
         with self._lock:
+            self._grain = max(self._grain, len(samples) / self.rate)
             self._spk.observe(now + latency + delay - self._spk_count / self.rate, now)
             self._ring = np.concatenate([self._ring, samples]) if self._ring.size else samples.copy()
             self._spk_count += len(samples)
@@ -268,17 +282,43 @@ class EchoCanceller:
         first = self._mic_count - len(self._pending)  # absolute index of the first buffered sample
         self._mic_count += len(mic)
         with self._lock:
+            self._grain = max(self._grain, len(mic) / self.rate)
             spk_start = self._spk.start
             if spk_start is not None:
-                want = round((start + first / self.rate + self.margin - spk_start) * self.rate)
-                if self._next_ref is None or abs(want - self._next_ref) > self.margin * self.rate:
+                expect = self._expected((start + first / self.rate + self.margin - spk_start) * self.rate)
+                if self._next_ref is None or abs(expect - self._next_ref) > self.margin * self.rate:
                     if self._next_ref is not None:
                         self.stats.realigns += 1
                         if self.drift is not None:
                             self.drift.rebase()
                         self._relearn()
-                    self._next_ref = float(want)
+                    self._next_ref = float(round(expect))
         return self._run(mic, self._take_reference, track=True)
+
+    def _expected(self, want: float) -> float:
+        """The expected reference position for the next mic sample, given ``want``, the one the two
+        schedules give now (lock held).
+
+        ``want`` is late-biased: a speaker block handed over late makes its schedule look later, and blocks
+        handed on another clock's ticks (a speaker fed from the microphone's thread, a blocking writer)
+        are late by a share of a tick that slides with the clock drift, from nothing up to a whole block and
+        back in one step, once every ``1 / (ppm * blocks per second)`` (400 s at 50 ppm with 20 ms blocks).
+        So ``want`` is a lower bound, and the expectation is the tightest one: it advances with the read
+        position (the same ``1 + drift`` per sample, so the drift compensation never counts against the
+        alignment), rises at once to any higher ``want`` (the speaker is at least that far along), and
+        comes down only when a whole second of hand-offs stayed later than a block or frame explains: to
+        that second's highest ``want`` plus that much (a stream restarted with more latency, or clocks
+        drifting without compensation)."""
+        if self._expect is None or want > self._expect:
+            self._expect, self._worst, self._window_from = want, 0.0, self._mic_count
+            return want
+        self._worst = max(self._worst, want - self._expect)
+        if self._mic_count - self._window_from >= self.rate:  # a second of hand-offs
+            grain = self._grain * self.rate
+            if self._worst < -grain:
+                self._expect += self._worst + grain
+            self._worst, self._window_from = -math.inf, self._mic_count
+        return self._expect
 
     def cancel(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """Cancel with an explicit reference (same length as ``mic``, already aligned so that the echo
@@ -323,7 +363,8 @@ class EchoCanceller:
         with self._lock:
             self._ring, self._base, self._spk_count = np.zeros(0, dtype=np.int16), 0, 0
             self._spk = _Schedule(self.rate)
-        self._mic, self._mic_count, self._next_ref = _Schedule(self.rate), 0, None
+        self._mic, self._mic_count, self._next_ref, self._expect = _Schedule(self.rate), 0, None, None
+        self._worst, self._window_from = -math.inf, 0
         if self.drift is not None:
             self.drift.reset()
         self._pending = self._ref_pending = np.zeros(0, dtype=np.int16)
@@ -391,6 +432,8 @@ class EchoCanceller:
                 have = int(np.count_nonzero((near >= self._base) & (near < end)))
             self.stats.reference_missing += n - have
             self._next_ref = lo + step * n
+            if self._expect is not None:
+                self._expect += step * n
             # keep what the next frame's interpolation may reach back to
             keep_from = min(max(math.floor(self._next_ref) - TAPS // 2, self._base), end)
             self.stats.reference_dropped += max(0, min(math.floor(lo), keep_from) - self._base)

@@ -310,3 +310,50 @@ def test_without_drift_compensation_the_same_drift_costs_echo_loss_and_the_low_g
 def test_drift_compensation_leaves_matched_clocks_alone(far):
     c, onsets, erle = _live(far, 0.0, True)
     assert abs(c.drift_ppm) < 1.0 and onsets == [] and erle >= 30.0
+
+
+def _pulled_from_the_mic_thread(c, ppm, seconds, out_latency=0.04, first_late=0.001, step_at=None, step=0.0):
+    """A speaker fed from the microphone's thread, as ``rtedge.testing.room_devices`` does: before each mic
+    frame, 20 ms blocks are handed over until the loudspeaker (its clock ``ppm`` faster) has what that frame
+    hears.  The hand-offs are late by a share of a frame that slides with the drift, from nothing to a whole
+    frame and back in one step every ``1 / (ppm * 1e-6 * 50)`` s.  The first mic frame arrives
+    ``first_late`` s late; from mic frame ``step_at`` on the speaker reports ``step`` s more latency."""
+    clock = _Clock()
+    c.clock = clock
+    n, blocks, quiet = RATE // 50, 0, np.zeros(RATE // 50, np.int16)
+    for k in range(int(seconds * 50)):
+        late = step if step_at is not None and k >= step_at else 0.0
+        clock.t = 100.0 + k * n / RATE
+        while blocks * n <= (k + 1) * n * (1 + ppm * 1e-6):
+            c.played(quiet, RATE, out_latency + late)
+            blocks += 1
+        clock.t += first_late if k == 0 else 0.0
+        c.process(quiet)
+
+
+@needs_aec
+def test_a_speaker_handed_blocks_on_the_mics_ticks_with_a_compensated_drift_never_reanchors():
+    """The schedules' expected alignment used to drift from the compensated read position: on the mic's
+    ticks the speaker's hand-offs look a growing share of a frame late, which its earliest-time schedule
+    took for the truth, until a frame took two blocks and it stepped back: a slide of one frame (20 ms, the
+    margin) every 400 s at 50 ppm, which through the agent came within 0.2 ms of the margin or past it (a
+    re-anchor, the gate shut for seconds).  Here, with the first mic frame 1 ms late, it re-anchored 38 s in
+    at 500 ppm.  The expectation now advances with the drift like the read position and keeps the tightest
+    bound."""
+    c = EchoCanceller(RATE)
+    assert c.drift is not None
+    c.drift.drift = 500e-6  # as the tracker locks on a playing answer (silence does not move it)
+    _pulled_from_the_mic_thread(c, 500.0, 90.0)
+    assert c.stats.realigns == 0 and c._next_ref is not None
+    assert c.drift.drift == 500e-6  # the audio was silent: the compensation was the preset one throughout
+
+
+@needs_aec
+@pytest.mark.parametrize(("step", "realigns"), [(0.1, 1), (0.01, 0)])
+def test_a_speaker_restarted_with_more_latency_reanchors_beyond_margin_and_a_block(step, realigns):
+    """A speaker stream reopened with 100 ms more output latency sounds each block later: the expected
+    alignment comes down (after a second of later hand-offs) and the alignment is re-anchored; 10 ms more
+    is within one hand-off block and is left to the filter (the echo still comes after its reference)."""
+    c = EchoCanceller(RATE)
+    _pulled_from_the_mic_thread(c, 0.0, 40.0, step_at=500, step=step)
+    assert c.stats.realigns == realigns
