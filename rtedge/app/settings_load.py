@@ -252,9 +252,20 @@ def cross_check(config: Config) -> list[str]:
         if rate * audio.frame_ms % 1000:
             problem("audio.frame_ms",
                     f"{audio.frame_ms} ms at {key} = {rate} Hz is not a whole number of samples")
+    for key, spec in (("audio.mic", audio.mic), ("audio.speaker", audio.speaker)):
+        kind, sep, rest = spec.partition(":")
+        if sep and kind in ("wav", "raw") and not rest:
+            problem(key, f"give a path after '{kind}:' ('raw:-' is stdin/stdout), got {spec!r}")
     rc = config.reconnect
     if rc.max_delay < rc.initial_delay:
         problem("reconnect.max_delay", f"must be >= reconnect.initial_delay ({rc.initial_delay:g} s)")
+    word = config.wake.word
+    if word:
+        from ..voice.wake import BUILTIN_MODELS  # lazy: numpy and the agent, only when a wake word is set
+
+        if word not in BUILTIN_MODELS and not word.endswith(".json"):
+            problem("wake.word", f"must be one of {', '.join(map(repr, BUILTIN_MODELS))} or the path of a "
+                                 f"microWakeWord .json, got {word!r}")
     return problems
 
 

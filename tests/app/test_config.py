@@ -108,6 +108,11 @@ def test_unknown_rtedge_variables_only_warn(caplog):
     ('[reconnect]\ninitial_delay = 5\nmax_delay = 1\n', "{p}:3: reconnect.max_delay: must be >= "
                                                         "reconnect.initial_delay (5 s)"),
     ('[audio]\nmic = \n', "{p}: invalid TOML: Invalid value (at line 2, column 7)"),
+    ('[audio]\n\nspeaker = "wav:"\n', "{p}:3: audio.speaker: give a path after 'wav:' ('raw:-' is "
+                                     "stdin/stdout), got 'wav:'"),
+    ('[audio]\nmic = "raw:"\n', "{p}:2: audio.mic: give a path after 'raw:'"),
+    ('[wake]\nword = "hey_kiosk"\n', "{p}:2: wake.word: must be one of 'okay_nabu', 'alexa', 'hey_jarvis', "
+                                    "'hey_mycroft' or the path of a microWakeWord .json, got 'hey_kiosk'"),
 ])
 def test_file_errors_name_the_key_and_the_line(tmp_path, text, expected):
     path = write(tmp_path, text)
