@@ -381,13 +381,11 @@ class Service:
         try:
             self._set_status("connecting")
             if not self._wait_for_sound_cards():
-                self.notifier.notify("STOPPING=1", "STATUS=stopping")
-                return EXIT_OK
+                return self._stopped_while_starting()
             mic, speaker = build_devices(self.config, loop=bool(getattr(self.args, "loop", False)))
             client = self._connect()
             if client is None:
-                self.notifier.notify("STOPPING=1", "STATUS=stopping")
-                return EXIT_OK
+                return self._stopped_while_starting()
             usage_log = None
             try:
                 usage_log = open_usage_log(self.config, client)
@@ -400,6 +398,12 @@ class Service:
             self.watchdog.stop()
             restore()
             self.notifier.close()
+
+    def _stopped_while_starting(self) -> int:
+        """A stop signal came before the session ran (waiting for the network or the sound card)."""
+        self.notifier.notify("STOPPING=1", "STATUS=stopping")
+        log.info("stopping (%s) before the session started", self._stop_reason or "signal")
+        return EXIT_OK
 
     def _request_stop(self) -> None:
         self._stop_reason = self._stop_reason or "signal"
@@ -423,6 +427,8 @@ class Service:
                 fatal = isinstance(exc, HandshakeError) and exc.status_code in FATAL_HTTP_STATUSES
                 if backoff is None or fatal:
                     raise
+                if self._stop_reason is not None:  # stopped while this attempt was under way
+                    return None
                 if backoff.exhausted(attempt + 1):
                     raise GaveUpError(f"gave up connecting after {attempt} attempts; last: {exc}") from None
                 delay = backoff.delay(attempt, retry_after=getattr(exc, "retry_after", None))

@@ -375,6 +375,68 @@ def test_gave_up_reconnecting_exits_6(tmp_path, children, endless):
     assert_clean(child)
 
 
+def test_stop_while_waiting_to_retry_the_first_connect(tmp_path, children, endless):
+    """reconnect.retry_first_connect (the example config's kiosk value) with no server: SIGTERM during the
+    wait before the next attempt ends the run at once, exit 0, STOPPING=1 and a line saying why."""
+    listener = NotifyListener(tmp_path, abstract=False)
+    with socket.socket() as closed:  # a port nobody listens on: every attempt is refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"ws://127.0.0.1:{closed.getsockname()[1]}/v1/realtime"
+    try:
+        child = Child(tmp_path, run_args(url, endless, "--set", "reconnect.retry_first_connect=true",
+                                         "--set", "reconnect.initial_delay=60", "--set", "reconnect.max_delay=60",
+                                         "--set", "reconnect.jitter=0"), notify_env(listener))
+        children.append(child)
+        listener.wait_for("STATUS=connecting (attempt 2)")
+        child.signal(signal.SIGTERM)
+        assert child.wait(30) == EXIT_OK  # well before the 60 s wait would have ended
+        listener.wait_for("STOPPING=1", timeout=1)
+    finally:
+        listener.close()
+    assert "stopping (signal) before the session started" in child.stderr
+    assert_clean(child)
+
+
+def test_stop_during_a_first_connect_attempt_does_not_schedule_another(tmp_path, children, endless):
+    """A server that takes the TCP connection and never answers the upgrade: SIGTERM during that attempt
+    ends the run when the attempt gives up (provider.connect_timeout), without announcing a next attempt."""
+    accepted = threading.Event()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        silent.settimeout(0.1)
+        conns: list[socket.socket] = []
+
+        def accept() -> None:
+            while not accepted.is_set():
+                try:
+                    conns.append(silent.accept()[0])
+                    accepted.set()
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+
+        acceptor = threading.Thread(target=accept, name="test-silent-server", daemon=True)
+        acceptor.start()
+        url = f"ws://127.0.0.1:{silent.getsockname()[1]}/v1/realtime"
+        child = Child(tmp_path, run_args(url, endless, "--set", "reconnect.retry_first_connect=true",
+                                         "--set", "provider.connect_timeout=2"))
+        children.append(child)
+        try:
+            assert accepted.wait(30), child.stderr
+            child.signal(signal.SIGTERM)
+            assert child.wait(30) == EXIT_OK
+        finally:
+            accepted.set()
+            acceptor.join(5)
+            for conn in conns:
+                conn.close()
+    assert "stopping (signal) before the session started" in child.stderr
+    assert "attempt 2" not in child.stderr
+    assert_clean(child)
+
+
 def test_journal_format_when_journal_stream_is_stderr(tmp_path, children, phrase):
     read_fd, write_fd = os.pipe()
     st = os.fstat(write_fd)
