@@ -41,6 +41,24 @@ def endpoint_needing_key(config: Config) -> str | None:
     return redact_url(url) if dialect.needs_key(url) else None
 
 
+def session_warnings(config: Config) -> list[str]:
+    """What the provider's dialect says about the ``[session]`` settings before anything is sent (as
+    ``rtedge run`` would hear it on connecting): its warnings (a model it does not know...).
+
+    Raises:
+        ConfigError: a session the provider would reject (semantic_vad on a model without it, a
+            turn_detection outside DashScope's ranges...), or a missing model the provider needs.
+    """
+    dialect = get_dialect(config.provider.name)
+    model = config.provider.model or None
+    dialect.url(model, config.provider.url or None)  # binds the model the URL names
+    session = config.session.to_session_config()
+    if dialect.needs_served_model(model, session):
+        return []  # the model comes from the server (vLLM's /v1/models): checked when run connects
+    session = dialect.initial_session(model, session)
+    return dialect.check(session) if session is not None else []
+
+
 def no_key_message(config: Config) -> str:
     """What to do when no API key was found, in the command line's terms."""
     var = get_dialect(config.provider.name).api_key_env

@@ -40,7 +40,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .exit_codes import EXIT_CONFIG, EXIT_OK, EXIT_TIMEOUT, EXIT_TURN_FAILED, exit_code_for
-from .launch import connect_logged, endpoint_needing_key, log_error, no_key_message, open_usage_log, require_key
+from .launch import (connect_logged, endpoint_needing_key, log_error, no_key_message, open_usage_log, require_key,
+                     session_warnings)
 from .logs import Console, logging_to, pick_format
 from .run_wake import run_wake
 from .runner import stream_wav
@@ -149,6 +150,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(f"rtedge: error: {line}", file=sys.stderr)
         return EXIT_CONFIG
     try:
+        warnings, session_problem = session_warnings(config), None
+    except ConfigError as exc:
+        warnings, session_problem = [], str(exc)
+    try:
         key, problem = resolve_api_key(config.provider), None
     except ConfigError as exc:
         key, problem = None, f"error: {exc}"
@@ -158,7 +163,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     sys.stdout.write(render(config, key, problem))
     if key is None and problem and not problem.startswith("error") and endpoint_needing_key(config):
         print(f"rtedge: warning: {no_key_message(config)}", file=sys.stderr)
+    for warning in warnings:
+        print(f"rtedge: warning: {warning}", file=sys.stderr)
+    if session_problem is not None:
+        print(f"rtedge: error: {session_problem}", file=sys.stderr)
     if problem and problem.startswith("error"):
         print(f"rtedge: error: {problem[len('error: '):]}", file=sys.stderr)
-        return EXIT_CONFIG
-    return EXIT_OK
+    return EXIT_CONFIG if session_problem is not None or (problem and problem.startswith("error")) else EXIT_OK

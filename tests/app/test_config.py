@@ -251,6 +251,24 @@ def test_check_config_unreadable_key_file_is_an_error(tmp_path, capsys):
     assert captured.err.startswith("rtedge: error: cannot read API key file")
 
 
+def test_check_config_asks_the_providers_dialect_about_the_session(tmp_path, capsys):
+    """What rtedge run refuses before sending anything (exit 2), check-config refuses too; the dialect's
+    warnings are shown.  Loopback URLs: no key needed, nothing is connected."""
+    url = "ws://127.0.0.1:9/api-ws/v1/realtime"
+    refused = write(tmp_path, '[provider]\nname = "qwen"\n[session]\nturn_detection = "semantic_vad"\n')
+    assert main(["check-config", "--config", str(refused), "--url", url]) == EXIT_CONFIG
+    captured = capsys.readouterr()
+    assert "turn_detection" in captured.out  # the effective settings are still printed
+    assert captured.err.splitlines() == ["rtedge: error: qwen3-omni-flash-realtime has no semantic_vad "
+                                         "(qwen3.5-omni models only); use ServerVad"]
+    assert main(["check-config", "--provider", "qwen", "--model", "qwen9-omni-realtime", "--url", url]) == EXIT_OK
+    assert "rtedge: warning: model 'qwen9-omni-realtime' is not in rtedge's Qwen capability table" in (
+        capsys.readouterr().err)
+    assert main(["check-config", "--config", str(REPO / "systemd" / "rtedge.toml"), "--provider", "qwen",
+                 "--url", url]) == EXIT_OK
+    assert capsys.readouterr().err == ""
+
+
 def test_render_names_the_key_source_only():
     text = render(load_config(None, {}, {}), Secret(KEY, "$CREDENTIALS_DIRECTORY/api-key"))
     assert KEY not in text and "# api key: from $CREDENTIALS_DIRECTORY/api-key (redacted)" in text
