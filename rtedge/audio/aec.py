@@ -45,8 +45,10 @@ that comes after its reference).  Two ways to give it:
   and then what the filter learnt no longer matches: the canceller counts as
   learning again (:attr:`EchoCanceller.converged` is cleared and its
   measurement restarts).  The adapted filter is kept: after a jump of a few
-  tens of ms it re-adapts about as fast as a reset one, and
-  after a re-anchor that only follows a device's new latency it still matches.
+  tens of ms it re-adapts about as fast as a reset one, and after a re-anchor
+  that only follows a device's new latency (reported right) it still matches,
+  which :data:`RECHECK_S` of audible reference shows: then it counts as
+  converged again at once instead of after :data:`CONVERGE_S`.
 
 Separate speaker and microphone clocks drift apart (tens of ppm): the echo
 then slides along the filter, which loses 15 dB or more chasing it.  In the
@@ -81,13 +83,20 @@ from .codec import Resampler
 from .drift import INTERVAL_S, TAPS, DriftTracker, interpolate
 
 __all__ = ["CONVERGED_DB", "CONVERGE_S", "GATE_BOOST_DB", "LEAK_PER_S", "LEARNING_BOOST_DB", "LINEAR_ATTENUATION_DB",
-           "RESIDUAL_BOOST_DB", "AecStats", "EchoCanceller", "available"]
+           "RECHECK_S", "RESIDUAL_BOOST_DB", "AecStats", "EchoCanceller", "available"]
 
 #: the filter counts as converged (:attr:`EchoCanceller.converged`, sticky until a reset or a re-anchored
 #: alignment) once it has seen this many seconds of audible reference and removes at least CONVERGED_DB of
-#: the echo (microphone power over output power, averaged over about a second of audible reference)
+#: the echo (microphone power over output power, averaged over about a second of audible reference); after
+#: a re-anchor, sooner if the kept filter still matches (RECHECK_S)
 CONVERGE_S = 2.0
 CONVERGED_DB = 20.0
+#: after a re-anchored alignment the filter is checked once, on this many seconds of audible reference after
+#: its first ``tail_ms`` (whose frames mix the reference from either side of the jump): if it still removes
+#: CONVERGED_DB, the re-anchor only followed a device's new latency and the canceller is converged again;
+#: else it learns for CONVERGE_S as after a reset (on speech through the tests' rooms, rt60 0.2-0.3 s, linear
+#: or saturating: a filter left 25-40 ms off removes about 1 dB by then, one that still matches 29-38 dB)
+RECHECK_S = 0.5
 #: VAD gate boost (dB) a VoiceAgent applies while playing once the canceller has converged and removes at
 #: least LINEAR_ATTENUATION_DB of the echo (a linear echo path); measured in benchmarks/aec.py
 GATE_BOOST_DB = 10.0
@@ -215,6 +224,9 @@ class EchoCanceller:
         self._heard = 0  # samples of audible reference seen by the filter
         self._p_mic = self._p_out = 0.0  # smoothed powers over audible-reference frames
         self._converged = False
+        self._recheck = False  # a re-anchor is to be checked after RECHECK_S (see _relearn)
+        self._skip = 0  # mic samples still to leave out of the measurement after a re-anchor
+        self._filter_len = filter_len
         self._smooth = 1.0 - math.exp(-frame_ms / 1000.0)  # ~1 s time constant
 
     def gate_boost(self) -> float:
@@ -233,7 +245,9 @@ class EchoCanceller:
     def converged(self) -> bool:
         """True once the filter has seen :data:`CONVERGE_S` of audible reference since the last reset or
         re-anchored alignment (``stats.realigns``) and then removed at least :data:`CONVERGED_DB` of the
-        echo; it stays True until the next of either."""
+        echo, or, after a re-anchor, once the kept filter still removes that much on :data:`RECHECK_S` of
+        audible reference (the re-anchor only followed a device's new latency); it stays True until the next
+        reset or re-anchor."""
         return self._converged
 
     @property
@@ -291,7 +305,7 @@ class EchoCanceller:
                         self.stats.realigns += 1
                         if self.drift is not None:
                             self.drift.rebase()
-                        self._relearn()
+                        self._relearn(recheck=True)
                     self._next_ref = float(round(expect))
         return self._run(mic, self._take_reference, track=True)
 
@@ -348,6 +362,9 @@ class EchoCanceller:
 
     def _count(self, mic: np.ndarray, ref: np.ndarray, out: np.ndarray) -> None:
         self.stats.frames += 1
+        if self._skip > 0:
+            self._skip -= len(ref)
+            return
         if _power(ref) <= _ACTIVE_REF * _ACTIVE_REF:
             return
         self._heard += len(ref)
@@ -356,6 +373,8 @@ class EchoCanceller:
         self._p_out += a * (max(_power(out), 1.0) - self._p_out)
         if not self._converged and self._heard >= CONVERGE_S * self.rate:
             self._converged = self.attenuation_db >= CONVERGED_DB
+        elif self._recheck and self._heard >= RECHECK_S * self.rate:
+            self._recheck, self._converged = False, self.attenuation_db >= CONVERGED_DB
 
     def reset(self) -> None:
         """Forget the adapted filter, the alignment and buffered audio (counters are kept)."""
@@ -370,13 +389,15 @@ class EchoCanceller:
         self._pending = self._ref_pending = np.zeros(0, dtype=np.int16)
         self._relearn()
 
-    def _relearn(self) -> None:
+    def _relearn(self, recheck: bool = False) -> None:
         """The filter may no longer match the echo path (a reset, a re-anchored alignment): count it as
         learning again and restart the convergence measurement (else the attenuation smoothed before the
         change would call it converged at once), and the drift tracker's wait for a filter worth a snapshot.
-        The adapted filter itself is left to :meth:`reset`."""
+        The adapted filter itself is left to :meth:`reset`.  ``recheck`` (a re-anchor): the measurement
+        leaves out the filter's first ``tail_ms`` and checks the kept filter after :data:`RECHECK_S`."""
         self._since_snapshot = self._heard_at_snapshot = 0
         self._heard, self._p_mic, self._p_out, self._converged = 0, 0.0, 0.0, False
+        self._recheck, self._skip = recheck, self._filter_len if recheck else 0
 
     # ------------------------------------------------------------------------------------ internals
     def _run(self, mic: np.ndarray, reference: Callable[[int], np.ndarray],

@@ -29,7 +29,8 @@ Guarantees
   aligned by the devices' latencies; see :mod:`rtedge.audio.aec`) and sends
   the cleaned audio; its gate boost while playing keeps the gate shut
   (:data:`rtedge.audio.aec.LEARNING_BOOST_DB`) until the filter has
-  converged (again after a re-anchored alignment), then is
+  converged (again after a re-anchored alignment, unless the kept filter
+  is shown to still match), then is
   :data:`rtedge.audio.aec.GATE_BOOST_DB`, or
   :data:`rtedge.audio.aec.RESIDUAL_BOOST_DB` while the canceller removes
   less than a linear echo path allows (``EchoCanceller.gate_boost``).

@@ -207,12 +207,16 @@ def test_reference_at_another_rate_is_resampled_and_a_restart_reanchors():
 
 
 @needs_aec
-def test_a_reanchored_alignment_shuts_the_gate_until_the_filter_has_relearnt():
-    """A re-anchor moves the echo along the filter: ``converged`` (and the gate boost) used to stay as they
+@pytest.mark.parametrize("echo_moves", [True, False], ids=["new-latency", "misplaced"])
+def test_a_reanchored_alignment_shuts_the_gate_until_the_filter_is_shown_to_match(echo_moves):
+    """A re-anchor may move the echo along the filter: ``converged`` (and the gate boost) used to stay as they
     were, so the gate opened on echo the misplaced filter let through while relearning (false barge-ins
-    through the agent at 50 ppm of drift).  Here the speaker is reopened with 40 ms less output latency
-    (more than the 20 ms margin): the canceller is learning again until CONVERGE_S more of audible
-    reference, then converged again."""
+    through the agent at 50 ppm of drift).  Here the speaker is reopened reporting 40 ms less output latency
+    (more than the 20 ms margin): the canceller is learning again at once.  When the echo did come 40 ms
+    sooner (the latency is right, the re-anchor keeps it where the filter has it) the kept filter still
+    matches, and the check after its tail and RECHECK_S of audible reference calls it converged again (it
+    used to wait for CONVERGE_S of relearning from scratch, ~3 s with the gate shut); when the echo did not
+    move, the filter is misplaced and the canceller learns for CONVERGE_S as after a reset."""
     clock = _Clock()
     c = EchoCanceller(RATE, clock=clock)
     rng = np.random.default_rng(8)
@@ -221,34 +225,40 @@ def test_a_reanchored_alignment_shuts_the_gate_until_the_filter_has_relearnt():
     e = room.echo(far, RATE, rt60_s=0.2, level=-25.0, seed=5) + rng.normal(0, 32768 * 10 ** (-65 / 20), len(far))
     in_lat, acoustic = 0.030, 0.004
 
-    def step(k: int, out_lat: float) -> None:
+    def step(k: int, out_lat: float, echo_lat: float) -> None:
         t = 100.0 + k / RATE
         clock.t = t
         c.played(far[k:k + n], RATE, out_lat)
         clock.t = t + n / RATE + in_lat
-        d = int((out_lat + acoustic) * RATE)  # the echo of far[j] reaches the mic at sample j + d
+        d = int((echo_lat + acoustic) * RATE)  # the echo of far[j] reaches the mic at sample j + d
         c.process(room.to_int16(e[k - d:k - d + n]) if k >= d else np.zeros(n, np.int16), in_lat)
 
     k = 0
     while not c.converged and k < 10 * RATE:  # converges within seconds of audible reference
-        step(k, 0.100)
+        step(k, 0.100, 0.100)
         k += n
     assert c.converged and c.gate_boost() < aec_mod.LEARNING_BOOST_DB and c.stats.realigns == 0
     for _ in range(50):  # a second more in step: still converged
-        step(k, 0.100)
+        step(k, 0.100, 0.100)
         k += n
     assert c.converged
-    step(k, 0.060)  # the speaker stream reopened with 40 ms less latency: the alignment is re-anchored
+    echo_lat = 0.060 if echo_moves else 0.100
+    step(k, 0.060, echo_lat)  # the speaker stream reopened reporting 40 ms less latency: re-anchored
     k += n
     assert c.stats.realigns == 1
     assert not c.converged and c.gate_boost() == aec_mod.LEARNING_BOOST_DB
     learning = 1
     while not c.converged and k < 25 * RATE:
-        step(k, 0.060)
+        step(k, 0.060, echo_lat)
         k += n
         learning += 1
     assert c.converged and c.stats.realigns == 1
-    assert learning * n >= aec_mod.CONVERGE_S * RATE  # it relearnt from scratch, not from the old powers
+    if echo_moves:
+        assert learning * n < aec_mod.CONVERGE_S * RATE
+        checked = (200 / 1000 + aec_mod.RECHECK_S) * RATE  # the filter's tail (tail_ms) left out, then the check
+        assert checked <= learning * n <= checked + n
+    else:
+        assert learning * n >= aec_mod.CONVERGE_S * RATE  # it relearnt from scratch, not from the old powers
 
 
 # ------------------------------------------------------------------------------------------ clock drift
