@@ -7,6 +7,7 @@ runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from typing import Any
@@ -56,6 +57,20 @@ def add_transcribe_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _require_key(provider: str, model: str | None, url: str | None) -> None:
+    """Raise ConfigError in the command line's terms when the endpoint needs a key and there is none (the
+    library's own message names ``api_key=``)."""
+    from ..protocol.dialects import get_dialect  # lazy: start-up cost, as in cmd_transcribe
+    from ..protocol.dialects.base import redact_url  # lazy: start-up cost, as above
+
+    dialect = get_dialect("openai-transcription" if provider == "openai" else provider)
+    full = dialect.url(model, url)
+    var = dialect.api_key_env
+    if dialect.needs_key(full) and not (var and os.environ.get(var)):
+        raise ConfigError(f"no API key for {provider} ({redact_url(full)}): give --api-key-file FILE"
+                          + (f" or set ${var}" if var else ""))
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     """Run ``rtedge transcribe``: one ``[start-end] text`` line per utterance, then a usage summary.
 
@@ -70,6 +85,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         if bool(args.input) == bool(args.mic):
             raise ConfigError("give --input WAV or --mic DEVICE (one of them)")
         key = read_key_file(args.api_key_file) if args.api_key_file else None
+        if key is None:
+            _require_key(args.provider, args.model, args.url)
         options: dict[str, Any] = {"ca_certs": args.ca_certs} if args.ca_certs else {}
         tr = Transcriber(args.provider, url=args.url, model=args.model, api_key=key,
                          vad=None if args.no_vad else VadSettings(), done_timeout=args.done_timeout, **options)

@@ -173,6 +173,18 @@ def _cli(*argv: str) -> int:
     return cmd_transcribe(parser.parse_args(["transcribe", *argv]))
 
 
+def test_cli_without_a_key_says_what_to_give_in_its_own_terms(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    path = tmp_path / "silence.wav"
+    out = WavWriter(str(path), 16000)
+    out.write(np.zeros(1600, np.int16))
+    out.close()
+    assert _cli("--provider", "openai", "--input", str(path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["rtedge: error: no API key for openai (wss://api.openai.com/v1/realtime?intent=transcription): "
+                   "give --api-key-file FILE or set $OPENAI_API_KEY"]
+
+
 def test_cli_provider_openai_prints_the_transcripts(speech_dir, tmp_path, capsys, validate_client_event):
     path = _two_phrases(speech_dir, tmp_path / "two.wav")
     with RealtimeServer(realtime=False, input_transcript=_transcript_of(speech_dir)) as srv:
