@@ -69,9 +69,9 @@ def test_azure_url_as_given_and_refusals():
     preview = "wss://contoso.openai.azure.com/openai/realtime?api-version=2024-10-01-preview&deployment=dep"
     assert d.url(None, preview) == preview  # a full URL that names its deployment is used as is
     assert d.url(None, "wss://c.openai.azure.com/openai/v1/realtime?model=x").endswith("?model=x")
-    with pytest.raises(ConfigError, match="model=<your deployment name>"):
+    with pytest.raises(ConfigError, match="model=<your deployment name> .command line: --model"):
         d.url(None, "https://contoso.openai.azure.com")
-    with pytest.raises(ConfigError, match="resource"):
+    with pytest.raises(ConfigError, match=r"url=https://<resource>\.openai\.azure\.com .*command line: --url"):
         d.url("dep")
     with pytest.raises(ConfigError, match="not in the URL") as info:
         d.url("dep", f"wss://contoso.openai.azure.com/openai/v1/realtime?api-key={KEY}")

@@ -97,14 +97,15 @@ class AzureDialect(OpenAIDialect):
                               "rtedge sends secrets in headers only")
         model = model or self.default_model
         if not model and "model" not in query and "deployment" not in query:
-            raise ConfigError("the azure dialect needs model=<your deployment name>")
+            raise ConfigError("the azure dialect needs model=<your deployment name> (command line: --model, "
+                              "provider.model)")
         return with_query(base, model=model) if model else base
 
     def _resource_url(self) -> str:
         resource = (self.resource or "").strip()
         if not resource:
-            raise ConfigError("the azure dialect needs url=<https://<resource>.openai.azure.com> "
-                              "or an AzureDialect(resource=...)")
+            raise ConfigError("the azure dialect needs url=https://<resource>.openai.azure.com or an "
+                              "AzureDialect(resource=...) (command line: --url, provider.url)")
         if "://" in resource:
             return _endpoint_url(resource)
         host = resource if "." in resource else f"{resource}.openai.azure.com"

@@ -86,7 +86,8 @@ class VLLMDialect(Dialect):
     def url(self, model: str | None, url: str | None = None) -> str:
         """``url`` as given (no ``?model=``); a bare ``ws://host:port`` gets ``/v1/realtime``."""
         if not url:
-            raise ConfigError("the vllm provider needs url='ws://HOST:PORT/v1/realtime' (the vLLM server)")
+            raise ConfigError("the vllm provider needs url='ws://HOST:PORT/v1/realtime', the vLLM server "
+                              "(command line: --url, provider.url)")
         if not url.startswith(("ws://", "wss://")):
             raise ConfigError(f"url must start with ws:// or wss://, got {redact_url(url)!r}")
         parts = urlsplit(url)
