@@ -343,18 +343,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     reply, reply_rate = read_wav(Path(str(data / "demo_reply.wav")))
     heard = None if args.input else "Turn on the kitchen lights, please."
     server = RealtimeServer(**demo_server_options(reply, reply_rate, heard, realtime=not args.fast))
-    with server:
-        print(f"rtedge demo: local realtime server at {server.url}", flush=True)
-        print(f"rtedge demo: speaking {phrase.name} ({len(samples) / rate:.1f} s at {rate} Hz)", flush=True)
-        t0 = time.monotonic()
-        # 500 ms of silence ends a turn, so the comma pause in the phrase does not split it
-        session = SessionConfig(instructions="You are a helpful kiosk.",
-                                turn_detection=ServerVad(silence_duration_ms=500),
-                                transcription=Transcription(model="gpt-4o-mini-transcribe"))
-        client = connect("openai", url=server.url, session=session)
-        print(f"rtedge demo: connected in {(time.monotonic() - t0) * 1000:.0f} ms", flush=True)
-        with client:
-            return stream_file(client, samples, rate, args, lambda s: print(s, flush=True), args.max_seconds)
+    # the in-process server's connection log ('server listening', 'connection open'...) is not the demo's
+    # output ('rtedge serve' shows it); --debug keeps it
+    server_log = logging.getLogger("rtedge.testing.websockets")
+    saved_level = server_log.level
+    if not args.debug:
+        server_log.setLevel(logging.WARNING)
+    try:
+        with server:
+            print(f"rtedge demo: local realtime server at {server.url}", flush=True)
+            print(f"rtedge demo: speaking {phrase.name} ({len(samples) / rate:.1f} s at {rate} Hz)", flush=True)
+            t0 = time.monotonic()
+            # 500 ms of silence ends a turn, so the comma pause in the phrase does not split it
+            session = SessionConfig(instructions="You are a helpful kiosk.",
+                                    turn_detection=ServerVad(silence_duration_ms=500),
+                                    transcription=Transcription(model="gpt-4o-mini-transcribe"))
+            client = connect("openai", url=server.url, session=session)
+            print(f"rtedge demo: connected in {(time.monotonic() - t0) * 1000:.0f} ms", flush=True)
+            with client:
+                return stream_file(client, samples, rate, args, lambda s: print(s, flush=True), args.max_seconds)
+    finally:
+        server_log.setLevel(saved_level)
 
 
 def demo_server_options(reply: Any, reply_rate: int, heard: str | None, realtime: bool) -> dict[str, Any]:
@@ -403,8 +412,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server.start()
     except OSError as exc:  # the port is taken, or the address is not this machine's
-        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {os.strerror(exc.errno) if exc.errno else exc} (another --port, "
-                          "or 0 for a free one)") from None
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {why} (another --port, or 0 for a free "
+                          "one)") from None
     stop = threading.Event()
     restore = on_stop_signals(stop)
     try:

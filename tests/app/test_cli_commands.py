@@ -11,6 +11,8 @@ import pytest
 from rtedge.app.cli import EXIT_AUDIO, EXIT_CONNECT, EXIT_DOCTOR, EXIT_GAVE_UP, EXIT_OK, build_parser, main
 from rtedge.testing import RealtimeServer
 
+from ..conftest import REPO
+
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
 COMMANDS = ["run", "demo", "serve", "devices", "check-config", "doctor", "version"]
@@ -153,6 +155,21 @@ def test_local_server_without_websockets_names_the_extra(argv):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     assert f"rtedge {argv[0]}" in lines[0] and "pip install 'rtedge[server]'" in lines[0]
+
+
+def test_the_demo_prints_its_turn_and_nothing_on_stderr():
+    """The in-process server's connection log ('rtedge: INFO: server listening'...) is not the demo's
+    output; with --debug it is there."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "rtedge", "demo", "--fast"], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert done.returncode == 0 and "summary: 1 turn(s)" in done.stdout
+    assert done.stderr == ""
+    debug = subprocess.run([sys.executable, "-m", "rtedge", "--debug", "demo", "--fast"], capture_output=True,
+                           text=True, timeout=60, cwd=REPO)
+    assert debug.returncode == 0 and "server listening" in debug.stderr
 
 
 def test_doctor_flags_a_missing_server_extra(monkeypatch, capsys):
