@@ -149,8 +149,8 @@ def _add_run_parser(sub: Any) -> None:
     run = _command(sub, "run", "a voice session: microphone (or WAV) in, speaker (or WAV) out", EPILOG_RUN)
     _add_config_args(run)
     _add_session_args(run)
-    run.add_argument("--input", metavar="WAV", help="speak this WAV (PCM, float or G.711; any rate, any channels), "
-                     "paced like a mic")
+    run.add_argument("--input", metavar="WAV", help="speak this WAV (PCM, float or G.711; 8 to 48 kHz, any "
+                     "channels), paced like a mic")
     run.add_argument("--output", metavar="WAV", help="play the assistant's audio into this WAV (paced)")
     run.add_argument("--mic", metavar="DEVICE", help="audio.mic: a device name or index from "
                      "'rtedge devices', wav:PATH, raw:- for s16le 16 kHz on stdin, or null")
@@ -331,13 +331,13 @@ def local_server(command: str) -> Any:
 def cmd_demo(args: argparse.Namespace) -> int:
     RealtimeServer = local_server("demo").RealtimeServer
     # lazy: start-up cost of the CLI (numpy, websocket-client): only the command that runs loads it
-    from .run import stream_file
+    from .run import read_input_wav, stream_file
     from ..transport.client import connect
     from ..audio.wavio import check_writable, read_wav
 
     data = resources.files("rtedge") / "data"
     phrase = Path(args.input) if args.input else Path(str(data / "demo_phrase.wav"))
-    samples, rate = read_wav(phrase)
+    samples, rate = read_input_wav(str(phrase))
     if args.output:
         check_writable(args.output)
     reply, reply_rate = read_wav(Path(str(data / "demo_reply.wav")))

@@ -50,7 +50,7 @@ from .settings import Config, Secret, resolve_api_key
 from .settings_load import config_from_args, render
 from .signals import on_signals
 from ..audio.wavio import WavWriter, check_writable, read_wav
-from ..errors import ConfigError, RtEdgeError
+from ..errors import AudioError, ConfigError, RtEdgeError
 
 log = logging.getLogger("rtedge")
 
@@ -89,7 +89,7 @@ def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, conso
     """``rtedge run --fast``: the --input WAV as fast as the link takes it, the answer into --output."""
     if not args.input:
         raise ConfigError("--fast needs --input WAV")
-    samples, rate = read_wav(args.input)
+    samples, rate = read_input_wav(args.input)
     if args.output:
         check_writable(args.output)  # before a session is opened (and billed) for nothing
     client = connect_logged(config, key, 1)
@@ -102,6 +102,22 @@ def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, conso
             if usage_log is not None:
                 client.close()  # first, so that the total line counts every response
                 usage_log.close()
+
+
+def read_input_wav(path: str) -> tuple[Any, int]:
+    """A WAV file to send as one turn, refused before any session is opened when its rate is not one the
+    resampler takes (it failed on the first append, with a session already open, and without the file's name).
+
+    Raises:
+        AudioError: the file cannot be read, or its rate is not supported.
+    """
+    from ..audio.codec import SUPPORTED_RATES  # lazy: start-up cost (numpy), as read_wav's
+
+    samples, rate = read_wav(path)
+    if rate not in SUPPORTED_RATES:
+        raise AudioError(f"{path}: {rate} Hz is not a rate rtedge converts; resample it to one of "
+                         f"{', '.join(str(r) for r in SUPPORTED_RATES)} Hz (e.g. sox {path} -r 16000 out.wav)")
+    return samples, rate
 
 
 def stream_file(client: Any, samples: Any, rate: int, args: argparse.Namespace, echo: Callable[[str], Any],

@@ -43,8 +43,8 @@ def add_transcribe_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--api-key-file", metavar="FILE", help="read the API key from FILE (default: the provider's "
                    "variable, VLLM_API_KEY or OPENAI_API_KEY)")
     p.add_argument("--ca-certs", metavar="PEM", help="trust this CA bundle for wss://")
-    p.add_argument("--input", metavar="WAV", help="transcribe this WAV (PCM, float or G.711; any rate, "
-                   "any channels)")
+    p.add_argument("--input", metavar="WAV", help="transcribe this WAV (PCM, float or G.711; 8 to 48 "
+                   "kHz, any channels)")
     p.add_argument("--mic", metavar="DEVICE", help="transcribe a microphone (a name or index from 'rtedge devices', "
                    "or raw:- for s16le 16 kHz on stdin) until Ctrl-C")
     p.add_argument("--realtime", action="store_true", help="pace --input like a microphone (default: as fast "

@@ -241,7 +241,10 @@ class WavSource(_ThreadedSource):
         self.path = Path(path)
         self.loop = loop
         self.file_rate = file_rate
-        self.samples = samples if rate == file_rate else _resample_whole(samples, file_rate, rate)
+        try:
+            self.samples = samples if rate == file_rate else _resample_whole(samples, file_rate, rate)
+        except AudioError as exc:  # a rate the resampler does not take: say which file has it
+            raise AudioError(f"{path}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"WavSource({str(self.path)!r}, rate={self.rate})"

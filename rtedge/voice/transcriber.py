@@ -219,7 +219,8 @@ class Transcriber:
 
     # ------------------------------------------------------------------------------------------ transcribe
     def transcribe_file(self, path: str | Path) -> list[Utterance]:
-        """Every utterance of a 16-bit PCM WAV file (any rate), read as fast as the server takes it."""
+        """Every utterance of a WAV file (any format ``read_wav`` reads, 8 to 48 kHz), read as fast as the
+        server takes it."""
         return list(self.transcribe(path))
 
     def transcribe(self, source: AudioSource | str | Path) -> Iterator[Utterance]:

@@ -87,6 +87,22 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, case):
     assert len(err) == 1 and err[0].startswith("rtedge: error: ") and "Traceback" not in err[0]
 
 
+@pytest.mark.parametrize("mode", [["--fast"], [], ["demo"]])
+def test_a_wav_at_a_rate_rtedge_does_not_convert_is_refused_before_connecting(tmp_path, capsys, mode):
+    """Named with its file and what to do, exit 2, before a (billed) session is opened: --fast used to
+    connect first and fail on the first append, without the file's name."""
+    wav = tmp_path / "hifi.wav"
+    _write_wav(wav, np.zeros(9600, np.int16), 96000)
+    if mode == ["demo"]:
+        code = main(["demo", "--input", str(wav)])
+    else:
+        code = main(["run", "--input", str(wav), "--output", str(tmp_path / "out.wav"), "--url",
+                     "ws://127.0.0.1:9/v1/realtime", *mode])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_CONFIG
+    assert len(err) == 1 and err[0].startswith(f"rtedge: error: {wav}: ") and "96000 Hz" in err[0], err
+
+
 @pytest.mark.parametrize("command", ["run", "check-config"])
 def test_credentials_in_the_url_are_not_shown(tmp_path, capsys, command):
     """A URL may carry a secret before the host (``user:password@``) or in its query: neither is printed,
