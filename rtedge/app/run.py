@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.fast:
                 return run_fast(config, key, args, console)
             if config.wake.word:
-                    return run_wake(config, key, args, console)
+                return run_wake(config, key, args, console)
             return Service(config, args, console, key).run()
         except RtEdgeError as exc:
             log_error(exc)
@@ -89,6 +89,9 @@ def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, conso
     """``rtedge run --fast``: the --input WAV as fast as the link takes it, the answer into --output."""
     if not args.input:
         raise ConfigError("--fast needs --input WAV")
+    if getattr(args, "loop", False):
+        raise ConfigError("--loop does not go with --fast (one turn, sent as fast as the link takes it); "
+                          "drop one of them")
     samples, rate = read_input_wav(args.input)
     if args.output:
         check_writable(args.output)  # before a session is opened (and billed) for nothing

@@ -68,7 +68,7 @@ def test_run_manual_turn_without_server_vad(tmp_path, capsys):
     assert "turn 1: completed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("case", ["missing", "not_wav", "bad_url", "refused", "8bit"])
+@pytest.mark.parametrize("case", ["missing", "not_wav", "bad_url", "refused", "8bit", "fast_loop"])
 def test_bad_input_gives_one_line_error(tmp_path, capsys, case):
     wav = tmp_path / "x.wav"
     _write_wav(wav, np.zeros(1600, np.int16), 16000)
@@ -76,7 +76,9 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, case):
             "not_wav": ["--input", __file__, "--url", "ws://127.0.0.1:9/v1/realtime"],
             "bad_url": ["--input", str(wav), "--url", "http://example.com/realtime"],
             "refused": ["--input", str(wav), "--speaker", "null", "--url", "ws://127.0.0.1:9/v1/realtime"],
-            "8bit": ["--input", str(tmp_path / "8.wav"), "--url", "ws://127.0.0.1:9/v1/realtime"]}[case]
+            "8bit": ["--input", str(tmp_path / "8.wav"), "--url", "ws://127.0.0.1:9/v1/realtime"],
+            # --loop was ignored with --fast (one turn, then exit 0)
+            "fast_loop": ["--input", str(wav), "--fast", "--loop", "--url", "ws://127.0.0.1:9/v1/realtime"]}[case]
     if case == "8bit":  # an ADPCM file (8-bit PCM is read): the stdlib writes PCM only, so by hand
         fmt = struct.pack("<HHIIHH", 2, 1, 8000, 4000, 256, 4)
         body = b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", 256) + b"\0" * 256
