@@ -150,7 +150,8 @@ class WsConnection:
         except websocket.WebSocketBadStatusException as exc:
             ws.shutdown()  # type: ignore[no-untyped-call]
             status = getattr(exc, "status_code", None)
-            raise HandshakeError(f"handshake with {safe} refused: HTTP {status}", status,
+            hint = " (no realtime endpoint at this path: check the URL)" if status == 404 else ""
+            raise HandshakeError(f"handshake with {safe} refused: HTTP {status}{hint}", status,
                                  _retry_after(getattr(exc, "resp_headers", None))) from None
         except (OSError, websocket.WebSocketException) as exc:
             ws.shutdown()  # type: ignore[no-untyped-call]

@@ -208,6 +208,14 @@ def test_handshake_401():
         assert srv.handshakes[-1]["headers"]["authorization"] == "Bearer sk-right"
 
 
+def test_a_wrong_path_says_to_check_the_url():
+    with RealtimeServer() as srv:
+        with pytest.raises(HandshakeError, match=r"refused: HTTP 404 \(no realtime endpoint at this path: check "
+                                                 r"the URL\)") as info:
+            rtedge.connect(url=srv.url.replace("/v1/realtime", "/v1/realtim"), reconnect=None)
+        assert info.value.status_code == 404
+
+
 def test_refused_connection_and_bad_options():
     with pytest.raises(rtedge.TransportError, match="refused"):
         rtedge.connect(url="ws://127.0.0.1:9/v1/realtime", connect_timeout=2)
