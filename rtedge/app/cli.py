@@ -254,12 +254,22 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+class _LowerLevelFormatter(logging.Formatter):
+    """``rtedge: warning: ...``, as the lines the commands print themselves (and ``rtedge run``'s log) read."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)  # a copy: other handlers see the record unchanged
+        record.levelname = record.levelname.lower()
+        return super().format(record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rtedge`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="rtedge: %(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LowerLevelFormatter("rtedge: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, handlers=[handler])
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _lazy("run", "cmd_run"), "check-config": _lazy("run", "cmd_check_config"),
         "doctor": _lazy("doctor", "cmd_doctor"), "demo": cmd_demo, "serve": cmd_serve,

@@ -158,7 +158,7 @@ def test_local_server_without_websockets_names_the_extra(argv):
 
 
 def test_the_demo_prints_its_turn_and_nothing_on_stderr():
-    """The in-process server's connection log ('rtedge: INFO: server listening'...) is not the demo's
+    """The in-process server's connection log ('rtedge: info: server listening'...) is not the demo's
     output; with --debug it is there."""
     import subprocess
     import sys
@@ -170,6 +170,22 @@ def test_the_demo_prints_its_turn_and_nothing_on_stderr():
     debug = subprocess.run([sys.executable, "-m", "rtedge", "--debug", "demo", "--fast"], capture_output=True,
                            text=True, timeout=60, cwd=REPO)
     assert debug.returncode == 0 and "server listening" in debug.stderr
+
+
+def test_log_lines_and_printed_lines_read_alike(tmp_path):
+    """'rtedge: warning: ...' from the log (a key file others can read) as from the command's own lines
+    (the log said 'rtedge: WARNING: ...' beside them)."""
+    import subprocess
+    import sys
+
+    key = tmp_path / "key"
+    key.write_text("sk-not-a-real-key\n")
+    key.chmod(0o644)
+    done = subprocess.run([sys.executable, "-m", "rtedge", "check-config", "--api-key-file", str(key)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0
+    assert f"rtedge: warning: API key file {key} is readable by group/others" in done.stderr
+    assert "WARNING" not in done.stderr and "sk-not-a-real-key" not in done.stdout + done.stderr
 
 
 def test_doctor_flags_a_missing_server_extra(monkeypatch, capsys):
