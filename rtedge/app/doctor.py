@@ -142,11 +142,23 @@ def check_api_key(config: Any) -> Result:
                             f"chmod 600 {UNIT_CREDENTIAL}")
         return "ok", (f"API key: {UNIT_CREDENTIAL} is there for the systemd unit "
                       "(LoadCredential; not read here)")
+    if key is None and not _needs_key(config):
+        return "ok", "API key: none found, none needed (a loopback endpoint, or a provider without keys)"
     if key is None:
         return "warn", ("API key: none found; put it in a file readable only by you and set "
                         f"provider.api_key_file (under systemd: {UNIT_CREDENTIAL}, see the unit's "
                         "LoadCredential=)")
     return "ok", f"API key: from {key.source} (not shown)"
+
+
+def _needs_key(config: Any) -> bool:
+    """Whether the configured endpoint takes a key (True when the URL cannot be made: that is reported
+    by the config check)."""
+    dialect = get_dialect(config.provider.name)
+    try:
+        return dialect.needs_key(dialect.url(config.provider.model or None, config.provider.url or None))
+    except ConfigError:
+        return True
 
 
 def check_endpoint(config: Any, timeout: float = 5.0) -> Result:

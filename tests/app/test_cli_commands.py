@@ -120,6 +120,20 @@ def test_doctor_checks_the_units_key_file(tmp_path, monkeypatch, capsys):
     assert f"ok    API key: {key} is there for the systemd unit" in out and "sk-doctor-SECRET" not in out
 
 
+def test_doctor_does_not_ask_for_a_key_a_loopback_endpoint_does_not_need(tmp_path, monkeypatch, capsys):
+    """check-config says 'none found (fine: the endpoint is loopback)'; doctor warned about it."""
+    import rtedge.app.doctor as doctor
+
+    monkeypatch.setattr(doctor, "UNIT_CREDENTIAL", str(tmp_path / "no-such-key"))
+    for name in ("OPENAI_API_KEY", "CREDENTIALS_DIRECTORY", "RTEDGE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    args = ["doctor", "--no-network", "--set", "audio.mic=null", "--set", "audio.speaker=null"]
+    main([*args, "--url", "ws://127.0.0.1:8765/v1/realtime"])
+    assert "ok    API key: none found, none needed" in capsys.readouterr().out
+    main(args)  # the provider's own endpoint
+    assert "warn  API key: none found; put it in a file" in capsys.readouterr().out
+
+
 def test_missing_sound_card_exits_7_at_once_or_after_waiting(capsys):
     # no PortAudio device has this name; the file/null specs around it are not sound cards
     args = ["run", "--url", "ws://127.0.0.1:9/v1/realtime", "--mic", "no-such-card-xyz", "--speaker", "null"]
