@@ -16,6 +16,7 @@ command needs them (``rtedge --help`` stays fast).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -423,8 +424,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.start()
     except OSError as exc:  # the port is taken, or the address is not this machine's
         why = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {why} (another --port, or 0 for a free "
-                          "one)") from None
+        hint = ("--host must be an address of this machine" if exc.errno == errno.EADDRNOTAVAIL
+                else "another --port, or 0 for a free one")
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {why} ({hint})") from None
     stop = threading.Event()
     restore = on_stop_signals(stop)
     try:

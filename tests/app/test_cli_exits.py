@@ -106,6 +106,21 @@ def test_demo_refuses_a_bound_that_ends_it_before_it_starts(value, capsys):
     assert info.value.code == 2 and "--max-seconds" in err and "Traceback" not in err
 
 
+def test_serve_on_an_address_not_of_this_machine_says_so(capsys):
+    with socket.socket() as probe:
+        try:
+            probe.bind(("192.0.2.1", 0))
+        except OSError:
+            pass
+        else:
+            pytest.skip("this machine binds addresses it does not have (net.ipv4.ip_nonlocal_bind)")
+    code = main(["serve", "--host", "192.0.2.1", "--port", "0"])  # TEST-NET-1: no machine has it
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_CONFIG
+    assert err == ["rtedge: error: cannot listen on 192.0.2.1:0: Cannot assign requested address (--host must be "
+                   "an address of this machine)"]
+
+
 def test_serve_accepts_0_and_65535():
     parser = build_parser()
     assert parser.parse_args(["serve", "--port", "0"]).port == 0
