@@ -153,8 +153,10 @@ class Transcriber:
             asked = connect_options.pop("session", None)
             off = SessionConfig(turn_detection=None)
             connect_options["session"] = off if asked is None else asked.merged(off)
-        if done_timeout <= 0 or chunk_ms <= 0 or max_backlog_s <= 0:
-            raise ConfigError("done_timeout, chunk_ms and max_backlog_s must be positive")
+        for name, value in (("done_timeout", done_timeout), ("chunk_ms", chunk_ms), ("max_backlog_s", max_backlog_s)):
+            if not value > 0:  # NaN too
+                raise ConfigError(f"{name} must be positive, got {value!r}"
+                                  + (" (--done-timeout)" if name == "done_timeout" else ""))
         self.provider, self.url, self.model = provider, url, model
         self.vad: VadSettings | None = VadSettings() if vad is _DEFAULT_VAD else vad
         self.on_utterance, self.on_delta = on_utterance, on_delta

@@ -185,6 +185,12 @@ def test_cli_without_a_key_says_what_to_give_in_its_own_terms(tmp_path, capsys, 
                    "give --api-key-file FILE or set $OPENAI_API_KEY"]
 
 
+@pytest.mark.parametrize("option, value", [("done_timeout", 0), ("chunk_ms", -20), ("max_backlog_s", float("nan"))])
+def test_a_bad_bound_names_itself(option, value):
+    with pytest.raises(ConfigError, match=f"^{option} must be positive, got {value!r}"):
+        Transcriber(url="ws://127.0.0.1:9/v1/realtime", model="m", **{option: value})
+
+
 def test_cli_provider_openai_prints_the_transcripts(speech_dir, tmp_path, capsys, validate_client_event):
     path = _two_phrases(speech_dir, tmp_path / "two.wav")
     with RealtimeServer(realtime=False, input_transcript=_transcript_of(speech_dir)) as srv:
