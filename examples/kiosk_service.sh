@@ -6,11 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "run me with sudo" >&2; exit 1; }
 
+apt-get update -qq
 apt-get install -y -qq --no-install-recommends python3-venv python3-numpy python3-pyaudio alsa-utils
 # optional: the C codec kernels (without a compiler rtedge uses its numpy twin)
 apt-get install -y -qq --no-install-recommends gcc python3-dev
 [ -x /opt/rtedge/venv/bin/python ] || python3 -m venv --system-site-packages /opt/rtedge/venv
-/opt/rtedge/venv/bin/pip install -q --upgrade .
+/opt/rtedge/venv/bin/pip install -q --upgrade '.[server]'   # the [server] extra: 'rtedge demo' works too
 /opt/rtedge/venv/bin/rtedge version
 
 install -d -m 0755 /etc/rtedge

@@ -46,3 +46,8 @@ def test_kiosk_install_script_matches_the_unit():
     assert f"install -m 0644 systemd/rtedge.toml {exec_start.group(2)}" in script
     assert f"cat > {credential.group(1)}" in script
     assert subprocess.run(["bash", "-n", str(REPO / "examples" / "kiosk_service.sh")]).returncode == 0
+    # the README's step 1, as the script says it runs it: the package lists are fetched, and the same extra
+    readme = (REPO / "README.md").read_text()
+    spec = re.search(r"sudo /opt/rtedge/venv/bin/pip install (\S+)", readme)
+    assert spec and f"/opt/rtedge/venv/bin/pip install -q --upgrade {spec.group(1)}" in script
+    assert script.index("apt-get update") < script.index("apt-get install")
