@@ -51,7 +51,11 @@ def served_models(ws_url: str, api_key: str | None = None, *, timeout: float = 1
     except urllib.error.HTTPError as exc:
         raise ConfigError(f"no model named, and {shown} answered HTTP {exc.code}: name the model the "
                           "server serves (model=, --model)") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:  # refused, unreachable, timed out: most likely the server is not up (yet)
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(f"no model named, and {shown} could not be read ({reason}): is the server running "
+                          "at that address? Else name the model it serves (model=, --model)") from None
+    except ValueError as exc:
         raise ConfigError(f"no model named, and {shown} could not be read ({exc}): name the model the "
                           "server serves (model=, --model)") from None
     data = body.get("data") if isinstance(body, dict) else None
