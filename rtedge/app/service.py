@@ -626,14 +626,19 @@ class Service:
             return
         for key in sorted(_changed(self.config, new) - {"session", "logging"}):
             log.warning("%s changed; restart the service to apply it", key)
+        session = new.session
         try:
             client.update_session(new.session.to_session_config(), timeout=new.provider.connect_timeout)
         except (ServerError, DeadlineExceeded, ConnectionClosed, LocalProtocolError) as exc:
-            log.error("reload: session.update failed: %s", exc)
+            log.error("reload: session.update failed: %s; the session keeps its previous settings", exc)
+            session = self.config.session
         logging.getLogger("rtedge").setLevel(LEVELS[new.logging.level])
-        self.config = attrs.evolve(self.config, session=new.session, logging=new.logging)
-        self.notifier.notify("READY=1", f"STATUS={self._status}")
-        log.info("configuration reloaded")
+        self.config = attrs.evolve(self.config, session=session, logging=new.logging)
+        if session is new.session:
+            self.notifier.notify("READY=1", f"STATUS={self._status}")
+            log.info("configuration reloaded")
+        else:
+            self.notifier.notify("READY=1", "STATUS=reload failed (see the log); running as before")
 
 
 def _changed(old: Config, new: Config) -> set[str]:

@@ -232,6 +232,32 @@ def test_sighup_resends_session_update_on_the_same_connection(tmp_path, children
     assert_clean(child)
 
 
+def test_sighup_with_a_session_the_server_refuses_says_so(tmp_path, children, endless):
+    """A reload whose session.update the server refuses (OpenAI: no voice change once the assistant has
+    spoken) is reported as failed, not as "configuration reloaded"; the run goes on."""
+    listener = NotifyListener(tmp_path, abstract=False)
+    config = tmp_path / "rtedge.toml"
+    config.write_text('[session]\nvoice = "alloy"\n')
+    try:
+        with RealtimeServer() as srv:
+            child = Child(tmp_path, run_args(srv.url, endless, "--config", str(config)), notify_env(listener))
+            children.append(child)
+            listener.wait_for("READY=1")
+            listener.wait_for("STATUS=listening", after=listener.wait_for("STATUS=speaking"))
+            config.write_text('[session]\nvoice = "marin"\n')
+            child.signal(signal.SIGHUP)
+            reloading = listener.wait_for("RELOADING=1")
+            listener.wait_for("STATUS=reload failed", after=reloading)
+            assert srv.connection_count == 1
+            child.signal(signal.SIGTERM)
+            assert child.wait(5) == EXIT_OK
+    finally:
+        listener.close()
+    assert "cannot_update_voice" in child.stderr and "keeps its previous settings" in child.stderr
+    assert "configuration reloaded" not in child.stderr
+    assert_clean(child)
+
+
 BLOCK_DISPATCHER = """
 import sys, threading
 import rtedge.app.runner
