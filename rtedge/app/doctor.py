@@ -154,9 +154,10 @@ def check_api_key(config: Any) -> Result:
 def _needs_key(config: Any) -> bool:
     """Whether the configured endpoint takes a key (True when the URL cannot be made: that is reported
     by the config check)."""
-    dialect = get_dialect(config.provider.name)
+    from .launch import endpoint_needing_key  # lazy: launch loads numpy and the audio devices
+
     try:
-        return dialect.needs_key(dialect.url(config.provider.model or None, config.provider.url or None))
+        return endpoint_needing_key(config) is not None
     except ConfigError:
         return True
 

@@ -261,11 +261,10 @@ def cross_check(config: Config) -> list[str]:
         problem("reconnect.max_delay", f"must be >= reconnect.initial_delay ({rc.initial_delay:g} s)")
     word = config.wake.word
     if word:
-        from ..voice.wake import BUILTIN_MODELS  # lazy: numpy and the agent, only when a wake word is set
+        from ..voice.wake import model_name_problem  # lazy: numpy and the agent, only when a wake word is set
 
-        if word not in BUILTIN_MODELS and not word.endswith(".json"):
-            problem("wake.word", f"must be one of {', '.join(map(repr, BUILTIN_MODELS))} or the path of a "
-                                 f"microWakeWord .json, got {word!r}")
+        if (why := model_name_problem(word)) is not None:
+            problem("wake.word", why)
     return problems
 
 

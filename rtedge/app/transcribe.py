@@ -33,7 +33,8 @@ def add_transcribe_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``rtedge transcribe`` to the ``rtedge`` command's subparsers; returns its parser."""
     what = "speech to text over a realtime transcription session (vLLM, OpenAI), one line per utterance"
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "transcribe", help=what, description=what[:1].upper() + what[1:] + ".", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "transcribe", help=what, description=what[:1].upper() + what[1:] + ".", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--provider", default="vllm", choices=("vllm", "openai"),
                    help="vllm (default) or openai (a realtime transcription session, ?intent=transcription)")
     p.add_argument("--url", help="the endpoint, ws://HOST:PORT/v1/realtime (required for vllm; openai: "

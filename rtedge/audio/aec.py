@@ -226,7 +226,6 @@ class EchoCanceller:
         self._converged = False
         self._recheck = False  # a re-anchor is to be checked after RECHECK_S (see _relearn)
         self._skip = 0  # mic samples still to leave out of the measurement after a re-anchor
-        self._filter_len = filter_len
         self._smooth = 1.0 - math.exp(-frame_ms / 1000.0)  # ~1 s time constant
 
     def gate_boost(self) -> float:
@@ -397,7 +396,7 @@ class EchoCanceller:
         leaves out the filter's first ``tail_ms`` and checks the kept filter after :data:`RECHECK_S`."""
         self._since_snapshot = self._heard_at_snapshot = 0
         self._heard, self._p_mic, self._p_out, self._converged = 0, 0.0, 0.0, False
-        self._recheck, self._skip = recheck, self._filter_len if recheck else 0
+        self._recheck, self._skip = recheck, self._ir.size if recheck else 0  # the filter's length
 
     # ------------------------------------------------------------------------------------ internals
     def _run(self, mic: np.ndarray, reference: Callable[[int], np.ndarray],

@@ -98,6 +98,15 @@ def available() -> bool:
     return True
 
 
+def model_name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a wake word model (not a built-in name nor a ``.json`` path), or None.
+    Whether the file loads is :class:`WakeWordDetector`'s to find out."""
+    if name in BUILTIN_MODELS or name.endswith(".json"):
+        return None
+    return (f"must be one of {', '.join(map(repr, BUILTIN_MODELS))} or the path of a microWakeWord .json, "
+            f"got {name!r}")
+
+
 class WakeWordDetector:
     """A streaming microWakeWord detector.
 
@@ -125,8 +134,7 @@ class WakeWordDetector:
                     raise ConfigError(f"wake word model {name!r}: no such file")
                 self._mww = lib.MicroWakeWord.from_config(Path(name))
             else:
-                raise ConfigError(f"wake word must be one of {BUILTIN_MODELS} or a microWakeWord .json path, "
-                                  f"got {name!r}")
+                raise ConfigError(f"wake word {model_name_problem(name)}")
         except ConfigError:
             raise
         except (OSError, ValueError, KeyError) as exc:
