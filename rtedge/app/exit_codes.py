@@ -6,7 +6,8 @@ code    meaning                                                             syst
 0       clean end (SIGTERM/SIGINT, ``max_seconds``, the input file ended)   no
 1       unexpected failure (a bug: please report it)                        yes
 2       configuration error (config file, flag, variable, input file,       no
-        a session config the server rejected)
+        a session config the server rejected, HTTP 400/404 at the
+        handshake: a wrong URL, path or header)
 3       authentication refused or fatal provider error (HTTP 401/403,       no
         ``invalid_api_key``, ``insufficient_quota``)
 4       could not connect                                                   yes
@@ -41,6 +42,10 @@ from ..errors import (
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_AUTH, EXIT_CONNECT, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 EXIT_GAVE_UP, EXIT_AUDIO, EXIT_TURN_FAILED, EXIT_DOCTOR = 6, 7, 8, 9
 
+#: handshake statuses that mean "this URL, path or header is wrong": no restart will fix them (the
+#: reconnect loop does not retry them either, see :data:`rtedge.transport.backoff.FATAL_HTTP_STATUSES`)
+CONFIG_HTTP_STATUSES = frozenset({400, 404})
+
 #: server error codes that mean "your credentials or account", not "your config"
 AUTH_ERROR_CODES = frozenset({"invalid_api_key", "insufficient_quota"})
 
@@ -59,6 +64,8 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_AUTH
     if isinstance(exc, ServerError) and exc.code in AUTH_ERROR_CODES:
         return EXIT_AUTH
+    if isinstance(exc, HandshakeError) and exc.status_code in CONFIG_HTTP_STATUSES:
+        return EXIT_CONFIG
     if isinstance(exc, GaveUpError):
         return EXIT_GAVE_UP
     if isinstance(exc, DeviceFailure):

@@ -16,7 +16,7 @@ nothing behind; reconnects run it on ``rtedge-receiver``.
 
 ``rtedge-receiver`` is the supervisor: an iterative loop (never recursion)
 that reads until the connection ends, then decides.  A close by us ends it.
-A fatal cause (HTTP 401/403, ``invalid_api_key``, ``insufficient_quota``,
+A fatal cause (HTTP 400/401/403/404, ``invalid_api_key``, ``insufficient_quota``,
 ``beta_api_shape_disabled``, a config the new session rejects, close 4000)
 ends it with one ``rtedge.gave_up`` event and :attr:`fatal_error` set.
 Anything recoverable (the close codes in :data:`RECOVERABLE_CLOSE_CODES`,

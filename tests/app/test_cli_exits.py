@@ -178,3 +178,22 @@ def test_demo_cut_short_does_not_claim_the_server_heard_no_speech(capsys):
     assert code == EXIT_TIMEOUT
     assert "heard no speech" not in err
     assert "no complete answer within 0.5 s (--max-seconds), before all of the input was sent" in err
+
+
+def test_a_wrong_path_is_a_configuration_error_that_systemd_does_not_restart(tmp_path, capsys):
+    """HTTP 404 at the handshake exited 4 ("could not connect"), which the unit restarts for ever; no restart
+    fixes a wrong URL, so it is exit 2 like every other configuration error."""
+    src = tmp_path / "in.wav"
+    _tone_wav(src)
+    with RealtimeServer(realtime=False) as srv:
+        wrong = srv.url.replace("/v1/realtime", "/v1/realtim")
+        assert wrong != srv.url
+        code = main(["run", "--url", wrong, "--input", str(src), "--fast", "--manual"])
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG, err
+    assert "HTTP 404 (no realtime endpoint at this path: check the URL)" in err
+    from pathlib import Path
+
+    unit = (Path(__file__).parents[2] / "systemd" / "rtedge.service").read_text()
+    prevented = next(line for line in unit.splitlines() if line.startswith("RestartPreventExitStatus="))
+    assert str(EXIT_CONFIG) in prevented.partition("=")[2].split()
