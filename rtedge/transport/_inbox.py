@@ -34,6 +34,7 @@ import attrs
 
 from ..errors import ConnectionClosed, DeadlineExceeded
 from ..protocol import events as ev
+from ..protocol.event_names import named_event_type
 from ._workers import Doorbell, TransportStats
 
 log = logging.getLogger("rtedge")
@@ -252,8 +253,25 @@ class Dispatcher:
         self._stats = stats
         self._on_dispatched = on_dispatched
         self.on_error = on_error
+        self._warned: set[str] = set()  # unknown event types named by a caller, each warned about once
+
+    def named(self, event_type: str) -> str:
+        """The type a caller means by ``event_type`` (:func:`~rtedge.protocol.event_names.named_event_type`:
+        a beta name's GA name); an unknown name is logged, once per name and client.
+
+        Raises:
+            TypeError: ``event_type`` is not a str (an event class given for its type, say).
+        """
+        if not isinstance(event_type, str):
+            raise TypeError(f"event_type must be a str such as 'response.done', got {type(event_type).__name__}")
+        named, warning = named_event_type(event_type)
+        if warning is not None and event_type not in self._warned:
+            self._warned.add(event_type)
+            log.warning("%s", warning)
+        return named
 
     def add(self, event_type: str, fn: Handler) -> None:
+        event_type = self.named(event_type)
         with self._lock:
             first = not self._handlers.get(event_type)
             self._handlers[event_type] = [*self._handlers.get(event_type, ()), fn]
@@ -264,6 +282,7 @@ class Dispatcher:
             self._enqueue(_WAKE, True)
 
     def remove(self, event_type: str, fn: Handler) -> None:
+        event_type = self.named(event_type)
         with self._lock:
             self._handlers[event_type] = [h for h in self._handlers.get(event_type, ()) if h is not fn]
 

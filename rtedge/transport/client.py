@@ -2,19 +2,17 @@
 
 Guarantees
 ----------
-* ``connect()`` returns only once ``session.created`` has arrived and, when a
-  session config was given, the server confirmed it with ``session.updated``;
-  otherwise it raises (``HandshakeError``, ``TransportError``,
+* ``connect()`` returns only once ``session.created`` has arrived and, when a session config was given, the
+  server confirmed it with ``session.updated``; otherwise it raises (``HandshakeError``, ``TransportError``,
   ``ServerError``, ``DeadlineExceeded``) and leaves no thread behind.
-* Every send helper serialises on the caller's thread (so an illegal event
-  raises right there) and queues the text for ``rtedge-sender`` in order.
+* Every send helper serialises on the caller's thread (so an illegal event raises right there) and queues the
+  text for ``rtedge-sender`` in order.
 * User callbacks run only on ``rtedge-dispatch`` (see :mod:`._workers`).
-* ``close()`` is idempotent, bounded by its timeout, and safe from any
-  thread, a callback included; it joins every thread it can (a callback
-  calling it cannot join its own thread, which exits as soon as that
-  callback returns).
-* Secrets: the API key is sent in a header and kept nowhere else; it is not
-  in ``repr()``, logs or exception messages.
+* ``close()`` is idempotent, bounded by its timeout, and safe from any thread, a callback included; it joins
+  every thread it can (a callback calling it cannot join its own thread, which exits as soon as that callback
+  returns).
+* Secrets: the API key is sent in a header and kept nowhere else; it is not in ``repr()``, logs or exception
+  messages.
 
 Owns: the :class:`Client`, its threads and :func:`connect`.  Must not: run user callbacks on the sender or
 receiver thread.
@@ -282,6 +280,7 @@ class Client(Link):
         """Call ``fn(event)`` on the dispatcher thread for each event of ``event_type`` (``"*"``: all).
 
         Usable as ``client.on("response.done", fn)`` or as a decorator ``@client.on("response.done")``.
+        A beta name (``"response.audio.delta"``) means its GA name (as in :meth:`wait_for`); unknown: a warning.
         """
         if fn is None:
             def decorator(f: F) -> F:
@@ -329,6 +328,7 @@ class Client(Link):
             DeadlineExceeded: none arrived within ``timeout`` seconds.
             ConnectionClosed: the connection ended first.
         """
+        event_type = self._dispatcher.named(event_type)
         return self._log.consume(lambda e: e.type == event_type, timeout)
 
     # ------------------------------------------------------------------------------------------ sending

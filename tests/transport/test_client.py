@@ -361,3 +361,44 @@ def test_internal_error_on_a_message_does_not_deafen_the_receiver(server, client
     # the receiver counts, then logs: wait for the line too
     assert wait_until(lambda: "internal error while handling a server message" in caplog.text)
     assert _text_turn(client).status == "completed"  # the receiver is still reading
+
+
+def test_a_misspelt_event_type_is_warned_once_with_the_name_meant(client, caplog):
+    """``on("respons.done")`` was accepted in silence and never called; it still registers (a server may send
+    types newer than rtedge) but the log names the type it resembles, once per client."""
+    calls: list[ev.ServerEvent] = []
+    with caplog.at_level("WARNING", logger="rtedge"):
+        client.on("respons.done", calls.append)
+        client.on("respons.done", calls.append)
+        with pytest.raises(DeadlineExceeded):
+            client.wait_for("respons.done", timeout=0.05)
+    warnings = [r.getMessage() for r in caplog.records if "respons.done" in r.getMessage()]
+    assert warnings == ["'respons.done' is not an event type rtedge knows (did you mean 'response.done'?); it is "
+                        "matched only if a server sends that exact type"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rtedge"):
+        for known in ("response.done", "*", "rtedge.gave_up", "response.mcp_call.completed", "response.audio.delta",
+                      "bench.marker"):
+            client.off(known, calls.append)
+    # known types, "*", types rtedge passes through untyped, and a server's own namespace: no warning
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="rtedge"):
+        client.on("done", calls.append)
+        client.on("response.finished", calls.append)
+    assert [r.getMessage().partition(" is ")[0] for r in caplog.records] == ["'done'", "'response.finished'"]
+    with pytest.raises(TypeError, match="event_type must be a str"):
+        client.on(ev.ResponseDone, calls.append)  # the class, not its type
+
+
+def test_a_beta_event_name_means_its_ga_name(server):
+    """DashScope's documents (and the beta API) name ``response.audio.delta``; rtedge renames it on arrival,
+    so a callback under the beta name never ran.  It now means the GA type."""
+    deltas: list[ev.ServerEvent] = []
+    with rtedge.connect(url=server.url) as c:
+        c.on("response.audio.delta", deltas.append)
+        c.send_text("hello")
+        transcript = c.wait_for("response.audio_transcript.done", timeout=10)
+        assert transcript.type == "response.output_audio_transcript.done"
+        c.wait_for("response.done", timeout=10)
+        assert wait_until(lambda: len(deltas) > 0)
+    assert {d.type for d in deltas} == {"response.output_audio.delta"}

@@ -64,6 +64,7 @@ import attrs
 from ...errors import ConfigError
 from .._unset import UNSET
 from ..config import AudioFormat, FunctionTool, SemanticVad, ServerVad, SessionConfig, Transcription
+from ..event_names import LEGACY_EVENT_TYPES
 from .base import CAPABILITIES, Dialect, merge_extra, set_fields_dict
 
 HOSTS = {"cn": "dashscope.aliyuncs.com", "intl": "dashscope-intl.aliyuncs.com"}
@@ -130,14 +131,7 @@ def model_info(model: str) -> ModelInfo:
     return MODELS[base] if base is not None else UNKNOWN_MODEL
 
 
-_RENAMES = {
-    "response.audio.delta": "response.output_audio.delta",
-    "response.audio.done": "response.output_audio.done",
-    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
-    "response.audio_transcript.done": "response.output_audio_transcript.done",
-    "response.text.delta": "response.output_text.delta",
-    "response.text.done": "response.output_text.done",
-}
+_RENAMES = LEGACY_EVENT_TYPES  # DashScope sends the beta API's names
 _ITEM_EVENTS = frozenset({"conversation.item.created", "conversation.item.added", "conversation.item.done",
                           "response.output_item.added", "response.output_item.done"})
 _WORKSPACE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
