@@ -52,6 +52,10 @@ class RecordingServer:
     def stop(self, timeout: float = 5.0) -> None:
         raise NotImplementedError
 
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
     def serve_forever(self) -> None:
         """Start if needed and block until :meth:`stop` is called (or Ctrl-C)."""
         self.start()
@@ -65,6 +69,12 @@ class RecordingServer:
 
     def __enter__(self: S) -> S:
         return self.start()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped.is_set() else "serving" if self._bound_port else "not started"
+        dialect = getattr(self, "dialect", None)
+        named = f" {dialect}" if dialect is not None else ""
+        return f"<{type(self).__name__}{named} {self.url} {state}>"
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()

@@ -641,3 +641,12 @@ def test_session_expiry() -> None:
         assert error["message"] == "Your session hit the maximum duration of 0.3 seconds."
         assert client.closed() == (1001, error["message"])
     assert_no_server_threads()
+
+
+def test_repr_names_the_url_to_connect_to_and_the_state() -> None:
+    """A test that prints a server (or a failed assertion showing one) tells where it listens."""
+    srv = RealtimeServer(dialect="qwen")
+    assert repr(srv) == "<RealtimeServer qwen ws://127.0.0.1:0/api-ws/v1/realtime not started>"
+    with srv:
+        assert repr(srv) == f"<RealtimeServer qwen {srv.url} serving>" and f":{srv.port}/" in srv.url
+    assert repr(srv).endswith(" stopped>")
