@@ -10,7 +10,8 @@ code    meaning                                                             syst
         handshake: a wrong URL, path or header)
 3       authentication refused or fatal provider error (HTTP 401/403,       no
         ``invalid_api_key``, ``insufficient_quota``)
-4       could not connect                                                   yes
+4       could not connect (or lost the connection with                  yes
+        ``reconnect.enabled = false``)
 5       timed out (no complete answer within ``--max-seconds``)             yes
 6       gave up reconnecting (``reconnect.max_attempts`` failed in a row)   yes
 7       audio device failure (missing, busy, or gave up reopening)          yes

@@ -607,7 +607,8 @@ class Service:
         err = client.fatal_error
         if err is None:
             return EXIT_OK
-        if client.link_state is LinkState.GAVE_UP and isinstance(err, ConnectionClosed):
+        if client.link_state is LinkState.GAVE_UP and isinstance(err, ConnectionClosed) \
+                and self.config.reconnect.enabled:  # (off: a lost connection, exit 4, not "gave up")
             err = GaveUpError(str(err))
         log_error(err)
         return exit_code_for(err)

@@ -425,10 +425,14 @@ class Link(Rollover):
                 self._machine.apply(LinkEvent.GIVE_UP)  # before the event: whoever sees it sees client.closed
             gave_up = self._machine.state is LinkState.GAVE_UP
             if gave_up:
-                self.fatal_error = error or ConnectionClosed(f"gave up: {cause}")
+                off = error is None and not ended and self._opts["reconnect"] is None  # nothing tried: not "gave up"
+                self.fatal_error = error or ConnectionClosed(f"{cause} (reconnecting is off)" if off
+                                                             else f"gave up: {cause}")
         if gave_up:  # (close() may have come first: then this is an ordinary close)
             if ended:
                 log.info("the server ended the session (%s)", cause)
+            elif off:
+                log.error("the connection ended and reconnecting is off: %s", cause)
             else:
                 log.error("giving up on the connection: %s", cause)
             self._emit(ev.GaveUp(type=ev.GaveUp.TYPE, cause=cause))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtedge.app.cli import EXIT_AUTH, EXIT_CONFIG, EXIT_GAVE_UP, EXIT_OK
+from rtedge.app.cli import EXIT_AUTH, EXIT_CONFIG, EXIT_CONNECT, EXIT_GAVE_UP, EXIT_OK
 from rtedge.testing import RealtimeServer
 
 from ..conftest import REPO
@@ -554,3 +554,23 @@ def test_live_status_line_on_a_terminal(tmp_path, children, phrase):
     assert "\r\x1b[Kconnecting" in tty and "\r\x1b[Klistening" in tty and "\r\x1b[Kspeaking | 1 turns" in tty
     assert "assistant: Okay." in child.stdout  # stdout is a file here: plain lines, no control codes
     assert "\x1b" not in child.stdout
+
+
+def test_a_lost_connection_with_reconnecting_off_is_not_reported_as_giving_up(tmp_path, children, endless):
+    """reconnect.enabled = false and the server drops the connection: the run said "gave up" and exited 6
+    ("gave up reconnecting") although it never tried.  It says reconnecting is off and exits 4."""
+    listener = NotifyListener(tmp_path, abstract=False)
+    try:
+        with RealtimeServer() as srv:
+            child = Child(tmp_path, run_args(srv.url, endless, "--set", "reconnect.enabled=false"),
+                          notify_env(listener))
+            children.append(child)
+            listener.wait_for("READY=1")
+            srv.drop_connections()
+            assert child.wait(15) == EXIT_CONNECT, child.stderr
+        assert srv.connection_count == 1  # no attempt to reconnect
+    finally:
+        listener.close()
+    assert "(reconnecting is off)" in child.stderr, child.stderr
+    assert "gave up" not in child.stderr
+    assert_clean(child)
