@@ -16,17 +16,20 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TransportError
 from ..protocol.dialects.base import redact_url
 
 log = logging.getLogger("rtedge.transport")
 
 
 def models_url(ws_url: str) -> str:
-    """``ws[s]://host:port/...`` -> ``http[s]://host:port/v1/models``."""
+    """``ws[s]://host:port/...`` -> ``http[s]://host:port/v1/models``.  A ``user:password@`` before the host
+    is left out, as the WebSocket handshake leaves it out (it would else be looked up as part of the host
+    name, password included)."""
     parts = urlsplit(ws_url)
     scheme = "https" if parts.scheme == "wss" else "http"
-    return urlunsplit((scheme, parts.netloc, "/v1/models", "", ""))
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((scheme, netloc, "/v1/models", "", ""))
 
 
 def served_models(ws_url: str, api_key: str | None = None, *, timeout: float = 10.0,
@@ -34,8 +37,10 @@ def served_models(ws_url: str, api_key: str | None = None, *, timeout: float = 1
     """The model ids the server at ``ws_url`` lists, in its order.
 
     Raises:
-        ConfigError: the list cannot be had (unreachable, refused, not JSON); the message says to name
-            a model instead.
+        TransportError: the server could not be reached (refused, unreachable, timed out: most likely
+            not up yet, so a service retries or restarts as for any connection that fails).
+        ConfigError: the server answered, but no list can be had from it (an HTTP error, not JSON, no
+            model listed); the message says to name a model instead.
     """
     url = models_url(ws_url)
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
@@ -53,7 +58,7 @@ def served_models(ws_url: str, api_key: str | None = None, *, timeout: float = 1
                           "server serves (model=, --model)") from None
     except OSError as exc:  # refused, unreachable, timed out: most likely the server is not up (yet)
         reason = getattr(exc, "reason", exc)
-        raise ConfigError(f"no model named, and {shown} could not be read ({reason}): is the server running "
+        raise TransportError(f"no model named, and {shown} could not be read ({reason}): is the server running "
                           "at that address? Else name the model it serves (model=, --model)") from None
     except ValueError as exc:
         raise ConfigError(f"no model named, and {shown} could not be read ({exc}): name the model the "

@@ -19,11 +19,12 @@ import pytest
 import websocket
 
 import rtedge
-from rtedge.app.cli import EXIT_OK, build_parser, main
-from rtedge.errors import ConfigError
+from rtedge.app.cli import EXIT_CONNECT, EXIT_OK, build_parser, main
+from rtedge.app.exit_codes import exit_code_for
+from rtedge.errors import ConfigError, TransportError
 from rtedge.testing import RealtimeServer
 from rtedge.testing.vllm_server import DEFAULT_MODEL, VLLMServer
-from rtedge.transport.models import served_models
+from rtedge.transport.models import models_url, served_models
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 REPO = Path(__file__).parents[2]
@@ -89,11 +90,14 @@ def test_vllm_server_lists_its_models_and_a_client_without_a_model_uses_it():
 
 
 def test_a_model_list_that_cannot_be_had_says_to_name_the_model():
-    with pytest.raises(ConfigError, match="name the model") as info:
+    with pytest.raises(TransportError, match="name the model") as refused:
         served_models("ws://127.0.0.1:9/v1/realtime", timeout=2)
-    # nothing listens there: the likelier fix is starting the server, so that comes first
-    assert "(Connection refused" in str(info.value) or "([Errno 111]" in str(info.value)
-    assert "is the server running at that address?" in str(info.value)
+    # nothing listens there: the likelier fix is starting the server, so that comes first; and it is a
+    # connection failure (exit 4, retried, restarted by systemd), not a configuration error (exit 2)
+    assert not isinstance(refused.value, ConfigError)
+    assert exit_code_for(refused.value) == EXIT_CONNECT
+    assert "(Connection refused" in str(refused.value) or "([Errno 111]" in str(refused.value)
+    assert "is the server running at that address?" in str(refused.value)
     with VLLMServer(api_key="k") as srv:
         with pytest.raises(ConfigError, match="HTTP 401"):
             served_models(srv.url)
@@ -121,3 +125,12 @@ def test_a_wav_for_the_transcribe_example(tmp_path):
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
         w.writeframes(np.zeros(1600, "<i2").tobytes())
     assert build_parser().parse_args(["transcribe", "--url", "ws://x:1", "--input", str(path)]).model is None
+
+
+def test_a_password_in_the_url_is_not_looked_up_as_a_host_name():
+    """``ws://user:secret@host:port/...``: the model lookup asked DNS for ``user:secret@host`` (the password
+    left the machine, and the lookup failed).  It asks the host, as the WebSocket handshake does."""
+    with VLLMServer() as srv:
+        with_credentials = srv.url.replace("ws://", "ws://user:s3cret@")
+        assert models_url(with_credentials) == f"http://127.0.0.1:{srv.port}/v1/models"
+        assert served_models(with_credentials) == [DEFAULT_MODEL]
