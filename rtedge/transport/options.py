@@ -1,10 +1,12 @@
 """The options of :func:`rtedge.connect`: their defaults and their checks.
 
-Owns: :data:`DEFAULTS` and :func:`connect_options`.  Must not: open anything (it only validates values).
+Owns: :data:`DEFAULTS` and :func:`connect_options`.  Must not: open anything (it only validates values; a
+``ca_certs`` path is checked to name a file).
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Any
 
@@ -47,6 +49,10 @@ def connect_options(options: dict[str, Any]) -> dict[str, Any]:
     opts = {**DEFAULTS, **options}
     if opts["ssl_context"] is not None and not isinstance(opts["ssl_context"], ssl.SSLContext):
         raise ConfigError("ssl_context must be an ssl.SSLContext")
+    ca_certs = opts["ca_certs"]
+    if ca_certs is not None and not (isinstance(ca_certs, str | os.PathLike) and os.path.isfile(ca_certs)):
+        raise ConfigError(f"ca_certs must name a PEM file of the CAs to trust, got {ca_certs!r}"
+                          + (" (no such file)" if isinstance(ca_certs, str | os.PathLike) else ""))
     _check_numbers(opts)
     if opts["reconnect"] is not None and not isinstance(opts["reconnect"], Backoff):
         raise ConfigError(f"reconnect must be a rtedge.Backoff or None, got {opts['reconnect']!r}")

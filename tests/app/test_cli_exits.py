@@ -197,3 +197,21 @@ def test_a_wrong_path_is_a_configuration_error_that_systemd_does_not_restart(tmp
     unit = (Path(__file__).parents[2] / "systemd" / "rtedge.service").read_text()
     prevented = next(line for line in unit.splitlines() if line.startswith("RestartPreventExitStatus="))
     assert str(EXIT_CONFIG) in prevented.partition("=")[2].split()
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_a_ca_bundle_that_is_not_there_is_a_configuration_error(command, tmp_path, capsys, no_key_env):
+    """provider.ca_certs naming no file passed check-config, and run failed only on connecting to a wss://
+    endpoint (exit 4, restarted for ever), or never with ws://."""
+    missing = tmp_path / "ca.pem"
+    src = tmp_path / "in.wav"
+    _tone_wav(src)
+    args = [command, "--url", "ws://127.0.0.1:9/v1/realtime", "--ca-certs", str(missing)]
+    code = main(args + (["--input", str(src), "--fast"] if command == "run" else []))
+    err = capsys.readouterr().err
+    assert code == EXIT_CONFIG, err
+    assert f"provider.ca_certs: {missing}: no such file (a PEM bundle of the CAs to trust for wss://)" in err
+    assert main(["check-config", "--ca-certs", str(tmp_path)]) == EXIT_CONFIG
+    assert f"{tmp_path}: not a file" in capsys.readouterr().err
+    missing.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert main(["check-config", "--url", "ws://127.0.0.1:9/v1/realtime", "--ca-certs", str(missing)]) == EXIT_OK

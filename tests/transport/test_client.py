@@ -236,6 +236,9 @@ def test_refused_connection_and_bad_options():
     ("max_session_seconds", -5, "max_session_seconds must be a number >= 0"),
     ("reconnect", 5, "reconnect must be a rtedge.Backoff or None"),
     ("on_error", "log", "on_error must be a function"),
+    ("ca_certs", "/no/such/ca.pem", r"ca_certs must name a PEM file of the CAs to trust, got '/no/such/ca.pem' "
+                                    r"\(no such file\)"),
+    ("ca_certs", 5, "ca_certs must name a PEM file"),
 ])
 def test_a_bad_option_value_is_a_config_error_naming_it(option, value, message):
     """Checked before anything opens (a string ``ping_interval`` used to kill the sender thread with a
