@@ -249,9 +249,9 @@ def cross_check(config: Config) -> list[str]:
         problem("provider.url", f"must start with ws:// or wss://, got {_show_url(url)!r}")
     ca_certs = config.provider.ca_certs
     if ca_certs and not (os.path.isfile(ca_certs) and os.access(ca_certs, os.R_OK)):
-        why = "not a file" if os.path.isdir(ca_certs) else "cannot be read" if os.path.exists(ca_certs) \
+        found = "not a file" if os.path.isdir(ca_certs) else "cannot be read" if os.path.exists(ca_certs) \
             else "no such file"
-        problem("provider.ca_certs", f"{ca_certs}: {why} (a PEM bundle of the CAs to trust for wss://)")
+        problem("provider.ca_certs", f"{ca_certs}: {found} (a PEM bundle of the CAs to trust for wss://)")
     audio = config.audio
     for key, rate in (("audio.mic_rate", audio.mic_rate), ("audio.speaker_rate", audio.speaker_rate)):
         if rate * audio.frame_ms % 1000:
