@@ -268,11 +268,13 @@ class Link(Rollover):
                         break  # ours: the sender closes the socket on its way out
                     cause, fatal = self._cause(code, reason, state)
                     final = fatal or self._opts["reconnect"] is None
+                    ended = code in (1000, 1001) and self._last_fatal is None  # a clean close: the end
+                    if final:  # set before the state turns GAVE_UP: whoever sees that sees why
+                        self.fatal_error = self._final_error(cause, self._last_fatal, ended)
                     self._go_offline(code, reason, LinkEvent.LOST_FINAL if final else LinkEvent.LOST)
                 self._release(conn)
                 self._flush_offline_events()
                 if final:
-                    ended = code in (1000, 1001) and self._last_fatal is None  # a clean close: the end
                     self._give_up(cause, self._last_fatal, ended=ended)
                     return
                 conn = self._reconnect(cause, immediate=state is LinkState.RECYCLING)
@@ -424,19 +426,25 @@ class Link(Rollover):
             if self._machine.can(LinkEvent.GIVE_UP):
                 self._machine.apply(LinkEvent.GIVE_UP)  # before the event: whoever sees it sees client.closed
             gave_up = self._machine.state is LinkState.GAVE_UP
-            if gave_up:
-                off = error is None and not ended and self._opts["reconnect"] is None  # nothing tried: not "gave up"
-                self.fatal_error = error or ConnectionClosed(f"{cause} (reconnecting is off)" if off
-                                                             else f"gave up: {cause}")
+            if gave_up and self.fatal_error is None:  # (a final loss set it with the state)
+                self.fatal_error = self._final_error(cause, error, ended)
         if gave_up:  # (close() may have come first: then this is an ordinary close)
             if ended:
                 log.info("the server ended the session (%s)", cause)
-            elif off:
+            elif error is None and self._opts["reconnect"] is None:
                 log.error("the connection ended and reconnecting is off: %s", cause)
             else:
                 log.error("giving up on the connection: %s", cause)
             self._emit(ev.GaveUp(type=ev.GaveUp.TYPE, cause=cause))
         self._end_link()
+
+    def _final_error(self, cause: str, error: RtEdgeError | None, ended: bool) -> RtEdgeError:
+        """What :attr:`fatal_error` holds once the link gave up for ``cause``."""
+        if error is not None:
+            return error
+        if not ended and self._opts["reconnect"] is None:  # nothing was tried: not "gave up"
+            return ConnectionClosed(f"{cause} (reconnecting is off)")
+        return ConnectionClosed(f"gave up: {cause}")
 
     def _end_link(self) -> None:
         """Receiver (or a failed connect): the link is over; end the session, the inbox and dispatch."""

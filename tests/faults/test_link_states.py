@@ -109,3 +109,19 @@ def test_a_client_walks_the_table(server, proxy, caplog):
     assert walked <= expected
     assert expected - timing_only <= walked, sorted(expected - timing_only - walked)
 
+
+
+def test_whoever_sees_gave_up_sees_why(server):
+    """With reconnecting off, a lost connection turns the link GAVE_UP before the loss events go out; the
+    cause (``fatal_error``) was set only after them, so a service that saw the link end could read None
+    and exit 0 for a lost connection.  Observed on the receiver thread itself, at the loss event."""
+    with rtedge.connect(url=server.url, reconnect=None) as client:
+        seen: list[tuple[LinkState, object]] = []
+        client._add_event_hook(lambda e: seen.append((client.link_state, client.fatal_error))
+                               if e.type == "rtedge.connection_lost" else None)
+        server.drop_connections()
+        assert wait_until(lambda: seen, timeout=5)
+        state, error = seen[0]
+        assert state is LinkState.GAVE_UP
+        assert error is not None and "(reconnecting is off)" in str(error)
+        assert client.fatal_error is error
