@@ -20,15 +20,32 @@ from ._unset import UNSET
 from . import events
 from .events import ClientEvent, ServerEvent, server_event_from_raw
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: NaN and infinity are not JSON (RFC 8259): refused, not written as the bare words a server rejects
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def to_wire(event: ClientEvent, dialect: Dialect) -> str:
-    """Serialize a client event to the dialect's JSON text."""
+    """Serialize a client event to the dialect's JSON text.
+
+    Raises:
+        ValueError: a value JSON cannot carry (NaN, infinity), naming the event.
+        TypeError: a value that is not JSON data (an object, bytes...), naming the event.
+    """
     if (event.TYPE == "input_audio_buffer.append" and type(event) is events.InputAudioBufferAppend
             and event.event_id is UNSET):
         return append_text(event.audio)
-    return _dumps(dialect.encode(event))
+    try:
+        return _dumps(dialect.encode(event))
+    except ValueError as exc:
+        raise ValueError(f"{_kind(event)}: {exc} (NaN and infinity cannot be sent)") from None
+    except TypeError as exc:
+        raise TypeError(f"{_kind(event)}: {exc}") from None
+
+
+def _kind(event: ClientEvent) -> str:
+    if isinstance(event, events.RawClientEvent):
+        return f"send({event.data.get('type', '?')!r} event)"
+    return event.TYPE
 
 
 def append_text(audio: bytes) -> str:

@@ -405,3 +405,17 @@ def test_a_beta_event_name_means_its_ga_name(server):
         c.wait_for("response.done", timeout=10)
         assert wait_until(lambda: len(deltas) > 0)
     assert {d.type for d in deltas} == {"response.output_audio.delta"}
+
+
+def test_nan_and_objects_are_refused_on_the_callers_thread(server, client):
+    """NaN went on the wire as the bare word ``NaN`` (not JSON: the server refuses the message, and a wire
+    trace file stops being JSON lines); it is refused before sending, naming the event."""
+    with pytest.raises(ValueError, match=r"response.create: .*\(NaN and infinity cannot be sent\)"):
+        client.create_response(max_output_tokens=float("nan"))
+    with pytest.raises(ValueError, match=r"send\('session.update' event\)"):
+        client.send({"type": "session.update", "session": {"temperature": float("inf")}})
+    with pytest.raises(TypeError, match=r"send\('x' event\): Object of type object is not JSON serializable"):
+        client.send({"type": "x", "o": object()})
+    assert _text_turn(client).status == "completed"  # nothing half-sent: the session goes on
+    kinds = [e["type"] for e in server.received]
+    assert kinds == ["session.update", "conversation.item.create", "response.create"]
