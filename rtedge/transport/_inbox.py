@@ -385,13 +385,16 @@ class Dispatcher:
                 self._call(fn, event)
 
     def _call(self, fn: Handler, event: ev.ServerEvent) -> None:
+        """Run one callback.  Whatever it raises is counted, logged and given to ``on_error``, SystemExit and
+        KeyboardInterrupt included: raised here they would end ``rtedge-dispatch`` in silence, and with
+        it every later callback, while the link stayed up."""
         try:
             fn(event)
-        except Exception as exc:
+        except BaseException as exc:  # noqa: B036 - see the docstring
             self._stats.callback_errors += 1
-            log.exception("callback %r raised on %s", getattr(fn, "__name__", fn), event.type)
+            log.error("callback %r raised on %s", getattr(fn, "__name__", fn), event.type, exc_info=exc)
             if self.on_error is not None:
                 try:
                     self.on_error(exc, event)
-                except Exception:
+                except BaseException:  # noqa: B036 - as above
                     log.exception("on_error hook raised; ignoring")

@@ -283,6 +283,28 @@ def test_callbacks_run_on_dispatcher_and_errors_go_to_on_error(server):
     assert c.stats.callback_errors == 1
 
 
+@pytest.mark.parametrize("exit_exc", [SystemExit, KeyboardInterrupt])
+def test_a_callback_calling_sys_exit_does_not_end_dispatch(server, exit_exc, caplog):
+    """``sys.exit()`` in a callback ended rtedge-dispatch in silence: no log, no on_error, no count, and no
+    callback ever ran again while the link stayed up.  It is a callback error like any other."""
+    failures: list[BaseException] = []
+    later: list[str] = []
+    with rtedge.connect(url=server.url, on_error=lambda exc, e: failures.append(exc),
+                        session=rtedge.SessionConfig(output_modalities=("text",))) as c:
+        @c.on("response.created")
+        def leave(event):
+            raise exit_exc()
+
+        c.on("response.done", lambda e: later.append(threading.current_thread().name))
+        for _ in range(2):
+            _text_turn(c)
+        assert wait_until(lambda: len(later) == 2)
+        assert "rtedge-dispatch" in client_threads()
+    assert later == ["rtedge-dispatch"] * 2
+    assert [type(f) for f in failures] == [exit_exc, exit_exc] and c.stats.callback_errors == 2
+    assert "callback 'leave' raised on response.created" in caplog.text
+
+
 def test_slow_callback_does_not_delay_receiver(server):
     release = threading.Event()
     with rtedge.connect(url=server.url) as c:
