@@ -176,7 +176,7 @@ class AudioSource(_Device):
         self.stats.frames += 1
         try:
             self._on_frame(frame)  # type: ignore[misc]
-        except Exception:  # noqa: BLE001 - the consumer's bug must not stop the device
+        except BaseException:  # noqa: BLE001, B036 - the consumer's bug (sys.exit() too) must not stop the device
             self._callback_failed("on_frame() raised")
 
 

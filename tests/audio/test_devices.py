@@ -422,9 +422,12 @@ def test_bad_pulls_are_counted_and_replaced_by_silence(tmp_path, caplog):
     assert any(r.exc_info for r in caplog.records if "pull() raised" in r.getMessage())
 
 
-def test_on_frame_exceptions_are_counted_and_delivery_goes_on(tmp_path):
+@pytest.mark.parametrize("error", [ValueError("consumer bug"), SystemExit(), KeyboardInterrupt()])
+def test_on_frame_exceptions_are_counted_and_delivery_goes_on(tmp_path, error):
+    """sys.exit() in the consumer too: it ended the device's thread, so that the device delivered nothing
+    more and never finished."""
     def explode(frame):
-        raise ValueError("consumer bug")
+        raise error
 
     src = WavSource(write_wav(tmp_path / "e.wav", noise(3200), 16000), realtime=False)
     got = Frames(on_frame=explode)
