@@ -44,7 +44,7 @@ from ._link import MAX_PENDING, Link
 from ._inbox import SYNTHETIC_BYTES
 from ._workers import BENIGN_ERROR_CODES, decode_failure, describe_error, sender_loop
 from .backoff import SESSION_ENDING_ERROR_CODES
-from .options import connect_options
+from .options import checked_headers, connect_options
 
 log = logging.getLogger("rtedge")
 
@@ -666,7 +666,7 @@ def connect(
     opts = connect_options(options)
     dialect = get_dialect(provider) if isinstance(provider, str) else provider
     full_url, key, session = _endpoint(dialect, model, url, api_key, session, opts)
-    headers = {**dialect.headers(key), **(opts["headers"] or {})}
+    headers = checked_headers({**dialect.headers(key), **(opts["headers"] or {})})
     client = Client(dialect, full_url, headers, opts)
     for event_type, fns in (on or {}).items():
         for fn in [fns] if callable(fns) else fns:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError, TransportError
 from ..protocol.dialects.base import redact_url
+from .options import checked_headers
 
 log = logging.getLogger("rtedge.transport")
 
@@ -44,8 +45,9 @@ def served_models(ws_url: str, api_key: str | None = None, *, timeout: float = 1
     """
     url = models_url(ws_url)
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
+    if api_key:  # checked first: http.client's own refusal of a bad value shows the value, key included
+        auth = checked_headers({"Authorization": f"Bearer {api_key}"})["Authorization"]
+        request.add_header("Authorization", auth)
     context = ssl_context
     if context is None and url.startswith("https:"):
         context = ssl.create_default_context(cafile=ca_certs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
@@ -54,6 +55,8 @@ def connect_options(options: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"ca_certs must name a PEM file of the CAs to trust, got {ca_certs!r}"
                           + (" (no such file)" if isinstance(ca_certs, str | os.PathLike) else ""))
     _check_numbers(opts)
+    if opts["headers"] is not None and not isinstance(opts["headers"], Mapping):
+        raise ConfigError(f"headers must be a dict of str to str or None, got {type(opts['headers']).__name__}")
     if opts["reconnect"] is not None and not isinstance(opts["reconnect"], Backoff):
         raise ConfigError(f"reconnect must be a rtedge.Backoff or None, got {opts['reconnect']!r}")
     if opts["on_error"] is not None and not callable(opts["on_error"]):
@@ -64,6 +67,31 @@ def connect_options(options: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"keepalive_audio_s must be a number of seconds > 0 or None, got {keepalive!r}")
     _check_rollover_options(opts)
     return opts
+
+
+#: a header name: an RFC 9110 token
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def checked_headers(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` (the dialect's, the API key's included, and the ``headers`` option), checked.
+
+    Raises:
+        ConfigError: a name that is not a token, or a value that is not a string or holds a control
+            character: a line break would end the header there and start another (an API key read from
+            a file with its newline, or a header smuggled in).  The message never shows the value.
+    """
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name or not set(name) <= _TOKEN:
+            raise ConfigError(f"header name {name!r} is not a valid HTTP header name")
+        if not isinstance(value, str):
+            raise ConfigError(f"header {name!r} must be a str, got {type(value).__name__}")
+        if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in value):
+            what = "a line break" if "\n" in value or "\r" in value else "a control character"
+            hint = " (an API key read from a file with its newline? strip it)" \
+                if name.lower() in ("authorization", "api-key", "x-api-key") else ""
+            raise ConfigError(f"header {name!r} holds {what}{hint}")
+    return headers
 
 
 #: the numeric options: (smallest value, whether the smallest itself is allowed, what 0 means if allowed)

@@ -15,7 +15,7 @@ from rtedge.errors import (ConfigError, ConnectionClosed, DeadlineExceeded, Hand
                            ServerError)
 from rtedge.protocol import events as ev
 from rtedge.protocol._state import ResponseState
-from rtedge.testing import RealtimeServer, make_self_signed_cert
+from rtedge.testing import RealtimeServer, VLLMServer, make_self_signed_cert
 from rtedge.testing._tls import client_ssl_context, server_ssl_context
 from rtedge.audio.wavio import read_wav
 
@@ -247,6 +247,32 @@ def test_a_bad_option_value_is_a_config_error_naming_it(option, value, message):
     with pytest.raises(ConfigError, match=message):
         rtedge.connect(url="ws://127.0.0.1:9/v1/realtime", **{option: value})
     assert client_threads() == threads
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"api_key": "sk-from-a-file\n"}, "header 'Authorization' holds a line break (an API key read from a file"),
+    ({"api_key": "sk-x\r\nX-Smuggled: 1"}, "header 'Authorization' holds a line break"),
+    ({"headers": {"X-Trace": "a\r\nX-Smuggled: 1"}}, "header 'X-Trace' holds a line break"),
+    ({"headers": {"X-Trace": "a\x00"}}, "header 'X-Trace' holds a control character"),
+    ({"headers": {"Bad Name": "1"}}, "header name 'Bad Name' is not a valid HTTP header name"),
+    ({"headers": {"X-Count": 5}}, "header 'X-Count' must be a str, got int"),
+    ({"headers": [("X-A", "1")]}, "headers must be a dict of str to str or None, got list"),
+])
+def test_a_header_that_would_break_the_request_is_refused_without_showing_it(server, options, message):
+    """An API key with its file's newline failed as 'Connection to remote host was lost'; one with CR LF
+    inside sent a second header of the caller's making.  Refused before connecting, the value unshown."""
+    with pytest.raises(ConfigError) as info:
+        rtedge.connect(url=server.url, **options)
+    assert message in str(info.value)
+    assert "sk-" not in str(info.value) and "Smuggled" not in str(info.value)
+    assert server.handshakes == []
+
+
+def test_a_key_with_a_newline_is_refused_before_the_model_lookup_shows_it():
+    with VLLMServer() as srv:  # no model named: /v1/models is asked first, with the key
+        with pytest.raises(ConfigError, match="holds a line break") as info:
+            rtedge.connect("vllm", url=srv.url, api_key="sk-secret\n")
+    assert "sk-secret" not in str(info.value)
 
 
 def test_connect_timeout_when_server_is_silent():
