@@ -199,9 +199,9 @@ class AudioSettings:
                                   "wav:PATH, raw:PATH, raw:- (stdin) or null")
     speaker: str = setting("default", "speaker: default, a device name or index, wav:PATH, raw:PATH, "
                                       "raw:- (stdout) or null")
-    mic_rate: int = setting(16000, "microphone sample rate (resampled for the wire)", "Hz",
-                            lo=8000, hi=192000)
-    speaker_rate: int = setting(24000, "speaker sample rate", "Hz", lo=8000, hi=192000)
+    mic_rate: int = setting(16000, "microphone sample rate (resampled for the wire): 8000, 11025, 16000, "
+                                   "22050, 24000, 32000, 44100 or 48000", "Hz", lo=8000, hi=48000)
+    speaker_rate: int = setting(24000, "speaker sample rate, as mic_rate", "Hz", lo=8000, hi=48000)
     frame_ms: int = setting(20, "audio period of both devices", "ms", lo=5, hi=100)
 
 

@@ -22,6 +22,7 @@ import attrs
 
 from .settings import (OTHER_VARIABLES, SECTIONS, Config, Secret, all_keys, check_value, describe_kind,
                        env_name)
+from ..audio import SUPPORTED_RATES
 from ..errors import ConfigError
 from ..protocol.dialects import get_dialect
 from ..protocol.dialects.base import redact_url
@@ -254,7 +255,10 @@ def cross_check(config: Config) -> list[str]:
         problem("provider.ca_certs", f"{ca_certs}: {found} (a PEM bundle of the CAs to trust for wss://)")
     audio = config.audio
     for key, rate in (("audio.mic_rate", audio.mic_rate), ("audio.speaker_rate", audio.speaker_rate)):
-        if rate * audio.frame_ms % 1000:
+        if rate not in SUPPORTED_RATES:
+            problem(key, f"{rate} Hz is not a rate the codec converts; use one of "
+                         f"{', '.join(str(r) for r in SUPPORTED_RATES)}")
+        elif rate * audio.frame_ms % 1000:
             problem("audio.frame_ms",
                     f"{audio.frame_ms} ms at {key} = {rate} Hz is not a whole number of samples")
     for key, spec in (("audio.mic", audio.mic), ("audio.speaker", audio.speaker)):

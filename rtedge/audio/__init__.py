@@ -1,4 +1,8 @@
 """Audio for rtedge: codecs and resampling (``rtedge.audio.codec``).
 
-Owns: nothing but the package.  Must not: import numpy at import time.
+Owns: the sample rates the codec converts between (here, so that settings can check them without numpy).
+Must not: import numpy at import time.
 """
+
+#: Sample rates the resampler accepts (Hz); ``rtedge.audio.codec.SUPPORTED_RATES`` is this tuple.
+SUPPORTED_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)

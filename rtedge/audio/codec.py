@@ -40,6 +40,8 @@ import numpy as np
 
 from rtedge.errors import AudioError
 
+from . import SUPPORTED_RATES as _RATES
+
 from . import _codec_numpy
 
 __all__ = [
@@ -85,7 +87,7 @@ def _load_backend() -> tuple[ModuleType, str]:
 _impl, BACKEND = _load_backend()
 
 #: Sample rates the resampler accepts (Hz).
-SUPPORTED_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+SUPPORTED_RATES = _RATES
 
 _ndarray = np.ndarray
 _empty = np.empty

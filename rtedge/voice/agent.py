@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 import numpy as np
 
-from ..audio import codec
+from ..audio import SUPPORTED_RATES, codec
 from ..audio.aec import EchoCanceller
 from ..audio.playback import PlaybackBuffer, PlaybackPosition
 from ..audio.vad import VadGate, VadSettings
@@ -175,8 +175,9 @@ class VoiceAgent:
             residual of it) reaches the microphone after the device has gone quiet (0 to 5 s).
 
     Raises:
-        ConfigError: an unknown policy name, ``echo_tail_s`` out of range, or ``"aec"`` where libspeexdsp
-            is not built in.
+        ConfigError: an unknown policy name, ``echo_tail_s`` out of range, a device rate the codec does not
+            convert (:data:`rtedge.audio.codec.SUPPORTED_RATES`), or ``"aec"`` where libspeexdsp is not
+            built in.
     """
 
     def __init__(self, client: AgentClient, mic: Microphone, speaker: Speaker, *, barge_in: BargeIn = "server",
@@ -188,6 +189,10 @@ class VoiceAgent:
             raise ConfigError(f"echo_guard must be one of {ECHO_GUARDS}, got {echo_guard!r}")
         if isinstance(echo_tail_s, bool) or not isinstance(echo_tail_s, int | float) or not 0 <= echo_tail_s <= 5:
             raise ConfigError(f"echo_tail_s must be a number of seconds in [0, 5], got {echo_tail_s!r}")
+        for role, device in (("mic", mic), ("speaker", speaker)):  # else deaf or mute, an error per frame
+            if device.rate not in SUPPORTED_RATES:
+                raise ConfigError(f"{role}.rate {device.rate} Hz is not a rate the codec converts; open the "
+                                  f"device at one of {', '.join(str(r) for r in SUPPORTED_RATES)}")
         self.client, self.mic, self.speaker = client, mic, speaker
         self.barge_in, self.echo_guard, self.echo_boost_db = barge_in, echo_guard, echo_boost_db
         self.echo_tail_s = float(echo_tail_s)

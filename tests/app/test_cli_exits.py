@@ -215,3 +215,11 @@ def test_a_ca_bundle_that_is_not_there_is_a_configuration_error(command, tmp_pat
     assert f"{tmp_path}: not a file" in capsys.readouterr().err
     missing.write_text("-----BEGIN CERTIFICATE-----\n")
     assert main(["check-config", "--url", "ws://127.0.0.1:9/v1/realtime", "--ca-certs", str(missing)]) == EXIT_OK
+
+
+@pytest.mark.parametrize("setting", ["audio.mic_rate=30000", "audio.speaker_rate=12000"])
+def test_a_device_rate_the_codec_does_not_convert_is_refused_by_check_config(setting, capsys, no_key_env):
+    """check-config said OK, and run then sent nothing (mic) or played nothing (speaker), an error a frame."""
+    assert main(["check-config", "--set", setting]) == EXIT_CONFIG
+    key, _, rate = setting.partition("=")
+    assert f"{key}: {rate} Hz is not a rate the codec converts; use one of 8000, 11025" in capsys.readouterr().err

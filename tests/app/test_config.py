@@ -88,11 +88,11 @@ def test_unknown_rtedge_variables_only_warn(caplog):
     ('[audio]\n\nmics = "x"\n', "{p}:3: audio.mics: unknown key (did you mean audio.mic?)"),
     ('[audoi]\nmic = "x"\n', "{p}:1: audoi: unknown section (did you mean audio?)"),
     ('audio = 3\n', "{p}:1: audio: must be a table ([audio]), got 3"),
-    ('[audio]\nmic_rate = "16000"\n', "{p}:2: audio.mic_rate: must be an integer in [8000, 192000] (Hz), "
+    ('[audio]\nmic_rate = "16000"\n', "{p}:2: audio.mic_rate: must be an integer in [8000, 48000] (Hz), "
                                       "got '16000'"),
     ('[audio]\nmic_rate = 16000.0\n', "{p}:2: audio.mic_rate: must be an integer"),
     ('[audio]\nmic_rate = 4000\n',
-     "{p}:2: audio.mic_rate: must be an integer in [8000, 192000] (Hz), got 4000"),
+     "{p}:2: audio.mic_rate: must be an integer in [8000, 48000] (Hz), got 4000"),
     ('[vad]\ngate = 1\n', "{p}:2: vad.gate: must be true or false, got 1"),
     ('[reconnect]\nmax_attempts = true\n', "{p}:2: reconnect.max_attempts: must be an integer"),
     ('[vad]\nbarge_in = "sometimes"\n', "{p}:2: vad.barge_in: must be one of 'server', 'local', 'off', "
@@ -240,7 +240,7 @@ def test_check_config_errors_exit_2_one_line_each(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.splitlines() == [
-        f"rtedge: error: {path}:2: audio.mic_rate: must be an integer in [8000, 192000] (Hz), got 'x'",
+        f"rtedge: error: {path}:2: audio.mic_rate: must be an integer in [8000, 48000] (Hz), got 'x'",
         f"rtedge: error: {path}:4: service.stall_seconds: must be a number in [0.1, 3600] (s), got -1"]
 
 

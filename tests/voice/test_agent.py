@@ -217,6 +217,15 @@ def test_bad_policy_names():
     for tail in (-0.1, 6.0, True, "0.3"):
         with pytest.raises(ConfigError):
             VoiceAgent(Dummy(), Dummy(), Dummy(), echo_tail_s=tail)
+    # a device rate the codec does not convert ran the whole session deaf (mic) or mute (speaker), an
+    # error logged per frame
+    odd = Dummy()
+    odd.rate = 96000
+    with pytest.raises(ConfigError, match=r"mic.rate 96000 Hz is not a rate the codec converts"):
+        VoiceAgent(Dummy(), odd, Dummy())
+    odd.rate = 12000
+    with pytest.raises(ConfigError, match=r"speaker.rate 12000 Hz .* one of 8000, 11025, 16000"):
+        VoiceAgent(Dummy(), Dummy(), odd)
 
 
 def _play_an_answer_over_quiet(agent: VoiceAgent, seed: int) -> Callable[[float, int], None]:
