@@ -51,7 +51,8 @@ class Core:
         self.stats = TransportStats()
         self._sendq = SendQueue(self.stats, options["max_audio_queue_ms"])
         self._log = EventLog(options["inbox_size"], options["inbox_bytes"], self.stats, options["inbox_audio"])
-        self._dispatcher = Dispatcher(self.stats, options["on_error"], self._log.dispatched)
+        self._dispatcher = Dispatcher(self.stats, options["on_error"], self._log.dispatched,
+                                      options["dispatch_bytes"])
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._conn: _ws.WsConnection | None = None  # the sender's write target

@@ -17,6 +17,9 @@ Guarantees
   deltas go to rtedge's audio hooks on the receiver).  Events that arrived before the first
   callback for their type was registered are replayed to that callback, once, before any later event
   (the last :data:`REPLAY_PER_TYPE` per type; audio deltas and ``"*"`` callbacks excepted).
+* Events waiting for callbacks are bounded by bytes (``dispatch_bytes``): when a callback blocks while
+  events keep arriving, the oldest waiting events are dropped, counted in
+  ``stats.callback_events_dropped`` and logged once per episode; the receiver never waits for callbacks.
 
 Owns: the inbox and the dispatcher (the only thread running user callbacks).  Must not: block the receiver.
 """
@@ -240,9 +243,13 @@ class Dispatcher:
     """
 
     def __init__(self, stats: TransportStats, on_error: Callable[[BaseException, Any], None] | None,
-                 on_dispatched: Callable[[int, bool], None] | None = None) -> None:
-        self._queue: deque[tuple[int, ev.ServerEvent] | object] = deque()
-        self._ready = threading.Lock()  # guards _queue and _waiting
+                 on_dispatched: Callable[[int, bool], None] | None = None,
+                 max_bytes: int = 8 * 1024 * 1024) -> None:
+        self._queue: deque[tuple[int, ev.ServerEvent, int] | object] = deque()
+        self._ready = threading.Lock()  # guards _queue, _queued_bytes, _shedding and _waiting
+        self._max_bytes = max_bytes
+        self._queued_bytes = 0  # the message bytes of the events in _queue
+        self._shedding = False  # dropping since the last _take (logged once per episode)
         self._waiting = False  # rtedge-dispatch waits (or is about to) for the doorbell: a put must ring it
         self._bell = Doorbell()
         self._handlers: dict[str, list[Handler]] = {}
@@ -286,8 +293,9 @@ class Dispatcher:
         with self._lock:
             self._handlers[event_type] = [h for h in self._handlers.get(event_type, ()) if h is not fn]
 
-    def put(self, event: ev.ServerEvent, seq: int = 0, wake: bool = True) -> None:
-        """Queue ``event`` for its callbacks (``wake=False``: until the next :meth:`flush`).
+    def put(self, event: ev.ServerEvent, seq: int = 0, wake: bool = True, nbytes: int = 0) -> None:
+        """Queue ``event`` (of ``nbytes`` message bytes) for its callbacks (``wake=False``: until the next
+        :meth:`flush`).  Past ``max_bytes`` queued, the oldest queued events are dropped (see :meth:`_shed`).
 
         An event no callback wants is settled here instead, without waking ``rtedge-dispatch``:
         remembered for a late callback (as :meth:`run` would; this check and :meth:`add` share the
@@ -302,7 +310,7 @@ class Dispatcher:
                 if not wanted and not isinstance(event, ev.ResponseOutputAudioDelta):
                     self._remember(event)
         if wanted:
-            self._enqueue((seq, event), wake)
+            self._enqueue((seq, event, nbytes), wake, nbytes)
         elif self._on_dispatched is not None and seq:
             self._on_dispatched(seq, False)
 
@@ -315,25 +323,66 @@ class Dispatcher:
         if ring:  # outside the lock: the woken thread takes it at once
             self._bell.ring()
 
-    def _enqueue(self, item: tuple[int, ev.ServerEvent] | object, wake: bool) -> None:
+    def _enqueue(self, item: tuple[int, ev.ServerEvent, int] | object, wake: bool, nbytes: int = 0) -> None:
+        shed: list[tuple[int, ev.ServerEvent, int]] = []
+        first = False
         with self._ready:
+            self._queued_bytes += nbytes
+            if self._queued_bytes > self._max_bytes:
+                shed, first = self._shed()
             self._queue.append(item)
             ring = wake and self._waiting
             if ring:
                 self._waiting = False  # one ring per wait: whoever clears the flag rings
         if ring:
             self._bell.ring()
+        if shed:
+            self._report_shed(shed, first)
+
+    def _shed(self) -> tuple[list[tuple[int, ev.ServerEvent, int]], bool]:
+        """Under ``_ready``: drop the oldest queued events until half of ``max_bytes`` is left (the event
+        being queued counts, and is kept).  Callbacks are that far behind only when one blocks while
+        events keep arriving; holding on would grow memory without bound, and blocking the receiver would
+        stall keepalive.  Markers (wake, close) stay, in order.  Returns the events dropped, and whether
+        they are the first since ``rtedge-dispatch`` last took its queue (then the drop is logged).  With the
+        batch that thread holds, at most about twice ``max_bytes`` of events wait for callbacks."""
+        shed, kept = [], []
+        while self._queue and self._queued_bytes > self._max_bytes // 2:
+            item = self._queue.popleft()
+            if isinstance(item, tuple):
+                shed.append(item)
+                self._queued_bytes -= item[2]
+            else:
+                kept.append(item)
+        self._queue.extendleft(reversed(kept))
+        self._stats.callback_events_dropped += len(shed)
+        first = bool(shed) and not self._shedding
+        self._shedding = self._shedding or first
+        return shed, first
+
+    def _report_shed(self, shed: list[tuple[int, ev.ServerEvent, int]], first: bool) -> None:
+        """Outside the lock: tell the inbox no callback got them, and log the first drop of an episode."""
+        if first:
+            busy = self._stats.dispatch_busy_since
+            held = f" (a callback has been running for {time.monotonic() - busy:.1f} s)" if busy else ""
+            log.warning("callbacks are more than %d bytes of events behind%s: dropping the oldest events "
+                        "not yet delivered, counted in stats.callback_events_dropped", self._max_bytes, held)
+        if self._on_dispatched is not None:
+            for seq, _, _ in shed:
+                if seq:
+                    self._on_dispatched(seq, False)
 
     def stop(self) -> None:
         self._enqueue(_CLOSE, True)
 
-    def _take(self) -> list[tuple[int, ev.ServerEvent] | object]:
+    def _take(self) -> list[tuple[int, ev.ServerEvent, int] | object]:
         """Everything queued, in order, waiting for it when there is nothing."""
         while True:
             with self._ready:
                 if self._queue:
                     batch = list(self._queue)
                     self._queue.clear()
+                    self._queued_bytes, self._shedding = 0, False
                     return batch
                 self._waiting = True
             self._bell.wait()  # rung by the put that clears _waiting (that put queued something)
@@ -352,7 +401,7 @@ class Dispatcher:
                     if item is _WAKE:
                         continue
                     assert isinstance(item, tuple)
-                    self._dispatch(*item)
+                    self._dispatch(item[0], item[1])
         finally:
             self._bell.close()  # this thread waits on it no more
 

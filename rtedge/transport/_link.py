@@ -431,8 +431,8 @@ class Link(Rollover):
         if gave_up:  # (close() may have come first: then this is an ordinary close)
             if ended:
                 log.info("the server ended the session (%s)", cause)
-            elif error is None and self._opts["reconnect"] is None:
-                log.error("the connection ended and reconnecting is off: %s", cause)
+            elif error is None and self._opts["reconnect"] is None:  # the owner decides (fatal_error says
+                log.info("the connection ended (%s); reconnect=None: not reconnecting", cause)  # why)
             else:
                 log.error("giving up on the connection: %s", cause)
             self._emit(ev.GaveUp(type=ev.GaveUp.TYPE, cause=cause))

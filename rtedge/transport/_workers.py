@@ -76,6 +76,7 @@ class TransportStats:
     * under the send queue's condition (callers appending, the receiver pausing, the sender):
       ``audio_dropped``, ``audio_dropped_ms``, ``audio_dropped_outage_ms``.
     * under the inbox's condition: ``inbox_dropped``.
+    * under the dispatcher's queue lock (the receiver, mostly): ``callback_events_dropped``.
     * under the stats' own lock (:meth:`count_internal_error`): ``internal_errors``.
     """
 
@@ -100,6 +101,9 @@ class TransportStats:
     #: messages that were not valid JSON events
     malformed_messages: int = 0
     callback_errors: int = 0
+    #: events dropped unseen by their callbacks because more than ``dispatch_bytes`` waited for them (a
+    #: callback blocked while events kept arriving)
+    callback_events_dropped: int = 0
     #: server messages or internal hooks whose handling raised inside rtedge (a bug: logged, skipped)
     internal_errors: int = 0
     pings_sent: int = 0

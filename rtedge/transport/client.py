@@ -257,7 +257,7 @@ class Client(Link):
                 self._update_answered(event)
         for hook in self._event_hooks:
             self._run_hook(hook, event)
-        self._dispatcher.put(event, self._log.append(event, nbytes, delivered=sunk), wake)
+        self._dispatcher.put(event, self._log.append(event, nbytes, delivered=sunk), wake, nbytes)
         if not audio and self._opts["max_session_seconds"] and isinstance(event, ev.ResponseDone):
             try:  # a turn just ended: the best moment, not up to a sender tick later
                 self._sendq.submit(self._maybe_recycle)
@@ -643,8 +643,8 @@ def connect(
         **options: ``connect_timeout`` (s, 10), ``ping_interval`` (s, 20; 0 disables keepalive),
             ``ping_timeout`` (s, 10), ``max_audio_queue_ms`` (2000), ``inbox_size`` (events, 10000),
             ``inbox_bytes`` (2 MiB), ``inbox_audio`` (False: audio deltas a callback received are kept
-            in the inbox without their audio),
-            ``ssl_context``, ``ca_certs`` (path), ``on_error`` (``fn(exc, event)``), ``headers`` (extra),
+            in the inbox without their audio), ``dispatch_bytes`` (8 MiB of events waiting for callbacks;
+            past it the oldest are dropped and counted in ``stats.callback_events_dropped``), ``ssl_context``, ``ca_certs`` (path), ``on_error`` (``fn(exc, event)``), ``headers`` (extra),
             ``keepalive_audio_s`` (append 100 ms of silence after that many seconds without input audio;
             DashScope ends sessions after about 300 s without audio, and pings do not count).
             Session limits: ``session_limit_s`` (``"auto"``: the provider's, e.g. 3600 for OpenAI, 1800

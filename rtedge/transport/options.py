@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "inbox_size": 10000,
     "inbox_bytes": 2 * 1024 * 1024,
     "inbox_audio": False,
+    "dispatch_bytes": 8 * 1024 * 1024,
     "ssl_context": None,
     "ca_certs": None,
     "on_error": None,
@@ -102,6 +103,7 @@ _NUMBERS: dict[str, tuple[float, bool, str]] = {
     "max_audio_queue_ms": (0, False, "ms"),
     "inbox_size": (1, True, "events"),
     "inbox_bytes": (1, True, "bytes"),
+    "dispatch_bytes": (1, True, "bytes"),
     "finish_timeout": (0, True, "s"),
     "max_session_seconds": (0, True, "s; 0 or None: never"),
 }
@@ -114,7 +116,7 @@ def _check_numbers(opts: dict[str, Any]) -> None:
         value = opts[name]
         if value is None and name == "max_session_seconds":
             continue
-        integral = name in ("inbox_size", "inbox_bytes")
+        integral = name in ("inbox_size", "inbox_bytes", "dispatch_bytes")
         kind = int if integral else int | float
         if (isinstance(value, bool) or not isinstance(value, kind) or value != value
                 or not (value >= lo if inclusive else value > lo)):

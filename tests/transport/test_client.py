@@ -343,6 +343,29 @@ def test_slow_callback_does_not_delay_receiver(server):
         release.set()
 
 
+def test_a_blocked_callback_cannot_grow_memory_without_bound(server, caplog):
+    """Events waiting for a blocked callback piled up without limit (0.6 MB a turn of audio); past
+    ``dispatch_bytes`` the oldest are dropped, counted and logged once, the receiver never waits, and
+    callbacks resume once the blocked one returns."""
+    release = threading.Event()
+    done: list[str] = []
+    with rtedge.connect(url=server.url, dispatch_bytes=64 * 1024) as c:
+        c.on("response.created", lambda e: release.wait(30))
+        c.on("response.done", lambda e: done.append(e.response["id"]))
+        c.on("response.output_audio.delta", lambda e: None)
+        for _ in range(6):  # audio answers: tens of KB of deltas each
+            _text_turn(c)
+        assert c.stats.callback_events_dropped > 0
+        assert c._dispatcher._queued_bytes <= 64 * 1024
+        behind = "callbacks are more than 65536 bytes of events behind"
+        drops = [r for r in caplog.records if behind in r.getMessage()]
+        assert len(drops) == 1 and "a callback has been running for" in drops[0].getMessage()
+        release.set()
+        last = _text_turn(c)  # after the blocked callback returned: delivered again
+        assert wait_until(lambda: last.response["id"] in done)
+    assert len(done) < 7  # some response.done events were among those dropped for the blocked callback
+
+
 def test_close_from_inside_callback(server):
     closed = threading.Event()
     c = rtedge.connect(url=server.url)
