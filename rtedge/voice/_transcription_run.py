@@ -282,7 +282,10 @@ class _Run:
                 error = self.client.fatal_error
                 if isinstance(error, ServerError):
                     raise error
-                detail = event.cause if isinstance(event, ev.GaveUp) else f"close {event.code} {event.reason}"
+                if isinstance(event, ev.GaveUp):
+                    detail = event.cause
+                else:  # no close code when the socket broke or the stream ended
+                    detail = f"close {event.code} {event.reason}" if event.code is not None else event.reason
                 raise ConnectionClosed(f"the transcription connection was lost ({detail.strip()})")
             self._reconnect(backlog, str(event.cause if isinstance(event, ev.GaveUp) else event.reason))
 

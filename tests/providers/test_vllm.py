@@ -7,6 +7,7 @@ import argparse
 import base64
 import itertools
 import json
+import logging
 import re
 import threading
 
@@ -256,7 +257,7 @@ def test_close_utterances_never_overlap_on_the_wire(speech_dir, tmp_path):
     assert [u.text for u in utts] == ["turn on the kitchen lights", "what's the weather tomorrow"]
 
 
-def test_reconnect_sends_the_utterance_in_flight_again(speech_dir, two_phrases):
+def test_reconnect_sends_the_utterance_in_flight_again(speech_dir, two_phrases, caplog):
     path, _ = two_phrases
     with VLLMServer(transcript=_fixture_transcript(speech_dir), done_delay=30) as srv:
         def cut() -> None:  # the first final commit arrives; the server dies before its done
@@ -273,6 +274,8 @@ def test_reconnect_sends_the_utterance_in_flight_again(speech_dir, two_phrases):
     assert [u.text for u in utts] == ["turn on the kitchen lights", "what's the weather tomorrow"]
     assert tr.stats.reconnects == 1 and tr.stats.retried_utterances == 1 and tr.stats.lost_utterances == 0
     assert utts[0].start_s == pytest.approx(0.3, abs=0.1)
+    # the transcriber reconnects itself: its connection's end is no error (it was logged as one)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_paced_source_and_stop(speech_dir):
