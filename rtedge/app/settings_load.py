@@ -25,7 +25,7 @@ from .settings import (OTHER_VARIABLES, SECTIONS, Config, Secret, all_keys, chec
 from ..audio import SUPPORTED_RATES
 from ..errors import ConfigError
 from ..protocol.dialects import get_dialect
-from ..protocol.dialects.base import redact_url
+from ..protocol.dialects.base import check_ws_url, redact_url
 
 log = logging.getLogger("rtedge")
 
@@ -248,6 +248,11 @@ def cross_check(config: Config) -> list[str]:
     url = config.provider.url
     if url and not url.startswith(("ws://", "wss://")):
         problem("provider.url", f"must start with ws:// or wss://, got {_show_url(url)!r}")
+    elif url:
+        try:
+            check_ws_url(url)
+        except ConfigError as exc:
+            problem("provider.url", str(exc).removeprefix("url "))
     ca_certs = config.provider.ca_certs
     if ca_certs and not (os.path.isfile(ca_certs) and os.access(ca_certs, os.R_OK)):
         found = "not a file" if os.path.isdir(ca_certs) else "cannot be read" if os.path.exists(ca_certs) \

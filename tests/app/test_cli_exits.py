@@ -223,3 +223,9 @@ def test_a_device_rate_the_codec_does_not_convert_is_refused_by_check_config(set
     assert main(["check-config", "--set", setting]) == EXIT_CONFIG
     key, _, rate = setting.partition("=")
     assert f"{key}: {rate} Hz is not a rate the codec converts; use one of 8000, 11025" in capsys.readouterr().err
+
+
+def test_check_config_refuses_a_url_run_could_not_use(capsys, no_key_env):
+    assert main(["check-config", "--url", "ws://127.0.0.1:abc/v1/realtime"]) == EXIT_CONFIG
+    assert ("--url: provider.url: 'ws://127.0.0.1:abc/v1/realtime' cannot be used: Port could not be cast to "
+            "integer value as 'abc'") in capsys.readouterr().err

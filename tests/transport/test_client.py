@@ -490,3 +490,22 @@ def test_nan_and_objects_are_refused_on_the_callers_thread(server, client):
     assert _text_turn(client).status == "completed"  # nothing half-sent: the session goes on
     kinds = [e["type"] for e in server.received]
     assert kinds == ["session.update", "conversation.item.create", "response.create"]
+
+
+@pytest.mark.parametrize("url, message", [
+    ("ws://[::1/v1/realtime", "url 'ws://***' cannot be used: Invalid IPv6 URL"),
+    ("ws://127.0.0.1:abc/v1/realtime", "cannot be used: Port could not be cast to integer value as 'abc'"),
+    ("ws://127.0.0.1:99999/v1/realtime", "cannot be used: Port out of range 0-65535"),
+    ("ws:///v1/realtime", "url 'ws:///v1/realtime' names no host"),
+    ("ws://user:pw@127.0.0.1:abc/v1/realtime", "url 'ws://***@127.0.0.1:abc/v1/realtime' cannot be used"),
+])
+@pytest.mark.parametrize("provider", ["openai", "vllm", "openai-transcription"])
+def test_a_malformed_url_is_a_config_error_not_a_traceback(provider, url, message):
+    """These failed in the socket layer or urllib as ValueError or http.client.InvalidURL tracebacks (exit 1),
+    after check-config had accepted them; the message keeps a password out."""
+    with pytest.raises(ConfigError) as info:
+        rtedge.connect(provider, url=url, model="m", api_key="k")
+    assert message in str(info.value)
+    assert "pw" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"azure url 'wss://\*\*\*' cannot be used: Invalid IPv6 URL"):
+        rtedge.connect("azure", url="wss://[::1/openai/v1/realtime", model="m", api_key="k")

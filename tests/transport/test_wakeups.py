@@ -23,10 +23,10 @@ def test_events_no_callback_wants_never_reach_the_dispatcher_thread(monkeypatch)
     queued: list[str] = []
     original = _inbox.Dispatcher._enqueue
 
-    def recording(self, item, wake):  # type: ignore[no-untyped-def]
+    def recording(self, item, wake, nbytes=0):  # type: ignore[no-untyped-def]
         if isinstance(item, tuple):
             queued.append(item[1].type)
-        original(self, item, wake)
+        original(self, item, wake, nbytes)
 
     monkeypatch.setattr(_inbox.Dispatcher, "_enqueue", recording)
     with RealtimeServer(realtime=False, reply_text=LONG) as srv, rtedge.connect(url=srv.url) as client:

@@ -46,7 +46,7 @@ from typing import Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ...errors import ConfigError
-from .base import redact_url, with_query
+from .base import check_ws_url, redact_url, with_query
 from .openai import OpenAIDialect
 
 AzureAuth = Literal["api-key", "entra"]
@@ -124,11 +124,16 @@ class AzureDialect(OpenAIDialect):
 
 def _endpoint_url(url: str) -> str:
     """A ``wss://`` realtime URL from a realtime URL or a resource endpoint (``https://...``)."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:
+        raise ConfigError(f"azure url {redact_url(url)!r} cannot be used: {exc}") from None
     scheme = {"https": "wss", "http": "ws", "wss": "wss", "ws": "ws"}.get(parts.scheme.lower())
     if scheme is None or not parts.netloc:
         raise ConfigError(f"azure url must be a wss:// URL or an https:// endpoint, got {redact_url(url)!r}")
     path = parts.path.rstrip("/")
     if path in ("", "/openai", "/openai/v1"):
         path = GA_PATH
-    return urlunsplit(parts._replace(scheme=scheme, path=path))
+    full = urlunsplit(parts._replace(scheme=scheme, path=path))
+    check_ws_url(full)
+    return full

@@ -80,8 +80,7 @@ class Dialect:
         base = url or self.default_url
         if not base:
             raise ConfigError(f"the {self.name} dialect needs a url")
-        if not base.startswith(("ws://", "wss://")):
-            raise ConfigError(f"url must start with ws:// or wss://, got {redact_url(base)!r}")
+        check_ws_url(base)
         model = model or self.default_model
         return with_query(base, model=model) if model else base
 
@@ -208,10 +207,32 @@ def is_loopback(url: str) -> bool:
         return False
 
 
+def check_ws_url(url: str) -> None:
+    """Raise ConfigError unless ``url`` is a ``ws://`` or ``wss://`` URL with a host and, if any, a port
+    number in 0-65535 (a malformed one failed later, deep in the socket layer, as a traceback).
+
+    Raises:
+        ConfigError: naming what is wrong, the URL redacted (:func:`redact_url`).
+    """
+    if not url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"url must start with ws:// or wss://, got {redact_url(url)!r}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise ConfigError(f"url {redact_url(url)!r} cannot be used: {exc}") from None
+    if not parts.hostname:
+        raise ConfigError(f"url {redact_url(url)!r} names no host")
+
+
 def redact_url(url: str) -> str:
     """A URL safe to log: credentials before the host (``user:password@``) and query values that look
-    like secrets (``api-key=``, ``token=``...) are replaced with ``***``."""
-    parts = urlsplit(url)
+    like secrets (``api-key=``, ``token=``...) are replaced with ``***``.  A URL that cannot be parsed
+    keeps its scheme only."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "ws://[::1" and the like: nothing after the scheme is shown
+        return url.partition("://")[0] + "://***" if "://" in url else "***"
     if "@" in parts.netloc:
         parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
     if parts.query:

@@ -29,7 +29,7 @@ from typing import Any
 from ...errors import ConfigError
 from .._unset import UNSET
 from ..config import SessionConfig, Transcription
-from .base import merge_extra, redact_url, with_query
+from .base import check_ws_url, merge_extra, redact_url, with_query
 from .openai import OpenAIDialect
 
 #: the transcription model used when neither ``model=`` nor the session names one
@@ -55,8 +55,7 @@ class OpenAITranscriptionDialect(OpenAIDialect):
     def url(self, model: str | None, url: str | None = None) -> str:
         """The endpoint with ``intent=transcription`` (the model goes into the session, not the URL)."""
         base = url or self.default_url
-        if not base.startswith(("ws://", "wss://")):
-            raise ConfigError(f"url must start with ws:// or wss://, got {redact_url(base)!r}")
+        check_ws_url(base)
         return with_query(base, intent="transcription")
 
     def initial_session(self, model: str | None, session: SessionConfig | None) -> SessionConfig | None:

@@ -48,7 +48,7 @@ from ..events import (
     RawClientEvent,
     SessionUpdate,
 )
-from .base import Dialect, redact_url
+from .base import Dialect, check_ws_url, redact_url
 
 #: The path vLLM serves the endpoint on (used when the URL gives no path).
 REALTIME_PATH = "/v1/realtime"
@@ -88,8 +88,7 @@ class VLLMDialect(Dialect):
         if not url:
             raise ConfigError("the vllm provider needs url='ws://HOST:PORT/v1/realtime', the vLLM server "
                               "(command line: --url, provider.url)")
-        if not url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"url must start with ws:// or wss://, got {redact_url(url)!r}")
+        check_ws_url(url)
         parts = urlsplit(url)
         if parts.path in ("", "/"):
             parts = parts._replace(path=REALTIME_PATH)
