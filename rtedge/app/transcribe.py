@@ -13,10 +13,10 @@ import threading
 from typing import Any
 
 from .debuglog import add_trace_arg
-from .exit_codes import fail
-from .settings import read_key_file
+from .exit_codes import DeviceFailure, fail
+from .settings import is_sound_card, read_key_file
 from .signals import on_stop_signals
-from ..errors import ConfigError, RtEdgeError
+from ..errors import AudioError, ConfigError, RtEdgeError
 
 __all__ = ["add_transcribe_parser", "cmd_transcribe"]
 
@@ -119,6 +119,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             print("rtedge: note: no speech was found in the input", file=sys.stderr)
         return 0
     except RtEdgeError as exc:
+        if isinstance(exc, AudioError) and args.mic and is_sound_card(args.mic):
+            exc = DeviceFailure(str(exc))  # a missing or busy card: exit 7 as in `rtedge run` (it may appear)
         return fail(exc)
     except OSError as exc:
         return fail(exc, 1)

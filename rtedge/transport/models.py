@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import ConfigError, TransportError
+from ..errors import ConfigError, HandshakeError, TransportError
 from ..protocol.dialects.base import redact_url
 from .options import checked_headers
 
@@ -40,6 +40,7 @@ def served_models(ws_url: str, api_key: str | None = None, *, timeout: float = 1
     Raises:
         TransportError: the server could not be reached (refused, unreachable, timed out: most likely
             not up yet, so a service retries or restarts as for any connection that fails).
+        HandshakeError: the server refused the key (HTTP 401/403, ``status_code`` set).
         ConfigError: the server answered, but no list can be had from it (an HTTP error, not JSON, no
             model listed); the message says to name a model instead.
     """
@@ -56,6 +57,9 @@ def served_models(ws_url: str, api_key: str | None = None, *, timeout: float = 1
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             body = json.loads(response.read(1 << 20))
     except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):  # the key, not the model: as a refused handshake (exit 3)
+            raise HandshakeError(f"{shown} refused: HTTP {exc.code} ("
+                                 + ("a wrong API key?)" if api_key else "no API key was given)"), exc.code) from None
         raise ConfigError(f"no model named, and {shown} answered HTTP {exc.code}: name the model the "
                           "server serves (model=, --model)") from None
     except OSError as exc:  # refused, unreachable, timed out: most likely the server is not up (yet)

@@ -19,9 +19,9 @@ import pytest
 import websocket
 
 import rtedge
-from rtedge.app.cli import EXIT_CONNECT, EXIT_OK, build_parser, main
+from rtedge.app.cli import EXIT_AUTH, EXIT_CONNECT, EXIT_OK, build_parser, main
 from rtedge.app.exit_codes import exit_code_for
-from rtedge.errors import ConfigError, TransportError
+from rtedge.errors import ConfigError, HandshakeError, TransportError
 from rtedge.testing import RealtimeServer
 from rtedge.testing.vllm_server import DEFAULT_MODEL, VLLMServer
 from rtedge.transport.models import models_url, served_models
@@ -99,8 +99,12 @@ def test_a_model_list_that_cannot_be_had_says_to_name_the_model():
     assert "(Connection refused" in str(refused.value) or "([Errno 111]" in str(refused.value)
     assert "is the server running at that address?" in str(refused.value)
     with VLLMServer(api_key="k") as srv:
-        with pytest.raises(ConfigError, match="HTTP 401"):
+        # the key, not the model, is the problem: exit 3 as for a refused handshake (it said "name the model")
+        with pytest.raises(HandshakeError, match=r"refused: HTTP 401 \(no API key was given\)") as info:
             served_models(srv.url)
+        assert info.value.status_code == 401 and exit_code_for(info.value) == EXIT_AUTH
+        with pytest.raises(HandshakeError, match=r"refused: HTTP 401 \(a wrong API key\?\)"):
+            served_models(srv.url, "wrong")
         assert served_models(srv.url, "k") == [DEFAULT_MODEL]
 
 

@@ -451,3 +451,21 @@ def test_rtedge_transcribe_prints_the_servers_transcript_of_every_phrase(speech_
     assert [line.split("] ", 1)[1] for line in lines[:-1]] == [
         "set a timer for ten minutes", "stop", "turn on the kitchen lights", "what's the weather tomorrow"]
     assert lines[-1].startswith("summary: 4 utterance(s)") and "/ out 16 /" in lines[-1]  # one token per word
+
+
+def test_rtedge_transcribe_exit_codes_follow_the_table(tmp_path, capsys, speech_dir):
+    """A missing sound card exited 2 ("configuration error", never restarted) where run exits 7; a key the
+    server refuses at /v1/models exited 2 with "name the model", where it is an authentication failure."""
+    from rtedge.app.cli import EXIT_AUDIO, EXIT_AUTH, main
+
+    with VLLMServer() as srv:
+        assert main(["transcribe", "--url", srv.url, "--mic", "NoSuchCard"]) == EXIT_AUDIO
+    assert "no audio input device named 'NoSuchCard'" in capsys.readouterr().err
+    wrong = tmp_path / "key"
+    wrong.write_text("sk-wrong\n")
+    with VLLMServer(api_key="sk-right") as srv:
+        code = main(["transcribe", "--url", srv.url, "--api-key-file", str(wrong),
+                     "--input", str(speech_dir / "stop.wav")])
+    err = capsys.readouterr().err
+    assert code == EXIT_AUTH, err
+    assert "refused: HTTP 401 (a wrong API key?)" in err
