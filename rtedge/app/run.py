@@ -148,6 +148,9 @@ def stream_file(client: Any, samples: Any, rate: int, args: argparse.Namespace, 
         pass  # cut short: whether the server heard speech is unknown
     elif not report.turns:
         print("rtedge: note: the server heard no speech in the input", file=sys.stderr)
+    elif args.fast and len(report.turns) > 1 and any(t.status == "cancelled" for t in report.turns):
+        print(f"rtedge: note: the input held {len(report.turns)} turns; sent at once (--fast), each cancelled "
+              "the answer before it (server VAD): drop --fast to send it at the pace of speech", file=sys.stderr)
     if failed:
         print(f"rtedge: error: turn {', '.join(map(str, failed))} failed (see 'server error' above)",
               file=sys.stderr)

@@ -73,11 +73,19 @@ class TurnTracker:
         self.turns_failed = 0  #: turns whose response ended with status ``failed``
         self.pending_turn: Turn | None = None
         self.current: Turn | None = None
-        for name in ("input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
-                     "response.created", "response.output_audio.delta", "response.output_text.delta",
-                     "response.output_audio_transcript.done", "response.output_text.done", "response.done",
-                     "conversation.item.input_audio_transcription.completed", "error"):
+        self.speaking = False  #: the server's VAD heard speech start and not yet stop
+        self.last_change = time.monotonic()  #: when a turn last began, ended or was answered
+        self.detached = False  #: after detach(): events are ignored (the writer may be closed)
+        for name in _TRACKED:
             client.on(name, self._handle)
+
+    def detach(self) -> None:
+        """Stop tracking: later events are ignored and the writer is no longer written (it may be closed
+        once this returns: a delta being written meanwhile finishes first)."""
+        for name in _TRACKED:
+            self.client.off(name, self._handle)
+        with self.cond:
+            self.detached = True
 
     def mark_turn_end(self) -> None:
         with self.cond:
@@ -89,7 +97,14 @@ class TurnTracker:
                     del self.report.turns[0]
 
     def _handle(self, event: ev.ServerEvent) -> None:
-        if isinstance(event, ev.InputAudioBufferSpeechStopped | ev.InputAudioBufferCommitted):
+        if self.detached:
+            return
+        if isinstance(event, ev.InputAudioBufferSpeechStarted):
+            with self.cond:
+                self.speaking, self.last_change = True, time.monotonic()
+        elif isinstance(event, ev.InputAudioBufferSpeechStopped | ev.InputAudioBufferCommitted):
+            with self.cond:
+                self.speaking, self.last_change = False, time.monotonic()
             self.mark_turn_end()
         elif isinstance(event, ev.ResponseCreated):
             with self.cond:
@@ -121,7 +136,9 @@ class TurnTracker:
                 turn.audio_ms += 1000.0 * len(samples) / fmt.rate
             self.report.output_seconds += len(samples) / fmt.rate
             if self.writer is not None:
-                self.writer.write(samples)
+                with self.cond:  # detach() waits for a write in progress; none follows it
+                    if not self.detached:
+                        self.writer.write(samples)
 
     def _done(self, event: ev.ResponseDone) -> None:
         usage = self.client.state.usage_by_response.get(event.response_id, Usage())
@@ -133,15 +150,20 @@ class TurnTracker:
                 self.echo(format_turn(turn))
             self.current = None
             self.responses_done += 1
+            self.last_change = time.monotonic()
             self.cond.notify_all()
 
-    def wait_answered(self, deadline: float, grace: float) -> bool:
-        """Wait until every turn has its response (True), or the deadline passes (False)."""
+    def wait_answered(self, deadline: float, grace: float, settle: float = 0.0) -> bool:
+        """Wait until every turn has its response (True), or the deadline passes (False).  ``settle``: and
+        no turn began for that long since the last answer (input sent faster than real time: the server's
+        VAD may still be reading it, and another turn may follow)."""
         quiet_until = time.monotonic() + grace
         with self.cond:
             while True:
                 turns = self.turns_started
-                if turns and self.responses_done >= turns and self.current is None and self.pending_turn is None:
+                answered = (turns and self.responses_done >= turns and self.current is None
+                            and self.pending_turn is None and not self.speaking)
+                if answered and time.monotonic() >= self.last_change + settle:
                     return True
                 now = time.monotonic()
                 if not turns and now >= quiet_until and self.client.snapshot.input_buffer.value != "speech":
@@ -149,6 +171,13 @@ class TurnTracker:
                 if now >= deadline or self.client.closed:
                     return False
                 self.cond.wait(min(0.1, deadline - now))
+
+
+#: the events a TurnTracker follows
+_TRACKED = ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
+            "response.created", "response.output_audio.delta", "response.output_text.delta",
+            "response.output_audio_transcript.done", "response.output_text.done", "response.done",
+            "conversation.item.input_audio_transcription.completed", "error")
 
 
 def format_turn(turn: Turn) -> str:
@@ -198,7 +227,8 @@ def stream_wav(
         client.commit()
         client.create_response()
     client.wait_sent(0, timeout=max(0.0, deadline - time.monotonic()))
-    answered = tracker.wait_answered(deadline, grace=1.5)
+    answered = tracker.wait_answered(deadline, grace=1.5, settle=0.0 if realtime else 1.0)
+    tracker.detach()  # nothing printed or written after this returns (the caller closes the writer)
     tracker.report.timed_out = not answered
     tracker.report.usage = client.usage
     return tracker.report

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import wave
 
 import numpy as np
@@ -229,3 +231,35 @@ def test_check_config_refuses_a_url_run_could_not_use(capsys, no_key_env):
     assert main(["check-config", "--url", "ws://127.0.0.1:abc/v1/realtime"]) == EXIT_CONFIG
     assert ("--url: provider.url: 'ws://127.0.0.1:abc/v1/realtime' cannot be used: Port could not be cast to "
             "integer value as 'abc'") in capsys.readouterr().err
+
+
+def test_run_fast_with_several_utterances_ends_after_the_last_answer(tmp_path, speech_dir):
+    """--fast sends a recording at once; with several utterances in it the run stopped waiting while the server
+    was still reading them, closed the output file under a callback (a traceback on rtedge-dispatch), printed
+    a turn after the summary and lost its answer.  It waits for the last answer and says why turns were
+    cancelled."""
+    from rtedge.audio.wavio import read_wav
+
+    parts = []
+    for name in ("turn_on_the_kitchen_lights.wav", "whats_the_weather_tomorrow.wav", "stop.wav",
+                 "set_a_timer_for_ten_minutes.wav"):
+        samples, rate = read_wav(speech_dir / name)
+        assert rate == 16000
+        parts += [samples, np.zeros(rate // 2, dtype=np.int16)]
+    src = tmp_path / "three.wav"
+    with wave.open(str(src), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(np.concatenate(parts).astype("<i2").tobytes())
+    out = tmp_path / "answers.wav"
+    with RealtimeServer() as srv:  # the run in a process of its own, as a user runs it (the race needs it)
+        child = subprocess.run([sys.executable, "-m", "rtedge", "run", "--url", srv.url, "--input", str(src),
+                                "--output", str(out), "--fast"], capture_output=True, text=True, timeout=60)
+    assert child.returncode == EXIT_OK, child.stderr
+    assert "Traceback" not in child.stderr and "raised on" not in child.stderr
+    lines = child.stdout.splitlines()
+    turns = [line for line in lines if line.startswith("turn ")]
+    assert len(turns) == 4 and turns[-1].startswith("turn 4: completed"), lines
+    assert lines[-1].startswith("summary: 4 turn(s)")  # nothing after the summary
+    assert "the input held 4 turns; sent at once (--fast)" in child.stderr
+    with wave.open(str(out)) as w:
+        assert w.getnframes() > 0  # the last answer's audio is in the file
