@@ -34,8 +34,9 @@ def to_wire(event: ClientEvent, dialect: Dialect) -> str:
     if (event.TYPE == "input_audio_buffer.append" and type(event) is events.InputAudioBufferAppend
             and event.event_id is UNSET):
         return append_text(event.audio)
+    obj = dialect.encode(event)  # (its own checks raise as they are)
     try:
-        return _dumps(dialect.encode(event))
+        return _dumps(obj)
     except ValueError as exc:
         raise ValueError(f"{_kind(event)}: {exc} (NaN and infinity cannot be sent)") from None
     except TypeError as exc:
