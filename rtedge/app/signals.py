@@ -1,7 +1,8 @@
 """Signal handlers of the ``rtedge`` commands: one installer for all of them.
 
 Owns: installing and restoring SIGINT/SIGTERM/SIGHUP handlers.  Must not: do anything in a handler but
-call the function it was given (Python runs handlers on the main thread, between bytecodes).
+call the function it was given (Python runs handlers on the main thread, between bytecodes), or raise
+KeyboardInterrupt for a second stop signal.
 """
 
 from __future__ import annotations
@@ -28,5 +29,12 @@ def on_signals(handlers: Mapping[int, Callable[[], None]]) -> Callable[[], None]
 
 
 def on_stop_signals(stop: threading.Event) -> Callable[[], None]:
-    """SIGINT and SIGTERM set ``stop``; returns a function restoring the old handlers."""
-    return on_signals({signal.SIGINT: stop.set, signal.SIGTERM: stop.set})
+    """SIGINT and SIGTERM set ``stop``; a second one, once ``stop`` is set, raises KeyboardInterrupt on the
+    main thread (the command ends at once, exit 130: for a stop that waits on a server, or arrives while
+    connecting).  Returns a function restoring the old handlers."""
+    def request() -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt("stopped twice")
+        stop.set()
+
+    return on_signals({signal.SIGINT: request, signal.SIGTERM: request})

@@ -47,7 +47,8 @@ def add_transcribe_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="WAV", help="transcribe this WAV (PCM, float or G.711; 8 to 48 "
                    "kHz, any channels)")
     p.add_argument("--mic", metavar="DEVICE", help="transcribe a microphone (a name or index from 'rtedge devices', "
-                   "or raw:- for s16le 16 kHz on stdin) until Ctrl-C")
+                   "or raw:- for s16le 16 kHz on stdin) until Ctrl-C (which finishes the utterance in "
+                   "progress; a second Ctrl-C ends at once)")
     p.add_argument("--realtime", action="store_true", help="pace --input like a microphone (default: as fast "
                    "as the server takes it)")
     p.add_argument("--no-vad", action="store_true", help="send the whole input as one utterance")

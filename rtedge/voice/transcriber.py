@@ -168,6 +168,8 @@ class Transcriber:
         self.stats = TranscriberStats()
         self._usage = Usage()
         self._backlog: _Backlog | None = None
+        self._starting = False  # transcribe() is under way (before its run, connecting)
+        self._stop_pending = False  # stop() came while it was
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -203,7 +205,13 @@ class Transcriber:
 
     def stop(self) -> None:
         """End the current :meth:`transcribe` as if the source ended (from any thread, a signal
-        handler included): the utterance in progress is finished and transcribed."""
+        handler included): the utterance in progress is finished and transcribed.  A stop while
+        :meth:`transcribe` is still connecting ends it as soon as it starts; with no transcription
+        under way it does nothing."""
+        # no lock here (a signal handler may run while this thread holds it): the flag is set before the
+        # backlog is read, and _run reads the flag after it publishes the backlog, so one of them sees it
+        if self._starting:
+            self._stop_pending = True
         backlog = self._backlog
         if backlog is not None:
             backlog.end()
@@ -244,11 +252,13 @@ class Transcriber:
         if isinstance(source, str | Path):
             source = WavSource(source, rate=RATE, realtime=False)
         owned = self.client is None or self.client.closed
-        if owned:
-            self.connect()
+        self._stop_pending, self._starting = False, True
         try:
+            if owned:
+                self.connect()
             yield from self._run(source)
         finally:
+            self._starting = False
             if owned:
                 self.close()
 
@@ -265,6 +275,8 @@ class Transcriber:
             if self._backlog is not None:
                 raise ConfigError("this Transcriber is already transcribing a source")
             self._backlog = backlog
+            if self._stop_pending:  # stop() came while connecting
+                backlog.end()
 
         def on_frame(frame: np.ndarray) -> None:
             if backlog.ended or backlog.closed:

@@ -131,3 +131,27 @@ def test_wav_sink_output_is_a_valid_wav_after_an_input_ended_run(tmp_path, speec
                      "--max-seconds", "60"]) == EXIT_OK
     with wave.open(str(out)) as w:
         assert w.getframerate() == 24000 and w.getnframes() > 0
+
+
+def test_a_second_stop_signal_ends_the_command_at_once():
+    """A stop that waits on a server (an utterance's transcript, a connection being opened) could be ended
+    only by SIGKILL: later signals set an event already set.  The second one raises KeyboardInterrupt on
+    the main thread (main() exits 130)."""
+    import os
+    import signal
+    import threading
+
+    from rtedge.app.signals import on_stop_signals
+
+    stop = threading.Event()
+    restore = on_stop_signals(stop)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(5)
+        with pytest.raises(KeyboardInterrupt, match="stopped twice"):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs on this thread, between bytecodes
+                threading.Event().wait(0.005)
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

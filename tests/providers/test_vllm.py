@@ -469,3 +469,33 @@ def test_rtedge_transcribe_exit_codes_follow_the_table(tmp_path, capsys, speech_
     err = capsys.readouterr().err
     assert code == EXIT_AUTH, err
     assert "refused: HTTP 401 (a wrong API key?)" in err
+
+
+def test_a_stop_while_connecting_ends_the_transcription_once_it_starts(monkeypatch, speech_dir):
+    """Ctrl-C during the connection was lost: stop() did nothing before the run existed, so a microphone
+    transcription went on for ever.  It ends as soon as the run starts."""
+    from rtedge.voice import transcriber as module
+
+    real_connect = module.connect
+    with VLLMServer() as srv:
+        tr = Transcriber(url=srv.url, model=MODEL)
+
+        def connect_then_stop(*args, **kwargs):  # the stop arrives while connecting
+            client = real_connect(*args, **kwargs)
+            tr.stop()
+            return client
+
+        monkeypatch.setattr(module, "connect", connect_then_stop)
+        done = threading.Event()
+        result: list[list[Utterance]] = []
+        runner = threading.Thread(target=lambda: (result.append(list(tr.transcribe(NullSource()))), done.set()),
+                                  name="test-transcribe", daemon=True)
+        runner.start()
+        assert done.wait(10), "the transcription ran on after a stop that came while connecting"
+        runner.join(5)
+    assert result == [[]]
+    monkeypatch.setattr(module, "connect", real_connect)
+    with VLLMServer(transcript="stop") as srv2:
+        tr.url = srv2.url
+        tr.stop()  # with nothing under way: no effect on the next transcription
+        assert [u.text for u in tr.transcribe_file(speech_dir / "stop.wav")] == ["stop"]
