@@ -50,6 +50,7 @@ start threads, log, hold state between calls, or import numpy (it stays in :mod:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
@@ -148,9 +149,19 @@ def heard_ms(handed_samples: int, rate: int) -> float:
     return 1000.0 * handed_samples / rate
 
 
-def clamp_truncate_ms(audio_end_ms: float, received_ms: float) -> int:
-    """The ``audio_end_ms`` to send: clamped to ``[0, received_ms]``, whole ms; 0 means send nothing."""
-    return int(min(max(audio_end_ms, 0.0), received_ms))
+def clamp_truncate_ms(audio_end_ms: object, received_ms: float) -> int:
+    """The ``audio_end_ms`` to send: clamped to ``[0, received_ms]``, whole ms; 0 means send nothing.
+
+    Raises:
+        TypeError: ``audio_end_ms`` is not a number (a str, a bool).
+        ValueError: ``audio_end_ms`` is NaN.
+    """
+    if isinstance(audio_end_ms, bool) or not isinstance(audio_end_ms, numbers.Real):
+        raise TypeError(f"audio_end_ms must be a number of milliseconds, got {type(audio_end_ms).__name__}")
+    value = float(audio_end_ms)
+    if value != value:
+        raise ValueError("audio_end_ms must be a number of milliseconds, got NaN")
+    return int(min(max(value, 0.0), received_ms))
 
 
 def decide(heard: Heard | None, *, response_active: bool, server_cancels: bool, source: Source | str) -> Plan:

@@ -278,6 +278,8 @@ class Dispatcher:
         return named
 
     def add(self, event_type: str, fn: Handler) -> None:
+        if not callable(fn):  # else it failed on every event, on rtedge-dispatch
+            raise TypeError(f"a callback must be callable as fn(event), got {fn!r}")
         event_type = self.named(event_type)
         with self._lock:
             first = not self._handlers.get(event_type)

@@ -44,7 +44,7 @@ from ._link import MAX_PENDING, Link
 from ._inbox import SYNTHETIC_BYTES
 from ._workers import BENIGN_ERROR_CODES, decode_failure, describe_error, sender_loop
 from .backoff import SESSION_ENDING_ERROR_CODES
-from .options import checked_headers, connect_options
+from .options import check_session, checked_headers, connect_options
 
 log = logging.getLogger("rtedge")
 
@@ -620,9 +620,7 @@ def _warn_mismatch(config: SessionConfig, client: Client) -> None:
 def connect(
     provider: str | Dialect = "openai",
     *,
-    model: str | None = None,
-    api_key: str | None = None,
-    url: str | None = None,
+    model: str | None = None, api_key: str | None = None, url: str | None = None,
     session: SessionConfig | None = None,
     on: Mapping[str, Callable[[Any], Any] | Iterable[Callable[[Any], Any]]] | None = None,
     **options: Any,
@@ -664,6 +662,7 @@ def connect(
         DeadlineExceeded: no ``session.created``/``session.updated`` within ``connect_timeout``.
     """
     opts = connect_options(options)
+    check_session(session, on)
     dialect = get_dialect(provider) if isinstance(provider, str) else provider
     full_url, key, session = _endpoint(dialect, model, url, api_key, session, opts)
     headers = checked_headers({**dialect.headers(key), **(opts["headers"] or {})})

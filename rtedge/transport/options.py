@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
+from ..protocol.config import SessionConfig
 from ..protocol.reseed import RolloverTiming, SeedBudget
 from .backoff import Backoff
 
@@ -68,6 +69,26 @@ def connect_options(options: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"keepalive_audio_s must be a number of seconds > 0 or None, got {keepalive!r}")
     _check_rollover_options(opts)
     return opts
+
+
+def check_session(session: object, on: object) -> None:
+    """``connect()``'s ``session`` and ``on`` arguments, checked before anything opens.
+
+    Raises:
+        TypeError: ``session`` is not a SessionConfig (a dict, say), or ``on`` is not a mapping of event
+            types to callbacks (or lists of them).
+    """
+    if session is not None and not isinstance(session, SessionConfig):
+        raise TypeError(f"session must be a rtedge.SessionConfig (SessionConfig(instructions=...), or "
+                        f"SessionConfig.from_kwargs(**fields)), got {type(session).__name__}")
+    if on is None:
+        return
+    if not isinstance(on, Mapping):
+        raise TypeError(f"on must map event types to callbacks, got {type(on).__name__}")
+    for event_type, fns in on.items():
+        for fn in [fns] if callable(fns) or not isinstance(fns, list | tuple) else fns:
+            if not callable(fn):
+                raise TypeError(f"on[{event_type!r}]: a callback must be callable as fn(event), got {fn!r}")
 
 
 #: a header name: an RFC 9110 token

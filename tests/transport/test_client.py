@@ -509,3 +509,23 @@ def test_a_malformed_url_is_a_config_error_not_a_traceback(provider, url, messag
     assert "pw" not in str(info.value)
     with pytest.raises(ConfigError, match=r"azure url 'wss://\*\*\*' cannot be used: Invalid IPv6 URL"):
         rtedge.connect("azure", url="wss://[::1/openai/v1/realtime", model="m", api_key="k")
+
+
+def test_bad_arguments_are_refused_where_they_are_given(server, client):
+    """Each of these failed later, elsewhere or with a message about Python rather than the argument: a
+    callback 5 raised TypeError on rtedge-dispatch at every event, session={...} an AttributeError inside
+    connect, truncate(item, NaN) 'cannot convert float NaN to integer'."""
+    with pytest.raises(TypeError, match=r"a callback must be callable as fn\(event\), got 5"):
+        client.on("response.done", 5)
+    with pytest.raises(TypeError, match="session must be a rtedge.SessionConfig .* got dict"):
+        rtedge.connect(url=server.url, session={"instructions": "x"})
+    with pytest.raises(TypeError, match=r"on\['response.done'\]: a callback must be callable"):
+        rtedge.connect(url=server.url, on={"response.done": [print, 5]})
+    done = _text_turn(client)
+    item = done.response["output"][0]["id"]
+    with pytest.raises(ValueError, match="audio_end_ms must be a number of milliseconds, got NaN"):
+        client.truncate(item, float("nan"))
+    for bad in ("300", True, None):
+        with pytest.raises(TypeError, match="audio_end_ms must be a number of milliseconds"):
+            client.truncate(item, bad)
+    assert server.connection_count == 1  # the refused connects opened nothing
