@@ -151,7 +151,7 @@ def _add_run_parser(sub: Any) -> None:
     _add_config_args(run)
     _add_session_args(run)
     run.add_argument("--input", metavar="WAV", help="speak this WAV (PCM, float or G.711; 8 to 48 kHz, any "
-                     "channels), paced like a mic")
+                     "channels; - for standard input), paced like a mic")
     run.add_argument("--output", metavar="WAV", help="play the assistant's audio into this WAV (paced)")
     run.add_argument("--mic", metavar="DEVICE", help="audio.mic: a device name or index from "
                      "'rtedge devices', wav:PATH, raw:- for s16le 16 kHz on stdin, or null")

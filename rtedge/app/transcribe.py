@@ -45,7 +45,7 @@ def add_transcribe_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "variable, VLLM_API_KEY or OPENAI_API_KEY)")
     p.add_argument("--ca-certs", metavar="PEM", help="trust this CA bundle for wss://")
     p.add_argument("--input", metavar="WAV", help="transcribe this WAV (PCM, float or G.711; 8 to 48 "
-                   "kHz, any channels)")
+                   "kHz, any channels; - for standard input)")
     p.add_argument("--mic", metavar="DEVICE", help="transcribe a microphone (a name or index from 'rtedge devices', "
                    "or raw:- for s16le 16 kHz on stdin) until Ctrl-C (which finishes the utterance in "
                    "progress; a second Ctrl-C ends at once)")

@@ -9,8 +9,10 @@ Owns: reading and writing WAV files.  Must not: pace or play audio.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import stat
 import struct
 import wave
 from pathlib import Path
@@ -40,17 +42,23 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
 
     Channels are averaged to mono; wider samples are scaled to 16 bits, floats clipped to [-1, 1].
     A file shorter than its header says (a copy cut short) is read as far as it goes, with a warning.
+    ``path`` may be a pipe (``/dev/stdin``, a FIFO), read whole; ``"-"`` is standard input.
 
     Raises:
         AudioError: the file is missing, empty, not a WAV, or in a format named in the message that
             rtedge does not read.
     """
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
+        with open(0 if str(path) == "-" else path, "rb", closefd=str(path) != "-") as fh:
+            source: BinaryIO = fh
+            info = os.fstat(fh.fileno())
+            size = info.st_size
+            if not stat.S_ISREG(info.st_mode):  # a pipe has no size and cannot seek past a chunk: read it whole
+                source = io.BytesIO(fh.read())
+                size = len(source.getbuffer())
             if size == 0:
                 raise AudioError(f"{path}: empty file (0 bytes), not a WAV file")
-            fmt, data, truncated = _parse(fh, size, str(path))
+            fmt, data, truncated = _parse(source, size, str(path))
     except FileNotFoundError:
         raise AudioError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -141,3 +141,22 @@ def test_cli_input_message_for_float_and_empty_files(tmp_path, capsys):
     assert code == EXIT_CONFIG
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"rtedge: error: {empty}: empty file (0 bytes), not a WAV file"]
+
+
+@pytest.mark.parametrize("name", ["-", "/dev/stdin"])
+def test_a_wav_piped_on_standard_input_is_read_whole(tmp_path, name):
+    """`cat talk.wav | rtedge transcribe --input /dev/stdin` said 'empty file (0 bytes)' (a pipe's size is 0)
+    and '--input -' 'no such file'; a pipe is read whole, and '-' is standard input."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "tone.wav"
+    samples = (np.sin(np.arange(8000) / 5) * 3000).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(samples.tobytes())
+    code = (f"from rtedge.audio.wavio import read_wav; s, r = read_wav({name!r}); "
+            "print(len(s), r, int(s.astype('int64').sum()))")
+    child = subprocess.run([sys.executable, "-c", code], input=path.read_bytes(), capture_output=True, timeout=60)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == [b"8000", b"16000", str(int(samples.astype("int64").sum())).encode()]
