@@ -51,7 +51,8 @@ class _Backlog:
         self.cond = threading.Condition()
         self.frames: deque[np.ndarray] = deque()
         self.rung = True  # events came into the client's inbox since the caller read it (at first: maybe)
-        self.ended = False  # the source reached its end
+        self.ended = False  # the source reached its end, or stop() was called
+        self.stopped = False  # stop() was called
         self.closed = False  # the consumer is gone: producers stop waiting
         self._max, self._block, self._stats = max_frames, block, stats
         self._warned = False
@@ -77,8 +78,15 @@ class _Backlog:
             self.cond.notify_all()
 
     def end(self) -> None:
+        """The source ended (its file or pipe ran out): what is under way is still finished."""
         with self.cond:
             self.ended = True
+            self.cond.notify_all()
+
+    def stop(self) -> None:
+        """The caller asked to stop (:meth:`Transcriber.stop`): as :meth:`end`, and no reconnect waits on."""
+        with self.cond:
+            self.ended = self.stopped = True
             self.cond.notify_all()
 
     def close(self) -> None:
@@ -324,7 +332,8 @@ class _Run:
             log.warning("transcriber: connection lost (%s); reconnecting in %.2f s (attempt %d)",
                         cause or "no reason", delay, attempt)
             with backlog.cond:
-                if backlog.cond.wait_for(lambda: backlog.ended or backlog.closed, delay):
+                if backlog.cond.wait_for(lambda: backlog.stopped or backlog.closed, delay):  # (not at a
+                    # file's end: its last utterance is still to be transcribed on the new connection)
                     raise ConnectionClosed(f"stopped while reconnecting; last: {cause}")
             try:
                 self.t.connect()

@@ -214,7 +214,7 @@ class Transcriber:
             self._stop_pending = True
         backlog = self._backlog
         if backlog is not None:
-            backlog.end()
+            backlog.stop()
 
     @property
     def usage(self) -> Usage:
@@ -276,7 +276,7 @@ class Transcriber:
                 raise ConfigError("this Transcriber is already transcribing a source")
             self._backlog = backlog
             if self._stop_pending:  # stop() came while connecting
-                backlog.end()
+                backlog.stop()
 
         def on_frame(frame: np.ndarray) -> None:
             if backlog.ended or backlog.closed:

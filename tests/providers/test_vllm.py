@@ -499,3 +499,22 @@ def test_a_stop_while_connecting_ends_the_transcription_once_it_starts(monkeypat
         tr.url = srv2.url
         tr.stop()  # with nothing under way: no effect on the next transcription
         assert [u.text for u in tr.transcribe_file(speech_dir / "stop.wav")] == ["stop"]
+
+
+def test_a_connection_lost_after_the_file_ended_still_transcribes_its_last_utterance(speech_dir):
+    """The reconnect wait stopped at the file's end as if the caller had stopped: the last utterance of a
+    file was lost ('stopped while reconnecting') when the connection dropped after the file was read."""
+    with VLLMServer(transcript="stop", done_delay=30) as srv:
+        def cut() -> None:  # the final commit of the file's only utterance arrives; the server dies
+            srv.wait_for_received("input_audio_buffer.commit", timeout=10, where=lambda e: e.get("final"))
+            srv.done_delay = 0.0
+            srv.close_connections(1011, "restart")
+
+        closer = threading.Thread(target=cut, name="test-closer", daemon=True)
+        closer.start()
+        tr = Transcriber(url=srv.url, model=MODEL, reconnect=Backoff(initial=0.05, jitter=0.0, max_attempts=3))
+        utts = tr.transcribe_file(speech_dir / "stop.wav")
+        closer.join(5)
+        assert srv.connection_count == 2
+    assert [u.text for u in utts] == ["stop"]
+    assert tr.stats.reconnects == 1 and tr.stats.retried_utterances == 1 and tr.stats.lost_utterances == 0
