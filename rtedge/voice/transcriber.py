@@ -251,8 +251,11 @@ class Transcriber:
         """
         if isinstance(source, str | Path):
             source = WavSource(source, rate=RATE, realtime=False)
+        with self._lock:  # claimed before connecting: a second caller must not open (or share) a connection
+            if self._starting:
+                raise ConfigError("this Transcriber is already transcribing a source")
+            self._stop_pending, self._starting = False, True
         owned = self.client is None or self.client.closed
-        self._stop_pending, self._starting = False, True
         try:
             if owned:
                 self.connect()

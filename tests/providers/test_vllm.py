@@ -518,3 +518,25 @@ def test_a_connection_lost_after_the_file_ended_still_transcribes_its_last_utter
         assert srv.connection_count == 2
     assert [u.text for u in utts] == ["stop"]
     assert tr.stats.reconnects == 1 and tr.stats.retried_utterances == 1 and tr.stats.lost_utterances == 0
+
+
+def test_a_second_transcription_at_once_is_refused_before_it_connects(speech_dir):
+    """Two threads transcribing with one Transcriber: the second was refused only after it had connected
+    (over the first one's client), and a connection's three threads outlived both."""
+    with VLLMServer(transcript="stop", done_delay=0.5) as srv:
+        tr = Transcriber(url=srv.url, model=MODEL)
+        outcome: dict[str, object] = {}
+
+        def first() -> None:
+            for utt in tr.transcribe(WavSource(speech_dir / "stop.wav", rate=16000, realtime=True)):
+                outcome["first"] = utt.text
+
+        runner = threading.Thread(target=first, name="test-first", daemon=True)
+        runner.start()
+        assert wait_until(lambda: tr._starting, timeout=5)
+        with pytest.raises(ConfigError, match="already transcribing a source"):
+            list(tr.transcribe(speech_dir / "stop.wav"))
+        runner.join(15)
+        assert not runner.is_alive() and outcome == {"first": "stop"}
+        assert srv.connection_count == 1
+    assert wait_until(lambda: not [t for t in threading.enumerate() if t.name.startswith("rtedge-")], timeout=5)
