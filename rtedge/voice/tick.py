@@ -95,6 +95,7 @@ barge-in rules (the engine asks :mod:`rtedge.protocol.interruption`).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -133,6 +134,8 @@ from ..protocol.dialects import get_dialect
 from ..protocol.dialects.base import redact_url
 from ..protocol.interruption import Cancel, Truncate
 from ..transport.client import connect
+
+log = logging.getLogger("rtedge")
 
 __all__ = ["AudioSpan", "ResponseUsage", "ServerEventRecord", "TickEvent", "TickResult", "TickSession",
            "TickSettings", "ToolCall"]
@@ -314,6 +317,9 @@ class TickSession:
         self._lost = True
         if isinstance(event, ev.GaveUp) or self.client.closed:  # the client set its state before the event
             self._ended = True
+        clean = event.cause.startswith(("close 1000", "close 1001")) if isinstance(event, ev.GaveUp) else True
+        if isinstance(event, ev.GaveUp) and not clean:  # the owner reports it (the client logs it at info)
+            log.error("tick session: %s", reason)
 
     # ------------------------------------------------------------------------------------------ ticks
     def run_tick(self, user_audio: Any = None) -> TickResult:
