@@ -178,7 +178,7 @@ def _add_run_parser(sub: Any) -> None:
                      "turn is answered")
     run.add_argument("--manual", action="store_true", help="no server VAD: commit and request the response")
     run.add_argument("--max-seconds", type=float, help="service.max_seconds: bound on the whole run "
-                     "(default, and 0: until stopped, or until the --input ended; with --fast, 120)")
+                     "(default, or 0: until stopped; 120 with --input)")
     add_trace_arg(run)
 
 

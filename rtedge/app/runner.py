@@ -65,7 +65,7 @@ class TurnTracker:
                  keep_turns: int | None = None) -> None:
         self.client, self.writer, self.echo = client, writer, echo
         self.report = RunReport()
-        self.cond = threading.Condition()  # guards report.turns and the counters below
+        self.cond = threading.Condition(threading.RLock())  # guards report.turns, the counters below, detached
         #: turns seen so far; ``report.turns`` keeps only the last ``keep_turns`` (a service runs for months)
         self.turns_started = 0
         self.keep_turns = keep_turns
@@ -97,8 +97,11 @@ class TurnTracker:
                     del self.report.turns[0]
 
     def _handle(self, event: ev.ServerEvent) -> None:
-        if self.detached:
-            return
+        with self.cond:  # (reentrant) detach() waits for a handler under way; none prints or writes after it
+            if not self.detached:
+                self._handle_locked(event)
+
+    def _handle_locked(self, event: ev.ServerEvent) -> None:
         if isinstance(event, ev.InputAudioBufferSpeechStarted):
             with self.cond:
                 self.speaking, self.last_change = True, time.monotonic()
@@ -136,9 +139,7 @@ class TurnTracker:
                 turn.audio_ms += 1000.0 * len(samples) / fmt.rate
             self.report.output_seconds += len(samples) / fmt.rate
             if self.writer is not None:
-                with self.cond:  # detach() waits for a write in progress; none follows it
-                    if not self.detached:
-                        self.writer.write(samples)
+                self.writer.write(samples)
 
     def _done(self, event: ev.ResponseDone) -> None:
         usage = self.client.state.usage_by_response.get(event.response_id, Usage())

@@ -1,8 +1,8 @@
 """Signal handlers of the ``rtedge`` commands: one installer for all of them.
 
 Owns: installing and restoring SIGINT/SIGTERM/SIGHUP handlers.  Must not: do anything in a handler but
-call the function it was given (Python runs handlers on the main thread, between bytecodes), or raise
-KeyboardInterrupt for a second stop signal.
+call the function it was given (Python runs handlers on the main thread, between bytecodes) or, for a
+second stop signal, raise KeyboardInterrupt.
 """
 
 from __future__ import annotations

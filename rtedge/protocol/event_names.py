@@ -10,8 +10,8 @@ from collections.abc import Mapping
 
 from .events import _CLASS_NAMES
 
-#: the beta API's names of GA event types, which DashScope (and partly xAI) still send: the dialects rename
-#: them on arrival, so :meth:`Client.on` and :meth:`Client.wait_for` take them as the GA name
+#: the beta API's names of GA event types, which DashScope (and partly xAI) still send: those dialects rename
+#: them on arrival, so :meth:`Client.on` and :meth:`Client.wait_for` match the GA name for them too
 LEGACY_EVENT_TYPES: Mapping[str, str] = {
     "response.audio.delta": "response.output_audio.delta",
     "response.audio.done": "response.output_audio.done",

@@ -277,10 +277,19 @@ class Dispatcher:
             log.warning("%s", warning)
         return named
 
+    def names(self, event_type: str) -> tuple[str, ...]:
+        """The types a caller's ``event_type`` matches: :meth:`named`'s, and a beta name itself too (the
+        dialects that speak beta names rename them on arrival; one that does not passes them through)."""
+        named = self.named(event_type)
+        return (named,) if named == event_type else (event_type, named)
+
     def add(self, event_type: str, fn: Handler) -> None:
         if not callable(fn):  # else it failed on every event, on rtedge-dispatch
             raise TypeError(f"a callback must be callable as fn(event), got {fn!r}")
-        event_type = self.named(event_type)
+        for name in self.names(event_type):
+            self._add(name, fn)
+
+    def _add(self, event_type: str, fn: Handler) -> None:
         with self._lock:
             first = not self._handlers.get(event_type)
             self._handlers[event_type] = [*self._handlers.get(event_type, ()), fn]
@@ -291,9 +300,9 @@ class Dispatcher:
             self._enqueue(_WAKE, True)
 
     def remove(self, event_type: str, fn: Handler) -> None:
-        event_type = self.named(event_type)
         with self._lock:
-            self._handlers[event_type] = [h for h in self._handlers.get(event_type, ()) if h is not fn]
+            for name in self.names(event_type):
+                self._handlers[name] = [h for h in self._handlers.get(name, ()) if h is not fn]
 
     def put(self, event: ev.ServerEvent, seq: int = 0, wake: bool = True, nbytes: int = 0) -> None:
         """Queue ``event`` (of ``nbytes`` message bytes) for its callbacks (``wake=False``: until the next
@@ -330,7 +339,9 @@ class Dispatcher:
         first = False
         with self._ready:
             self._queued_bytes += nbytes
-            if self._queued_bytes > self._max_bytes:
+            # only an event over the bound, and only while rtedge-dispatch is busy (not waiting for the bell:
+            # events the receiver has not flushed yet are no backlog), sheds
+            if nbytes and self._queued_bytes > self._max_bytes and not self._waiting:
                 shed, first = self._shed()
             self._queue.append(item)
             ring = wake and self._waiting

@@ -280,7 +280,7 @@ class Client(Link):
         """Call ``fn(event)`` on the dispatcher thread for each event of ``event_type`` (``"*"``: all).
 
         Usable as ``client.on("response.done", fn)`` or as a decorator ``@client.on("response.done")``.
-        A beta name (``"response.audio.delta"``) means its GA name (as in :meth:`wait_for`); unknown: a warning.
+        A beta name (``"response.audio.delta"``) matches its GA name too (as in :meth:`wait_for`); unknown: a warning.
         """
         if fn is None:
             def decorator(f: F) -> F:
@@ -328,8 +328,8 @@ class Client(Link):
             DeadlineExceeded: none arrived within ``timeout`` seconds.
             ConnectionClosed: the connection ended first.
         """
-        event_type = self._dispatcher.named(event_type)
-        return self._log.consume(lambda e: e.type == event_type, timeout)
+        types = self._dispatcher.names(event_type)
+        return self._log.consume(lambda e: e.type in types, timeout)
 
     # ------------------------------------------------------------------------------------------ sending
     def send(self, event: ev.ClientEvent | Mapping[str, Any]) -> str | None:
@@ -641,10 +641,11 @@ def connect(
         **options: ``connect_timeout`` (s, 10), ``ping_interval`` (s, 20; 0 disables keepalive),
             ``ping_timeout`` (s, 10), ``max_audio_queue_ms`` (2000), ``inbox_size`` (events, 10000),
             ``inbox_bytes`` (2 MiB), ``inbox_audio`` (False: audio deltas a callback received are kept
-            in the inbox without their audio), ``dispatch_bytes`` (8 MiB of events waiting for callbacks;
-            past it the oldest are dropped and counted in ``stats.callback_events_dropped``), ``ssl_context``, ``ca_certs`` (path), ``on_error`` (``fn(exc, event)``), ``headers`` (extra),
-            ``keepalive_audio_s`` (append 100 ms of silence after that many seconds without input audio;
-            DashScope ends sessions after about 300 s without audio, and pings do not count).
+            in the inbox without their audio), ``dispatch_bytes`` (8 MiB, at least 64 KiB, of events waiting
+            for callbacks that are behind; past it the oldest are dropped, counted in
+            ``stats.callback_events_dropped``), ``ssl_context``, ``ca_certs`` (path), ``on_error``
+            (``fn(exc, event)``), ``headers`` (extra), ``keepalive_audio_s`` (append 100 ms of silence after
+            that many seconds without input audio; DashScope ends sessions after ~300 s without audio).
             Session limits: ``session_limit_s`` (``"auto"``: the provider's, e.g. 3600 for OpenAI, 1800
             for Azure, 7200 for Qwen, none for vLLM; ``expires_at`` in ``session.created`` shortens it;
             a number overrides it; None turns the rollover off), ``rollover_timing``
@@ -662,13 +663,13 @@ def connect(
         DeadlineExceeded: no ``session.created``/``session.updated`` within ``connect_timeout``.
     """
     opts = connect_options(options)
-    check_session(session, on)
+    callbacks = check_session(session, on)
     dialect = get_dialect(provider) if isinstance(provider, str) else provider
     full_url, key, session = _endpoint(dialect, model, url, api_key, session, opts)
     headers = checked_headers({**dialect.headers(key), **(opts["headers"] or {})})
     client = Client(dialect, full_url, headers, opts)
-    for event_type, fns in (on or {}).items():
-        for fn in [fns] if callable(fns) else fns:
+    for event_type, fns in callbacks.items():
+        for fn in fns:
             client.on(event_type, fn)
     client._open(session)
     return client

@@ -38,8 +38,8 @@ def served_models(ws_url: str, api_key: str | None = None, *, timeout: float = 1
     """The model ids the server at ``ws_url`` lists, in its order.
 
     Raises:
-        TransportError: the server could not be reached (refused, unreachable, timed out: most likely
-            not up yet, so a service retries or restarts as for any connection that fails).
+        TransportError: the server could not be reached (refused, unreachable, timed out, HTTP 429 or 5xx:
+            most likely not up yet, so a service retries or restarts as for any connection that fails).
         HandshakeError: the server refused the key (HTTP 401/403, ``status_code`` set).
         ConfigError: the server answered, but no list can be had from it (an HTTP error, not JSON, no
             model listed); the message says to name a model instead.
@@ -57,6 +57,9 @@ def served_models(ws_url: str, api_key: str | None = None, *, timeout: float = 1
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             body = json.loads(response.read(1 << 20))
     except urllib.error.HTTPError as exc:
+        if exc.code == 429 or exc.code >= 500:  # busy, or a proxy before a server still loading: retried
+            raise TransportError(f"no model named, and {shown} answered HTTP {exc.code}: is the server up "
+                                 "(still loading)? Else name the model it serves (model=, --model)") from None
         if exc.code in (401, 403):  # the key, not the model: as a refused handshake (exit 3)
             raise HandshakeError(f"{shown} refused: HTTP {exc.code} ("
                                  + ("a wrong API key?)" if api_key else "no API key was given)"), exc.code) from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..errors import ConfigError
@@ -71,24 +71,29 @@ def connect_options(options: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
-def check_session(session: object, on: object) -> None:
-    """``connect()``'s ``session`` and ``on`` arguments, checked before anything opens.
+def check_session(session: object, on: object) -> dict[str, list[Callable[[Any], Any]]]:
+    """``connect()``'s ``session`` and ``on`` arguments, checked before anything opens; returns ``on`` as
+    lists of callbacks by event type (an iterable of them, a generator too, is read once, here).
 
     Raises:
         TypeError: ``session`` is not a SessionConfig (a dict, say), or ``on`` is not a mapping of event
-            types to callbacks (or lists of them).
+            types to callbacks (or iterables of them).
     """
     if session is not None and not isinstance(session, SessionConfig):
         raise TypeError(f"session must be a rtedge.SessionConfig (SessionConfig(instructions=...), or "
                         f"SessionConfig.from_kwargs(**fields)), got {type(session).__name__}")
     if on is None:
-        return
+        return {}
     if not isinstance(on, Mapping):
         raise TypeError(f"on must map event types to callbacks, got {type(on).__name__}")
+    out: dict[str, list[Callable[[Any], Any]]] = {}
     for event_type, fns in on.items():
-        for fn in [fns] if callable(fns) or not isinstance(fns, list | tuple) else fns:
+        many = not callable(fns) and isinstance(fns, Iterable) and not isinstance(fns, str | bytes)
+        out[event_type] = list(fns) if many else [fns]
+        for fn in out[event_type]:
             if not callable(fn):
                 raise TypeError(f"on[{event_type!r}]: a callback must be callable as fn(event), got {fn!r}")
+    return out
 
 
 #: a header name: an RFC 9110 token
@@ -124,7 +129,7 @@ _NUMBERS: dict[str, tuple[float, bool, str]] = {
     "max_audio_queue_ms": (0, False, "ms"),
     "inbox_size": (1, True, "events"),
     "inbox_bytes": (1, True, "bytes"),
-    "dispatch_bytes": (1, True, "bytes"),
+    "dispatch_bytes": (65536, True, "bytes"),
     "finish_timeout": (0, True, "s"),
     "max_session_seconds": (0, True, "s; 0 or None: never"),
 }

@@ -317,9 +317,9 @@ class TickSession:
         self._lost = True
         if isinstance(event, ev.GaveUp) or self.client.closed:  # the client set its state before the event
             self._ended = True
-        clean = event.cause.startswith(("close 1000", "close 1001")) if isinstance(event, ev.GaveUp) else True
-        if isinstance(event, ev.GaveUp) and not clean:  # the owner reports it (the client logs it at info)
-            log.error("tick session: %s", reason)
+        if isinstance(event, ev.GaveUp) and isinstance(self.client.fatal_error, ConnectionClosed) \
+                and not event.cause.startswith(("close 1000", "close 1001")):  # the client logged it at info
+            log.error("tick session: %s", reason)  # (a server error it logged itself, as an error)
 
     # ------------------------------------------------------------------------------------------ ticks
     def run_tick(self, user_audio: Any = None) -> TickResult:

@@ -261,9 +261,11 @@ class Transcriber:
                 self.connect()
             yield from self._run(source)
         finally:
-            self._starting = False
-            if owned:
-                self.close()
+            try:
+                if owned:
+                    self.close()
+            finally:
+                self._starting = False  # after the close: a next caller must not find this call's client
 
     def _run(self, source: AudioSource) -> Iterator[Utterance]:
         client = self.client

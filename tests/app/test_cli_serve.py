@@ -138,3 +138,28 @@ def test_a_password_in_the_url_is_not_looked_up_as_a_host_name():
         with_credentials = srv.url.replace("ws://", "ws://user:s3cret@")
         assert models_url(with_credentials) == f"http://127.0.0.1:{srv.port}/v1/models"
         assert served_models(with_credentials) == [DEFAULT_MODEL]
+
+
+@pytest.mark.parametrize("status", [429, 502, 503])
+def test_a_model_list_from_a_server_still_loading_is_a_connection_failure(status):
+    """A proxy before a vLLM still loading answers 502/503 (or 429 when busy): exit 2 never restarted it."""
+    import http.server
+    import threading
+
+    class Loading(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_error(status)
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Loading) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, name="test-http", daemon=True)
+        thread.start()
+        try:
+            with pytest.raises(TransportError, match=f"answered HTTP {status}: is the server up") as info:
+                served_models(f"ws://127.0.0.1:{httpd.server_address[1]}/v1/realtime", timeout=5)
+        finally:
+            httpd.shutdown()
+            thread.join(5)
+    assert not isinstance(info.value, ConfigError) and exit_code_for(info.value) == EXIT_CONNECT

@@ -505,17 +505,20 @@ def test_a_connection_lost_after_the_file_ended_still_transcribes_its_last_utter
     """The reconnect wait stopped at the file's end as if the caller had stopped: the last utterance of a
     file was lost ('stopped while reconnecting') when the connection dropped after the file was read."""
     with VLLMServer(transcript="stop", done_delay=30) as srv:
-        def cut() -> None:  # the final commit of the file's only utterance arrives; the server dies
+        tr = Transcriber(url=srv.url, model=MODEL, reconnect=Backoff(initial=0.05, jitter=0.0, max_attempts=3))
+        file_ended: list[bool] = []
+
+        def cut() -> None:  # the file has been read and its only utterance's final commit arrived: the server dies
             srv.wait_for_received("input_audio_buffer.commit", timeout=10, where=lambda e: e.get("final"))
+            file_ended.append(wait_until(lambda: tr._backlog is not None and tr._backlog.ended, timeout=5))
             srv.done_delay = 0.0
             srv.close_connections(1011, "restart")
 
         closer = threading.Thread(target=cut, name="test-closer", daemon=True)
         closer.start()
-        tr = Transcriber(url=srv.url, model=MODEL, reconnect=Backoff(initial=0.05, jitter=0.0, max_attempts=3))
         utts = tr.transcribe_file(speech_dir / "stop.wav")
         closer.join(5)
-        assert srv.connection_count == 2
+        assert file_ended == [True] and srv.connection_count == 2
     assert [u.text for u in utts] == ["stop"]
     assert tr.stats.reconnects == 1 and tr.stats.retried_utterances == 1 and tr.stats.lost_utterances == 0
 
@@ -539,4 +542,5 @@ def test_a_second_transcription_at_once_is_refused_before_it_connects(speech_dir
         runner.join(15)
         assert not runner.is_alive() and outcome == {"first": "stop"}
         assert srv.connection_count == 1
-    assert wait_until(lambda: not [t for t in threading.enumerate() if t.name.startswith("rtedge-")], timeout=5)
+    left = lambda: [t.name for t in threading.enumerate() if t.name.startswith("rtedge-")]  # noqa: E731
+    assert wait_until(lambda: not left(), timeout=5), left()

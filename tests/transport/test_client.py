@@ -350,20 +350,23 @@ def test_a_blocked_callback_cannot_grow_memory_without_bound(server, caplog):
     release = threading.Event()
     done: list[str] = []
     with rtedge.connect(url=server.url, dispatch_bytes=64 * 1024) as c:
-        c.on("response.created", lambda e: release.wait(30))
         c.on("response.done", lambda e: done.append(e.response["id"]))
         c.on("response.output_audio.delta", lambda e: None)
-        for _ in range(6):  # audio answers: tens of KB of deltas each
+        for _ in range(3):  # callbacks that keep up lose nothing, however small the bound
+            _text_turn(c)
+        assert wait_until(lambda: len(done) == 3) and c.stats.callback_events_dropped == 0
+        c.on("response.created", lambda e: release.wait(10))
+        for _ in range(6):  # audio answers: tens of KB of deltas each, behind a blocked callback
             _text_turn(c)
         assert c.stats.callback_events_dropped > 0
         assert c._dispatcher._queued_bytes <= 64 * 1024
         behind = "callbacks are more than 65536 bytes of events behind"
         drops = [r for r in caplog.records if behind in r.getMessage()]
-        assert len(drops) == 1 and "a callback has been running for" in drops[0].getMessage()
+        assert len(drops) == 1  # once per episode
         release.set()
         last = _text_turn(c)  # after the blocked callback returned: delivered again
         assert wait_until(lambda: last.response["id"] in done)
-    assert len(done) < 7  # some response.done events were among those dropped for the blocked callback
+    assert len(done) < 3 + 7  # some response.done events were among those dropped for the blocked callback
 
 
 def test_close_from_inside_callback(server):

@@ -48,7 +48,10 @@ def test_inbox_losses_are_counted_exactly_when_the_dispatcher_keeps_up():
     with RealtimeServer(realtime=False, reply_text=LONG) as srv:
         client = rtedge.connect(url=srv.url, inbox_bytes=64 * 1024)
         done = client._log.seq
-        _audio_turn(client)  # reads the inbox through events(): consumes up to response.done
+        client.send_text("Tell me a story.")
+        # the receiver took in the whole answer (far over 64 KiB) before anyone reads: most of it is gone
+        assert wait_until(lambda: client.usage.responses == 1, timeout=30)
+        assert any(e.type == "response.done" for e in client.events(timeout=5))  # a reader, too late for most
         client.close()
         assert client.stats.inbox_dropped > 0
         assert client.stats.inbox_dropped <= client._log.seq - done
@@ -265,3 +268,30 @@ def test_the_sender_sleeps_on_its_doorbell_and_a_control_event_rings_it(slow_clo
     assert wait_until(lambda: took, timeout=0.5)
     t.join(5)
     assert rings == [1] and not q._sender_waiting
+
+
+def test_the_byte_bound_sheds_only_behind_a_busy_dispatcher_and_never_for_a_marker():
+    """Unflushed events (the receiver batches up to FLUSH_EVERY) are no backlog: they were shed while
+    rtedge-dispatch sat idle.  And a zero-byte marker (stop, a replay's wake) shed an event already over the
+    bound, breaking 'events queued before stop() are still delivered'."""
+    stats = TransportStats()
+    dispatcher = _inbox.Dispatcher(stats, None, max_bytes=65536)
+    got: list[str] = []
+    dispatcher.add("response.output_audio.delta", lambda e: got.append(e.delta))
+    thread = threading.Thread(target=dispatcher.run, args=(threading.Event(),), name="rtedge-dispatch")
+    thread.start()
+    try:
+        assert wait_until(lambda: dispatcher._waiting)
+        for i in range(40):  # 40 x 4 KB unflushed while the dispatcher waits: nothing is dropped
+            dispatcher.put(_delta(i), wake=False, nbytes=4096)
+        dispatcher.flush()
+        assert wait_until(lambda: len(got) == 40) and stats.callback_events_dropped == 0
+    finally:
+        dispatcher.stop()
+        thread.join(5)
+    idle = _inbox.Dispatcher(stats, None, max_bytes=65536)  # not running: as busy as can be
+    idle.add("response.output_audio.delta", lambda e: got.append(e.delta))
+    idle.put(_delta(99), nbytes=100_000)  # one event over the bound on its own: kept (the newest is)
+    idle.stop()  # a marker: sheds nothing
+    idle.run(threading.Event())  # delivers what was queued, then returns at the stop marker
+    assert got[-1] == "AAA99" and stats.callback_events_dropped == 0

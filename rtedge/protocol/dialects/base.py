@@ -219,8 +219,10 @@ def check_ws_url(url: str) -> None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError as exc:
-        raise ConfigError(f"url {redact_url(url)!r} cannot be used: {exc}") from None
+    except ValueError as exc:  # (with user:password@ the "port" may be part of the password: not shown)
+        why = str(exc) if "@" not in url else ("a port that is not a number in 0-65535, or a user:password "
+                                                "holding '/', '?', '#' or '[' (percent-encode it)")
+        raise ConfigError(f"url {redact_url(url)!r} cannot be used: {why}") from None
     if not parts.hostname:
         raise ConfigError(f"url {redact_url(url)!r} names no host")
 
@@ -229,12 +231,13 @@ def redact_url(url: str) -> str:
     """A URL safe to log: credentials before the host (``user:password@``) and query values that look
     like secrets (``api-key=``, ``token=``...) are replaced with ``***``.  A URL that cannot be parsed
     keeps its scheme only."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:  # up to the last "@": a password holding "/", "?" or "#" would end the netloc early
+        url = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
     try:
         parts = urlsplit(url)
     except ValueError:  # "ws://[::1" and the like: nothing after the scheme is shown
         return url.partition("://")[0] + "://***" if "://" in url else "***"
-    if "@" in parts.netloc:
-        parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
     if parts.query:
         query = [(k, "***" if any(s in k.lower() for s in ("key", "token", "secret", "sig")) else v)
                  for k, v in parse_qsl(parts.query, keep_blank_values=True)]

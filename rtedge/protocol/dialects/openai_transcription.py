@@ -29,7 +29,7 @@ from typing import Any
 from ...errors import ConfigError
 from .._unset import UNSET
 from ..config import SessionConfig, Transcription
-from .base import check_ws_url, merge_extra, redact_url, with_query
+from .base import check_ws_url, merge_extra, with_query
 from .openai import OpenAIDialect
 
 #: the transcription model used when neither ``model=`` nor the session names one

@@ -48,7 +48,7 @@ from ..events import (
     RawClientEvent,
     SessionUpdate,
 )
-from .base import Dialect, check_ws_url, redact_url
+from .base import Dialect, check_ws_url
 
 #: The path vLLM serves the endpoint on (used when the URL gives no path).
 REALTIME_PATH = "/v1/realtime"
