@@ -295,3 +295,16 @@ def test_the_byte_bound_sheds_only_behind_a_busy_dispatcher_and_never_for_a_mark
     idle.stop()  # a marker: sheds nothing
     idle.run(threading.Event())  # delivers what was queued, then returns at the stop marker
     assert got[-1] == "AAA99" and stats.callback_events_dropped == 0
+
+
+def test_a_beta_name_matches_both_names():
+    """A dialect that renames beta events (DashScope) delivers the GA name; one that does not passes the beta
+    name through: a callback registered under the beta name gets both, each event once."""
+    dispatcher = _inbox.Dispatcher(TransportStats(), None)
+    got: list[str] = []
+    dispatcher.add("response.audio.delta", lambda e: got.append(e.type))
+    for name in ("response.output_audio.delta", "response.audio.delta", "response.output_text.delta"):
+        dispatcher.put(ev.UnknownServerEvent(type=name, raw={}))
+    dispatcher.stop()
+    dispatcher.run(threading.Event())
+    assert got == ["response.output_audio.delta", "response.audio.delta"]
