@@ -62,13 +62,19 @@ def _delta(n: int) -> ev.ResponseOutputAudioDelta:
     return ev.ResponseOutputAudioDelta(type=ev.ResponseOutputAudioDelta.TYPE, raw={}, delta=f"AAA{n}")
 
 
-def test_a_deferred_put_waits_for_flush_and_an_immediate_one_does_not():
-    stats = TransportStats()
-    dispatcher = _inbox.Dispatcher(stats, None)
+def _running_dispatcher(stats: TransportStats,
+                        **options: int) -> tuple[_inbox.Dispatcher, list[str], threading.Thread]:
+    """A dispatcher on its own rtedge-dispatch thread, a callback collecting the deltas, and that thread."""
+    dispatcher = _inbox.Dispatcher(stats, None, **options)
     got: list[str] = []
     dispatcher.add("response.output_audio.delta", lambda e: got.append(e.delta))
     thread = threading.Thread(target=dispatcher.run, args=(threading.Event(),), name="rtedge-dispatch")
     thread.start()
+    return dispatcher, got, thread
+
+
+def test_a_deferred_put_waits_for_flush_and_an_immediate_one_does_not():
+    dispatcher, got, thread = _running_dispatcher(TransportStats())
     try:
         assert wait_until(lambda: dispatcher._waiting)
         dispatcher.put(_delta(1), wake=False)
@@ -275,11 +281,7 @@ def test_the_byte_bound_sheds_only_behind_a_busy_dispatcher_and_never_for_a_mark
     rtedge-dispatch sat idle.  And a zero-byte marker (stop, a replay's wake) shed an event already over the
     bound, breaking 'events queued before stop() are still delivered'."""
     stats = TransportStats()
-    dispatcher = _inbox.Dispatcher(stats, None, max_bytes=65536)
-    got: list[str] = []
-    dispatcher.add("response.output_audio.delta", lambda e: got.append(e.delta))
-    thread = threading.Thread(target=dispatcher.run, args=(threading.Event(),), name="rtedge-dispatch")
-    thread.start()
+    dispatcher, got, thread = _running_dispatcher(stats, max_bytes=65536)
     try:
         assert wait_until(lambda: dispatcher._waiting)
         for i in range(40):  # 40 x 4 KB unflushed while the dispatcher waits: nothing is dropped
