@@ -143,6 +143,7 @@ def test_a_second_stop_signal_ends_the_command_at_once():
 
     from rtedge.app.signals import on_stop_signals
 
+    before = signal.getsignal(signal.SIGINT)  # (SIG_IGN under nohup, the default handler otherwise)
     stop = threading.Event()
     restore = on_stop_signals(stop)
     try:
@@ -154,4 +155,4 @@ def test_a_second_stop_signal_ends_the_command_at_once():
                 threading.Event().wait(0.005)
     finally:
         restore()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # restored
