@@ -39,6 +39,7 @@ from ..errors import ConnectionClosed, DeadlineExceeded
 from ..protocol import events as ev
 from ..protocol.event_names import named_event_type
 from ._workers import Doorbell, TransportStats
+from .options import DEFAULTS
 
 log = logging.getLogger("rtedge")
 
@@ -244,7 +245,7 @@ class Dispatcher:
 
     def __init__(self, stats: TransportStats, on_error: Callable[[BaseException, Any], None] | None,
                  on_dispatched: Callable[[int, bool], None] | None = None,
-                 max_bytes: int = 8 * 1024 * 1024) -> None:
+                 max_bytes: int = DEFAULTS["dispatch_bytes"]) -> None:
         self._queue: deque[tuple[int, ev.ServerEvent, int] | object] = deque()
         self._ready = threading.Lock()  # guards _queue, _queued_bytes, _shedding and _waiting
         self._max_bytes = max_bytes

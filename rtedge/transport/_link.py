@@ -431,8 +431,8 @@ class Link(Rollover):
         if gave_up:  # (close() may have come first: then this is an ordinary close)
             if ended:
                 log.info("the server ended the session (%s)", cause)
-            elif error is None and self._opts["reconnect"] is None:  # the owner decides (fatal_error says
-                log.info("the connection ended (%s); reconnect=None: not reconnecting", cause)  # why)
+            elif self._nothing_tried(error, ended):  # the owner decides (fatal_error says why)
+                log.info("the connection ended (%s); reconnect=None: not reconnecting", cause)
             else:
                 log.error("giving up on the connection: %s", cause)
             self._emit(ev.GaveUp(type=ev.GaveUp.TYPE, cause=cause))
@@ -442,9 +442,13 @@ class Link(Rollover):
         """What :attr:`fatal_error` holds once the link gave up for ``cause``."""
         if error is not None:
             return error
-        if not ended and self._opts["reconnect"] is None:  # nothing was tried: not "gave up"
+        if self._nothing_tried(error, ended):  # not "gave up"
             return ConnectionClosed(f"{cause} (reconnecting is off)")
         return ConnectionClosed(f"gave up: {cause}")
+
+    def _nothing_tried(self, error: RtEdgeError | None, ended: bool) -> bool:
+        """The link ends on a loss it could have reconnected from, but reconnecting is off."""
+        return error is None and not ended and self._opts["reconnect"] is None
 
     def _end_link(self) -> None:
         """Receiver (or a failed connect): the link is over; end the session, the inbox and dispatch."""
