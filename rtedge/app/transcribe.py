@@ -7,7 +7,6 @@ runs.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 from typing import Any
@@ -64,11 +63,12 @@ def _require_key(provider: str, model: str | None, url: str | None) -> None:
     library's own message names ``api_key=``)."""
     from ..protocol.dialects import get_dialect  # lazy: start-up cost, as in cmd_transcribe
     from ..protocol.dialects.base import redact_url  # lazy: start-up cost, as above
+    from ..transport.endpoint import api_key_for  # lazy: start-up cost, as above
 
     dialect = get_dialect("openai-transcription" if provider == "openai" else provider)
     full = dialect.url(model, url)
     var = dialect.api_key_env
-    if dialect.needs_key(full) and not (var and os.environ.get(var)):
+    if dialect.needs_key(full) and not api_key_for(dialect, None):
         raise ConfigError(f"no API key for {provider} ({redact_url(full)}): give --api-key-file FILE"
                           + (f" or set ${var}" if var else ""))
 

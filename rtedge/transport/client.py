@@ -21,7 +21,6 @@ receiver thread.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -44,6 +43,7 @@ from ._link import MAX_PENDING, Link
 from ._inbox import SYNTHETIC_BYTES
 from ._workers import BENIGN_ERROR_CODES, decode_failure, describe_error, sender_loop
 from .backoff import SESSION_ENDING_ERROR_CODES
+from .endpoint import endpoint
 from .options import check_session, checked_headers, connect_options
 
 log = logging.getLogger("rtedge")
@@ -665,7 +665,7 @@ def connect(
     opts = connect_options(options)
     callbacks = check_session(session, on)
     dialect = get_dialect(provider) if isinstance(provider, str) else provider
-    full_url, key, session = _endpoint(dialect, model, url, api_key, session, opts)
+    full_url, key, session = endpoint(dialect, model, url, api_key, session, opts)
     headers = checked_headers({**dialect.headers(key), **(opts["headers"] or {})})
     client = Client(dialect, full_url, headers, opts)
     for event_type, fns in callbacks.items():
@@ -674,27 +674,3 @@ def connect(
     client._open(session)
     return client
 
-
-def _endpoint(dialect: Dialect, model: str | None, url: str | None, api_key: str | None,
-              session: SessionConfig | None, opts: dict[str, Any]) -> tuple[str, str | None, SessionConfig | None]:
-    """The URL, the API key and the initial session of :func:`connect` (the served model asked for when
-    the dialect needs it).
-
-    Raises:
-        ConfigError: no API key for a remote endpoint that needs one.
-    """
-    full_url = dialect.url(model, url)
-    key = api_key or (os.environ.get(dialect.api_key_env) if dialect.api_key_env else None)
-    if dialect.needs_served_model(model, session):
-        # lazy: start-up cost (urllib.request pulls in http.client, email and tempfile: ~20 ms, ~1 MB)
-        from .models import served_model
-
-        model = served_model(full_url, key, timeout=opts["connect_timeout"], ssl_context=opts["ssl_context"],
-                             ca_certs=opts["ca_certs"])
-    session = dialect.initial_session(model, session)
-    # an empty config too: the model's warnings (one rtedge does not know) do not depend on a session
-    for warning in dialect.check(session if session is not None else SessionConfig()):
-        log.warning("%s", warning)
-    if not key and dialect.needs_key(full_url):
-        raise ConfigError(f"no API key for {dialect.name}: pass api_key= or set {dialect.api_key_env}")
-    return full_url, key, session
