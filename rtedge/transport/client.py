@@ -393,7 +393,8 @@ class Client(Link):
                 is dropped (``stats.audio_dropped_outage_ms``), never sent stale.
 
         Returns:
-            The number of wire bytes queued (0 while the resampler primes).
+            The number of wire bytes queued: 0 while the resampler primes, and (``"drop_oldest"``) when the
+            audio was dropped because the link is down.
 
         Raises:
             BackpressureError: (``"block"``) no room within ``timeout``; it says how much was not queued.
@@ -414,9 +415,16 @@ class Client(Link):
         if not data:
             return 0
         if overflow == "drop_oldest":
-            self._send(ev.InputAudioBufferAppend(audio=data), audio_ms=len(data) / fmt.bytes_per_ms)
-            return len(data)
+            return self._append_or_drop(data, fmt)
         return self._append_blocking(data, fmt, timeout)
+
+    def _append_or_drop(self, data: bytes, fmt: AudioFormat) -> int:
+        """``overflow="drop_oldest"``: queue ``data`` (the queue drops its oldest audio past its bound), or
+        drop it while the link is down (counted); the bytes queued, 0 when dropped."""
+        with self._lock:  # re-entrant: _send takes it again, so the link cannot change in between
+            held = self._machine.state in HELD
+            self._send(ev.InputAudioBufferAppend(audio=data), audio_ms=len(data) / fmt.bytes_per_ms)
+        return 0 if held else len(data)
 
     def _chunk_bytes(self, fmt: AudioFormat) -> int:
         """The largest wire message of audio (bytes of ``fmt``): 200 ms, or half the send queue if less."""
@@ -484,7 +492,7 @@ class Client(Link):
         ``overflow`` as for :meth:`append_audio`.
 
         Returns:
-            The number of bytes queued.
+            The number of bytes queued (0: dropped with ``"drop_oldest"`` while the link is down).
 
         Raises:
             AudioError: ``data`` is not a whole number of samples of that format.
@@ -498,8 +506,7 @@ class Client(Link):
         if not data:
             return 0
         if overflow == "drop_oldest":
-            self._send(ev.InputAudioBufferAppend(audio=bytes(data)), audio_ms=len(data) / fmt.bytes_per_ms)
-            return len(data)
+            return self._append_or_drop(bytes(data), fmt)
         return self._append_blocking(bytes(data), fmt, timeout)
 
     def wait_sent(self, max_queued_ms: float = 0.0, timeout: float | None = None) -> bool:

@@ -55,12 +55,14 @@ def test_audio_appended_during_outage_is_dropped_and_counted(server):
     server.wait_for_received("input_audio_buffer.append", nth=10)
     t0 = _start_outage(server, timeline)
     before = client.stats.audio_dropped_outage_ms
-    for _ in range(25):  # 500 ms produced while the link is down
-        client.append_audio(_frame(MARK), rate=RATE, overflow="drop_oldest")
+    queued = [client.append_audio(_frame(MARK), rate=RATE, overflow="drop_oldest")
+              for _ in range(25)]  # 500 ms produced while the link is down
     assert client.stats.audio_dropped_outage_ms - before == 500.0
+    assert queued == [0] * 25  # each call says its audio was not queued
+    assert client.append_encoded(b"\0\0" * 480, overflow="drop_oldest") == 0
     _end_outage(server, timeline, t0)
-    for _ in range(10):
-        client.append_audio(_frame(NORMAL), rate=RATE, overflow="drop_oldest")
+    assert [client.append_audio(_frame(NORMAL), rate=RATE, overflow="drop_oldest")
+            for _ in range(10)] == [len(_frame(NORMAL).tobytes())] * 10
     server.wait_for_received("input_audio_buffer.append", nth=20)
     appends = [e for e in server.received if e["type"] == "input_audio_buffer.append"]
     assert len(appends) == 20  # 10 before, 10 after: nothing from the outage
