@@ -49,6 +49,7 @@ from .service import Notifier, Service
 from .settings import Config, Secret, resolve_api_key
 from .settings_load import config_from_args, render
 from .signals import on_signals
+from ..audio import RATES_TEXT, SUPPORTED_RATES
 from ..audio.wavio import WavWriter, check_writable, read_wav
 from ..errors import AudioError, ConfigError, RtEdgeError
 
@@ -114,12 +115,10 @@ def read_input_wav(path: str) -> tuple[Any, int]:
     Raises:
         AudioError: the file cannot be read, or its rate is not supported.
     """
-    from ..audio.codec import SUPPORTED_RATES  # lazy: start-up cost (numpy), as read_wav's
-
     samples, rate = read_wav(path)
     if rate not in SUPPORTED_RATES:
         raise AudioError(f"{path}: {rate} Hz is not a rate rtedge converts; resample it to one of "
-                         f"{', '.join(str(r) for r in SUPPORTED_RATES)} Hz (e.g. sox {path} -r 16000 out.wav)")
+                         f"{RATES_TEXT} (e.g. sox {path} -r 16000 out.wav)")
     return samples, rate
 
 

@@ -22,7 +22,7 @@ import attrs
 
 from .settings import (OTHER_VARIABLES, SECTIONS, Config, Secret, all_keys, check_value, describe_kind,
                        env_name)
-from ..audio import SUPPORTED_RATES
+from ..audio import RATES_TEXT, SUPPORTED_RATES
 from ..errors import ConfigError
 from ..protocol.dialects import get_dialect
 from ..protocol.dialects.base import check_ws_url, redact_url
@@ -259,8 +259,7 @@ def cross_check(config: Config) -> list[str]:
     audio = config.audio
     for key, rate in (("audio.mic_rate", audio.mic_rate), ("audio.speaker_rate", audio.speaker_rate)):
         if rate not in SUPPORTED_RATES:
-            problem(key, f"{rate} Hz is not a rate the codec converts; use one of "
-                         f"{', '.join(str(r) for r in SUPPORTED_RATES)}")
+            problem(key, f"{rate} Hz is not a rate the codec converts; use one of {RATES_TEXT}")
         elif rate * audio.frame_ms % 1000:
             problem("audio.frame_ms",
                     f"{audio.frame_ms} ms at {key} = {rate} Hz is not a whole number of samples")

@@ -6,3 +6,5 @@ Must not: import numpy at import time.
 
 #: Sample rates the resampler accepts (Hz); ``rtedge.audio.codec.SUPPORTED_RATES`` is this tuple.
 SUPPORTED_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+#: the same, as messages print it
+RATES_TEXT = ", ".join(str(rate) for rate in SUPPORTED_RATES) + " Hz"

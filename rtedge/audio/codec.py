@@ -40,6 +40,7 @@ import numpy as np
 
 from rtedge.errors import AudioError
 
+from . import RATES_TEXT
 from . import SUPPORTED_RATES as _RATES
 
 from . import _codec_numpy
@@ -449,10 +450,7 @@ class Resampler:
             if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)):
                 raise AudioTypeError(f"Resampler: {name} must be an int, got {type(rate).__name__}")
             if int(rate) not in SUPPORTED_RATES:
-                raise AudioError(
-                    f"Resampler: unsupported {name} {rate} Hz; supported rates are "
-                    + ", ".join(str(r) for r in SUPPORTED_RATES)
-                )
+                raise AudioError(f"Resampler: unsupported {name} {rate} Hz; supported rates are {RATES_TEXT}")
         if quality not in _QUALITY:
             raise AudioError(f"Resampler: unknown quality {quality!r}; choose one of {sorted(_QUALITY)}")
         self.src_rate = int(src_rate)

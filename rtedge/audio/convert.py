@@ -16,11 +16,13 @@ PCM16 pass-through (a client appending bytes never loads it).
 
 from __future__ import annotations
 
+import numbers
 import sys
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AudioError
 from ..protocol.config import AudioFormat
+from . import RATES_TEXT, SUPPORTED_RATES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,19 +72,35 @@ def as_pcm16(pcm: Any, *, channels: int = 1) -> np.ndarray:
         data = bytes(pcm)
         if len(data) % (2 * channels):
             raise AudioError(f"PCM16 byte count must be a multiple of {2 * channels}, got {len(data)}")
-        arr = np.frombuffer(data, dtype="<i2")
-        return codec.stereo_to_mono(arr) if channels == 2 else arr
+        samples = np.frombuffer(data, dtype="<i2")
+        return codec.stereo_to_mono(samples) if channels == 2 else samples
     if not isinstance(pcm, np.ndarray):
         raise AudioError(f"audio must be an int16 numpy array or bytes, got {type(pcm).__name__}")
-    if pcm.dtype != np.int16:
-        raise AudioError(f"audio must be int16 PCM, got dtype {pcm.dtype}; convert with codec.float32_to_int16")
-    if pcm.ndim == 2 and pcm.shape[1] == 2:
-        return codec.stereo_to_mono(np.ascontiguousarray(pcm).reshape(-1))
-    if pcm.ndim == 2 and pcm.shape[1] == 1:
-        return pcm[:, 0]
-    if pcm.ndim != 1:
-        raise AudioError(f"audio must be 1-D mono or (frames, 1|2), got shape {pcm.shape}")
-    return pcm
+    arr: np.ndarray = pcm
+    if arr.dtype != np.int16:
+        if arr.dtype.kind != "i" or arr.dtype.itemsize != 2:
+            raise AudioError(f"audio must be int16 PCM, got dtype {arr.dtype}; {_dtype_hint(arr.dtype)}")
+        arr = arr.astype(np.int16)  # int16 in the other byte order
+    if arr.ndim == 2 and arr.shape[1] == 2:
+        return codec.stereo_to_mono(np.ascontiguousarray(arr).reshape(-1))
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        return arr[:, 0]
+    if arr.ndim != 1:
+        transposed = arr.ndim == 2 and arr.shape[0] in (1, 2) and arr.shape[1] > 2
+        raise AudioError(f"audio must be 1-D mono or (frames, 1|2), got shape {arr.shape}"
+                         + ("; channels go last: pass the array's .T" if transposed else ""))
+    return arr
+
+
+def _dtype_hint(dtype: np.dtype[Any]) -> str:
+    """How to turn samples of ``dtype`` into int16, for an error message."""
+    if dtype.kind == "f":
+        return "for floats in [-1, 1) use rtedge.audio.codec.float32_to_int16(x.astype(numpy.float32))"
+    if dtype.kind == "i" and dtype.itemsize == 4:
+        return "for 32-bit samples keep the top 16 bits: (x >> 16).astype(numpy.int16)"
+    if dtype.kind == "u" and dtype.itemsize == 1:
+        return "for 8-bit WAV samples: ((x.astype(numpy.int16) - 128) << 8)"
+    return "scale the samples to 16 bits and pass x.astype(numpy.int16)"
 
 
 class InputConverter:
@@ -108,6 +126,7 @@ class InputConverter:
         if rate != self._rate:
             resampler = None
             if rate != self.fmt.rate:
+                _check_rate(rate, self.fmt.rate)
                 # lazy: start-up cost (numpy): a client that appends bytes never imports it
                 from .codec import Resampler
 
@@ -124,6 +143,18 @@ class InputConverter:
         tail = self._resampler.flush()
         self._resampler.reset()
         return encode_pcm(tail, self.fmt)
+
+
+def _check_rate(rate: Any, wire_rate: int) -> None:
+    """Raise AudioError (AudioTypeError for a non-int) when ``rate`` cannot be converted to ``wire_rate``."""
+    # lazy: start-up cost (numpy), as above; numpy is loaded once audio needs converting
+    from .codec import AudioTypeError
+
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral):
+        raise AudioTypeError(f"the audio's rate must be an int (Hz), got {rate!r}")
+    if rate not in SUPPORTED_RATES:
+        raise AudioError(f"audio at {rate} Hz cannot be converted to the session's {wire_rate} Hz; "
+                         f"pass audio at one of {RATES_TEXT}")
 
 
 def encode_pcm(samples: np.ndarray, fmt: AudioFormat) -> bytes:

@@ -74,6 +74,7 @@ import attrs
 import numpy as np
 
 from ..errors import AudioError, ConfigError
+from . import RATES_TEXT
 from .codec import SUPPORTED_RATES, AudioTypeError, Resampler
 
 __all__ = [
@@ -358,7 +359,7 @@ def _make_feed(settings: VadSettings, rate: int) -> _ModelFeed | None:
     model_rate = rate if rate in native else 16000
     if model_rate != rate and rate not in SUPPORTED_RATES:
         raise ConfigError(f"VAD backend {settings.backend!r} cannot resample {rate} Hz; "
-                          f"use one of {SUPPORTED_RATES}")
+                          f"use one of {RATES_TEXT}")
     model: _Model
     if settings.backend == "webrtc":
         model = _WebrtcModel(model_rate, settings.frame_ms, settings.webrtc_mode)

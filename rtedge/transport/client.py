@@ -530,7 +530,8 @@ class Client(Link):
         return self._send(ev.InputAudioBufferClear())
 
     def create_response(self, **overrides: Any) -> str | None:
-        """Ask for a response; keyword arguments become per-response overrides (``instructions=``...)."""
+        """Ask for a response; keyword arguments become per-response overrides (``instructions=``...).
+        Returns the event_id; None while the link is reconnecting (the event waits for the new session)."""
         return self._send(ev.ResponseCreate(response=overrides or UNSET))
 
     def cancel_response(self) -> bool:
@@ -544,7 +545,8 @@ class Client(Link):
             return True
 
     def send_text(self, text: str, respond: bool = True) -> str | None:
-        """Add a user text message; with ``respond`` also ask for a response (its event_id is returned)."""
+        """Add a user text message; with ``respond`` also ask for a response.  Returns the event_id of the last
+        event sent, None while the link is reconnecting (both wait for the new session, in order)."""
         event_id = self._send(ev.ConversationItemCreate(item=items.user_text(text)))
         return self.create_response() if respond else event_id
 

@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 import numpy as np
 
-from ..audio import SUPPORTED_RATES, codec
+from ..audio import RATES_TEXT, SUPPORTED_RATES, codec
 from ..audio.aec import EchoCanceller
 from ..audio.playback import PlaybackBuffer, PlaybackPosition
 from ..audio.vad import VadGate, VadSettings
@@ -192,7 +192,7 @@ class VoiceAgent:
         for role, device in (("mic", mic), ("speaker", speaker)):  # else deaf or mute, an error per frame
             if device.rate not in SUPPORTED_RATES:
                 raise ConfigError(f"{role}.rate {device.rate} Hz is not a rate the codec converts; open the "
-                                  f"device at one of {', '.join(str(r) for r in SUPPORTED_RATES)}")
+                                  f"device at one of {RATES_TEXT}")
         self.client, self.mic, self.speaker = client, mic, speaker
         self.barge_in, self.echo_guard, self.echo_boost_db = barge_in, echo_guard, echo_boost_db
         self.echo_tail_s = float(echo_tail_s)

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from rtedge.audio.codec import AudioTypeError
 from rtedge.audio.convert import InputConverter, as_pcm16, encode_pcm
 from rtedge.errors import AudioError
 from rtedge.protocol.config import AudioFormat
@@ -37,11 +38,37 @@ def test_passthrough_gives_the_same_bytes_as_the_full_path(make) -> None:  # typ
     (np.zeros(10, dtype=np.float32), "int16"),
     ([0, 1, 2], "numpy array or bytes"),
     (np.zeros((4, 3), dtype=np.int16), "shape"),
-    (np.zeros(10, dtype=np.dtype(np.int16).newbyteorder()), "int16"),  # the other byte order
 ])
 def test_what_the_fast_path_refuses_still_raises(bad: object, message: str) -> None:
     with pytest.raises(AudioError, match=message):
         InputConverter(PCM24).convert(bad, 24000)
+
+
+@pytest.mark.parametrize("rate", [24000, 16000])
+def test_int16_in_the_other_byte_order_is_read_by_value(rate: int) -> None:
+    samples = np.array([1, -2, 300, -32768, 32767] * 32, dtype=np.int16)
+    swapped = samples.astype(samples.dtype.newbyteorder())
+    assert swapped.tobytes() != samples.tobytes()
+    assert InputConverter(PCM24).convert(swapped, rate) == InputConverter(PCM24).convert(samples, rate)
+
+
+@pytest.mark.parametrize("dtype, hint", [
+    (np.float32, r"float32_to_int16\(x.astype\(numpy.float32\)\)"),
+    (np.float64, "float32_to_int16"),
+    (np.int32, r"\(x >> 16\).astype\(numpy.int16\)"),
+    (np.uint8, "8-bit"),
+    (np.int64, r"x.astype\(numpy.int16\)"),
+])
+def test_a_wrong_dtype_is_refused_with_a_conversion_for_that_dtype(dtype: type, hint: str) -> None:
+    with pytest.raises(AudioError, match=f"got dtype {np.dtype(dtype).name}; .*{hint}"):
+        InputConverter(PCM24).convert(np.zeros(480, dtype), 24000)
+
+
+def test_channels_first_is_refused_with_the_transpose_named() -> None:
+    with pytest.raises(AudioError, match=r"\(2, 480\); channels go last: pass the array's .T"):
+        InputConverter(PCM24).convert(np.zeros((2, 480), np.int16), 24000)
+    with pytest.raises(AudioError, match=r"\(480, 3\)$"):  # not a transposed layout: no hint
+        InputConverter(PCM24).convert(np.zeros((480, 3), np.int16), 24000)
 
 
 def test_stereo_is_still_mixed_to_mono() -> None:
@@ -59,16 +86,25 @@ def test_a_rate_change_after_passthrough_starts_a_resampled_stream_and_back() ->
     assert conv.flush() == b""
 
 
-@pytest.mark.parametrize("rate", [7, 0, -16000])
+@pytest.mark.parametrize("rate", [7, 0, -16000, 12345])
 def test_a_refused_rate_stays_refused(rate: int) -> None:
     """A rate the resampler does not take raises on every call, not only the first (the second call used
-    to send the samples unconverted, as if they were at the wire rate)."""
+    to send the samples unconverted, as if they were at the wire rate).  The message is in the caller's
+    terms: the audio's rate, the session's, and the rates that work (not the resampler's argument names)."""
     conv = InputConverter(PCM24)
     tone = (3000 * np.sin(np.arange(160) * 0.05)).astype(np.int16)
     for _ in range(2):
-        with pytest.raises(AudioError, match="unsupported src_rate"):
+        with pytest.raises(AudioError, match=f"^audio at {rate} Hz cannot be converted to the session's 24000 Hz; "
+                                             "pass audio at one of 8000, 11025, .*, 48000 Hz$"):
             conv.convert(tone, rate)
     assert conv.convert(tone, 24000) == tone.tobytes()
+
+
+@pytest.mark.parametrize("rate", [16000.0, "16000", True])
+def test_a_rate_that_is_not_an_int_is_refused_by_type(rate: object) -> None:
+    with pytest.raises(AudioTypeError, match=r"the audio's rate must be an int \(Hz\), got "):
+        InputConverter(PCM24).convert(np.zeros(160, np.int16), rate)  # type: ignore[arg-type]
+    assert len(InputConverter(PCM24).convert(np.zeros(160, np.int16), np.int64(16000))) > 0  # numpy ints are ints
 
 
 def test_g711_formats_never_take_the_passthrough() -> None:
