@@ -45,6 +45,10 @@ Guarantees
   (``client.link_state`` closing, closed or gave up), or (with
   ``until_input_ends``) a finite source has ended and its last turn is
   answered and played; devices are stopped and their threads joined on exit.
+  An agent runs once, as its devices start once; a :meth:`stop` before
+  ``run()`` makes it return at once (a signal that came first is not
+  lost).  :meth:`close` (or leaving the ``with`` block) also detaches the
+  agent from its client, so a new agent can drive the same client.
 * Threads: the microphone thread, the speaker thread and the receiver
   (audio hook, event hook) read the client's session only through
   ``client.snapshot`` (an immutable value), never its live structures.
@@ -101,6 +105,7 @@ class AgentClient(Protocol):
     def link_state(self) -> LinkState: ...
     def _add_audio_hook(self, sink: Callable[[ev.ResponseOutputAudioDelta], None]) -> None: ...
     def _add_event_hook(self, hook: Callable[[ev.ServerEvent], None]) -> None: ...
+    def _remove_hooks(self, *hooks: Callable[[Any], None]) -> None: ...
     def append_audio(self, pcm: Any, rate: int | None = None, *, timeout: float | None = ...,
                      overflow: Literal["block", "drop_oldest"] = ...) -> int: ...
     def truncate(self, item_id: str, audio_end_ms: float, content_index: int = 0) -> bool: ...
@@ -211,13 +216,25 @@ class VoiceAgent:
         self._resampler_key: tuple[str, int] | None = None
         self._awaiting_response = False
         self._stop = threading.Event()
+        self._started = threading.Lock()  # taken by the one run() and never released
+        self._closed = False
         client._add_audio_hook(self._on_audio)
         client._add_event_hook(self._on_event)
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def run(self, *, max_seconds: float | None = None, until_input_ends: bool = False) -> None:
         """Stream until :meth:`stop`, ``max_seconds``, the connection ending, or (``until_input_ends``)
-        a finite source ended and everything was answered and played."""
+        a finite source ended and everything was answered and played.
+
+        Raises:
+            RuntimeError: the agent ran already (or is running), or is closed: make a new one, with new
+                devices (they start once).
+        """
+        if self._closed:
+            raise RuntimeError("this VoiceAgent is closed (detached from its client): make a new one")
+        if not self._started.acquire(blocking=False):
+            raise RuntimeError("this VoiceAgent has run already (an agent and its devices start once): "
+                               "make a new one with new devices")
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         self.speaker.start(self.playback.pull if self.aec is None else self._pull_to_aec)
         self.playback.output_latency = getattr(self.speaker, "output_latency", 0.0)
@@ -256,14 +273,22 @@ class VoiceAgent:
                 and not self.playing() and snap.input_buffer is not InputBufferState.SPEECH)
 
     def stop(self) -> None:
-        """Make :meth:`run` return (from any thread, a signal handler included)."""
+        """Make :meth:`run` return (from any thread, a signal handler included); before ``run()``, it will
+        return at once."""
         self._stop.set()
+
+    def close(self) -> None:
+        """Stop, and detach from the client: no more audio into this agent's playback buffer, no barge-in
+        from it.  The client stays open (close it yourself).  Idempotent."""
+        self._closed = True
+        self.stop()
+        self.client._remove_hooks(self._on_audio, self._on_event)
 
     def __enter__(self) -> VoiceAgent:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
     # ------------------------------------------------------------------------------------------ microphone
     def _pull_to_aec(self, n: int) -> np.ndarray:

@@ -326,3 +326,47 @@ def test_local_mode_also_acts_on_the_servers_speech_started(phrase):
         agent.stop()
         runner.join(5)
     assert len([e for e in srv.received if e["type"] == "conversation.item.truncate"]) == 1
+
+
+def test_an_agent_runs_once_and_a_stop_before_run_is_not_lost():
+    """A second run() (at the same time, or after the first) is refused by name; it used to start the
+    single-use devices again and fail on a device thread, or return at once with nothing said."""
+    with RealtimeServer() as srv, rtedge.connect(url=srv.url) as client:
+        early = VoiceAgent(client, ScriptedMic(), NullSink(rate=24000))
+        early.stop()  # e.g. a signal that came before run()
+        early.run(max_seconds=30)  # returns at once
+        assert early.stats.mic_frames < 10
+        early.close()
+        agent = VoiceAgent(client, ScriptedMic(), NullSink(rate=24000))
+        runner = _agent_thread(agent, max_seconds=30)
+        assert wait_until(lambda: agent.stats.mic_frames >= 10, timeout=10)
+        with pytest.raises(RuntimeError, match="has run already"):
+            agent.run(max_seconds=1)
+        agent.stop()
+        runner.join(5)
+        assert not runner.is_alive()
+        with pytest.raises(RuntimeError, match="has run already .* make a new one with new devices"):
+            agent.run(max_seconds=1)
+
+
+def test_a_closed_agent_is_detached_and_a_new_one_drives_the_same_client(phrase):
+    """Two agents made one after the other on one client: the first, closed, no longer takes audio into its
+    buffer or barges in (both used to push audio and send truncates)."""
+    with RealtimeServer(reply_text=LONG_ANSWER, seed=6) as srv, rtedge.connect(url=srv.url) as client:
+        with VoiceAgent(client, ScriptedMic(), NullSink(rate=24000)) as first:
+            pass
+        with pytest.raises(RuntimeError, match="closed"):
+            first.run(max_seconds=1)
+        mic = ScriptedMic()
+        second = VoiceAgent(client, mic, NullSink(rate=24000))
+        runner = _agent_thread(second, max_seconds=30)
+        client.send_text("Tell me a long story.")
+        assert wait_until(lambda: second.playback.stats.played_samples > 24000, timeout=10)
+        srv.reply_text = "Okay."
+        mic.speak(phrase)
+        assert wait_until(lambda: second.stats.interruptions >= 1, timeout=10)
+        srv.wait_for_sent("response.done", nth=2, timeout=15)
+        second.close()
+        runner.join(5)
+    assert first.playback.stats.pushed_samples == 0 and first.stats.interruptions == 0
+    assert len([e for e in srv.received if e["type"] == "conversation.item.truncate"]) == 1
