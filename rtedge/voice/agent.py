@@ -169,7 +169,8 @@ class VoiceAgent:
         speaker: an :class:`rtedge.audio.devices.AudioSink` (``start(pull)``, ``stop()``, ``rate``,
             ``output_latency``).
         barge_in: ``"server"`` (on the server's ``speech_started``), ``"local"`` (on the local VAD's
-            onset while playing) or ``"off"``.
+            onset while playing) or ``"off"`` (a server VAD that cancels answers on speech still does: a
+            warning says so; set its ``interrupt_response`` to false).
         echo_guard: ``"half_duplex"``, ``"threshold"``, ``"aec"`` or ``"off"`` (see the module docstring).
         vad_gate: :class:`VadSettings` for the gate, True for the defaults, or False to stream every
             microphone frame (the gate then only serves the echo guard and local barge-in).
@@ -198,6 +199,9 @@ class VoiceAgent:
             if device.rate not in SUPPORTED_RATES:
                 raise ConfigError(f"{role}.rate {device.rate} Hz is not a rate the codec converts; open the "
                                   f"device at one of {RATES_TEXT}")
+        if barge_in == "off" and interruption.server_cancels_on_speech(client.snapshot.session):
+            log.warning("barge_in='off' turns off rtedge's barge-in only: this session's server VAD still cancels "
+                        "an answer when the user speaks (turn_detection interrupt_response=false stops that)")
         self.client, self.mic, self.speaker = client, mic, speaker
         self.barge_in, self.echo_guard, self.echo_boost_db = barge_in, echo_guard, echo_boost_db
         self.echo_tail_s = float(echo_tail_s)

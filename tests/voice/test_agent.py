@@ -370,3 +370,20 @@ def test_a_closed_agent_is_detached_and_a_new_one_drives_the_same_client(phrase)
         runner.join(5)
     assert first.playback.stats.pushed_samples == 0 and first.stats.interruptions == 0
     assert len([e for e in srv.received if e["type"] == "conversation.item.truncate"]) == 1
+
+
+@pytest.mark.parametrize("turn_detection, warned", [
+    ({"type": "server_vad"}, True),  # interrupt_response defaults to true
+    ({"type": "server_vad", "interrupt_response": False}, False),
+    (None, False),  # manual turns: nothing cancels on speech
+])
+def test_barge_in_off_warns_when_the_server_still_cancels_on_speech(turn_detection, warned, caplog):
+    session = rtedge.SessionConfig(turn_detection=turn_detection)
+    with RealtimeServer() as srv, rtedge.connect(url=srv.url, session=session) as client:
+        caplog.set_level(logging.WARNING, logger="rtedge")
+        with VoiceAgent(client, ScriptedMic(), NullSink(rate=24000), barge_in="off"):
+            pass
+        with VoiceAgent(client, ScriptedMic(), NullSink(rate=24000), barge_in="server"):
+            pass
+    said = [r.getMessage() for r in caplog.records if "barge_in='off'" in r.getMessage()]
+    assert len(said) == (1 if warned else 0)
