@@ -10,13 +10,15 @@ code    meaning                                                             syst
         handshake: a wrong URL, path or header)
 3       authentication refused or fatal provider error (HTTP 401/403,       no
         ``invalid_api_key``, ``insufficient_quota``)
-4       could not connect (or lost the connection with                  yes
-        ``reconnect.enabled = false``)
+4       could not connect, lost the connection with                     yes
+        ``reconnect.enabled = false``, or the server failed (an ``error``
+        of type ``server_error``, or a code in ``SERVER_FAULT_CODES``)
 5       timed out (no complete answer within ``--max-seconds``)             yes
 6       gave up reconnecting (``reconnect.max_attempts`` failed in a row)   yes
 7       audio device failure (missing, busy, or gave up reopening)          yes
 8       a turn failed (``response.done`` with status ``failed``) in a run   yes
-        that ends with its input (``--input``, ``--fast``, ``wav:``/``raw:``)
+        that ends with its input (``--input``, ``--fast``, ``wav:``/``raw:``);
+        ``transcribe``: the server could not transcribe an utterance
 9       ``rtedge doctor`` found problems to fix (each printed as ``FAIL``)  n/a
 ======  ==================================================================  =====================
 
@@ -50,6 +52,10 @@ CONFIG_HTTP_STATUSES = frozenset({400, 404})
 #: server error codes that mean "your credentials or account", not "your config"
 AUTH_ERROR_CODES = frozenset({"invalid_api_key", "insufficient_quota"})
 
+#: server error codes that mean "the server failed, or is busy": trying again later may work (exit 4), where
+#: other server errors answer what was asked (exit 2).  vLLM reports a failed model run as processing_error.
+SERVER_FAULT_CODES = frozenset({"server_error", "internal_error", "processing_error", "rate_limit_exceeded"})
+
 
 class GaveUpError(ConnectionClosed):
     """Reconnecting (or retrying the first connection) stopped after ``reconnect.max_attempts``."""
@@ -71,6 +77,8 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_GAVE_UP
     if isinstance(exc, DeviceFailure):
         return EXIT_AUDIO
+    if isinstance(exc, ServerError) and (exc.type == "server_error" or exc.code in SERVER_FAULT_CODES):
+        return EXIT_CONNECT
     if isinstance(exc, ConfigError | AudioError | ServerError):
         return EXIT_CONFIG
     if isinstance(exc, DeadlineExceeded):

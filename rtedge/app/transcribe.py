@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from .debuglog import add_trace_arg
-from .exit_codes import DeviceFailure, fail
+from .exit_codes import EXIT_TURN_FAILED, DeviceFailure, fail
 from .settings import is_sound_card, read_key_file
 from .signals import on_stop_signals
 from ..errors import AudioError, ConfigError, RtEdgeError
@@ -103,9 +103,13 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         restore = on_stop_signals(stop)  # Ctrl-C/SIGTERM: finish the utterance in progress, then end
         watcher = threading.Thread(target=watch, name="rtedge-transcribe-signal", daemon=True)
         watcher.start()
-        count = 0
+        count = failed = 0
         try:
             for utt in tr.transcribe(source):
+                if utt.error is not None:  # not a transcript: stdout carries transcripts only
+                    failed += 1
+                    print(f"rtedge: warning: {utt}", file=sys.stderr, flush=True)
+                    continue
                 count += 1
                 print(utt, flush=True)
         finally:
@@ -113,12 +117,13 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             stop.set()
             watcher.join(1.0)
         u = tr.usage
-        print(f"summary: {count} utterance(s), {tr.stats.audio_sent_s:.1f} s of audio sent, "
+        print(f"summary: {count} utterance(s){f' ({failed} more failed)' if failed else ''}, "
+              f"{tr.stats.audio_sent_s:.1f} s of audio sent, "
               f"{tr.stats.audio_not_sent_s:.1f} s not sent (VAD gate), "
               f"tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}", flush=True)
-        if count == 0:
+        if count == 0 and not failed:
             print("rtedge: note: no speech was found in the input", file=sys.stderr)
-        return 0
+        return EXIT_TURN_FAILED if failed else 0
     except RtEdgeError as exc:
         if isinstance(exc, AudioError) and args.mic and is_sound_card(args.mic):
             exc = DeviceFailure(str(exc))  # a missing or busy card: exit 7 as in `rtedge run` (it may appear)

@@ -382,7 +382,13 @@ class ServerSession:
         knob = self.server.input_transcript
         if callable(knob):
             audio = entry.audio if entry.audio is not None else np.zeros(0, dtype=np.int16)
-            text = str(knob(audio, entry.fmt.rate if entry.fmt else 24000))
+            try:
+                text = str(knob(audio, entry.fmt.rate if entry.fmt else 24000))
+            except Exception as exc:  # the model failed on this audio: .failed instead of .completed
+                self.emit({"type": "conversation.item.input_audio_transcription.failed", "item_id": entry.id,
+                           "content_index": 0, "error": {"type": "server_error", "code": "transcription_failed",
+                                                         "message": str(exc), "param": None}})
+                return
         else:
             text = str(knob)
         for piece in split_text(text):

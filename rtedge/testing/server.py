@@ -153,7 +153,8 @@ class RealtimeServer(RecordingServer):
         auto_tool_calls: Make a function call when tools are configured and the
             last context item is not a ``function_call_output``.
         input_transcript: Transcript for committed user audio when the session
-            has ``transcription`` set; a string or ``callable(int16 audio, rate) -> str``.
+            has ``transcription`` set; a string or ``callable(int16 audio, rate) -> str`` (an exception it
+            raises sends ``...input_audio_transcription.failed`` with its message instead).
         instructions: The session's default instructions.
         default_model: Model reported when the URL has no ``model`` query.
         session_duration_s: Session lifetime; on expiry the server sends

@@ -281,7 +281,7 @@ class _Run:
         elif done is not None:
             yield from self._on_done(*done)
         elif failed is not None:
-            raise failed
+            yield from self._on_done("", None, failed)
         elif isinstance(event, ev.Error):
             e = event.error
             raise ServerError(e.message, code=e.code, event_id=e.event_id, type=e.type, param=e.param)
@@ -297,7 +297,7 @@ class _Run:
                 raise ConnectionClosed(f"the transcription connection was lost ({detail.strip()})")
             self._reconnect(backlog, str(event.cause if isinstance(event, ev.GaveUp) else event.reason))
 
-    def _on_done(self, text: str, raw_usage: Any) -> Iterator[Utterance]:
+    def _on_done(self, text: str, raw_usage: Any, failed: ServerError | None = None) -> Iterator[Utterance]:
         gen = self.gen
         if gen is None:
             log.warning("transcriber: a transcript with no utterance in progress (ignored)")
@@ -306,10 +306,15 @@ class _Run:
         end = gen.end if gen.end is not None else self.pos
         usage = Usage.from_raw(raw_usage)
         text = (text or "".join(gen.deltas)).strip()
-        utt = Utterance(text=text, start_s=gen.start / RATE, end_s=end / RATE, usage=usage, truncated=truncated)
+        utt = Utterance(text=text, start_s=gen.start / RATE, end_s=end / RATE, usage=usage, truncated=truncated,
+                        error=None if failed is None else failed.message)
         self.gen, self.finalizing = None, False
         self.t._usage = self.t._usage + usage
-        self.t.stats.utterances += 1
+        if failed is None:
+            self.t.stats.utterances += 1
+        else:
+            self.t.stats.failed_utterances += 1
+            log.warning("transcriber: the server could not transcribe %.2f-%.2f s: %s", utt.start_s, utt.end_s, failed)
         if truncated and self.speech:
             self._flush_audio()  # audio sent until now belongs to the finished generation's queue
             self._start(self.pos)

@@ -84,6 +84,8 @@ class Utterance:
         truncated: the server ended the transcription before the speech ended (token limit);
             the rest of the speech is the next utterance, and audio the server had queued
             when it stopped is lost (vLLM drops it).
+        error: the server's message when it could not transcribe this speech (OpenAI's
+            ``...transcription.failed``); ``text`` is then empty, and the next utterances go on.
     """
 
     text: str
@@ -91,9 +93,11 @@ class Utterance:
     end_s: float
     usage: Usage = attrs.field(factory=Usage)
     truncated: bool = False
+    error: str | None = None
 
     def __str__(self) -> str:
-        return f"[{self.start_s:.2f}-{self.end_s:.2f}] {self.text}"
+        return f"[{self.start_s:.2f}-{self.end_s:.2f}] " + (
+            self.text if self.error is None else f"(transcription failed: {self.error})")
 
 
 @attrs.define
@@ -102,6 +106,7 @@ class TranscriberStats:
 
     Attributes:
         utterances: utterances transcribed.
+        failed_utterances: utterances the server could not transcribe (yielded with ``error`` set).
         audio_sent_s: seconds of audio sent.
         audio_not_sent_s: seconds of audio the VAD gate kept off the wire (silence).
         frames_dropped: source frames dropped because the backlog was full (a live source only).
@@ -111,6 +116,7 @@ class TranscriberStats:
     """
 
     utterances: int = 0
+    failed_utterances: int = 0
     audio_sent_s: float = 0.0
     audio_not_sent_s: float = 0.0
     frames_dropped: int = 0

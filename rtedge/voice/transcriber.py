@@ -25,7 +25,7 @@ OpenAI realtime transcription sessions (``provider="openai"``: the
 utterances with their own spelling: no start commit, appends, then a plain
 ``input_audio_buffer.commit`` (padded to the 100 ms the server requires),
 answered by ``conversation.item.input_audio_transcription.delta`` events and
-one ``.completed`` (or ``.failed``, raised as a ServerError).  Server VAD is
+one ``.completed`` (or ``.failed``: that utterance comes with ``error`` set, and the next go on).  Server VAD is
 turned off (``turn_detection: null``): the local gate decides the utterances,
 and the transcriber still waits for each transcript before sending the next
 utterance, so results come in order and one at a time.

@@ -263,3 +263,18 @@ def test_run_fast_with_several_utterances_ends_after_the_last_answer(tmp_path, s
     assert "the input held 4 turns; sent at once (--fast)" in child.stderr
     with wave.open(str(out)) as w:
         assert w.getnframes() > 0  # the last answer's audio is in the file
+
+
+@pytest.mark.parametrize("error, code", [
+    (dict(type="server_error", code=None), 4),  # the server failed: a restart may help
+    (dict(type="invalid_request_error", code="processing_error"), 4),  # vLLM's failed model run
+    (dict(type="invalid_request_error", code="rate_limit_exceeded"), 4),
+    (dict(type="invalid_request_error", code="invalid_value"), 2),  # answers what was asked: fix the config
+    (dict(type=None, code="model_not_found"), 2),
+    (dict(type="invalid_request_error", code="invalid_api_key"), 3),
+])
+def test_server_errors_exit_by_whether_trying_again_can_help(error, code):
+    from rtedge.app.exit_codes import exit_code_for
+    from rtedge.errors import ServerError
+
+    assert exit_code_for(ServerError("x", **error)) == code

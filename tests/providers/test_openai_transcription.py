@@ -146,16 +146,42 @@ def test_a_short_utterance_is_padded_to_the_servers_minimum(tmp_path, validate_c
     assert record.samples == 2400  # 100 ms at 24 kHz: the click and silence after it
 
 
-def test_transcription_failed_raises_server_error(speech_dir):
-    failed = {"type": "conversation.item.input_audio_transcription.failed", "item_id": "item_1",
-              "content_index": 0, "error": {"type": "server_error", "code": "transcription_failed",
-                                            "message": "ASR failed", "param": None}}
-    with RealtimeServer(realtime=False) as srv:
-        # the server's ASR fails: .failed goes out (in order, before .completed would)
-        srv.input_transcript = lambda audio, rate: srv.send_event(failed) and ""
-        with pytest.raises(ServerError, match="ASR failed") as info:
-            Transcriber("openai", url=srv.url, vad=None).transcribe_file(speech_dir / "stop.wav")
-    assert info.value.code == "transcription_failed"
+def _fails_on_the_first(speech_dir):
+    """A transcript knob whose model fails on the first utterance (the server then sends ``.failed``)."""
+    transcript, calls = _transcript_of(speech_dir), []
+
+    def knob(audio, rate):
+        calls.append(rate)
+        if len(calls) == 1:
+            raise RuntimeError("ASR failed")
+        return transcript(audio, rate)
+    return knob
+
+
+def test_a_failed_transcription_is_one_utterance_and_the_rest_go_on(speech_dir, tmp_path, caplog):
+    """One ``...transcription.failed`` ended the whole run with a ServerError, losing every later utterance
+    of a file or a microphone; it is now that utterance, with ``error`` set, counted and logged."""
+    path = _two_phrases(speech_dir, tmp_path / "two.wav")
+    with RealtimeServer(realtime=False, input_transcript=_fails_on_the_first(speech_dir)) as srv:
+        tr = Transcriber("openai", url=srv.url)
+        first, second = tr.transcribe_file(path)
+        assert [e["type"] for e in srv.sent].count("conversation.item.input_audio_transcription.failed") == 1
+    assert first.error == "ASR failed" and first.text == "" and first.start_s < first.end_s < second.start_s
+    assert str(first).endswith("] (transcription failed: ASR failed)")
+    assert second.error is None and second.text == "what's the weather tomorrow"
+    assert (tr.stats.utterances, tr.stats.failed_utterances) == (1, 1)
+    assert any("could not transcribe" in r.getMessage() and "ASR failed" in r.getMessage() for r in caplog.records)
+
+
+def test_cli_prints_a_failed_utterance_on_stderr_and_exits_8(speech_dir, tmp_path, capsys):
+    path = _two_phrases(speech_dir, tmp_path / "two.wav")
+    with RealtimeServer(realtime=False, input_transcript=_fails_on_the_first(speech_dir)) as srv:
+        assert _cli("--provider", "openai", "--url", srv.url, "--input", str(path)) == 8
+    captured = capsys.readouterr()
+    out, err = captured.out.splitlines(), captured.err
+    assert re.fullmatch(r"\[\d\.\d\d-\d\.\d\d\] what's the weather tomorrow", out[0]), out
+    assert re.fullmatch(r"summary: 1 utterance\(s\) \(1 more failed\), .*", out[1]), out
+    assert re.search(r"rtedge: warning: \[\d\.\d\d-\d\.\d\d\] \(transcription failed: ASR failed\)", err), err
 
 
 def test_unknown_provider_is_refused():

@@ -435,6 +435,18 @@ def test_cli_errors_are_one_line_with_exit_codes(speech_dir, tmp_path, capsys):
     assert _cli("--url", "ws://127.0.0.1:9/v1/realtime", "--model", MODEL, "--input", stop) == 4
 
 
+def test_a_failed_model_run_exits_4_which_systemd_restarts(speech_dir, capsys):
+    """vLLM reports a failed generation (a GPU out of memory...) as processing_error: the server failed,
+    not the command's configuration, so the exit code is one systemd retries (it was 2, never retried)."""
+    def broken(audio):
+        raise RuntimeError("CUDA out of memory")
+
+    with VLLMServer(transcript=broken) as srv:
+        assert _cli("--url", srv.url, "--model", MODEL, "--input", str(speech_dir / "stop.wav")) == 4
+    err = capsys.readouterr().err
+    assert "processing_error" in err and "CUDA out of memory" in err
+
+
 def test_rtedge_transcribe_prints_the_servers_transcript_of_every_phrase(speech_dir, tmp_path, capsys):
     from rtedge.app.cli import main
 
