@@ -67,8 +67,9 @@ __all__ = ["RealtimeServer"]
 
 log = logging.getLogger("rtedge.testing")
 # the websockets library's frame-by-frame debug lines would bury rtedge's own --debug output (the demo
-# runs a server in-process); frames are what the wire trace (rtedge.transport.wiretrace) records
-logging.getLogger("rtedge.testing.websockets").setLevel(logging.INFO)
+# runs a server in-process); frames are what the wire trace (rtedge.transport.wiretrace) records.  A filter,
+# not a level: a level of INFO on this logger would pass its INFO lines under an application's WARNING
+logging.getLogger("rtedge.testing.websockets").addFilter(lambda record: record.levelno > logging.DEBUG)
 
 DEFAULT_REPLY = "I heard you."
 MAX_MESSAGE = 32 * 1024 * 1024  # a 15 MiB append is 20 MiB of base64 plus JSON

@@ -650,3 +650,31 @@ def test_repr_names_the_url_to_connect_to_and_the_state() -> None:
     with srv:
         assert repr(srv) == f"<RealtimeServer qwen {srv.url} serving>" and f":{srv.port}/" in srv.url
     assert repr(srv).endswith(" stopped>")
+
+
+def test_the_servers_connection_log_follows_the_applications_level():
+    """An application logging at WARNING saw the server's INFO lines ('server listening', 'connection
+    open'): the server set its websockets logger to INFO, which passes them whatever the root's level."""
+    import logging
+
+    import rtedge
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    root = logging.getLogger()
+    saved = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    try:
+        with RealtimeServer() as srv, rtedge.connect(url=srv.url):
+            pass
+        assert not [r for r in records if r.name.startswith("rtedge.testing") and r.levelno < logging.WARNING]
+        root.setLevel(logging.DEBUG)  # under --debug: INFO lines yes, websockets' frame-by-frame lines no
+        with RealtimeServer() as srv, rtedge.connect(url=srv.url):
+            pass
+        server_lines = [r for r in records if r.name == "rtedge.testing.websockets"]
+        assert server_lines and all(r.levelno == logging.INFO for r in server_lines)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved)
