@@ -301,9 +301,15 @@ class Dispatcher:
             self._enqueue(_WAKE, True)
 
     def remove(self, event_type: str, fn: Handler) -> None:
+        """Undo one :meth:`add` of ``fn`` (the latest; compared with ``==``, so that ``obj.method`` matches
+        although each access makes a new bound method).  Nothing happens when it is not registered."""
         with self._lock:
             for name in self.names(event_type):
-                self._handlers[name] = [h for h in self._handlers.get(name, ()) if h is not fn]
+                handlers = self._handlers.get(name, [])
+                for i in range(len(handlers) - 1, -1, -1):
+                    if handlers[i] == fn:
+                        self._handlers[name] = handlers[:i] + handlers[i + 1:]
+                        break
 
     def put(self, event: ev.ServerEvent, seq: int = 0, wake: bool = True, nbytes: int = 0) -> None:
         """Queue ``event`` (of ``nbytes`` message bytes) for its callbacks (``wake=False``: until the next

@@ -291,7 +291,7 @@ class Client(Link):
         return fn
 
     def off(self, event_type: str, fn: Callable[[Any], Any]) -> None:
-        """Remove a callback added with :meth:`on`."""
+        """Remove a callback added with :meth:`on` (one registration of it; ``obj.method`` works)."""
         self._dispatcher.remove(event_type, fn)
 
     def _add_audio_hook(self, hook: AudioDeltaHook) -> None:

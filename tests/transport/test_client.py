@@ -534,3 +534,30 @@ def test_bad_arguments_are_refused_where_they_are_given(server, client):
         with pytest.raises(TypeError, match="audio_end_ms must be a number of milliseconds"):
             client.truncate(item, bad)
     assert server.connection_count == 1  # the refused connects opened nothing
+
+
+def test_off_removes_one_registration_and_takes_a_bound_method(client):
+    """``off("response.done", self.on_done)`` removed nothing: each ``self.on_done`` is a new bound method
+    and the match was by identity.  It also removed every registration of a callback at once."""
+    class Counter:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def on_done(self, event: ev.ServerEvent) -> None:
+            self.n += 1
+
+    counter = Counter()
+    client.on("response.done", counter.on_done)
+    client.on("response.done", counter.on_done)
+    _text_turn(client)
+    assert wait_until(lambda: counter.n == 2, timeout=5)
+    client.off("response.done", counter.on_done)  # one of the two
+    _text_turn(client)
+    assert wait_until(lambda: counter.n == 3, timeout=5)
+    client.off("response.done", counter.on_done)
+    client.off("response.done", counter.on_done)  # not registered any more: nothing happens
+    _text_turn(client)
+    done: list[ev.ServerEvent] = []
+    client.on("response.done", done.append)  # gets the turn's response.done replayed only if nobody took it
+    assert wait_until(lambda: len(done) == 1, timeout=5)
+    assert counter.n == 3
