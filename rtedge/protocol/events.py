@@ -448,11 +448,13 @@ class TranscriptionDone(ServerEvent):
 
 @_deferred(kw_only=True)
 class ConnectionLost(ServerEvent):
-    """The connection ended (close code and reason, or None when the socket broke)."""
+    """The connection ended (close code and reason, or None when the socket broke).  ``by_client``: it
+    ended because this side closed it (``Client.close()``), the last event of every session; not a loss."""
 
     TYPE: ClassVar[str] = "rtedge.connection_lost"
     code: int | None = None
     reason: str = ""
+    by_client: bool = False
 
 
 @_deferred(kw_only=True)

@@ -184,12 +184,14 @@ class Session:
         while self._events:
             yield self._events.popleft()
 
-    def connection_lost(self, code: int | None = None, reason: str = "") -> None:
-        """The transport reports the end of the connection (``code`` None: no close frame)."""
+    def connection_lost(self, code: int | None = None, reason: str = "", *, by_client: bool = False) -> None:
+        """The transport reports the end of the connection (``code`` None: no close frame; ``by_client``:
+        this side closed it)."""
         if self.state.connection is ConnectionState.CLOSED:
             return
         self.state.on_connection_lost(code, reason)
-        self._events.append(ev.ConnectionLost(type=ev.ConnectionLost.TYPE, code=code, reason=reason))
+        self._events.append(ev.ConnectionLost(type=ev.ConnectionLost.TYPE, code=code, reason=reason,
+                                              by_client=by_client))
 
     # ---------------------------------------------------------------------------------------------- replies
     def truncate_event(self, item_id: str, audio_end_ms: float,

@@ -90,6 +90,7 @@ class Link(Rollover):
         self._upgrading: _ws.WsConnection | None = None
         self._receiver_done = threading.Event()  # the receiver is finished with every connection
         self._linger_until: float | None = None  # close(): how long the sender waits for the receiver
+        self._close_started = False  # close() was called (under the lock)
         self._offline_events: list[ev.ServerEvent] = []  # receiver-only: settled at a loss, emitted after
         #: (response id, monotonic time, event log mark) of the last response.cancel sent
         self._cancel_pending: tuple[str | None, float, int] | None = None
@@ -311,7 +312,7 @@ class Link(Rollover):
         in_flight = state.response is not ResponseState.IDLE and state.response_id
         seedable = "item_create" in self.dialect.capabilities  # (a transcription session has no items)
         self._history = list(seed_plan(history_items(state), self._opts["seed_budget"]).items) if seedable else []
-        self._session.connection_lost(code, reason)
+        self._session.connection_lost(code, reason, by_client=self._close_started)
         lost = list(self._session.events())
         self._publish()
         self._machine.apply(event)
@@ -456,7 +457,7 @@ class Link(Rollover):
             if self._machine.can(LinkEvent.ENDED):
                 self._machine.apply(LinkEvent.ENDED)
             if self._session.state.connection.value != "closed":
-                self._session.connection_lost(None, "closed")
+                self._session.connection_lost(None, "closed", by_client=self._close_started)
                 lost = list(self._session.events())
                 self._publish()
             else:

@@ -72,7 +72,6 @@ class Client(Link):
         #: rtedge's own receiver-thread hooks (playback, barge-in), added before the events they want
         self._audio_hooks: list[AudioDeltaHook] = []
         self._event_hooks: list[Callable[[ev.ServerEvent], None]] = []
-        self._close_started = False  # under the lock
         self._converter: Any = None  # rtedge.audio.convert.InputConverter, created on first audio (lock)
         self._converter_fmt: Any = None
         self._chunk_cache: tuple[AudioFormat | None, int] = (None, 0)  # (format, _chunk_bytes of it)

@@ -561,3 +561,19 @@ def test_off_removes_one_registration_and_takes_a_bound_method(client):
     client.on("response.done", done.append)  # gets the turn's response.done replayed only if nobody took it
     assert wait_until(lambda: len(done) == 1, timeout=5)
     assert counter.n == 3
+
+
+def test_connection_lost_says_whether_this_side_closed_it(server):
+    """Every session ends with ``rtedge.connection_lost``, close() included, which read as a loss to a callback
+    that logged or alerted on it; ``by_client`` now tells the two apart."""
+    lost: list[ev.ConnectionLost] = []
+    c = rtedge.connect(url=server.url, on={"rtedge.connection_lost": lost.append})
+    try:
+        server.drop_connections()
+        assert wait_until(lambda: len(lost) == 1, timeout=10)
+        assert lost[0].by_client is False
+        c.wait_for("rtedge.reconnected", timeout=10)
+    finally:
+        c.close()
+    assert wait_until(lambda: len(lost) == 2, timeout=5)
+    assert lost[1].by_client is True
