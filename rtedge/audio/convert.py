@@ -106,7 +106,7 @@ def _dtype_hint(dtype: np.dtype[Any]) -> str:
 class InputConverter:
     """int16 PCM at ``rate`` -> wire bytes in ``fmt``; keeps resampler state between calls.
 
-    A change of input rate or of the target format starts a new stream.
+    A change of input rate starts a new stream, after the tail the old stream's resampler still held.
     """
 
     def __init__(self, fmt: AudioFormat) -> None:
@@ -117,12 +117,13 @@ class InputConverter:
 
     def convert(self, pcm: Any, rate: int) -> bytes:
         """Convert one chunk; returns the wire bytes (possibly empty while the resampler primes)."""
-        if rate == self.fmt.rate and self._passthrough:
+        if rate == self.fmt.rate and self._passthrough and self._resampler is None:
             data = _wire_pcm16(pcm)
             if data is not None:
-                self._rate, self._resampler = rate, None  # a change of rate starts a new stream
+                self._rate = rate
                 return data
         samples = as_pcm16(pcm)
+        tail = b""
         if rate != self._rate:
             resampler = None
             if rate != self.fmt.rate:
@@ -131,17 +132,18 @@ class InputConverter:
                 from .codec import Resampler
 
                 resampler = Resampler(rate, self.fmt.rate)  # raises for a rate it does not take
+            tail = self.flush()  # the old stream's last samples, still in its resampler
             self._rate, self._resampler = rate, resampler  # only once it is taken: a refused rate stays refused
         if self._resampler is not None:
             samples = self._resampler.process(samples)
-        return encode_pcm(samples, self.fmt)
+        return tail + encode_pcm(samples, self.fmt)
 
     def flush(self) -> bytes:
         """The tail the resampler still holds (call at the end of a stream)."""
         if self._resampler is None:
             return b""
         tail = self._resampler.flush()
-        self._resampler.reset()
+        self._rate, self._resampler = None, None  # the next chunk starts a new stream (and has no tail to send)
         return encode_pcm(tail, self.fmt)
 
 

@@ -86,6 +86,23 @@ def test_a_rate_change_after_passthrough_starts_a_resampled_stream_and_back() ->
     assert conv.flush() == b""
 
 
+@pytest.mark.parametrize("new_rate", [24000, 8000])
+def test_a_rate_change_keeps_the_old_streams_tail(new_rate: int) -> None:
+    """The samples the resampler still held when the input rate changed were dropped (its filter delay: a
+    few ms of the end of what was said); they now go out first, as a flush would have sent them."""
+    tone = (3000 * np.sin(np.arange(1600) * 0.05)).astype(np.int16)
+    whole = InputConverter(PCM24)
+    expected = b"".join(whole.convert(tone[i:i + 160], 16000) for i in range(0, 1600, 160)) + whole.flush()
+    conv = InputConverter(PCM24)
+    head = b"".join(conv.convert(tone[i:i + 160], 16000) for i in range(0, 1600, 160))
+    assert len(head) < len(expected)  # the resampler holds a tail
+    after = conv.convert(np.zeros(0, np.int16), new_rate)
+    assert head + after == expected
+    more = np.full(480, 1000, np.int16)
+    if new_rate == 24000:
+        assert conv.convert(more, 24000) == more.tobytes()  # and the wire-rate fast path after it
+
+
 @pytest.mark.parametrize("rate", [7, 0, -16000, 12345])
 def test_a_refused_rate_stays_refused(rate: int) -> None:
     """A rate the resampler does not take raises on every call, not only the first (the second call used
