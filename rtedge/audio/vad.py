@@ -487,6 +487,11 @@ class VadGate:
         return self._state == _SPEECH
 
     @property
+    def unvoiced_frames(self) -> int:
+        """In speech: the frames since the last voiced one (the hangover so far); 0 otherwise."""
+        return self._gap if self._state == _SPEECH else 0
+
+    @property
     def is_open(self) -> bool:
         """True while frames are being sent (speech, hangover or trailing)."""
         return self._state != _CLOSED

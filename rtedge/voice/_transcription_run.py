@@ -126,16 +126,15 @@ class _Run:
         self.gen: _Generation | None = None  # the generation the server runs now
         self.finalizing = False  # final commit sent; reading paused until done
         self.speech = False  # the gate (or vad=None) is in an utterance
-        self.last_speech = 0  # 16 kHz sample position of the last frame the gate counted as speech
+        self.last_speech = 0  # 16 kHz sample position of the end of the last voiced frame of the speech
         self.chunk = RATE * owner.chunk_ms // 1000
         if gate is not None:
             s = gate.settings
             self.frame = gate.frame_samples
             self.onset = max(1, _ceil_frames(s.min_speech_ms, s.frame_ms)) * self.frame
-            self.hangover = _ceil_frames(s.hangover_ms, s.frame_ms) * self.frame
         else:
             self.frame = RATE * 20 // 1000
-            self.onset = self.hangover = 0
+            self.onset = 0
 
     # -- the loop ------------------------------------------------------------------------------------------
     def loop(self, backlog: _Backlog, source: AudioSource) -> Iterator[Utterance]:
@@ -202,7 +201,7 @@ class _Run:
         if result.speech_started:
             self.speech = True
             self._start(self.pos - self.onset)
-        if result.is_speech:
+        if result.is_speech and self.gate.unvoiced_frames == 0:  # not a hangover frame
             self.last_speech = self.pos
         if result.frames:
             self._send_audio(list(result.frames))
@@ -256,7 +255,7 @@ class _Run:
             self.out.append(self.pending)  # vad=None: the file's last partial frame belongs to it
             self.pending = None
         self._flush_audio()
-        gen.end = max(gen.start, self.last_speech - self.hangover)
+        gen.end = max(gen.start, self.last_speech)  # stopped mid-speech too: no hangover to take off
         self._send_final()
 
     def _send_final(self) -> None:

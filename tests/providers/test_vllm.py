@@ -556,3 +556,20 @@ def test_a_second_transcription_at_once_is_refused_before_it_connects(speech_dir
         assert srv.connection_count == 1
     left = lambda: [t.name for t in threading.enumerate() if t.name.startswith("rtedge-")]  # noqa: E731
     assert wait_until(lambda: not left(), timeout=5), left()
+
+
+def test_speech_cut_off_by_the_end_of_the_source_ends_where_the_audio_does(tmp_path):
+    """An utterance still voiced when the source ended came out ``hangover_ms`` early: the end took off the
+    hangover that follows the last voiced frame, but none had followed."""
+    rng = np.random.default_rng(7)
+    quiet = np.round(rng.normal(0, 30, 8000)).astype(np.int16)  # 0.5 s of room noise
+    loud = (6000 * np.sin(np.arange(16000) * 2 * np.pi * 300 / 16000)).astype(np.int16)  # 1 s, to the end
+    path = tmp_path / "cut.wav"
+    writer = WavWriter(path, 16000)
+    writer.write(np.concatenate([quiet, loud]))
+    writer.close()
+    settings = VadSettings(hangover_ms=400)
+    with VLLMServer(transcript="tone") as srv:
+        (utt,) = Transcriber(url=srv.url, model=MODEL, vad=settings).transcribe_file(path)
+    assert utt.start_s == pytest.approx(0.5, abs=0.1)
+    assert utt.end_s == pytest.approx(1.5, abs=0.03)  # was 1.1: the hangover taken off
