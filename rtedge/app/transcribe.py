@@ -7,6 +7,7 @@ runs.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 from typing import Any
@@ -73,6 +74,12 @@ def _require_key(provider: str, model: str | None, url: str | None) -> None:
                           + (f" or set ${var}" if var else ""))
 
 
+def _not_server_error_events(record: logging.LogRecord) -> bool:
+    """A logging filter: the transcriber raises a server's error event, which the command prints as its error
+    line; the client's own warning of it (and of the errors that follow it) would say the same again."""
+    return record.msg != "server error event: %s"  # rtedge.transport.client's line (a test checks both)
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     """Run ``rtedge transcribe``: one ``[start-end] text`` line per utterance, then a usage summary.
 
@@ -104,6 +111,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         watcher = threading.Thread(target=watch, name="rtedge-transcribe-signal", daemon=True)
         watcher.start()
         count = failed = 0
+        rtedge_log = logging.getLogger("rtedge")
+        rtedge_log.addFilter(_not_server_error_events)
         try:
             for utt in tr.transcribe(source):
                 if utt.error is not None:  # not a transcript: stdout carries transcripts only
@@ -113,6 +122,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                 count += 1
                 print(utt, flush=True)
         finally:
+            rtedge_log.removeFilter(_not_server_error_events)
             restore()
             stop.set()
             watcher.join(1.0)

@@ -236,3 +236,14 @@ def test_cli_openai_needs_no_url_but_a_key(tmp_path, capsys, monkeypatch):
     _write(wav, np.zeros(1600, np.int16))
     assert _cli("--provider", "openai", "--input", str(wav)) == 2
     assert "OPENAI_API_KEY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model, warned", [("gpt-realtime", True), ("gpt-4o-realtime-preview", True),
+                                           ("gpt-4o-mini-transcribe", False), ("whisper-1", False),
+                                           ("gpt-realtime-whisper", False)])
+def test_a_conversation_model_named_for_transcription_is_warned(model, warned):
+    from rtedge.protocol.dialects import get_dialect
+
+    dialect = get_dialect("openai-transcription")
+    warnings = dialect.check(dialect.initial_session(model, None))
+    assert bool([w for w in warnings if "not a transcription model" in w]) == warned

@@ -9,6 +9,8 @@ import itertools
 import json
 import logging
 import re
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -430,6 +432,12 @@ def test_cli_errors_are_one_line_with_exit_codes(speech_dir, tmp_path, capsys):
     with VLLMServer() as srv:
         assert _cli("--url", srv.url, "--model", "nope", "--input", stop) == 2
         assert "model_not_found" in capsys.readouterr().err
+        # the command as run (its own logging set up): said once, as the error line, not also as the
+        # client's warning, nor the errors that follow it
+        run = subprocess.run([sys.executable, "-m", "rtedge", "transcribe", "--url", srv.url, "--model", "nope",
+                              "--input", stop], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2
+        assert run.stderr.count("model_not_found") == 1 and "model_not_validated" not in run.stderr, run.stderr
         assert _cli("--url", srv.url, "--model", MODEL, "--input", str(tmp_path / "missing.wav")) == 2
         assert _cli("--url", srv.url, "--model", MODEL) == 2  # neither --input nor --mic
     assert _cli("--url", "ws://127.0.0.1:9/v1/realtime", "--model", MODEL, "--input", stop) == 4

@@ -76,6 +76,16 @@ class OpenAITranscriptionDialect(OpenAIDialect):
                                                            language=base.language, prompt=base.prompt))
         return wanted if session is None else session.merged(wanted)
 
+    def check(self, config: SessionConfig) -> list[str]:
+        """A warning for a conversation model named as the transcription model (the server refuses it)."""
+        warnings = super().check(config)
+        model = _model_of(config) or ""
+        if "realtime" in model and not any(word in model for word in ("transcribe", "whisper")):
+            warnings.append(f"{model!r} is a realtime conversation model, not a transcription model; a "
+                            f"transcription session takes e.g. {DEFAULT_TRANSCRIPTION_MODEL}, gpt-4o-transcribe "
+                            "or whisper-1")
+        return warnings
+
     def encode_session(self, config: SessionConfig) -> dict[str, Any]:
         """``{"type": "transcription", "audio": {"input": {...}}}`` plus ``extra`` (deep-merged).
 
