@@ -158,8 +158,8 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument("--speaker", metavar="DEVICE", help="audio.speaker: a device name or index, raw:- "
                      "for s16le 24 kHz on stdout, wav:PATH, or null")
     run.add_argument("--barge-in", choices=("server", "local", "off"),
-                     help="vad.barge_in: interrupt the assistant on the server's VAD (default) or the "
-                          "local VAD")
+                     help="vad.barge_in: interrupt the assistant on the server's VAD (default), the "
+                          "local VAD, or never (off)")
     run.add_argument("--echo-guard", choices=("half_duplex", "threshold", "aec", "off"),
                      help="vad.echo_guard: keep the speaker's sound from counting as the user (default "
                           "threshold; aec: libspeexdsp echo canceller; off for an echo-cancelled source)")

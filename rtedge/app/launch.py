@@ -52,7 +52,7 @@ def session_warnings(config: Config) -> list[str]:
     dialect = get_dialect(config.provider.name)
     model = config.provider.model or None
     dialect.url(model, config.provider.url or None)  # binds the model the URL names
-    session = config.session.to_session_config()
+    session = config.session.to_session_config(interrupt=config.vad.barge_in != "off")
     if dialect.needs_served_model(model, session):
         return []  # the model comes from the server (vLLM's /v1/models): checked when run connects
     session = dialect.initial_session(model, session)
@@ -77,7 +77,7 @@ def connect_options(config: Config, key: Secret | None) -> dict[str, Any]:
     """Keyword arguments of :func:`rtedge.connect` for ``config``."""
     p = config.provider
     return {"model": p.model or None, "url": p.url or None, "api_key": key.value if key else None,
-            "session": config.session.to_session_config(), "ca_certs": p.ca_certs or None,
+            "session": config.session.to_session_config(interrupt=config.vad.barge_in != "off"), "ca_certs": p.ca_certs or None,
             "connect_timeout": p.connect_timeout, "ping_interval": p.ping_interval,
             "ping_timeout": p.ping_timeout,
             "max_audio_queue_ms": float(p.max_audio_queue_ms), "reconnect": config.reconnect.to_backoff(),

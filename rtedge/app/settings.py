@@ -162,9 +162,11 @@ class SessionSettings:
     max_output_tokens: int = setting(0, "bound on tokens per response; 0 = no bound", "tokens",
                                      lo=0, hi=4096)
 
-    def to_session_config(self) -> Any:
-        """The :class:`rtedge.SessionConfig` these settings ask for (empty strings stay unset)."""
+    def to_session_config(self, *, interrupt: bool = True) -> Any:
+        """The :class:`rtedge.SessionConfig` these settings ask for (empty strings stay unset).  ``interrupt``
+        False (``vad.barge_in = "off"``): the server's VAD does not cancel an answer either."""
         fields: dict[str, Any] = {}
+        cut = {} if interrupt else {"interrupt_response": False}
         if self.instructions:
             fields["instructions"] = self.instructions
         if self.voice:
@@ -172,13 +174,13 @@ class SessionSettings:
         if self.turn_detection == "none":
             fields["turn_detection"] = None
         elif self.turn_detection == "semantic_vad":
-            fields["turn_detection"] = SemanticVad(eagerness=self.eagerness)  # type: ignore[arg-type]
+            fields["turn_detection"] = SemanticVad(eagerness=self.eagerness, **cut)  # type: ignore[arg-type]
         else:
             vad: dict[str, Any] = {"threshold": self.vad_threshold, "prefix_padding_ms": self.prefix_padding_ms,
                                    "silence_duration_ms": self.silence_duration_ms}
             if self.idle_timeout_ms:
                 vad["idle_timeout_ms"] = self.idle_timeout_ms
-            fields["turn_detection"] = ServerVad(**vad)
+            fields["turn_detection"] = ServerVad(**vad, **cut)
         if self.transcription_model:
             lang = {"language": self.transcription_language} if self.transcription_language else {}
             fields["transcription"] = Transcription(model=self.transcription_model, **lang)
@@ -214,7 +216,8 @@ class LocalVadSettings:
     gate: bool = setting(True, "send only speech with pre-roll and trailing silence, not idle silence")
     backend: str = setting("energy", "local VAD: energy (numpy), webrtc (webrtcvad-wheels), "
                                      "silero (onnxruntime)", choices=("energy", "webrtc", "silero"))
-    barge_in: str = setting("server", "interrupt the assistant on the server's VAD, the local VAD, or never",
+    barge_in: str = setting("server", "interrupt the assistant on the server's VAD, the local VAD, or never "
+                                      "(off: the session's interrupt_response is false too)",
                             choices=("server", "local", "off"))
     echo_guard: str = setting("threshold", "keep the speaker's sound from counting as the user: "
                                            "half_duplex, threshold, aec (libspeexdsp echo canceller), "

@@ -160,3 +160,15 @@ def test_version_and_help(capsys):
         main(["run", "--help"])
     assert info.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("barge_in, sent", [("off", False), ("server", None), ("local", None)])
+def test_barge_in_off_tells_the_servers_vad_not_to_cancel_answers_either(tmp_path, barge_in, sent):
+    """``--barge-in off`` said "never", but the server's VAD still cut answers short (interrupt_response
+    defaults to true), and nothing in the settings could change that."""
+    src = tmp_path / "tone.wav"
+    _write_wav(src, (8000 * np.sin(2 * np.pi * 440 * np.arange(8000) / 16000)).astype(np.int16), 16000)
+    with RealtimeServer(realtime=False) as srv:
+        assert main(["run", "--url", srv.url, "--input", str(src), "--fast", "--barge-in", barge_in]) == EXIT_OK
+        update = next(e for e in srv.received if e["type"] == "session.update")
+    assert update["session"]["audio"]["input"]["turn_detection"].get("interrupt_response") is sent
