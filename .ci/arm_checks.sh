@@ -42,10 +42,10 @@ fi
 
 
 # tests/audio runs every codec test against both kernels (the C case skips only when it is not built), so the
-# numpy twin's own tests have run in this architecture's "c" root already: without a compiler only what
-# differs runs, the install that has no extension (the build tests, and the import check above), then the
-# demo, whose phrase goes through the fallback's resampler end to end.  Repeating tests/audio and the tick
-# tests there took 7 minutes of emulated CPU, shared with the "c" root beside it, and added nothing.
+# numpy twin's tests run in this architecture's "c" root.  Without a compiler what differs is the install that
+# has no extension: the import check above, and the demo below, whose phrase goes through the fallback's
+# resampler end to end.  No tests run there (the tests run on the checkout, not the install: the no-compiler
+# roots repeated the "c" roots' tests, 7 minutes of emulated CPU beside the critical path, for nothing).
 # Emulation is 5-20x slower than the hardware: the per-test timeout is raised, every test's waits last 10x
 # longer before they fail (RTEDGE_TEST_TIME_SCALE), and each Hypothesis test runs a fifth of its examples
 # (RTEDGE_TEST_EMULATED, tests/conftest.py).  -rs lists skip reasons, which the C-skip check below reads.
@@ -54,23 +54,21 @@ fi
 if [ "$RTEDGE_ARM_VARIANT" = c ]; then
   tests="tests/audio tests/voice/test_tick.py"
   [ "$(dpkg --print-architecture)" != arm64 ] || tests="$tests tests/protocol"
-else
-  tests="tests/audio/test_codec_build.py"
+  # (no RTEDGE_CODEC here: tests start subprocesses on the checkout, where no extension is built)
+  # test_codec_build's two install tests are what this stage does itself, at full size (with and without gcc).
+  RTEDGE_TEST_EMULATED=1 RTEDGE_TEST_TIME_SCALE=10 \
+    $py -P -m pytest -q -rs --durations=10 -p no:cacheprovider --import-mode=importlib -o timeout=900 \
+    --deselect tests/audio/test_codec_build.py::test_install_without_a_compiler_falls_back_to_numpy \
+    --deselect tests/audio/test_codec_build.py::test_install_with_a_compiler_builds_the_extension \
+    $tests </dev/null 2>&1 | tee /tmp/pytest.out
+  status=${PIPESTATUS[0]}
+  [ "$status" -eq 0 ] || { echo "ci-arm: tests failed"; exit 1; }
+  if grep -q "extension rtedge.audio._codec is not built" /tmp/pytest.out; then
+    echo "ci-arm: C kernel tests were skipped"; exit 1
+  fi
+  grep -E "^[0-9]+ passed" /tmp/pytest.out | sed "s/^/ci-arm: pytest: /"
+  step "tests"
 fi
-# (no RTEDGE_CODEC here: tests start subprocesses on the checkout, where no extension is built)
-# test_codec_build's two install tests are what this stage does itself, at full size (with and without gcc).
-RTEDGE_TEST_EMULATED=1 RTEDGE_TEST_TIME_SCALE=10 \
-  $py -P -m pytest -q -rs --durations=10 -p no:cacheprovider --import-mode=importlib -o timeout=900 \
-  --deselect tests/audio/test_codec_build.py::test_install_without_a_compiler_falls_back_to_numpy \
-  --deselect tests/audio/test_codec_build.py::test_install_with_a_compiler_builds_the_extension \
-  $tests </dev/null 2>&1 | tee /tmp/pytest.out
-status=${PIPESTATUS[0]}
-[ "$status" -eq 0 ] || { echo "ci-arm: tests failed"; exit 1; }
-if [ "$RTEDGE_ARM_VARIANT" = c ] && grep -q "extension rtedge.audio._codec is not built" /tmp/pytest.out; then
-  echo "ci-arm: C kernel tests were skipped"; exit 1
-fi
-grep -E "^[0-9]+ passed" /tmp/pytest.out | sed "s/^/ci-arm: pytest: /"
-step "tests"
 
 $venv/bin/rtedge demo --fast </dev/null 2>&1 | tee /tmp/demo.out
 [ "${PIPESTATUS[0]}" -eq 0 ] && grep -q "^turn 1: completed" /tmp/demo.out ||
