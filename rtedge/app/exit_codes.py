@@ -1,26 +1,26 @@
 """Exit codes of the ``rtedge`` command, and which error maps to which.
 
-======  ==================================================================  =====================
-code    meaning                                                             systemd restarts it?
-======  ==================================================================  =====================
-0       clean end (SIGTERM/SIGINT, ``max_seconds``, the input file ended)   no
-1       unexpected failure (a bug: please report it)                        yes
-2       configuration error (config file, flag, variable, input file,       no
+======  ==========================================================================  =====================
+code    meaning                                                                     systemd restarts it?
+======  ==========================================================================  =====================
+0       clean end (SIGTERM/SIGINT, ``max_seconds``, the input file ended)           no
+1       unexpected failure (a bug: please report it)                                yes
+2       configuration error (config file, flag, variable, input file,               no
         a session config the server rejected, HTTP 400/404 at the
         handshake: a wrong URL, path or header)
-3       authentication refused or fatal provider error (HTTP 401/403,       no
+3       authentication refused or fatal provider error (HTTP 401/403,               no
         ``invalid_api_key``, ``insufficient_quota``)
-4       could not connect, lost the connection with                     yes
+4       could not connect, lost the connection with                                 yes
         ``reconnect.enabled = false``, or the server failed (an ``error``
         of type ``server_error``, or a code in ``SERVER_FAULT_CODES``)
-5       timed out (no complete answer within ``--max-seconds``)             yes
-6       gave up reconnecting (``reconnect.max_attempts`` failed in a row)   yes
-7       audio device failure (missing, busy, or gave up reopening)          yes
-8       a turn failed (``response.done`` with status ``failed``) in a run   yes
+5       timed out (no complete answer within ``--max-seconds``)                     yes
+6       gave up reconnecting (``reconnect.max_attempts`` failed in a row)           yes
+7       audio device failure (missing, busy, or gave up reopening)                  yes
+8       a turn failed (``response.done`` with status ``failed``) in a run           yes
         that ends with its input (``--input``, ``--fast``, ``wav:``/``raw:``);
         ``transcribe``: the server could not transcribe an utterance
-9       ``rtedge doctor`` found problems to fix (each printed as ``FAIL``)  n/a
-======  ==================================================================  =====================
+9       ``rtedge doctor`` found problems to fix (each printed as ``FAIL``)          n/a
+======  ==========================================================================  =====================
 
 The unit file's ``RestartPreventExitStatus=2 3`` follows this table.
 

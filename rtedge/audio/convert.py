@@ -116,7 +116,14 @@ class InputConverter:
         self._passthrough = fmt.kind == "pcm"
 
     def convert(self, pcm: Any, rate: int) -> bytes:
-        """Convert one chunk; returns the wire bytes (possibly empty while the resampler primes)."""
+        """Convert one chunk; returns the wire bytes (possibly empty while the resampler primes).
+
+        Raises:
+            AudioError: audio of a type, dtype or shape it does not take, or a rate it cannot convert
+                (AudioTypeError, also a TypeError, for a rate that is not an int).
+        """
+        if type(rate) is not int:  # the one check of every call (a float rate equal to the wire rate too)
+            _check_rate_type(rate)
         if rate == self.fmt.rate and self._passthrough and self._resampler is None:
             data = _wire_pcm16(pcm)
             if data is not None:
@@ -149,14 +156,19 @@ class InputConverter:
 
 def _check_rate(rate: Any, wire_rate: int) -> None:
     """Raise AudioError (AudioTypeError for a non-int) when ``rate`` cannot be converted to ``wire_rate``."""
-    # lazy: start-up cost (numpy), as above; numpy is loaded once audio needs converting
-    from .codec import AudioTypeError
-
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral):
-        raise AudioTypeError(f"the audio's rate must be an int (Hz), got {rate!r}")
+    _check_rate_type(rate)
     if rate not in SUPPORTED_RATES:
         raise AudioError(f"audio at {rate} Hz cannot be converted to the session's {wire_rate} Hz; "
                          f"pass audio at one of {RATES_TEXT}")
+
+
+def _check_rate_type(rate: Any) -> None:
+    """Raise AudioTypeError (an AudioError and a TypeError) unless ``rate`` is an int (numpy's too)."""
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral):
+        # lazy: start-up cost (numpy): the error class lives in the codec module
+        from .codec import AudioTypeError
+
+        raise AudioTypeError(f"the audio's rate must be an int (Hz), got {rate!r}")
 
 
 def encode_pcm(samples: np.ndarray, fmt: AudioFormat) -> bytes:

@@ -68,8 +68,16 @@ __all__ = ["RealtimeServer"]
 log = logging.getLogger("rtedge.testing")
 # the websockets library's frame-by-frame debug lines would bury rtedge's own --debug output (the demo
 # runs a server in-process); frames are what the wire trace (rtedge.transport.wiretrace) records.  A filter,
-# not a level: a level of INFO on this logger would pass its INFO lines under an application's WARNING
-logging.getLogger("rtedge.testing.websockets").addFilter(lambda record: record.levelno > logging.DEBUG)
+# not a level: a level of INFO on this logger would pass its INFO lines under an application's WARNING.
+# Setting this logger's own level to DEBUG brings the frame lines back.
+_WS_LOG = logging.getLogger("rtedge.testing.websockets")
+
+
+def _no_frame_lines(record: logging.LogRecord) -> bool:
+    return record.levelno > logging.DEBUG or _WS_LOG.level == logging.DEBUG
+
+
+_WS_LOG.addFilter(_no_frame_lines)
 
 DEFAULT_REPLY = "I heard you."
 MAX_MESSAGE = 32 * 1024 * 1024  # a 15 MiB append is 20 MiB of base64 plus JSON

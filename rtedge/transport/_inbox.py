@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from types import MethodType
 from typing import Any
 
 import attrs
@@ -301,13 +302,14 @@ class Dispatcher:
             self._enqueue(_WAKE, True)
 
     def remove(self, event_type: str, fn: Handler) -> None:
-        """Undo one :meth:`add` of ``fn`` (the latest; compared with ``==``, so that ``obj.method`` matches
-        although each access makes a new bound method).  Nothing happens when it is not registered."""
+        """Undo one :meth:`add` of ``fn`` (the latest; the same object, or for a bound method the same
+        method of the same object: each ``obj.method`` is a new one).  Nothing happens when it is not registered."""
+        bound = isinstance(fn, MethodType)
         with self._lock:
             for name in self.names(event_type):
                 handlers = self._handlers.get(name, [])
                 for i in range(len(handlers) - 1, -1, -1):
-                    if handlers[i] == fn:
+                    if handlers[i] is fn or (bound and handlers[i] == fn):
                         self._handlers[name] = handlers[:i] + handlers[i + 1:]
                         break
 

@@ -297,17 +297,20 @@ class Client(Link):
         """Internal fast path (rtedge's own parts only): ``hook`` gets every audio delta on the receiver
         thread, before dispatch.  It must not block (rtedge's playback buffer uses it); user code belongs in
         :meth:`on`, which runs it on the dispatcher thread."""
-        self._audio_hooks = [*self._audio_hooks, hook]  # a new list: the receiver may be iterating the old one
+        with self._lock:  # a new list: the receiver may be iterating the old one
+            self._audio_hooks = [*self._audio_hooks, hook]
 
     def _add_event_hook(self, hook: Callable[[ev.ServerEvent], None]) -> None:
         """Internal fast path (rtedge's own parts only): ``hook`` sees every event on the receiver thread,
         before dispatch (barge-in uses it to silence the speaker at once).  It must not block."""
-        self._event_hooks = [*self._event_hooks, hook]
+        with self._lock:
+            self._event_hooks = [*self._event_hooks, hook]
 
     def _remove_hooks(self, *hooks: Callable[[Any], None]) -> None:
         """Internal: remove hooks added by the two methods above (a VoiceAgent detaching)."""
-        self._audio_hooks = [h for h in self._audio_hooks if h not in hooks]
-        self._event_hooks = [h for h in self._event_hooks if h not in hooks]
+        with self._lock:
+            self._audio_hooks = [h for h in self._audio_hooks if h not in hooks]
+            self._event_hooks = [h for h in self._event_hooks if h not in hooks]
 
     def events(self, timeout: float | None = None) -> Iterator[ev.ServerEvent]:
         """Iterate received events in order (the inbox), from the oldest not yet consumed.

@@ -85,7 +85,8 @@ class Utterance:
             the rest of the speech is the next utterance, and audio the server had queued
             when it stopped is lost (vLLM drops it).
         error: the server's message when it could not transcribe this speech (OpenAI's
-            ``...transcription.failed``); ``text`` is then empty, and the next utterances go on.
+            ``...transcription.failed``); ``text`` then holds only what arrived before the failure (usually
+            nothing), and the next utterances go on.
     """
 
     text: str

@@ -237,14 +237,14 @@ class VoiceAgent:
         if self._closed:
             raise RuntimeError("this VoiceAgent is closed (detached from its client): make a new one")
         if not self._started.acquire(blocking=False):
-            raise RuntimeError("this VoiceAgent has run already (an agent and its devices start once): "
-                               "make a new one with new devices")
+            raise RuntimeError("this VoiceAgent has run already, or tried to (an agent and its devices start "
+                               "once): make a new one with new devices")
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
-        self.speaker.start(self.playback.pull if self.aec is None else self._pull_to_aec)
-        self.playback.output_latency = getattr(self.speaker, "output_latency", 0.0)
-        self.mic.start(self._on_frame)
         ended_at: float | None = None
-        try:
+        try:  # a device that fails to start: the other is stopped all the same (stop() is idempotent)
+            self.speaker.start(self.playback.pull if self.aec is None else self._pull_to_aec)
+            self.playback.output_latency = getattr(self.speaker, "output_latency", 0.0)
+            self.mic.start(self._on_frame)
             while not self._stop.wait(0.02):
                 if LinkState(self.client.link_state) in ENDING or (
                         deadline is not None and time.monotonic() >= deadline):
@@ -283,7 +283,8 @@ class VoiceAgent:
 
     def close(self) -> None:
         """Stop, and detach from the client: no more audio into this agent's playback buffer, no barge-in
-        from it.  The client stays open (close it yourself).  Idempotent."""
+        from it, no microphone audio sent by it (a device thread still running until :meth:`run` returns is
+        ignored).  The client stays open (close it yourself).  Idempotent."""
         self._closed = True
         self.stop()
         self.client._remove_hooks(self._on_audio, self._on_event)
@@ -304,6 +305,8 @@ class VoiceAgent:
 
     def _on_frame(self, frame: np.ndarray) -> None:
         """Device thread: one microphone frame in."""
+        if self._closed:  # close() from another thread: run() is stopping the devices
+            return
         self.stats.mic_frames += 1
         playing = self.playing()
         guard = self._echo_held(playing, len(frame)) and self.echo_guard != "off"
@@ -353,6 +356,8 @@ class VoiceAgent:
     # ------------------------------------------------------------------------------------------ receiver side
     def _on_audio(self, event: ev.ResponseOutputAudioDelta) -> None:
         """Receiver thread: assistant audio into the playback buffer (decoded, at the speaker rate)."""
+        if self._closed:  # the receiver may still hold the hook list it read before close() removed us
+            return
         with self._lock:
             if event.response_id in self._cut:
                 self.stats.late_deltas_dropped += 1
@@ -368,6 +373,8 @@ class VoiceAgent:
 
     def _on_event(self, event: ev.ServerEvent) -> None:
         """Receiver thread: barge-in and turn bookkeeping."""
+        if self._closed:  # as in _on_audio
+            return
         if isinstance(event, ev.InputAudioBufferSpeechStarted) and self.barge_in != "off":
             self.interrupt("server")  # local mode too: the server's VAD cancels the answer either way
         elif isinstance(event, ev.InputAudioBufferCommitted):

@@ -121,6 +121,11 @@ def test_a_refused_rate_stays_refused(rate: int) -> None:
 def test_a_rate_that_is_not_an_int_is_refused_by_type(rate: object) -> None:
     with pytest.raises(AudioTypeError, match=r"the audio's rate must be an int \(Hz\), got "):
         InputConverter(PCM24).convert(np.zeros(160, np.int16), rate)  # type: ignore[arg-type]
+    conv = InputConverter(PCM24)
+    conv.convert(np.zeros(160, np.int16), 16000)
+    for same in (16000.0, 24000.0):  # equal to the stream's or the wire's rate: refused all the same
+        with pytest.raises(AudioTypeError):
+            conv.convert(np.zeros(160, np.int16), same)  # type: ignore[arg-type]
     assert len(InputConverter(PCM24).convert(np.zeros(160, np.int16), np.int64(16000))) > 0  # numpy ints are ints
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pydantic
@@ -182,6 +184,11 @@ def test_cli_prints_a_failed_utterance_on_stderr_and_exits_8(speech_dir, tmp_pat
     assert re.fullmatch(r"\[\d\.\d\d-\d\.\d\d\] what's the weather tomorrow", out[0]), out
     assert re.fullmatch(r"summary: 1 utterance\(s\) \(1 more failed\), .*", out[1]), out
     assert re.search(r"rtedge: warning: \[\d\.\d\d-\d\.\d\d\] \(transcription failed: ASR failed\)", err), err
+    # the command as run (its own logging set up): said once, not also as the transcriber's log line
+    with RealtimeServer(realtime=False, input_transcript=_fails_on_the_first(speech_dir)) as srv:
+        run = subprocess.run([sys.executable, "-m", "rtedge", "transcribe", "--provider", "openai", "--url", srv.url,
+                              "--input", str(path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 8 and run.stderr.count("ASR failed") == 1, run.stderr
 
 
 def test_unknown_provider_is_refused():

@@ -563,6 +563,27 @@ def test_off_removes_one_registration_and_takes_a_bound_method(client):
     assert counter.n == 3
 
 
+def test_off_tells_equal_callables_apart(client):
+    """Callables equal by value (dataclass instances) are different registrations: off(a) removes a."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Tally:
+        seen: list[str]
+
+        def __call__(self, event: ev.ServerEvent) -> None:
+            self.seen.append(event.type)
+
+    a, b = Tally([]), Tally([])
+    assert a == b and a is not b
+    client.on("response.done", a)
+    client.on("response.done", b)
+    client.off("response.done", a)
+    _text_turn(client)
+    assert wait_until(lambda: b.seen == ["response.done"], timeout=5)
+    assert a.seen == []
+
+
 def test_connection_lost_says_whether_this_side_closed_it(server):
     """Every session ends with ``rtedge.connection_lost``, close() included, which read as a loss to a callback
     that logged or alerted on it; ``by_client`` now tells the two apart."""

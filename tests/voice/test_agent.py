@@ -345,7 +345,7 @@ def test_an_agent_runs_once_and_a_stop_before_run_is_not_lost():
         agent.stop()
         runner.join(5)
         assert not runner.is_alive()
-        with pytest.raises(RuntimeError, match="has run already .* make a new one with new devices"):
+        with pytest.raises(RuntimeError, match="has run already.* make a new one with new devices"):
             agent.run(max_seconds=1)
 
 
@@ -370,6 +370,18 @@ def test_a_closed_agent_is_detached_and_a_new_one_drives_the_same_client(phrase)
         runner.join(5)
     assert first.playback.stats.pushed_samples == 0 and first.stats.interruptions == 0
     assert len([e for e in srv.received if e["type"] == "conversation.item.truncate"]) == 1
+
+
+def test_a_closed_agent_ignores_what_a_device_thread_still_hands_it():
+    """close() from another thread returns before run() has stopped the devices: a microphone frame
+    arriving in between was still appended for the closed agent."""
+    with RealtimeServer() as srv, rtedge.connect(url=srv.url) as client:
+        agent = VoiceAgent(client, ScriptedMic(), NullSink(rate=24000), vad_gate=False)
+        agent._on_frame(np.full(320, 1000, np.int16))
+        assert agent.stats.mic_frames == agent.stats.frames_done == 1
+        agent.close()
+        agent._on_frame(np.full(320, 1000, np.int16))  # as the mic thread would, before run() stops it
+        assert agent.stats.mic_frames == agent.stats.frames_done == 1
 
 
 @pytest.mark.parametrize("turn_detection, warned", [
