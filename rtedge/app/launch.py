@@ -76,8 +76,9 @@ def require_key(config: Config, key: Secret | None) -> None:
 def connect_options(config: Config, key: Secret | None) -> dict[str, Any]:
     """Keyword arguments of :func:`rtedge.connect` for ``config``."""
     p = config.provider
+    session = config.session.to_session_config(interrupt=config.vad.barge_in != "off")
     return {"model": p.model or None, "url": p.url or None, "api_key": key.value if key else None,
-            "session": config.session.to_session_config(interrupt=config.vad.barge_in != "off"), "ca_certs": p.ca_certs or None,
+            "session": session, "ca_certs": p.ca_certs or None,
             "connect_timeout": p.connect_timeout, "ping_interval": p.ping_interval,
             "ping_timeout": p.ping_timeout,
             "max_audio_queue_ms": float(p.max_audio_queue_ms), "reconnect": config.reconnect.to_backoff(),

@@ -629,7 +629,8 @@ class Service:
             log.warning("%s changed; restart the service to apply it", key)
         session = new.session
         try:
-            client.update_session(new.session.to_session_config(interrupt=new.vad.barge_in != "off"), timeout=new.provider.connect_timeout)
+            client.update_session(new.session.to_session_config(interrupt=new.vad.barge_in != "off"),
+                                  timeout=new.provider.connect_timeout)
         except (ServerError, DeadlineExceeded, ConnectionClosed, LocalProtocolError) as exc:
             log.error("reload: session.update failed: %s; the session keeps its previous settings", exc)
             session = self.config.session

@@ -80,7 +80,7 @@ _SAID_BY_THE_COMMAND = frozenset({"server error event: %s",
                                   "transcriber: the server could not transcribe %.2f-%.2f s: %s"})
 
 
-def _not_server_error_events(record: logging.LogRecord) -> bool:
+def _not_said_by_the_command(record: logging.LogRecord) -> bool:
     """A logging filter: drops the records the command prints in its own words (else said twice)."""
     return record.msg not in _SAID_BY_THE_COMMAND
 
@@ -117,7 +117,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         watcher.start()
         count = failed = 0
         rtedge_log = logging.getLogger("rtedge")
-        rtedge_log.addFilter(_not_server_error_events)
+        rtedge_log.addFilter(_not_said_by_the_command)
         try:
             for utt in tr.transcribe(source):
                 if utt.error is not None:  # not a transcript: stdout carries transcripts only
@@ -127,7 +127,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                 count += 1
                 print(utt, flush=True)
         finally:
-            rtedge_log.removeFilter(_not_server_error_events)
+            rtedge_log.removeFilter(_not_said_by_the_command)
             restore()
             stop.set()
             watcher.join(1.0)
