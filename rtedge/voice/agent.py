@@ -138,7 +138,10 @@ class AgentStats:
     #: mic frames fully handled (gated, guarded, queued or held back); equals mic_frames unless a frame
     #: failed half-way (the device then counts the error)
     frames_done: int = 0
+    #: frames handed to the client and queued for the server (a frame the resampler primes with counts)
     frames_sent: int = 0
+    #: frames the client dropped, not sent, because the link was down (reconnecting); never sent stale
+    frames_dropped_outage: int = 0
     frames_held_back: int = 0  #: mic frames not sent (VAD gate or echo guard)
     seconds_not_sent: float = 0.0
     #: barge-ins that cut something short (speech with nothing playing is not counted)
@@ -347,8 +350,13 @@ class VoiceAgent:
             self.stats.seconds_not_sent += len(frame) / self.mic.rate
         try:
             for f in frames:
-                self.client.append_audio(f, self.mic.rate, overflow="drop_oldest")
-                self.stats.frames_sent += 1
+                dropped_ms = self.client.stats.audio_dropped_outage_ms
+                queued = self.client.append_audio(f, self.mic.rate, overflow="drop_oldest")
+                # 0 is also what a priming resampler returns; the outage counter tells the two apart
+                if not queued and self.client.stats.audio_dropped_outage_ms > dropped_ms:
+                    self.stats.frames_dropped_outage += 1
+                else:
+                    self.stats.frames_sent += 1
         except (ConnectionClosed, LocalProtocolError):
             self._stop.set()
         self.stats.frames_done += 1

@@ -399,3 +399,29 @@ def test_barge_in_off_warns_when_the_server_still_cancels_on_speech(turn_detecti
             pass
     said = [r.getMessage() for r in caplog.records if "barge_in='off'" in r.getMessage()]
     assert len(said) == (1 if warned else 0)
+
+
+def test_frames_made_during_an_outage_are_counted_as_dropped_not_sent():
+    """While the link is down the client drops the microphone's audio (never sent stale); the agent's
+    ``frames_sent`` used to count those frames as sent."""
+    fast = rtedge.Backoff(initial=0.05, max=0.2, multiplier=2.0, jitter=0.0, max_attempts=None)
+    with RealtimeServer(realtime=False) as srv, rtedge.connect(url=srv.url, reconnect=fast) as client:
+        agent = VoiceAgent(client, ScriptedMic(), NullSink(rate=24000), vad_gate=False, echo_guard="off")
+        runner = _agent_thread(agent, max_seconds=30)
+        assert wait_until(lambda: agent.stats.frames_sent >= 10, timeout=10)
+        srv.handshake_status = 503
+        srv.drop_connections()
+        assert wait_until(lambda: client.stats.audio_dropped_outage_ms >= 200, timeout=10)
+        sent_during = agent.stats.frames_sent
+        assert wait_until(lambda: client.stats.audio_dropped_outage_ms >= 400, timeout=10)
+        assert agent.stats.frames_sent - sent_during <= 1  # at most the frame in flight as the link dropped
+        assert agent.stats.frames_dropped_outage >= 10
+        srv.handshake_status = None
+        assert wait_until(lambda: agent.stats.frames_sent >= sent_during + 10, timeout=10)
+        agent.stop()
+        runner.join(5)
+        assert not runner.is_alive()
+    stats = agent.stats
+    assert stats.frames_sent + stats.frames_dropped_outage == stats.frames_done == stats.mic_frames
+    # the client counted at least the agent's dropped frames (it also drops what was queued at the cut)
+    assert client.stats.audio_dropped_outage_ms >= stats.frames_dropped_outage * FRAME_MS
