@@ -310,3 +310,42 @@ def test_a_beta_name_matches_both_names():
     dispatcher.stop()
     dispatcher.run(threading.Event())
     assert got == ["response.output_audio.delta", "response.audio.delta"]
+
+
+def test_events_waiting_for_a_slow_callback_stay_within_about_twice_the_byte_bound():
+    """The documented memory bound: at most ``max_bytes`` (plus the newest event) queued, and the batch
+    rtedge-dispatch holds was taken under that same bound, so about twice ``max_bytes`` in all; every
+    event is either delivered or counted as dropped."""
+    stats, bound, size, total = TransportStats(), 65536, 4096, 3000
+    dispatcher = _inbox.Dispatcher(stats, None, max_bytes=bound)
+    batches: list[int] = []
+    take = dispatcher._take
+
+    def measured_take():
+        batch = take()
+        batches.append(sum(item[2] for item in batch if isinstance(item, tuple)))
+        return batch
+
+    dispatcher._take = measured_take  # type: ignore[method-assign]
+    turns = threading.Semaphore(0)  # the callback handles one event per 50 the producer queues
+    delivered: list[str] = []
+    dispatcher.add("response.output_audio.delta",
+                   lambda e: (turns.acquire(timeout=10), delivered.append(e.delta)))
+    thread = threading.Thread(target=dispatcher.run, args=(threading.Event(),), name="rtedge-dispatch")
+    thread.start()
+    queued = []
+    try:
+        for i in range(total):
+            dispatcher.put(_delta(i), nbytes=size)
+            queued.append(dispatcher._queued_bytes)
+            if i % 50 == 0:
+                turns.release()
+    finally:
+        turns.release(total)
+        dispatcher.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert stats.callback_events_dropped > 0  # the bound was reached
+    assert max(queued) <= bound + size and max(batches) <= bound + size
+    assert len(delivered) + stats.callback_events_dropped == total
+    assert delivered[-1] == f"AAA{total - 1}"  # the newest are kept, the oldest dropped
