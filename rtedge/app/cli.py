@@ -176,7 +176,9 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument("--loop", action="store_true", help="play the --input (or --mic wav:) file over and "
                      "over; without it the run ends, exit 0, once the file or stdin has ended and the last "
                      "turn is answered")
-    run.add_argument("--manual", action="store_true", help="no server VAD: commit and request the response")
+    run.add_argument("--manual", action="store_true", help="no server VAD: rtedge commits each turn and asks "
+                     "for the answer (--fast: at the end of the input; else when the local VAD hears the "
+                     "speech end)")
     run.add_argument("--max-seconds", type=float, help="service.max_seconds: bound on the whole run "
                      "(default, or 0: until stopped; 120 with --input)")
     add_trace_arg(run)

@@ -120,10 +120,13 @@ def open_usage_log(config: Config, client: Any) -> Any:
 
 def agent_options(config: Config) -> dict[str, Any]:
     """The keyword arguments of a :class:`~rtedge.voice.agent.VoiceAgent` that ``[vad]`` sets (barge-in,
-    the echo guard and its tail, the VAD gate): what ``rtedge run`` passes to every session's agent."""
+    the echo guard and its tail, the VAD gate), and ``end_turns`` for ``session.turn_detection = "none"``:
+    what ``rtedge run`` passes to every session's agent."""
     v = config.vad
     return {"barge_in": v.barge_in, "echo_guard": v.echo_guard, "echo_boost_db": v.echo_boost_db,
-            "echo_tail_s": v.echo_tail_ms / 1000, "vad_gate": v.to_vad_settings() if v.gate else False}
+            "echo_tail_s": v.echo_tail_ms / 1000, "vad_gate": v.to_vad_settings() if v.gate else False,
+            # manual turns: nothing else ends a turn of a live microphone (the agent does, on the local VAD)
+            "end_turns": config.session.turn_detection == "none"}
 
 
 def build_devices(config: Config, loop: bool = False) -> tuple[Any, Any]:

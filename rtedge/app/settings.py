@@ -145,7 +145,7 @@ class SessionSettings:
     instructions: str = setting("", "system instructions; empty = the server's default")
     voice: str = setting("", "output voice (marin, alloy...); empty = the server's default")
     turn_detection: str = setting("server_vad", "who ends a turn: the server's VAD, semantic VAD, "
-                                                "or none (manual turns)",
+                                                "or none (manual turns: rtedge's local VAD ends each turn)",
                                   choices=("server_vad", "semantic_vad", "none"))
     vad_threshold: float = setting(0.5, "server_vad activation threshold", lo=0, hi=1)
     prefix_padding_ms: int = setting(300, "server_vad: audio kept before speech", "ms", lo=0, hi=10000)

@@ -41,6 +41,11 @@ Guarantees
 * The VAD gate sends speech with its pre-roll and enough trailing silence for
   the server's VAD to end the turn, and nothing else; the bytes and seconds
   not sent are in :attr:`VoiceAgent.stats`.
+* ``end_turns=True`` is for a session without turn detection (manual turns):
+  the agent ends each turn itself when the local VAD hears the end of an
+  utterance it sent (or a finite source ends): it commits the input and asks
+  for a response.  Without it such a session is answered only when the
+  application commits.
 * ``run()`` blocks until :meth:`stop`, ``max_seconds``, the link ending
   (``client.link_state`` closing, closed or gave up), or (with
   ``until_input_ends``) a finite source has ended and its last turn is
@@ -52,8 +57,8 @@ Guarantees
 * Threads: the microphone thread, the speaker thread and the receiver
   (audio hook, event hook) read the client's session only through
   ``client.snapshot`` (an immutable value), never its live structures.
-  ``_lock`` guards ``_cut``, ``_resampler``/``_resampler_key`` and
-  ``_awaiting_response``.  Microphone audio goes out with
+  ``_lock`` guards ``_cut``, ``_resampler``/``_resampler_key``,
+  ``_awaiting_response`` and ``_turn_samples``.  Microphone audio goes out with
   ``overflow="drop_oldest"``: a stalled link drops the oldest queued audio
   (counted in ``client.stats.audio_dropped``), never the microphone callback.
 
@@ -113,6 +118,8 @@ class AgentClient(Protocol):
                      overflow: Literal["block", "drop_oldest"] = ...) -> int: ...
     def truncate(self, item_id: str, audio_end_ms: float, content_index: int = 0) -> bool: ...
     def cancel_response(self) -> bool: ...
+    def commit(self) -> str | None: ...
+    def create_response(self, **overrides: Any) -> str | None: ...
 
 
 class Microphone(Protocol):
@@ -185,6 +192,10 @@ class VoiceAgent:
         echo_tail_s: the echo guard (every mode but ``"off"``) stays on for this much microphone audio
             after the speaker stops playing: the room's echo of the last sound (and the canceller's
             residual of it) reaches the microphone after the device has gone quiet (0 to 5 s).
+        end_turns: with a session that has no turn detection (``turn_detection=None``), commit the input
+            and ask for a response when the local VAD hears an utterance end (at least 100 ms of it sent);
+            an answer still playing is interrupted first, unless ``barge_in="off"``.  Ignored while the
+            session has turn detection (the server ends turns).
 
     Raises:
         ConfigError: an unknown policy name, ``echo_tail_s`` out of range, a device rate the codec does not
@@ -194,7 +205,8 @@ class VoiceAgent:
 
     def __init__(self, client: AgentClient, mic: Microphone, speaker: Speaker, *, barge_in: BargeIn = "server",
                  echo_guard: EchoGuard = "threshold", vad_gate: VadSettings | bool = True,
-                 echo_boost_db: float = 15.0, echo_tail_s: float = ECHO_TAIL_S) -> None:
+                 echo_boost_db: float = 15.0, echo_tail_s: float = ECHO_TAIL_S,
+                 end_turns: bool = False) -> None:
         if barge_in not in ("server", "local", "off"):
             raise ConfigError(f"barge_in must be 'server', 'local' or 'off', got {barge_in!r}")
         if echo_guard not in ECHO_GUARDS:
@@ -211,6 +223,8 @@ class VoiceAgent:
         self.client, self.mic, self.speaker = client, mic, speaker
         self.barge_in, self.echo_guard, self.echo_boost_db = barge_in, echo_guard, echo_boost_db
         self.echo_tail_s = float(echo_tail_s)
+        self.end_turns = bool(end_turns)
+        self._turn_samples = 0  # mic samples sent since the last commit (end_turns)
         self._tail_left = 0  # mic samples the echo guard still holds after playback (mic thread)
         self.gating = vad_gate is not False
         settings = vad_gate if isinstance(vad_gate, VadSettings) else VadSettings()
@@ -220,7 +234,8 @@ class VoiceAgent:
         self.stats = AgentStats()
         #: the most recent interruptions (a window; ``stats.interruptions`` counts them all)
         self.interruptions: deque[Interruption] = deque(maxlen=INTERRUPTION_WINDOW)
-        self._lock = threading.Lock()  # guards _cut, _resampler, _resampler_key, _awaiting_response
+        #: guards _cut, _resampler, _resampler_key, _awaiting_response, _turn_samples
+        self._lock = threading.Lock()
         self._cut: deque[str] = deque(maxlen=32)  # responses whose late audio is dropped
         self._resampler: codec.Resampler | None = None
         self._resampler_key: tuple[str, int] | None = None
@@ -256,6 +271,8 @@ class VoiceAgent:
                         deadline is not None and time.monotonic() >= deadline):
                     return
                 if until_input_ends and getattr(self.mic, "finished", threading.Event()).is_set():
+                    if ended_at is None and self.end_turns:
+                        self._end_turn()  # the source ended mid-utterance: its turn ends with it
                     ended_at = ended_at or time.monotonic()
                     if time.monotonic() - ended_at > 1.0 and self.idle():
                         return
@@ -336,6 +353,11 @@ class VoiceAgent:
         else:
             to_send = (frame,)
         self._send(frame, to_send)
+        if self.end_turns:
+            with self._lock:
+                self._turn_samples += sum(len(f) for f in to_send)
+            if result.speech_ended:
+                self._end_turn()
 
     def _echo_held(self, playing: bool, samples: int) -> bool:
         """Microphone thread: True while playing and for ``echo_tail_s`` of microphone audio after (counted
@@ -390,11 +412,33 @@ class VoiceAgent:
             self.interrupt("server")  # local mode too: the server's VAD cancels the answer either way
         elif isinstance(event, ev.InputAudioBufferCommitted):
             creates = self._server_creates_responses()
-            with self._lock:
-                self._awaiting_response = creates
+            with self._lock:  # an answer this agent asked for (end_turns) is still awaited
+                self._awaiting_response = creates or self._awaiting_response
         elif isinstance(event, ev.ResponseCreated):
             with self._lock:
                 self._awaiting_response = False
+
+    def _end_turn(self) -> None:
+        """Microphone thread (or ``run()`` once the source ended), ``end_turns``: commit what was sent of the
+        utterance and ask for an answer, when the session has no turn detection and 100 ms or more was sent
+        (less is an empty or too short buffer to the server)."""
+        with self._lock:
+            samples, self._turn_samples = self._turn_samples, 0
+        server_ends_turns = interruption.turn_detection(self.client.snapshot.session) is not None
+        if samples < self.mic.rate // 10 or server_ends_turns:
+            return
+        try:
+            if self.client.snapshot.response is ResponseState.ACTIVE:
+                if self.barge_in == "off":
+                    self.client.commit()  # answered with the next response the application asks for
+                    return
+                self.interrupt("local")
+            with self._lock:
+                self._awaiting_response = True
+            self.client.commit()
+            self.client.create_response()
+        except (ConnectionClosed, LocalProtocolError):
+            self._stop.set()
 
     def _server_creates_responses(self) -> bool:
         td = interruption.turn_detection(self.client.snapshot.session)

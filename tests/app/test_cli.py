@@ -68,6 +68,22 @@ def test_run_manual_turn_without_server_vad(tmp_path, capsys):
     assert "turn 1: completed" in capsys.readouterr().out
 
 
+def test_run_manual_turns_on_a_paced_input_are_ended_by_the_local_vad(tmp_path, capsys, speech_dir):
+    """--manual (turn_detection none) without --fast: the run used to send the speech, commit nothing and
+    report 0 turns, exit 0; the agent now ends the turn on the local VAD and the answer comes."""
+    samples, rate = read_wav(speech_dir / "stop.wav")
+    src = tmp_path / "in.wav"
+    _write_wav(src, np.concatenate([samples, np.zeros(rate, np.int16)]), rate)  # speech, then 1 s quiet
+    with RealtimeServer(reply_text="Stopping.") as srv:
+        code = main(["run", "--url", srv.url, "--input", str(src), "--output", str(tmp_path / "o.wav"),
+                     "--manual"])
+        kinds = [e["type"] for e in srv.received]
+    out = capsys.readouterr().out
+    assert code == EXIT_OK, out
+    assert kinds.count("input_audio_buffer.commit") == 1 and kinds.count("response.create") == 1
+    assert "assistant: Stopping." in out and "summary: 1 turn(s)" in out
+
+
 @pytest.mark.parametrize("case", ["missing", "not_wav", "bad_url", "refused", "8bit", "fast_loop"])
 def test_bad_input_gives_one_line_error(tmp_path, capsys, case):
     wav = tmp_path / "x.wav"

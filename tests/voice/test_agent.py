@@ -425,3 +425,27 @@ def test_frames_made_during_an_outage_are_counted_as_dropped_not_sent():
     assert stats.frames_sent + stats.frames_dropped_outage == stats.frames_done == stats.mic_frames
     # the client counted at least the agent's dropped frames (it also drops what was queued at the cut)
     assert client.stats.audio_dropped_outage_ms >= stats.frames_dropped_outage * FRAME_MS
+
+
+@pytest.mark.parametrize("end_turns", [True, False])
+def test_manual_turns_are_ended_by_the_local_vad_when_asked(phrase, end_turns):
+    """A session without turn detection: with end_turns the agent commits each utterance it sent and asks
+    for the answer; without, it leaves that to the application (it commits nothing)."""
+    session = rtedge.SessionConfig(turn_detection=None)
+    with RealtimeServer(reply_text="Okay.", seed=8) as srv, \
+            rtedge.connect(url=srv.url, session=session) as client:
+        mic = ScriptedMic()
+        agent = VoiceAgent(client, mic, NullSink(rate=24000), end_turns=end_turns)
+        runner = _agent_thread(agent, max_seconds=30)
+        for _ in range(2):
+            mic.speak(np.concatenate([phrase, np.zeros(8000, np.int16)]))
+        if end_turns:
+            done = srv.wait_for_sent("response.done", nth=2, timeout=15)
+            assert done["response"]["status"] == "completed"
+        else:
+            assert wait_until(lambda: agent.stats.mic_frames > 2 * len(phrase) // 320 + 60, timeout=15)
+        agent.stop()
+        runner.join(5)
+        kinds = [e["type"] for e in srv.received]
+    assert kinds.count("input_audio_buffer.commit") == kinds.count("response.create") == (2 if end_turns else 0)
+    assert not [e for e in srv.sent if e["type"] == "error"]
