@@ -3,8 +3,9 @@
 The devices are opened once; a :class:`~rtedge.voice.wake.WakeAgent` keeps them and holds a session
 (connect, converse, close after ``wake.idle_close_s`` of silence) per wake phrase.  Each session's
 transcripts are printed like ``rtedge run``'s; ``wake:`` lines say when a session opens and closes.
-SIGTERM/SIGINT end the run after the current session is closed.  With ``--input`` the run ends when
-the file has been heard and its last session closed.
+SIGTERM/SIGINT end the run after the current session is closed.  With a microphone that ends (``--input``,
+``--mic wav:PATH`` or ``raw:``, without ``--loop``) the run ends when it has been heard and its last session
+closed.
 
 Owns: ``rtedge run`` with a wake word.  Must not: duplicate the plain run's setup (it comes from
 :mod:`rtedge.app.launch`).
@@ -23,7 +24,7 @@ from .signals import on_signals
 from .exit_codes import EXIT_OK
 from .logs import Console
 from .runner import TurnTracker
-from .settings import Config, Secret
+from .settings import Config, Secret, is_finite
 from ..transport.client import connect
 from ..voice.wake import WakeAgent
 
@@ -35,14 +36,15 @@ log = logging.getLogger("rtedge")
 
 
 def run_wake(config: Config, key: Secret | None, args: argparse.Namespace, console: Console) -> int:
-    """Run until stopped (or, with --input, until the file ended); returns the exit code.
+    """Run until stopped (or until a file or pipe microphone ended); returns the exit code.
 
     Raises:
         ConfigError: the wake word cannot be loaded (e.g. the ``wake`` extra is not installed).
         RtEdgeError: devices that cannot open.
     """
     w = config.wake
-    mic, speaker = build_devices(config)
+    loop = bool(getattr(args, "loop", False))
+    mic, speaker = build_devices(config, loop=loop)
     trackers: list[Any] = []
 
     def open_session() -> Any:
@@ -55,7 +57,7 @@ def run_wake(config: Config, key: Secret | None, args: argparse.Namespace, conso
                       on_wake=lambda n: console.line(f"wake: session {n} opened"),
                       on_close=lambda n: console.line(f"wake: session {n} closed"), **agent_options(config))
     restore = on_signals({signal.SIGTERM: agent.stop, signal.SIGINT: agent.stop})
-    finite = bool(getattr(args, "input", None))
+    finite = is_finite(config.audio.mic) and not loop  # --mic wav:/raw: as --input: it kept listening
     max_seconds = config.service.max_seconds or None
     try:
         console.line(f"wake: listening for {agent.detector.phrase!r}")

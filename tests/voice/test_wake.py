@@ -194,6 +194,21 @@ def test_cli_opens_one_session_per_wake_phrase_with_complete_commands(tmp_path, 
 
 
 @needs_wake
+def test_cli_with_a_wav_microphone_ends_when_the_file_does(tmp_path, speech_dir, capsys):
+    """--mic wav:PATH ends the run as --input does (with a wake word it listened until stopped)."""
+    cmd, _ = read_wav(speech_dir / "turn_on_the_kitchen_lights.wav")
+    wav = tmp_path / "mic.wav"
+    _write_wav(wav, np.concatenate([np.zeros(RATE, np.int16), cmd, np.zeros(RATE, np.int16)]))
+    with RealtimeServer() as srv:
+        code = main(["run", "--url", srv.url, "--wake-word", "okay_nabu", "--mic", f"wav:{wav}",
+                     "--speaker", "null", "--max-seconds", "60"])
+        assert code == EXIT_OK
+    out = capsys.readouterr().out
+    listened = re.search(r"over ([\d.]+) s listened", out)
+    assert listened and float(listened[1]) < 10, out  # the file's length, not the 60 s bound
+
+
+@needs_wake
 def test_cli_without_the_phrase_opens_no_session(tmp_path, speech_dir, capsys):
     cmd, _ = read_wav(speech_dir / "turn_on_the_kitchen_lights.wav")
     wav = tmp_path / "none.wav"
