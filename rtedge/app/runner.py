@@ -155,18 +155,18 @@ class TurnTracker:
             self.cond.notify_all()
 
     def wait_answered(self, deadline: float, grace: float, settle: float = 0.0) -> bool:
-        """Wait until every turn has its response (True), or the deadline passes (False).  ``settle``: and
-        no turn began for that long since the last answer (input sent faster than real time: the server's
-        VAD may still be reading it, and another turn may follow)."""
+        """Wait until every turn has its response (True), or the deadline passes (False; True when every turn
+        so far is answered then).  ``settle``: and no turn began for that long since the last answer (input
+        sent faster than real time: the server's VAD may still be reading it, and another turn may follow)."""
         quiet_until = time.monotonic() + grace
         with self.cond:
             while True:
                 turns = self.turns_started
                 answered = (turns and self.responses_done >= turns and self.current is None
                             and self.pending_turn is None and not self.speaking)
-                if answered and time.monotonic() >= self.last_change + settle:
-                    return True
                 now = time.monotonic()
+                if answered and (now >= self.last_change + settle or now >= deadline):
+                    return True  # at the deadline, every turn so far answered: no turn was cut short
                 if not turns and now >= quiet_until and self.client.snapshot.input_buffer.value != "speech":
                     return True
                 if now >= deadline or self.client.closed:

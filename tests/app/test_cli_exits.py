@@ -182,6 +182,19 @@ def test_demo_cut_short_does_not_claim_the_server_heard_no_speech(capsys):
     assert "no complete answer within 0.5 s (--max-seconds), before all of the input was sent" in err
 
 
+def test_fast_run_answered_before_the_bound_is_not_a_timeout(tmp_path, capsys):
+    """--fast waits a further second for a turn the server may still find; a --max-seconds ending inside that
+    wait reported 'no complete answer' (exit 5) after the turn had completed."""
+    src = tmp_path / "in.wav"
+    _tone_wav(src)
+    with RealtimeServer(realtime=False) as srv:
+        code = main(["run", "--url", srv.url, "--input", str(src), "--fast", "--manual", "--max-seconds", "1"])
+    captured = capsys.readouterr()
+    assert "turn 1: completed" in captured.out
+    assert code == EXIT_OK, captured.err
+    assert "no complete answer" not in captured.err
+
+
 def test_a_wrong_path_is_a_configuration_error_that_systemd_does_not_restart(tmp_path, capsys):
     """HTTP 404 at the handshake exited 4 ("could not connect"), which the unit restarts for ever; no restart
     fixes a wrong URL, so it is exit 2 like every other configuration error."""
