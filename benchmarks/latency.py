@@ -184,14 +184,14 @@ def mic_to_send(frames: int) -> list[float]:
     with RealtimeServer(realtime=False, seed=9) as srv, rtedge.connect(url=srv.url, ping_interval=0) as client:
         sends: list[float] = []
         conn = client._conn
-        original = conn.send_text
+        original = conn.send_texts  # the sender writes everything it found queued in one call
 
-        def timed(text: str) -> None:
-            original(text)
-            if text.startswith('{"type":"input_audio_buffer.append"'):
-                sends.append(time.monotonic())
+        def timed(texts) -> None:
+            original(texts)
+            now = time.monotonic()
+            sends.extend(now for text in texts if text.startswith('{"type":"input_audio_buffer.append"'))
 
-        conn.send_text = timed  # type: ignore[method-assign]
+        conn.send_texts = timed  # type: ignore[method-assign]
         mic = PacedMic(frames)
         agent = VoiceAgent(client, mic, PacedSink(), vad_gate=False, echo_guard="off", barge_in="off")
         agent.run(until_input_ends=True, max_seconds=frames * PERIOD + 10)
@@ -201,6 +201,8 @@ def mic_to_send(frames: int) -> list[float]:
 
 
 def row(name: str, values: list[float], baseline: list[float] | None = None) -> str:
+    if not values:
+        return f"| {name} | 0 | - | - | - | - |"
     ms = [v * 1000 for v in values]
     ratio = ""
     if baseline:
@@ -211,8 +213,9 @@ def row(name: str, values: list[float], baseline: list[float] | None = None) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--interruptions", type=int, default=100)
-    parser.add_argument("--frames", type=int, default=500)
+    parser.add_argument("--interruptions", type=int, default=100, help="barge-in cycles per mode (default 100)")
+    parser.add_argument("--frames", type=int, default=500, help="paced 20 ms mic frames timed to the socket "
+                        "(default 500)")
     args = parser.parse_args()
     print(f"python {platform.python_version()}, {platform.machine()}, rtedge {rtedge.__version__}")
     flush, silence = barge_in_cycles(args.interruptions, on_dispatcher=False, seed=1)

@@ -21,3 +21,14 @@ def test_benchmark_starts_without_deprecated_imports(script):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "usage" in proc.stdout.lower(), proc.stdout[:500]
+
+
+def test_the_latency_benchmark_times_every_row():
+    """latency.py timed the mic-to-socket row by wrapping a send method the sender no longer calls, and
+    crashed on the empty list after its barge-in cycles."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "benchmarks/latency.py", "--interruptions", "2", "--frames", "20"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| mic frame -> WebSocket send"))
+    assert int(row.split("|")[2]) >= 15, row  # frames timed (the last may still be in flight)
