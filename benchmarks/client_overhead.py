@@ -607,7 +607,7 @@ def table(mode: str, seconds: int, reps: int, results: dict, drivers: list[str])
            f"| driver | runs ok | {head} (median) | min–max | ratio vs {BASELINE} |"
            + (" CPU-s / audio-min |" if rt else "") + " ctx switches / audio-min (voluntary) | ratio |"
            " stream wall s | connect CPU s | peak RSS MB | up bytes | down bytes |",
-           "|---" * (14 if rt else 13) + "|"]
+           "|---" * (13 if rt else 12) + "|"]
     for d in drivers:
         rs = good[d]
         vals = [metric(r) for r in rs]
@@ -798,6 +798,9 @@ def main() -> int:
                           else table(mode, seconds[mode], args.reps, results, drivers))
         if "rtedge" in drivers and everything:
             tables.append(verdict(everything, seconds))
+            if args.quick:
+                tables[-1].append("\n--quick: one short repetition, dominated by warm-up and scheduling; the "
+                                  "budget's figures need the default run (3 interleaved repetitions)")
         for t in tables:
             print("\n" + "\n".join(t))
         failed |= extra_profiles(args, port, script, counter)
