@@ -2,7 +2,8 @@
 
     python examples/kiosk.py                                  # default devices, local server
     python examples/kiosk.py --mic USB --speaker default --url wss://api.openai.com/v1/realtime
-    python examples/kiosk.py --mic wav:question.wav --speaker wav:answer.wav --seconds 10   # files as devices
+    python examples/kiosk.py --mic wav:rtedge/data/demo_phrase.wav --speaker wav:answer.wav --seconds 10
+                                                              # files as devices
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from rtedge.testing import RealtimeServer
 def main(args: argparse.Namespace) -> None:
     server = None if args.url else RealtimeServer().start()
     try:
-        session = rtedge.SessionConfig(instructions="You are a friendly kiosk. Keep answers short.")
+        session = rtedge.SessionConfig(instructions="You are a friendly kiosk. Keep answers short.",
+                                       # 500 ms of silence ends a turn: a pause at a comma does not
+                                       turn_detection=rtedge.ServerVad(silence_duration_ms=500))
         with rtedge.connect("openai", url=args.url or server.url, session=session) as client:
             client.on("response.output_audio_transcript.done", lambda e: print("assistant:", e.transcript))
             client.on("rtedge.reconnecting", lambda e: print(f"reconnecting ({e.cause})..."))
@@ -40,6 +43,6 @@ if __name__ == "__main__":
     parser.add_argument("--url", help="realtime endpoint (default: a local server)")
     parser.add_argument("--mic", help="microphone spec (device name/index, wav:PATH, raw:-)")
     parser.add_argument("--speaker", help="speaker spec (device name/index, wav:PATH, raw:-, null)")
-    parser.add_argument("--echo-guard", default="threshold", choices=("half_duplex", "threshold", "off"))
+    parser.add_argument("--echo-guard", default="threshold", choices=("half_duplex", "threshold", "aec", "off"))
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     main(parser.parse_args())

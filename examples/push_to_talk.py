@@ -1,6 +1,6 @@
 """Push-to-talk without server VAD: append a recording, commit, ask for the answer, save it.
 
-    python examples/push_to_talk.py question.wav answer.wav            # against a local server
+    python examples/push_to_talk.py rtedge/data/demo_phrase.wav answer.wav   # against a local server
     python examples/push_to_talk.py question.wav answer.wav --url wss://api.openai.com/v1/realtime
 """
 

@@ -1,6 +1,6 @@
 """Speech to text, one line per utterance, over a realtime transcription endpoint (vLLM).
 
-    python examples/transcription.py question.wav                               # against a local test server
+    python examples/transcription.py rtedge/data/demo_phrase.wav                # against a local test server
     python examples/transcription.py question.wav --url ws://gpu:8000/v1/realtime \\
         --model mistralai/Voxtral-Mini-4B-Realtime-2602
     python examples/transcription.py --mic USB --url ws://gpu:8000/v1/realtime --model NAME   # until Ctrl-C

@@ -32,6 +32,15 @@ def test_kiosk_with_files_as_devices(tmp_path, speech_dir):
     assert "assistant: I heard you." in out and "interruptions: 0" in out
 
 
+def test_kiosk_hears_a_phrase_with_a_pause_as_one_turn(tmp_path):
+    """The bundled phrase pauses at its comma: with the local server's 200 ms default the kiosk answered
+    twice and interrupted its own first answer."""
+    phrase = REPO / "rtedge" / "data" / "demo_phrase.wav"
+    out = run("examples/kiosk.py", "--mic", f"wav:{phrase}", "--speaker", f"wav:{tmp_path / 'k.wav'}",
+              "--seconds", "8")
+    assert out.count("assistant: ") == 1 and "interruptions: 0" in out, out
+
+
 def test_tick_simulation(tmp_path):
     out = run("examples/tick_simulation.py", "--out", str(tmp_path / "sim.wav"))
     assert 'tool call: set_lights {"room": "kitchen", "on": true}' in out and "[cut off after" in out
