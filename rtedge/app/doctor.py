@@ -1,7 +1,7 @@
 """``rtedge doctor``: check the install and say what to fix.
 
 Each check prints one line, ``ok``, ``warn`` or ``FAIL``, and for the last two
-what to do about it.  The exit code is 0 without failures, 1 otherwise.
+what to do about it.  The exit code is 0 without failures, 9 (``EXIT_DOCTOR``) otherwise.
 Nothing secret is printed: the API key only by its source.
 
 Owns: ``rtedge doctor``'s checks.  Must not: fail to start when numpy, the codec or PyAudio is broken (it
@@ -148,6 +148,9 @@ def check_api_key(config: Any) -> Result:
         return "warn", ("API key: none found; put it in a file readable only by you and set "
                         f"provider.api_key_file (under systemd: {UNIT_CREDENTIAL}, see the unit's "
                         "LoadCredential=)")
+    path = config.provider.api_key_file
+    if path and key.source == path and os.stat(path).st_mode & 0o077:
+        return "warn", f"API key: {path} is readable by group/others: chmod 600 {path}"
     return "ok", f"API key: from {key.source} (not shown)"
 
 
@@ -191,6 +194,24 @@ def check_service() -> Result:
     return "warn", "systemd unit not installed (optional; see the Raspberry Pi guide in the README)"
 
 
+def check_features(config: Any) -> list[Result]:
+    """What the configuration asks of this install: the echo canceller's extension, the wake-word extra
+    (``run`` refuses to start without them; the config itself is valid)."""
+    # lazy: each loads its extension (numpy, the wake-word library) only when the config asks for it
+    from ..audio import aec
+    from ..voice import wake
+
+    results: list[Result] = []
+    if config.vad.echo_guard == "aec":
+        results.append(("ok", "echo canceller: libspeexdsp extension built (vad.echo_guard = aec)")
+                       if aec.available() else ("FAIL", f"vad.echo_guard = aec: {aec.UNAVAILABLE}"))
+    word = config.wake.word
+    if word:
+        results.append(("ok", f"wake word: the wake extra loads (wake.word = {word!r})")
+                       if wake.available() else ("FAIL", f"wake.word = {word!r}: {wake.UNAVAILABLE}"))
+    return results
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Run every check, print one line each; exit 9 (:data:`~rtedge.app.exit_codes.EXIT_DOCTOR`) if any failed."""
     config, results = check_config(args)
@@ -199,6 +220,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                                        check_service]
     if config is not None:
         checks.append(lambda: check_api_key(config))
+        checks.append(lambda: check_features(config))
         if not args.no_network:
             checks.append(lambda: check_endpoint(config))
     failed = 0

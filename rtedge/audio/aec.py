@@ -110,8 +110,9 @@ LEARNING_BOOST_DB = 90.0
 _ACTIVE_REF = 32768.0 * 10 ** (-50 / 20)  # reference RMS above which the filter is learning
 #: how fast (s per s) the earliest-time schedules may move later, to follow clock drift
 LEAK_PER_S = 0.002
-_HINT = ("echo_guard='aec' needs libspeexdsp: install libspeexdsp-dev (Debian, Raspberry Pi OS) and "
-         "reinstall rtedge so its rtedge.audio._aec extension is built")
+#: why echo_guard="aec" cannot run here (the extension is not built)
+UNAVAILABLE = ("echo_guard='aec' needs libspeexdsp: install libspeexdsp-dev (Debian, Raspberry Pi OS) and "
+               "reinstall rtedge so its rtedge.audio._aec extension is built")
 
 
 def _module() -> Any:
@@ -182,7 +183,7 @@ class EchoCanceller:
                  clock: Callable[[], float] = time.monotonic) -> None:
         mod = _module()
         if mod is None:
-            raise ConfigError(_HINT)
+            raise ConfigError(UNAVAILABLE)
         if isinstance(rate, bool) or not isinstance(rate, int) or not 8000 <= rate <= 48000:
             raise ConfigError(f"EchoCanceller: rate must be an int in [8000, 48000], got {rate!r}")
         if frame_ms not in (10, 20) or rate * frame_ms % 1000:

@@ -77,8 +77,9 @@ RATE = 16000
 DETECTION_LATENCY_MS = 400
 _QUIET_MS = 60  # a quiet stretch this long marks the end of the wake phrase
 _CHUNK = 160  # 10 ms: the feature front end's step
-_HINT = ("the wake word needs the optional extra: pip install 'rtedge[wake]' (pymicro-wakeword has wheels "
-         "for x86_64 and aarch64 with glibc >= 2.35, none for 32-bit ARM)")
+#: why the wake word cannot run here (the extra is not installed)
+UNAVAILABLE = ("the wake word needs the optional extra: pip install 'rtedge[wake]' (pymicro-wakeword has "
+               "wheels for x86_64 and aarch64 with glibc >= 2.35, none for 32-bit ARM)")
 
 
 def _library() -> Any:
@@ -86,7 +87,7 @@ def _library() -> Any:
     try:
         return importlib.import_module("pymicro_wakeword")
     except (ImportError, OSError) as exc:
-        raise ConfigError(f"{_HINT}; importing it failed: {type(exc).__name__}") from None
+        raise ConfigError(f"{UNAVAILABLE}; importing it failed: {type(exc).__name__}") from None
 
 
 def available() -> bool:

@@ -120,6 +120,44 @@ def test_doctor_checks_the_units_key_file(tmp_path, monkeypatch, capsys):
     assert f"ok    API key: {key} is there for the systemd unit" in out and "sk-doctor-SECRET" not in out
 
 
+def test_doctor_warns_about_a_loose_api_key_file(tmp_path, capsys):
+    """provider.api_key_file readable by others was 'ok' (only the unit's credential was checked)."""
+    key = tmp_path / "my.key"
+    key.write_text("sk-doctor-SECRET")
+    args = ["doctor", "--no-network", "--api-key-file", str(key), "--set", "audio.mic=null",
+            "--set", "audio.speaker=null"]
+    key.chmod(0o644)
+    main(args)
+    assert f"warn  API key: {key} is readable by group/others: chmod 600 {key}" in capsys.readouterr().out
+    key.chmod(0o600)
+    main(args)
+    out = capsys.readouterr().out
+    assert f"ok    API key: from {key} (not shown)" in out and "sk-doctor-SECRET" not in out
+
+
+def test_doctor_checks_what_the_config_asks_of_the_install(monkeypatch, capsys):
+    """echo_guard = aec without the libspeexdsp extension, or a wake word without the extra, passed doctor and
+    then failed rtedge run (exit 2)."""
+    import rtedge.audio.aec as aec
+    import rtedge.voice.wake as wake
+
+    args = ["doctor", "--no-network", "--url", "ws://127.0.0.1:9/v1/realtime", "--set", "audio.mic=null",
+            "--set", "audio.speaker=null", "--set", "vad.echo_guard=aec", "--set", "wake.word=okay_nabu"]
+    monkeypatch.setattr(aec, "available", lambda: True)
+    monkeypatch.setattr(wake, "available", lambda: True)
+    assert main(args) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "ok    echo canceller: libspeexdsp extension built" in out and "ok    wake word: the wake extra" in out
+    monkeypatch.setattr(aec, "available", lambda: False)
+    monkeypatch.setattr(wake, "available", lambda: False)
+    assert main(args) == EXIT_DOCTOR
+    out = capsys.readouterr().out
+    assert f"FAIL  vad.echo_guard = aec: {aec.UNAVAILABLE}" in out
+    assert f"FAIL  wake.word = 'okay_nabu': {wake.UNAVAILABLE}" in out
+    assert main(args[:-4]) == EXIT_OK  # not asked for: not checked
+    assert "echo canceller" not in capsys.readouterr().out
+
+
 def test_doctor_does_not_ask_for_a_key_a_loopback_endpoint_does_not_need(tmp_path, monkeypatch, capsys):
     """check-config says 'none found (fine: the endpoint is loopback)'; doctor warned about it."""
     import rtedge.app.doctor as doctor
