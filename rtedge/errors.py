@@ -103,6 +103,14 @@ class HandshakeError(TransportError):
         self.retry_after = retry_after
 
 
+def key_hint(sent: bool) -> str:
+    """What to do about an HTTP 401/403 (a :class:`HandshakeError`'s message), by whether a key was sent."""
+    if sent:
+        return "the API key was refused: check it, and that it is for this provider"
+    return ("no API key was given: pass api_key=, or set the provider's key variable such as OPENAI_API_KEY "
+            "(rtedge run: provider.api_key_file)")
+
+
 class ConnectionClosed(TransportError):
     """The connection is closed (by us, by the server, or by the network).
 

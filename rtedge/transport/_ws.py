@@ -46,7 +46,7 @@ from typing import Any
 import websocket
 
 from . import wiretrace
-from ..errors import ConnectionClosed, DeadlineExceeded, HandshakeError, TransportError
+from ..errors import ConnectionClosed, DeadlineExceeded, HandshakeError, TransportError, key_hint
 from ..protocol.dialects.base import redact_url
 from . import _frame
 from ._reader import FrameError, FrameReader
@@ -75,6 +75,19 @@ def _retry_after(headers: Any) -> float | None:
             except (TypeError, ValueError):
                 return None
     return None
+
+
+def _status_hint(status: int | None, headers: dict[str, str]) -> str:
+    """What a refused upgrade's status most likely means, for the error message."""
+    if status == 404:
+        return " (no realtime endpoint at this path: check the URL)"
+    if status in (401, 403):
+        return f" ({key_hint(any(name.lower() in _KEY_HEADERS for name in headers))})"
+    return ""
+
+
+#: headers that carry an API key (OpenAI, DashScope and vLLM: Authorization; Azure: api-key)
+_KEY_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})
 
 
 class RtWebSocket(websocket.WebSocket):
@@ -150,7 +163,7 @@ class WsConnection:
         except websocket.WebSocketBadStatusException as exc:
             ws.shutdown()  # type: ignore[no-untyped-call]
             status = getattr(exc, "status_code", None)
-            hint = " (no realtime endpoint at this path: check the URL)" if status == 404 else ""
+            hint = _status_hint(status, headers)
             raise HandshakeError(f"handshake with {safe} refused: HTTP {status}{hint}", status,
                                  _retry_after(getattr(exc, "resp_headers", None))) from None
         except (OSError, websocket.WebSocketException) as exc:

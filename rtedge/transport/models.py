@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import ConfigError, HandshakeError, TransportError
+from ..errors import ConfigError, HandshakeError, TransportError, key_hint
 from ..protocol.dialects.base import redact_url
 from .options import checked_headers
 
@@ -61,8 +61,8 @@ def served_models(ws_url: str, api_key: str | None = None, *, timeout: float = 1
             raise TransportError(f"no model named, and {shown} answered HTTP {exc.code}: is the server up "
                                  "(still loading)? Else name the model it serves (model=, --model)") from None
         if exc.code in (401, 403):  # the key, not the model: as a refused handshake (exit 3)
-            raise HandshakeError(f"{shown} refused: HTTP {exc.code} ("
-                                 + ("a wrong API key?)" if api_key else "no API key was given)"), exc.code) from None
+            hint = key_hint(bool(api_key))
+            raise HandshakeError(f"{shown} refused: HTTP {exc.code} ({hint})", exc.code) from None
         raise ConfigError(f"no model named, and {shown} answered HTTP {exc.code}: name the model the "
                           "server serves (model=, --model)") from None
     except OSError as exc:  # refused, unreachable, timed out: most likely the server is not up (yet)

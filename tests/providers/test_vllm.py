@@ -488,7 +488,7 @@ def test_rtedge_transcribe_exit_codes_follow_the_table(tmp_path, capsys, speech_
                      "--input", str(speech_dir / "stop.wav")])
     err = capsys.readouterr().err
     assert code == EXIT_AUTH, err
-    assert "refused: HTTP 401 (a wrong API key?)" in err
+    assert "refused: HTTP 401 (the API key was refused" in err
 
 
 def test_a_stop_while_connecting_ends_the_transcription_once_it_starts(monkeypatch, speech_dir):

@@ -203,6 +203,9 @@ def test_handshake_401():
             rtedge.connect(url=srv.url, api_key="sk-wrong-secret")
         assert info.value.status_code == 401
         assert "sk-wrong-secret" not in str(info.value)
+        assert "HTTP 401 (the API key was refused" in str(info.value)
+        with pytest.raises(HandshakeError, match=r"HTTP 401 \(no API key was given: pass api_key="):
+            rtedge.connect(url=srv.url)  # loopback: connect does not insist on a key
         with rtedge.connect(url=srv.url, api_key="sk-right") as c:
             assert "sk-right" not in repr(c)
         assert srv.handshakes[-1]["headers"]["authorization"] == "Bearer sk-right"
