@@ -608,8 +608,9 @@ class Service:
         if err is None:
             return EXIT_OK
         if client.link_state is LinkState.GAVE_UP and isinstance(err, ConnectionClosed) \
-                and self.config.reconnect.enabled:  # (off: a lost connection, exit 4, not "gave up")
-            err = GaveUpError(str(err))
+                and self.config.reconnect.enabled and str(err).startswith("gave up: "):
+            # attempts failed: the client has said so ("giving up on the connection: ...", an error line)
+            return exit_code_for(GaveUpError(str(err)))
         log_error(err)
         return exit_code_for(err)
 

@@ -443,6 +443,8 @@ class Link(Rollover):
         """What :attr:`fatal_error` holds once the link gave up for ``cause``."""
         if error is not None:
             return error
+        if ended:  # a clean close the link does not reconnect from: not "gave up" either
+            return ConnectionClosed(f"the server ended the session ({cause})")
         if self._nothing_tried(error, ended):  # not "gave up"
             return ConnectionClosed(f"{cause} (reconnecting is off)")
         return ConnectionClosed(f"gave up: {cause}")

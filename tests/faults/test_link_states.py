@@ -111,6 +111,15 @@ def test_a_client_walks_the_table(server, proxy, caplog):
 
 
 
+def test_a_clean_close_with_reconnecting_off_is_the_server_ending_the_session(server):
+    """The server closing cleanly (1001, going away) with reconnecting off: fatal_error said "gave up"."""
+    client = rtedge.connect(url=server.url, reconnect=None)
+    server.stop()
+    assert wait_until(lambda: client.link_state is LinkState.GAVE_UP, timeout=5)
+    assert str(client.fatal_error) == "the server ended the session (close 1001)"
+    client.close()
+
+
 def test_whoever_sees_gave_up_sees_why(server):
     """With reconnecting off, a lost connection turns the link GAVE_UP before the loss events go out; the
     cause (``fatal_error``) was set only after them, so a service that saw the link end could read None
