@@ -4,8 +4,9 @@ A capture or playback device should move ``rate`` samples per second.  One that 
 ``file`` plugin on ``null``, a pipe fed from a file) floods the session: 437 MB of "playback" in 15 s, or
 a microphone that delivers a minute of audio in a second.  :class:`ClockCheck` measures the device's pace
 over a window that starts after a warm-up (PortAudio fills its buffers at start, which is not a clock
-fault), warns once when it is more than :data:`TOLERANCE` off real time, and from then on tells the caller
-how long to wait before the next buffer so that a fast device is paced to real time.  A slow device
+fault), warns once when it is more than :data:`TOLERANCE` off real time (or, before that, as soon as it is
+:data:`MAX_LEAD_S` of audio ahead of real time), and from then on tells the caller how long to wait before the
+next buffer so that a fast device is paced to real time.  A slow device
 cannot be sped up: it is only reported.
 
 Not thread-safe: one device thread calls :meth:`ClockCheck.tick`.
@@ -31,6 +32,10 @@ WARMUP_AUDIO_S = 1.0
 WINDOW_S = 1.5
 #: ... or this much audio, whichever comes first (a file piped in moves minutes of audio in a second)
 WINDOW_AUDIO_S = 2.0
+#: while measuring, a device this much audio ahead of the time since its first buffer is fast at once (more
+#: than any prefill): a file piped in is paced after 1 s of audio, not after the whole window's 3 s, which
+#: a 2 s send queue could not hold
+MAX_LEAD_S = 1.0
 
 
 class ClockCheck:
@@ -62,7 +67,11 @@ class ClockCheck:
         if self._first is None:
             self._first = now
         if self.ratio is None:
-            self._measure(now)
+            if self._n / self.rate - (now - self._first) > MAX_LEAD_S:
+                self._found_fast(now, (self._n / self.rate) / max(now - self._first, 1e-6),
+                                 self._n / self.rate, now - self._first)
+            else:
+                self._measure(now)
         if not self.pacing:
             return 0.0
         self._pace_n += samples
@@ -82,10 +91,14 @@ class ClockCheck:
         if abs(self.ratio - 1.0) <= TOLERANCE:
             return
         if self.ratio > 1.0:
-            self.pacing, self._pace_t0, self._pace_n = True, now, 0
-            log.warning("%s: the device clock runs at %.2fx real time (%.1f s of audio in %.1f s: an ALSA "
-                        "file/null plugin, or a pipe fed from a file?); pacing it to real time",
-                        self.what, self.ratio, (self._n - self._base_n) / self.rate, elapsed)
+            self._found_fast(now, self.ratio, (self._n - self._base_n) / self.rate, elapsed)
         else:
             log.warning("%s: the device clock runs at %.2fx real time (%.1f s of audio in %.1f s); audio "
                         "will lag", self.what, self.ratio, (self._n - self._base_n) / self.rate, elapsed)
+
+    def _found_fast(self, now: float, ratio: float, audio: float, elapsed: float) -> None:
+        """Pace from now on, and say so once."""
+        self.ratio, self.pacing, self._pace_t0, self._pace_n = ratio, True, now, 0
+        log.warning("%s: the device clock runs at %.2fx real time (%.1f s of audio in %.1f s: an ALSA "
+                    "file/null plugin, or a pipe fed from a file?); pacing it to real time",
+                    self.what, ratio, audio, elapsed)
