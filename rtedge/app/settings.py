@@ -113,7 +113,7 @@ class ProviderSettings:
 
     SECTION: ClassVar[str] = "provider"
 
-    name: str = setting("openai", "provider dialect (openai; more register themselves)")
+    name: str = setting("openai", "provider dialect: openai, azure, xai, qwen, vllm, openai-transcription")
     url: str = setting("", "WebSocket endpoint; empty = the provider's own")
     model: str = setting("", "model name; empty = the provider's default")
     api_key_file: str = setting("", "file holding the API key (first line); empty = $CREDENTIALS_DIRECTORY/"

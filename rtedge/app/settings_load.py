@@ -234,6 +234,15 @@ def build(path: str | None, environ: Mapping[str, str], overrides: Mapping[str, 
     return config
 
 
+def _missing_path(path: str, reading: bool) -> str | None:
+    """Why a file device's path cannot work (None when it can): a file (or named pipe) to read must be
+    there, a file to write needs its directory."""
+    if reading:
+        return "a directory" if os.path.isdir(path) else None if os.path.exists(path) else "no such file"
+    folder = os.path.dirname(os.path.abspath(path))
+    return None if os.path.isdir(folder) else f"no such directory {folder}"
+
+
 def cross_check(config: Config) -> list[str]:
     """Problems that involve more than one field or the outside world (unknown provider...)."""
     problems = []
@@ -267,6 +276,11 @@ def cross_check(config: Config) -> list[str]:
         kind, sep, rest = spec.partition(":")
         if sep and kind in ("wav", "raw") and not rest:
             problem(key, f"give a path after '{kind}:' ('raw:-' is stdin/stdout), got {spec!r}")
+        elif sep and kind in ("wav", "raw") and rest != "-":
+            reading = key == "audio.mic"
+            missing = _missing_path(rest, reading)
+            if missing:
+                problem(key, f"cannot {'read' if reading else 'write'} {rest}: {missing}")
     rc = config.reconnect
     if rc.max_delay < rc.initial_delay:
         problem("reconnect.max_delay", f"must be >= reconnect.initial_delay ({rc.initial_delay:g} s)")

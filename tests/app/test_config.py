@@ -66,11 +66,12 @@ def test_strings_from_environment_and_set_are_parsed_by_type():
 
 def test_main_applies_flags_over_set_and_config(tmp_path, capsys):
     path = write(tmp_path, '[vad]\nbarge_in = "off"\n[audio]\nmic = "null"\n')
-    code = main(["check-config", "--config", str(path), "--set", "audio.mic=wav:x.wav", "--set",
+    wav = REPO / "rtedge" / "data" / "demo_phrase.wav"
+    code = main(["check-config", "--config", str(path), "--set", f"audio.mic=wav:{wav}", "--set",
                  "vad.echo_guard=off", "--url", "ws://127.0.0.1:1/v1/realtime"])
     out = tomllib.loads(capsys.readouterr().out)
     assert code == EXIT_OK
-    assert out["audio"]["mic"] == "wav:x.wav" and out["vad"]["barge_in"] == "off"
+    assert out["audio"]["mic"] == f"wav:{wav}" and out["vad"]["barge_in"] == "off"
     assert out["vad"]["echo_guard"] == "off" and out["provider"]["url"] == "ws://127.0.0.1:1/v1/realtime"
 
 
@@ -286,6 +287,31 @@ def test_example_config_is_valid_and_documents_every_key():
         assert config.where(key) == f"{path}:{where[key]}"
     assert config.reconnect.retry_first_connect is True  # a kiosk may boot before its network
     assert config.service.stop_timeout < 15  # the unit's TimeoutStopSec
+
+
+def test_file_devices_that_cannot_work_are_refused_by_check_config(tmp_path, capsys):
+    """A wav: microphone that does not exist, or a speaker file in a missing directory, passed check-config
+    and then failed rtedge run (exit 2)."""
+    url = ["--url", "ws://127.0.0.1:1/v1/realtime"]
+    missing, out = tmp_path / "nope.wav", tmp_path / "no" / "out.wav"
+    assert main(["check-config", "--set", f"audio.mic=wav:{missing}", "--set", f"audio.speaker=wav:{out}",
+                 *url]) == 2
+    err = capsys.readouterr().err
+    assert f"audio.mic: cannot read {missing}: no such file" in err
+    assert f"audio.speaker: cannot write {out}: no such directory {tmp_path / 'no'}" in err
+    (tmp_path / "in.raw").write_bytes(b"")
+    assert main(["check-config", "--set", f"audio.mic=raw:{tmp_path / 'in.raw'}", "--set",
+                 "audio.speaker=raw:-", *url]) == 0
+
+
+def test_the_provider_setting_names_every_provider():
+    """Its doc said "openai; more register themselves": the example config named no other provider."""
+    from rtedge.protocol.dialects import providers
+
+    doc = all_keys()["provider.name"].metadata["doc"]
+    text = (REPO / "systemd" / "rtedge.toml").read_text()
+    assert all(name in doc.split(": ", 1)[1].split(", ") for name in providers()), doc
+    assert f"# {doc}\n" in text
 
 
 def test_every_setting_is_documented_with_a_variable_name():
