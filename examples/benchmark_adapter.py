@@ -208,4 +208,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--realtime", action="store_true", help="the server streams at real time (wall mode)")
     parser.add_argument("--ticks", type=int, default=40, help="ticks after the caller's phrase (default 40)")
-    main(parser.parse_args())
+    try:
+        main(parser.parse_args())
+    except rtedge.RtEdgeError as exc:  # one line, as the rtedge command says it
+        raise SystemExit(f"error: {exc}") from None

@@ -45,4 +45,7 @@ if __name__ == "__main__":
     parser.add_argument("--speaker", help="speaker spec (device name/index, wav:PATH, raw:-, null)")
     parser.add_argument("--echo-guard", default="threshold", choices=("half_duplex", "threshold", "aec", "off"))
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
-    main(parser.parse_args())
+    try:
+        main(parser.parse_args())
+    except rtedge.RtEdgeError as exc:  # one line, as the rtedge command says it
+        raise SystemExit(f"error: {exc}") from None

@@ -20,13 +20,13 @@ def main(question: str, answer: str, url: str | None) -> None:
     try:
         session = rtedge.SessionConfig(turn_detection=None)  # sent as "turn_detection": null
         with rtedge.connect("openai", url=url or server.url, session=session) as client:
+            fmt = client.state.output_format
+            out = WavWriter(answer, fmt.rate)  # before the turn: a path that cannot be written costs nothing
             for i in range(0, len(samples), rate // 50):  # 20 ms frames, resampled to 24 kHz inside
                 client.append_audio(samples[i:i + rate // 50], rate=rate)
                 client.wait_sent(max_queued_ms=500, timeout=10)
             client.commit()
             client.create_response()
-            fmt = client.state.output_format
-            out = WavWriter(answer, fmt.rate)
             for event in client.events(timeout=60):  # plain synchronous: read events in this thread
                 if event.type == "response.output_audio.delta":
                     out.write(decode_pcm(event.audio, fmt))
@@ -48,4 +48,7 @@ if __name__ == "__main__":
     parser.add_argument("answer")
     parser.add_argument("--url", help="realtime endpoint (default: a local server)")
     args = parser.parse_args()
-    main(args.question, args.answer, args.url)
+    try:
+        main(args.question, args.answer, args.url)
+    except rtedge.RtEdgeError as exc:  # one line, as the rtedge command says it
+        raise SystemExit(f"error: {exc}") from None

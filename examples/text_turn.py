@@ -34,4 +34,7 @@ def main(url: str | None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="realtime endpoint (default: a local server)")
-    main(parser.parse_args().url)
+    try:
+        main(parser.parse_args().url)
+    except rtedge.RtEdgeError as exc:  # one line, as the rtedge command says it
+        raise SystemExit(f"error: {exc}") from None

@@ -178,4 +178,7 @@ if __name__ == "__main__":
     parser.add_argument("--tick-ms", type=int, default=200, help="tick length (default 200)")
     parser.add_argument("--realtime", action="store_true", help="pace the local server at real time")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="stop the call after this long")
-    main(parser.parse_args())
+    try:
+        main(parser.parse_args())
+    except rtedge.RtEdgeError as exc:  # one line, as the rtedge command says it
+        raise SystemExit(f"error: {exc}") from None

@@ -57,4 +57,7 @@ if __name__ == "__main__":
     parser.add_argument("--url", help="endpoint (default: a local test server)")
     parser.add_argument("--api-key-file", help="file with the API key (default: $OPENAI_API_KEY)")
     parser.add_argument("--question", default="How warm is it in Oslo?")
-    main(parser.parse_args())
+    try:
+        main(parser.parse_args())
+    except rtedge.RtEdgeError as exc:  # one line, as the rtedge command says it
+        raise SystemExit(f"error: {exc}") from None

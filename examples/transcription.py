@@ -1,8 +1,7 @@
 """Speech to text, one line per utterance, over a realtime transcription endpoint (vLLM).
 
     python examples/transcription.py rtedge/data/demo_phrase.wav                # against a local test server
-    python examples/transcription.py question.wav --url ws://gpu:8000/v1/realtime \\
-        --model mistralai/Voxtral-Mini-4B-Realtime-2602
+    python examples/transcription.py question.wav --url ws://gpu:8000/v1/realtime   # the model it serves
     python examples/transcription.py --mic USB --url ws://gpu:8000/v1/realtime --model NAME   # until Ctrl-C
 
 The local VAD gate cuts the audio into utterances and sends only speech; ``rtedge transcribe`` is the
@@ -14,6 +13,7 @@ from __future__ import annotations
 import argparse
 import signal
 
+import rtedge
 from rtedge.audio.devices import open_source
 from rtedge.testing import VLLMServer
 from rtedge.voice.transcriber import RATE, Transcriber, Utterance
@@ -26,7 +26,8 @@ def show(utterance: Utterance) -> None:
 def main(args: argparse.Namespace) -> None:
     server = None
     if not args.url:  # a local stand-in for vLLM that "hears" one fixed sentence
-        server = VLLMServer(transcript="turn on the kitchen lights", models=[args.model]).start()
+        server = VLLMServer(transcript="turn on the kitchen lights",
+                            **({"models": [args.model]} if args.model else {})).start()
     try:
         transcriber = Transcriber(url=args.url or server.url, model=args.model, on_utterance=show)
         if args.mic:
@@ -47,8 +48,11 @@ if __name__ == "__main__":
     parser.add_argument("wav", nargs="?", help="a 16-bit PCM WAV file (any rate)")
     parser.add_argument("--mic", help="a microphone instead: a device name or index ('rtedge devices')")
     parser.add_argument("--url", help="endpoint (default: a local test server)")
-    parser.add_argument("--model", default="mistralai/Voxtral-Mini-4B-Realtime-2602", help="the served model")
+    parser.add_argument("--model", help="the served model (default: the one the server serves, GET /v1/models)")
     parsed = parser.parse_args()
     if bool(parsed.wav) == bool(parsed.mic):
         parser.error("give a WAV file or --mic")
-    main(parsed)
+    try:
+        main(parsed)
+    except rtedge.RtEdgeError as exc:  # one line, as the rtedge command says it
+        raise SystemExit(f"error: {exc}") from None
