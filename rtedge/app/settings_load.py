@@ -154,8 +154,9 @@ class _Layers:
             return f"{path}:{line}" if line else path
 
         for section, table in data.items():
-            if section not in SECTIONS:
-                self.errors.append(self.unknown(section, at(section), "section"))
+            if section not in SECTIONS:  # a key above every [section] is compared with the keys
+                what = "section" if isinstance(table, dict) else "key outside any [section]"
+                self.errors.append(self.unknown(section, at(section), what))
                 continue
             if not isinstance(table, dict):
                 self.errors.append(f"{at(section)}: {section}: must be a table ([{section}]), got {table!r}")

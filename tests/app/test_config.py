@@ -89,6 +89,8 @@ def test_unknown_rtedge_variables_only_warn(caplog):
     ('[audio]\n\nmics = "x"\n', "{p}:3: audio.mics: unknown key (did you mean audio.mic?)"),
     ('[audoi]\nmic = "x"\n', "{p}:1: audoi: unknown section (did you mean audio?)"),
     ('audio = 3\n', "{p}:1: audio: must be a table ([audio]), got 3"),
+    # a key above every section: it was "unknown section", with no hint
+    ('mic = "USB"\n', "{p}:1: mic: unknown key outside any [section] (did you mean audio.mic?)"),
     ('[audio]\nmic_rate = "16000"\n', "{p}:2: audio.mic_rate: must be an integer in [8000, 48000] (Hz), "
                                       "got '16000'"),
     ('[audio]\nmic_rate = 16000.0\n', "{p}:2: audio.mic_rate: must be an integer"),
