@@ -132,7 +132,7 @@ def check_config(args: argparse.Namespace) -> tuple[Any, list[Result]]:
 
 def check_api_key(config: Any) -> Result:
     try:
-        key = resolve_api_key(config.provider)
+        key = resolve_api_key(config.provider, where=config.where("provider.api_key_file"))
     except ConfigError as exc:
         return "FAIL", f"API key: {exc}"
     if key is None and os.path.exists(UNIT_CREDENTIAL):

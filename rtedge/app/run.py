@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       stdout_is_audio=config.audio.speaker.strip() == "raw:-")
     with logging_to(console, config.logging.level):
         try:
-            key = resolve_api_key(config.provider)
+            key = resolve_api_key(config.provider, where=config.where("provider.api_key_file"))
             if key is not None:
                 console.redact.secrets.append(key.value)
             require_key(config, key)
@@ -175,7 +175,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         warnings, session_problem = [], str(exc)
     try:
-        key, problem = resolve_api_key(config.provider), None
+        key, problem = resolve_api_key(config.provider, where=config.where("provider.api_key_file")), None
     except ConfigError as exc:
         key, problem = None, f"error: {exc}"
     if key is None and problem is None:

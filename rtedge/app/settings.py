@@ -408,16 +408,23 @@ def read_key_file(path: str) -> str:
     return key
 
 
-def resolve_api_key(provider: ProviderSettings, environ: Mapping[str, str] | None = None) -> Secret | None:
+def resolve_api_key(provider: ProviderSettings, environ: Mapping[str, str] | None = None, *,
+                    where: str | None = None) -> Secret | None:
     """The API key: ``provider.api_key_file``, then ``$CREDENTIALS_DIRECTORY/api-key``, then the
     provider's variable (``OPENAI_API_KEY``); None when there is none (fine for a loopback URL).
+    ``where``: where ``provider.api_key_file`` was set (``Config.where``), named in its errors.
 
     Raises:
         ConfigError: a named key file (or the credential) cannot be read, or the provider is unknown.
     """
     env = os.environ if environ is None else environ
     if provider.api_key_file:
-        return Secret(read_key_file(provider.api_key_file), provider.api_key_file)
+        try:
+            return Secret(read_key_file(provider.api_key_file), provider.api_key_file)
+        except ConfigError as exc:
+            if where is None:
+                raise
+            raise ConfigError(f"{where}: {exc}") from None
     creds = env.get("CREDENTIALS_DIRECTORY")
     if creds and os.path.exists(os.path.join(creds, "api-key")):
         return Secret(read_key_file(os.path.join(creds, "api-key")), "$CREDENTIALS_DIRECTORY/api-key")

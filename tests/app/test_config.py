@@ -250,8 +250,8 @@ def test_check_config_errors_exit_2_one_line_each(tmp_path, capsys):
 def test_check_config_unreadable_key_file_is_an_error(tmp_path, capsys):
     assert main(["check-config", "--api-key-file", str(tmp_path / "nope")]) == EXIT_CONFIG
     captured = capsys.readouterr()
-    assert "# api key: error: cannot read API key file" in captured.out
-    assert captured.err.startswith("rtedge: error: cannot read API key file")
+    assert "# api key: error: --api-key-file: cannot read API key file" in captured.out
+    assert captured.err.startswith("rtedge: error: --api-key-file: cannot read API key file")
 
 
 def test_check_config_asks_the_providers_dialect_about_the_session(tmp_path, capsys):
@@ -304,6 +304,14 @@ def test_file_devices_that_cannot_work_are_refused_by_check_config(tmp_path, cap
     (tmp_path / "in.raw").write_bytes(b"")
     assert main(["check-config", "--set", f"audio.mic=raw:{tmp_path / 'in.raw'}", "--set",
                  "audio.speaker=raw:-", *url]) == 0
+
+
+def test_an_unreadable_key_file_is_named_with_where_it_was_set(tmp_path, capsys):
+    path = write(tmp_path, f'[provider]\napi_key_file = "{tmp_path / "none"}"\n')
+    assert main(["check-config", "--config", str(path)]) == EXIT_CONFIG
+    assert f"# api key: error: {path}:2: cannot read API key file {tmp_path / 'none'}" in capsys.readouterr().out
+    assert main(["run", "--config", str(path), "--mic", "null", "--speaker", "null"]) == 2
+    assert f"error: {path}:2: cannot read API key file" in capsys.readouterr().err
 
 
 def test_the_provider_setting_names_every_provider():
