@@ -11,7 +11,8 @@ code    meaning                                                                 
 3       authentication refused or fatal provider error (HTTP 401/403,               no
         ``invalid_api_key``, ``insufficient_quota``)
 4       could not connect, lost the connection with                                 yes
-        ``reconnect.enabled = false``, or the server failed (an ``error``
+        ``reconnect.enabled = false``, the server ended the session (a
+        clean close, not reconnected), or the server failed (an ``error``
         of type ``server_error``, or a code in ``SERVER_FAULT_CODES``)
 5       timed out (no complete answer within ``--max-seconds``)                     yes
 6       gave up reconnecting (``reconnect.max_attempts`` failed in a row)           yes

@@ -125,8 +125,9 @@ def agent_options(config: Config) -> dict[str, Any]:
     v = config.vad
     return {"barge_in": v.barge_in, "echo_guard": v.echo_guard, "echo_boost_db": v.echo_boost_db,
             "echo_tail_s": v.echo_tail_ms / 1000, "vad_gate": v.to_vad_settings() if v.gate else False,
-            # manual turns: nothing else ends a turn of a live microphone (the agent does, on the local VAD)
-            "end_turns": config.session.turn_detection == "none"}
+            # manual turns: nothing else ends a turn of a live microphone (the agent does, on the local VAD);
+            # the agent checks the live session, so a SIGHUP reload to or from "none" takes effect too
+            "end_turns": True}
 
 
 def build_devices(config: Config, loop: bool = False) -> tuple[Any, Any]:

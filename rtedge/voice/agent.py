@@ -225,6 +225,8 @@ class VoiceAgent:
         self.echo_tail_s = float(echo_tail_s)
         self.end_turns = bool(end_turns)
         self._turn_samples = 0  # mic samples sent since the last commit (end_turns)
+        self._in_speech = False  # the local VAD gate is in speech (mic thread writes)
+        self._create_on_done = False  # end_turns: ask for the answer once the cancelled response is done
         self._tail_left = 0  # mic samples the echo guard still holds after playback (mic thread)
         self.gating = vad_gate is not False
         settings = vad_gate if isinstance(vad_gate, VadSettings) else VadSettings()
@@ -271,8 +273,6 @@ class VoiceAgent:
                         deadline is not None and time.monotonic() >= deadline):
                     return
                 if until_input_ends and getattr(self.mic, "finished", threading.Event()).is_set():
-                    if ended_at is None and self.end_turns:
-                        self._end_turn()  # the source ended mid-utterance: its turn ends with it
                     ended_at = ended_at or time.monotonic()
                     if time.monotonic() - ended_at > 1.0 and self.idle():
                         return
@@ -296,8 +296,9 @@ class VoiceAgent:
         snap = self.client.snapshot
         with self._lock:
             awaiting = self._awaiting_response
-        return (not awaiting and snap.response is ResponseState.IDLE
-                and not self.playing() and snap.input_buffer is not InputBufferState.SPEECH)
+        return (not awaiting and snap.response is ResponseState.IDLE and not self.playing()
+                and snap.input_buffer is not InputBufferState.SPEECH
+                and not (self.end_turns and self._in_speech))
 
     def stop(self) -> None:
         """Make :meth:`run` return (from any thread, a signal handler included); before ``run()``, it will
@@ -339,6 +340,7 @@ class VoiceAgent:
             boost = self.aec.gate_boost()
         self.gate.set_boost(boost if guard else 0.0)
         result = self.gate.process(frame)
+        self._in_speech = result.is_speech  # end_turns: a finite source's last turn ends as the gate closes
         if (result.speech_started or result.speech_ended) and log.isEnabledFor(logging.DEBUG):
             floor = self.gate.noise_floor_dbfs
             log.debug("local VAD: speech %s (noise floor %s dBFS%s)", "started, gate opened"
@@ -417,26 +419,40 @@ class VoiceAgent:
         elif isinstance(event, ev.ResponseCreated):
             with self._lock:
                 self._awaiting_response = False
+        elif isinstance(event, ev.ResponseDone) and self._create_on_done:
+            self._create_on_done = False  # the answer end_turns asked for, after the cut one is done
+            try:
+                self.client.create_response()
+            except (ConnectionClosed, LocalProtocolError):
+                self._stop.set()
 
     def _end_turn(self) -> None:
-        """Microphone thread (or ``run()`` once the source ended), ``end_turns``: commit what was sent of the
-        utterance and ask for an answer, when the session has no turn detection and 100 ms or more was sent
-        (less is an empty or too short buffer to the server)."""
+        """Microphone thread, ``end_turns``: commit what was sent of the utterance and ask for an answer, when
+        the session has no turn detection and 100 ms or more was sent (less is an empty or too short buffer
+        to the server).  An answer still playing or streaming is interrupted first, and the new one asked
+        for once the cut one is done (a create before that can be refused)."""
         with self._lock:
             samples, self._turn_samples = self._turn_samples, 0
         server_ends_turns = interruption.turn_detection(self.client.snapshot.session) is not None
         if samples < self.mic.rate // 10 or server_ends_turns:
             return
         try:
-            if self.client.snapshot.response is ResponseState.ACTIVE:
-                if self.barge_in == "off":
-                    self.client.commit()  # answered with the next response the application asks for
-                    return
-                self.interrupt("local")
+            busy = self.playing() or self.client.snapshot.response is not ResponseState.IDLE
+            if busy and self.barge_in == "off":
+                self.client.commit()  # answered with the next response the application asks for
+                return
             with self._lock:
                 self._awaiting_response = True
             self.client.commit()
-            self.client.create_response()
+            if busy:  # set before the cancel goes out: its response.done asks for the answer
+                self._create_on_done = True
+                cut = self.interrupt("local")
+                if not cut.cancelled and self.client.snapshot.response is ResponseState.IDLE \
+                        and self._create_on_done:  # nothing was cancelled: no response.done is coming
+                    self._create_on_done = False
+                    self.client.create_response()
+            else:
+                self.client.create_response()
         except (ConnectionClosed, LocalProtocolError):
             self._stop.set()
 

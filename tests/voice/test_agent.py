@@ -14,6 +14,7 @@ import rtedge
 from rtedge.voice.agent import VoiceAgent
 from rtedge.audio.devices import NullSink, WavSink, WavSource
 from rtedge.errors import ConfigError
+from rtedge.protocol._state import ResponseState
 from rtedge.testing import RealtimeServer
 from rtedge.audio.wavio import read_wav
 
@@ -448,4 +449,29 @@ def test_manual_turns_are_ended_by_the_local_vad_when_asked(phrase, end_turns):
         runner.join(5)
         kinds = [e["type"] for e in srv.received]
     assert kinds.count("input_audio_buffer.commit") == kinds.count("response.create") == (2 if end_turns else 0)
+    assert not [e for e in srv.sent if e["type"] == "error"]
+
+
+def test_a_manual_turn_interrupts_an_answer_still_playing_and_asks_after_the_cut(phrase):
+    """end_turns with an answer whose audio all arrived (response done) but still plays: the new turn was
+    answered behind it, nothing truncated; now the playing answer is cut at what was heard first."""
+    session = rtedge.SessionConfig(turn_detection=None)
+    with RealtimeServer(realtime=False, reply_text=LONG_ANSWER, seed=9) as srv, \
+            rtedge.connect(url=srv.url, session=session) as client:
+        mic = ScriptedMic()
+        agent = VoiceAgent(client, mic, NullSink(rate=24000), echo_guard="off", end_turns=True)
+        runner = _agent_thread(agent, max_seconds=30)
+        client.create_response()
+        srv.wait_for_sent("response.done", timeout=10)
+        assert wait_until(lambda: agent.playback.stats.played_samples > 12000, timeout=10)
+        assert agent.playing() and client.snapshot.response is ResponseState.IDLE
+        srv.reply_text = "Okay."
+        mic.speak(np.concatenate([phrase, np.zeros(8000, np.int16)]))
+        done = srv.wait_for_sent("response.done", nth=2, timeout=15)
+        assert done["response"]["status"] == "completed"
+        agent.stop()
+        runner.join(5)
+    kinds = [e["type"] for e in srv.received]
+    assert agent.stats.interruptions == 1 and kinds.count("conversation.item.truncate") == 1
+    assert kinds.index("conversation.item.truncate") < len(kinds) - 1 - kinds[::-1].index("response.create")
     assert not [e for e in srv.sent if e["type"] == "error"]
