@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .exit_codes import EXIT_DOCTOR, EXIT_OK
-from .settings import is_sound_card, resolve_api_key
+from .settings import is_loose, is_sound_card, resolve_api_key
 from .settings_load import config_from_args
 from .._version import __version__
 from ..errors import AudioError, ConfigError
@@ -137,7 +137,7 @@ def check_api_key(config: Any) -> Result:
         return "FAIL", f"API key: {exc}"
     if key is None and os.path.exists(UNIT_CREDENTIAL):
         mode = os.stat(UNIT_CREDENTIAL).st_mode
-        if mode & 0o077:
+        if is_loose(mode):
             return "warn", (f"API key: {UNIT_CREDENTIAL} is readable by group/others: "
                             f"chmod 600 {UNIT_CREDENTIAL}")
         return "ok", (f"API key: {UNIT_CREDENTIAL} is there for the systemd unit "
@@ -149,7 +149,7 @@ def check_api_key(config: Any) -> Result:
                         f"provider.api_key_file (under systemd: {UNIT_CREDENTIAL}, see the unit's "
                         "LoadCredential=)")
     path = config.provider.api_key_file
-    if path and key.source == path and os.stat(path).st_mode & 0o077:
+    if path and key.source == path and is_loose(os.stat(path).st_mode):
         return "warn", f"API key: {path} is readable by group/others: chmod 600 {path}"
     return "ok", f"API key: from {key.source} (not shown)"
 

@@ -120,8 +120,8 @@ def open_usage_log(config: Config, client: Any) -> Any:
 
 def agent_options(config: Config) -> dict[str, Any]:
     """The keyword arguments of a :class:`~rtedge.voice.agent.VoiceAgent` that ``[vad]`` sets (barge-in,
-    the echo guard and its tail, the VAD gate), and ``end_turns`` for ``session.turn_detection = "none"``:
-    what ``rtedge run`` passes to every session's agent."""
+    the echo guard and its tail, the VAD gate), and ``end_turns`` (acted on while the session has no turn
+    detection, ``session.turn_detection = "none"``): what ``rtedge run`` passes to every session's agent."""
     v = config.vad
     return {"barge_in": v.barge_in, "echo_guard": v.echo_guard, "echo_boost_db": v.echo_boost_db,
             "echo_tail_s": v.echo_tail_ms / 1000, "vad_gate": v.to_vad_settings() if v.gate else False,

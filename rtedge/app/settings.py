@@ -388,6 +388,11 @@ class Secret:
     __str__ = __repr__
 
 
+def is_loose(mode: int) -> bool:
+    """Whether a key file with this ``st_mode`` is open to group or others (it should be 0600 or 0400)."""
+    return bool(mode & 0o077)
+
+
 def read_key_file(path: str) -> str:
     """The API key from a file (its first line, stripped); warns when group or others can read it.
 
@@ -401,7 +406,7 @@ def read_key_file(path: str) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise ConfigError(f"cannot read API key file {path}: {reason}") from None
-    if st.st_mode & 0o077:
+    if is_loose(st.st_mode):
         log.warning("API key file %s is readable by group/others; chmod 600 it", path)
     if not key:
         raise ConfigError(f"API key file {path} is empty")

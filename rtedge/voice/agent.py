@@ -43,8 +43,8 @@ Guarantees
   not sent are in :attr:`VoiceAgent.stats`.
 * ``end_turns=True`` is for a session without turn detection (manual turns):
   the agent ends each turn itself when the local VAD hears the end of an
-  utterance it sent (or a finite source ends): it commits the input and asks
-  for a response.  Without it such a session is answered only when the
+  utterance it sent (a finite source's paced silence closes the gate too):
+  it commits the input and asks for a response.  Without it such a session is answered only when the
   application commits.
 * ``run()`` blocks until :meth:`stop`, ``max_seconds``, the link ending
   (``client.link_state`` closing, closed or gave up), or (with
@@ -57,8 +57,9 @@ Guarantees
 * Threads: the microphone thread, the speaker thread and the receiver
   (audio hook, event hook) read the client's session only through
   ``client.snapshot`` (an immutable value), never its live structures.
-  ``_lock`` guards ``_cut``, ``_resampler``/``_resampler_key``,
-  ``_awaiting_response`` and ``_turn_samples``.  Microphone audio goes out with
+  ``_lock`` guards ``_cut``, ``_resampler``/``_resampler_key`` and
+  ``_awaiting_response``; the microphone thread alone owns ``_turn_samples``
+  and writes ``_in_speech``.  Microphone audio goes out with
   ``overflow="drop_oldest"``: a stalled link drops the oldest queued audio
   (counted in ``client.stats.audio_dropped``), never the microphone callback.
 
@@ -224,7 +225,7 @@ class VoiceAgent:
         self.barge_in, self.echo_guard, self.echo_boost_db = barge_in, echo_guard, echo_boost_db
         self.echo_tail_s = float(echo_tail_s)
         self.end_turns = bool(end_turns)
-        self._turn_samples = 0  # mic samples sent since the last commit (end_turns)
+        self._turn_samples = 0  # mic samples sent since the last commit (end_turns; mic thread only)
         self._in_speech = False  # the local VAD gate is in speech (mic thread writes)
         self._create_on_done = False  # end_turns: ask for the answer once the cancelled response is done
         self._tail_left = 0  # mic samples the echo guard still holds after playback (mic thread)
@@ -236,8 +237,7 @@ class VoiceAgent:
         self.stats = AgentStats()
         #: the most recent interruptions (a window; ``stats.interruptions`` counts them all)
         self.interruptions: deque[Interruption] = deque(maxlen=INTERRUPTION_WINDOW)
-        #: guards _cut, _resampler, _resampler_key, _awaiting_response, _turn_samples
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _cut, _resampler, _resampler_key, _awaiting_response
         self._cut: deque[str] = deque(maxlen=32)  # responses whose late audio is dropped
         self._resampler: codec.Resampler | None = None
         self._resampler_key: tuple[str, int] | None = None
@@ -356,8 +356,7 @@ class VoiceAgent:
             to_send = (frame,)
         self._send(frame, to_send)
         if self.end_turns:
-            with self._lock:
-                self._turn_samples += sum(len(f) for f in to_send)
+            self._turn_samples += sum(len(f) for f in to_send)
             if result.speech_ended:
                 self._end_turn()
 
@@ -431,8 +430,7 @@ class VoiceAgent:
         the session has no turn detection and 100 ms or more was sent (less is an empty or too short buffer
         to the server).  An answer still playing or streaming is interrupted first, and the new one asked
         for once the cut one is done (a create before that can be refused)."""
-        with self._lock:
-            samples, self._turn_samples = self._turn_samples, 0
+        samples, self._turn_samples = self._turn_samples, 0
         server_ends_turns = interruption.turn_detection(self.client.snapshot.session) is not None
         if samples < self.mic.rate // 10 or server_ends_turns:
             return
