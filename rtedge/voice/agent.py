@@ -58,7 +58,7 @@ Guarantees
   (audio hook, event hook) read the client's session only through
   ``client.snapshot`` (an immutable value), never its live structures.
   ``_lock`` guards ``_cut``, ``_resampler``/``_resampler_key`` and
-  ``_awaiting_response``; the microphone thread alone owns ``_turn_samples``
+  ``_awaiting_response``/``_awaiting_expires``; the microphone thread alone owns ``_turn_samples``
   and writes ``_in_speech``.  Microphone audio goes out with
   ``overflow="drop_oldest"``: a stalled link drops the oldest queued audio
   (counted in ``client.stats.audio_dropped``), never the microphone callback.
@@ -101,6 +101,8 @@ EchoGuard = Literal["half_duplex", "threshold", "aec", "off"]
 #: default ``echo_tail_s``: the echo guard outlasts playback by the reverberation of a living room
 ECHO_TAIL_S = 0.3
 ECHO_GUARDS = ("half_duplex", "threshold", "aec", "off")
+#: an answer awaited when a response ends must start within this many seconds of it, or is not coming
+AWAIT_GRACE_S = 3.0
 
 
 class AgentClient(Protocol):
@@ -237,11 +239,13 @@ class VoiceAgent:
         self.stats = AgentStats()
         #: the most recent interruptions (a window; ``stats.interruptions`` counts them all)
         self.interruptions: deque[Interruption] = deque(maxlen=INTERRUPTION_WINDOW)
-        self._lock = threading.Lock()  # guards _cut, _resampler, _resampler_key, _awaiting_response
+        # guards _cut, _resampler, _resampler_key, _awaiting_response, _awaiting_expires
+        self._lock = threading.Lock()
         self._cut: deque[str] = deque(maxlen=32)  # responses whose late audio is dropped
         self._resampler: codec.Resampler | None = None
         self._resampler_key: tuple[str, int] | None = None
         self._awaiting_response = False
+        self._awaiting_expires: float | None = None  # monotonic; set by a response.done while awaiting
         self._stop = threading.Event()
         self._started = threading.Lock()  # taken by the one run() and never released
         self._closed = False
@@ -292,10 +296,12 @@ class VoiceAgent:
         return item is not None and self.playback.received_ms(item) > 0
 
     def idle(self) -> bool:
-        """No turn awaiting a response, no response active, nothing playing, no speech in progress."""
+        """No turn awaiting a response, no response active, nothing playing, no speech in progress.  An
+        answer not started ``AWAIT_GRACE_S`` after the response before it ended is no longer awaited."""
         snap = self.client.snapshot
         with self._lock:
-            awaiting = self._awaiting_response
+            awaiting = self._awaiting_response and (
+                self._awaiting_expires is None or time.monotonic() < self._awaiting_expires)
         return (not awaiting and snap.response is ResponseState.IDLE and not self.playing()
                 and snap.input_buffer is not InputBufferState.SPEECH
                 and not (self.end_turns and self._in_speech))
@@ -413,12 +419,23 @@ class VoiceAgent:
             self.interrupt("server")  # local mode too: the server's VAD cancels the answer either way
         elif isinstance(event, ev.InputAudioBufferCommitted):
             creates = self._server_creates_responses()
-            with self._lock:  # an answer this agent asked for (end_turns) is still awaited
-                self._awaiting_response = creates or self._awaiting_response
+            if creates:  # else an answer this agent asked for (end_turns) may still be awaited
+                with self._lock:
+                    self._awaiting_response, self._awaiting_expires = True, None
         elif isinstance(event, ev.ResponseCreated):
             with self._lock:
-                self._awaiting_response = False
-        elif isinstance(event, ev.ResponseDone) and self._create_on_done:
+                self._awaiting_response, self._awaiting_expires = False, None
+        if isinstance(event, ev.ResponseDone):
+            self._on_response_done()
+
+    def _on_response_done(self) -> None:
+        """Receiver thread: a response ended.  An answer still awaited must start within
+        ``AWAIT_GRACE_S``, or it is not coming: a turn committed while this response ran that the server
+        did not answer (its VAD neither interrupts nor queues), or a ``response.create`` it refused."""
+        with self._lock:
+            if self._awaiting_response:
+                self._awaiting_expires = time.monotonic() + AWAIT_GRACE_S
+        if self._create_on_done:
             self._create_on_done = False  # the answer end_turns asked for, after the cut one is done
             try:
                 self.client.create_response()
@@ -440,7 +457,7 @@ class VoiceAgent:
                 self.client.commit()  # answered with the next response the application asks for
                 return
             with self._lock:
-                self._awaiting_response = True
+                self._awaiting_response, self._awaiting_expires = True, None
             self.client.commit()
             if busy:  # set before the cancel goes out: its response.done asks for the answer
                 self._create_on_done = True

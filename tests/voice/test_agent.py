@@ -475,3 +475,29 @@ def test_a_manual_turn_interrupts_an_answer_still_playing_and_asks_after_the_cut
     assert agent.stats.interruptions == 1 and kinds.count("conversation.item.truncate") == 1
     assert kinds.index("conversation.item.truncate") < len(kinds) - 1 - kinds[::-1].index("response.create")
     assert not [e for e in srv.sent if e["type"] == "error"]
+
+
+def test_a_turn_the_server_does_not_answer_is_not_awaited_forever(phrase):
+    """A turn committed while an answer runs, with a server VAD that neither interrupts nor (so) answers
+    it: the agent awaited its answer forever, so ``run(until_input_ends=True)`` ran to ``max_seconds``.
+    Now the wait ends a grace period after the running answer is done."""
+    td = rtedge.ServerVad(interrupt_response=False)
+    with RealtimeServer(reply_text="Once upon a time there was a story.", seed=10) as srv, \
+            rtedge.connect(url=srv.url, session=rtedge.SessionConfig(turn_detection=td)) as client:
+        mic = ScriptedMic()
+        agent = VoiceAgent(client, mic, NullSink(rate=24000), barge_in="off", echo_guard="off")
+        runner = _agent_thread(agent, max_seconds=40, until_input_ends=True)
+        client.create_response()
+        srv.wait_for_sent("response.created", timeout=10)
+        mic.speak(phrase)
+        srv.wait_for_sent("input_audio_buffer.committed", timeout=15)
+        assert client.snapshot.response is ResponseState.ACTIVE  # the turn ended while the answer ran
+        mic.finished.set()
+        runner.join(20)
+        ended = not runner.is_alive()
+        agent.stop()
+        runner.join(5)
+    assert ended, "run() still awaited an answer the server never started"
+    assert [e["type"] for e in srv.sent].count("response.created") == 1
+    assert not [e for e in srv.sent if e["type"] == "error"]
+
