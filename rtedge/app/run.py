@@ -101,7 +101,8 @@ def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, conso
         usage_log = open_usage_log(config, client)
         try:
             return stream_file(client, samples, rate, args, console.line,
-                               max_seconds=config.service.max_seconds or 120.0)
+                               max_seconds=config.service.max_seconds or 120.0,
+                               manual=config.session.turn_detection == "none")
         finally:
             if usage_log is not None:
                 client.close()  # first, so that the total line counts every response
@@ -123,13 +124,15 @@ def read_input_wav(path: str) -> tuple[Any, int]:
 
 
 def stream_file(client: Any, samples: Any, rate: int, args: argparse.Namespace, echo: Callable[[str], Any],
-                max_seconds: float) -> int:
-    """Send a recording as one turn (``run --fast``, ``demo``), print the turns and a summary."""
+                max_seconds: float, manual: bool = False) -> int:
+    """Send a recording as one turn (``run --fast``, ``demo``), print the turns and a summary; ``manual``
+    (the session has no turn detection: ``--manual`` or the settings' ``turn_detection = "none"``): commit
+    it and ask for the answer."""
     writer = WavWriter(args.output, client.snapshot.output_format.rate) if args.output else None
     stop = threading.Event()
     restore = on_signals({signal.SIGINT: stop.set, signal.SIGTERM: stop.set})
     try:
-        report = stream_wav(client, samples, rate, output=writer, realtime=not args.fast, manual=args.manual,
+        report = stream_wav(client, samples, rate, output=writer, realtime=not args.fast, manual=manual,
                             max_seconds=max_seconds, echo=echo, stop=stop)
     finally:
         restore()

@@ -56,12 +56,19 @@ def test_run_streams_a_wav_at_any_rate(tmp_path, capsys, speech_dir):
     assert read_wav(out)[1] == 24000
 
 
-def test_run_manual_turn_without_server_vad(tmp_path, capsys):
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_run_manual_turn_without_server_vad(tmp_path, capsys, how):
+    """--fast commits the file's turn and asks for the answer when the session has no turn detection,
+    whether --manual or the settings file (turn_detection = "none") said so: the file's setting alone
+    used to commit nothing and wait for --max-seconds."""
     src = tmp_path / "tone.wav"
     t = np.arange(8000) / 16000
     _write_wav(src, (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), 16000)
+    conf = tmp_path / "rtedge.toml"
+    conf.write_text('[session]\nturn_detection = "none"\n[service]\nmax_seconds = 20\n')
+    manual = ["--manual"] if how == "flag" else ["--config", str(conf)]
     with RealtimeServer(realtime=False) as srv:
-        code = main(["run", "--url", srv.url, "--input", str(src), "--fast", "--manual"])
+        code = main(["run", "--url", srv.url, "--input", str(src), "--fast", *manual])
         kinds = [e["type"] for e in srv.received]
     assert code == EXIT_OK
     assert kinds[0] == "session.update" and kinds[-2:] == ["input_audio_buffer.commit", "response.create"]
