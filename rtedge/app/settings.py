@@ -216,8 +216,9 @@ class LocalVadSettings:
     gate: bool = setting(True, "send only speech with pre-roll and trailing silence, not idle silence")
     backend: str = setting("energy", "local VAD: energy (numpy), webrtc (webrtcvad-wheels), "
                                      "silero (onnxruntime)", choices=("energy", "webrtc", "silero"))
-    barge_in: str = setting("server", "interrupt the assistant on the server's VAD, the local VAD, or never "
-                                      "(off: the session's interrupt_response is false too)",
+    barge_in: str = setting("server", "interrupt the assistant on the server's VAD (the local VAD's onset "
+                                      "with turn_detection none), the local VAD, or never (off: the "
+                                      "session's interrupt_response is false too)",
                             choices=("server", "local", "off"))
     echo_guard: str = setting("threshold", "keep the speaker's sound from counting as the user: "
                                            "half_duplex, threshold, aec (libspeexdsp echo canceller), "

@@ -501,3 +501,28 @@ def test_a_turn_the_server_does_not_answer_is_not_awaited_forever(phrase):
     assert [e["type"] for e in srv.sent].count("response.created") == 1
     assert not [e for e in srv.sent if e["type"] == "error"]
 
+
+
+@pytest.mark.parametrize("barge_in", ["server", "local"])
+def test_without_turn_detection_the_user_cuts_the_answer_when_speech_starts(phrase, barge_in):
+    """No turn detection, so no server speech_started: barge_in="server" (the default) cut a playing answer
+    only once the user's turn ended (a second or more after speaking began); it now cuts at the local VAD's
+    onset, as "local" does: the truncate goes out before the user's turn is committed."""
+    session = rtedge.SessionConfig(turn_detection=None)
+    with RealtimeServer(reply_text=LONG_ANSWER, seed=12) as srv, \
+            rtedge.connect(url=srv.url, session=session) as client:
+        mic = ScriptedMic()
+        agent = VoiceAgent(client, mic, NullSink(rate=24000), echo_guard="off", barge_in=barge_in, end_turns=True)
+        runner = _agent_thread(agent, max_seconds=30)
+        client.create_response()
+        assert wait_until(lambda: agent.playback.stats.played_samples > 24000, timeout=10)
+        srv.reply_text = "Okay."
+        mic.speak(np.concatenate([phrase, np.zeros(8000, np.int16)]))
+        srv.wait_for_sent("response.done", nth=2, timeout=15)
+        agent.stop()
+        runner.join(5)
+    kinds = [e["type"] for e in srv.received]
+    assert kinds.count("conversation.item.truncate") == 1 and kinds.count("input_audio_buffer.commit") == 1
+    assert kinds.index("conversation.item.truncate") < kinds.index("input_audio_buffer.commit")
+    assert agent.interruptions[0].source == "local" and agent.stats.interruptions == 1
+    assert not [e for e in srv.sent if e["type"] == "error"]
