@@ -130,6 +130,15 @@ def _socket_audit_installed():
 
 
 @pytest.fixture(autouse=True)
+def _clock_faults_unsaid():
+    """A device's clock fault is said once per process (rtedge.audio.clock): once per test here."""
+    from rtedge.audio import clock
+
+    clock.forget_reported()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def sole_socket_writer(_socket_audit_installed):
     """Every socket write and close made during the test happened on ``rtedge-sender`` (but for the
     rollover's upgrades: see :class:`SocketAudit`)."""

@@ -7,9 +7,12 @@ over a window that starts after a warm-up (PortAudio fills its buffers at start,
 fault), warns once when it is more than :data:`TOLERANCE` off real time (or, before that, as soon as it is
 :data:`MAX_LEAD_S` of audio ahead of real time), and from then on tells the caller how long to wait before the
 next buffer so that a fast device is paced to real time.  A slow device
-cannot be sped up: it is only reported.
+cannot be sped up: it is only reported.  A device is reported once per process: opened again (``rtedge run``
+checks a sound card, then opens it for the session; a failed stream is reopened), its fault is logged at
+debug level (and paced all the same).
 
-Not thread-safe: one device thread calls :meth:`ClockCheck.tick`.
+:class:`ClockCheck` is not thread-safe: one device thread calls :meth:`ClockCheck.tick`.  The record of the
+devices reported is (a lock).
 
 Owns: checking a device's sample clock against the monotonic clock.  Must not: change the audio.
 """
@@ -17,6 +20,7 @@ Owns: checking a device's sample clock against the monotonic clock.  Must not: c
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -36,6 +40,24 @@ WINDOW_AUDIO_S = 2.0
 #: than any prefill): a file piped in is paced after 1 s of audio, not after the whole window's 3 s, which
 #: a 2 s send queue could not hold
 MAX_LEAD_S = 1.0
+
+_reported: set[str] = set()  # devices (as messages name them) whose clock fault was said; a handful
+_reported_lock = threading.Lock()
+
+
+def _level(what: str) -> int:
+    """WARNING the first time ``what``'s clock fault is said in this process, DEBUG after."""
+    with _reported_lock:
+        if what in _reported:
+            return logging.DEBUG
+        _reported.add(what)
+        return logging.WARNING
+
+
+def forget_reported() -> None:
+    """Say every device's clock fault again (tests; a long-running application that wants it)."""
+    with _reported_lock:
+        _reported.clear()
 
 
 class ClockCheck:
@@ -91,14 +113,14 @@ class ClockCheck:
         if abs(self.ratio - 1.0) <= TOLERANCE:
             return
         if self.ratio > 1.0:
-            self._found_fast(now, self.ratio, (self._n - self._base_n) / self.rate, elapsed)
+            self._found_fast(now, self.ratio, audio, elapsed)
         else:
-            log.warning("%s: the device clock runs at %.2fx real time (%.1f s of audio in %.1f s); audio "
-                        "will lag", self.what, self.ratio, (self._n - self._base_n) / self.rate, elapsed)
+            log.log(_level(self.what), "%s: the device clock runs at %.2fx real time (%.1f s of audio in "
+                    "%.1f s); audio will lag", self.what, self.ratio, audio, elapsed)
 
     def _found_fast(self, now: float, ratio: float, audio: float, elapsed: float) -> None:
         """Pace from now on, and say so once."""
         self.ratio, self.pacing, self._pace_t0, self._pace_n = ratio, True, now, 0
-        log.warning("%s: the device clock runs at %.2fx real time (%.1f s of audio in %.1f s: an ALSA "
-                    "file/null plugin, or a pipe fed from a file?); pacing it to real time",
-                    self.what, ratio, audio, elapsed)
+        log.log(_level(self.what), "%s: the device clock runs at %.2fx real time (%.1f s of audio in %.1f s: "
+                "an ALSA file/null plugin, or a pipe fed from a file?); pacing it to real time",
+                self.what, ratio, audio, elapsed)
