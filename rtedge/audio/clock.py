@@ -67,10 +67,13 @@ class ClockCheck:
         what: the device, as log messages name it.
         rate: its nominal sample rate (Hz).
         clock: the time source (``time.monotonic``; replaceable in tests).
+        pacing_text: what the warning about a fast clock says is done about it (a caller that paces the
+            device itself says how).
     """
 
-    def __init__(self, what: str, rate: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.what, self.rate, self._clock = what, rate, clock
+    def __init__(self, what: str, rate: int, clock: Callable[[], float] = time.monotonic, *,
+                 pacing_text: str = "pacing it to real time") -> None:
+        self.what, self.rate, self._clock, self._pacing_text = what, rate, clock, pacing_text
         self._first: float | None = None
         self._base_t: float | None = None
         self._base_n = 0
@@ -122,5 +125,5 @@ class ClockCheck:
         """Pace from now on, and say so once."""
         self.ratio, self.pacing, self._pace_t0, self._pace_n = ratio, True, now, 0
         log.log(_level(self.what), "%s: the device clock runs at %.2fx real time (%.1f s of audio in %.1f s: "
-                "an ALSA file/null plugin, or a pipe fed from a file?); pacing it to real time",
-                self.what, ratio, audio, elapsed)
+                "an ALSA file/null plugin, or a pipe fed from a file?); %s",
+                self.what, ratio, audio, elapsed, self._pacing_text)

@@ -82,6 +82,11 @@ log = logging.getLogger("rtedge.audio")
 # --------------------------------------------------------------------------- paced devices
 
 
+#: a pipe found ahead of real time is read this many times faster than real time (see
+#: ``_ThreadedSource._deliver_content``)
+DRAIN_SPEED = 1.5
+
+
 class _Pacer:
     """Absolute deadlines ``t0 + k * period``; every wait ends early when ``stop`` is set."""
 
@@ -141,6 +146,7 @@ class _ThreadedSource(AudioSource):
                 return
             self.finished.set()
             pacer.realtime = True  # silence is always paced, or it would flood the consumer
+            pacer.period = self.frame_ms / 1000
             pacer.restart()
             while pacer.wait():
                 self._deliver(np.zeros(self.frame_samples, dtype=np.int16))
@@ -150,17 +156,22 @@ class _ThreadedSource(AudioSource):
     def _deliver_content(self, pacer: _Pacer) -> bool:
         """Deliver ``_content()``; False if stopped meanwhile.  A read error ends it like its end does.
 
-        An unpaced source (a pipe) whose writer runs far faster than real time (a file piped in) is
-        detected by a :class:`~rtedge.audio.clock.ClockCheck`, reported once and paced from then on.
+        An unpaced source (a pipe) ahead of real time is detected by a :class:`~rtedge.audio.clock.ClockCheck`,
+        reported once and read at :data:`DRAIN_SPEED` times real time from then on: a writer far faster than
+        real time (a file piped in) is paced, and a live recorder's backlog (``arecord`` started before
+        rtedge read the pipe) drains in twice its length, after which the recorder sets the pace; paced to
+        real time, the backlog stayed as latency.
         """
-        clock = ClockCheck(repr(self), self.rate) if self._writer_paced and not pacer.realtime else None
+        clock = ClockCheck(repr(self), self.rate, pacing_text=f"pacing it at {DRAIN_SPEED}x real time until "
+                           "it falls behind its writer (a recorder's backlog drains)") \
+            if self._writer_paced and not pacer.realtime else None
         try:
             for frame in self._content():
                 if not pacer.wait():
                     return False
                 self._deliver(frame)
                 if clock is not None and clock.tick(len(frame)) >= 0 and clock.pacing:
-                    clock, pacer.realtime = None, True
+                    clock, pacer.realtime, pacer.period = None, True, pacer.period / DRAIN_SPEED
                     pacer.restart()
         except AudioError as exc:
             self._fail(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import threading
 import time
@@ -13,6 +14,16 @@ import pytest
 
 from rtedge.audio.clock import MAX_LEAD_S, TOLERANCE, WARMUP_S, WINDOW_S, ClockCheck
 from rtedge.audio.devices import RawSource
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    """Poll ``predicate`` (waiting on an event, not sleeping) until true or ``timeout``."""
+    deadline, tick = time.monotonic() + timeout, threading.Event()
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return bool(predicate())
+        tick.wait(0.01)
+    return True
 
 
 class FakeClock:
@@ -131,3 +142,45 @@ def test_a_pipe_fed_from_a_file_is_paced_after_the_warning(caplog):
     assert any("pacing it" in r.getMessage() for r in caplog.records)
     assert count_then < 500  # it did not deliver the whole 10 s at once
     assert moved < 2.0, (moved, time.monotonic() - warned_at)  # about 1 s of audio per second now
+
+
+def test_a_live_recorders_backlog_in_a_pipe_drains_instead_of_staying_as_latency(caplog):
+    """``arecord | rtedge run --mic raw:-``: arecord records while rtedge starts up, so the pipe holds a
+    backlog when reading begins.  The burst looked like a fast clock, and pacing to real time kept the
+    backlog as latency for the whole session; a pipe ahead of real time is now read faster than real time
+    (DRAIN_SPEED) until it falls behind its writer, which then sets the pace."""
+    rfd, wfd = os.pipe()
+    frame = np.zeros(320, "<i2").tobytes()
+    written = [0]
+    stop = threading.Event()
+
+    def recorder() -> None:  # 1.5 s recorded before rtedge reads, then one frame per 20 ms
+        os.write(wfd, frame * 75)
+        written[0] = 75 * 320
+        t0, k = time.monotonic(), 0
+        while not stop.wait(max(0.0, t0 + k * 0.02 - time.monotonic())):
+            os.write(wfd, frame)
+            written[0] += 320
+            k += 1
+
+    delivered = [0]
+
+    def on_frame(samples: np.ndarray) -> None:
+        delivered[0] += len(samples)
+
+    writer = threading.Thread(target=recorder, name="test-recorder", daemon=True)
+    writer.start()
+    src = RawSource(os.fdopen(rfd, "rb"), rate=16000, close=True)
+    with caplog.at_level(logging.WARNING, logger="rtedge"):
+        assert wait_until(lambda: written[0] >= 75 * 320, timeout=5)
+        src.start(on_frame)
+        try:
+            assert wait_until(lambda: any("pacing it" in r.getMessage() for r in caplog.records), timeout=10)
+            # the backlog drains: at most a few frames (what is in flight) behind the recorder
+            assert wait_until(lambda: (written[0] - delivered[0]) / 16000 < 0.1, timeout=10), \
+                (written[0] - delivered[0]) / 16000
+        finally:
+            src.stop()
+            stop.set()
+            writer.join(5)
+            os.close(wfd)
