@@ -424,11 +424,12 @@ class Service:
             try:
                 return connect_logged(self.config, self.key, attempt)
             except (TransportError, DeadlineExceeded) as exc:
+                if self._stop_reason is not None:  # stopped while this attempt was under way: not a fault
+                    log.debug("connect attempt %d ended after the stop: %s", attempt, exc)
+                    return None
                 fatal = isinstance(exc, HandshakeError) and exc.status_code in FATAL_HTTP_STATUSES
                 if backoff is None or fatal:
                     raise
-                if self._stop_reason is not None:  # stopped while this attempt was under way
-                    return None
                 if backoff.exhausted(attempt + 1):
                     raise GaveUpError(f"gave up connecting after {attempt} attempts; last: {exc}") from None
                 delay = backoff.delay(attempt, retry_after=getattr(exc, "retry_after", None))

@@ -425,9 +425,11 @@ def test_stop_while_waiting_to_retry_the_first_connect(tmp_path, children, endle
     assert_clean(child)
 
 
-def test_stop_during_a_first_connect_attempt_does_not_schedule_another(tmp_path, children, endless):
+@pytest.mark.parametrize("retry", ["true", "false"])
+def test_stop_during_a_first_connect_attempt_does_not_schedule_another(tmp_path, children, endless, retry):
     """A server that takes the TCP connection and never answers the upgrade: SIGTERM during that attempt
-    ends the run when the attempt gives up (provider.connect_timeout), without announcing a next attempt."""
+    ends the run when the attempt gives up (provider.connect_timeout), without announcing a next attempt;
+    without retrying the first connect it is a stop too (it said "cannot connect", exit 4)."""
     accepted = threading.Event()
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -448,7 +450,7 @@ def test_stop_during_a_first_connect_attempt_does_not_schedule_another(tmp_path,
         acceptor = threading.Thread(target=accept, name="test-silent-server", daemon=True)
         acceptor.start()
         url = f"ws://127.0.0.1:{silent.getsockname()[1]}/v1/realtime"
-        child = Child(tmp_path, run_args(url, endless, "--set", "reconnect.retry_first_connect=true",
+        child = Child(tmp_path, run_args(url, endless, "--set", f"reconnect.retry_first_connect={retry}",
                                          "--set", "provider.connect_timeout=2"))
         children.append(child)
         try:
