@@ -28,6 +28,8 @@ import time
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from ..audio import threadnames as _threadnames
+
 #: syslog priorities (sd-daemon.h): <3> error, <4> warning, <5> notice, <6> info, <7> debug
 PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -159,7 +161,8 @@ class ConsoleHandler(logging.Handler):
                 message += "\n" + self.formatter_exc(record)
             if self.console.fmt == "json":
                 obj = {"ts": _iso_now(record.created), "level": record.levelname.lower(),
-                       "logger": record.name, "thread": record.threadName, "msg": message}
+                       "logger": record.name, "thread": _threadnames.name_of(record.thread, record.threadName or ""),
+                       "msg": message}
                 if record.exc_info:
                     obj["exc"] = self.formatter_exc(record)
                 text = json.dumps(obj, ensure_ascii=False, default=str)

@@ -42,6 +42,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from . import threadnames as _threadnames
 from ..errors import AudioError
 from . import codec
 from .clock import ClockCheck
@@ -394,7 +395,10 @@ class _PortAudioDevice(_Device):
 
         def callback(in_data: Any, frame_count: int, _time_info: Any, status: int) -> tuple[Any, int]:
             self._last_callback = time.monotonic()
-            self._callback_ident = threading.get_ident()
+            ident = threading.get_ident()
+            if ident != self._callback_ident:  # PortAudio's thread: log lines name it after the device
+                self._callback_ident = ident
+                _threadnames.register(ident, f"{self._thread_name}-callback")
             try:
                 out = inner(in_data, frame_count, status), PA_CONTINUE
             except Exception:  # noqa: BLE001 - an escaping exception would abort the stream
@@ -438,6 +442,9 @@ class _PortAudioDevice(_Device):
                     log.debug("%r: closing the stream failed: %s", self, exc)
             if pa is not None:
                 close_portaudio(pa)
+        if stream is not None:  # its callbacks are over: a reopened stream's thread registers anew
+            _threadnames.unregister(self._callback_ident)
+            self._callback_ident = None
 
     def _problem(self) -> str | None:
         """Why the open stream needs reopening, or None."""

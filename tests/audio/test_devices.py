@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import logging
 import math
 import os
@@ -27,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtedge.audio import codec
+from rtedge.app.logs import Console, ConsoleHandler
+from rtedge.audio import codec, threadnames
 from rtedge.audio.devices import (
     AudioSink,
     AudioSource,
@@ -825,3 +827,47 @@ def test_a_speaker_on_an_unpaced_alsa_file_plugin_is_detected_and_paced(alsa, ca
     warnings = [r.getMessage() for r in caplog.records if "real time" in r.getMessage()]
     assert len(warnings) == 1 and "Speaker(" in warnings[0]
     assert moved < 2.0, moved  # about one second of audio per second once paced (hundreds before)
+
+
+def test_log_lines_from_portaudios_callback_threads_name_the_device(alsa):
+    """PortAudio calls back on threads it made: a log line from one (a VAD decision, a barge-in, a callback
+    failure) was labelled "Dummy-1" in ``--log-format json``; it is now named after the device."""
+    console = Console(fmt="json", status_line=False)
+    handler = ConsoleHandler(console)
+    lines: list[str] = []
+    console.record = lines.append  # type: ignore[method-assign]
+    logger = logging.getLogger("rtedge.test.callback")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logged = threading.Event()
+    alsa.write_feed(noise(16000))
+
+    idents: set[int] = set()
+
+    def on_frame(frame: np.ndarray) -> None:
+        idents.add(threading.get_ident())
+        if not logged.is_set():
+            logger.info("from the microphone's callback")
+            logged.set()
+
+    def pull(n: int) -> np.ndarray:
+        idents.add(threading.get_ident())
+        if not said.is_set():
+            logger.info("from the speaker's callback")
+            said.set()
+        return np.zeros(n, np.int16)
+
+    said = threading.Event()
+    mic, spk = Microphone("rt_rec", rate=16000), Speaker("rt_play", rate=24000)
+    try:
+        mic.start(on_frame)
+        spk.start(pull)
+        assert logged.wait(10) and said.wait(10)
+    finally:
+        mic.stop()
+        spk.stop()
+        logger.removeHandler(handler)
+    threads = {json.loads(line)["msg"]: json.loads(line)["thread"] for line in lines}
+    assert threads == {"from the microphone's callback": "rtedge-mic-callback",
+                       "from the speaker's callback": "rtedge-speaker-callback"}
+    assert [threadnames.name_of(i, "gone") for i in idents] == ["gone"] * len(idents)  # forgotten at close
