@@ -160,9 +160,9 @@ class ConsoleHandler(logging.Handler):
             if record.exc_info and self.console.fmt != "json":
                 message += "\n" + self.formatter_exc(record)
             if self.console.fmt == "json":
+                thread = _threadnames.name_of(record.thread, record.threadName or "")  # PortAudio's: by device
                 obj = {"ts": _iso_now(record.created), "level": record.levelname.lower(),
-                       "logger": record.name, "thread": _threadnames.name_of(record.thread, record.threadName or ""),
-                       "msg": message}
+                       "logger": record.name, "thread": thread, "msg": message}
                 if record.exc_info:
                     obj["exc"] = self.formatter_exc(record)
                 text = json.dumps(obj, ensure_ascii=False, default=str)

@@ -42,9 +42,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from . import threadnames as _threadnames
 from ..errors import AudioError
 from . import codec
+from . import threadnames as _threadnames
 from .clock import ClockCheck
 from ._device import STOP_TIMEOUT, AudioSink, AudioSource, OnFrame, Pull, _Device
 
