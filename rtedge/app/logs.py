@@ -160,7 +160,8 @@ class ConsoleHandler(logging.Handler):
             if record.exc_info and self.console.fmt != "json":
                 message += "\n" + self.formatter_exc(record)
             if self.console.fmt == "json":
-                thread = _threadnames.name_of(record.thread, record.threadName or "")  # PortAudio's: by device
+                # PortAudio's callback threads are named after their device
+                thread = _threadnames.name_of(record.thread, record.threadName or "")
                 obj = {"ts": _iso_now(record.created), "level": record.levelname.lower(),
                        "logger": record.name, "thread": thread, "msg": message}
                 if record.exc_info:

@@ -156,11 +156,11 @@ class _ThreadedSource(AudioSource):
     def _deliver_content(self, pacer: _Pacer) -> bool:
         """Deliver ``_content()``; False if stopped meanwhile.  A read error ends it like its end does.
 
-        An unpaced source (a pipe) ahead of real time is detected by a :class:`~rtedge.audio.clock.ClockCheck`,
-        reported once and read at :data:`DRAIN_SPEED` times real time from then on: a writer far faster than
-        real time (a file piped in) is paced, and a live recorder's backlog (``arecord`` started before
-        rtedge read the pipe) drains in twice its length, after which the recorder sets the pace; paced to
-        real time, the backlog stayed as latency.
+        An unpaced source (a pipe) ahead of real time is detected by a
+        :class:`~rtedge.audio.clock.ClockCheck`, reported once and read at :data:`DRAIN_SPEED` times real
+        time from then on: a writer far faster than real time (a file piped in) is paced, and a live
+        recorder's backlog (``arecord`` started before rtedge read the pipe) drains in twice its length,
+        after which the recorder sets the pace; paced to real time, the backlog stayed as latency.
         """
         clock = ClockCheck(repr(self), self.rate, pacing_text=f"pacing it at {DRAIN_SPEED}x real time until "
                            "it falls behind its writer (a recorder's backlog drains)") \

@@ -512,7 +512,8 @@ def test_without_turn_detection_the_user_cuts_the_answer_when_speech_starts(phra
     with RealtimeServer(reply_text=LONG_ANSWER, seed=12) as srv, \
             rtedge.connect(url=srv.url, session=session) as client:
         mic = ScriptedMic()
-        agent = VoiceAgent(client, mic, NullSink(rate=24000), echo_guard="off", barge_in=barge_in, end_turns=True)
+        agent = VoiceAgent(client, mic, NullSink(rate=24000), echo_guard="off", barge_in=barge_in,
+                           end_turns=True)
         runner = _agent_thread(agent, max_seconds=30)
         client.create_response()
         assert wait_until(lambda: agent.playback.stats.played_samples > 24000, timeout=10)
