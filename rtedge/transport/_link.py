@@ -390,7 +390,7 @@ class Link(Rollover):
         """Receiver: ``session.updated`` confirms the oldest update in flight (the server answers them
         in order), an ``error`` naming one rejects it.  Only confirmed updates go into the config a
         new session is given after a reconnect: a rejected one would be rejected again, ending the link."""
-        with self._lock:
+        with self._lock:  # update_session() holds it from its send until the update is recorded
             if isinstance(event, ev.SessionUpdated):
                 if self._updates_in_flight:
                     self._merge_requested(self._updates_in_flight.popleft()[1])

@@ -252,7 +252,7 @@ class Client(Link):
                     self.stats.sessions_expired += 1
                 if event.error.code in SESSION_ENDING_ERROR_CODES and current:
                     self._last_fatal = server_error(event)
-            if self._updates_in_flight and current and isinstance(event, ev.SessionUpdated | ev.Error):
+            if current and isinstance(event, ev.SessionUpdated | ev.Error):  # rare: under the lock
                 self._update_answered(event)
         for hook in self._event_hooks:
             self._run_hook(hook, event)
@@ -584,8 +584,8 @@ class Client(Link):
         for warning in self.dialect.check(config):
             log.warning("%s", warning)
         mark = self._log.seq
-        event_id = self._send(ev.SessionUpdate(session=config))
-        with self._lock:
+        with self._lock:  # held from the send until it is recorded: its answer is not handled before
+            event_id = self._send(ev.SessionUpdate(session=config))
             if self.dialect.acknowledges_session_update:
                 self._updates_in_flight.append((event_id, config))  # see Link._update_answered
             else:

@@ -3,12 +3,14 @@ handshakes on reconnect (401, 429 with Retry-After, 503)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
 
 import rtedge
 from rtedge.errors import ConnectionClosed, HandshakeError, ServerError
+from rtedge.protocol import events as ev
 from rtedge.transport.backoff import Backoff
 
 from ..conftest import client_threads, wait_until
@@ -191,6 +193,35 @@ def test_threads_exit_on_their_own_after_giving_up(server):
     timeline.wait("rtedge.gave_up")
     assert wait_until(lambda: client_threads() == [], timeout=3.0), client_threads()
     assert len(seen) == 1
+    close_bounded(client)
+
+
+def test_an_update_rejected_before_the_caller_recorded_it_is_still_left_out(server):
+    """The caller recorded its update as in flight after sending it: a rejection the receiver handled in
+    between (fast loopback, a busy machine) was not matched, the next session.updated confirmed the
+    rejected update, and after a reconnect it was sent again, rejected, and the link gave up.  Here the
+    send waits (up to 1 s) for the receiver to handle the rejection before it returns."""
+    client, timeline = open_client(server.url)
+    send = client._send
+
+    def slow_send(event, audio_ms=0.0):
+        event_id = send(event, audio_ms)
+        if isinstance(event, ev.SessionUpdate):
+            with contextlib.suppress(TimeoutError):  # the fixed client holds the answer until recorded
+                timeline.wait("error", timeout=1.0)
+        return event_id
+
+    client._send = slow_send
+    with pytest.raises(ServerError) as info:
+        client.update_session(input_format=rtedge.AudioFormat.pcm(16000), timeout=5)
+    client._send = send
+    assert info.value.code == "integer_below_min_value"
+    client.update_session(instructions="Be very brief.", timeout=5)
+    t0 = time.monotonic()
+    server.drop_connections()
+    timeline.wait("rtedge.reconnected", after=t0)
+    assert client.fatal_error is None
+    assert connection_events(server, 1)[0]["session"]["instructions"] == "Be very brief."
     close_bounded(client)
 
 
