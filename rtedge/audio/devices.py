@@ -50,11 +50,13 @@ the base classes are :mod:`rtedge.audio._device`'s, the PortAudio devices :mod:`
 
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
 import math
 import os
 import select
+import stat
 import sys
 import threading
 import time
@@ -82,9 +84,11 @@ log = logging.getLogger("rtedge.audio")
 # --------------------------------------------------------------------------- paced devices
 
 
-#: a pipe found ahead of real time is read this many times faster than real time (see
-#: ``_ThreadedSource._deliver_content``)
+#: a pipe found ahead of real time is read this many times faster than real time while its lead could be a
+#: recorder's backlog (see ``_ThreadedSource._deliver_content``) ...
 DRAIN_SPEED = 1.5
+#: ... that is, up to what the pipe holds plus this (the recorder's own buffer)
+BACKLOG_MARGIN_S = 0.25
 
 
 class _Pacer:
@@ -157,25 +161,38 @@ class _ThreadedSource(AudioSource):
         """Deliver ``_content()``; False if stopped meanwhile.  A read error ends it like its end does.
 
         An unpaced source (a pipe) ahead of real time is detected by a
-        :class:`~rtedge.audio.clock.ClockCheck`, reported once and read at :data:`DRAIN_SPEED` times real
-        time from then on: a writer far faster than real time (a file piped in) is paced, and a live
-        recorder's backlog (``arecord`` started before rtedge read the pipe) drains in twice its length,
-        after which the recorder sets the pace; paced to real time, the backlog stayed as latency.
+        :class:`~rtedge.audio.clock.ClockCheck`, reported once and paced from then on.  While its lead
+        (audio delivered minus time since the first frame) could still be a live recorder's backlog (what
+        ``arecord`` wrote into the pipe before rtedge read it: at most what the pipe holds,
+        :meth:`_backlog_limit_s`), it is read at :data:`DRAIN_SPEED` times real time, so the backlog
+        drains and the recorder then sets the pace (paced to real time, it stayed as latency); a lead
+        beyond that is a file's, paced to real time from then on.
         """
-        clock = ClockCheck(repr(self), self.rate, pacing_text=f"pacing it at {DRAIN_SPEED}x real time until "
-                           "it falls behind its writer (a recorder's backlog drains)") \
+        clock = ClockCheck(repr(self), self.rate, pacing_text="pacing it (faster than real time while that "
+                           "could be a recorder's backlog draining)") \
             if self._writer_paced and not pacer.realtime else None
+        limit, draining, start, moved = self._backlog_limit_s() + BACKLOG_MARGIN_S, False, 0.0, 0
         try:
             for frame in self._content():
                 if not pacer.wait():
                     return False
                 self._deliver(frame)
+                start, moved = start or time.monotonic(), moved + len(frame)
                 if clock is not None and clock.tick(len(frame)) >= 0 and clock.pacing:
-                    clock, pacer.realtime, pacer.period = None, True, pacer.period / DRAIN_SPEED
+                    clock, pacer.realtime, draining = None, True, limit > BACKLOG_MARGIN_S
+                    pacer.period /= DRAIN_SPEED if draining else 1.0
+                    pacer.restart()
+                elif draining and moved / self.rate - (time.monotonic() - start) > limit:
+                    log.debug("%r: ahead by more than a pipe holds: a file, paced to real time", self)
+                    draining, pacer.period = False, self.frame_ms / 1000
                     pacer.restart()
         except AudioError as exc:
             self._fail(exc)
         return True
+
+    def _backlog_limit_s(self) -> float:
+        """Seconds of audio a live writer's backlog can hold (0: no live writer, e.g. a regular file)."""
+        return 0.0
 
 
 class _ThreadedSink(AudioSink):
@@ -383,6 +400,19 @@ class RawSource(_ThreadedSource):
             if ready:
                 return os.read(self._fd, n)
         return b""
+
+    def _backlog_limit_s(self) -> float:
+        """What the pipe holds, in seconds of audio (a recorder's backlog cannot be more); 0 unless a pipe."""
+        try:
+            if self._fd is None or not stat.S_ISFIFO(os.fstat(self._fd).st_mode):
+                return 0.0
+        except OSError:
+            return 0.0
+        try:
+            size = fcntl.fcntl(self._fd, getattr(fcntl, "F_GETPIPE_SZ", 1032))  # Linux's pipe capacity
+        except OSError:
+            size = 65536  # the Linux default
+        return float(size) / (2 * self.rate)
 
     def _content(self) -> Iterator[np.ndarray]:
         nbytes = 2 * self.frame_samples

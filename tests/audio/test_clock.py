@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -14,11 +15,14 @@ import pytest
 
 from rtedge.audio.clock import MAX_LEAD_S, TOLERANCE, WARMUP_S, WINDOW_S, ClockCheck
 from rtedge.audio.devices import RawSource
+from rtedge.testing._base import time_scale
 
 
 def wait_until(predicate, timeout: float) -> bool:
-    """Poll ``predicate`` (waiting on an event, not sleeping) until true or ``timeout``."""
-    deadline, tick = time.monotonic() + timeout, threading.Event()
+    """Poll ``predicate`` until true or ``timeout`` times ``RTEDGE_TEST_TIME_SCALE`` (as tests/conftest.py's,
+    which this directory cannot import when the ARM stage runs it with ``-P``)."""
+    deadline = time.monotonic() + timeout * time_scale()
+    tick = threading.Event()
     while not predicate():
         if time.monotonic() >= deadline:
             return bool(predicate())
@@ -180,7 +184,42 @@ def test_a_live_recorders_backlog_in_a_pipe_drains_instead_of_staying_as_latency
             assert wait_until(lambda: (written[0] - delivered[0]) / 16000 < 0.1, timeout=10), \
                 (written[0] - delivered[0]) / 16000
         finally:
-            src.stop()
             stop.set()
             writer.join(5)
+            src.stop()
             os.close(wfd)
+
+
+def test_a_file_piped_in_is_paced_to_real_time_once_ahead_by_more_than_a_pipe_holds():
+    """``cat speech.raw | rtedge run --mic raw:-``: read faster than real time while its lead could be a
+    recorder's backlog, the file would have been sent at 1.5x to its end (a conversation's pauses a third
+    shorter than the answers they wait for); once it is further ahead than a pipe holds, it is a file,
+    paced to real time: its lead stops growing."""
+    rfd, wfd = os.pipe()
+    rate = 24000  # a 64 KiB pipe holds 1.37 s of it
+    src = RawSource(os.fdopen(rfd, "rb"), rate=rate, close=True)
+    limit = src._backlog_limit_s()
+    assert 1.0 < limit < 2.0
+    first: list[float] = []
+    delivered = [0]
+
+    def on_frame(samples: np.ndarray) -> None:
+        first.append(time.monotonic()) if not first else None
+        delivered[0] += len(samples)
+
+    def cat() -> None:  # ten seconds, as fast as the pipe takes them
+        with contextlib.suppress(BrokenPipeError):
+            os.write(wfd, np.zeros(10 * rate, "<i2").tobytes())
+
+    writer = threading.Thread(target=cat, name="test-cat", daemon=True)
+    writer.start()
+    src.start(on_frame)
+    try:
+        assert wait_until(lambda: delivered[0] >= 6 * rate, timeout=15)
+        lead = delivered[0] / rate - (time.monotonic() - first[0])
+    finally:
+        src.stop()
+        os.close(wfd)
+        writer.join(5)
+    # at 1.5x to the end the lead would be about 2.7 s; paced, it stays near what the pipe holds
+    assert lead < limit + 0.7, (lead, limit)
