@@ -214,7 +214,6 @@ def _add_demo_parser(sub: Any) -> None:
     demo.add_argument("--max-seconds", type=positive_seconds, default=120.0,
                       help="bound on the whole run (default 120)")
     add_trace_arg(demo)
-    demo.set_defaults(manual=False)
 
 
 SERVE_DIALECTS = ("openai", "azure", "xai", "qwen", "vllm")

@@ -7,9 +7,9 @@ over a window that starts after a warm-up (PortAudio fills its buffers at start,
 fault), warns once when it is more than :data:`TOLERANCE` off real time (or, before that, as soon as it is
 :data:`MAX_LEAD_S` of audio ahead of real time), and from then on tells the caller how long to wait before the
 next buffer so that a fast device is paced to real time.  A slow device
-cannot be sped up: it is only reported.  A device is reported once per process: opened again (``rtedge run``
-checks a sound card, then opens it for the session; a failed stream is reopened), its fault is logged at
-debug level (and paced all the same).
+cannot be sped up: it is only reported.  A device's fast (or slow) clock is reported once per process:
+opened again (``rtedge run`` checks a sound card, then opens it for the session; a failed stream is
+reopened), the same fault is logged at debug level (and paced all the same).
 
 :class:`ClockCheck` is not thread-safe: one device thread calls :meth:`ClockCheck.tick`.  The record of the
 devices reported is (a lock).
@@ -41,16 +41,16 @@ WINDOW_AUDIO_S = 2.0
 #: a 2 s send queue could not hold
 MAX_LEAD_S = 1.0
 
-_reported: set[str] = set()  # devices (as messages name them) whose clock fault was said; a handful
+_reported: set[tuple[str, bool]] = set()  # (device as messages name it, fast) said already; a handful
 _reported_lock = threading.Lock()
 
 
-def _level(what: str) -> int:
-    """WARNING the first time ``what``'s clock fault is said in this process, DEBUG after."""
+def _level(what: str, fast: bool) -> int:
+    """WARNING the first time ``what``'s clock is said to be fast (or slow) in this process, DEBUG after."""
     with _reported_lock:
-        if what in _reported:
+        if (what, fast) in _reported:
             return logging.DEBUG
-        _reported.add(what)
+        _reported.add((what, fast))
         return logging.WARNING
 
 
@@ -118,12 +118,12 @@ class ClockCheck:
         if self.ratio > 1.0:
             self._found_fast(now, self.ratio, audio, elapsed)
         else:
-            log.log(_level(self.what), "%s: the device clock runs at %.2fx real time (%.1f s of audio in "
-                    "%.1f s); audio will lag", self.what, self.ratio, audio, elapsed)
+            log.log(_level(self.what, False), "%s: the device clock runs at %.2fx real time (%.1f s of audio "
+                    "in %.1f s); audio will lag", self.what, self.ratio, audio, elapsed)
 
     def _found_fast(self, now: float, ratio: float, audio: float, elapsed: float) -> None:
         """Pace from now on, and say so once."""
         self.ratio, self.pacing, self._pace_t0, self._pace_n = ratio, True, now, 0
-        log.log(_level(self.what), "%s: the device clock runs at %.2fx real time (%.1f s of audio in %.1f s: "
-                "an ALSA file/null plugin, or a pipe fed from a file?); %s",
+        log.log(_level(self.what, True), "%s: the device clock runs at %.2fx real time (%.1f s of audio in "
+                "%.1f s: an ALSA file/null plugin, or a pipe fed from a file?); %s",
                 self.what, ratio, audio, elapsed, self._pacing_text)

@@ -130,6 +130,14 @@ def cancels_on_speech(td: Mapping[str, Any] | None) -> bool:
     return td is not None and td.get("interrupt_response", True) is not False
 
 
+def local_onset_interrupts(mode: str, session: Mapping[str, Any], *, client_ends_turns: bool) -> bool:
+    """Whether the local VAD's onset of speech interrupts what plays: in ``"local"`` mode always; in
+    ``"server"`` mode when the client itself ends the turns of a session without turn detection (the
+    server then sends no ``speech_started`` to act on; an application that commits turns itself decides
+    when to interrupt); never in ``"off"`` mode."""
+    return mode == "local" or (mode == "server" and client_ends_turns and turn_detection(session) is None)
+
+
 def cut_item(current: K | None, head: K | None, *, sounding: bool) -> K | None:
     """The item a barge-in cuts short.
 

@@ -5,9 +5,9 @@ Guarantees
 * Barge-in (server ``input_audio_buffer.speech_started``, or in
   ``barge_in="local"`` mode every local VAD onset while playing -- a new
   utterance right after the previous one included -- and the server's
-  ``speech_started`` too, whichever comes first; ``"server"`` mode in a
-  session without turn detection, which sends no ``speech_started``, acts
-  on the local onset) is handled on the thread
+  ``speech_started`` too, whichever comes first; ``"server"`` mode with
+  ``end_turns`` in a session without turn detection, which sends no
+  ``speech_started``, acts on the local onset) is handled on the thread
   that noticed it, never on the dispatcher, so a slow user callback cannot
   delay it:
 
@@ -186,8 +186,8 @@ class VoiceAgent:
         mic: an :class:`rtedge.audio.devices.AudioSource` (``start(on_frame)``, ``stop()``, ``rate``).
         speaker: an :class:`rtedge.audio.devices.AudioSink` (``start(pull)``, ``stop()``, ``rate``,
             ``output_latency``).
-        barge_in: ``"server"`` (on the server's ``speech_started``; in a session without turn detection,
-            which sends none, on the local VAD's onset), ``"local"`` (on the local VAD's onset while
+        barge_in: ``"server"`` (on the server's ``speech_started``; with ``end_turns`` in a session without
+            turn detection, which sends none, on the local VAD's onset), ``"local"`` (on the local VAD's onset while
             playing) or ``"off"`` (a server VAD that cancels answers on speech still does: a
             warning says so; set its ``interrupt_response`` to false).
         echo_guard: ``"half_duplex"``, ``"threshold"``, ``"aec"`` or ``"off"`` (see the module docstring).
@@ -355,7 +355,8 @@ class VoiceAgent:
             log.debug("local VAD: speech %s (noise floor %s dBFS%s)", "started, gate opened"
                       if result.speech_started else "ended, gate closed",
                       "?" if floor is None else f"{floor:.1f}", ", assistant playing" if playing else "")
-        if result.onset and playing and self._barges_in_locally():
+        if result.onset and playing and interruption.local_onset_interrupts(
+                self.barge_in, self.client.snapshot.session, client_ends_turns=self.end_turns):
             self.interrupt("local")
         if guard and self.echo_guard == "half_duplex":  # deaf while playing and for the echo tail
             to_send: tuple[np.ndarray, ...] = ()
@@ -368,12 +369,6 @@ class VoiceAgent:
             self._turn_samples += sum(len(f) for f in to_send)
             if result.speech_ended:
                 self._end_turn()
-
-    def _barges_in_locally(self) -> bool:
-        """``barge_in="local"``, or ``"server"`` in a session without turn detection (no server
-        ``speech_started`` comes: the local VAD's onset stands in for it)."""
-        return self.barge_in == "local" or (
-            self.barge_in == "server" and interruption.turn_detection(self.client.snapshot.session) is None)
 
     def _echo_held(self, playing: bool, samples: int) -> bool:
         """Microphone thread: True while playing and for ``echo_tail_s`` of microphone audio after (counted
@@ -440,7 +435,9 @@ class VoiceAgent:
     def _on_response_done(self) -> None:
         """Receiver thread: a response ended.  An answer still awaited must start within
         ``AWAIT_GRACE_S``, or it is not coming: a turn committed while this response ran that the server
-        did not answer (its VAD neither interrupts nor queues), or a ``response.create`` it refused."""
+        did not answer (its VAD neither interrupts nor queues), or a ``response.create`` it refused because
+        this response was active.  (A create refused for another reason, with no response running, is
+        still awaited: rtedge's own creates carry no parameters the server could refuse.)"""
         with self._lock:
             if self._awaiting_response:
                 self._awaiting_expires = time.monotonic() + AWAIT_GRACE_S

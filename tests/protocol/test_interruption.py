@@ -16,6 +16,7 @@ from rtedge.protocol.interruption import (
     cut_item,
     decide,
     heard_ms,
+    local_onset_interrupts,
     server_cancels_on_speech,
     turn_detection,
 )
@@ -84,6 +85,20 @@ def test_no_cancel_when_no_response_is_active(server_cancels, source):
 ])
 def test_does_the_server_cancel_by_itself(session, expected):
     assert server_cancels_on_speech(session) is expected
+
+
+@pytest.mark.parametrize(("mode", "session", "client_ends_turns", "expected"), [
+    ("local", GA_AUTO, False, True),
+    ("local", MANUAL, False, True),
+    ("server", GA_AUTO, True, False),  # the server's speech_started comes
+    ("server", FLAT_AUTO, True, False),
+    ("server", MANUAL, True, True),  # none comes: the onset stands in for it
+    ("server", MANUAL, False, False),  # the application ends turns: it decides when to cut
+    ("off", MANUAL, True, False),
+    ("off", GA_AUTO, False, False),
+])
+def test_which_local_onsets_interrupt(mode, session, client_ends_turns, expected):
+    assert local_onset_interrupts(mode, session, client_ends_turns=client_ends_turns) is expected
 
 
 def test_turn_detection_prefers_the_ga_shape_and_returns_a_copy():

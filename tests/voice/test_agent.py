@@ -502,7 +502,6 @@ def test_a_turn_the_server_does_not_answer_is_not_awaited_forever(phrase):
     assert not [e for e in srv.sent if e["type"] == "error"]
 
 
-
 @pytest.mark.parametrize("barge_in", ["server", "local"])
 def test_without_turn_detection_the_user_cuts_the_answer_when_speech_starts(phrase, barge_in):
     """No turn detection, so no server speech_started: barge_in="server" (the default) cut a playing answer
