@@ -187,8 +187,8 @@ class VoiceAgent:
         speaker: an :class:`rtedge.audio.devices.AudioSink` (``start(pull)``, ``stop()``, ``rate``,
             ``output_latency``).
         barge_in: ``"server"`` (on the server's ``speech_started``; with ``end_turns`` in a session without
-            turn detection, which sends none, on the local VAD's onset), ``"local"`` (on the local VAD's onset while
-            playing) or ``"off"`` (a server VAD that cancels answers on speech still does: a
+            turn detection, which sends none, on the local VAD's onset), ``"local"`` (on the local VAD's
+            onset while playing) or ``"off"`` (a server VAD that cancels answers on speech still does: a
             warning says so; set its ``interrupt_response`` to false).
         echo_guard: ``"half_duplex"``, ``"threshold"``, ``"aec"`` or ``"off"`` (see the module docstring).
         vad_gate: :class:`VadSettings` for the gate, True for the defaults, or False to stream every
