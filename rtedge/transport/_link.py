@@ -123,7 +123,8 @@ class Link(Rollover):
                 raise TransportError("the client is closing")
 
         conn = _ws.WsConnection.open(self._url, self._headers, timeout=timeout, pending=pending,
-                                     ssl_context=self._opts["ssl_context"], ca_certs=self._opts["ca_certs"])
+                                     ssl_context=self._opts["ssl_context"], ca_certs=self._opts["ca_certs"],
+                                     send_stall_s=self._opts["ping_timeout"])
         if self._machine.state in ENDING:
             self._shutdown_on_sender(conn)
             raise TransportError("the client is closing")
@@ -147,7 +148,8 @@ class Link(Rollover):
         try:
             conn = _ws.WsConnection.open(self._url, self._headers, timeout=timeout, pending=pending,
                                          ssl_context=self._opts["ssl_context"],
-                                         ca_certs=self._opts["ca_certs"])
+                                         ca_certs=self._opts["ca_certs"],
+                                         send_stall_s=self._opts["ping_timeout"])
         finally:
             with self._lock:
                 self._upgrading = None

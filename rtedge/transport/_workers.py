@@ -15,7 +15,9 @@ Guarantees
   items, even while the queue is paused).  It keeps the link alive: a ping
   after ``ping_interval`` seconds with nothing received (sending does not
   count), and the link declared dead (socket aborted) when nothing at all
-  has been received for ``ping_interval + ping_timeout`` seconds.
+  has been received for ``ping_interval + ping_timeout`` seconds.  A write
+  the server takes no byte of for ``ping_timeout`` fails (``SO_SNDTIMEO``):
+  blocked in it, the sender could not keep the link alive.
 * ``rtedge-receiver`` is the only thread that reads frames once the link is
   up.  It never writes and never runs user code: per message it updates the
   sans-IO session under the client's lock, hands audio to the internal
@@ -577,8 +579,11 @@ def _send_until_closed(current: Callable[[], _ws.WsConnection | None], sendq: Se
                 if isinstance(item, list):
                     stats.audio_dropped_outage_ms += sum(ms for _, ms, _ in item)
                 continue
-            if isinstance(item, list):
-                for each in reversed(item):  # back at the head, in order
+            if isinstance(item, list) and sendq.closed:  # closing on a dead link: it cannot go out
+                stats.audio_dropped_outage_ms += sum(ms for _, ms, _ in item)
+                log.debug("sender: %d queued message(s) not sent: closed on a dead link", len(item))
+            elif isinstance(item, list):
+                for each in reversed(item):  # back at the head, in order (a reconnect sends them)
                     sendq.unget(each)
             if conn is not None:
                 conn.abort()

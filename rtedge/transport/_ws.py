@@ -92,7 +92,40 @@ _KEY_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})
 
 class RtWebSocket(websocket.WebSocket):
     """websocket-client's socket, as its own type so that debugging and test hooks can tell rtedge's
-    sockets from any other (the test suite records the thread of every read, write and close on it)."""
+    sockets from any other (the test suite records the thread of every read, write and close on it).
+
+    Every frame goes through :meth:`_send`: once :meth:`limit_send_stall` set a limit, a write the peer
+    takes no byte of for that long raises (websocket-client's own would wait for ever on a peer that
+    stopped reading, and so would the keepalive that should notice it)."""
+
+    send_stall_s: float | None = None  #: set by :meth:`limit_send_stall`
+
+    def limit_send_stall(self, seconds: float) -> None:
+        """Bound each write without progress to ``seconds`` (``SO_SNDTIMEO``; a no-op where unsupported).
+        Reads are not affected (they wait on their own timeout)."""
+        sock = self.sock
+        option = getattr(socket, "SO_SNDTIMEO", None)
+        if sock is None or option is None:
+            return
+        whole = int(seconds)
+        # struct timeval: two C longs, or two 64-bit fields for the "new" option of 32-bit ABIs with a
+        # 64-bit time_t (Linux's SO_SNDTIMEO_NEW, 67)
+        layout = "qq" if option == 67 else "ll"
+        try:
+            timeval = struct.pack(layout, whole, int((seconds - whole) * 1e6))
+            sock.setsockopt(socket.SOL_SOCKET, option, timeval)
+        except (OSError, struct.error):
+            return
+        self.send_stall_s = seconds
+
+    def _send(self, data: bytes | memoryview) -> int:  # type: ignore[override]
+        sock = self.sock
+        if self.send_stall_s is None or sock is None:
+            return int(super()._send(data))  # type: ignore[arg-type]
+        try:
+            return int(sock.send(data))
+        except (BlockingIOError, ssl.SSLWantWriteError):  # SO_SNDTIMEO ran out without a byte taken
+            raise TimeoutError(f"the server took no data for {self.send_stall_s:g} s") from None
 
     def read_bytes(self, flags: int = 0) -> bytes:
         """One ``recv`` of at most :data:`READ_SIZE` bytes: every read after the upgrade (b"" at the end).
@@ -137,11 +170,13 @@ class WsConnection:
         ssl_context: ssl.SSLContext | None = None,
         ca_certs: str | None = None,
         pending: Callable[[WsConnection], None] | None = None,
+        send_stall_s: float | None = None,
     ) -> WsConnection:
         """Connect and complete the HTTP upgrade.
 
         ``pending`` gets the connection before the upgrade starts, so that another thread can
         :meth:`abort` an upgrade the server never answers (once the TCP connection is up).
+        ``send_stall_s``: a write the server takes no byte of for that long fails (the connection is lost).
 
         Raises:
             HandshakeError: the server answered the upgrade with a non-101 status.
@@ -170,6 +205,8 @@ class WsConnection:
             ws.shutdown()  # type: ignore[no-untyped-call]
             raise TransportError(f"cannot connect to {safe}: {type(exc).__name__}: {exc}") from None
         ws.settimeout(None)
+        if send_stall_s is not None:
+            ws.limit_send_stall(send_stall_s)
         conn._nowait = 0 if isinstance(ws.sock, ssl.SSLSocket) else _NOWAIT
         conn._trace = wiretrace.active()
         if conn._trace is not None:
@@ -299,7 +336,7 @@ class WsConnection:
                 else:
                     frame = memoryview(b"".join([build(TEXT, text.encode("utf-8"), key()) for text in texts]))
                 while frame:
-                    frame = frame[ws._send(frame):]  # type: ignore[arg-type]  # any buffer: socket.send
+                    frame = frame[ws._send(frame):]
         except (OSError, websocket.WebSocketException, AttributeError) as exc:
             raise ConnectionClosed(f"send failed: {type(exc).__name__}: {exc}") from None
 

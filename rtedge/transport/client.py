@@ -652,10 +652,14 @@ def connect(
         url: override the provider endpoint (``ws://`` or ``wss://``).
         session: a :class:`SessionConfig` to apply; ``connect`` waits until the server confirms it.
         on: callbacks by event type (``{"session.updated": fn, "*": [f, g]}``), registered before the
-            connection opens, so they see every event from ``session.created`` on.  (A callback added
-            later with :meth:`Client.on` still gets the events of its type it missed, replayed once.)
-        **options: ``connect_timeout`` (s, 10), ``ping_interval`` (s, 20; 0 disables keepalive),
-            ``ping_timeout`` (s, 10), ``max_audio_queue_ms`` (2000), ``inbox_size`` (events, 10000),
+            connection opens, so they see every event from ``session.created`` on.  (The first callback
+            added later for a type with :meth:`Client.on` gets the last few events of that type that no
+            callback took, replayed once; not audio deltas, not ``"*"``.)
+        **options: ``reconnect`` (a :class:`~rtedge.transport.backoff.Backoff`, the default
+            ``Backoff()``; None: no reconnecting), ``connect_timeout`` (s, 10), ``ping_interval`` (s, 20;
+            0 disables keepalive), ``ping_timeout`` (s, 10; also: a write the server takes no byte of for
+            that long drops the link), ``finish_timeout`` (s, 2: how long ``close()`` waits for DashScope's
+            ``session.finished``), ``max_audio_queue_ms`` (2000), ``inbox_size`` (events, 10000),
             ``inbox_bytes`` (2 MiB), ``inbox_audio`` (False: audio deltas a callback received are kept
             in the inbox without their audio), ``dispatch_bytes`` (8 MiB, at least 64 KiB, of events waiting
             for callbacks that are behind; past it the oldest are dropped, counted in

@@ -8,8 +8,10 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 import rtedge
+from rtedge.errors import BackpressureError
 from rtedge.protocol import events as ev
 from rtedge.protocol._state import ResponseState
 
@@ -195,3 +197,45 @@ def test_send_backpressure_drops_oldest_audio_never_control_events(proxy, server
            f"oldest audio dropped ({dropped / 1000:.1f} s, stats.audio_dropped), queue bounded at 500 ms; "
            f"control events all sent, in order, when the link moved ({frames * 20 / 1000:.0f} s of audio filled "
            "the socket buffers first)")
+
+
+def _fill_until_the_sender_blocks(client: rtedge.Client) -> None:
+    frames = 0
+    while client.wait_sent(0, timeout=0.2):  # the socket buffers still take it
+        for _ in range(10):
+            client.append_audio(_frame(NORMAL), rate=RATE, overflow="drop_oldest")
+        frames += 10
+        assert frames < 100_000
+
+
+def test_a_server_that_stops_reading_is_dropped_after_the_keepalive_and_reconnected(proxy, server):
+    """A server that stops reading (a frozen process, a wedged proxy): once the socket buffers were
+    full the sender blocked in its write for as long as the stall lasted, and the keepalive, which runs
+    on the sender, never fired.  A write that moves no byte for ping_timeout now fails; the link drops
+    and reconnects once the server reads again."""
+    client, timeline = open_client(proxy.url, ping_interval=1.0, ping_timeout=1.0)
+    text_turn(client)
+    t0 = time.monotonic()
+    proxy.pause(stall=True)
+    _fill_until_the_sender_blocks(client)
+    lost_at, _ = timeline.wait("rtedge.connection_lost", timeout=15, after=t0)
+    proxy.resume()
+    timeline.wait("rtedge.reconnected", timeout=15, after=lost_at)
+    text_turn(client)
+    close_bounded(client)
+    record("server stops reading (stalled link, ping 1 s + 1 s)",
+           "the blocked write fails, the link drops; reconnected", lost_at - t0)
+
+
+def test_close_on_a_link_the_server_stopped_reading_is_bounded_and_joins_the_sender(proxy, server):
+    """close() while the sender is blocked writing to a server that stopped reading: it took its whole
+    timeout and left rtedge-sender running (woken by the abort, it put its batch back and retried on the
+    dead socket for ever)."""
+    client, _ = open_client(proxy.url)  # the default keepalive: 20 s + 10 s, far longer than the test
+    text_turn(client)
+    proxy.pause(stall=True)
+    with pytest.raises(BackpressureError):  # a file streamed in: the queue fills once the sender blocks
+        for _ in range(1000):
+            client.append_audio(np.full(RATE, NORMAL, np.int16), rate=RATE, timeout=0.5)
+    close_bounded(client, timeout=2.0)
+    proxy.resume()
