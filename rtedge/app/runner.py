@@ -154,10 +154,12 @@ class TurnTracker:
             self.last_change = time.monotonic()
             self.cond.notify_all()
 
-    def wait_answered(self, deadline: float, grace: float, settle: float = 0.0) -> bool:
-        """Wait until every turn has its response (True), or the deadline passes (False; True when every turn
-        so far is answered then).  ``settle``: and no turn began for that long since the last answer (input
-        sent faster than real time: the server's VAD may still be reading it, and another turn may follow)."""
+    def wait_answered(self, deadline: float, grace: float, settle: float = 0.0,
+                      stop: threading.Event | None = None) -> bool:
+        """Wait until every turn has its response (True), or the deadline passes or ``stop`` is set (False;
+        True when every turn so far is answered then).  ``settle``: and no turn began for that long since the
+        last answer (input sent faster than real time: the server's VAD may still be reading it, and another
+        turn may follow)."""
         quiet_until = time.monotonic() + grace
         with self.cond:
             while True:
@@ -169,7 +171,7 @@ class TurnTracker:
                     return True  # at the deadline, every turn so far answered: no turn was cut short
                 if not turns and now >= quiet_until and self.client.snapshot.input_buffer.value != "speech":
                     return True
-                if now >= deadline or self.client.closed:
+                if now >= deadline or self.client.closed or (stop is not None and stop.is_set()):
                     return False
                 self.cond.wait(min(0.1, deadline - now))
 
@@ -212,23 +214,24 @@ def stream_wav(
     deadline = time.monotonic() + max_seconds
     frame = rate * FRAME_MS // 1000
     padded = np.concatenate([samples, np.zeros(rate * trailing_silence_ms // 1000, dtype=np.int16)])
-    start = time.monotonic()
+    start, sent = time.monotonic(), 0
     for i, offset in enumerate(range(0, len(padded), frame)):
         if stop.is_set() or time.monotonic() >= deadline or client.closed:
             break
         client.append_audio(padded[offset:offset + frame], rate)
+        sent = offset + frame
         tracker.report.input_sent = offset + frame >= len(padded)
         if realtime:
             stop.wait(max(0.0, start + (i + 1) * FRAME_MS / 1000 - time.monotonic()))
         else:  # as fast as the link takes it, never faster than the send queue drains
             client.wait_sent(max_queued_ms=500, timeout=max(0.0, deadline - time.monotonic()))
-    tracker.report.input_seconds = len(samples) / rate
-    if manual and not client.closed:
+    tracker.report.input_seconds = min(sent, len(samples)) / rate
+    if manual and not client.closed and not stop.is_set():
         tracker.mark_turn_end()
         client.commit()
         client.create_response()
     client.wait_sent(0, timeout=max(0.0, deadline - time.monotonic()))
-    answered = tracker.wait_answered(deadline, grace=1.5, settle=0.0 if realtime else 1.0)
+    answered = tracker.wait_answered(deadline, grace=1.5, settle=0.0 if realtime else 1.0, stop=stop)
     tracker.detach()  # nothing printed or written after this returns (the caller closes the writer)
     tracker.report.timed_out = not answered
     tracker.report.usage = client.usage

@@ -7,6 +7,8 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
+import time
 import wave
 
 import numpy as np
@@ -195,3 +197,27 @@ def test_barge_in_off_tells_the_servers_vad_not_to_cancel_answers_either(tmp_pat
         assert main(["run", "--url", srv.url, "--input", str(src), "--fast", "--barge-in", barge_in]) == EXIT_OK
         update = next(e for e in srv.received if e["type"] == "session.update")
     assert update["session"]["audio"]["input"]["turn_detection"].get("interrupt_response") is sent
+
+
+def test_a_stop_while_the_server_hears_speech_ends_the_wait_for_the_answer(speech_dir):
+    """Ctrl-C during `rtedge demo` (or `run --fast`) while the phrase was being spoken: the audio stopped
+    mid-speech, the server never heard the speech end, and the run waited out max_seconds (120 s) before
+    reporting the whole file as sent.  The stop now ends the wait too, and the report counts what was sent."""
+    from rtedge.app.runner import stream_wav
+    import rtedge
+
+    samples, rate = read_wav(speech_dir / "turn_on_the_kitchen_lights.wav")
+    stop = threading.Event()
+    with RealtimeServer() as srv, rtedge.connect(url=srv.url) as client:
+        def stop_once_speech_started() -> None:
+            srv.wait_for_sent("input_audio_buffer.speech_started", timeout=10)
+            stop.set()
+
+        stopper = threading.Thread(target=stop_once_speech_started, name="test-stopper", daemon=True)
+        stopper.start()
+        t0 = time.monotonic()
+        report = stream_wav(client, samples, rate, max_seconds=60, echo=lambda line: None, stop=stop)
+        took = time.monotonic() - t0
+        stopper.join(5)
+    assert took < 20, took  # far from the 60 s bound
+    assert 0 < report.input_seconds < len(samples) / rate
