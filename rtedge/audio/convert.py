@@ -84,12 +84,12 @@ def as_pcm16(pcm: Any, *, channels: int = 1) -> np.ndarray:
     if arr.ndim == 2 and arr.shape[1] == 2:
         return codec.stereo_to_mono(np.ascontiguousarray(arr).reshape(-1))
     if arr.ndim == 2 and arr.shape[1] == 1:
-        return arr[:, 0]
+        arr = arr[:, 0]
     if arr.ndim != 1:
         transposed = arr.ndim == 2 and arr.shape[0] in (1, 2) and arr.shape[1] > 2
         raise AudioError(f"audio must be 1-D mono or (frames, 1|2), got shape {arr.shape}"
                          + ("; channels go last: pass the array's .T" if transposed else ""))
-    return arr
+    return np.ascontiguousarray(arr)  # a strided view (x[::2], stereo[:, 0]) is copied; others are not
 
 
 def _dtype_hint(dtype: np.dtype[Any]) -> str:

@@ -33,6 +33,15 @@ def test_passthrough_gives_the_same_bytes_as_the_full_path(make) -> None:  # typ
     assert InputConverter(PCM24).convert(pcm, 24000) == _full_path(pcm) == samples.astype("<i2").tobytes()
 
 
+@pytest.mark.parametrize("make", [lambda a: np.repeat(a, 2)[::2], lambda a: np.stack([a, a], axis=1)[:, 0]],
+                         ids=["every_other", "one_channel_of_stereo"])
+def test_a_strided_view_at_another_rate_is_resampled_like_a_copy(make) -> None:  # type: ignore[no-untyped-def]
+    """A non-contiguous view (``x[::2]``, ``stereo[:, 0]``) at a rate that needs resampling failed with
+    "Resampler.process: input must be C-contiguous", an internal name; it is copied now."""
+    samples = np.random.default_rng(2).integers(-32768, 32767, 1600, dtype=np.int16)
+    assert InputConverter(PCM24).convert(make(samples), 16000) == InputConverter(PCM24).convert(samples, 16000)
+
+
 @pytest.mark.parametrize("bad, message", [
     (b"\x00\x01\x02", "multiple of 2"),
     (np.zeros(10, dtype=np.float32), "int16"),
