@@ -146,3 +146,12 @@ class LinkMachine:
 
     def __repr__(self) -> str:
         return f"<LinkMachine {self._state.value}>"
+
+
+def link_down_text(link: LinkState) -> str:
+    """Why nothing can be sent in state ``link``, in words (``gave_up`` is not a sentence)."""
+    if link is LinkState.GAVE_UP:
+        return "the link gave up (client.fatal_error says why)"
+    if link is LinkState.CONNECTING:
+        return "the client is still connecting"
+    return f"the link is {link.value.replace('_', ' ')}"

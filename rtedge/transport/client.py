@@ -37,7 +37,7 @@ from ..protocol.config import AudioFormat, SessionConfig
 from ..protocol.dialects import Dialect, get_dialect
 from ..protocol.dialects.base import is_loopback, redact_url
 from ..protocol.session import Session
-from ._lifecycle import ENDING, HELD, LinkEvent, LinkState
+from ._lifecycle import ENDING, HELD, LinkEvent, LinkState, link_down_text
 from ._handshake import event_id_of, server_error
 from ._link import MAX_PENDING, Link
 from ._inbox import SYNTHETIC_BYTES
@@ -356,7 +356,7 @@ class Client(Link):
         with self._lock:
             link = self._machine.state
             if link in ENDING or link is LinkState.CONNECTING:
-                raise ConnectionClosed("the client is closed" if self._close_started else f"the link is {link}")
+                raise ConnectionClosed("the client is closed" if self._close_started else link_down_text(link))
             if link in HELD:
                 return self._send_offline(event, audio_ms)
             try:
@@ -478,7 +478,7 @@ class Client(Link):
         """
         link = self._machine.state
         if link in ENDING or link is LinkState.CONNECTING:
-            raise ConnectionClosed("the client is closed" if self._close_started else f"the link is {link}")
+            raise ConnectionClosed("the client is closed" if self._close_started else link_down_text(link))
         if link in HELD or not self._sendq.put_audio(chunk, ms, self._session.send_audio):
             return False
         self._publish()

@@ -603,3 +603,13 @@ def test_connection_lost_says_whether_this_side_closed_it(server):
         c.close()
     assert wait_until(lambda: len(lost) == 2, timeout=5)
     assert lost[1].by_client is True
+
+
+def test_a_send_after_the_link_gave_up_says_so_in_words(server):
+    """The error read "the link is gave_up" (the state's value pasted into a sentence)."""
+    c = rtedge.connect(url=server.url, reconnect=None)
+    server.close_connections(1011)
+    c.wait_for("rtedge.gave_up", timeout=5)
+    with pytest.raises(ConnectionClosed, match=r"^the link gave up \(client.fatal_error says why\)$"):
+        c.send_text("too late")
+    c.close()
