@@ -39,6 +39,15 @@ def _not_none(instance: object, attribute: attrs.Attribute[Any], value: object) 
         )
 
 
+def _of_type(kind: type, words: str) -> Any:
+    """Not None, and an instance of ``kind`` (a wrong type failed only at the server)."""
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        _not_none(instance, attribute, value)
+        if value is not UNSET and not isinstance(value, kind):
+            raise ConfigError(f"{type(instance).__name__}.{attribute.name} must be {words}, got {value!r}")
+    return check
+
+
 def _in_range(lo: float, hi: float) -> Any:
     def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
         _not_none(instance, attribute, value)
@@ -223,12 +232,14 @@ class SessionConfig:
         extra: dialect-specific fields merged verbatim into the session object (escape hatch).
     """
 
-    instructions: str | Unset = attrs.field(default=UNSET, validator=_not_none)
+    instructions: str | Unset = attrs.field(default=UNSET, validator=_of_type(str, "a string"))
     output_modalities: tuple[str, ...] | Unset = attrs.field(default=UNSET, converter=_modalities)
-    voice: str | Unset = attrs.field(default=UNSET, validator=_not_none)
+    voice: str | Unset = attrs.field(default=UNSET, validator=_of_type(str, "a voice's name"))
     speed: float | Unset = attrs.field(default=UNSET, validator=_in_range(0.25, 1.5))
-    input_format: AudioFormat | Unset = attrs.field(default=UNSET, validator=_not_none)
-    output_format: AudioFormat | Unset = attrs.field(default=UNSET, validator=_not_none)
+    input_format: AudioFormat | Unset = attrs.field(default=UNSET,
+                                                    validator=_of_type(AudioFormat, "an AudioFormat"))
+    output_format: AudioFormat | Unset = attrs.field(default=UNSET,
+                                                     validator=_of_type(AudioFormat, "an AudioFormat"))
     turn_detection: TurnDetection | Mapping[str, Any] | None | Unset = UNSET
     transcription: Transcription | Mapping[str, Any] | None | Unset = UNSET
     noise_reduction: Literal["near_field", "far_field"] | None | Unset = UNSET

@@ -10,7 +10,13 @@ from typing import Any
 
 
 def user_text(text: str) -> dict[str, Any]:
-    """A user message with one ``input_text`` part."""
+    """A user message with one ``input_text`` part.
+
+    Raises:
+        TypeError: ``text`` is not a str (None went out as JSON null).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"the text must be a str, got {type(text).__name__}")
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
 
 

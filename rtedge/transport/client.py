@@ -335,8 +335,10 @@ class Client(Link):
 
         Raises:
             DeadlineExceeded: none arrived within ``timeout`` seconds.
-            ConnectionClosed: the connection ended first.
+            ConnectionClosed: the connection ended first.  (ValueError: a negative ``timeout``.)
         """
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
         types = self._dispatcher.names(event_type)
         return self._log.consume(lambda e: e.type in types, timeout)
 

@@ -266,6 +266,10 @@ def test_openai_session_refuses_session_finish() -> None:
     pytest.param(lambda: SessionConfig(speed=2.0), id='SessionConfig(speed=2.0)'),
     pytest.param(lambda: SessionConfig(speed=0.1), id='SessionConfig(speed=0.1)'),
     pytest.param(lambda: SessionConfig(instructions=None), id='SessionConfig(instructions=None)'),
+    # a wrong type failed only at the server
+    pytest.param(lambda: SessionConfig(instructions=3), id='SessionConfig(instructions=3)'),
+    pytest.param(lambda: SessionConfig(voice=3), id='SessionConfig(voice=3)'),
+    pytest.param(lambda: SessionConfig(input_format="pcm16"), id='SessionConfig(input_format="pcm16")'),
     pytest.param(lambda: SessionConfig(tools=None), id='SessionConfig(tools=None)'),
     pytest.param(lambda: SessionConfig(tools="get_weather"), id='SessionConfig(tools="get_weather")'),
     pytest.param(lambda: SessionConfig(tool_choice=None), id='SessionConfig(tool_choice=None)'),
