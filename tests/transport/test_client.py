@@ -616,7 +616,8 @@ def test_a_send_after_the_link_gave_up_says_so_in_words(server):
 
 
 def test_a_text_that_is_not_a_str_and_a_negative_timeout_are_refused_here(server):
-    """send_text(None) sent a message with a null text; wait_for(timeout=-1) waited, then said "within -1 s"."""
+    """send_text(None) sent a message with a null text; wait_for(timeout=-1) waited, then said
+    "within -1 s"."""
     with rtedge.connect(url=server.url) as c:
         with pytest.raises(TypeError, match="must be a str, got NoneType"):
             c.send_text(None)  # type: ignore[arg-type]
