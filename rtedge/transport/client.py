@@ -96,12 +96,10 @@ class Client(Link):
         try:
             conn = self._open_socket(timeout)
             self._establish(conn, deadline, [])
-        except BaseException:  # KeyboardInterrupt too: an upgrade still waiting is aborted, not waited for
+        except BaseException:
             with self._lock:
                 self._machine.apply(LinkEvent.CONNECT_FAILED)
-                upgrading, self._conn = self._conn, None  # no close frame for a session that never got going
-            if upgrading is not None:
-                upgrading.abort()
+                self._conn = None  # no close frame for a session that never got going
             self._receiver_done.set()
             self._sendq.close(discard=True)
             self._threads[0].join(timeout + 1.0)
