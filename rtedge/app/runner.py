@@ -220,7 +220,7 @@ def stream_wav(
             break
         client.append_audio(padded[offset:offset + frame], rate)
         sent = offset + frame
-        tracker.report.input_sent = offset + frame >= len(padded)
+        tracker.report.input_sent = sent >= len(padded)
         if realtime:
             stop.wait(max(0.0, start + (i + 1) * FRAME_MS / 1000 - time.monotonic()))
         else:  # as fast as the link takes it, never faster than the send queue drains

@@ -85,6 +85,10 @@ class ClockCheck:
         self._pace_t0 = 0.0
         self._pace_n = 0
 
+    def lead_s(self, now: float) -> float:
+        """Seconds of audio moved beyond the time since the first buffer (0 before the first)."""
+        return 0.0 if self._first is None else self._n / self.rate - (now - self._first)
+
     def tick(self, samples: int) -> float:
         """Count ``samples`` just moved; returns seconds to wait before the next buffer (0 unless pacing)."""
         now = self._clock()
@@ -92,7 +96,7 @@ class ClockCheck:
         if self._first is None:
             self._first = now
         if self.ratio is None:
-            if self._n / self.rate - (now - self._first) > MAX_LEAD_S:
+            if self.lead_s(now) > MAX_LEAD_S:
                 self._found_fast(now, (self._n / self.rate) / max(now - self._first, 1e-6),
                                  self._n / self.rate, now - self._first)
             else:

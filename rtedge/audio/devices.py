@@ -171,20 +171,23 @@ class _ThreadedSource(AudioSource):
         clock = ClockCheck(repr(self), self.rate, pacing_text="pacing it (faster than real time while that "
                            "could be a recorder's backlog draining)") \
             if self._writer_paced and not pacer.realtime else None
-        limit, draining, start, moved = self._backlog_limit_s() + BACKLOG_MARGIN_S, False, 0.0, 0
+        drain: ClockCheck | None = None  # the check, kept while the lead could be a recorder's backlog
+        limit = 0.0
         try:
             for frame in self._content():
                 if not pacer.wait():
                     return False
                 self._deliver(frame)
-                start, moved = start or time.monotonic(), moved + len(frame)
                 if clock is not None and clock.tick(len(frame)) >= 0 and clock.pacing:
-                    clock, pacer.realtime, draining = None, True, limit > BACKLOG_MARGIN_S
-                    pacer.period /= DRAIN_SPEED if draining else 1.0
+                    limit = self._backlog_limit_s()
+                    drain = clock if limit > 0 else None
+                    clock, pacer.realtime = None, True
+                    pacer.period /= DRAIN_SPEED if drain is not None else 1.0
                     pacer.restart()
-                elif draining and moved / self.rate - (time.monotonic() - start) > limit:
+                elif drain is not None and drain.tick(len(frame)) >= 0 \
+                        and drain.lead_s(time.monotonic()) > limit + BACKLOG_MARGIN_S:
                     log.debug("%r: ahead by more than a pipe holds: a file, paced to real time", self)
-                    draining, pacer.period = False, self.frame_ms / 1000
+                    drain, pacer.period = None, self.frame_ms / 1000
                     pacer.restart()
         except AudioError as exc:
             self._fail(exc)

@@ -114,6 +114,11 @@ class Link(Rollover):
                                                   timeout + SENDER_CALL_TIMEOUT)
         return conn
 
+    def _ws_options(self) -> dict[str, Any]:
+        """What every connection is opened with (the sender's, a rollover's): TLS, the write stall limit."""
+        o = self._opts
+        return {"ssl_context": o["ssl_context"], "ca_certs": o["ca_certs"], "send_stall_s": o["ping_timeout"]}
+
     def _open_on_sender(self, timeout: float) -> _ws.WsConnection:
         def pending(conn: _ws.WsConnection) -> None:
             self._conn = conn  # so that close() can abort it while it upgrades and while we establish
@@ -123,8 +128,7 @@ class Link(Rollover):
                 raise TransportError("the client is closing")
 
         conn = _ws.WsConnection.open(self._url, self._headers, timeout=timeout, pending=pending,
-                                     ssl_context=self._opts["ssl_context"], ca_certs=self._opts["ca_certs"],
-                                     send_stall_s=self._opts["ping_timeout"])
+                                     **self._ws_options())
         if self._machine.state in ENDING:
             self._shutdown_on_sender(conn)
             raise TransportError("the client is closing")
@@ -147,9 +151,7 @@ class Link(Rollover):
 
         try:
             conn = _ws.WsConnection.open(self._url, self._headers, timeout=timeout, pending=pending,
-                                         ssl_context=self._opts["ssl_context"],
-                                         ca_certs=self._opts["ca_certs"],
-                                         send_stall_s=self._opts["ping_timeout"])
+                                         **self._ws_options())
         finally:
             with self._lock:
                 self._upgrading = None
