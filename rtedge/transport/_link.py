@@ -73,6 +73,8 @@ log = logging.getLogger("rtedge")
 MAX_PENDING = 256
 #: milliseconds of silence appended by the ``keepalive_audio_s`` option
 KEEPALIVE_SILENCE_MS = 100.0
+#: seconds between the aborts of a failed connect() while the sender still opens a connection
+ABORT_POLL_S = 0.05
 
 
 class Link(Rollover):
@@ -206,6 +208,17 @@ class Link(Rollover):
             if not self._receiver_done.is_set():
                 conn.abort()
             self._shutdown_on_sender(conn)
+
+    def _join_opening_sender(self, sender: threading.Thread, limit: float) -> None:
+        """Caller's thread, connect() failing (a KeyboardInterrupt too), the sender's queue closed: join
+        the sender, which may still wait in an upgrade the server never answers.  Every connection it
+        opened is aborted, again and again until it stops: a connection has a socket to shut down only
+        once its TCP (and TLS) handshake is done.  Bounded by ``limit`` seconds."""
+        end = time.monotonic() + limit
+        while sender.is_alive() and time.monotonic() < end:
+            for conn in list(self._opened):
+                conn.abort()
+            sender.join(min(ABORT_POLL_S, max(0.0, end - time.monotonic())))
 
     def _establish(self, conn: _ws.WsConnection, deadline: float, history: list[dict[str, Any]]) -> None:
         """Read until ``session.created``, send config and history, read until ``session.updated``.

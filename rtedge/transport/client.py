@@ -96,13 +96,13 @@ class Client(Link):
         try:
             conn = self._open_socket(timeout)
             self._establish(conn, deadline, [])
-        except BaseException:
+        except BaseException:  # KeyboardInterrupt too: an upgrade still waiting is aborted, not waited for
             with self._lock:
                 self._machine.apply(LinkEvent.CONNECT_FAILED)
                 self._conn = None  # no close frame for a session that never got going
             self._receiver_done.set()
             self._sendq.close(discard=True)
-            self._threads[0].join(timeout + 1.0)
+            self._join_opening_sender(self._threads[0], timeout + 1.0)
             raise
         with self._lock:
             self._machine.apply(LinkEvent.ESTABLISHED)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -10,7 +14,7 @@ import rtedge
 from rtedge.errors import ConnectionClosed
 from rtedge.transport.backoff import Backoff
 
-from ..conftest import client_threads, wait_until
+from ..conftest import REPO, client_threads, wait_until
 from .conftest import close_bounded, connection_events, open_client, record, text_turn
 
 
@@ -103,3 +107,35 @@ def test_proactive_recycle_at_a_turn_boundary(server):
            f"waited for response.done ({t_done - t0:.1f} s), recycled with close 1000 and re-seeded; "
            f"{recycles} recycles in {time.monotonic() - t0:.1f} s, no session_expired, usage summed "
            "across sessions", t_back - t_recycle)
+
+
+def test_ctrl_c_while_connect_waits_for_an_upgrade_the_server_never_answers():
+    """A server that takes the TCP connection and never answers the upgrade: Ctrl-C raised
+    KeyboardInterrupt only when connect_timeout ran out, as connect() joined the sender still blocked in
+    the upgrade.  The upgrade is now aborted, and again until the sender stops: the signal comes right
+    after the server accepts, often before the connection has a socket to abort."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        script = ("import rtedge, sys, threading\nprint('connecting', flush=True)\ntry:\n"
+                  f"    rtedge.connect('openai', url='ws://127.0.0.1:{silent.getsockname()[1]}/v1/realtime',"
+                  " connect_timeout=30)\nexcept KeyboardInterrupt:\n"
+                  "    alive = [t.name for t in threading.enumerate() if t.name.startswith('rtedge')]\n"
+                  "    print('interrupted', alive)\n"
+                  "    sys.exit(130)\n")
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, cwd=REPO)
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "connecting\n"
+            conn, _ = silent.accept()  # the upgrade request is on its way: connect() waits for the answer
+            with conn:
+                t0 = time.monotonic()
+                child.send_signal(signal.SIGINT)
+                child.wait(timeout=20)
+                took = time.monotonic() - t0
+        finally:
+            if child.poll() is None:
+                child.kill()
+            out, err = child.communicate()  # reaps it and closes its pipes
+    assert child.returncode == 130 and out == "interrupted []\n", (child.returncode, out, err)
+    assert took < 5.0, took  # the 30 s connect timeout did not run out first, and no thread was left running
