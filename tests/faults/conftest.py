@@ -13,7 +13,8 @@ import pytest
 
 import rtedge
 from rtedge.protocol import events as ev
-from rtedge.testing import RealtimeServer
+from rtedge.testing import RealtimeServer, make_self_signed_cert
+from rtedge.testing._tls import client_ssl_context, server_ssl_context
 from rtedge.transport.backoff import Backoff
 
 from ..conftest import client_threads, wait_until
@@ -70,7 +71,7 @@ def no_leaks(request):
     the client (and the connections it made), not the harness.  (The websockets server's own
     accept poller is only released by garbage collection, another reason to keep it out.)
     """
-    for name in ("server", "proxy"):
+    for name in ("server", "proxy", "tls_proxy", "either_proxy"):
         if name in request.fixturenames:
             request.getfixturevalue(name)
     fds = fd_count()
@@ -98,6 +99,34 @@ def proxy(server):
     yield p
     p.stop()
     assert wait_until(lambda: p.threads_alive == 0, timeout=5.0)
+
+
+@pytest.fixture
+def tls_proxy(tmp_path):
+    """A fault proxy in front of a ``wss://`` server (TLS end to end: the proxy moves the encrypted
+    bytes).  ``tls_proxy.url`` is the ``wss://`` URL; ``tls_proxy.client_context`` trusts the server."""
+    gc.collect()
+    pollers = _pollers()
+    cert, key = make_self_signed_cert(tmp_path)
+    with RealtimeServer(realtime=False, seed=5, ssl_context=server_ssl_context(cert, key)) as srv:
+        assert wait_until(lambda: _pollers() > pollers, timeout=5.0)
+        p = FaultProxy(srv.port).start()
+        p.wss_url = p.url.replace("ws://", "wss://", 1)
+        p.client_context = client_ssl_context(cert)
+        yield p
+        p.stop()
+        assert wait_until(lambda: p.threads_alive == 0, timeout=5.0)
+
+
+@pytest.fixture(params=["ws", "wss"])
+def either_proxy(request):
+    """The test runs twice: through ``proxy`` (``ws://``), then ``tls_proxy`` (``wss://``).  Gives
+    ``(proxy, url, connect options)``."""
+    if request.param == "ws":
+        p = request.getfixturevalue("proxy")
+        return p, p.url, {}
+    p = request.getfixturevalue("tls_proxy")
+    return p, p.wss_url, {"ssl_context": p.client_context}
 
 
 class Timeline:

@@ -208,12 +208,14 @@ def _fill_until_the_sender_blocks(client: rtedge.Client) -> None:
         assert frames < 100_000
 
 
-def test_a_server_that_stops_reading_is_dropped_after_the_keepalive_and_reconnected(proxy, server):
+def test_a_server_that_stops_reading_is_dropped_after_the_keepalive_and_reconnected(either_proxy):
     """A server that stops reading (a frozen process, a wedged proxy): once the socket buffers were
     full the sender blocked in its write for as long as the stall lasted, and the keepalive, which runs
     on the sender, never fired.  A write that moves no byte for ping_timeout now fails; the link drops
-    and reconnects once the server reads again."""
-    client, timeline = open_client(proxy.url, ping_interval=1.0, ping_timeout=1.0)
+    and reconnects once the server reads again.  Over TLS too: there the timed-out write is OpenSSL's
+    "want write", not a plain socket's EAGAIN."""
+    proxy, url, tls = either_proxy
+    client, timeline = open_client(url, ping_interval=1.0, ping_timeout=1.0, **tls)
     text_turn(client)
     t0 = time.monotonic()
     proxy.pause(stall=True)
@@ -223,19 +225,24 @@ def test_a_server_that_stops_reading_is_dropped_after_the_keepalive_and_reconnec
     timeline.wait("rtedge.reconnected", timeout=15, after=lost_at)
     text_turn(client)
     close_bounded(client)
-    record("server stops reading (stalled link, ping 1 s + 1 s)",
+    record(f"server stops reading (stalled {url.split(':')[0]}:// link, ping 1 s + 1 s)",
            "the blocked write fails, the link drops; reconnected", lost_at - t0)
 
 
-def test_close_on_a_link_the_server_stopped_reading_is_bounded_and_joins_the_sender(proxy, server):
+def test_close_on_a_link_the_server_stopped_reading_is_bounded_and_joins_the_sender(either_proxy):
     """close() while the sender is blocked writing to a server that stopped reading: it took its whole
     timeout and left rtedge-sender running (woken by the abort, it put its batch back and retried on the
-    dead socket for ever)."""
-    client, _ = open_client(proxy.url)  # the default keepalive: 20 s + 10 s, far longer than the test
+    dead socket for ever).  Plain and TLS.  The audio that never went out is counted as dropped."""
+    proxy, url, tls = either_proxy
+    client, _ = open_client(url, **tls)  # the default keepalive: 20 s + 10 s, far longer than the test
     text_turn(client)
     proxy.pause(stall=True)
     with pytest.raises(BackpressureError):  # a file streamed in: the queue fills once the sender blocks
         for _ in range(1000):
             client.append_audio(np.full(RATE, NORMAL, np.int16), rate=RATE, timeout=0.5)
+    assert not client.wait_sent(max_queued_ms=1000, timeout=0)  # over 1 s of audio queued, none sendable
+    assert client.stats.audio_dropped_outage_ms == 0
     close_bounded(client, timeout=2.0)
+    # what could not go out is not lost silently: the queued audio and the batch the write held
+    assert client.stats.audio_dropped_outage_ms > 1000, client.stats
     proxy.resume()
