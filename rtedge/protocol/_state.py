@@ -132,6 +132,9 @@ class OutputItem:
     text: dict[int, str] = attrs.field(factory=dict)
     #: ``audio_end_ms`` of a confirmed truncation, else None
     truncated_ms: int | None = None
+    #: per content index, the smallest ``audio_end_ms`` truncated to (sent, confirmed or not): the server
+    #: holds no more audio than that, and refuses a later truncate beyond it
+    cut_ms: dict[int, int] = attrs.field(factory=dict)
 
 
 @attrs.define(eq=False)
@@ -267,6 +270,13 @@ class SessionState:
             self._count_appended(len(event.audio))
         elif kind == "input_audio_buffer.clear" and isinstance(event, ev.InputAudioBufferClear):
             self.input_appended_ms = 0.0
+        elif kind == "conversation.item.truncate" and isinstance(event, ev.ConversationItemTruncate):
+            self._cut(event.item_id, event.content_index, event.audio_end_ms)
+
+    def _cut(self, item_id: str, content_index: int, audio_end_ms: int) -> None:
+        item = self.output_items.get(item_id)
+        if item is not None:
+            item.cut_ms[content_index] = min(item.cut_ms.get(content_index, audio_end_ms), audio_end_ms)
 
     def on_audio_sent(self, nbytes: int) -> None:
         """:meth:`on_send` of an ``input_audio_buffer.append`` of ``nbytes`` with no event_id, without the
@@ -407,6 +417,7 @@ class SessionState:
         item = self.output_items.get(event.item_id)
         if item is not None:
             item.truncated_ms = event.audio_end_ms
+        self._cut(event.item_id, event.content_index, event.audio_end_ms)
 
     def _on_committed(self, event: ev.InputAudioBufferCommitted) -> None:
         self.input_appended_ms = 0.0
@@ -426,6 +437,15 @@ class SessionState:
         """Milliseconds of assistant audio received for an item's content part (0 when unknown)."""
         item = self.output_items.get(item_id)
         return 0.0 if item is None else item.audio_ms.get(content_index, 0.0)
+
+    def audio_held_ms(self, item_id: str, content_index: int = 0) -> float:
+        """Milliseconds of an item's audio the server holds: what was received, less what a truncate
+        (sent, confirmed or not) cut off.  The most a truncate may keep."""
+        item = self.output_items.get(item_id)
+        if item is None:
+            return 0.0
+        received = item.audio_ms.get(content_index, 0.0)
+        return min(received, item.cut_ms.get(content_index, received))
 
     def sent_type(self, event_id: str | None) -> str | None:
         """The type of the client event we sent with this id, if remembered."""

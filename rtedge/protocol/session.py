@@ -198,14 +198,14 @@ class Session:
                        content_index: int = 0) -> ev.ConversationItemTruncate | None:
         """The truncate to send for "the user heard ``audio_end_ms`` of this item", or None.
 
-        ``audio_end_ms`` is clamped to the audio received for that item and content index
-        (the server rejects more); None when the clamped value is 0 (nothing heard: the
-        server rejects a zero truncate of an item with no played audio), when the item
-        is unknown, or when the dialect cannot truncate.
+        ``audio_end_ms`` is clamped to the audio the server holds for that item and content index
+        (the server rejects more): what was received, and no more than an earlier truncate kept; None
+        when the clamped value is 0 (nothing heard: the server rejects a zero truncate of an item
+        with no played audio), when the item is unknown, or when the dialect cannot truncate.
         """
         if "truncate" not in self.dialect.capabilities:
             return None
-        end = interruption.clamp_truncate_ms(audio_end_ms, self.state.audio_received_ms(item_id, content_index))
+        end = interruption.clamp_truncate_ms(audio_end_ms, self.state.audio_held_ms(item_id, content_index))
         if end <= 0:
             return None
         return ev.ConversationItemTruncate(item_id=item_id, content_index=content_index, audio_end_ms=end)

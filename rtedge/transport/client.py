@@ -562,8 +562,9 @@ class Client(Link):
     def truncate(self, item_id: str, audio_end_ms: float, content_index: int = 0) -> bool:
         """Tell the server the user heard only ``audio_end_ms`` of an assistant item's audio.
 
-        ``audio_end_ms`` is clamped to the audio received for the item; nothing is sent (False)
-        when that leaves 0 ms, the item is unknown, or the provider cannot truncate.
+        ``audio_end_ms`` is clamped to the audio the server holds for the item (received, and no more
+        than an earlier truncate kept); nothing is sent (False) when that leaves 0 ms, the item is
+        unknown, or the provider cannot truncate.
         """
         with self._lock:
             event = self._session.truncate_event(item_id, audio_end_ms, content_index)

@@ -243,6 +243,27 @@ def test_truncate_pcmu_after_session_updated() -> None:
     assert t is not None and t.audio_end_ms == 299
 
 
+def test_truncate_never_beyond_an_earlier_truncate() -> None:
+    """The server keeps no more than a truncate kept, and refuses a later one beyond it ("Audio content of
+    500ms is already shorter than 1000ms"): the clamp was to the audio received only."""
+    s = Session("openai")
+    audio_delta(s, "item_t", 48_000)  # 1000 ms
+    s.send(s.truncate_event("item_t", 800))
+    t = s.truncate_event("item_t", 900)  # sent, not yet confirmed: it counts already
+    assert t is not None and t.audio_end_ms == 800
+    s.send(s.truncate_event("item_t", 500))
+    t = s.truncate_event("item_t", 1000)
+    assert t is not None and t.audio_end_ms == 500
+    assert s.truncate_event("item_t", 300).audio_end_ms == 300  # shorter still: as asked
+    assert s.truncate_event("item_t", 500, content_index=1) is None  # per content part
+    assert s.state.audio_received_ms("item_t") == 1000  # what came is unchanged
+    confirmed = Session("openai")  # a truncate confirmed (the server's word) counts too
+    audio_delta(confirmed, "item_t", 48_000)
+    feed(confirmed, type="conversation.item.truncated", item_id="item_t", content_index=0, audio_end_ms=250)
+    assert confirmed.state.output_items["item_t"].truncated_ms == 250
+    assert confirmed.truncate_event("item_t", 1000).audio_end_ms == 250
+
+
 def test_truncate_none_when_nothing_heard() -> None:
     s = Session("openai")
     assert s.truncate_event("unknown", 500) is None

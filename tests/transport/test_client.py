@@ -167,6 +167,25 @@ def test_truncate_clamps_to_audio_received_and_skips_zero():
         assert len(sent) == 1 and sent[0]["content_index"] == 0 and sent[0]["audio_end_ms"] == int(received)
 
 
+def test_a_second_truncate_is_clamped_to_the_first():
+    """Truncating the same item again, to more than the first truncate kept, drew the server's
+    "Audio content of 500ms is already shorter than 1000ms" error."""
+    with RealtimeServer(realtime=False, reply_text="A longer answer with some audio in it.") as srv:
+        with rtedge.connect(url=srv.url) as c:
+            c.create_response()
+            done = c.wait_for("response.done", timeout=10)
+            item_id = done.response["output"][0]["id"]
+            assert c.state.audio_received_ms(item_id) > 1000
+            assert c.truncate(item_id, 800) and c.truncate(item_id, 500) and c.truncate(item_id, 1000)
+            assert c.wait_for("conversation.item.truncated", timeout=10)
+            answered = {"conversation.item.truncated", "error"}
+            assert wait_until(lambda: len([e for e in srv.sent if e["type"] in answered]) == 3)
+            errors = [e for e in srv.sent if e["type"] == "error"]
+            assert errors == []
+        sent = [e["audio_end_ms"] for e in srv.received if e["type"] == "conversation.item.truncate"]
+        assert sent == [800, 500, 500]
+
+
 def test_explicit_null_turn_detection_confirmed(server):
     with rtedge.connect(url=server.url, session=rtedge.SessionConfig(turn_detection=None)) as c:
         assert c.session["audio"]["input"]["turn_detection"] is None
