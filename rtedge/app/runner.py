@@ -76,6 +76,8 @@ class TurnTracker:
         self.speaking = False  #: the server's VAD heard speech start and not yet stop
         self.last_change = time.monotonic()  #: when a turn last began, ended or was answered
         self.detached = False  #: after detach(): events are ignored (the writer may be closed)
+        #: the provider answers turns (False: a transcription session, whose turn ends with its transcript)
+        self.answers = "response_create" in client.dialect.capabilities
         for name in _TRACKED:
             client.on(name, self._handle)
 
@@ -121,8 +123,11 @@ class TurnTracker:
             self.echo(f"assistant: {text}")
             if self.current is not None:
                 self.current.transcript = text
-        elif isinstance(event, ev.InputAudioTranscriptionCompleted):
-            self.echo(f"you: {event.transcript.strip()}")
+        elif isinstance(event, ev.InputAudioTranscriptionCompleted | ev.InputAudioTranscriptionFailed):
+            if isinstance(event, ev.InputAudioTranscriptionCompleted):
+                self.echo(f"you: {event.transcript.strip()}")
+            if not self.answers:
+                self._transcribed(event)
         elif isinstance(event, ev.ResponseDone):
             self._done(event)
         elif isinstance(event, ev.Error):
@@ -154,6 +159,19 @@ class TurnTracker:
             self.last_change = time.monotonic()
             self.cond.notify_all()
 
+    def _transcribed(self, event: ev.ServerEvent) -> None:
+        """A transcription session: the transcript is the turn's answer (there is no response)."""
+        ok = isinstance(event, ev.InputAudioTranscriptionCompleted)
+        with self.cond:
+            turn, self.pending_turn = self.pending_turn, None
+            if turn is not None:
+                turn.status = "completed" if ok else "failed"
+                self.turns_failed += turn.status == "failed"
+                self.echo(format_turn(turn))
+            self.responses_done += 1
+            self.last_change = time.monotonic()
+            self.cond.notify_all()
+
     def wait_answered(self, deadline: float, grace: float, settle: float = 0.0,
                       stop: threading.Event | None = None) -> bool:
         """Wait until every turn has its response (True), or the deadline passes or ``stop`` is set (False;
@@ -180,7 +198,8 @@ class TurnTracker:
 _TRACKED = ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
             "response.created", "response.output_audio.delta", "response.output_text.delta",
             "response.output_audio_transcript.done", "response.output_text.done", "response.done",
-            "conversation.item.input_audio_transcription.completed", "error")
+            "conversation.item.input_audio_transcription.completed",
+            "conversation.item.input_audio_transcription.failed", "error")
 
 
 def format_turn(turn: Turn) -> str:

@@ -478,6 +478,9 @@ class VoiceAgent:
             self._stop.set()
 
     def _server_creates_responses(self) -> bool:
+        dialect = getattr(self.client, "dialect", None)  # (an AgentClient need not say: then it answers)
+        if dialect is not None and "response_create" not in dialect.capabilities:
+            return False  # a transcription session: no answers at all
         td = interruption.turn_detection(self.client.snapshot.session)
         return td is not None and td.get("create_response", True) is not False
 

@@ -77,6 +77,21 @@ def test_run_manual_turn_without_server_vad(tmp_path, capsys, how):
     assert "turn 1: completed" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("mode", [["--fast"], []])
+def test_run_with_a_transcription_provider_ends_with_the_transcript(tmp_path, capsys, speech_dir, mode):
+    """A transcription session sends no answer: the turn ends with its transcript.  run --fast waited for an
+    answer until --max-seconds (exit 5), and a paced run ignored the end of its input until then."""
+    with RealtimeServer(realtime=False) as srv:
+        code = main(["run", "--provider", "openai-transcription", "--url", srv.url, "--input",
+                     str(speech_dir / "stop.wav"), "--output", str(tmp_path / "o.wav"), "--max-seconds", "30",
+                     *mode])
+    text, err = capsys.readouterr()
+    assert code == EXIT_OK, text + err
+    assert "you: " in text and "turn 1: completed" in text and "summary: 1 turn(s)" in text, text
+    if not mode:
+        assert "stopping (the input ended)" in err and "max_seconds" not in err, err
+
+
 def test_run_manual_turns_on_a_paced_input_are_ended_by_the_local_vad(tmp_path, capsys, speech_dir):
     """--manual (turn_detection none) without --fast: the run used to send the speech, commit nothing and
     report 0 turns, exit 0; the agent now ends the turn on the local VAD and the answer comes."""
