@@ -227,10 +227,15 @@ def check_ws_url(url: str) -> None:
         raise ConfigError(f"url {redact_url(url)!r} names no host")
 
 
+#: query parameters shown as they are in logged URLs (the ones the providers' endpoints name); every
+#: other value may be a credential (``api-key``, ``token``, ``authorization``, ``password``, ``jwt``...)
+SAFE_QUERY_KEYS = frozenset({"model", "intent", "api-version", "api_version", "deployment"})
+
+
 def redact_url(url: str) -> str:
-    """A URL safe to log: credentials before the host (``user:password@``) and query values that look
-    like secrets (``api-key=``, ``token=``...) are replaced with ``***``.  A URL that cannot be parsed
-    keeps its scheme only."""
+    """A URL safe to log: credentials before the host (``user:password@``), the value of every query
+    parameter but :data:`SAFE_QUERY_KEYS` and any fragment are replaced with ``***``.  A URL that cannot
+    be parsed keeps its scheme only."""
     scheme, sep, rest = url.partition("://")
     if sep and "@" in rest:  # up to the last "@": a password holding "/", "?" or "#" would end the netloc early
         url = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
@@ -239,9 +244,11 @@ def redact_url(url: str) -> str:
     except ValueError:  # "ws://[::1" and the like: nothing after the scheme is shown
         return url.partition("://")[0] + "://***" if "://" in url else "***"
     if parts.query:
-        query = [(k, "***" if any(s in k.lower() for s in ("key", "token", "secret", "sig")) else v)
+        query = [(k, v) if k.lower() in SAFE_QUERY_KEYS else (k if v else "***", "***")  # "?sk-..." alone too
                  for k, v in parse_qsl(parts.query, keep_blank_values=True)]
         parts = parts._replace(query=urlencode(query, safe="*"))
+    if parts.fragment:
+        parts = parts._replace(fragment="***")
     return urlunsplit(parts)
 
 

@@ -1,0 +1,40 @@
+"""URLs as rtedge logs them: no credential survives, the endpoint stays recognisable."""
+
+from __future__ import annotations
+
+import pytest
+
+import rtedge
+from rtedge.protocol.dialects.base import redact_url
+from rtedge.testing import RealtimeServer
+
+
+@pytest.mark.parametrize("query", [
+    "authorization=S3CR3T", "password=S3CR3T", "auth=S3CR3T", "jwt=S3CR3T", "pass=S3CR3T", "credential=S3CR3T",
+    "api-key=S3CR3T", "access_token=S3CR3T", "X-Amz-Signature=S3CR3T", "S3CR3T", "model=m&session=S3CR3T"])
+def test_every_query_value_but_the_endpoints_own_is_hidden(query):
+    """Only names containing key/token/secret/sig were hidden: authorization=, password=, jwt=... leaked
+    into reprs, exceptions and check-config's output."""
+    shown = redact_url(f"wss://example.com/v1/realtime?{query}")
+    assert "S3CR3T" not in shown and "***" in shown, shown
+    assert shown.startswith("wss://example.com/v1/realtime?")
+
+
+def test_the_endpoints_own_parameters_stay_readable():
+    url = ("wss://r.openai.azure.com/openai/realtime"
+           "?api-version=2025-04-01&deployment=gpt&model=m&intent=transcription")
+    assert redact_url(url) == url
+
+
+def test_fragments_and_user_info_are_hidden():
+    shown = redact_url("wss://user:pw-S3CR3T@example.com/v1/realtime?model=m#token=S3CR3T")
+    assert shown == "wss://***@example.com/v1/realtime?model=m#***"
+
+
+def test_a_client_repr_and_a_connect_error_show_no_query_secret():
+    with RealtimeServer(realtime=False) as srv:
+        with rtedge.connect(url=srv.url + "?authorization=S3CR3T-A&password=S3CR3T-B") as c:
+            assert "S3CR3T" not in repr(c) and "authorization=***" in repr(c)
+    with pytest.raises(rtedge.TransportError) as info:
+        rtedge.connect(url="ws://127.0.0.1:9/v1/realtime?auth=S3CR3T-C", connect_timeout=2)
+    assert "S3CR3T" not in str(info.value) and "auth=***" in str(info.value)
