@@ -214,7 +214,7 @@ class AudioSink(_Device):
         self.stats.frames += 1
         try:
             out = self._pull(n)  # type: ignore[misc]
-        except Exception:  # noqa: BLE001 - the consumer's bug must not stop the device
+        except BaseException:  # noqa: BLE001, B036 - the consumer's bug (sys.exit() too) must not stop it
             self._callback_failed("pull() raised")
             return np.zeros(n, dtype=np.int16)
         if type(out) is np.ndarray and out.dtype == np.int16 and out.shape == (n,):

@@ -424,6 +424,27 @@ def test_bad_pulls_are_counted_and_replaced_by_silence(tmp_path, caplog):
     assert any(r.exc_info for r in caplog.records if "pull() raised" in r.getMessage())
 
 
+@pytest.mark.parametrize("error", [SystemExit(), KeyboardInterrupt()])
+def test_a_pull_that_exits_plays_silence_and_the_sink_goes_on(error):
+    """sys.exit() in a speaker's pull() ended the device's thread: it played nothing more, uncounted (the
+    sink caught Exception only; a source's on_frame already caught everything)."""
+    calls = []
+
+    def pull(n: int) -> np.ndarray:
+        calls.append(n)
+        if len(calls) == 3:
+            raise error
+        return np.zeros(n, np.int16)
+
+    sink = NullSink(realtime=False)
+    sink.start(pull)
+    try:
+        assert wait_for(lambda: sink.stats.frames >= 10)
+    finally:
+        sink.stop()
+    assert sink.stats.errors == 1 and len(calls) >= 10
+
+
 @pytest.mark.parametrize("error", [ValueError("consumer bug"), SystemExit(), KeyboardInterrupt()])
 def test_on_frame_exceptions_are_counted_and_delivery_goes_on(tmp_path, error):
     """sys.exit() in the consumer too: it ended the device's thread, so that the device delivered nothing
