@@ -14,6 +14,7 @@ import rtedge
 from rtedge.errors import BackpressureError
 from rtedge.protocol import events as ev
 from rtedge.protocol._state import ResponseState
+from rtedge.transport._link import MAX_PENDING
 
 from ..conftest import wait_until
 from .conftest import close_bounded, connection_events, open_client, record, text_turn
@@ -135,6 +136,26 @@ def test_control_events_during_outage_are_sent_after_reseeding_in_order(server):
     close_bounded(client)
     record("control events sent during an outage",
            "queued; sent after session.update and the replayed items, in order; the response completes")
+
+
+def test_control_events_kept_during_an_outage_are_bounded(server):
+    """At most MAX_PENDING control events wait for the link: the next one raises, and those kept are all
+    sent after re-seeding, in order."""
+    client, timeline = open_client(server.url)
+    text_turn(client, "Hello there")
+    t0 = _start_outage(server, timeline)
+    for i in range(MAX_PENDING):
+        client.send_text(f"kept {i}", respond=False)
+    with pytest.raises(rtedge.ConnectionClosed, match=f"{MAX_PENDING} control events"):
+        client.send_text("one too many", respond=False)
+    _end_outage(server, timeline, t0)
+    last = f"kept {MAX_PENDING - 1}"
+    assert server.wait_for_received("conversation.item.create", timeout=20,
+                                    where=lambda e: e["item"]["content"][0]["text"] == last)
+    texts = [e["item"]["content"][0]["text"] for e in connection_events(server, 1)
+             if e["type"] == "conversation.item.create"]
+    assert texts[2:] == [f"kept {i}" for i in range(MAX_PENDING)]  # after the re-seeded turn
+    close_bounded(client)
 
 
 def test_response_in_flight_is_settled_as_cancelled(server):
