@@ -349,3 +349,25 @@ def test_events_waiting_for_a_slow_callback_stay_within_about_twice_the_byte_bou
     assert max(queued) <= bound + size and max(batches) <= bound + size
     assert len(delivered) + stats.callback_events_dropped == total
     assert delivered[-1] == f"AAA{total - 1}"  # the newest are kept, the oldest dropped
+
+
+def test_a_late_callback_gets_the_last_few_events_of_its_type_and_no_audio():
+    """The replay to a late callback is bounded as written: the last REPLAY_PER_TYPE events per type, for
+    at most REPLAY_TYPES types (the oldest types forgotten first), and never audio deltas."""
+    dispatcher = _inbox.Dispatcher(TransportStats(), None)
+    for i in range(10):
+        dispatcher.put(ev.UnknownServerEvent(type="x.first", raw={"i": i}))
+    for t in range(_inbox.REPLAY_TYPES + 5):  # pushes x.first and the oldest of these out
+        dispatcher.put(ev.UnknownServerEvent(type=f"x.type{t}", raw={"i": t}))
+    for i in range(10):
+        dispatcher.put(ev.UnknownServerEvent(type="x.last", raw={"i": i}))
+        dispatcher.put(_delta(i))
+    got: dict[str, list[int | str]] = {}
+    for name in ("x.first", "x.type0", "x.type10", "x.last"):
+        dispatcher.add(name, lambda e, name=name: got.setdefault(name, []).append(e.raw["i"]))
+    dispatcher.add("response.output_audio.delta", lambda e: got.setdefault("audio", []).append(e.delta))
+    dispatcher.stop()
+    dispatcher.run(threading.Event())
+    kept = list(range(10))[-_inbox.REPLAY_PER_TYPE:]
+    assert _inbox.REPLAY_PER_TYPE < 10 and _inbox.REPLAY_TYPES > 12
+    assert got == {"x.type10": [10], "x.last": kept}
