@@ -24,6 +24,7 @@ from ..protocol import events as ev
 from ..protocol.usage import Usage
 from ..transport.client import Client
 from ..audio.wavio import WavWriter
+from ..voice._transcription_wire import one_line
 
 FRAME_MS = 20
 
@@ -120,18 +121,19 @@ class TurnTracker:
             self._output(event)
         elif isinstance(event, ev.ResponseOutputAudioTranscriptDone | ev.ResponseOutputTextDone):
             text = event.transcript if isinstance(event, ev.ResponseOutputAudioTranscriptDone) else event.text
-            self.echo(f"assistant: {text}")
+            self.echo(f"assistant: {one_line(text)}")
             if self.current is not None:
                 self.current.transcript = text
         elif isinstance(event, ev.InputAudioTranscriptionCompleted | ev.InputAudioTranscriptionFailed):
             if isinstance(event, ev.InputAudioTranscriptionCompleted):
-                self.echo(f"you: {event.transcript.strip()}")
+                self.echo(f"you: {one_line(event.transcript.strip())}")
             if not self.answers:
                 self._transcribed(event)
         elif isinstance(event, ev.ResponseDone):
             self._done(event)
         elif isinstance(event, ev.Error):
-            self.echo(f"server error: {event.error.code or event.error.type}: {event.error.message}")
+            error = event.error
+            self.echo(one_line(f"server error: {error.code or error.type}: {error.message}"))
 
     def _output(self, event: ev.ResponseOutputAudioDelta | ev.ResponseOutputTextDelta) -> None:
         turn = self.current

@@ -97,8 +97,18 @@ class Utterance:
     error: str | None = None
 
     def __str__(self) -> str:
-        return f"[{self.start_s:.2f}-{self.end_s:.2f}] " + (
+        """One line, whatever the text holds (see :func:`one_line`)."""
+        return f"[{self.start_s:.2f}-{self.end_s:.2f}] " + one_line(
             self.text if self.error is None else f"(transcription failed: {self.error})")
+
+
+def one_line(text: str) -> str:
+    """``text`` for a line of output: line breaks and other control characters become spaces, so that what
+    a server says cannot start a line of its own (one that looks like rtedge's, or a journal priority)."""
+    return text.translate(_CONTROLS)
+
+
+_CONTROLS = {c: " " for c in [*range(32), 127, 0x85, 0x2028, 0x2029]}
 
 
 @attrs.define

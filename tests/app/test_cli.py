@@ -58,6 +58,16 @@ def test_run_streams_a_wav_at_any_rate(tmp_path, capsys, speech_dir):
     assert read_wav(out)[1] == 24000
 
 
+def test_what_the_server_says_stays_on_its_own_line(tmp_path, capsys, speech_dir):
+    """A reply or transcript holding line breaks printed lines that looked like rtedge's own."""
+    with RealtimeServer(realtime=False, reply_text="Okay.\nrtedge: error: FAKE\r<0>x\u2028y") as srv:
+        code = main(["run", "--url", srv.url, "--input", str(speech_dir / "stop.wav"), "--fast"])
+    text = capsys.readouterr().out
+    assert code == EXIT_OK, text
+    assert "assistant: Okay. rtedge: error: FAKE <0>x y" in text.splitlines(), text
+    assert not any(line.startswith(("rtedge:", "<0>", "y")) for line in text.splitlines()), text
+
+
 @pytest.mark.parametrize("how", ["flag", "config"])
 def test_run_manual_turn_without_server_vad(tmp_path, capsys, how):
     """--fast commits the file's turn and asks for the answer when the session has no turn detection,

@@ -581,3 +581,11 @@ def test_speech_cut_off_by_the_end_of_the_source_ends_where_the_audio_does(tmp_p
         (utt,) = Transcriber(url=srv.url, model=MODEL, vad=settings).transcribe_file(path)
     assert utt.start_s == pytest.approx(0.5, abs=0.1)
     assert utt.end_s == pytest.approx(1.5, abs=0.03)  # was 1.1: the hangover taken off
+
+
+def test_an_utterance_prints_on_one_line():
+    """rtedge transcribe promises one line per utterance: a transcript with line breaks broke it."""
+    utt = Utterance(text="one\ntwo\r\nthree\x1bfour", start_s=0.0, end_s=1.5)
+    assert str(utt) == "[0.00-1.50] one two  three four"
+    failed = Utterance(text="", start_s=1.0, end_s=2.0, error="bad\naudio")
+    assert "\n" not in str(failed) and str(failed).endswith("(transcription failed: bad audio)")
