@@ -44,7 +44,7 @@ from ._inbox import SYNTHETIC_BYTES
 from ._workers import BENIGN_ERROR_CODES, decode_failure, describe_error, sender_loop
 from .backoff import SESSION_ENDING_ERROR_CODES
 from .endpoint import endpoint
-from .options import check_session, checked_headers, connect_options
+from .options import check_append, check_session, checked_headers, checked_timeout, connect_options
 
 log = logging.getLogger("rtedge")
 
@@ -318,6 +318,7 @@ class Client(Link):
         Stops when ``timeout`` seconds pass with no new event, or when the connection ends.
         Events consumed here are not seen again by :meth:`wait_for` (and vice versa).
         """
+        checked_timeout(timeout)  # (on the first next(): this is a generator)
         while True:
             try:
                 yield self._log.consume(lambda e: True, timeout)
@@ -333,12 +334,10 @@ class Client(Link):
 
         Raises:
             DeadlineExceeded: none arrived within ``timeout`` seconds.
-            ConnectionClosed: the connection ended first.  (ValueError: a negative ``timeout``.)
+            ConnectionClosed: the connection ended first.  (ValueError: a negative or NaN ``timeout``.)
         """
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
         types = self._dispatcher.names(event_type)
-        return self._log.consume(lambda e: e.type in types, timeout)
+        return self._log.consume(lambda e: e.type in types, checked_timeout(timeout))
 
     # ------------------------------------------------------------------------------------------ sending
     def send(self, event: ev.ClientEvent | Mapping[str, Any]) -> str | None:
@@ -409,8 +408,7 @@ class Client(Link):
             BackpressureError: (``"block"``) no room within ``timeout``; it says how much was not queued.
             ConnectionClosed: the client is closed or the link gave up.
         """
-        if overflow not in ("block", "drop_oldest"):
-            raise ConfigError(f"overflow must be 'block' or 'drop_oldest', got {overflow!r}")
+        check_append(overflow, timeout)
         with self._lock:
             fmt = self._session.state.input_format
             if self._converter_fmt is not fmt and (self._converter is None or self._converter_fmt != fmt):
@@ -448,6 +446,7 @@ class Client(Link):
 
     def _append_blocking(self, data: bytes, fmt: AudioFormat, timeout: float | None) -> int:
         """Queue ``data`` in chunks, each waiting (up to ``timeout``) for room and an open link."""
+        checked_timeout(timeout)
         step = self._chunk_bytes(fmt)
         queued = 0
         for offset in range(0, len(data), step):
@@ -524,7 +523,7 @@ class Client(Link):
         ``append_audio`` already waits for room; use this to know the audio is on the wire (before a
         commit timed by the caller, or with ``overflow="drop_oldest"``).  Returns False on timeout.
         """
-        return self._sendq.wait_below(max_queued_ms, timeout)
+        return self._sendq.wait_below(max_queued_ms, checked_timeout(timeout))
 
     def commit(self) -> str | None:
         """Commit the input buffer (manual turns).  Flushes the resampler's tail first."""
@@ -580,6 +579,7 @@ class Client(Link):
         With ``timeout``, wait for the server's ``session.updated`` and raise ``ServerError``
         if it rejected the update, ``DeadlineExceeded`` if it did not answer in time.
         """
+        checked_timeout(timeout)  # before anything is sent
         if config is None:
             config = SessionConfig.from_kwargs(**fields)
         elif fields:

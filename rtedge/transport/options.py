@@ -135,6 +135,29 @@ _NUMBERS: dict[str, tuple[float, bool, str]] = {
 }
 
 
+def checked_timeout(timeout: float | None, name: str = "timeout") -> float | None:
+    """``timeout`` (seconds; None: no limit) as given.
+
+    Raises:
+        ValueError: negative or NaN (a NaN deadline never passes: the wait would hang for ever).
+        TypeError: not a number."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None, got {type(timeout).__name__}")
+    if not timeout >= 0:
+        raise ValueError(f"{name} must be >= 0 seconds or None, got {timeout!r}")
+    return timeout
+
+
+def check_append(overflow: str, timeout: float | None) -> None:
+    """``append_audio``'s ``overflow`` and ``timeout`` (ConfigError: an unknown overflow policy; as
+    :func:`checked_timeout`)."""
+    if overflow not in ("block", "drop_oldest"):
+        raise ConfigError(f"overflow must be 'block' or 'drop_oldest', got {overflow!r}")
+    checked_timeout(timeout)
+
+
 def _check_numbers(opts: dict[str, Any]) -> None:
     """Each numeric option is a number in its range (a string or a negative timeout otherwise fails later,
     on a worker thread or deep in the socket layer, with a message that does not name the option)."""
@@ -145,8 +168,8 @@ def _check_numbers(opts: dict[str, Any]) -> None:
         integral = name in ("inbox_size", "inbox_bytes", "dispatch_bytes")
         kind = int if integral else int | float
         if (isinstance(value, bool) or not isinstance(value, kind) or value != value
-                or not (value >= lo if inclusive else value > lo)):
-            what = "an integer" if integral else "a number"
+                or not (value >= lo if inclusive else value > lo) or value == float("inf")):
+            what = "an integer" if integral else "a finite number" if value == float("inf") else "a number"
             bound = f">= {lo:g}" if inclusive else f"> {lo:g}"
             raise ConfigError(f"{name} must be {what} {bound} ({unit}), got {value!r}")
 

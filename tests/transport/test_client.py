@@ -643,3 +643,28 @@ def test_a_text_that_is_not_a_str_and_a_negative_timeout_are_refused_here(server
         with pytest.raises(ValueError, match="timeout must be >= 0"):
             c.wait_for("response.done", timeout=-1)
     assert not [e for e in server.received if e["type"] == "conversation.item.create"]
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan")])
+def test_every_wait_refuses_a_negative_or_nan_timeout_before_acting(server, bad):
+    """wait_for(timeout=nan) waited for ever (a NaN deadline never passes); update_session(timeout=-5)
+    sent the update, then said "within -5.0 s"; events(timeout=-1) yielded nothing; append_audio and
+    wait_sent took them."""
+    with rtedge.connect(url=server.url) as c:
+        calls = {"wait_for": lambda: c.wait_for("response.done", timeout=bad),
+                 "events": lambda: next(c.events(timeout=bad)),
+                 "update_session": lambda: c.update_session(instructions="x", timeout=bad),
+                 "append_audio": lambda: c.append_audio(np.zeros(480, np.int16), 24000, timeout=bad),
+                 "wait_sent": lambda: c.wait_sent(timeout=bad)}
+        for name, call in calls.items():
+            with pytest.raises(ValueError, match="timeout must be >= 0 seconds or None"):
+                call()
+        with pytest.raises(TypeError, match="timeout must be a number"):
+            c.wait_for("response.done", timeout="5")  # type: ignore[arg-type]
+    assert server.received == []  # nothing sent by the refused calls (connect() sent no session either)
+
+
+def test_an_infinite_connect_option_is_refused_by_name():
+    """connect_timeout=inf failed deep in the socket layer: OverflowError: timestamp out of range."""
+    with pytest.raises(ConfigError, match="connect_timeout must be a finite number > 0"):
+        rtedge.connect(url="ws://127.0.0.1:9/v1/realtime", connect_timeout=float("inf"))
