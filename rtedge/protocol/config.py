@@ -246,7 +246,7 @@ class SessionConfig:
     tools: tuple[FunctionTool | Mapping[str, Any], ...] | Unset = attrs.field(default=UNSET, converter=_tools)
     tool_choice: str | Mapping[str, Any] | Unset = attrs.field(default=UNSET, validator=_not_none)
     max_output_tokens: int | Literal["inf"] | Unset = attrs.field(default=UNSET, validator=_not_none)
-    extra: Mapping[str, Any] = attrs.field(factory=dict)
+    extra: Mapping[str, Any] = attrs.field(factory=dict, validator=_of_type(Mapping, "a mapping of fields"))
 
     def __attrs_post_init__(self) -> None:
         if self.voice == "":

@@ -44,7 +44,7 @@ from ._inbox import SYNTHETIC_BYTES
 from ._workers import BENIGN_ERROR_CODES, decode_failure, describe_error, sender_loop
 from .backoff import SESSION_ENDING_ERROR_CODES
 from .endpoint import endpoint
-from .options import check_append, check_session, checked_headers, checked_timeout, connect_options
+from .options import as_bytes, check_append, check_session, checked_headers, checked_timeout, connect_options
 
 log = logging.getLogger("rtedge")
 
@@ -491,7 +491,7 @@ class Client(Link):
             ConfigError: not a JPEG, or over the size limit (256 KB of base64).
             LocalProtocolError: no audio was appended yet in this session, or the provider takes no images.
         """
-        self._send(ev.InputImageBufferAppend(image=bytes(jpeg)))
+        self._send(ev.InputImageBufferAppend(image=as_bytes(jpeg, "append_image")))
 
     def append_encoded(self, data: bytes, *, timeout: float | None = APPEND_TIMEOUT,
                        overflow: Overflow = "block") -> int:
@@ -506,16 +506,15 @@ class Client(Link):
             AudioError: ``data`` is not a whole number of samples of that format.
             BackpressureError: (``"block"``) no room within ``timeout``.
         """
-        if overflow not in ("block", "drop_oldest"):
-            raise ConfigError(f"overflow must be 'block' or 'drop_oldest', got {overflow!r}")
-        fmt = self._session.state.input_format
+        check_append(overflow, timeout)
+        data, fmt = as_bytes(data, "append_encoded"), self._session.state.input_format
         if len(data) % fmt.bytes_per_sample:
             raise AudioError(f"{len(data)} bytes is not a whole number of {fmt.kind} samples")
         if not data:
             return 0
         if overflow == "drop_oldest":
-            return self._append_or_drop(bytes(data), fmt)
-        return self._append_blocking(bytes(data), fmt, timeout)
+            return self._append_or_drop(data, fmt)
+        return self._append_blocking(data, fmt, timeout)
 
     def wait_sent(self, max_queued_ms: float = 0.0, timeout: float | None = None) -> bool:
         """Block until at most ``max_queued_ms`` of appended audio waits to be sent.

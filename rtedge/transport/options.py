@@ -158,6 +158,17 @@ def check_append(overflow: str, timeout: float | None) -> None:
     checked_timeout(timeout)
 
 
+def as_bytes(data: Any, what: str) -> bytes:
+    """``data`` (bytes, bytearray or memoryview) as bytes, for ``what`` (``"append_encoded"``...).
+
+    Raises:
+        TypeError: anything else, a str or a numpy array included (samples go to ``append_audio``)."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    hint = " (samples go to append_audio)" if hasattr(data, "dtype") else ""
+    raise TypeError(f"{what} takes bytes, got {type(data).__name__}{hint}")
+
+
 def _check_numbers(opts: dict[str, Any]) -> None:
     """Each numeric option is a number in its range (a string or a negative timeout otherwise fails later,
     on a worker thread or deep in the socket layer, with a message that does not name the option)."""

@@ -270,6 +270,7 @@ def test_openai_session_refuses_session_finish() -> None:
     pytest.param(lambda: SessionConfig(instructions=3), id='SessionConfig(instructions=3)'),
     pytest.param(lambda: SessionConfig(voice=3), id='SessionConfig(voice=3)'),
     pytest.param(lambda: SessionConfig(input_format="pcm16"), id='SessionConfig(input_format="pcm16")'),
+    pytest.param(lambda: SessionConfig(extra=5), id='SessionConfig(extra=5)'),  # (AttributeError at connect)
     pytest.param(lambda: SessionConfig(tools=None), id='SessionConfig(tools=None)'),
     pytest.param(lambda: SessionConfig(tools="get_weather"), id='SessionConfig(tools="get_weather")'),
     pytest.param(lambda: SessionConfig(tool_choice=None), id='SessionConfig(tool_choice=None)'),

@@ -668,3 +668,18 @@ def test_an_infinite_connect_option_is_refused_by_name():
     """connect_timeout=inf failed deep in the socket layer: OverflowError: timestamp out of range."""
     with pytest.raises(ConfigError, match="connect_timeout must be a finite number > 0"):
         rtedge.connect(url="ws://127.0.0.1:9/v1/realtime", connect_timeout=float("inf"))
+
+
+def test_encoded_audio_and_images_must_be_bytes(server):
+    """append_encoded("abcd") and append_image("abc") failed with "string argument without an encoding",
+    append_encoded(array) with "the truth value of an array is ambiguous"."""
+    with rtedge.connect(url=server.url) as c:
+        with pytest.raises(TypeError, match="append_encoded takes bytes, got str"):
+            c.append_encoded("abcd")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"takes bytes, got ndarray \(samples go to append_audio"):
+            c.append_encoded(np.zeros(4, np.int16))  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="append_image takes bytes, got str"):
+            c.append_image("abc")  # type: ignore[arg-type]
+        assert c.append_encoded(bytearray(4)) == 4 and c.append_encoded(memoryview(b"\0\0")) == 2
+        assert c.wait_sent(timeout=5)
+    assert [e["type"] for e in server.received] == ["input_audio_buffer.append"] * 2
