@@ -127,6 +127,8 @@ class TurnTracker:
         elif isinstance(event, ev.InputAudioTranscriptionCompleted | ev.InputAudioTranscriptionFailed):
             if isinstance(event, ev.InputAudioTranscriptionCompleted):
                 self.echo(f"you: {one_line(event.transcript.strip())}")
+            else:
+                self.echo(one_line(f"you: (transcription failed: {event.error.get('message', '?')})"))
             if not self.answers:
                 self._transcribed(event)
         elif isinstance(event, ev.ResponseDone):
@@ -250,7 +252,8 @@ def stream_wav(
     if manual and not client.closed and not stop.is_set():
         tracker.mark_turn_end()
         client.commit()
-        client.create_response()
+        if tracker.answers:  # (a transcription session: the commit is the whole turn)
+            client.create_response()
     client.wait_sent(0, timeout=max(0.0, deadline - time.monotonic()))
     answered = tracker.wait_answered(deadline, grace=1.5, settle=0.0 if realtime else 1.0, stop=stop)
     tracker.detach()  # nothing printed or written after this returns (the caller closes the writer)

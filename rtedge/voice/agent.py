@@ -457,6 +457,9 @@ class VoiceAgent:
         server_ends_turns = interruption.turn_detection(self.client.snapshot.session) is not None
         if samples < self.mic.rate // 10 or server_ends_turns:
             return
+        if not self._answers():  # a transcription session: the commit is the whole turn
+            self._commit_only()
+            return
         try:
             busy = self.playing() or self.client.snapshot.response is not ResponseState.IDLE
             if busy and self.barge_in == "off":
@@ -477,10 +480,20 @@ class VoiceAgent:
         except (ConnectionClosed, LocalProtocolError):
             self._stop.set()
 
-    def _server_creates_responses(self) -> bool:
+    def _answers(self) -> bool:
+        """False for a transcription session (its dialect cannot create responses: no answers at all)."""
         dialect = getattr(self.client, "dialect", None)  # (an AgentClient need not say: then it answers)
-        if dialect is not None and "response_create" not in dialect.capabilities:
-            return False  # a transcription session: no answers at all
+        return dialect is None or "response_create" in dialect.capabilities
+
+    def _commit_only(self) -> None:
+        try:
+            self.client.commit()
+        except (ConnectionClosed, LocalProtocolError):
+            self._stop.set()
+
+    def _server_creates_responses(self) -> bool:
+        if not self._answers():
+            return False
         td = interruption.turn_detection(self.client.snapshot.session)
         return td is not None and td.get("create_response", True) is not False
 
