@@ -3,8 +3,9 @@
 The input is sent in 20 ms frames, paced at real time by default, followed
 by trailing silence so that the server's VAD can end the turn.  The run is
 over once the input has ended and every committed turn has its
-``response.done`` (or, with nothing heard, after a short grace period), or
-when ``max_seconds`` runs out.
+``response.done`` (a transcription session's turn: its transcript, or its
+failure), or with nothing heard after a short grace period, or when
+``max_seconds`` runs out.
 
 Owns: streaming a recording as turns and the turn tracker.  Must not: install signal handlers or read
 settings.
@@ -178,10 +179,10 @@ class TurnTracker:
 
     def wait_answered(self, deadline: float, grace: float, settle: float = 0.0,
                       stop: threading.Event | None = None) -> bool:
-        """Wait until every turn has its response (True), or the deadline passes or ``stop`` is set (False;
-        True when every turn so far is answered then).  ``settle``: and no turn began for that long since the
-        last answer (input sent faster than real time: the server's VAD may still be reading it, and another
-        turn may follow)."""
+        """Wait until every turn has its response (in a transcription session: its transcript) (True), or
+        the deadline passes or ``stop`` is set (False; True when every turn so far is answered then).
+        ``settle``: and no turn began for that long since the last answer (input sent faster than real time:
+        the server's VAD may still be reading it, and another turn may follow)."""
         quiet_until = time.monotonic() + grace
         with self.cond:
             while True:

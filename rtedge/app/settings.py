@@ -44,6 +44,7 @@ import attrs
 
 from ..errors import ConfigError
 from ..protocol.config import SemanticVad, ServerVad, SessionConfig, Transcription
+from ..protocol.dialects.base import redact_url
 from ..protocol.dialects import get_dialect
 
 log = logging.getLogger("rtedge")
@@ -100,10 +101,10 @@ def _validate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
 
 
 def setting(default: Any, doc: str, unit: str = "", *, choices: tuple[str, ...] = (),
-            lo: float | None = None, hi: float | None = None) -> Any:
-    """A settings field: ``default`` fixes its type; ``doc`` and ``unit`` document it."""
+            lo: float | None = None, hi: float | None = None, repr: Any = True) -> Any:  # noqa: A002
+    """A settings field: ``default`` fixes its type; ``doc`` and ``unit`` document it; ``repr`` as attrs'."""
     meta = {"kind": type(default), "doc": doc, "unit": unit, "choices": choices, "lo": lo, "hi": hi}
-    return attrs.field(default=default, validator=_validate, metadata=meta)
+    return attrs.field(default=default, validator=_validate, metadata=meta, repr=repr)
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -114,7 +115,8 @@ class ProviderSettings:
     SECTION: ClassVar[str] = "provider"
 
     name: str = setting("openai", "provider dialect: openai, azure, xai, qwen, vllm, openai-transcription")
-    url: str = setting("", "WebSocket endpoint; empty = the provider's own")
+    url: str = setting("", "WebSocket endpoint; empty = the provider's own",
+                       repr=lambda url: repr(redact_url(url)))  # its query may hold a credential
     model: str = setting("", "model name; empty = the provider's default")
     api_key_file: str = setting("", "file holding the API key (first line); empty = $CREDENTIALS_DIRECTORY/"
                                     "api-key, then the provider's environment variable")

@@ -86,7 +86,8 @@ class Link(Rollover):
         #: control events kept while the link is down (the client's sends, under the lock), replayed after
         self._pending: list[ev.ClientEvent] = []
         self._history: list[dict[str, Any]] = []  # the conversation a new session is seeded with
-        #: sender-owned: every connection the sender opened and has not shut down yet
+        #: every connection the sender opened and has not shut down yet: the sender changes it; close() and a
+        #: failing connect() read it (a copy) to abort them
         self._opened: list[_ws.WsConnection] = []
         #: a connection rtedge-rollover is upgrading (not yet handed to the sender), under the lock
         self._upgrading: _ws.WsConnection | None = None

@@ -47,7 +47,7 @@ import websocket
 
 from . import wiretrace
 from ..errors import ConnectionClosed, DeadlineExceeded, HandshakeError, TransportError, key_hint
-from ..protocol.dialects.base import redact_url
+from ..protocol.dialects.base import redact_url, url_secrets
 from . import _frame
 from ._reader import FrameError, FrameReader
 
@@ -210,7 +210,7 @@ class WsConnection:
         conn._nowait = 0 if isinstance(ws.sock, ssl.SSLSocket) else _NOWAIT
         conn._trace = wiretrace.active()
         if conn._trace is not None:
-            conn._trace_conn = conn._trace.opened(safe, headers)
+            conn._trace_conn = conn._trace.opened(safe, headers, url_secrets(url))
         return conn
 
     def recv(self) -> tuple[int, bytes]:

@@ -32,7 +32,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 log = logging.getLogger("rtedge.transport.wiretrace")
@@ -66,12 +66,14 @@ class WireTrace:
             if len(value) >= 4 and value not in self._secrets:
                 self._secrets.append(value)
 
-    def opened(self, url: str, headers: Mapping[str, str] | None = None) -> int:
-        """A connection is up: register the credentials among its upgrade ``headers`` (never written);
-        returns the connection's number."""
+    def opened(self, url: str, headers: Mapping[str, str] | None = None, secrets: Iterable[str] = ()) -> int:
+        """A connection is up: register the credentials among its upgrade ``headers`` and ``secrets`` (those
+        of its URL, which is given redacted) as never written; returns the connection's number."""
         for name, value in (headers or {}).items():
             if name.lower() in _SECRET_HEADERS:
                 self.add_secret(value)
+        for value in secrets:
+            self.add_secret(value)
         with self._lock:
             self._conns += 1
             number = self._conns

@@ -103,12 +103,13 @@ class Utterance:
 
 
 def one_line(text: str) -> str:
-    """``text`` for a line of output: line breaks and other control characters become spaces, so that what
-    a server says cannot start a line of its own (one that looks like rtedge's, or a journal priority)."""
+    """``text`` for a line of output: line breaks and other control characters (C0, DEL, C1: a terminal's
+    escapes too) become spaces, so that what a server says cannot start a line of its own (one that looks
+    like rtedge's, or a journal priority)."""
     return text.translate(_CONTROLS)
 
 
-_CONTROLS = {c: " " for c in [*range(32), 127, 0x85, 0x2028, 0x2029]}
+_CONTROLS = {c: " " for c in [*range(32), *range(127, 160), 0x2028, 0x2029]}  # C0, DEL, C1, separators
 
 
 @attrs.define

@@ -349,3 +349,9 @@ def test_echo_tail_reaches_every_session_agent(tmp_path):
     assert agent_options(config_from_args(args, {}))["echo_tail_s"] == 0.7  # the flag beats the file
     assert errors_of(write(tmp_path, "[vad]\necho_tail_ms = 9000\n", "big.toml")) == [
         f"{tmp_path / 'big.toml'}:2: vad.echo_tail_ms: must be an integer in [0, 5000] (ms), got 9000"]
+
+
+def test_the_settings_repr_hides_a_credential_in_the_url():
+    """repr(config) (in a traceback, a debugger, a log) showed provider.url as given."""
+    shown = repr(ProviderSettings(url="wss://h.example/v1/realtime?authorization=S3CR3T&model=m"))
+    assert "S3CR3T" not in shown and "authorization=***&model=m" in shown

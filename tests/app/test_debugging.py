@@ -116,6 +116,21 @@ def test_the_environment_variable_traces_a_python_session(tmp_path, monkeypatch)
     assert KEY not in trace.read_text()
 
 
+def test_a_credential_in_the_url_query_is_never_written_to_the_trace(tmp_path, monkeypatch):
+    """The URL was written redacted, but a server quoting it back (an error naming the request) wrote the
+    query's credential into the trace."""
+    trace = tmp_path / "q.jsonl"
+    monkeypatch.setenv(wiretrace.ENV_VAR, str(trace))
+    with RealtimeServer(realtime=False, reply_text="You asked with Q-SECRET-123.") as srv, \
+            rtedge.connect(url=srv.url + "?authorization=Q-SECRET-123&model=gpt-realtime") as client:
+        client.send_text("Hello")
+        assert "Q-SECRET-123" in client.wait_for("response.done", timeout=10).raw["response"]["output"][0][
+            "content"][0]["transcript"]
+    wiretrace.stop()
+    text = trace.read_text()
+    assert "Q-SECRET-123" not in text and "authorization=***" in text and "model=gpt-realtime" in text
+
+
 def test_an_unwritable_trace_file_is_one_line_and_exit_2(tmp_path, capsys):
     code = main(["run", "--url", "ws://127.0.0.1:9/v1/realtime", "--input", "x.wav", "--fast",
                  "--trace-wire", str(tmp_path)])

@@ -117,9 +117,10 @@ def test_ctrl_c_while_connect_waits_for_an_upgrade_the_server_never_answers():
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)
+        silent.settimeout(20)  # a child that dies before connecting fails the test, not hangs it
         script = ("import rtedge, sys, threading\nprint('connecting', flush=True)\ntry:\n"
                   f"    rtedge.connect('openai', url='ws://127.0.0.1:{silent.getsockname()[1]}/v1/realtime',"
-                  " connect_timeout=30)\nexcept KeyboardInterrupt:\n"
+                  " connect_timeout=300)\nexcept KeyboardInterrupt:\n"
                   "    alive = [t.name for t in threading.enumerate() if t.name.startswith('rtedge')]\n"
                   "    print('interrupted', alive)\n"
                   "    sys.exit(130)\n")
@@ -129,13 +130,11 @@ def test_ctrl_c_while_connect_waits_for_an_upgrade_the_server_never_answers():
             assert child.stdout is not None and child.stdout.readline() == "connecting\n"
             conn, _ = silent.accept()  # the upgrade request is on its way: connect() waits for the answer
             with conn:
-                t0 = time.monotonic()
                 child.send_signal(signal.SIGINT)
-                child.wait(timeout=20)
-                took = time.monotonic() - t0
+                child.wait(timeout=60)  # long before the 300 s connect timeout
         finally:
             if child.poll() is None:
                 child.kill()
             out, err = child.communicate()  # reaps it and closes its pipes
+    # it ended at once, and no rtedge thread was left running
     assert child.returncode == 130 and out == "interrupted []\n", (child.returncode, out, err)
-    assert took < 5.0, took  # the 30 s connect timeout did not run out first, and no thread was left running

@@ -10,7 +10,8 @@ from rtedge.testing import RealtimeServer
 
 
 @pytest.mark.parametrize("query", [
-    "authorization=S3CR3T", "password=S3CR3T", "auth=S3CR3T", "jwt=S3CR3T", "pass=S3CR3T", "credential=S3CR3T",
+    "authorization=S3CR3T", "password=S3CR3T", "auth=S3CR3T", "jwt=S3CR3T", "pass=S3CR3T",
+    "credential=S3CR3T",
     "api-key=S3CR3T", "access_token=S3CR3T", "X-Amz-Signature=S3CR3T", "S3CR3T", "model=m&session=S3CR3T"])
 def test_every_query_value_but_the_endpoints_own_is_hidden(query):
     """Only names containing key/token/secret/sig were hidden: authorization=, password=, jwt=... leaked

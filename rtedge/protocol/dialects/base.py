@@ -252,6 +252,16 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts)
 
 
+def url_secrets(url: str) -> list[str]:
+    """The values :func:`redact_url` hides in ``url`` (query values but the endpoints' own parameters),
+    for a log that must not echo them either (the wire trace: a server may quote its URL back)."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return []
+    return [v or k for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() not in SAFE_QUERY_KEYS]
+
+
 def merge_extra(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
     """Deep-merge a config's ``extra`` into a session object being built (dicts merge, everything else
     replaces): every dialect's escape hatch for fields rtedge does not model."""
