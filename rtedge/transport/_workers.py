@@ -496,12 +496,14 @@ class SendQueue:
             self._cond.wait_for(lambda: self._paused or self._closed or bool(self._calls), timeout)
 
     def close(self, discard: bool = False) -> None:
-        """No more puts; the sender drains what is queued (or nothing, with ``discard``), then stops."""
+        """No more puts; the sender drains what is queued (or nothing, with ``discard``: the link is over;
+        the audio discarded is counted in ``audio_dropped_outage_ms``), then stops."""
         with self._cond:
             self._closed = True
             self._paused = False
             if discard:
-                for text, _, _ in self._items:
+                for text, ms, _ in self._items:
+                    self._stats.audio_dropped_outage_ms += ms
                     if isinstance(text, SenderCall):
                         text.fail(ConnectionClosed("the client closed before the queued call ran"))
                 self._items.clear()

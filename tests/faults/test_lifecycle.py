@@ -118,7 +118,11 @@ def test_ctrl_c_while_connect_waits_for_an_upgrade_the_server_never_answers():
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)
         silent.settimeout(20)  # a child that dies before connecting fails the test, not hangs it
-        script = ("import rtedge, sys, threading\nprint('connecting', flush=True)\ntry:\n"
+        # a terminal's Ctrl-C: a child of a background job (a CI runner's) starts with SIGINT ignored, and
+        # Python then installs no KeyboardInterrupt handler
+        script = ("import rtedge, signal, sys, threading\n"
+                  "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                  "print('connecting', flush=True)\ntry:\n"
                   f"    rtedge.connect('openai', url='ws://127.0.0.1:{silent.getsockname()[1]}/v1/realtime',"
                   " connect_timeout=300)\nexcept KeyboardInterrupt:\n"
                   "    alive = [t.name for t in threading.enumerate() if t.name.startswith('rtedge')]\n"

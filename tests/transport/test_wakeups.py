@@ -371,3 +371,16 @@ def test_a_late_callback_gets_the_last_few_events_of_its_type_and_no_audio():
     kept = list(range(10))[-_inbox.REPLAY_PER_TYPE:]
     assert _inbox.REPLAY_PER_TYPE < 10 and _inbox.REPLAY_TYPES > 12
     assert got == {"x.type10": [10], "x.last": kept}
+
+
+def test_audio_discarded_when_the_link_ends_is_counted():
+    """The receiver ends the link by discarding what is queued: on a slow machine that came before the
+    sender could fail (and count) the audio queued when close() aborted a stalled link, and it was lost
+    uncounted."""
+    stats = TransportStats()
+    q = SendQueue(stats, max_audio_ms=2000)
+    for _ in range(10):
+        q.put("a", 20.0)
+    q.put("commit", 0.0)
+    q.close(discard=True)
+    assert stats.audio_dropped_outage_ms == 200.0 and q.get(0.1) is _workers._CLOSE
