@@ -264,8 +264,8 @@ def test_reconnect_sends_the_utterance_in_flight_again(speech_dir, two_phrases, 
     with VLLMServer(transcript=_fixture_transcript(speech_dir), done_delay=30) as srv:
         def cut() -> None:  # the first final commit arrives; the server dies before its done
             srv.wait_for_received("input_audio_buffer.commit", timeout=10, where=lambda e: e.get("final"))
-            srv.done_delay = 0.0
-            srv.close_connections(1011, "restart")
+            srv.close_connections(1011, "restart")  # before the delay goes: the first connection's
+            srv.done_delay = 0.0  # transcript, if the server only now got to it, is never sent
 
         closer = threading.Thread(target=cut, name="test-closer", daemon=True)
         closer.start()
@@ -531,8 +531,8 @@ def test_a_connection_lost_after_the_file_ended_still_transcribes_its_last_utter
         def cut() -> None:  # the file has been read and its only utterance's final commit arrived: the server dies
             srv.wait_for_received("input_audio_buffer.commit", timeout=10, where=lambda e: e.get("final"))
             file_ended.append(wait_until(lambda: tr._backlog is not None and tr._backlog.ended, timeout=5))
-            srv.done_delay = 0.0
-            srv.close_connections(1011, "restart")
+            srv.close_connections(1011, "restart")  # before the delay goes: the first connection's
+            srv.done_delay = 0.0  # transcript, if the server only now got to it, is never sent
 
         closer = threading.Thread(target=cut, name="test-closer", daemon=True)
         closer.start()
