@@ -109,53 +109,6 @@ def test_run_with_a_transcription_provider_ends_with_the_transcript(tmp_path, ca
     assert "response.create" not in kinds
 
 
-def test_what_the_server_says_stays_on_its_own_line(tmp_path, capsys, speech_dir):
-    """A reply or transcript holding line breaks printed lines that looked like rtedge's own."""
-    with RealtimeServer(realtime=False, reply_text="Okay.\nrtedge: error: FAKE\r<0>x\u2028y") as srv:
-        code = main(["run", "--url", srv.url, "--input", str(speech_dir / "stop.wav"), "--fast"])
-    text = capsys.readouterr().out
-    assert code == EXIT_OK, text
-    assert "assistant: Okay. rtedge: error: FAKE <0>x y" in text.splitlines(), text
-    assert not any(line.startswith(("rtedge:", "<0>", "y")) for line in text.splitlines()), text
-
-
-@pytest.mark.parametrize("how", ["flag", "config"])
-def test_run_manual_turn_without_server_vad(tmp_path, capsys, how):
-    """--fast commits the file's turn and asks for the answer when the session has no turn detection,
-    whether --manual or the settings file (turn_detection = "none") said so: the file's setting alone
-    used to commit nothing and wait for --max-seconds."""
-    src = tmp_path / "tone.wav"
-    t = np.arange(8000) / 16000
-    _write_wav(src, (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), 16000)
-    conf = tmp_path / "rtedge.toml"
-    conf.write_text('[session]\nturn_detection = "none"\n[service]\nmax_seconds = 20\n')
-    manual = ["--manual"] if how == "flag" else ["--config", str(conf)]
-    with RealtimeServer(realtime=False) as srv:
-        code = main(["run", "--url", srv.url, "--input", str(src), "--fast", *manual])
-        kinds = [e["type"] for e in srv.received]
-    assert code == EXIT_OK
-    assert kinds[0] == "session.update" and kinds[-2:] == ["input_audio_buffer.commit", "response.create"]
-    assert "turn 1: completed" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("mode", [["--fast"], [], ["--fast", "--manual"], ["--manual"]])
-def test_run_with_a_transcription_provider_ends_with_the_transcript(tmp_path, capsys, speech_dir, mode):
-    """A transcription session sends no answer: the turn ends with its transcript.  run --fast waited for an
-    answer until --max-seconds (exit 5), and a paced run ignored the end of its input until then."""
-    with RealtimeServer(realtime=False) as srv:
-        code = main(["run", "--provider", "openai-transcription", "--url", srv.url, "--input",
-                     str(speech_dir / "stop.wav"), "--output", str(tmp_path / "o.wav"), "--max-seconds", "30",
-                     *mode])
-        kinds = [e["type"] for e in srv.received]
-    text, err = capsys.readouterr()
-    assert code == EXIT_OK, text + err
-    assert "you: " in text and "turn 1: completed" in text and "summary: 1 turn(s)" in text, text
-    if "--fast" not in mode:
-        assert "stopping (the input ended)" in err and "max_seconds" not in err, err
-    if "--manual" in mode:  # the local VAD ends the turn with a commit, and asks for no answer
-        assert "response.create" not in kinds and "input_audio_buffer.commit" in kinds, kinds
-
-
 def test_run_manual_turns_on_a_paced_input_are_ended_by_the_local_vad(tmp_path, capsys, speech_dir):
     """--manual (turn_detection none) without --fast: the run used to send the speech, commit nothing and
     report 0 turns, exit 0; the agent now ends the turn on the local VAD and the answer comes."""
