@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import rtedge
-from rtedge.protocol.dialects.base import redact_url
+from rtedge.protocol.dialects.base import redact_url, url_secrets
 from rtedge.testing import RealtimeServer
 
 
@@ -39,3 +39,9 @@ def test_a_client_repr_and_a_connect_error_show_no_query_secret():
     with pytest.raises(rtedge.TransportError) as info:
         rtedge.connect(url="ws://127.0.0.1:9/v1/realtime?auth=S3CR3T-C", connect_timeout=2)
     assert "S3CR3T" not in str(info.value) and "auth=***" in str(info.value)
+
+
+def test_the_trace_scrubs_long_hidden_values_only():
+    """The wire trace scrubs url_secrets() from its JSON text: a short word (true, json) would break lines."""
+    url = "wss://h.example/v1/realtime?model=gpt-realtime&beta=true&authorization=S3CR3T-LONG&sk-BARE-KEY-1"
+    assert url_secrets(url) == ["S3CR3T-LONG", "sk-BARE-KEY-1"]

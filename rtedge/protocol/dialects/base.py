@@ -253,13 +253,16 @@ def redact_url(url: str) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """The values :func:`redact_url` hides in ``url`` (query values but the endpoints' own parameters),
-    for a log that must not echo them either (the wire trace: a server may quote its URL back)."""
+    """The values :func:`redact_url` hides in ``url`` (query values but the endpoints' own parameters) that
+    look like credentials (8 characters or more: a short word such as ``true`` would be scrubbed out of
+    every JSON line), for a log that must not echo them either (the wire trace: a server may quote its
+    URL back)."""
     try:
         query = urlsplit(url).query
     except ValueError:
         return []
-    return [v or k for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() not in SAFE_QUERY_KEYS]
+    hidden = [v or k for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() not in SAFE_QUERY_KEYS]
+    return [value for value in hidden if len(value) >= 8]
 
 
 def merge_extra(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
