@@ -445,8 +445,8 @@ class Client(Link):
         return size
 
     def _append_blocking(self, data: bytes, fmt: AudioFormat, timeout: float | None) -> int:
-        """Queue ``data`` in chunks, each waiting (up to ``timeout``) for room and an open link."""
-        checked_timeout(timeout)
+        """Queue ``data`` in chunks, each waiting (up to ``timeout``: checked by the caller) for room and an
+        open link."""
         step = self._chunk_bytes(fmt)
         queued = 0
         for offset in range(0, len(data), step):
