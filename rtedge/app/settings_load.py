@@ -305,7 +305,7 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, int):
         return str(value)
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007F")  # (TOML refuses a raw DEL)
 
 
 def render(config: Config, api_key: Secret | None, api_key_problem: str | None = None) -> str:

@@ -355,3 +355,13 @@ def test_the_settings_repr_hides_a_credential_in_the_url():
     """repr(config) (in a traceback, a debugger, a log) showed provider.url as given."""
     shown = repr(ProviderSettings(url="wss://h.example/v1/realtime?authorization=S3CR3T&model=m"))
     assert "S3CR3T" not in shown and "authorization=***&model=m" in shown
+
+
+def test_rendered_config_reads_back_with_control_characters_in_a_string(tmp_path):
+    """check-config printed a DEL in instructions raw: its output did not read back ("Illegal character")."""
+    conf = tmp_path / "in.toml"
+    conf.write_text('[session]\ninstructions = "a\\u007Fb\\tc\\u0001d"\n')
+    text = render(load_config(str(conf), {}, {}), None)
+    again = tmp_path / "out.toml"
+    again.write_text(text)
+    assert load_config(str(again), {}, {}).session.instructions == "a\x7fb\tc\x01d"
