@@ -87,5 +87,5 @@ def test_voice_agent_survives_a_barge_in_storm_without_losing_a_frame():
     assert client.stats.internal_errors == 0  # nor any of the agent's receiver-side hooks
     # every frame the microphone delivered was handled whole, and every one went out (gate off)
     assert agent.stats.mic_frames == mic.stats.frames == agent.stats.frames_done == sent_frames
-    assert sent_frames >= (STORM_S * 100) * 0.5  # the microphone ran all along (a loaded machine paces it late)
+    assert sent_frames >= (STORM_S * 100) * 0.5  # the microphone ran all along (late on a loaded machine)
     assert client.stats.audio_dropped == 0 and client.stats.audio_dropped_outage_ms == 0
