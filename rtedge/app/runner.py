@@ -78,8 +78,7 @@ class TurnTracker:
         self.speaking = False  #: the server's VAD heard speech start and not yet stop
         self.last_change = time.monotonic()  #: when a turn last began, ended or was answered
         self.detached = False  #: after detach(): events are ignored (the writer may be closed)
-        #: the provider answers turns (False: a transcription session, whose turn ends with its transcript)
-        self.answers = "response_create" in client.dialect.capabilities
+        self.answers = client.dialect.answers  #: see Dialect.answers
         for name in _TRACKED:
             client.on(name, self._handle)
 

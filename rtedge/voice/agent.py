@@ -483,7 +483,7 @@ class VoiceAgent:
     def _answers(self) -> bool:
         """False for a transcription session (its dialect cannot create responses: no answers at all)."""
         dialect = getattr(self.client, "dialect", None)  # (an AgentClient need not say: then it answers)
-        return dialect is None or "response_create" in dialect.capabilities
+        return dialect is None or bool(dialect.answers)
 
     def _commit_only(self) -> None:
         try:

@@ -74,6 +74,11 @@ class Dialect:
     #: where the server states one (see :func:`rtedge.protocol.reseed.session_deadline`).
     session_limit_s: float | None = None
 
+    @property
+    def answers(self) -> bool:
+        """The provider answers turns (False: a transcription session; its turn ends with its transcript)."""
+        return "response_create" in self.capabilities
+
     # -- connection ------------------------------------------------------------------------------------
     def url(self, model: str | None, url: str | None = None) -> str:
         """The WebSocket URL for ``model`` (``url`` overrides the provider's endpoint)."""
