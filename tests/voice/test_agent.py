@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 from collections import deque
@@ -103,12 +104,67 @@ def test_barge_in_mid_answer_truncates_at_the_played_clock(tmp_path, phrase, cap
         runner.join(5)
     assert not [e for e in srv.received if e["type"] == "response.cancel"]
     assert not [e for e in srv.sent if e["type"] == "error"]
-    assert agent.stats.late_deltas_dropped >= 0
     # --debug shows the decision with the numbers behind it
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("barge-in (server)")]
     p = interruption.position
     assert said == [f"barge-in (server): playback stopped in {first} after {p.played_ms:.0f} ms played of "
                     f"{p.received_ms:.0f} ms received; truncate at {p.played_ms:.0f} ms: sent; cancel: no"]
+
+
+def test_barge_in_does_not_wait_for_a_blocked_dispatcher(phrase):
+    """The guarantee: barge-in runs on the thread that noticed it, never on the dispatcher, so a user
+    callback that blocks for the whole answer delays neither the flush nor the truncate."""
+    release, blocked = threading.Event(), threading.Event()
+
+    def stuck(_event) -> None:  # a user callback that hangs (a slow HTTP call, a lock held elsewhere)
+        blocked.set()
+        release.wait(30)
+
+    with RealtimeServer(reply_text=LONG_ANSWER, seed=3) as srv, rtedge.connect(url=srv.url) as client:
+        client.on("response.created", stuck)
+        mic = ScriptedMic()
+        agent = VoiceAgent(client, mic, NullSink(rate=24000))
+        runner = _agent_thread(agent, max_seconds=30)
+        try:
+            client.send_text("Tell me a long story.")
+            assert blocked.wait(10)
+            assert wait_until(lambda: agent.playback.stats.played_samples > 12000, timeout=10)
+            mic.speak(phrase)
+            assert wait_until(lambda: agent.stats.interruptions >= 1, timeout=10)
+            assert not release.is_set() and agent.interruptions[0].truncated
+            truncate = srv.wait_for_received("conversation.item.truncate", timeout=5)
+            first = srv.wait_for_sent("response.output_item.added")["item"]["id"]
+            assert truncate["item_id"] == first and truncate["audio_end_ms"] > 0
+            # flushed while the callback still hangs: not one more sample of the cut item was played
+            assert agent.playback.played_ms(first) == agent.interruptions[0].position.played_ms
+        finally:
+            release.set()
+            agent.stop()
+            runner.join(5)
+
+
+def test_late_deltas_of_a_cut_response_never_reach_the_speaker(phrase):
+    with RealtimeServer(reply_text=LONG_ANSWER, seed=3) as srv, rtedge.connect(url=srv.url) as client:
+        mic = ScriptedMic()
+        agent = VoiceAgent(client, mic, NullSink(rate=24000))
+        runner = _agent_thread(agent, max_seconds=30)
+        client.send_text("Tell me a long story.")
+        assert wait_until(lambda: agent.playback.stats.played_samples > 12000, timeout=10)
+        srv.reply_text = "Okay."
+        mic.speak(phrase)
+        assert wait_until(lambda: agent.stats.interruptions >= 1, timeout=10)
+        cut = srv.wait_for_sent("response.created")["response"]["id"]
+        item = srv.wait_for_sent("response.output_item.added")["item"]["id"]
+        played, received = agent.playback.played_ms(item), agent.playback.received_ms(item)
+        dropped = agent.stats.late_deltas_dropped
+        late = {"type": "response.output_audio.delta", "response_id": cut, "item_id": item,
+                "output_index": 0, "content_index": 0, "delta": base64.b64encode(bytes(4800)).decode()}
+        for _ in range(3):  # 300 ms of a response the listener already cut off
+            srv.send_event(dict(late))
+        assert wait_until(lambda: agent.stats.late_deltas_dropped >= dropped + 3, timeout=5)
+        assert agent.playback.received_ms(item) == received and agent.playback.played_ms(item) == played
+        agent.stop()
+        runner.join(5)
 
 
 def test_barge_in_before_anything_played_sends_no_truncate(phrase):
