@@ -109,6 +109,43 @@ def test_client_probes_see_a_receiver_stuck_on_a_message():
         assert wait_until(lambda: health.problems() == [], timeout=5)
 
 
+def test_client_probes_see_a_stuck_sender_and_a_silent_server():
+    """The sender stuck in one call: its probe names it, and with no keepalive going out nothing comes
+    back either, so the receiver-quiet probe names the silent link while the link still looks open."""
+    release = threading.Event()
+    with RealtimeServer() as srv, rtedge.connect(url=srv.url, ping_interval=0.2, ping_timeout=0.2) as client:
+        health = Health()
+        for name, probe in client_probes(client, stall=0.3).items():
+            health.add(name, probe)
+        assert health.problems() == []
+        client._sendq.submit(lambda: release.wait(10))  # the sender's own thread now hangs
+        try:
+            assert wait_until(lambda: {"sender", "receiver-quiet"} <= set(health.check()), timeout=10)
+            found = health.check()
+            assert found["sender"].startswith("rtedge-sender: no progress for ")
+            assert found["receiver-quiet"].startswith("rtedge-receiver: nothing from the server for ")
+            assert "dispatcher" not in found and "threads" not in found
+        finally:
+            release.set()
+        assert wait_until(lambda: health.problems() == [], timeout=5)
+
+
+def test_client_probes_name_a_thread_that_ended():
+    with RealtimeServer() as srv, rtedge.connect(url=srv.url) as client:
+        health = Health()
+        for name, probe in client_probes(client, stall=5).items():
+            health.add(name, probe)
+        assert health.problems() == []
+        dead = threading.Thread(target=lambda: None, name="rtedge-dispatch")  # as if it had crashed
+        dead.start()
+        dead.join()
+        threads = client._threads
+        client._threads = [*threads, dead]
+        assert health.problems() == ["thread(s) ended unexpectedly: rtedge-dispatch"]
+        client._threads = threads
+    assert health.problems() == []  # a closed client's threads ended on purpose
+
+
 def test_device_probe_needs_moving_frames():
     class Stats:
         frames = 0
