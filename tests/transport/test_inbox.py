@@ -203,3 +203,22 @@ def test_kept_audio_deltas_share_their_recurring_strings_and_keep_everything_but
     for n in range(3 * _inbox._SHARED_MAX):  # a server sending ever new ids cannot grow the table
         _inbox.strip_audio(s.receive_message(delta(n).replace("item_1", f"item_{n}")))
     assert len(_inbox._SHARED) <= _inbox._SHARED_MAX
+
+
+def test_consumed_events_are_kept_only_as_a_short_tail():
+    """A reader that consumes every event leaves at most CONSUMED_TAIL behind its cursor, however large
+    the inbox's own bounds, and nothing it read counts as dropped."""
+    from rtedge.protocol import events as ev
+    from rtedge.transport._inbox import CONSUMED_TAIL, EventLog
+    from rtedge.transport._workers import TransportStats
+
+    stats = TransportStats()
+    log = EventLog(maxlen=100_000, max_bytes=1 << 40, stats=stats)
+    event = ev.server_event_from_raw({"type": "conversation.created", "conversation": {"id": "c"}})
+    for _ in range(3 * CONSUMED_TAIL):
+        log.append(event, 100)
+        assert log.consume(lambda e: True, timeout=0) is event
+        assert len(log) <= CONSUMED_TAIL
+    assert len(log) >= CONSUMED_TAIL - 1  # the tail is kept (rtedge's own waits look back into it)
+    assert log.find(0, lambda e: True, timeout=0)[0] == log.seq - len(log) + 1  # the older ones are gone
+    assert stats.inbox_dropped == 0
