@@ -592,6 +592,66 @@ def test_devices_are_single_use_and_stop_is_idempotent(tmp_path):
     assert device_threads() == []
 
 
+def test_stop_is_bounded_by_stop_timeout_when_a_callback_hangs(monkeypatch, caplog):
+    from rtedge.audio import _device
+
+    monkeypatch.setattr(_device, "STOP_TIMEOUT", 0.2)
+    release = threading.Event()
+    got = Frames(on_frame=lambda frame: release.wait(30))  # the first frame's callback hangs
+    src = NullSource(rate=16000)
+    with caplog.at_level(logging.WARNING, logger="rtedge"):
+        src.start(got)
+        try:
+            assert wait_for(lambda: got.count == 1)
+            t0 = time.monotonic()
+            src.stop()  # returns (after STOP_TIMEOUT) although the callback has not
+            assert time.monotonic() - t0 < 2.0  # bounded: 0.2 s, and generous slack for a loaded machine
+            assert device_threads() == ["rtedge-mic"]
+            said = [r.getMessage() for r in caplog.records]
+            assert said == [f"{src!r}: thread rtedge-mic did not end within 0.2 s (blocked in I/O?)"]
+        finally:
+            release.set()
+    assert wait_for(lambda: device_threads() == [])
+    assert got.count == 1  # once the hung callback returned, no other ran
+
+
+def test_paced_deadlines_are_absolute_so_slow_callbacks_do_not_drift(monkeypatch):
+    """The pacer waits for ``t0 + k * period``: a callback that takes 12 ms of a 20 ms period leaves an
+    8 ms wait, not 20; and after a long suspension it starts a new schedule instead of bursting."""
+    from rtedge.audio import devices
+
+    class Clock:
+        now = 100.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+    class Stop:
+        def __init__(self) -> None:
+            self.waits: list[float] = []
+
+        def wait(self, delay: float) -> bool:
+            self.waits.append(round(delay, 6))
+            clock.now += delay
+            return False
+
+        def is_set(self) -> bool:
+            return False
+
+    clock, stop = Clock(), Stop()
+    monkeypatch.setattr(devices, "time", clock)
+    pacer = devices._Pacer(0.020, stop, realtime=True)  # type: ignore[arg-type]
+    for _ in range(50):
+        assert pacer.wait()
+        clock.now += 0.012  # the callback's work
+    assert stop.waits == [0.02] + [0.008] * 49
+    assert clock.now == pytest.approx(100.0 + 50 * 0.020 + 0.012)  # 50 periods, not 50 * 32 ms
+    clock.now += 0.5  # the process was suspended for 25 periods
+    stop.waits.clear()
+    assert pacer.wait() and stop.waits == []  # no burst of 25 late frames: a new schedule from now
+    assert pacer.wait() and stop.waits == [0.02]
+
+
 def test_stop_from_inside_the_callback_does_not_deadlock(tmp_path):
     src = WavSource(write_wav(tmp_path / "s.wav", noise(3200), 16000), realtime=False)
     got = Frames(on_frame=lambda frame: src.stop())
@@ -724,6 +784,35 @@ def test_microphone_reopens_a_stream_that_failed(alsa):
     finally:
         mic.stop()
     assert not mic.failed.is_set() and mic.error is None
+
+
+def test_microphone_reopens_a_stream_that_stopped_calling_back(alsa, caplog):
+    """A stream still active whose callbacks stopped for ``stall_timeout`` (here: one callback hangs)
+    is reopened, and frames flow again."""
+    alsa.write_feed(noise(16000))
+    release, hung = threading.Event(), threading.Event()
+
+    def on_frame(frame: np.ndarray) -> None:
+        if not hung.is_set():
+            hung.set()
+            release.wait(10)  # PortAudio's callback thread is stuck here
+
+    got = Frames(on_frame=on_frame)
+    mic = Microphone("rt_rec", stall_timeout=0.3, reopen_backoff=(0.01, 0.05))
+    with caplog.at_level(logging.WARNING, logger="rtedge"):
+        mic.start(got)
+        try:
+            assert hung.wait(5)
+            assert wait_for(lambda: any("no audio callback for" in r.getMessage() for r in caplog.records))
+            assert mic.stats.errors == 1 and mic.stats.reopens == 0
+            release.set()  # closing the stalled stream waits for its callback to return
+            assert wait_for(lambda: mic.stats.reopens == 1)
+            count = got.count
+            assert wait_for(lambda: got.count > count + 10)  # frames flow from the new stream
+        finally:
+            release.set()
+            mic.stop()
+    assert not mic.failed.is_set() and device_threads() == []
 
 
 def test_microphone_gives_up_after_max_reopen_attempts(alsa, caplog):
