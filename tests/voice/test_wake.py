@@ -194,6 +194,47 @@ def test_cli_opens_one_session_per_wake_phrase_with_complete_commands(tmp_path, 
 
 
 @needs_wake
+@needs_tts
+def test_audio_held_while_connecting_is_bounded_by_max_buffer_s(tmp_path, speech_dir, caplog):
+    """A connect that outlasts ``max_buffer_s``: the oldest held audio goes (counted and logged), the held
+    audio never exceeds the bound, and the session still opens."""
+    import logging
+    import threading
+
+    import rtedge
+    from rtedge.audio.devices import NullSink, WavSource
+    from ..conftest import wait_until
+
+    cmd, _ = read_wav(speech_dir / "turn_on_the_kitchen_lights.wav")
+    quiet = np.zeros(RATE, np.int16)
+    wav = tmp_path / "mic.wav"
+    _write_wav(wav, np.concatenate([quiet, speech.synthesize("okay nabu"), quiet[:RATE // 4], cmd, quiet, quiet]))
+    mic = WavSource(wav, rate=RATE, realtime=False)  # the whole file at once, then paced silence
+    held: list[int] = []
+    with RealtimeServer(reply_text="Okay.") as srv:
+        def slow_connect() -> rtedge.Client:  # the link is slow: the whole file arrives meanwhile
+            assert wait_until(lambda: mic.finished.is_set(), timeout=10)
+            with agent._lock:
+                held.append(agent._buffer_samples)
+            return rtedge.connect(url=srv.url)
+
+        agent = wake.WakeAgent(slow_connect, mic, NullSink(rate=24000), wake="okay_nabu", max_buffer_s=1.0,
+                               idle_close_s=1.0)
+        runner = threading.Thread(target=agent.run, kwargs={"max_seconds": 20, "until_input_ends": True},
+                                  name="test-wake-run", daemon=True)
+        with caplog.at_level(logging.WARNING, logger="rtedge"):
+            runner.start()
+            runner.join(30)
+        assert not runner.is_alive()
+        assert srv.connection_count == 1
+    assert held and 0 < held[0] <= RATE  # never more than max_buffer_s held
+    # about 2.7 s after the phrase (the command, 2 s of quiet) could not be held: the oldest went
+    assert agent.stats.dropped_seconds > 1.0
+    assert agent.stats.buffered_seconds - agent.stats.dropped_seconds <= 1.0 + 0.02
+    assert any("dropped" in r.getMessage() and "max_buffer_s" in r.getMessage() for r in caplog.records)
+
+
+@needs_wake
 def test_cli_with_a_wav_microphone_ends_when_the_file_does(tmp_path, speech_dir, capsys):
     """--mic wav:PATH ends the run as --input does (with a wake word it listened until stopped)."""
     cmd, _ = read_wav(speech_dir / "turn_on_the_kitchen_lights.wav")
