@@ -484,6 +484,56 @@ def test_frames_made_during_an_outage_are_counted_as_dropped_not_sent():
     assert client.stats.audio_dropped_outage_ms >= stats.frames_dropped_outage * FRAME_MS
 
 
+@pytest.mark.parametrize("how", ["stop", "max_seconds", "link_closed"])
+def test_run_returns_with_its_device_threads_joined(how):
+    """However run() ends, the devices it started are stopped and their threads joined before it
+    returns (no wait afterwards)."""
+    from rtedge.audio.devices import NullSource
+
+    def device_threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name in ("rtedge-mic", "rtedge-speaker")]
+
+    before = device_threads()
+    with RealtimeServer() as srv, rtedge.connect(url=srv.url) as client:
+        agent = VoiceAgent(client, NullSource(rate=16000), NullSink(rate=24000))
+        runner = _agent_thread(agent, max_seconds=0.5 if how == "max_seconds" else 30)
+        assert wait_until(lambda: agent.stats.mic_frames >= 3, timeout=10)
+        assert sorted(device_threads()) == sorted([*before, "rtedge-mic", "rtedge-speaker"])
+        if how == "stop":
+            agent.stop()
+        elif how == "link_closed":
+            client.close()
+        runner.join(10)
+        assert not runner.is_alive()
+        assert device_threads() == before
+
+
+def test_a_stalled_link_drops_the_oldest_audio_and_never_blocks_the_microphone():
+    """The sender hangs (a stalled link): the agent's appends use ``overflow="drop_oldest"``, so the
+    microphone's frames keep being handled at their pace, the queue stays at its bound and the excess
+    is counted in ``client.stats.audio_dropped``."""
+    release = threading.Event()
+    with RealtimeServer(realtime=False) as srv, \
+            rtedge.connect(url=srv.url, max_audio_queue_ms=200, ping_interval=0) as client:
+        agent = VoiceAgent(client, ScriptedMic(), NullSink(rate=24000), vad_gate=False, echo_guard="off")
+        runner = _agent_thread(agent, max_seconds=30)
+        try:
+            assert wait_until(lambda: agent.stats.frames_sent >= 5, timeout=10)
+            client._sendq.submit(lambda: release.wait(30))  # the sender is stuck from here on
+            done = agent.stats.frames_done
+            # 60 frames (1.2 s) handled while nothing goes out: the microphone never waited for room
+            assert wait_until(lambda: agent.stats.frames_done >= done + 60, timeout=10)
+            assert client.stats.audio_dropped >= 1
+            assert not release.is_set() and agent.stats.mic_frames - agent.stats.frames_done <= 1
+        finally:
+            release.set()
+        received = len(srv.received)
+        assert wait_until(lambda: len(srv.received) > received + 5, timeout=10)  # and the link goes on
+        agent.stop()
+        runner.join(5)
+        assert not runner.is_alive()
+
+
 @pytest.mark.parametrize("end_turns", [True, False])
 def test_manual_turns_are_ended_by_the_local_vad_when_asked(phrase, end_turns):
     """A session without turn detection: with end_turns the agent commits each utterance it sent and asks
