@@ -50,6 +50,15 @@ def test_output_latency_is_subtracted_from_the_current_item():
     assert 155.0 <= pb.played_ms("item_a") <= 161.0
 
 
+def test_the_played_clock_never_goes_below_zero():
+    """Less handed to the device than its latency: nothing heard yet, so 0 ms (never negative: a
+    truncate must not be built from a negative position)."""
+    pb = PlaybackBuffer(RATE, output_latency=0.200)
+    pb.push("item_a", 0, ramp(RATE))
+    pb.pull(480)  # 20 ms handed to a device that holds 200 ms
+    assert pb.played_ms("item_a") == 0.0
+
+
 def test_flush_silences_the_next_pull_and_reports_the_position():
     pb = PlaybackBuffer(RATE)
     pb.push("item_a", 0, ramp(RATE))
