@@ -204,7 +204,7 @@ class ServerSession:
         """Process one client text frame; returns the parsed event (or ``None``)."""
         try:
             event = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # nested deeper than the parser recurses: bad JSON too
             with self.cond:
                 message = f"Invalid event: failed to parse JSON value. {exc}"
                 self._error(ClientError("invalid_json", message), None)

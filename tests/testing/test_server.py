@@ -239,6 +239,10 @@ def test_unknown_event_and_bad_frames(peer: Peer) -> None:
     assert peer.until("error")[-1]["error"]["code"] == "invalid_json"
     peer.ws.send_binary(b"\x00\x01")
     assert peer.until("error")[-1]["error"]["code"] == "invalid_event"
+    peer.ws.send("[" * 100_000 + "]" * 100_000)  # deeper than the JSON parser recurses
+    assert peer.until("error")[-1]["error"]["code"] == "invalid_json"
+    peer.send({"type": "input_audio_buffer.clear"})  # the connection goes on
+    assert peer.until("input_audio_buffer.cleared")
 
 
 # ---------------------------------------------------------------------------- responses
