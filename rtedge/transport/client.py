@@ -326,7 +326,8 @@ class Client(Link):
                 return
 
     def wait_for(self, event_type: str, timeout: float | None = 30.0) -> ev.ServerEvent:
-        """Consume inbox events until one of ``event_type`` arrives (it may already have), and return it.
+        """Consume inbox events until one of ``event_type`` (``"*"``: any) arrives (it may already have), and
+        return it.
 
         The inbox is apart from the callbacks: when this returns, callbacks (:meth:`on`) for this event and
         earlier ones may still be queued or running on ``rtedge-dispatch``.  To act after them, register a
@@ -337,7 +338,8 @@ class Client(Link):
             ConnectionClosed: the connection ended first.  (ValueError: a negative or NaN ``timeout``.)
         """
         types = self._dispatcher.names(event_type)
-        return self._log.consume(lambda e: e.type in types, checked_timeout(timeout))
+        match = (lambda e: True) if types == ("*",) else (lambda e: e.type in types)
+        return self._log.consume(match, checked_timeout(timeout))
 
     # ------------------------------------------------------------------------------------------ sending
     def send(self, event: ev.ClientEvent | Mapping[str, Any]) -> str | None:

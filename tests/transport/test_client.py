@@ -445,6 +445,15 @@ def test_events_iterator_and_wait_for_share_the_inbox(client):
         client.wait_for("response.done", timeout=0.2)  # already consumed above
 
 
+def test_wait_for_star_takes_the_next_event_of_any_type(client):
+    """``"*"`` means every event in :meth:`wait_for` as it does in :meth:`on` (it used to match none and
+    run into its timeout)."""
+    assert client.wait_for("*", timeout=5).type == "session.created"  # the inbox's oldest unread
+    client.wait_for("session.updated", timeout=5)
+    client.send_text("hi")
+    assert client.wait_for("*", timeout=5).type == "conversation.item.added"
+
+
 def test_internal_error_on_a_message_does_not_deafen_the_receiver(server, client, monkeypatch, caplog):
     session = client._session
     original = session.receive_event  # the receiver parses off the lock, then accounts here
