@@ -74,6 +74,16 @@ def _agent_thread(agent: VoiceAgent, **kwargs) -> threading.Thread:
     return t
 
 
+def _interrupt_a_long_answer(srv: RealtimeServer, client: rtedge.Client, mic: ScriptedMic, agent: VoiceAgent,
+                             phrase: np.ndarray, heard_samples: int) -> None:
+    """Ask for a long story, let ``heard_samples`` of it play, then speak over it (a short next answer)."""
+    client.send_text("Tell me a long story.")
+    assert wait_until(lambda: agent.playback.stats.played_samples > heard_samples, timeout=10)
+    srv.reply_text = "Okay."
+    mic.speak(phrase)
+    assert wait_until(lambda: agent.stats.interruptions >= 1, timeout=10)
+
+
 def test_barge_in_mid_answer_truncates_at_the_played_clock(tmp_path, phrase, caplog):
     caplog.set_level(logging.DEBUG, logger="rtedge")
     with RealtimeServer(reply_text=LONG_ANSWER, seed=3) as srv, rtedge.connect(url=srv.url) as client:
@@ -148,11 +158,7 @@ def test_late_deltas_of_a_cut_response_never_reach_the_speaker(phrase):
         mic = ScriptedMic()
         agent = VoiceAgent(client, mic, NullSink(rate=24000))
         runner = _agent_thread(agent, max_seconds=30)
-        client.send_text("Tell me a long story.")
-        assert wait_until(lambda: agent.playback.stats.played_samples > 12000, timeout=10)
-        srv.reply_text = "Okay."
-        mic.speak(phrase)
-        assert wait_until(lambda: agent.stats.interruptions >= 1, timeout=10)
+        _interrupt_a_long_answer(srv, client, mic, agent, phrase, heard_samples=12000)
         cut = srv.wait_for_sent("response.created")["response"]["id"]
         item = srv.wait_for_sent("response.output_item.added")["item"]["id"]
         played, received = agent.playback.played_ms(item), agent.playback.received_ms(item)
@@ -417,11 +423,7 @@ def test_a_closed_agent_is_detached_and_a_new_one_drives_the_same_client(phrase)
         mic = ScriptedMic()
         second = VoiceAgent(client, mic, NullSink(rate=24000))
         runner = _agent_thread(second, max_seconds=30)
-        client.send_text("Tell me a long story.")
-        assert wait_until(lambda: second.playback.stats.played_samples > 24000, timeout=10)
-        srv.reply_text = "Okay."
-        mic.speak(phrase)
-        assert wait_until(lambda: second.stats.interruptions >= 1, timeout=10)
+        _interrupt_a_long_answer(srv, client, mic, second, phrase, heard_samples=24000)
         srv.wait_for_sent("response.done", nth=2, timeout=15)
         second.close()
         runner.join(5)

@@ -208,7 +208,8 @@ def test_audio_held_while_connecting_is_bounded_by_max_buffer_s(tmp_path, speech
     cmd, _ = read_wav(speech_dir / "turn_on_the_kitchen_lights.wav")
     quiet = np.zeros(RATE, np.int16)
     wav = tmp_path / "mic.wav"
-    _write_wav(wav, np.concatenate([quiet, speech.synthesize("okay nabu"), quiet[:RATE // 4], cmd, quiet, quiet]))
+    phrase = speech.synthesize("okay nabu")
+    _write_wav(wav, np.concatenate([quiet, phrase, quiet[:RATE // 4], cmd, quiet, quiet]))
     mic = WavSource(wav, rate=RATE, realtime=False)  # the whole file at once, then paced silence
     held: list[int] = []
     with RealtimeServer(reply_text="Okay.") as srv:
