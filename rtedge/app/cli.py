@@ -80,6 +80,7 @@ exit codes: 0 clean, 1 bug, 2 config, 3 auth/fatal provider error, 4 connect, 5 
 EPILOG_SERVE = """examples:
   rtedge serve --port 8765
   rtedge serve --port 8443 --tls-cert cert.pem --tls-key key.pem
+  rtedge --debug serve        # also log each event received and sent (audio counted, never shown)
   rtedge serve --dialect xai --port 8765
       # then: rtedge run --provider xai --url ws://127.0.0.1:8765/v1/realtime
   rtedge serve --dialect qwen --reply-text "Ni hao."

@@ -107,6 +107,7 @@ class ServerSession:
     def __init__(self, server: RealtimeServer, model: str, send: Callable[[str], None],
                  close: Callable[[int, str], None], name: str) -> None:
         self.server = server
+        self.name = name
         self._send = send
         self._close = close
         self.cond = threading.Condition()
@@ -157,7 +158,7 @@ class ServerSession:
         out.update((k, v) for k, v in event.items() if k not in ("type", "event_id"))
         if self.closing:
             return
-        self.server._record_sent(out)
+        self.server._record_sent(out, self.name)
         try:
             self._send(json.dumps(out))
         except Exception:  # the peer is gone; the handler thread will clean up
@@ -213,7 +214,7 @@ class ServerSession:
             with self.cond:
                 self._error(ClientError("invalid_json", "Invalid event: expected a JSON object."), None)
             return None
-        self.server._record_received(event)
+        self.server._record_received(event, self.name)
         with self.cond:
             try:
                 self._dispatch(event)

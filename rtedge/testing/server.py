@@ -61,6 +61,7 @@ from rtedge.testing._record import AudioRecord
 from rtedge.testing._response import Reply, Turn
 from rtedge.testing._session import ServerSession
 from rtedge.testing._transcription import TranscriptionServerSession
+from rtedge.testing._wirelog import WireLog
 from rtedge.testing._xai import XaiServerSession
 
 __all__ = ["RealtimeServer"]
@@ -261,9 +262,8 @@ class RealtimeServer(RecordingServer):
         self.xai_ping_s = xai_ping_s
         self._rng = random.Random(seed)
         self._lock, self._records = threading.Lock(), threading.Condition()
-        self._received: list[dict[str, Any]] = []
-        self._sent: list[dict[str, Any]] = []
-        self._handshakes: list[dict[str, Any]] = []
+        self._wirelog = WireLog(log)
+        self._received, self._sent, self._handshakes = [], [], []
         self._conns: list[_Conn] = []
         self._bound_port = 0  # kept after stop(), so start() comes back on the same port
         self._ws_server: Server | None = None
@@ -326,6 +326,7 @@ class RealtimeServer(RecordingServer):
         for conn in self._snapshot_conns():
             if conn.session is not None:
                 conn.session.close()
+            self._wirelog.flush(conn.name)
         self._stopped.set()
 
     @property
@@ -413,7 +414,7 @@ class RealtimeServer(RecordingServer):
             return False
         event = {"type": "error", "event_id": self.new_id("event"),
                  "error": {"type": kind, "code": code, "message": message, "param": None, "event_id": None}}
-        self._record_sent(event)
+        self._record_sent(event, conn.name)
         try:
             conn.ws.send(json.dumps(event))
             conn.ws.close(close, f"{kind}.{code}")
@@ -449,6 +450,7 @@ class RealtimeServer(RecordingServer):
             conn.alive = False
             if conn.session is not None:
                 conn.session.close()
+            self._wirelog.flush(conn.name)
             with self._records:
                 self._records.notify_all()
 
@@ -480,14 +482,16 @@ class RealtimeServer(RecordingServer):
             return event
         return {**event, key: f"<{len(event[key]) * 3 // 4} bytes>"}
 
-    def _record_received(self, event: dict[str, Any]) -> None:
+    def _record_received(self, event: dict[str, Any], conn: str) -> None:
+        self._wirelog.event(conn, "received", event)
         if event.get("type") == "input_audio_buffer.append":
             event = self._strip_audio(event, "audio")
         with self._records:
             self._received.append(event)
             self._records.notify_all()
 
-    def _record_sent(self, event: dict[str, Any]) -> None:
+    def _record_sent(self, event: dict[str, Any], conn: str) -> None:
+        self._wirelog.event(conn, "sent", event)
         if event.get("type") in ("response.output_audio.delta", "response.audio.delta"):
             event = self._strip_audio(event, "delta")
         with self._records:

@@ -66,6 +66,7 @@ from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
 from rtedge.testing._base import RecordingServer
+from rtedge.testing._wirelog import WireLog
 
 __all__ = ["DEFAULT_MODEL", "VLLMServer"]
 
@@ -164,6 +165,7 @@ class VLLMServer(RecordingServer):
         self.dropped_appends = 0
         self._lock = threading.Lock()
         self._records = threading.Condition()
+        self._wirelog = WireLog(log)
         self._received: list[dict[str, Any]] = []
         self._sent: list[dict[str, Any]] = []
         self._handshakes: list[dict[str, Any]] = []
@@ -287,6 +289,7 @@ class VLLMServer(RecordingServer):
         finally:
             conn.closed.set()
             conn.audio.put(None)  # ends a running generation (vLLM aborts it on disconnect)
+            self._wirelog.flush(conn.name)
             with self._records:
                 self._records.notify_all()
 
@@ -294,14 +297,14 @@ class VLLMServer(RecordingServer):
         try:
             event = json.loads(text)
         except ValueError:
-            self._record_received({"<invalid json>": text[:200]})
+            self._record_received({"<invalid json>": text[:200]}, conn.name)
             self._error(conn, "Invalid JSON", "invalid_json")
             return
         if not isinstance(event, dict):
-            self._record_received({"<not an object>": event})
+            self._record_received({"<not an object>": event}, conn.name)
             self._error(conn, f"Unknown event type: {None}", "unknown_event")
             return
-        self._record_received(event)
+        self._record_received(event, conn.name)
         kind = event.get("type")
         if kind == "session.update":
             self._on_session_update(conn, event)
@@ -421,6 +424,7 @@ class VLLMServer(RecordingServer):
 
     def _send(self, conn: _Conn, event: dict[str, Any]) -> None:
         with conn.send_lock:
+            self._wirelog.event(conn.name, "sent", event)
             with self._records:
                 self._sent.append(event)
                 self._records.notify_all()
@@ -432,7 +436,8 @@ class VLLMServer(RecordingServer):
     def _error(self, conn: _Conn, message: str, code: str) -> None:
         self._send(conn, {"type": "error", "error": message, "code": code})
 
-    def _record_received(self, event: dict[str, Any]) -> None:
+    def _record_received(self, event: dict[str, Any], conn: str) -> None:
+        self._wirelog.event(conn, "received", event)
         if not self.keep_audio and event.get("type") == "input_audio_buffer.append" \
                 and isinstance(event.get("audio"), str):
             event = {**event, "audio": f"<{len(event['audio']) * 3 // 4} bytes>"}

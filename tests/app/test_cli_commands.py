@@ -211,7 +211,7 @@ def test_local_server_without_websockets_names_the_extra(argv):
 
 def test_the_demo_prints_its_turn_and_nothing_on_stderr():
     """The in-process server's connection log ('rtedge: info: server listening'...) is not the demo's
-    output; with --debug it is there."""
+    output; with --debug it is there, with the events the server received and sent."""
     import subprocess
     import sys
 
@@ -222,6 +222,7 @@ def test_the_demo_prints_its_turn_and_nothing_on_stderr():
     debug = subprocess.run([sys.executable, "-m", "rtedge", "--debug", "demo", "--fast"], capture_output=True,
                            text=True, timeout=60, cwd=REPO)
     assert debug.returncode == 0 and "server listening" in debug.stderr
+    assert "received input_audio_buffer.append" in debug.stderr  # the server's own event lines
 
 
 def test_log_lines_and_printed_lines_read_alike(tmp_path):
