@@ -691,4 +691,5 @@ def test_encoded_audio_and_images_must_be_bytes(server):
             c.append_image("abc")  # type: ignore[arg-type]
         assert c.append_encoded(bytearray(4)) == 4 and c.append_encoded(memoryview(b"\0\0")) == 2
         assert c.wait_sent(timeout=5)
+        server.wait_for_received("input_audio_buffer.append", nth=2)  # sent is not yet received
     assert [e["type"] for e in server.received] == ["input_audio_buffer.append"] * 2
