@@ -13,6 +13,7 @@ settings.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,10 @@ from ..audio.wavio import WavWriter
 from ..voice._transcription_wire import one_line
 
 FRAME_MS = 20
+#: a transcription session's turns kept waiting for their transcript; beyond, the oldest counts as failed
+MAX_UNTRANSCRIBED = 64
+
+log = logging.getLogger("rtedge")
 
 
 @attrs.define(eq=False)
@@ -74,6 +79,8 @@ class TurnTracker:
         self.responses_done = 0
         self.turns_failed = 0  #: turns whose response ended with status ``failed``
         self.pending_turn: Turn | None = None
+        #: a transcription session's turns waiting for their transcript, by item id (oldest first)
+        self.untranscribed: dict[str, Turn] = {}
         self.current: Turn | None = None
         self.speaking = False  #: the server's VAD heard speech start and not yet stop
         self.last_change = time.monotonic()  #: when a turn last began, ended or was answered
@@ -90,14 +97,36 @@ class TurnTracker:
         with self.cond:
             self.detached = True
 
-    def mark_turn_end(self) -> None:
+    def mark_turn_end(self, item_id: str = "") -> None:
+        """A user turn ended (its audio is committed as item ``item_id``, when known).
+
+        A session that answers has one turn pending its response.  A transcription session has one per
+        item awaiting its transcript: the next turn may be committed before the last one's transcript."""
         with self.cond:
-            if self.pending_turn is None:
-                self.turns_started += 1
-                self.pending_turn = Turn(index=self.turns_started, ended_at=time.monotonic())
-                self.report.turns.append(self.pending_turn)
-                if self.keep_turns is not None and len(self.report.turns) > self.keep_turns:
-                    del self.report.turns[0]
+            if not self.answers:  # a turn ended without an item id ("") takes the id that comes next
+                if item_id not in self.untranscribed:
+                    turn = self.untranscribed.pop("", None) if item_id else None
+                    self.untranscribed[item_id] = turn or self._new_turn()
+                    if len(self.untranscribed) > MAX_UNTRANSCRIBED:  # bounded: a kiosk runs for months
+                        self._never_transcribed(self.untranscribed.pop(next(iter(self.untranscribed))))
+                self.pending_turn = next(reversed(self.untranscribed.values()))
+            elif self.pending_turn is None:
+                self.pending_turn = self._new_turn()
+
+    def _never_transcribed(self, turn: Turn) -> None:
+        log.warning("turn %d: no transcript came while %d later turns ended; counted as failed",
+                    turn.index, MAX_UNTRANSCRIBED)
+        turn.status = "failed"
+        self.turns_failed += 1
+        self.responses_done += 1
+
+    def _new_turn(self) -> Turn:
+        self.turns_started += 1
+        turn = Turn(index=self.turns_started, ended_at=time.monotonic())
+        self.report.turns.append(turn)
+        if self.keep_turns is not None and len(self.report.turns) > self.keep_turns:
+            del self.report.turns[0]
+        return turn
 
     def _handle(self, event: ev.ServerEvent) -> None:
         with self.cond:  # (reentrant) detach() waits for a handler under way; none prints or writes after it
@@ -111,7 +140,7 @@ class TurnTracker:
         elif isinstance(event, ev.InputAudioBufferSpeechStopped | ev.InputAudioBufferCommitted):
             with self.cond:
                 self.speaking, self.last_change = False, time.monotonic()
-            self.mark_turn_end()
+            self.mark_turn_end(event.item_id)
         elif isinstance(event, ev.ResponseCreated):
             with self.cond:
                 self.current, self.pending_turn = self.pending_turn, None
@@ -163,11 +192,16 @@ class TurnTracker:
             self.last_change = time.monotonic()
             self.cond.notify_all()
 
-    def _transcribed(self, event: ev.ServerEvent) -> None:
-        """A transcription session: the transcript is the turn's answer (there is no response)."""
+    def _transcribed(self, event: ev.InputAudioTranscriptionCompleted
+                     | ev.InputAudioTranscriptionFailed) -> None:
+        """A transcription session: the transcript is the turn's answer (there is no response); it ends
+        the turn of its item, else (no item id known) the oldest turn waiting."""
         ok = isinstance(event, ev.InputAudioTranscriptionCompleted)
         with self.cond:
-            turn, self.pending_turn = self.pending_turn, None
+            turn = self.untranscribed.pop(event.item_id, None)
+            if turn is None and self.untranscribed:
+                turn = self.untranscribed.pop(next(iter(self.untranscribed)))
+            self.pending_turn = next(reversed(self.untranscribed.values()), None)
             if turn is not None:
                 turn.status = "completed" if ok else "failed"
                 self.turns_failed += turn.status == "failed"

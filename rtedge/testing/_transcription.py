@@ -118,4 +118,5 @@ class TranscriptionServerSession(ServerSession):
         self.speech_item = None
         self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": self.input.ms(position),
                    "item_id": item_id})
-        self._transcribe(self._commit(item_id, self.input.take(self.speech_start, position)))
+        entry = self._commit(item_id, self.input.take(self.speech_start, position))
+        self._later(self.server.transcript_delay, lambda: self._transcribe(entry))

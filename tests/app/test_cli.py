@@ -109,6 +109,26 @@ def test_run_with_a_transcription_provider_ends_with_the_transcript(tmp_path, ca
     assert "response.create" not in kinds
 
 
+def test_transcripts_that_arrive_after_the_next_turn_began_are_matched_by_item(tmp_path, capsys, speech_dir):
+    """Both utterances are committed before the first transcript arrives (the transcriber lags by 1.5 s):
+    each transcript ends its own turn, matched by item id.  The tracker used to merge the second turn into
+    the first still waiting for its transcript and reported 1 turn for 2 transcripts."""
+    samples, rate = read_wav(speech_dir / "stop.wav")
+    src = tmp_path / "two.wav"
+    _write_wav(src, np.concatenate([samples, np.zeros(rate, np.int16), samples]), rate)
+    with RealtimeServer(realtime=False, transcript_delay=1.5) as srv:
+        code = main(["run", "--provider", "openai-transcription", "--url", srv.url, "--input", str(src),
+                     "--max-seconds", "30", "--fast"])
+        committed = [e for e in srv.sent if e["type"] == "input_audio_buffer.committed"]
+        transcribed = [e for e in srv.sent if e["type"].endswith("input_audio_transcription.completed")]
+    text, err = capsys.readouterr()
+    assert code == EXIT_OK, text + err
+    assert len(committed) == len(transcribed) == 2
+    assert srv.sent.index(committed[1]) < srv.sent.index(transcribed[0])  # the lag this test is about
+    assert "turn 1: completed" in text and "turn 2: completed" in text, text
+    assert "summary: 2 turn(s)" in text, text
+
+
 def test_run_manual_turns_on_a_paced_input_are_ended_by_the_local_vad(tmp_path, capsys, speech_dir):
     """--manual (turn_detection none) without --fast: the run used to send the speech, commit nothing and
     report 0 turns, exit 0; the agent now ends the turn on the local VAD and the answer comes."""

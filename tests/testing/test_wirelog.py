@@ -22,7 +22,8 @@ CHUNK_B64 = base64.b64encode(CHUNK.astype("<i2").tobytes()).decode()
 
 
 def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "rtedge.testing" and r.levelno == logging.DEBUG]
+    return [r.getMessage() for r in caplog.records
+            if r.name == "rtedge.testing" and r.levelno == logging.DEBUG]
 
 
 def _index(lines: list[str], pattern: str) -> int:
