@@ -46,7 +46,7 @@ from .logs import LEVELS, Console
 from .runner import TurnTracker
 from .settings import Config, Secret, is_finite, is_sound_card
 from .settings_load import config_from_args
-from .signals import on_signals
+from .signals import StopInterrupt, on_signals, stop_interrupts
 from ..errors import (
     AudioError,
     ConfigError,
@@ -422,7 +422,11 @@ class Service:
             attempt += 1
             self._main_tick = time.monotonic()
             try:
-                return connect_logged(self.config, self.key, attempt)
+                with stop_interrupts():  # a stop while connecting ends it at once, not at connect_timeout
+                    return connect_logged(self.config, self.key, attempt)
+            except StopInterrupt:
+                log.debug("connect attempt %d abandoned: %s", attempt, self._stop_reason)
+                return None
             except (TransportError, DeadlineExceeded) as exc:
                 if self._stop_reason is not None:  # stopped while this attempt was under way: not a fault
                     log.debug("connect attempt %d ended after the stop: %s", attempt, exc)

@@ -1,15 +1,46 @@
 """Signal handlers of the ``rtedge`` commands: one installer for all of them.
 
+Inside :func:`stop_interrupts` (a wait with nothing to finish gracefully, such as connecting), a stop
+signal also raises :class:`StopInterrupt` on the main thread after its handler ran, so the wait ends at once
+instead of running out its timeout.
+
 Owns: installing and restoring SIGINT/SIGTERM/SIGHUP handlers.  Must not: do anything in a handler but
-call the function it was given (Python runs handlers on the main thread, between bytecodes) or, for a
-second stop signal, raise KeyboardInterrupt.
+call the function it was given (Python runs handlers on the main thread, between bytecodes) or raise
+KeyboardInterrupt (for a second stop signal; :class:`StopInterrupt` inside :func:`stop_interrupts`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+
+#: the stop signals (the others, such as SIGHUP, never interrupt)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_interruptible = [0]  # depth of stop_interrupts() blocks; main thread only
+
+
+class StopInterrupt(KeyboardInterrupt):
+    """A stop signal arrived inside :func:`stop_interrupts`; its handler has run (the stop is recorded)."""
+
+
+@contextlib.contextmanager
+def stop_interrupts() -> Iterator[None]:
+    """Within the block, a stop signal (SIGINT, SIGTERM) raises :class:`StopInterrupt` on the main thread
+    once its handler has run: a blocking call such as :func:`rtedge.connect` (whose TCP, TLS and WebSocket
+    handshakes and session confirmation may wait ``connect_timeout``) ends at once; ``connect`` aborts the
+    upgrade in progress and joins its thread on a KeyboardInterrupt.  The exception can land anywhere in
+    the block, also just after its last call returned: use it where the process ends after a stop.  A
+    no-op off the main thread (signals are delivered to the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _interruptible[0] += 1
+    try:
+        yield
+    finally:
+        _interruptible[0] -= 1
 
 
 def on_signals(handlers: Mapping[int, Callable[[], None]]) -> Callable[[], None]:
@@ -19,13 +50,19 @@ def on_signals(handlers: Mapping[int, Callable[[], None]]) -> Callable[[], None]
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    old = {sig: signal.signal(sig, lambda *_, fn=fn: fn()) for sig, fn in handlers.items()}
+    old = {sig: signal.signal(sig, lambda *_, fn=fn, sig=sig: _run(sig, fn)) for sig, fn in handlers.items()}
 
     def restore() -> None:
         for sig, handler in old.items():
             signal.signal(sig, handler)
 
     return restore
+
+
+def _run(sig: int, fn: Callable[[], None]) -> None:
+    fn()
+    if _interruptible[0] and sig in STOP_SIGNALS:
+        raise StopInterrupt(signal.Signals(sig).name)
 
 
 def on_stop_signals(stop: threading.Event) -> Callable[[], None]:

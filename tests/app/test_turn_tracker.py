@@ -49,7 +49,8 @@ def test_a_transcript_ends_the_turn_of_its_item_not_the_latest():
     first, second = tracker.report.turns
     assert (first.status, second.status) == ("", "completed")
     assert tracker.pending_turn is first
-    tracker._handle(_event("conversation.item.input_audio_transcription.failed", item_id="item_a", error={"message": "x"}))
+    tracker._handle(_event("conversation.item.input_audio_transcription.failed", item_id="item_a",
+                           error={"message": "x"}))
     assert first.status == "failed" and tracker.pending_turn is None
     assert tracker.responses_done == 2 and tracker.turns_failed == 1
     assert [line.split(":")[0] for line in lines if line.startswith("turn")] == ["turn 2", "turn 1"]

@@ -1,0 +1,65 @@
+"""The commands' signal handlers: inside ``stop_interrupts()`` a stop signal also interrupts the main
+thread's blocking call, once its handler has recorded the stop; outside it, and for SIGHUP, it never does."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+
+from rtedge.app.signals import StopInterrupt, on_signals, stop_interrupts
+
+
+def _handled(calls: list[int], sig: int) -> None:
+    """Send ``sig`` to this process and wait until its handler ran (on this thread, between bytecodes)."""
+    before = len(calls)
+    signal.raise_signal(sig)
+    for _ in range(1000):
+        if len(calls) > before:
+            return
+        threading.Event().wait(0.005)
+    raise AssertionError(f"the {signal.Signals(sig).name} handler did not run")
+
+
+def test_a_stop_signal_interrupts_only_inside_the_block():
+    calls: list[int] = []
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    restore = on_signals({s: lambda s=s: calls.append(s) for s in signals})
+    try:
+        _handled(calls, signal.SIGTERM)  # outside: recorded, nothing raised
+        with pytest.raises(StopInterrupt, match="SIGINT"):
+            with stop_interrupts():
+                _handled(calls, signal.SIGHUP)  # a reload never interrupts
+                with stop_interrupts():
+                    pass  # a nested block leaves the outer one interruptible
+                _handled(calls, signal.SIGINT)
+        assert calls == [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]  # the handler ran before the raise
+        _handled(calls, signal.SIGTERM)  # the block has ended: nothing raised
+    finally:
+        restore()
+    assert calls[-1] == signal.SIGTERM
+
+
+def test_a_block_on_another_thread_does_not_make_the_main_thread_interruptible():
+    inside, leave = threading.Event(), threading.Event()
+
+    def body() -> None:
+        with stop_interrupts():
+            inside.set()
+            leave.wait(10)
+
+    calls: list[int] = []
+    restore = on_signals({signal.SIGTERM: lambda: calls.append(signal.SIGTERM)})
+    worker = threading.Thread(target=body, name="test-stop-interrupts")
+    worker.start()
+    try:
+        assert inside.wait(5)
+        try:
+            _handled(calls, signal.SIGTERM)
+        except StopInterrupt:  # (a KeyboardInterrupt: pytest would stop the whole run)
+            pytest.fail("the worker's block made the main thread interruptible")
+    finally:
+        leave.set()
+        worker.join(5)
+        restore()
