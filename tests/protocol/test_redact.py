@@ -45,3 +45,22 @@ def test_the_trace_scrubs_long_hidden_values_only():
     """The wire trace scrubs url_secrets() from its JSON text: a short word (true, json) would break lines."""
     url = "wss://h.example/v1/realtime?model=gpt-realtime&beta=true&authorization=S3CR3T-LONG&sk-BARE-KEY-1"
     assert url_secrets(url) == ["S3CR3T-LONG", "sk-BARE-KEY-1"]
+
+
+@pytest.mark.parametrize("url, shown", [
+    # an "@" in a query value is no user info: the key after it was shown whole ("wss://***@b&api-key=...")
+    ("wss://api.example.com/v1/realtime?model=a@b&api-key=S3CR3T",
+     "wss://api.example.com/v1/realtime?model=a%40b&api-key=***"),
+    ("wss://example.com/v1/realtime?key=S3CR3T#frag@x", "wss://example.com/v1/realtime?key=***#***"),
+    ("wss://example.com/p@th/realtime?k=S3CR3T", "wss://example.com/p@th/realtime?k=***"),
+    # a password holding "/", "?" or "#" (not percent-encoded) ends the standard authority early
+    ("wss://user:pw/S3CR3T@example.com/v1/realtime?model=m", "wss://***@example.com/v1/realtime?model=m"),
+    ("wss://user:pw?S3CR3T@example.com/v1/realtime?api-key=S3CR3T",
+     "wss://***@example.com/v1/realtime?api-key=***"),
+    ("wss://user:p@ss-S3CR3T@example.com:8443/v1", "wss://***@example.com:8443/v1"),
+    ("wss://user:S3CR3T@[::1]:8765/v1/realtime", "wss://***@[::1]:8765/v1/realtime"),
+    # no host to be found after any "@": nothing after the scheme is shown
+    ("wss://user:pw/S3CR3T@/v1", "wss://***"),
+])
+def test_an_at_sign_is_user_info_only_before_the_host(url, shown):
+    assert redact_url(url) == shown

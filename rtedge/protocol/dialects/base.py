@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -242,8 +243,11 @@ def redact_url(url: str) -> str:
     parameter but :data:`SAFE_QUERY_KEYS` and any fragment are replaced with ``***``.  A URL that cannot
     be parsed keeps its scheme only."""
     scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:  # up to the last "@": a password holding "/", "?" or "#" would end the netloc early
-        url = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    if sep and "@" in rest:
+        shown = _without_user_info(rest)
+        if shown is None:
+            return f"{scheme}://***"
+        url = f"{scheme}://{shown}"
     try:
         parts = urlsplit(url)
     except ValueError:  # "ws://[::1" and the like: nothing after the scheme is shown
@@ -255,6 +259,31 @@ def redact_url(url: str) -> str:
     if parts.fragment:
         parts = parts._replace(fragment="***")
     return urlunsplit(parts)
+
+
+#: a host and optional port: a DNS name or IPv4 address, or an IPv6 address in brackets
+_HOST_PORT = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
+
+
+def _authority(rest: str) -> str:
+    return re.split(r"[/?#]", rest, maxsplit=1)[0]
+
+
+def _without_user_info(rest: str) -> str | None:
+    """``rest`` (after ``scheme://``) with any user info replaced by ``***``; None when no host can be
+    told apart.  An "@" in the path, query or fragment is kept; a password holding "/", "?" or "#"
+    (not percent-encoded) ends the standard authority early, so then the user info runs to the last "@"
+    that a host follows."""
+    authority = _authority(rest)
+    if "@" in authority:
+        return "***@" + rest[authority.rindex("@") + 1:]
+    if _HOST_PORT.fullmatch(authority):
+        return rest
+    at = [i for i, c in enumerate(rest) if c == "@"]
+    for i in reversed(at):
+        if _HOST_PORT.fullmatch(_authority(rest[i + 1:])):
+            return "***@" + rest[i + 1:]
+    return None
 
 
 def url_secrets(url: str) -> list[str]:
