@@ -13,6 +13,7 @@ settings.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -81,6 +82,8 @@ class TurnTracker:
         self.pending_turn: Turn | None = None
         #: a transcription session's turns waiting for their transcript, by item id (oldest first)
         self.untranscribed: dict[str, Turn] = {}
+        #: the items of turns given up on (MAX_UNTRANSCRIBED): a transcript of one ends no other turn
+        self.given_up: collections.deque[str] = collections.deque(maxlen=MAX_UNTRANSCRIBED)
         self.current: Turn | None = None
         self.speaking = False  #: the server's VAD heard speech start and not yet stop
         self.last_change = time.monotonic()  #: when a turn last began, ended or was answered
@@ -108,7 +111,9 @@ class TurnTracker:
                     turn = self.untranscribed.pop("", None) if item_id else None
                     self.untranscribed[item_id] = turn or self._new_turn()
                     if len(self.untranscribed) > MAX_UNTRANSCRIBED:  # bounded: a kiosk runs for months
-                        self._never_transcribed(self.untranscribed.pop(next(iter(self.untranscribed))))
+                        oldest = next(iter(self.untranscribed))
+                        self.given_up.append(oldest)
+                        self._never_transcribed(self.untranscribed.pop(oldest))
                 self.pending_turn = next(reversed(self.untranscribed.values()))
             elif self.pending_turn is None:
                 self.pending_turn = self._new_turn()
@@ -195,10 +200,14 @@ class TurnTracker:
     def _transcribed(self, event: ev.InputAudioTranscriptionCompleted
                      | ev.InputAudioTranscriptionFailed) -> None:
         """A transcription session: the transcript is the turn's answer (there is no response); it ends
-        the turn of its item, else (no item id known) the oldest turn waiting."""
+        the turn of its item, else the oldest turn waiting (a provider whose ids do not match: turns in
+        order), but never a turn for the transcript of one given up on."""
         ok = isinstance(event, ev.InputAudioTranscriptionCompleted)
         with self.cond:
             turn = self.untranscribed.pop(event.item_id, None)
+            if turn is None and event.item_id in self.given_up:
+                self.given_up.remove(event.item_id)
+                return  # that turn is already counted (as failed)
             if turn is None and self.untranscribed:
                 turn = self.untranscribed.pop(next(iter(self.untranscribed)))
             self.pending_turn = next(reversed(self.untranscribed.values()), None)

@@ -74,3 +74,23 @@ def test_turns_that_never_get_a_transcript_are_bounded(caplog):
     assert tracker.turns_failed == 6 and tracker.responses_done == 6
     assert [t.status for t in tracker.report.turns[:7]] == ["failed"] * 6 + [""]
     assert "turn 1: no transcript came" in caplog.text
+
+
+def test_a_late_transcript_of_a_turn_given_up_on_ends_no_other_turn():
+    tracker, _ = _tracker()
+    for i in range(MAX_UNTRANSCRIBED + 1):
+        _committed(tracker, f"item_{i}")
+    assert tracker.report.turns[0].status == "failed" and tracker.responses_done == 1
+    tracker._handle(_event(COMPLETED, item_id="item_0", transcript="late"))  # the turn given up on
+    assert [t.status for t in tracker.report.turns[:2]] == ["failed", ""]
+    assert tracker.responses_done == 1
+    tracker._handle(_event(COMPLETED, item_id="item_1", transcript="on time"))
+    assert tracker.report.turns[1].status == "completed" and tracker.responses_done == 2
+
+
+def test_a_provider_whose_transcript_ids_do_not_match_still_ends_its_turns_in_order():
+    tracker, _ = _tracker()
+    _committed(tracker, "item_a")
+    _committed(tracker, "item_b")
+    tracker._handle(_event(COMPLETED, item_id="other_1", transcript="first"))
+    assert [t.status for t in tracker.report.turns] == ["completed", ""]
