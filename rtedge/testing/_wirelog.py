@@ -2,12 +2,14 @@
 per event on the ``rtedge.testing`` logger, so a user can watch what their own client puts on the wire.
 
 Streamed types (audio appends, audio and text deltas) are logged by their first event and then counted:
-``conn0: received 149 more input_audio_buffer.append`` when the run ends (an event of another type in the
-same direction, or the connection's end).  Payloads are never logged: base64 audio reads ``<N bytes>``
-and a line is cut at :data:`MAX_LINE` characters.
+``rtedge-testserver-conn0: received 149 more input_audio_buffer.append`` when the run ends (an event of
+another type in the same direction, or the connection's end).  Events are scrubbed as the wire trace
+scrubs them (:func:`rtedge.transport.wiretrace.scrub`: base64 audio and images read ``<audio: N bytes>``,
+credential fields ``<redacted>``); a message that is no JSON object shows its length only; a line is cut
+at :data:`MAX_LINE` characters.
 
-Owns: the servers' per-event debug lines.  Must not: log audio payloads, or do any work when the logger is
-not enabled for DEBUG.
+Owns: the servers' per-event debug lines.  Must not: log media payloads or credentials, or do any work
+when the logger is not enabled for DEBUG.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import logging
 import threading
 from typing import Any
 
+from rtedge.transport.wiretrace import scrub
+
 #: event types sent many times a second: the first of a run is logged, the rest counted
 STREAMED = frozenset({
     "input_audio_buffer.append", "response.output_audio.delta", "response.audio.delta",
@@ -24,9 +28,6 @@ STREAMED = frozenset({
     "response.output_text.delta", "response.text.delta", "response.function_call_arguments.delta",
     "conversation.item.input_audio_transcription.delta", "transcription.delta",
 })
-#: event type -> its field of base64 audio
-AUDIO_FIELD = {"input_audio_buffer.append": "audio", "response.output_audio.delta": "delta",
-               "response.audio.delta": "delta"}
 #: a logged event is cut to this many characters
 MAX_LINE = 300
 
@@ -75,13 +76,11 @@ class WireLog:
 
 
 def describe(event: dict[str, Any]) -> str:
-    """``type {fields as JSON}``: base64 audio as ``<N bytes>``, the whole cut to :data:`MAX_LINE`."""
+    """``type {fields as JSON}``, scrubbed as the wire trace scrubs events, cut to :data:`MAX_LINE`; a
+    record without a type (a server's note of a message that was no JSON object) shows its length only."""
     kind = event.get("type")
-    rest = {k: v for k, v in event.items() if k != "type"}
-    field = AUDIO_FIELD.get(kind) if isinstance(kind, str) else None
-    if field is not None and isinstance(rest.get(field), str):
-        b64 = rest[field]
-        rest[field] = f"<{len(b64) * 3 // 4 - (len(b64) - len(b64.rstrip('=')))} bytes>"
-    text = f"{kind} {json.dumps(rest, default=repr, ensure_ascii=False)}" if kind is not None \
-        else json.dumps(rest, default=repr, ensure_ascii=False)
+    if not isinstance(kind, str):
+        return f"(no event: {len(json.dumps(event, default=repr))} characters)"
+    rest = {k: v for k, v in scrub(event).items() if k != "type"}
+    text = f"{kind} {json.dumps(rest, default=repr, ensure_ascii=False)}"
     return text if len(text) <= MAX_LINE else text[:MAX_LINE - 3] + "..."

@@ -131,6 +131,13 @@ def _now() -> float:
     return round(time.monotonic(), 6)
 
 
+def scrub(event: dict[str, Any]) -> dict[str, Any]:
+    """A copy of one event as the trace writes it: base64 media (audio, images, audio deltas) replaced by
+    its length, credential fields by ``<redacted>``, at any depth."""
+    scrubbed: dict[str, Any] = _scrub(event, str(event.get("type") or ""))
+    return scrubbed
+
+
 def _scrub(value: Any, event_type: str, key: str = "") -> Any:
     """A copy with media replaced by its length and credential fields dropped."""
     if isinstance(value, dict):

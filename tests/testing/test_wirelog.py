@@ -13,6 +13,7 @@ import pytest
 import rtedge
 from rtedge.protocol import events as ev
 from rtedge.testing import RealtimeServer
+from rtedge.testing import _wirelog
 from rtedge.testing._wirelog import MAX_LINE, describe
 from rtedge.testing.vllm_server import DEFAULT_MODEL, VLLMServer
 
@@ -44,7 +45,7 @@ def test_a_turn_is_logged_event_by_event_with_streams_counted(caplog):
         deltas = sum(e["type"] == "response.output_audio.delta" for e in srv.sent)
     lines = _lines(caplog)
     assert all(line.startswith("rtedge-testserver-conn0: ") for line in lines), lines
-    first = _index(lines, r"received input_audio_buffer\.append \{.*\"<960 bytes>\"")
+    first = _index(lines, r"received input_audio_buffer\.append \{.*\"<audio: 960 bytes>\"")
     more = _index(lines, r"received 4 more input_audio_buffer\.append$")
     commit = _index(lines, r"received input_audio_buffer\.commit ")
     assert first < more < commit < _index(lines, r"received response\.create ")
@@ -57,7 +58,9 @@ def test_a_turn_is_logged_event_by_event_with_streams_counted(caplog):
     assert all(len(line) <= len("rtedge-testserver-conn0: received ") + MAX_LINE for line in lines)
 
 
-def test_nothing_is_logged_unless_debug_is_on(caplog):
+def test_nothing_is_described_unless_debug_is_on(caplog, monkeypatch):
+    described: list[object] = []
+    monkeypatch.setattr(_wirelog, "describe", lambda event: described.append(event) or "")
     caplog.set_level(logging.INFO, logger="rtedge.testing")
     with RealtimeServer(realtime=False) as srv:
         with rtedge.connect("openai", url=srv.url, api_key="k") as client:
@@ -65,6 +68,7 @@ def test_nothing_is_logged_unless_debug_is_on(caplog):
             client.send_text("hello")
             client.wait_for("response.done", timeout=10)
     assert not [r for r in caplog.records if r.name == "rtedge.testing" and r.levelno < logging.INFO]
+    assert described == []  # no work either: the events were not even formatted
 
 
 def test_the_vllm_server_logs_too_and_counts_an_unfinished_run_when_the_connection_ends(caplog):
@@ -80,7 +84,7 @@ def test_the_vllm_server_logs_too_and_counts_an_unfinished_run_when_the_connecti
     lines = _lines(caplog)
     _index(lines, rf": received session\.update \{{\"model\": \"{DEFAULT_MODEL}\"\}}")
     _index(lines, r": sent session\.created ")
-    assert _index(lines, r": received input_audio_buffer\.append \{\"audio\": \"<640 bytes>\"\}") \
+    assert _index(lines, r": received input_audio_buffer\.append \{\"audio\": \"<audio: 640 bytes>\"\}") \
         < _index(lines, r": received 2 more input_audio_buffer\.append$")
 
 
@@ -89,6 +93,17 @@ def test_describe_cuts_long_events_and_keeps_text_deltas():
     assert len(long) == MAX_LINE and long.endswith("...")
     text = describe({"type": "response.output_audio_transcript.delta", "delta": "Hello"})
     assert text == 'response.output_audio_transcript.delta {"delta": "Hello"}'
-    assert describe({"no type": 1}) == '{"no type": 1}'
     one = base64.b64encode(b"x").decode()  # padded: 'eA=='
-    assert describe({"type": "input_audio_buffer.append", "audio": one}).endswith('"<1 bytes>"}')
+    assert describe({"type": "input_audio_buffer.append", "audio": one}).endswith('"<audio: 1 bytes>"}')
+
+
+@pytest.mark.parametrize("event, hidden", [
+    ({"type": "input_image_buffer.append", "image": CHUNK_B64}, CHUNK_B64[:40]),
+    ({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+        {"type": "input_audio", "audio": CHUNK_B64}]}}, CHUNK_B64[:40]),
+    ({"type": "session.update", "session": {"client_secret": {"value": "ek_SECRET"}}}, "ek_SECRET"),
+    ({"<invalid json>": '{"type": "input_audio_buffer.append", "audio": "' + CHUNK_B64[:150]},
+     CHUNK_B64[:40]),
+])
+def test_describe_shows_no_media_or_credential_at_any_depth(event, hidden):
+    assert hidden not in describe(event)
