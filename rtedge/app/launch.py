@@ -16,6 +16,7 @@ import numpy as np
 
 from .debuglog import EventLog, describe_connect, session_summary
 from .exit_codes import DeviceFailure
+from .signals import stop_interrupts
 from .settings import Config, Secret, is_sound_card
 from .usage_log import UsageLog
 from ..audio.devices import open_sink, open_source
@@ -88,12 +89,17 @@ def connect_options(config: Config, key: Secret | None) -> dict[str, Any]:
 
 def connect_logged(config: Config, key: Secret | None, attempt: int) -> Any:
     """:func:`rtedge.connect` with ``config``, its attempt and outcome logged at debug level (with
-    :class:`~rtedge.app.debuglog.EventLog` hooked to the client)."""
+    :class:`~rtedge.app.debuglog.EventLog` hooked to the client).
+
+    Raises:
+        StopInterrupt: a stop signal came while connecting, under handlers installed with
+            :func:`~rtedge.app.signals.on_signals` (the attempt is abandoned, nothing is left open)."""
     t0 = time.monotonic()
     log.debug("connecting to %s (attempt %d, %s)", describe_connect(config), attempt,
               "no API key" if key is None else f"API key from {key.source}")
     try:
-        client = connect(config.provider.name, **connect_options(config, key))
+        with stop_interrupts():  # a stop ends the attempt instead of waiting up to connect_timeout
+            client = connect(config.provider.name, **connect_options(config, key))
     except (RtEdgeError, OSError) as exc:
         log.debug("connect attempt %d failed after %.0f ms: %s", attempt, (time.monotonic() - t0) * 1000, exc)
         raise

@@ -46,7 +46,7 @@ from .logs import LEVELS, Console
 from .runner import TurnTracker
 from .settings import Config, Secret, is_finite, is_sound_card
 from .settings_load import config_from_args
-from .signals import StopInterrupt, on_signals, stop_interrupts
+from .signals import StopInterrupt, on_signals
 from ..errors import (
     AudioError,
     ConfigError,
@@ -422,9 +422,8 @@ class Service:
             attempt += 1
             self._main_tick = time.monotonic()
             try:
-                with stop_interrupts():  # a stop while connecting ends it at once, not at connect_timeout
-                    return connect_logged(self.config, self.key, attempt)
-            except StopInterrupt:
+                return connect_logged(self.config, self.key, attempt)
+            except StopInterrupt:  # a stop while connecting: the attempt is abandoned (see connect_logged)
                 log.debug("connect attempt %d abandoned: %s", attempt, self._stop_reason)
                 return None
             except (TransportError, DeadlineExceeded) as exc:

@@ -1,7 +1,7 @@
 """Signal handlers of the ``rtedge`` commands: one installer for all of them.
 
 Inside :func:`stop_interrupts` (a wait with nothing to finish gracefully, such as connecting), a stop
-signal also raises :class:`StopInterrupt` on the main thread after its handler ran, so the wait ends at once
+signal also raises :class:`StopInterrupt` on the main thread after its handler ran, so the wait ends early
 instead of running out its timeout.
 
 Owns: installing and restoring SIGINT/SIGTERM/SIGHUP handlers.  Must not: do anything in a handler but
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 #: the stop signals (the others, such as SIGHUP, never interrupt)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_interruptible = [0]  # depth of stop_interrupts() blocks; main thread only
+_armed = [False]  # inside a stop_interrupts() block that has not raised yet; main thread only
 
 
 class StopInterrupt(KeyboardInterrupt):
@@ -27,20 +27,21 @@ class StopInterrupt(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def stop_interrupts() -> Iterator[None]:
-    """Within the block, a stop signal (SIGINT, SIGTERM) raises :class:`StopInterrupt` on the main thread
-    once its handler has run: a blocking call such as :func:`rtedge.connect` (whose TCP, TLS and WebSocket
-    handshakes and session confirmation may wait ``connect_timeout``) ends at once; ``connect`` aborts the
-    upgrade in progress and joins its thread on a KeyboardInterrupt.  The exception can land anywhere in
-    the block, also just after its last call returned: use it where the process ends after a stop.  A
-    no-op off the main thread (signals are delivered to the main thread only)."""
+    """Within the block, the first stop signal (SIGINT, SIGTERM) raises :class:`StopInterrupt` on the main
+    thread once its handler has run (later ones only run their handler, so that the clean-up the exception
+    sets off is not interrupted in turn).  Meant for one call such as :func:`rtedge.connect`, which on a
+    KeyboardInterrupt aborts the upgrade in progress and joins its thread; but no socket exists to abort
+    before the TCP (and TLS) handshake completes, so a stop then still waits for it, at most
+    ``connect_timeout``.  The exception can land anywhere in the block: keep the block to the one call.
+    A no-op off the main thread (signals are delivered to the main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _interruptible[0] += 1
+    outer, _armed[0] = _armed[0], True
     try:
         yield
     finally:
-        _interruptible[0] -= 1
+        _armed[0] = outer
 
 
 def on_signals(handlers: Mapping[int, Callable[[], None]]) -> Callable[[], None]:
@@ -61,7 +62,8 @@ def on_signals(handlers: Mapping[int, Callable[[], None]]) -> Callable[[], None]
 
 def _run(sig: int, fn: Callable[[], None]) -> None:
     fn()
-    if _interruptible[0] and sig in STOP_SIGNALS:
+    if _armed[0] and sig in STOP_SIGNALS:
+        _armed[0] = False
         raise StopInterrupt(signal.Signals(sig).name)
 
 

@@ -210,6 +210,16 @@ class Link(Rollover):
                 conn.abort()
             self._shutdown_on_sender(conn)
 
+    def _abandon_opening(self, sender: threading.Thread, limit: float) -> None:
+        """Caller's thread, connect() failing (a KeyboardInterrupt too): no close frame for a session that
+        never got going; the sender's queue is closed and the sender joined (bounded by ``limit`` s)."""
+        with self._lock:
+            self._machine.apply(LinkEvent.CONNECT_FAILED)
+            self._conn = None
+        self._receiver_done.set()
+        self._sendq.close(discard=True)
+        self._join_opening_sender(sender, limit)
+
     def _join_opening_sender(self, sender: threading.Thread, limit: float) -> None:
         """Caller's thread, connect() failing (a KeyboardInterrupt too), the sender's queue closed: join
         the sender, which may still wait in an upgrade the server never answers.  Every connection it

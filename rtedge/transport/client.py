@@ -97,21 +97,20 @@ class Client(Link):
             conn = self._open_socket(timeout)
             self._establish(conn, deadline, [])
         except BaseException:  # KeyboardInterrupt too: an upgrade still waiting is aborted, not waited for
-            with self._lock:
-                self._machine.apply(LinkEvent.CONNECT_FAILED)
-                self._conn = None  # no close frame for a session that never got going
-            self._receiver_done.set()
-            self._sendq.close(discard=True)
-            self._join_opening_sender(self._threads[0], timeout + 1.0)
+            self._abandon_opening(self._threads[0], timeout + 1.0)
             raise
-        with self._lock:
-            self._machine.apply(LinkEvent.ESTABLISHED)
-            self._arm_deadline(self._session)
-        self._session_started = time.monotonic()
-        self._start_thread("rtedge-receiver", self._supervise)
-        self._start_thread("rtedge-dispatch", lambda: self._dispatcher.run(self._stop))
-        if session is not None:
-            _warn_mismatch(session, self)
+        try:
+            with self._lock:
+                self._machine.apply(LinkEvent.ESTABLISHED)
+                self._arm_deadline(self._session)
+            self._session_started = time.monotonic()
+            self._start_thread("rtedge-receiver", self._supervise)
+            self._start_thread("rtedge-dispatch", lambda: self._dispatcher.run(self._stop))
+            if session is not None:
+                _warn_mismatch(session, self)
+        except BaseException:  # a KeyboardInterrupt now: connect() raises it and leaves no thread behind
+            self.close()
+            raise
 
     def _run_sender(self) -> None:
         opts = self._opts

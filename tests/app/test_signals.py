@@ -63,3 +63,17 @@ def test_a_block_on_another_thread_does_not_make_the_main_thread_interruptible()
         leave.set()
         worker.join(5)
         restore()
+
+
+def test_only_the_first_stop_in_a_block_interrupts():
+    """The clean-up that the first one sets off (connect() aborting its upgrade) is not interrupted."""
+    calls: list[int] = []
+    restore = on_signals({signal.SIGTERM: lambda: calls.append(signal.SIGTERM)})
+    try:
+        with stop_interrupts():
+            with pytest.raises(StopInterrupt):
+                _handled(calls, signal.SIGTERM)
+            _handled(calls, signal.SIGTERM)  # the clean-up's time: recorded, nothing raised
+    finally:
+        restore()
+    assert calls == [signal.SIGTERM, signal.SIGTERM]

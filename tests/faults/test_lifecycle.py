@@ -142,3 +142,18 @@ def test_ctrl_c_while_connect_waits_for_an_upgrade_the_server_never_answers():
             out, err = child.communicate()  # reaps it and closes its pipes
     # it ended at once, and no rtedge thread was left running
     assert child.returncode == 130 and out == "interrupted []\n", (child.returncode, out, err)
+
+
+def test_ctrl_c_just_after_the_handshake_leaves_no_thread(server, monkeypatch):
+    """A KeyboardInterrupt between the session's confirmation and connect() returning (the receiver and
+    dispatcher being started) left a client nobody holds, its three threads running on a live session."""
+    import rtedge.transport.client as client_module
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client_module, "_warn_mismatch", interrupted)  # its last step: both threads started
+    with pytest.raises(KeyboardInterrupt):
+        rtedge.connect("openai", url=server.url, session=rtedge.SessionConfig(instructions="hi"))
+    assert wait_until(lambda: client_threads() == [], timeout=5), client_threads()
+    assert wait_until(lambda: server.close_codes == [1000])  # and the session was ended, not dropped
