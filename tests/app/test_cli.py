@@ -16,6 +16,7 @@ import pytest
 
 from rtedge.app.cli import EXIT_AUTH, EXIT_CONFIG, EXIT_CONNECT, EXIT_OK, main
 from rtedge.testing import RealtimeServer
+from rtedge.testing._base import time_scale
 from rtedge.audio.wavio import read_wav
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
@@ -110,13 +111,14 @@ def test_run_with_a_transcription_provider_ends_with_the_transcript(tmp_path, ca
 
 
 def test_transcripts_that_arrive_after_the_next_turn_began_are_matched_by_item(tmp_path, capsys, speech_dir):
-    """Both utterances are committed before the first transcript arrives (the transcriber lags by 1.5 s):
+    """Both utterances are committed before the first transcript arrives (the transcriber lags by 3 s,
+    times RTEDGE_TEST_TIME_SCALE; the input is sent as fast as the link takes it):
     each transcript ends its own turn, matched by item id.  The tracker used to merge the second turn into
     the first still waiting for its transcript and reported 1 turn for 2 transcripts."""
     samples, rate = read_wav(speech_dir / "stop.wav")
     src = tmp_path / "two.wav"
     _write_wav(src, np.concatenate([samples, np.zeros(rate, np.int16), samples]), rate)
-    with RealtimeServer(realtime=False, transcript_delay=1.5) as srv:
+    with RealtimeServer(realtime=False, transcript_delay=3.0 * time_scale()) as srv:
         code = main(["run", "--provider", "openai-transcription", "--url", srv.url, "--input", str(src),
                      "--max-seconds", "30", "--fast"])
         committed = [e for e in srv.sent if e["type"] == "input_audio_buffer.committed"]
