@@ -7,15 +7,17 @@ runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from .debuglog import add_trace_arg
 from .exit_codes import EXIT_TURN_FAILED, DeviceFailure, fail
 from .settings import is_sound_card, read_key_file
-from .signals import on_stop_signals
+from .signals import StopInterrupt, on_stop_signals, stop_interrupts
 from ..errors import AudioError, ConfigError, RtEdgeError
 
 __all__ = ["add_transcribe_parser", "cmd_transcribe"]
@@ -85,6 +87,43 @@ def _not_said_by_the_command(record: logging.LogRecord) -> bool:
     return record.msg not in _SAID_BY_THE_COMMAND
 
 
+@contextlib.contextmanager
+def _stops_end(tr: Any) -> Iterator[None]:
+    """Within the block, Ctrl-C/SIGTERM ends ``tr``'s transcription (a Transcriber) once the utterance in
+    progress is transcribed: ``tr.stop()`` on ``rtedge-transcribe-signal``, again until the block ends, so
+    that a stop before the transcription began is not lost.  The handlers are restored on the way out."""
+    stop, finished = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        stop.wait()
+        while not finished.is_set():
+            tr.stop()
+            finished.wait(0.1)
+
+    restore = on_stop_signals(stop)
+    watcher = threading.Thread(target=watch, name="rtedge-transcribe-signal", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        restore()
+        finished.set()
+        stop.set()
+        watcher.join(1.0)
+
+
+def _connected(tr: Any) -> bool:
+    """Connect ``tr`` (a Transcriber); False, said on stderr, when a stop signal came meanwhile (it ends
+    the connect at once rather than ``connect_timeout`` later, and is no connect failure)."""
+    try:
+        with stop_interrupts():
+            tr.connect()
+    except StopInterrupt:
+        print("rtedge: stopped before the session started", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     """Run ``rtedge transcribe``: one ``[start-end] text`` line per utterance, then a usage summary.
 
@@ -106,31 +145,23 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                          vad=None if args.no_vad else VadSettings(), done_timeout=args.done_timeout, **options)
         source = WavSource(args.input, rate=RATE, realtime=args.realtime) if args.input \
             else open_source(args.mic, rate=RATE)
-        stop = threading.Event()
-
-        def watch() -> None:
-            stop.wait()
-            tr.stop()
-
-        restore = on_stop_signals(stop)  # Ctrl-C/SIGTERM: finish the utterance in progress, then end
-        watcher = threading.Thread(target=watch, name="rtedge-transcribe-signal", daemon=True)
-        watcher.start()
         count = failed = 0
         rtedge_log = logging.getLogger("rtedge")
         rtedge_log.addFilter(_not_said_by_the_command)
         try:
-            for utt in tr.transcribe(source):
-                if utt.error is not None:  # not a transcript: stdout carries transcripts only
-                    failed += 1
-                    print(f"rtedge: warning: {utt}", file=sys.stderr, flush=True)
-                    continue
-                count += 1
-                print(utt, flush=True)
+            with _stops_end(tr):
+                if not _connected(tr):
+                    return 0
+                for utt in tr.transcribe(source):
+                    if utt.error is not None:  # not a transcript: stdout carries transcripts only
+                        failed += 1
+                        print(f"rtedge: warning: {utt}", file=sys.stderr, flush=True)
+                        continue
+                    count += 1
+                    print(utt, flush=True)
         finally:
             rtedge_log.removeFilter(_not_said_by_the_command)
-            restore()
-            stop.set()
-            watcher.join(1.0)
+            tr.close()
         u = tr.usage
         print(f"summary: {count} utterance(s){f' ({failed} more failed)' if failed else ''}, "
               f"{tr.stats.audio_sent_s:.1f} s of audio sent, "

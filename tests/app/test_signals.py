@@ -77,3 +77,36 @@ def test_only_the_first_stop_in_a_block_interrupts():
     finally:
         restore()
     assert calls == [signal.SIGTERM, signal.SIGTERM]
+
+
+def test_a_stop_while_rtedge_transcribe_connects_ends_it_as_a_stop(speech_dir):
+    """A server that takes the TCP connection and never answers the upgrade: SIGTERM used to let the
+    connect run out its timeout and then exit 4, "cannot connect ... timed out", for a stop the user asked
+    for.  It ends now, exit 0, saying it stopped."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from ..conftest import REPO
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        silent.settimeout(30)  # a child that dies before connecting fails the test, not hangs it
+        url = f"ws://127.0.0.1:{silent.getsockname()[1]}/v1/realtime"
+        child = subprocess.Popen([sys.executable, "-m", "rtedge", "transcribe", "--url", url, "--model", "m",
+                                  "--input", str(speech_dir / "stop.wav")], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            conn, _ = silent.accept()  # connecting: the upgrade request is on its way
+            with conn:
+                child.send_signal(signal.SIGTERM)
+                child.wait(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            out, err = child.communicate()
+    assert child.returncode == 0, (child.returncode, out, err)
+    assert err == "rtedge: stopped before the session started\n" and out == ""
