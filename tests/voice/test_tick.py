@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 
 import numpy as np
@@ -16,6 +17,7 @@ from rtedge.protocol.dialects import register_dialect
 from rtedge.protocol.dialects.openai import OpenAIDialect
 from rtedge.testing import RealtimeServer, Reply
 from rtedge.testing._audio import synthesize
+from rtedge.testing._base import time_scale
 from rtedge.voice.tick import TickResult, TickSession, TickSettings
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
@@ -161,6 +163,11 @@ def test_interruption_cancels_only_when_the_server_will_not():
         ts.run_tick(None)
         ts.client.send_text("Read me the policy.")
         srv.wait_for_sent("response.output_audio.delta", timeout=5, nth=10)
+        # and received: on a loaded (emulated) machine the client may still be behind what the server sent,
+        # with no answer under way yet for the tone to interrupt
+        sent, deadline = len(srv.sent), time.monotonic() + 5 * time_scale()  # (-P: no tests/conftest.py here)
+        while ts.client.stats.messages_received < sent and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
         results = [ts.run_tick(ulaw_tone(100)) for _ in range(4)]
         srv.wait_for_received("response.cancel", timeout=5)
     assert sum(r.interrupted for r in results) == 1 and ts.stats.cancels == 1
