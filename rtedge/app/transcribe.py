@@ -149,19 +149,21 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         rtedge_log = logging.getLogger("rtedge")
         rtedge_log.addFilter(_not_said_by_the_command)
         try:
-            with _stops_end(tr):
-                if not _connected(tr):
-                    return 0
-                for utt in tr.transcribe(source):
-                    if utt.error is not None:  # not a transcript: stdout carries transcripts only
-                        failed += 1
-                        print(f"rtedge: warning: {utt}", file=sys.stderr, flush=True)
-                        continue
-                    count += 1
-                    print(utt, flush=True)
+            with _stops_end(tr):  # the close too: a stop while it runs is no kill
+                try:
+                    if not _connected(tr):
+                        return 0
+                    for utt in tr.transcribe(source):
+                        if utt.error is not None:  # not a transcript: stdout carries transcripts only
+                            failed += 1
+                            print(f"rtedge: warning: {utt}", file=sys.stderr, flush=True)
+                            continue
+                        count += 1
+                        print(utt, flush=True)
+                finally:
+                    tr.close()
         finally:
             rtedge_log.removeFilter(_not_said_by_the_command)
-            tr.close()
         u = tr.usage
         print(f"summary: {count} utterance(s){f' ({failed} more failed)' if failed else ''}, "
               f"{tr.stats.audio_sent_s:.1f} s of audio sent, "

@@ -187,8 +187,12 @@ class Transcriber:
             return self
         client = connect(self._dialect_name, url=self.url, model=self.model, api_key=self._api_key,
                          **self._connect_options)
-        client.on("*", self._on_event)
-        self.client = client
+        try:
+            client.on("*", self._on_event)
+            self.client = client
+        except BaseException:  # a KeyboardInterrupt now: the client nobody holds yet is closed
+            client.close()
+            raise
         return self
 
     def close(self, timeout: float = 5.0) -> None:

@@ -110,3 +110,50 @@ def test_a_stop_while_rtedge_transcribe_connects_ends_it_as_a_stop(speech_dir):
             out, err = child.communicate()
     assert child.returncode == 0, (child.returncode, out, err)
     assert err == "rtedge: stopped before the session started\n" and out == ""
+
+
+def test_a_stop_while_rtedge_transcribe_closes_is_still_a_stop(speech_dir, monkeypatch, capsys):
+    """The command's handlers were restored before the client was closed: a stop during the close (up to
+    5 s) fell to the default handler (SIGTERM killed it, Ctrl-C exited 130) and the summary was lost."""
+    from rtedge.app.cli import main
+    from rtedge.testing.vllm_server import DEFAULT_MODEL, VLLMServer
+    from rtedge.voice.transcriber import Transcriber
+
+    close = Transcriber.close
+
+    def stopped_while_closing(self, timeout: float = 5.0) -> None:
+        signal.raise_signal(signal.SIGINT)  # runs the handler in place when this returns to Python code
+        close(self, timeout)
+
+    monkeypatch.setattr(Transcriber, "close", stopped_while_closing)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal (not SIG_IGN)
+    try:
+        with VLLMServer(transcript="stop") as srv:
+            code = main(["transcribe", "--url", srv.url, "--model", DEFAULT_MODEL,
+                         "--input", str(speech_dir / "stop.wav")])
+    finally:
+        signal.signal(signal.SIGINT, old)
+    out = capsys.readouterr().out
+    assert code == 0 and "summary: 1 utterance(s)" in out, (code, out)
+
+
+def test_a_stop_just_after_the_transcriber_connected_leaves_no_thread(monkeypatch):
+    """A KeyboardInterrupt between rtedge.connect() returning and the Transcriber holding the client left
+    a client nobody could close, its three threads running."""
+    import rtedge
+    from rtedge.testing.vllm_server import DEFAULT_MODEL, VLLMServer
+    from rtedge.voice.transcriber import Transcriber
+
+    from ..conftest import client_threads, wait_until
+
+    def interrupted(self, *_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rtedge.Client, "on", interrupted)
+    with VLLMServer() as srv:
+        tr = Transcriber(url=srv.url, model=DEFAULT_MODEL)
+        with pytest.raises(KeyboardInterrupt):
+            tr.connect()
+        assert tr.client is None
+        # while the server still runs (its stop would end a client left behind: 1001, the end)
+        assert wait_until(lambda: client_threads() == [], timeout=5), client_threads()
