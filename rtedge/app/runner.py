@@ -114,9 +114,13 @@ class TurnTracker:
                         oldest = next(iter(self.untranscribed))
                         self.given_up.append(oldest)
                         self._never_transcribed(self.untranscribed.pop(oldest))
-                self.pending_turn = next(reversed(self.untranscribed.values()))
+                self._newest_untranscribed_pending()
             elif self.pending_turn is None:
                 self.pending_turn = self._new_turn()
+
+    def _newest_untranscribed_pending(self) -> None:
+        """A transcription session's ``pending_turn``: the newest turn waiting for its transcript."""
+        self.pending_turn = next(reversed(self.untranscribed.values()), None)
 
     def _never_transcribed(self, turn: Turn) -> None:
         log.warning("turn %d: no transcript came while %d later turns ended; counted as failed",
@@ -210,7 +214,7 @@ class TurnTracker:
                 return  # that turn is already counted (as failed)
             if turn is None and self.untranscribed:
                 turn = self.untranscribed.pop(next(iter(self.untranscribed)))
-            self.pending_turn = next(reversed(self.untranscribed.values()), None)
+            self._newest_untranscribed_pending()
             if turn is not None:
                 turn.status = "completed" if ok else "failed"
                 self.turns_failed += turn.status == "failed"

@@ -157,3 +157,27 @@ def test_a_stop_just_after_the_transcriber_connected_leaves_no_thread(monkeypatc
         assert tr.client is None
         # while the server still runs (its stop would end a client left behind: 1001, the end)
         assert wait_until(lambda: client_threads() == [], timeout=5), client_threads()
+
+
+def test_rtedge_transcribe_repeats_a_stop_until_its_block_ends():
+    """A stop that comes before the transcription began (Transcriber.stop() does nothing then) is not lost:
+    the watcher calls stop() again until the block ends, and its thread ends with the block."""
+    import threading
+
+    from rtedge.app.transcribe import _stops_end
+
+    class NotYetStarted:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.again = threading.Event()
+
+        def stop(self) -> None:  # a Transcriber that is not yet transcribing: each call does nothing
+            self.calls += 1
+            if self.calls >= 2:
+                self.again.set()
+
+    tr = NotYetStarted()
+    with _stops_end(tr):
+        signal.raise_signal(signal.SIGTERM)  # recorded by the block's handler, on this thread
+        assert tr.again.wait(5), tr.calls
+    assert not [t for t in threading.enumerate() if t.name == "rtedge-transcribe-signal"]
