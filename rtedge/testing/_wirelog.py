@@ -19,8 +19,6 @@ import logging
 import threading
 from typing import Any
 
-from rtedge.transport.wiretrace import scrub
-
 #: event types sent many times a second: the first of a run is logged, the rest counted
 STREAMED = frozenset({
     "input_audio_buffer.append", "response.output_audio.delta", "response.audio.delta",
@@ -81,6 +79,9 @@ def describe(event: dict[str, Any]) -> str:
     kind = event.get("type")
     if not isinstance(kind, str):
         return f"(no event: {len(json.dumps(event, default=repr))} characters)"
+    # importing rtedge.transport loads the whole client (70 ms of CPU) into a server's start-up
+    from rtedge.transport.wiretrace import scrub  # lazy: start-up cost; only --debug lines need it
+
     rest = {k: v for k, v in scrub(event).items() if k != "type"}
     text = f"{kind} {json.dumps(rest, default=repr, ensure_ascii=False)}"
     return text if len(text) <= MAX_LINE else text[:MAX_LINE - 3] + "..."
