@@ -472,9 +472,10 @@ def test_frames_made_during_an_outage_are_counted_as_dropped_not_sent():
         srv.drop_connections()
         assert wait_until(lambda: client.stats.audio_dropped_outage_ms >= 200, timeout=10)
         sent_during = agent.stats.frames_sent
-        assert wait_until(lambda: client.stats.audio_dropped_outage_ms >= 400, timeout=10)
+        # (the agent's own count: the client's also holds what was queued at the cut, so its 400 ms could
+        # come with only 9 of the agent's frames dropped on a loaded machine)
+        assert wait_until(lambda: agent.stats.frames_dropped_outage >= 10, timeout=10)
         assert agent.stats.frames_sent - sent_during <= 1  # at most the frame in flight as the link dropped
-        assert agent.stats.frames_dropped_outage >= 10
         srv.handshake_status = None
         assert wait_until(lambda: agent.stats.frames_sent >= sent_during + 10, timeout=10)
         agent.stop()
