@@ -5,7 +5,11 @@ alsa-lib's ``pulse`` plugin, and ``parec`` records the sink's monitor, which is 
 loudspeaker hears.  Each barge-in flushes a long tone part-way; the tone's length in the recording must
 match ``PlaybackPosition.played_ms`` (the truncate's ``audio_end_ms``) within 5 ms, unless PortAudio flagged
 an underrun during the burst (the callback came late on a loaded machine): on recovery the device may discard
-what it held, so such a burst may be shorter by up to that much per underrun, never longer.  Skipped where
+what it held, so such a burst may be shorter by up to that much per underrun, never longer.  The null sink
+runs with ``norewinds=1``: at the end of an underrun PulseAudio otherwise rewinds the sink 10 ms to play the
+new audio at once, and the monitor, which has already handed the rewound span to ``parec``, drops the
+re-rendered audio: the recording lost up to 10 ms that a sound card would have played (CI once heard
+1054 ms for a truncate of 1060 ms, with no underrun that PortAudio could flag).  Skipped where
 ``pulseaudio``/``parec``, the ALSA pulse plugin or PyAudio are missing (``apt-get install pulseaudio
 pulseaudio-utils libasound2-plugins``).
 """
@@ -67,7 +71,7 @@ class Pulse:
             ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no",
              f"--log-target=file:{root / 'pulse.log'}",
              "-L", f"module-native-protocol-unix auth-anonymous=1 socket={self.socket}",
-             "-L", f"module-null-sink sink_name=spk rate={SINK_RATE} channels=1 format=s16le"],
+             "-L", f"module-null-sink sink_name=spk rate={SINK_RATE} channels=1 format=s16le norewinds=1"],
             env={**os.environ, **self.env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def ready(self) -> bool:
