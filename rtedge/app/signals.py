@@ -30,9 +30,9 @@ def stop_interrupts() -> Iterator[None]:
     """Within the block, the first stop signal (SIGINT, SIGTERM) raises :class:`StopInterrupt` on the main
     thread once its handler has run (later ones only run their handler, so that the clean-up the exception
     sets off is not interrupted in turn).  Meant for one call such as :func:`rtedge.connect`, which on a
-    KeyboardInterrupt aborts the upgrade in progress and joins its thread; but no socket exists to abort
-    before the TCP (and TLS) handshake completes, so a stop then still waits for it, at most
-    ``connect_timeout``.  The exception can land anywhere in the block: keep the block to the one call.
+    KeyboardInterrupt aborts the attempt in progress and joins its thread (within about 50 ms, except in a
+    name lookup, or before a proxy has taken the TCP connection: see :mod:`rtedge.transport._dial`).  The
+    exception can land anywhere in the block: keep the block to the one call.
     A no-op off the main thread (signals are delivered to the main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -142,7 +142,7 @@ class Link(Rollover):
         sender.  Its HTTP upgrade is the one socket write the sender does not make (no frame has gone
         on that socket yet), so that the sender goes on sending the live session's audio meanwhile;
         from the hand-over on, the sender writes every frame on it and releases it.  close() aborts an
-        upgrade in progress (once its TCP connection is up; the upgrade is bounded by ``timeout``).
+        attempt in progress (see :mod:`._dial`; the attempt is bounded by ``timeout``).
 
         Raises what opening raises (HandshakeError, TransportError), or TransportError /
         ConnectionClosed when the client is closing."""
@@ -222,9 +222,9 @@ class Link(Rollover):
 
     def _join_opening_sender(self, sender: threading.Thread, limit: float) -> None:
         """Caller's thread, connect() failing (a KeyboardInterrupt too), the sender's queue closed: join
-        the sender, which may still wait in an upgrade the server never answers.  Every connection it
-        opened is aborted, again and again until it stops: a connection has a socket to shut down only
-        once its TCP (and TLS) handshake is done.  Bounded by ``limit`` seconds."""
+        the sender, which may still wait in an attempt the server never answers.  Every connection it
+        opened is aborted, again and again until it stops: the signal can come before the sender has made
+        the connection (:mod:`._dial` then gives up at its next check).  Bounded by ``limit`` seconds."""
         end = time.monotonic() + limit
         while sender.is_alive() and time.monotonic() < end:
             for conn in list(self._opened):

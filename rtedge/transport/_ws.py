@@ -48,7 +48,7 @@ import websocket
 from . import wiretrace
 from ..errors import ConnectionClosed, DeadlineExceeded, HandshakeError, TransportError, key_hint
 from ..protocol.dialects.base import redact_url, url_secrets
-from . import _frame
+from . import _dial, _frame
 from ._reader import FrameError, FrameReader
 
 #: opcode constants, re-exported so callers need not import websocket
@@ -159,6 +159,8 @@ class WsConnection:
         self._failure: OSError | None = None  # an error that a non-waiting read in readable() met
         self._timeout: float | None = None  # as set_timeout (the socket's own timeout)
         self._nowait = 0  # _NOWAIT on a plain socket once connected: readable() reads without poll
+        self._aborted = False  # abort() was called: a connection attempt still under way gives up
+        self._dialing: socket.socket | None = None  # the socket being connected (abort() shuts it down)
 
     @classmethod
     def open(
@@ -174,8 +176,9 @@ class WsConnection:
     ) -> WsConnection:
         """Connect and complete the HTTP upgrade.
 
-        ``pending`` gets the connection before the upgrade starts, so that another thread can
-        :meth:`abort` an upgrade the server never answers (once the TCP connection is up).
+        ``pending`` gets the connection before anything starts, so that another thread can :meth:`abort`
+        an attempt the server never answers, from the TCP handshake on (not in the name lookup; through a
+        proxy, once the TCP connection to it is up: see :mod:`._dial`).
         ``send_stall_s``: a write the server takes no byte of for that long fails (the connection is lost).
 
         Raises:
@@ -193,8 +196,10 @@ class WsConnection:
             pending(conn)
         safe = redact_url(url)
         try:
+            dialed = {} if _dial.proxied(url) else {"socket": _dial.dial(
+                url, timeout, lambda: conn._aborted, conn._hold, ssl_context=ssl_context, ca_certs=ca_certs)}
             ws.connect(url, header=[f"{k}: {v}" for k, v in headers.items()],  # type: ignore[no-untyped-call]
-                       timeout=timeout, suppress_origin=True)
+                       timeout=timeout, suppress_origin=True, **dialed)
         except websocket.WebSocketBadStatusException as exc:
             ws.shutdown()  # type: ignore[no-untyped-call]
             status = getattr(exc, "status_code", None)
@@ -204,6 +209,8 @@ class WsConnection:
         except (OSError, websocket.WebSocketException) as exc:
             ws.shutdown()  # type: ignore[no-untyped-call]
             raise TransportError(f"cannot connect to {safe}: {type(exc).__name__}: {exc}") from None
+        finally:
+            conn._dialing = None
         ws.settimeout(None)
         if send_stall_s is not None:
             ws.limit_send_stall(send_stall_s)
@@ -365,13 +372,18 @@ class WsConnection:
             pass  # already broken: the receiver sees the end on its own
 
     def abort(self) -> None:
-        """Wake a blocked :meth:`recv` at once by shutting the socket down (no close handshake)."""
-        sock = self._ws.sock
+        """Wake a blocked :meth:`recv` at once by shutting the socket down (no close handshake).  An
+        :meth:`open` still under way gives up too, from its TCP handshake on (see :mod:`._dial`)."""
+        self._aborted = True
+        sock = self._ws.sock or self._dialing
         if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
+            try:  # the socket's own shutdown: a TLS socket's would drop its TLS state under a handshake
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def _hold(self, sock: socket.socket) -> None:
+        self._dialing = sock
 
     def shutdown(self) -> None:
         """Release the socket (idempotent)."""

@@ -22,7 +22,8 @@ import pytest
 from rtedge.app.cli import EXIT_AUTH, EXIT_CONFIG, EXIT_CONNECT, EXIT_GAVE_UP, EXIT_OK
 from rtedge.testing import RealtimeServer
 
-from ..conftest import REPO
+from ..conftest import REPO, wait_until
+from ..unanswered import SilentServer, SynDropper
 
 pytestmark = [pytest.mark.usefixtures("no_thread_leak"), pytest.mark.timeout(60)]
 
@@ -425,44 +426,25 @@ def test_stop_while_waiting_to_retry_the_first_connect(tmp_path, children, endle
     assert_clean(child)
 
 
+@pytest.mark.parametrize("stage", ["upgrade", "tcp handshake"])
 @pytest.mark.parametrize("retry", ["true", "false"])
-def test_stop_during_a_first_connect_attempt_does_not_schedule_another(tmp_path, children, endless, retry):
-    """A server that takes the TCP connection and never answers the upgrade: SIGTERM during that attempt
-    ends the run at once, without announcing a next attempt; without retrying the first connect it is a
-    stop too (it said "cannot connect", exit 4).  It used to wait out provider.connect_timeout (here 120 s,
-    beyond this test's wait)."""
-    accepted = threading.Event()
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(4)
-        silent.settimeout(0.1)
-        conns: list[socket.socket] = []
-
-        def accept() -> None:
-            while not accepted.is_set():
-                try:
-                    conns.append(silent.accept()[0])
-                    accepted.set()
-                except socket.timeout:
-                    continue
-                except OSError:
-                    return
-
-        acceptor = threading.Thread(target=accept, name="test-silent-server", daemon=True)
-        acceptor.start()
-        url = f"ws://127.0.0.1:{silent.getsockname()[1]}/v1/realtime"
-        child = Child(tmp_path, run_args(url, endless, "--set", f"reconnect.retry_first_connect={retry}",
+def test_stop_during_a_first_connect_attempt_does_not_schedule_another(tmp_path, children, endless, retry,
+                                                                        stage):
+    """A server that never answers, in the upgrade (it took the TCP connection) or in the TCP handshake
+    (SYNs dropped, as for a host that is down): SIGTERM during that attempt ends the run at once, without
+    announcing a next attempt; without retrying the first connect it is a stop too (it said "cannot
+    connect", exit 4).  It used to wait out provider.connect_timeout (here 120 s, beyond this test's wait)."""
+    with SilentServer() if stage == "upgrade" else SynDropper() as unanswered:
+        child = Child(tmp_path, run_args(unanswered.url(), endless, "--set",
+                                         f"reconnect.retry_first_connect={retry}",
                                          "--set", "provider.connect_timeout=120"))
         children.append(child)
-        try:
-            assert accepted.wait(30), child.stderr
-            child.signal(signal.SIGTERM)
-            assert child.wait(30) == EXIT_OK
-        finally:
-            accepted.set()
-            acceptor.join(5)
-            for conn in conns:
-                conn.close()
+        if isinstance(unanswered, SilentServer):
+            unanswered.accept(30)
+        else:
+            assert wait_until(unanswered.connecting, timeout=30), child.stderr
+        child.signal(signal.SIGTERM)
+        assert child.wait(30) == EXIT_OK
     assert "stopping (signal) before the session started" in child.stderr
     assert "attempt 2" not in child.stderr
     assert_clean(child)

@@ -84,26 +84,21 @@ def test_a_stop_while_rtedge_transcribe_connects_ends_it_as_a_stop(speech_dir):
     connect run out its timeout and then exit 4, "cannot connect ... timed out", for a stop the user asked
     for.  It ends now, exit 0, saying it stopped."""
     import os
-    import socket
     import subprocess
     import sys
 
     from ..conftest import REPO
+    from ..unanswered import SilentServer
 
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(4)
-        silent.settimeout(30)  # a child that dies before connecting fails the test, not hangs it
-        url = f"ws://127.0.0.1:{silent.getsockname()[1]}/v1/realtime"
-        child = subprocess.Popen([sys.executable, "-m", "rtedge", "transcribe", "--url", url, "--model", "m",
-                                  "--input", str(speech_dir / "stop.wav")], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, cwd=REPO,
+    with SilentServer() as silent:
+        command = [sys.executable, "-m", "rtedge", "transcribe", "--url", silent.url(), "--model", "m",
+                   "--input", str(speech_dir / "stop.wav")]
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
-            conn, _ = silent.accept()  # connecting: the upgrade request is on its way
-            with conn:
-                child.send_signal(signal.SIGTERM)
-                child.wait(timeout=60)
+            silent.accept(30)  # connecting: the upgrade request is on its way
+            child.send_signal(signal.SIGTERM)
+            child.wait(timeout=60)
         finally:
             if child.poll() is None:
                 child.kill()

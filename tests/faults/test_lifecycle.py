@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from rtedge.errors import ConnectionClosed
 from rtedge.transport.backoff import Backoff
 
 from ..conftest import REPO, client_threads, wait_until
+from ..unanswered import SilentServer, SynDropper
 from .conftest import close_bounded, connection_events, open_client, record, text_turn
 
 
@@ -64,6 +64,28 @@ def test_close_while_a_reconnect_attempt_hangs_is_bounded(proxy, server):
            f"returned in {elapsed * 1000:.0f} ms, every thread gone")
 
 
+def test_close_while_a_reconnect_attempt_waits_in_the_tcp_handshake_is_bounded(proxy, server):
+    """The reconnect attempt waits in the TCP handshake itself (the proxy's port drops SYNs, as a host that
+    went down does): close() returned in time, but the sender stayed blocked in connect() for up to
+    connect_timeout after it, a thread left running."""
+    client, timeline = open_client(proxy.url, connect_timeout=60.0)
+    port = proxy.port
+    proxy.refuse()
+    with SynDropper(port) as dropper:
+        t0 = time.monotonic()
+        proxy.reset()  # the link drops; the next attempt's SYNs go unanswered
+        timeline.wait("rtedge.reconnecting", after=t0)
+        assert wait_until(dropper.connecting, timeout=10)
+        t1 = time.monotonic()
+        client.close(timeout=1.0)
+        elapsed = time.monotonic() - t1
+        gone = wait_until(lambda: client_threads() == [], timeout=2.0)
+    assert elapsed < 2.0
+    assert gone, f"{client_threads()} still running {time.monotonic() - t1:.1f} s after close(timeout=1)"
+    record("close() while a reconnect attempt waits in the TCP handshake",
+           f"returned in {elapsed * 1000:.0f} ms, every thread gone")
+
+
 def test_proactive_recycle_at_a_turn_boundary(server):
     server.realtime = True
     server.reply_text = "One two three four."  # about 1.2 s of paced audio
@@ -109,22 +131,21 @@ def test_proactive_recycle_at_a_turn_boundary(server):
            "across sessions", t_back - t_recycle)
 
 
-def test_ctrl_c_while_connect_waits_for_an_upgrade_the_server_never_answers():
-    """A server that takes the TCP connection and never answers the upgrade: Ctrl-C raised
-    KeyboardInterrupt only when connect_timeout ran out, as connect() joined the sender still blocked in
-    the upgrade.  The upgrade is now aborted, and again until the sender stops: the signal comes right
-    after the server accepts, often before the connection has a socket to abort."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(4)
-        silent.settimeout(20)  # a child that dies before connecting fails the test, not hangs it
+@pytest.mark.parametrize("stage", ["upgrade", "tcp handshake"])
+def test_ctrl_c_while_connect_waits_for_a_server_that_never_answers(stage):
+    """Ctrl-C while connect() waits for a server that never answers: the upgrade (the server took the TCP
+    connection) or the TCP handshake itself (SYNs dropped, as for a host that is down).  KeyboardInterrupt
+    came only when connect_timeout ran out, as connect() joined the sender still blocked in the attempt.
+    The attempt is now aborted, and again until the sender stops: the signal can come before the
+    connection has a socket to abort."""
+    with SilentServer() if stage == "upgrade" else SynDropper() as unanswered:
         # a terminal's Ctrl-C: a child of a background job (a CI runner's) starts with SIGINT ignored, and
         # Python then installs no KeyboardInterrupt handler
         script = ("import rtedge, signal, sys, threading\n"
                   "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
                   "print('connecting', flush=True)\ntry:\n"
-                  f"    rtedge.connect('openai', url='ws://127.0.0.1:{silent.getsockname()[1]}/v1/realtime',"
-                  " connect_timeout=300)\nexcept KeyboardInterrupt:\n"
+                  f"    rtedge.connect('openai', url='{unanswered.url()}', connect_timeout=300)\n"
+                  "except KeyboardInterrupt:\n"
                   "    alive = [t.name for t in threading.enumerate() if t.name.startswith('rtedge')]\n"
                   "    print('interrupted', alive)\n"
                   "    sys.exit(130)\n")
@@ -132,10 +153,12 @@ def test_ctrl_c_while_connect_waits_for_an_upgrade_the_server_never_answers():
                                  stderr=subprocess.PIPE, text=True, cwd=REPO)
         try:
             assert child.stdout is not None and child.stdout.readline() == "connecting\n"
-            conn, _ = silent.accept()  # the upgrade request is on its way: connect() waits for the answer
-            with conn:
-                child.send_signal(signal.SIGINT)
-                child.wait(timeout=60)  # long before the 300 s connect timeout
+            if isinstance(unanswered, SilentServer):
+                unanswered.accept(20)  # the upgrade request is on its way: connect() waits for the answer
+            else:
+                assert wait_until(unanswered.connecting, timeout=20), "the child never reached the handshake"
+            child.send_signal(signal.SIGINT)
+            child.wait(timeout=60)  # long before the 300 s connect timeout
         finally:
             if child.poll() is None:
                 child.kill()
