@@ -181,7 +181,7 @@ def _add_run_parser(sub: Any) -> None:
                      "for the answer (--fast: at the end of the input; else when the local VAD hears the "
                      "speech end)")
     run.add_argument("--max-seconds", type=float, help="service.max_seconds: bound on the whole run "
-                     "(default, or 0: until stopped; 120 with --input)")
+                     "(0: none; default: until stopped, or 120 with --input)")
     add_trace_arg(run)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,47 @@ def connect_logged(config: Config, key: Secret | None, attempt: int) -> Any:
               session_summary(client.session))
     EventLog(client)
     return client
+
+
+def run_limit(config: Config, has_input: bool) -> float | None:
+    """The bound on a run in seconds, None for none: ``service.max_seconds``, where 0 is no bound; left
+    unset, a run with ``--input`` (a WAV sent once) is bounded at :data:`INPUT_LIMIT_S`, so that a server
+    that never answers cannot hold it for ever."""
+    seconds = config.service.max_seconds
+    if not seconds and has_input and config.where("service.max_seconds") == "default":
+        return INPUT_LIMIT_S
+    return seconds or None
+
+
+#: the bound on a run with ``--input`` when ``service.max_seconds`` is not set
+INPUT_LIMIT_S = 120.0
+
+
+def transcript_filter(config: Config, line: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``line``, less the "you:" and "assistant:" lines when ``logging.transcripts`` is off (what people
+    said stays out of the journal, whichever way ``rtedge run`` runs)."""
+    if config.logging.transcripts:
+        return line
+
+    def echo(text: str) -> Any:
+        if not text.startswith(("you: ", "assistant: ")):
+            return line(text)
+        return None
+    return echo
+
+
+def check_usage_log(config: Config) -> None:
+    """Raise ConfigError (exit 2) before a session is opened (and billed) when ``service.usage_log`` cannot
+    be opened for appending (the file is created when missing, as the log would create it)."""
+    path = config.service.usage_log
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"service.usage_log ({config.where('service.usage_log')}): cannot open {path}: "
+                          f"{exc.strerror or exc}") from None
 
 
 def open_usage_log(config: Config, client: Any) -> Any:

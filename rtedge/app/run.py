@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -40,8 +41,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .exit_codes import EXIT_CONFIG, EXIT_OK, EXIT_TIMEOUT, EXIT_TURN_FAILED, exit_code_for
-from .launch import (connect_logged, endpoint_needing_key, log_error, no_key_message, open_usage_log, require_key,
-                     session_warnings)
+from .launch import (check_usage_log, connect_logged, endpoint_needing_key, log_error, no_key_message,
+                     open_usage_log, require_key, run_limit, session_warnings, transcript_filter)
 from .logs import Console, logging_to, pick_format
 from .run_wake import run_wake
 from .runner import stream_wav
@@ -73,6 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if key is not None:
                 console.redact.secrets.append(key.value)
             require_key(config, key)
+            check_usage_log(config)
             if getattr(args, "loop", False) and not config.audio.mic.startswith("wav:"):
                 raise ConfigError(f"--loop needs a WAV input (--input FILE or --mic wav:FILE), "
                                   f"not audio.mic = {config.audio.mic!r}")
@@ -100,8 +102,8 @@ def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, conso
     with client:
         usage_log = open_usage_log(config, client)
         try:
-            return stream_file(client, samples, rate, args, console.line,
-                               max_seconds=config.service.max_seconds or 120.0,
+            return stream_file(client, samples, rate, args, transcript_filter(config, console.line),
+                               max_seconds=run_limit(config, True) or math.inf,
                                manual=config.session.turn_detection == "none")
         finally:
             if usage_log is not None:

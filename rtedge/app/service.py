@@ -41,7 +41,8 @@ from typing import Any
 import attrs
 
 from .exit_codes import EXIT_AUDIO, EXIT_OK, EXIT_TURN_FAILED, DeviceFailure, GaveUpError, exit_code_for
-from .launch import agent_options, build_devices, connect_logged, log_error, open_usage_log, try_sound_cards
+from .launch import (agent_options, build_devices, connect_logged, log_error, open_usage_log, run_limit,
+                     transcript_filter, try_sound_cards)
 from .logs import LEVELS, Console
 from .runner import TurnTracker
 from .settings import Config, Secret, is_finite, is_sound_card
@@ -520,7 +521,7 @@ class Service:
     def _loop(self, client: Any, agent: Any, tracker: Any, thread: threading.Thread,
               devices: dict[str, Any]) -> None:
         s = self.config.service
-        max_seconds = s.max_seconds or (120.0 if getattr(self.args, "input", None) else 0.0)
+        max_seconds = run_limit(self.config, bool(getattr(self.args, "input", None)))
         deadline = time.monotonic() + max_seconds if max_seconds else None
         stats_due = time.monotonic() + s.stats_interval if s.stats_interval else None
         ready = False
@@ -568,9 +569,7 @@ class Service:
             self.console.status(text)
 
     def _echo(self, text: str) -> None:
-        if not self.config.logging.transcripts and text.startswith(("you: ", "assistant: ")):
-            return
-        self.console.line(text)
+        transcript_filter(self.config, self.console.line)(text)  # the config a SIGHUP reload gave, if any
 
     def _shutdown(self, agent: Any, thread: threading.Thread) -> None:
         self.watchdog.stop()  # systemd stops watching once the service is stopping; so do the pings

@@ -291,3 +291,31 @@ def test_server_errors_exit_by_whether_trying_again_can_help(error, code):
     from rtedge.errors import ServerError
 
     assert exit_code_for(ServerError("x", **error)) == code
+
+
+@pytest.mark.parametrize(("argv", "has_input", "expected"), [
+    ([], True, 120.0),  # a WAV sent once: bounded unless said otherwise
+    ([], False, None),
+    (["--set", "service.max_seconds=0"], True, None),  # "0: none" was read as "unset": 120 s, no warning
+    (["--max-seconds", "0"], True, None),
+    (["--max-seconds", "30"], True, 30.0),
+    (["--max-seconds", "30"], False, 30.0),
+])
+def test_max_seconds_0_lifts_the_input_runs_bound(no_key_env, argv, has_input, expected):
+    from rtedge.app.launch import run_limit
+    from rtedge.app.settings_load import config_from_args
+
+    args = build_parser().parse_args(["run", "--url", "ws://127.0.0.1:9/v1/realtime", *argv])
+    assert run_limit(config_from_args(args, environ={}), has_input) == expected
+
+
+def test_fast_run_keeps_transcripts_out_of_the_log_when_told(tmp_path, capsys):
+    src = tmp_path / "in.wav"
+    _tone_wav(src)
+    with RealtimeServer(realtime=False, input_transcript="secret words", reply_text="private answer") as srv:
+        code = main(["run", "--url", srv.url, "--input", str(src), "--fast", "--manual", "--set",
+                     "logging.transcripts=false", "--set", "session.transcription_model=whisper-1"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK and "turn 1: completed" in out
+    assert "secret words" not in out + err and "private answer" not in out + err
+

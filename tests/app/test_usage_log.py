@@ -117,7 +117,8 @@ def test_rtedge_run_with_an_unwritable_usage_log_is_a_config_error(
     with RealtimeServer(realtime=False) as srv:
         code = main(["run", "--url", srv.url, "--input", str(wav), "--fast",
                      "--set", f"service.usage_log={tmp_path / 'no' / 'usage.jsonl'}"])
+        assert srv.connection_count == 0  # refused before a session was opened (and billed) for nothing
     assert code == EXIT_CONFIG
-    assert "service.usage_log: cannot open" in capsys.readouterr().err
+    assert "service.usage_log (--set service.usage_log): cannot open" in capsys.readouterr().err
     config = load_config(None, {"RTEDGE_SERVICE_USAGE_LOG": "/srv/u.jsonl"}, {})
     assert config.service.usage_log == "/srv/u.jsonl"

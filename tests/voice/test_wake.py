@@ -264,3 +264,73 @@ def test_cli_without_the_phrase_opens_no_session(tmp_path, speech_dir, capsys):
     # with no session, the detector heard the whole file; under 30 s the figure is flagged as warm-up
     listened = re.search(r"detector [\d.]+ % of a core over ([\d.]+) s listened \(a short run", out)
     assert listened and abs(float(listened[1]) - (3 * RATE + len(cmd)) / RATE) <= 0.05, out
+
+
+def _phrase_then_command(tmp_path: Path, speech_dir: Path) -> Path:
+    cmd, _ = read_wav(speech_dir / "turn_on_the_kitchen_lights.wav")
+    quiet = np.zeros(RATE * 3, np.int16)
+    wav = tmp_path / "wake.wav"
+    phrase = speech.synthesize("okay nabu")
+    _write_wav(wav, np.concatenate([quiet[:RATE], phrase, quiet[:RATE // 4], cmd, quiet]))
+    return wav
+
+
+@needs_wake
+@needs_tts
+def test_cli_wake_run_keeps_the_plain_runs_provider_service_and_settings(tmp_path, speech_dir, capsys,
+                                                                         monkeypatch):
+    """The wake-word run skipped what the plain run does: it spoke the OpenAI dialect to any provider (a
+    DashScope key went to api.openai.com), sent systemd nothing (a Type=notify unit timed out), died on
+    SIGHUP (systemctl reload), printed transcripts with logging.transcripts off and wrote no usage log."""
+    import json
+    import os
+    import signal
+    import threading
+
+    from ..app.test_service import NotifyListener
+
+    wav = _phrase_then_command(tmp_path, speech_dir)
+    listener = NotifyListener(tmp_path, abstract=False)
+    monkeypatch.setenv("NOTIFY_SOCKET", listener.env_value)
+    usage = tmp_path / "usage.jsonl"
+    try:
+        with RealtimeServer(dialect="qwen", reply_text="Okay.") as srv:
+            hangup = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGHUP))
+            hangup.start()
+            code = main(["run", "--provider", "qwen", "--url", srv.url, "--wake-word", "okay_nabu", "--input",
+                         str(wav), "--speaker", "null", "--set", "wake.idle_close_s=2", "--set",
+                         "logging.transcripts=false", "--set", f"service.usage_log={usage}"])
+            hangup.join()
+            assert code == EXIT_OK
+            assert srv.connection_count == 1
+            assert not [e for e in srv.sent if e["type"] == "error"]  # the session.update was DashScope's
+        listener.wait_for("READY=1", timeout=1)
+        listener.wait_for("STOPPING=1", timeout=1)
+    finally:
+        listener.close()
+    out, err = capsys.readouterr()
+    assert "wake: session 1 opened" in out and "turn 1:" in out
+    assert "you: " not in out + err and "assistant: " not in out + err
+    assert "SIGHUP: settings cannot be re-read" in out + err
+    lines = [json.loads(line) for line in usage.read_text().splitlines()]
+    assert [(line["kind"], line["provider"]) for line in lines] == [("response", "qwen"), ("session", "qwen")]
+    assert lines[1]["responses"] == 1 and lines[1]["usage"] == lines[0]["usage"]
+
+
+@needs_wake
+@needs_tts
+def test_cli_wake_run_ends_with_exit_3_when_the_key_is_refused(tmp_path, speech_dir, capsys):
+    """A refused key refuses every later wake phrase too: the run ends with the plain run's exit code (it
+    logged "could not connect" and went on listening, then exited 0)."""
+    from rtedge.app.exit_codes import EXIT_AUTH
+
+    wav = _phrase_then_command(tmp_path, speech_dir)
+    key = tmp_path / "key"
+    key.write_text("sk-wrong\n")
+    with RealtimeServer(api_key="sk-right") as srv:
+        code = main(["run", "--url", srv.url, "--wake-word", "okay_nabu", "--mic", f"wav:{wav}", "--loop",
+                     "--speaker", "null", "--set", f"provider.api_key_file={key}", "--max-seconds", "60"])
+    assert code == EXIT_AUTH
+    out = capsys.readouterr().out
+    listened = re.search(r"over ([\d.]+) s listened", out)
+    assert listened and float(listened[1]) < 10, out  # ended at the first refusal, not at --max-seconds
