@@ -376,9 +376,12 @@ def test_a_blocked_callback_cannot_grow_memory_without_bound(server, caplog):
     with rtedge.connect(url=server.url, dispatch_bytes=bound) as c:
         c.on("response.done", lambda e: done.append(e.response["id"]))
         c.on("response.output_audio.delta", lambda e: None)
-        for _ in range(3):  # callbacks that keep up lose nothing
+        for turn in range(1, 4):  # callbacks that keep up lose nothing
             _text_turn(c)
-        assert wait_until(lambda: len(done) == 3) and c.stats.callback_events_dropped == 0
+            # each turn's callbacks ran before the next turn: a dispatcher that a loaded machine starved for
+            # three turns (171 KB of audio) would be past the bound without any callback blocking
+            assert wait_until(lambda: len(done) == turn, timeout=20), (done, c.stats.callback_events_dropped)
+        assert c.stats.callback_events_dropped == 0
         c.on("response.created", lambda e: release.wait(10))
         for _ in range(6):  # audio answers: tens of KB of deltas each, behind a blocked callback
             _text_turn(c)
