@@ -45,7 +45,7 @@ from .launch import (agent_options, build_devices, connect_logged, log_error, op
                      transcript_filter, try_sound_cards)
 from .logs import LEVELS, Console
 from .runner import TurnTracker
-from .settings import Config, Secret, is_finite, is_sound_card
+from .settings import Config, Secret, SessionSettings, is_finite, is_sound_card
 from .settings_load import config_from_args
 from .signals import StopInterrupt, on_signals
 from ..errors import (
@@ -632,9 +632,12 @@ class Service:
         for key in sorted(_changed(self.config, new) - {"session", "logging"}):
             log.warning("%s changed; restart the service to apply it", key)
         session = new.session
+        update, stuck = reload_update(self.config.session, new.session, interrupt=new.vad.barge_in != "off")
+        for key in stuck:
+            log.warning("session.%s was emptied: the server keeps its current value until a restart (no "
+                        "update restores the server's default)", key)
         try:
-            client.update_session(new.session.to_session_config(interrupt=new.vad.barge_in != "off"),
-                                  timeout=new.provider.connect_timeout)
+            client.update_session(update, timeout=new.provider.connect_timeout)
         except (ServerError, DeadlineExceeded, ConnectionClosed, LocalProtocolError) as exc:
             log.error("reload: session.update failed: %s; the session keeps its previous settings", exc)
             session = self.config.session
@@ -645,6 +648,25 @@ class Service:
             log.info("configuration reloaded")
         else:
             self.notifier.notify("READY=1", "STATUS=reload failed (see the log); running as before")
+
+
+#: session settings that, emptied, have a value meaning "off" to send: (setting, SessionConfig field, value)
+_EMPTIED_MEANS = (("transcription_model", "transcription", None),
+                  ("max_output_tokens", "max_output_tokens", "inf"))
+#: session settings whose empty value means "the server's default", which no update restores
+_EMPTIED_STUCK = ("instructions", "voice", "noise_reduction")
+
+
+def reload_update(old: SessionSettings, new: SessionSettings, *, interrupt: bool) -> tuple[Any, list[str]]:
+    """The ``session.update`` of a SIGHUP reload from ``old`` to ``new``, and the settings emptied that it
+    cannot reset.  An empty setting is left out of an update, so the server kept the value it had: an
+    emptied ``transcription_model`` now turns transcription off and an emptied ``max_output_tokens`` lifts
+    the bound, as a fresh session's would; the others are reported."""
+    update = new.to_session_config(interrupt=interrupt)
+    for key, field, off in _EMPTIED_MEANS:
+        if getattr(old, key) and not getattr(new, key):
+            update = attrs.evolve(update, **{field: off})
+    return update, [key for key in _EMPTIED_STUCK if getattr(old, key) and not getattr(new, key)]
 
 
 def _changed(old: Config, new: Config) -> set[str]:

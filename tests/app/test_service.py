@@ -207,7 +207,8 @@ def test_ready_status_watchdog_stopping_sequence(tmp_path, notify, children, end
 def test_sighup_resends_session_update_on_the_same_connection(tmp_path, children, endless):
     listener = NotifyListener(tmp_path, abstract=False)
     config = tmp_path / "rtedge.toml"
-    config.write_text('[session]\ninstructions = "first"\n')
+    config.write_text('[session]\ninstructions = "first"\ntranscription_model = "whisper-1"\n'
+                      'max_output_tokens = 50\n')
     try:
         with RealtimeServer() as srv:
             child = Child(tmp_path, run_args(srv.url, endless, "--config", str(config)), notify_env(listener))
@@ -222,6 +223,9 @@ def test_sighup_resends_session_update_on_the_same_connection(tmp_path, children
             update = srv.wait_for_received("session.update", nth=2, timeout=5)
             assert update["session"]["instructions"] == "second"
             assert update["session"]["audio"]["output"]["voice"] == "marin"
+            # emptied settings are reset, not left out (the server kept them): transcription off, no bound
+            assert update["session"]["audio"]["input"]["transcription"] is None
+            assert update["session"]["max_output_tokens"] == "inf"
             assert srv.connection_count == 1
             reload_msg = next(m for m in listener.texts() if "RELOADING=1" in m)
             assert re.search(r"^MONOTONIC_USEC=\d+$", reload_msg, re.M)
@@ -561,3 +565,18 @@ def test_a_lost_connection_with_reconnecting_off_is_not_reported_as_giving_up(tm
     assert "(reconnecting is off)" in child.stderr, child.stderr
     assert "gave up" not in child.stderr
     assert_clean(child)
+
+
+def test_a_reload_resets_emptied_session_settings_or_says_it_cannot():
+    from rtedge.app.service import reload_update
+    from rtedge.app.settings import SessionSettings
+    from rtedge.protocol.config import UNSET
+
+    old = SessionSettings(instructions="be brief", voice="marin", transcription_model="whisper-1",
+                          max_output_tokens=50, noise_reduction="near_field")
+    update, stuck = reload_update(old, SessionSettings(), interrupt=True)
+    assert update.transcription is None and update.max_output_tokens == "inf"
+    assert update.instructions is UNSET and update.voice is UNSET
+    assert stuck == ["instructions", "voice", "noise_reduction"]
+    same, none_stuck = reload_update(old, old, interrupt=True)
+    assert same == old.to_session_config(interrupt=True) and none_stuck == []
