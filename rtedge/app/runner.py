@@ -217,6 +217,8 @@ class TurnTracker:
             self._newest_untranscribed_pending()
             if turn is not None:
                 turn.status = "completed" if ok else "failed"
+                if ok:
+                    turn.usage = Usage.from_raw(event.usage)  # type: ignore[union-attr]
                 self.turns_failed += turn.status == "failed"
                 self.echo(format_turn(turn))
             self.responses_done += 1

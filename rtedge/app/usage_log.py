@@ -16,14 +16,17 @@ Lines (``ts`` is UTC ISO 8601 with milliseconds; ``usage`` holds ``input_tokens`
     {"kind": "response", "ts": ..., "provider": "openai", "model": "gpt-realtime",
      "session_id": "sess_...", "response_id": "resp_...", "status": "completed",
      "usage": {...}, "raw_usage": {... as the provider sent it ...}}
-    {"kind": "transcription", ... "response_id": null, "status": "completed", ...}   (vLLM, per utterance)
+    {"kind": "transcription", ... "response_id": null, "status": "completed", ...}   (per utterance of a
+                                                                                 transcription session)
     {"kind": "session", "ts": ..., "provider": ..., "model": ..., "session_ids": [...],
      "started": ..., "seconds": 12.3, "responses": 4, "usage": {...totals...}}
 
 * ``raw_usage`` is the usage object the provider sent, with every field in it: ``response.usage``
   (OpenAI, Azure, DashScope), the top level of ``response.done`` (xAI, with
-  ``output_audio_seconds`` and ``billable_audio_seconds``) or ``transcription.done`` (vLLM's
-  ``prompt_tokens``/``completion_tokens``).  One spelling differs from the wire: DashScope's
+  ``output_audio_seconds`` and ``billable_audio_seconds``), ``transcription.done`` (vLLM's
+  ``prompt_tokens``/``completion_tokens``) or, in OpenAI's transcription sessions,
+  ``conversation.item.input_audio_transcription.completed`` (tokens, or ``{"type": "duration", ...}``).
+  Input transcription in a session that answers (billed apart by OpenAI) is not logged.  One spelling differs from the wire: DashScope's
   ``input_tokens_details``/``output_tokens_details`` appear as ``input_token_details``/
   ``output_token_details``, because rtedge's dialect renames them on receipt (values unchanged).
 * A ``response.done`` that rtedge made itself (a cancel the server never confirmed, a lost
@@ -65,7 +68,8 @@ __all__ = ["UsageLog", "usage_fields"]
 
 log = logging.getLogger("rtedge")
 
-_EVENTS = ("session.created", "response.done", "transcription.done")
+_EVENTS = ("session.created", "response.done", "transcription.done",
+           "conversation.item.input_audio_transcription.completed")
 
 
 def usage_fields(usage: Usage) -> dict[str, int]:
@@ -166,7 +170,8 @@ class UsageLog:
             return
         if isinstance(event, ev.ResponseDone):
             line = self._response_line(event)
-        elif isinstance(event, ev.TranscriptionDone):
+        elif isinstance(event, ev.TranscriptionDone) or (
+                isinstance(event, ev.InputAudioTranscriptionCompleted) and not self.client.dialect.answers):
             raw = dict(event.usage) if isinstance(event.usage, Mapping) else None
             line = self._line("transcription", None, "completed", Usage.from_raw(raw), raw)
         else:

@@ -220,8 +220,11 @@ class SessionState:
     input_transcripts: OrderedDict[str, str] = attrs.field(factory=OrderedDict)
     #: usage of the last USAGE_WINDOW responses that reported it
     usage_by_response: OrderedDict[str, Usage] = attrs.field(factory=OrderedDict)
-    #: running total over every response of this session
+    #: running total over every response of this session (in a transcription session, every transcript's:
+    #: see ``transcripts_count``)
     usage: Usage = attrs.field(factory=Usage)
+    #: a transcription session (the provider answers no turn): a transcript's usage counts like a response's
+    transcripts_count: bool = False
     last_error: ev.ErrorInfo | None = None
     #: type of recently sent client events by event_id
     sent_types: OrderedDict[str, str] = attrs.field(factory=OrderedDict)
@@ -402,11 +405,16 @@ class SessionState:
     def _on_input_transcript(self, event: ev.InputAudioTranscriptionCompleted
                              | ev.InputAudioTranscriptionFailed) -> None:
         """A user audio item's transcript arrived (re-seeding a new session reads it); a failed or
-        empty one is kept as ``""`` (known: nothing to wait for, nothing to replay)."""
+        empty one is kept as ``""`` (known: nothing to wait for, nothing to replay).  In a transcription
+        session its usage is the session's (OpenAI's transcription sessions report it here)."""
         if event.item_id:
             text = event.transcript if isinstance(event, ev.InputAudioTranscriptionCompleted) else ""
             self.input_transcripts[event.item_id] = text
             _bound(self.input_transcripts, ITEM_WINDOW)
+        if self.transcripts_count and isinstance(event, ev.InputAudioTranscriptionCompleted):
+            usage = Usage.from_raw(event.usage)
+            if usage.responses:
+                self.usage = self.usage + usage
 
     def _on_item_deleted(self, event: ev.ConversationItemDeleted) -> None:
         self.items.pop(event.item_id, None)

@@ -70,6 +70,7 @@ class Session:
         self.state = SessionState(
             input_format=self.dialect.default_input_format,
             output_format=self.dialect.default_output_format,
+            transcripts_count=not self.dialect.answers,
         )
         self._events: deque[ev.ServerEvent] = deque()
         self._next_id = 0

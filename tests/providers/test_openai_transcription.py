@@ -254,3 +254,27 @@ def test_a_conversation_model_named_for_transcription_is_warned(model, warned):
     dialect = get_dialect("openai-transcription")
     warnings = dialect.check(dialect.initial_session(model, None))
     assert bool([w for w in warnings if "not a transcription model" in w]) == warned
+
+
+def test_rtedge_run_on_a_transcription_session_counts_its_tokens(speech_dir, tmp_path, capsys):
+    """OpenAI's transcription sessions report usage on each transcript, not on a response.done (there is
+    none): rtedge run said "tokens in 0 / out 0" and "total 0", and the usage log's session line held zeros."""
+    from rtedge.app.cli import main
+
+    path = _two_phrases(speech_dir, tmp_path / "two.wav")
+    usage = tmp_path / "usage.jsonl"
+    with RealtimeServer(realtime=False, input_transcript=_transcript_of(speech_dir)) as srv:
+        code = main(["run", "--provider", "openai-transcription", "--url", srv.url, "--input", str(path),
+                     "--fast", "--set", f"service.usage_log={usage}"])
+        sent = [e["usage"] for e in srv.sent
+                if e["type"] == "conversation.item.input_audio_transcription.completed"]
+    out = capsys.readouterr().out
+    assert code == 0 and len(sent) == 2 and all(u["total_tokens"] > 0 for u in sent), out
+    total = sum(u["total_tokens"] for u in sent)
+    turns = re.findall(r"turn \d: completed.* tokens in (\d+) / out (\d+)", out)
+    assert [int(i) + int(o) for i, o in turns] == [u["total_tokens"] for u in sent], out
+    assert re.search(rf"total {total}\b", out), out
+    lines = [json.loads(line) for line in usage.read_text().splitlines()]
+    assert [line["kind"] for line in lines] == ["transcription", "transcription", "session"]
+    assert [line["raw_usage"] for line in lines[:2]] == sent
+    assert lines[2]["usage"]["total_tokens"] == total and lines[2]["responses"] == 2
