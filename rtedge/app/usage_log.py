@@ -26,9 +26,10 @@ Lines (``ts`` is UTC ISO 8601 with milliseconds; ``usage`` holds ``input_tokens`
   ``output_audio_seconds`` and ``billable_audio_seconds``), ``transcription.done`` (vLLM's
   ``prompt_tokens``/``completion_tokens``) or, in OpenAI's transcription sessions,
   ``conversation.item.input_audio_transcription.completed`` (tokens, or ``{"type": "duration", ...}``).
-  Input transcription in a session that answers (billed apart by OpenAI) is not logged.  One spelling differs from the wire: DashScope's
-  ``input_tokens_details``/``output_tokens_details`` appear as ``input_token_details``/
-  ``output_token_details``, because rtedge's dialect renames them on receipt (values unchanged).
+  Input transcription in a session that answers (billed apart by OpenAI) is not logged.  One spelling
+  differs from the wire: DashScope's ``input_tokens_details``/``output_tokens_details`` appear as
+  ``input_token_details``/``output_token_details``, because rtedge's dialect renames them on receipt
+  (values unchanged).
 * A ``response.done`` that rtedge made itself (a cancel the server never confirmed, a lost
   connection) is logged with ``"synthetic": true``, zero usage and ``raw_usage`` null: the
   provider reported nothing for it, which is worth knowing when the invoice disagrees.

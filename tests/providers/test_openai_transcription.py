@@ -258,7 +258,8 @@ def test_a_conversation_model_named_for_transcription_is_warned(model, warned):
 
 def test_rtedge_run_on_a_transcription_session_counts_its_tokens(speech_dir, tmp_path, capsys):
     """OpenAI's transcription sessions report usage on each transcript, not on a response.done (there is
-    none): rtedge run said "tokens in 0 / out 0" and "total 0", and the usage log's session line held zeros."""
+    none): rtedge run said "tokens in 0 / out 0" and "total 0", and the usage log's session line held
+    zeros."""
     from rtedge.app.cli import main
 
     path = _two_phrases(speech_dir, tmp_path / "two.wav")
