@@ -166,7 +166,11 @@ def _needs_key(config: Any) -> bool:
 
 
 def check_endpoint(config: Any, timeout: float = 5.0) -> Result:
-    url = get_dialect(config.provider.name).url(config.provider.model or None, config.provider.url or None)
+    try:
+        p = config.provider
+        url = get_dialect(p.name).url(p.model or None, p.url or None)
+    except ConfigError as exc:  # (no URL given where the provider has no default one)
+        return "FAIL", f"endpoint: {exc}"
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "wss" else 80)
     shown = redact_url(url)

@@ -58,7 +58,11 @@ def session_warnings(config: Config) -> list[str]:
     if dialect.needs_served_model(model, session):
         return []  # the model comes from the server (vLLM's /v1/models): checked when run connects
     session = dialect.initial_session(model, session)
-    return dialect.check(session) if session is not None else []
+    if session is None:
+        return []
+    warnings = dialect.check(session)
+    dialect.encode_session(session)  # raises for a setting the provider's session has not (a transcription
+    return warnings                  # session's voice...), as connecting would
 
 
 def no_key_message(config: Config) -> str:

@@ -257,6 +257,8 @@ def cross_check(config: Config) -> list[str]:
         problem("provider.name", str(exc))
     url = config.provider.url
     if url:
+        if config.provider.name == "azure" and url.lower().startswith(("https://", "http://")):
+            url = "ws" + url[4:]  # the endpoint as the Azure portal shows it: the dialect makes it wss://
         try:
             check_ws_url(url)  # the scheme, a host, a port number (the messages redact the URL)
         except ConfigError as exc:

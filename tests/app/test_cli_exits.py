@@ -319,3 +319,23 @@ def test_fast_run_keeps_transcripts_out_of_the_log_when_told(tmp_path, capsys):
     assert code == EXIT_OK and "turn 1: completed" in out
     assert "secret words" not in out + err and "private answer" not in out + err
 
+
+
+def test_check_config_refuses_what_run_refuses_and_takes_what_azure_takes(no_key_env, capsys):
+    """check-config passed settings that rtedge run then refused (a transcription session's voice), and
+    refused the Azure endpoint as its own error message tells the user to give it (https://...)."""
+    assert main(["check-config", "--provider", "openai-transcription", "--set", "session.voice=marin"]) \
+        == EXIT_CONFIG
+    assert "a transcription session has only input settings; not supported: voice" in capsys.readouterr().err
+    assert main(["check-config", "--provider", "azure", "--url", "https://contoso.openai.azure.com",
+                 "--model", "my-realtime"]) == EXIT_OK
+    assert "wss://contoso.openai.azure.com/openai/v1/realtime?model=my-realtime" in capsys.readouterr().err
+    assert main(["check-config", "--provider", "openai", "--url", "https://api.example"]) == EXIT_CONFIG
+
+
+def test_doctor_reports_a_missing_endpoint_as_a_failed_check(no_key_env, capsys):
+    """An endpoint the provider cannot make (Azure without a URL) stopped doctor midway with exit 2."""
+    assert main(["doctor", "--provider", "azure"]) == EXIT_DOCTOR
+    out = capsys.readouterr().out
+    assert "FAIL  endpoint: the azure dialect needs url=" in out
+    assert out.rstrip().endswith("problem(s) to fix")
