@@ -20,6 +20,7 @@ import errno
 import importlib
 import logging
 import os
+import socket
 import ssl
 import sys
 import threading
@@ -403,6 +404,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     RealtimeServer, VLLMServer = testing.RealtimeServer, testing.VLLMServer
 
     ctx = None
+    if args.tls_key and not args.tls_cert:  # (it served plain ws:// without a word)
+        raise ConfigError("--tls-key needs --tls-cert")
     if args.tls_cert:
         if not args.tls_key:
             raise ConfigError("--tls-cert needs --tls-key")
@@ -424,9 +427,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = RealtimeServer(**options, dialect=dialect)
     try:
         server.start()
-    except OSError as exc:  # the port is taken, or the address is not this machine's
-        why = os.strerror(exc.errno) if exc.errno else str(exc)
-        hint = ("--host must be an address of this machine" if exc.errno == errno.EADDRNOTAVAIL
+    except OSError as exc:  # the port is taken, the address is not this machine's, or no such host
+        dns = isinstance(exc, socket.gaierror) or (exc.errno or 0) < 0  # (EAI_* codes are negative)
+        why = "no such host" if dns else os.strerror(exc.errno) if exc.errno else str(exc)
+        hint = ("--host must be an address of this machine" if dns or exc.errno == errno.EADDRNOTAVAIL
                 else "another --port, or 0 for a free one")
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {why} ({hint})") from None
     stop = threading.Event()

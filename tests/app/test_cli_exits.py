@@ -123,6 +123,25 @@ def test_serve_on_an_address_not_of_this_machine_says_so(capsys):
                    "an address of this machine)"]
 
 
+def test_serve_on_a_host_that_does_not_resolve_says_so(capsys, monkeypatch):
+    """A name lookup's failure (negative EAI_* codes) read "Unknown error -2 (another --port, ...)"."""
+    from rtedge.testing import server as server_module
+
+    def unresolved(self):  # what binding a host name that does not resolve raises (no DNS query here)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(server_module.RealtimeServer, "start", unresolved)
+    assert main(["serve", "--host", "kiosk.invalid", "--port", "0"]) == EXIT_CONFIG
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "rtedge: error: cannot listen on kiosk.invalid:0: no such host (--host must be an address of this machine)"]
+
+
+def test_serve_with_a_key_and_no_certificate_is_refused(capsys):
+    """--tls-key without --tls-cert served plain ws:// without a word."""
+    assert main(["serve", "--tls-key", "key.pem", "--port", "0"]) == EXIT_CONFIG
+    assert "--tls-key needs --tls-cert" in capsys.readouterr().err
+
+
 def test_serve_accepts_0_and_65535():
     parser = build_parser()
     assert parser.parse_args(["serve", "--port", "0"]).port == 0
