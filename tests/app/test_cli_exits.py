@@ -133,7 +133,8 @@ def test_serve_on_a_host_that_does_not_resolve_says_so(capsys, monkeypatch):
     monkeypatch.setattr(server_module.RealtimeServer, "start", unresolved)
     assert main(["serve", "--host", "kiosk.invalid", "--port", "0"]) == EXIT_CONFIG
     assert capsys.readouterr().err.strip().splitlines() == [
-        "rtedge: error: cannot listen on kiosk.invalid:0: no such host (--host must be an address of this machine)"]
+        "rtedge: error: cannot listen on kiosk.invalid:0: no such host (--host must be an address of this "
+        "machine)"]
 
 
 def test_serve_with_a_key_and_no_certificate_is_refused(capsys):
