@@ -65,6 +65,15 @@ def _non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: 
         raise ConfigError(f"{type(instance).__name__}.{attribute.name} must be an int >= 0 (ms), got {value!r}")
 
 
+def _one_of(*choices: object) -> Any:
+    """UNSET or one of ``choices`` (a misspelt value failed only at the server, or not at all)."""
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is not UNSET and value not in choices:
+            raise ConfigError(f"{type(instance).__name__}.{attribute.name} must be one of "
+                              f"{', '.join(map(repr, choices))}, got {value!r}")
+    return check
+
+
 def _bool_or_unset(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     _not_none(instance, attribute, value)
     if value is not UNSET and not isinstance(value, bool):
@@ -149,7 +158,8 @@ class SemanticVad:
         interrupt_response: cancel a running response when speech starts.
     """
 
-    eagerness: Literal["low", "medium", "high", "auto"] | Unset = UNSET
+    eagerness: Literal["low", "medium", "high", "auto"] | Unset = attrs.field(
+        default=UNSET, validator=_one_of("low", "medium", "high", "auto"))
     create_response: bool | Unset = attrs.field(default=UNSET, validator=_bool_or_unset)
     interrupt_response: bool | Unset = attrs.field(default=UNSET, validator=_bool_or_unset)
 
@@ -242,7 +252,8 @@ class SessionConfig:
                                                      validator=_of_type(AudioFormat, "an AudioFormat"))
     turn_detection: TurnDetection | Mapping[str, Any] | None | Unset = UNSET
     transcription: Transcription | Mapping[str, Any] | None | Unset = UNSET
-    noise_reduction: Literal["near_field", "far_field"] | None | Unset = UNSET
+    noise_reduction: Literal["near_field", "far_field"] | None | Unset = attrs.field(
+        default=UNSET, validator=_one_of("near_field", "far_field", None))
     tools: tuple[FunctionTool | Mapping[str, Any], ...] | Unset = attrs.field(default=UNSET, converter=_tools)
     tool_choice: str | Mapping[str, Any] | Unset = attrs.field(default=UNSET, validator=_not_none)
     max_output_tokens: int | Literal["inf"] | Unset = attrs.field(default=UNSET, validator=_not_none)

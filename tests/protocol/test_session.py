@@ -21,6 +21,7 @@ from rtedge.protocol import (
     items,
 )
 from rtedge.protocol import events as ev
+from rtedge.protocol.config import SemanticVad
 from rtedge.protocol.dialects import OpenAIDialect
 
 
@@ -390,3 +391,29 @@ def test_parse_message_reads_and_changes_no_state_and_receive_event_accounts_in_
     whole.receive_message(created)
     assert split.state.connection is whole.state.connection is not before
     assert split.state.session == whole.state.session
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda: SemanticVad(eagerness="x"), r"eagerness must be one of 'low', 'medium', 'high', 'auto'"),
+    (lambda: SessionConfig(noise_reduction="loud"),
+     r"noise_reduction must be one of 'near_field', 'far_field'"),
+])
+def test_a_misspelt_choice_is_refused_where_it_is_written(make, match) -> None:
+    """They were accepted, and failed at the server (or not at all) long after."""
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def test_the_choices_still_build() -> None:
+    assert [SemanticVad(eagerness=e).eagerness for e in ("low", "medium", "high", "auto")][-1] == "auto"
+    assert SessionConfig(noise_reduction=None).noise_reduction is None
+    assert SessionConfig(noise_reduction="far_field").noise_reduction == "far_field"
+
+
+def test_a_backoff_that_starts_above_its_cap_is_refused() -> None:
+    """Backoff(initial=10, max=1) was taken (every delay 1 s), though the command line refuses it."""
+    from rtedge.transport.backoff import Backoff
+
+    with pytest.raises(ConfigError, match=r"Backoff.initial \(10 s\) is more than Backoff.max \(1 s\)"):
+        Backoff(initial=10, max=1)
+    assert Backoff(initial=1, max=1).delay(3) <= 1
