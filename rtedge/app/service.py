@@ -334,7 +334,7 @@ def stats_line(n: Mapping[str, Any]) -> str:
     return (f"stats: {n['turns']} turns, latency p50 {ms(n['latency_p50_ms'])} / "
             f"p95 {ms(n['latency_p95_ms'])}, "
             f"{n['reconnects']} reconnects, {n['underruns']} underruns, {n['overflows']} overflows, "
-            f"{n['audio_dropped_ms']} ms audio dropped, VAD gate saved {n['vad_seconds_not_sent']:.1f} s "
+            f"{n['audio_dropped_ms']} ms audio dropped, {n['vad_seconds_not_sent']:.1f} s mic audio not sent "
             f"({n['vad_bytes_saved'] / 1e6:.2f} MB), {n['interruptions']} interruptions, "
             f"tokens in {n['tokens_in']} / out {n['tokens_out']} / total {n['tokens_total']}")
 
@@ -588,7 +588,8 @@ class Service:
         u = client.usage
         self.console.line(f"summary: {tracker.turns_started} turn(s), "
                           f"{agent.stats.interruptions} interruption(s), "
-                          f"{agent.stats.seconds_not_sent:.1f} s of mic audio not sent (VAD gate), "
+                          f"{agent.stats.seconds_not_sent:.1f} s of mic audio not sent (VAD gate, echo "
+                          "guard), "
                           f"tokens in {u.input_tokens} / out {u.output_tokens} / total {u.total_tokens}")
         error = self._agent_error
         if error is not None and not isinstance(error, RtEdgeError):

@@ -157,7 +157,9 @@ class AgentStats:
     frames_sent: int = 0
     #: frames the client dropped, not sent, because the link was down (reconnecting); never sent stale
     frames_dropped_outage: int = 0
-    frames_held_back: int = 0  #: mic frames not sent (VAD gate or echo guard)
+    frames_held_back: int = 0  #: mic frames after which nothing went to the client (VAD gate or echo guard)
+    #: microphone audio that has not gone to the client (VAD gate or echo guard): what came in less what went
+    #: out, so a frame the gate holds as pre-roll and sends with the speech after it is not counted
     seconds_not_sent: float = 0.0
     #: barge-ins that cut something short (speech with nothing playing is not counted)
     interruptions: int = 0
@@ -383,7 +385,7 @@ class VoiceAgent:
     def _send(self, frame: np.ndarray, frames: tuple[np.ndarray, ...]) -> None:
         if not frames:
             self.stats.frames_held_back += 1
-            self.stats.seconds_not_sent += len(frame) / self.mic.rate
+        self.stats.seconds_not_sent += (len(frame) - sum(len(f) for f in frames)) / self.mic.rate
         try:
             for f in frames:
                 dropped_ms = self.client.stats.audio_dropped_outage_ms

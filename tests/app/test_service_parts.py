@@ -220,7 +220,7 @@ def test_statistics_and_status_text():
                "tokens_out": 50, "tokens_total": 150}
     assert stats_line(numbers) == (
         "stats: 3 turns, latency p50 410 ms / p95 820 ms, 1 reconnects, 2 underruns, 0 overflows, "
-        "120 ms audio dropped, VAD gate saved 95.0 s (6.08 MB), 1 interruptions, "
+        "120 ms audio dropped, 95.0 s mic audio not sent (6.08 MB), 1 interruptions, "
         "tokens in 100 / out 50 / total 150")
     assert status_text("listening", numbers) == "listening | 3 turns, last 400 ms | 150 tokens | 1 reconnects"
     assert status_text("connecting", {**numbers, "turns": 0, "reconnects": 0}) == "connecting"

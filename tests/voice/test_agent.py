@@ -263,6 +263,26 @@ def test_vad_gate_sends_speech_not_idle_silence(tmp_path, speech_dir):
     assert client.usage.responses == 1
 
 
+@pytest.mark.parametrize("frame_ms", [5, 20])
+def test_audio_not_sent_is_what_came_in_less_what_went_out(speech_dir, frame_ms):
+    """The summary's "mic audio not sent" counted every frame the gate held as pre-roll, though the gate
+    sent it with the speech after it: 4.1 s "not sent" of a 4.0 s file at 5 ms frames."""
+    import base64
+
+    with RealtimeServer(realtime=False, seed=8) as srv, rtedge.connect(url=srv.url) as client:
+        mic = WavSource(speech_dir / "turn_on_the_kitchen_lights.wav", realtime=True, frame_ms=frame_ms)
+        agent = VoiceAgent(client, mic, NullSink(rate=24000))
+        agent.run(max_seconds=30, until_input_ends=True)
+        assert srv.wait_for_sent("response.done", timeout=5)["response"]["status"] == "completed"
+        rate = client.snapshot.input_format.rate
+        sent_s = sum(len(base64.b64decode(e["audio"])) // 2 for e in srv.received
+                     if e["type"] == "input_audio_buffer.append") / rate
+    heard_s = agent.stats.mic_frames * frame_ms / 1000
+    assert 0.5 < agent.stats.seconds_not_sent < heard_s - 1.0  # the silence went, the phrase did not
+    # the resampler's priming shifts a few ms between what went in and what went on the wire
+    assert agent.stats.seconds_not_sent == pytest.approx(heard_s - sent_s, abs=0.03)
+
+
 def test_bad_policy_names():
     class Dummy:
         rate, frame_ms, output_latency = 16000, 20, 0.0
