@@ -108,7 +108,7 @@ def key_hint(sent: bool) -> str:
     if sent:
         return "the API key was refused: check it, and that it is for this provider"
     return ("no API key was given: pass api_key=, or set the provider's key variable such as OPENAI_API_KEY "
-            "(rtedge run: provider.api_key_file)")
+            "(rtedge run: provider.api_key_file; rtedge transcribe: --api-key-file)")
 
 
 class ConnectionClosed(TransportError):

@@ -95,6 +95,10 @@ def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, conso
     if getattr(args, "loop", False):
         raise ConfigError("--loop does not go with --fast (one turn, sent as fast as the link takes it); "
                           "drop one of them")
+    for flag, dest in (("--wake-word", "wake_word"), ("--speaker", "speaker")):
+        if getattr(args, dest, None):  # (they were ignored: the answer goes to --output, if anywhere)
+            raise ConfigError(f"{flag} does not go with --fast (one turn, its answer into --output); drop "
+                              "one of them")
     samples, rate = read_input_wav(args.input)
     if args.output:
         check_writable(args.output)  # before a session is opened (and billed) for nothing

@@ -367,6 +367,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
         raise ConfigError("give --input or --mic, not both")
     if getattr(args, "input", None):
         out["audio.mic"] = ("wav:" + args.input, "--input")
+    if getattr(args, "output", None) and getattr(args, "speaker", None):
+        raise ConfigError("give --output or --speaker, not both")
+    if getattr(args, "output", None) == "-":
+        raise ConfigError("--output - is not supported (a WAV needs its length in the header): give a file, "
+                          "or --speaker raw:- for raw PCM on stdout")
     if getattr(args, "output", None):
         out["audio.speaker"] = ("wav:" + args.output, "--output")
     if getattr(args, "vad_gate", None) is not None:

@@ -359,3 +359,21 @@ def test_doctor_reports_a_missing_endpoint_as_a_failed_check(no_key_env, capsys)
     out = capsys.readouterr().out
     assert "FAIL  endpoint: the azure dialect needs url=" in out
     assert out.rstrip().endswith("problem(s) to fix")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--output", "a.wav", "--speaker", "null"], "give --output or --speaker, not both"),
+    (["--output", "-"], "--output - is not supported"),  # it wrote a file named "-"
+    (["--fast", "--speaker", "raw:-"], "--speaker does not go with --fast"),  # stdout stayed empty
+    (["--fast", "--wake-word", "alexa"], "--wake-word does not go with --fast"),
+    (["--fast", "--model", "bar", "--url", "ws://127.0.0.1:9/v1/realtime?model=foo"],
+     "two models: model='bar' and the url's ?model=foo; give one"),  # the URL's won without a word
+])
+def test_flags_that_contradict_each_other_are_refused_not_ignored(tmp_path, capsys, monkeypatch, argv,
+                                                                   message):
+    monkeypatch.chdir(tmp_path)
+    _tone_wav(tmp_path / "in.wav")
+    url = [] if "--url" in argv else ["--url", "ws://127.0.0.1:9/v1/realtime"]  # never reached
+    assert main(["run", *url, "--input", "in.wav", *argv]) == EXIT_CONFIG
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]  # nothing written

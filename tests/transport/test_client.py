@@ -223,8 +223,10 @@ def test_handshake_401():
         assert info.value.status_code == 401
         assert "sk-wrong-secret" not in str(info.value)
         assert "HTTP 401 (the API key was refused" in str(info.value)
-        with pytest.raises(HandshakeError, match=r"HTTP 401 \(no API key was given: pass api_key="):
+        with pytest.raises(HandshakeError, match=r"HTTP 401 \(no API key was given: pass api_key=") as info:
             rtedge.connect(url=srv.url)  # loopback: connect does not insist on a key
+        # each command's own way to give one (rtedge transcribe's read "provider.api_key_file", a run setting)
+        assert "(rtedge run: provider.api_key_file; rtedge transcribe: --api-key-file)" in str(info.value)
         with rtedge.connect(url=srv.url, api_key="sk-right") as c:
             assert "sk-right" not in repr(c)
         assert srv.handshakes[-1]["headers"]["authorization"] == "Bearer sk-right"

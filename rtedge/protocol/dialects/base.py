@@ -87,6 +87,9 @@ class Dialect:
         if not base:
             raise ConfigError(f"the {self.name} dialect needs a url")
         check_ws_url(base)
+        named = dict(parse_qsl(urlsplit(base).query)).get("model")
+        if model and named and named != model:  # (the URL's used to win without a word)
+            raise ConfigError(f"two models: model={model!r} and the url's ?model={named}; give one")
         model = model or self.default_model
         return with_query(base, model=model) if model else base
 

@@ -195,7 +195,8 @@ class QwenDialect(Dialect):
 
     def url(self, model: str | None, url: str | None = None) -> str:
         """The endpoint URL with ``?model=``; binds this dialect to the model the URL names."""
-        full = super().url(model or self.model, url)
+        named = dict(parse_qsl(urlsplit(url or "").query)).get("model")
+        full = super().url(model or (None if named else self.model), url)  # (the URL's model binds, below)
         self.bind_model(dict(parse_qsl(urlsplit(full).query)).get("model") or self.model)
         return full
 
