@@ -50,7 +50,7 @@ from .service import Notifier, Service
 from .settings import Config, Secret, resolve_api_key
 from .settings_load import config_from_args, render
 from .signals import on_signals
-from ..audio import RATES_TEXT, SUPPORTED_RATES
+from ..audio import SUPPORTED_RATES, file_rate_problem
 from ..audio.wavio import WavWriter, check_writable, read_wav
 from ..errors import AudioError, ConfigError, RtEdgeError
 
@@ -124,8 +124,7 @@ def read_input_wav(path: str) -> tuple[Any, int]:
     """
     samples, rate = read_wav(path)
     if rate not in SUPPORTED_RATES:
-        raise AudioError(f"{path}: {rate} Hz is not a rate rtedge converts; resample it to one of "
-                         f"{RATES_TEXT} (e.g. sox {path} -r 16000 out.wav)")
+        raise AudioError(file_rate_problem(path, rate))
     return samples, rate
 
 

@@ -69,7 +69,7 @@ import numpy as np
 from ..errors import AudioError
 from .wavio import WavWriter, check_writable, read_wav
 from .clock import ClockCheck
-from . import codec
+from . import codec, file_rate_problem
 from ._device import STOP_TIMEOUT, AudioSink, AudioSource, DeviceStats, OnFrame, Pull
 from ._pyaudio import DeviceInfo, Microphone, Speaker, list_devices  # PyAudio itself loads on first use
 
@@ -274,8 +274,8 @@ class WavSource(_ThreadedSource):
         self.file_rate = file_rate
         try:
             self.samples = samples if rate == file_rate else _resample_whole(samples, file_rate, rate)
-        except AudioError as exc:  # a rate the resampler does not take: say which file has it
-            raise AudioError(f"{path}: {exc}") from None
+        except AudioError:  # a rate the resampler does not take: say which file has it, and what to do
+            raise AudioError(file_rate_problem(path, file_rate)) from None
 
     def __repr__(self) -> str:
         return f"WavSource({str(self.path)!r}, rate={self.rate})"

@@ -377,3 +377,13 @@ def test_flags_that_contradict_each_other_are_refused_not_ignored(tmp_path, caps
     assert main(["run", *url, "--input", "in.wav", *argv]) == EXIT_CONFIG
     assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]  # nothing written
+
+
+def test_transcribe_says_what_to_do_with_a_wav_at_a_rate_it_does_not_convert(tmp_path, capsys):
+    """It said "Resampler: unsupported src_rate 12000 Hz"; rtedge run named the file and the fix."""
+    src = tmp_path / "in.wav"
+    _tone_wav(src, rate=12000)
+    assert main(["transcribe", "--url", "ws://127.0.0.1:9/v1/realtime", "--model", "m", "--input",
+                 str(src)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert f"{src}: 12000 Hz is not a rate rtedge converts; resample it to one of 8000, " in err
