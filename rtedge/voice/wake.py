@@ -138,7 +138,10 @@ class WakeWordDetector:
                 raise ConfigError(f"wake word {model_name_problem(name)}")
         except ConfigError:
             raise
-        except (OSError, ValueError, KeyError) as exc:
+        except KeyError as exc:  # a JSON that is not a microWakeWord model's (KeyError: 'micro')
+            raise ConfigError(f"wake word model {name!r} cannot be loaded: no {exc} key; is it a "
+                              "microWakeWord model's JSON (with the .tflite it names beside it)?") from None
+        except (OSError, ValueError) as exc:
             raise ConfigError(f"wake word model {name!r} cannot be loaded: {exc}") from None
         if cutoff is not None:
             if not 0.0 < cutoff < 1.0:

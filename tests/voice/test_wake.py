@@ -96,6 +96,9 @@ def test_unknown_names_and_missing_files_are_config_errors(tmp_path):
     bad.write_text('{"model": "missing.tflite", "wake_word": "x"}')
     with pytest.raises(ConfigError, match="cannot be loaded"):
         wake.WakeWordDetector(str(bad))
+    bad.write_text('{"wake_word": "x"}')  # not a model's JSON: it said "cannot be loaded: 'micro'"
+    with pytest.raises(ConfigError, match="is it a microWakeWord model's JSON"):
+        wake.WakeWordDetector(str(bad))
     with pytest.raises(ConfigError):
         wake.WakeWordDetector("okay_nabu", cutoff=1.5)
 
