@@ -368,7 +368,9 @@ class Link(Rollover):
                 return None
             delay = 0.0 if immediate and attempt == 1 else backoff.delay(attempt, retry_after=retry_after)
             self._emit(ev.Reconnecting(type=ev.Reconnecting.TYPE, attempt=attempt, delay=delay, cause=cause))
-            log.warning("reconnecting (attempt %d in %.2f s): %s", attempt, delay, cause)
+            planned = immediate and attempt == 1  # a recycle at a turn's end: nothing went wrong
+            log.log(logging.INFO if planned else logging.WARNING, "reconnecting (attempt %d in %.2f s): %s",
+                    attempt, delay, cause)
             if self._stop.wait(delay):
                 return None
             try:

@@ -86,7 +86,8 @@ def test_close_while_a_reconnect_attempt_waits_in_the_tcp_handshake_is_bounded(p
            f"returned in {elapsed * 1000:.0f} ms, every thread gone")
 
 
-def test_proactive_recycle_at_a_turn_boundary(server):
+def test_proactive_recycle_at_a_turn_boundary(server, caplog):
+    caplog.set_level("INFO", logger="rtedge")
     server.realtime = True
     server.reply_text = "One two three four."  # about 1.2 s of paced audio
     # without recycling the server would expire the session; 4 s leaves a loaded machine room for a turn
@@ -124,6 +125,9 @@ def test_proactive_recycle_at_a_turn_boundary(server):
     recycles = sum(1 for e in timeline.of("rtedge.reconnecting") if e.cause == "session recycle")
     assert recycles >= 3 and client.stats.reconnects >= 3
     assert set(server.close_codes[:recycles]) == {1000}  # we ended each old session cleanly
+    # a planned recycle is no trouble: said at info level, not as a warning (it read as one in the journal)
+    said = [r for r in caplog.records if "reconnecting (attempt 1" in r.getMessage()]
+    assert said and {r.levelname for r in said} == {"INFO"}
     close_bounded(client)
     record("proactive recycle (max_session_seconds=0.5, server limit 4 s)",
            f"waited for response.done ({t_done - t0:.1f} s), recycled with close 1000 and re-seeded; "
