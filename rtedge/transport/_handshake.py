@@ -60,21 +60,28 @@ def read_one(conn: _ws.WsConnection, stats: TransportStats, handle: Handle, who:
 
 
 def read_until(conn: _ws.WsConnection, stats: TransportStats, handle: Handle,
-               match: Callable[[ev.ServerEvent], bool], deadline: float, who: str) -> ev.ServerEvent:
+               match: Callable[[ev.ServerEvent], bool], deadline: float, who: str,
+               waiting_for: str = "answer") -> ev.ServerEvent:
     """Read ``conn`` on this thread (see :func:`read_one`) until an event matches; its socket timeout
     follows ``deadline`` (monotonic) and is cleared on the way out.
 
     Raises:
-        DeadlineExceeded: nothing matched by ``deadline``.
+        DeadlineExceeded: nothing matched by ``deadline`` (the message names ``waiting_for``, what
+            ``match`` waits for: frames may have come, just not that one).
         ConnectionClosed: as :func:`read_one`.
     """
+    late = DeadlineExceeded(f"no {waiting_for} from {who} in time (connect_timeout)")
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DeadlineExceeded(f"{who} did not answer in time")
+                raise late
             conn.set_timeout(remaining)
-            for event in read_one(conn, stats, handle, who):
+            try:
+                events = read_one(conn, stats, handle, who)
+            except DeadlineExceeded:
+                raise late from None
+            for event in events:
                 if match(event):
                     return event
     finally:

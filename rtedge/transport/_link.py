@@ -238,7 +238,8 @@ class Link(Rollover):
             ServerError: the server sent an error (before ``session.created`` or for our config).
             DeadlineExceeded / ConnectionClosed: no answer by ``deadline`` / the socket ended.
         """
-        first = self._pump(conn, lambda e: isinstance(e, ev.SessionCreated | ev.Error), deadline)
+        first = self._pump(conn, lambda e: isinstance(e, ev.SessionCreated | ev.Error), deadline,
+                           "session.created")
         if isinstance(first, ev.Error):
             raise server_error(first)
         with self._lock:
@@ -251,15 +252,15 @@ class Link(Rollover):
         def answer(e: ev.ServerEvent) -> bool:
             return isinstance(e, ev.SessionUpdated) or (isinstance(e, ev.Error) and e.error.event_id == update_id)
 
-        reply = self._pump(conn, answer, deadline)
+        reply = self._pump(conn, answer, deadline, "session.updated")
         if isinstance(reply, ev.Error):
             raise server_error(reply)
 
     def _pump(self, conn: _ws.WsConnection, match: Callable[[ev.ServerEvent], bool],
-              deadline: float) -> ev.ServerEvent:
-        """Read and handle (deliver) frames on this thread until an event matches."""
+              deadline: float, waiting_for: str) -> ev.ServerEvent:
+        """Read and handle (deliver) frames on this thread until an event matches (``waiting_for``: what)."""
         return read_until(conn, self.stats, lambda payload: self._on_text(payload, None), match, deadline,
-                          "the server")
+                          "the server", waiting_for)
 
     # ------------------------------------------------------------------------------------------ supervise
     def _supervise(self) -> None:

@@ -698,3 +698,14 @@ def test_encoded_audio_and_images_must_be_bytes(server):
         assert c.wait_sent(timeout=5)
         server.wait_for_received("input_audio_buffer.append", nth=2)  # sent is not yet received
     assert [e["type"] for e in server.received] == ["input_audio_buffer.append"] * 2
+
+
+def test_a_session_update_never_confirmed_is_named_in_the_timeout(monkeypatch):
+    """A server that sent session.created and never session.updated: connect() said "no frame from the
+    server in time", though frames had come; it names what it waited for."""
+    from rtedge.testing import _session
+
+    monkeypatch.setattr(_session.ServerSession, "_on_session_update", lambda self, event: None)
+    with RealtimeServer(realtime=False) as srv:
+        with pytest.raises(DeadlineExceeded, match=r"no session\.updated from the server in time"):
+            rtedge.connect(url=srv.url, session=rtedge.SessionConfig(instructions="hi"), connect_timeout=0.5)
