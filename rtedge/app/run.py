@@ -73,6 +73,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             key = resolve_api_key(config.provider, where=config.where("provider.api_key_file"))
             if key is not None:
                 console.redact.secrets.append(key.value)
+            if config.provider.name == "vllm":  # (it failed on the default turn_detection it cannot take)
+                raise ConfigError("rtedge run holds conversations; vLLM's realtime endpoint only "
+                                  "transcribes: use rtedge transcribe --url ... (rtedge transcribe --help)")
             require_key(config, key)
             check_usage_log(config)
             if getattr(args, "loop", False) and not config.audio.mic.startswith("wav:"):

@@ -387,3 +387,12 @@ def test_transcribe_says_what_to_do_with_a_wav_at_a_rate_it_does_not_convert(tmp
                  str(src)]) == EXIT_CONFIG
     err = capsys.readouterr().err
     assert f"{src}: 12000 Hz is not a rate rtedge converts; resample it to one of 8000, " in err
+
+
+def test_run_with_the_vllm_provider_points_to_transcribe(tmp_path, capsys):
+    """It failed with "the vllm provider takes only a model in session.update; not supported:
+    turn_detection", whatever the settings: rtedge transcribe is the command for vLLM."""
+    _tone_wav(tmp_path / "in.wav")
+    assert main(["run", "--provider", "vllm", "--url", "ws://127.0.0.1:9/v1/realtime", "--input",
+                 str(tmp_path / "in.wav"), "--fast"]) == EXIT_CONFIG
+    assert "use rtedge transcribe" in capsys.readouterr().err
