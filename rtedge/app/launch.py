@@ -126,6 +126,9 @@ def run_limit(config: Config, has_input: bool) -> float | None:
 
 #: the bound on a run with ``--input`` when ``service.max_seconds`` is not set
 INPUT_LIMIT_S = 120.0
+#: "no bound" where a number of seconds is needed (a wait given math.inf overflows): 30 days, within
+#: every platform's ``threading.TIMEOUT_MAX`` and 32-bit ``time_t``
+UNBOUNDED_S = 30 * 86400.0
 
 
 def transcript_filter(config: Config, line: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import signal
 import sys
 import threading
@@ -42,7 +41,7 @@ from typing import Any
 
 from .exit_codes import EXIT_CONFIG, EXIT_OK, EXIT_TIMEOUT, EXIT_TURN_FAILED, exit_code_for
 from .launch import (check_usage_log, connect_logged, endpoint_needing_key, log_error, no_key_message,
-                     open_usage_log, require_key, run_limit, session_warnings, transcript_filter)
+                     open_usage_log, require_key, run_limit, session_warnings, transcript_filter, UNBOUNDED_S)
 from .logs import Console, logging_to, pick_format
 from .run_wake import run_wake
 from .runner import stream_wav
@@ -110,7 +109,7 @@ def run_fast(config: Config, key: Secret | None, args: argparse.Namespace, conso
         usage_log = open_usage_log(config, client)
         try:
             return stream_file(client, samples, rate, args, transcript_filter(config, console.line),
-                               max_seconds=run_limit(config, True) or math.inf,
+                               max_seconds=run_limit(config, True) or UNBOUNDED_S,
                                manual=config.session.turn_detection == "none")
         finally:
             if usage_log is not None:

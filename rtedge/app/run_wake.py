@@ -64,11 +64,17 @@ class _Sessions:
                 self.fatal = exc  # the next wake phrase would fail the same way
                 self.stop()
             raise
-        self.trackers.append(TurnTracker(client, None, transcript_filter(self.config, self.console.line),
-                                         keep_turns=100))
-        usage = open_usage_log(self.config, client)
+        try:
+            usage = open_usage_log(self.config, client)  # (checked before the run; the disk may differ now)
+        except RtEdgeError as exc:
+            client.close()  # nobody would hold it: a live, billed session
+            self.fatal = self.fatal or exc
+            self.stop()
+            raise
         if usage is not None:
             self.usage_logs.append((client, usage))
+        self.trackers.append(TurnTracker(client, None, transcript_filter(self.config, self.console.line),
+                                         keep_turns=100))
         return client
 
     def closed(self, number: int) -> None:

@@ -340,7 +340,6 @@ def test_fast_run_keeps_transcripts_out_of_the_log_when_told(tmp_path, capsys):
     assert "secret words" not in out + err and "private answer" not in out + err
 
 
-
 def test_check_config_refuses_what_run_refuses_and_takes_what_azure_takes(no_key_env, capsys):
     """check-config passed settings that rtedge run then refused (a transcription session's voice), and
     refused the Azure endpoint as its own error message tells the user to give it (https://...)."""
@@ -396,3 +395,41 @@ def test_run_with_the_vllm_provider_points_to_transcribe(tmp_path, capsys):
     assert main(["run", "--provider", "vllm", "--url", "ws://127.0.0.1:9/v1/realtime", "--input",
                  str(tmp_path / "in.wav"), "--fast"]) == EXIT_CONFIG
     assert "use rtedge transcribe" in capsys.readouterr().err
+
+
+def test_fast_run_without_a_bound_completes(tmp_path, capsys):
+    """--max-seconds 0 (no bound) with --fast gave the waits an infinite timeout, which threading refuses:
+    a traceback, exit 1."""
+    src = tmp_path / "in.wav"
+    _tone_wav(src)
+    with RealtimeServer(realtime=False) as srv:
+        code = main(["run", "--url", srv.url, "--input", str(src), "--fast", "--manual", "--max-seconds", "0"])
+    captured = capsys.readouterr()
+    assert code == EXIT_OK, captured.err
+    assert "turn 1: completed" in captured.out
+
+
+def test_a_wake_session_whose_usage_log_fails_is_closed_and_ends_the_run(monkeypatch, no_key_env):
+    """A usage log that could not be opened once the wake session had connected left that client open (a
+    live, billed session nobody held) and each later wake phrase opened another."""
+    from rtedge.app import run_wake
+    from rtedge.app.logs import Console
+    from rtedge.app.settings_load import config_from_args
+    from rtedge.errors import ConfigError
+
+    from ..conftest import client_threads, wait_until
+
+    def unwritable(config, client):
+        raise ConfigError("service.usage_log: cannot open /gone/usage.jsonl: No such file or directory")
+
+    monkeypatch.setattr(run_wake, "open_usage_log", unwritable)
+    with RealtimeServer(realtime=False) as srv:
+        config = config_from_args(build_parser().parse_args(["run", "--url", srv.url]), environ={})
+        sessions = run_wake._Sessions(config, None, Console("text", False))
+        stopped: list[bool] = []
+        sessions.stop = lambda: stopped.append(True)
+        with pytest.raises(ConfigError):
+            sessions.open()
+        assert wait_until(lambda: client_threads() == [], timeout=5), client_threads()
+        assert wait_until(lambda: srv.close_codes == [1000])  # ended, not dropped
+    assert stopped == [True] and isinstance(sessions.fatal, ConfigError)
