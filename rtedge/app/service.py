@@ -29,6 +29,7 @@ run`` with devices.  Must not: run user callbacks on the client's threads.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -633,7 +634,8 @@ class Service:
         for key in sorted(_changed(self.config, new) - {"session", "logging"}):
             log.warning("%s changed; restart the service to apply it", key)
         session = new.session
-        update, stuck = reload_update(self.config.session, new.session, interrupt=new.vad.barge_in != "off")
+        update, stuck = reload_update(self.config.session, new.session, interrupt=new.vad.barge_in != "off",
+                                      dialect=client.dialect, model=new.provider.model or None)
         for key in stuck:
             log.warning("session.%s was emptied: the server keeps its current value until a restart (no "
                         "update restores the server's default)", key)
@@ -651,23 +653,27 @@ class Service:
             self.notifier.notify("READY=1", "STATUS=reload failed (see the log); running as before")
 
 
-#: session settings that, emptied, have a value meaning "off" to send: (setting, SessionConfig field, value)
-_EMPTIED_MEANS = (("transcription_model", "transcription", None),
-                  ("max_output_tokens", "max_output_tokens", "inf"))
 #: session settings whose empty value means "the server's default", which no update restores
 _EMPTIED_STUCK = ("instructions", "voice", "noise_reduction")
 
 
-def reload_update(old: SessionSettings, new: SessionSettings, *, interrupt: bool) -> tuple[Any, list[str]]:
-    """The ``session.update`` of a SIGHUP reload from ``old`` to ``new``, and the settings emptied that it
-    cannot reset.  An empty setting is left out of an update, so the server kept the value it had: an
-    emptied ``transcription_model`` now turns transcription off and an emptied ``max_output_tokens`` lifts
-    the bound, as a fresh session's would; the others are reported."""
+def reload_update(old: SessionSettings, new: SessionSettings, *, interrupt: bool, dialect: Any,
+                  model: str | None) -> tuple[Any, list[str]]:
+    """The ``session.update`` of a SIGHUP reload from ``old`` to ``new`` (as the provider's dialect starts a
+    session: :meth:`~rtedge.protocol.dialects.base.Dialect.initial_session`), and the settings emptied that
+    it cannot reset.  An empty setting is left out of an update, so the server kept the value it had: an
+    emptied ``transcription_model`` now turns transcription off (a transcription session gets its default
+    model, as a fresh one would) and an emptied ``max_output_tokens`` lifts the bound where the provider
+    can say so; the others are reported."""
     update = new.to_session_config(interrupt=interrupt)
-    for key, field, off in _EMPTIED_MEANS:
-        if getattr(old, key) and not getattr(new, key):
-            update = attrs.evolve(update, **{field: off})
-    return update, [key for key in _EMPTIED_STUCK if getattr(old, key) and not getattr(new, key)]
+    stuck = [key for key in _EMPTIED_STUCK if getattr(old, key) and not getattr(new, key)]
+    if old.transcription_model and not new.transcription_model and dialect.answers:
+        update = attrs.evolve(update, transcription=None)
+    if old.max_output_tokens and not new.max_output_tokens:
+        update = attrs.evolve(update, max_output_tokens="inf")
+        if '"inf"' not in json.dumps(dialect.encode_session(update)):  # (DashScope has no "no bound")
+            stuck.append("max_output_tokens")
+    return dialect.initial_session(model, update), stuck
 
 
 def _changed(old: Config, new: Config) -> set[str]:

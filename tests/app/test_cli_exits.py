@@ -403,7 +403,8 @@ def test_fast_run_without_a_bound_completes(tmp_path, capsys):
     src = tmp_path / "in.wav"
     _tone_wav(src)
     with RealtimeServer(realtime=False) as srv:
-        code = main(["run", "--url", srv.url, "--input", str(src), "--fast", "--manual", "--max-seconds", "0"])
+        code = main(["run", "--url", srv.url, "--input", str(src), "--fast", "--manual", "--max-seconds",
+                     "0"])
     captured = capsys.readouterr()
     assert code == EXIT_OK, captured.err
     assert "turn 1: completed" in captured.out

@@ -571,12 +571,23 @@ def test_a_reload_resets_emptied_session_settings_or_says_it_cannot():
     from rtedge.app.service import reload_update
     from rtedge.app.settings import SessionSettings
     from rtedge.protocol.config import UNSET
+    from rtedge.protocol.dialects import get_dialect
 
     old = SessionSettings(instructions="be brief", voice="marin", transcription_model="whisper-1",
                           max_output_tokens=50, noise_reduction="near_field")
-    update, stuck = reload_update(old, SessionSettings(), interrupt=True)
+    openai = get_dialect("openai")
+    update, stuck = reload_update(old, SessionSettings(), interrupt=True, dialect=openai, model=None)
     assert update.transcription is None and update.max_output_tokens == "inf"
     assert update.instructions is UNSET and update.voice is UNSET
     assert stuck == ["instructions", "voice", "noise_reduction"]
-    same, none_stuck = reload_update(old, old, interrupt=True)
+    same, none_stuck = reload_update(old, old, interrupt=True, dialect=openai, model=None)
     assert same == old.to_session_config(interrupt=True) and none_stuck == []
+    # a transcription session without a model takes its default one, as a fresh session does (null broke it)
+    asr = get_dialect("openai-transcription")
+    update, _ = reload_update(SessionSettings(transcription_model="whisper-1"), SessionSettings(),
+                              interrupt=True, dialect=asr, model=None)
+    assert update.transcription.model == asr.default_model
+    # DashScope cannot say "no bound": the emptied bound is reported, not claimed reset
+    _, stuck = reload_update(SessionSettings(max_output_tokens=50), SessionSettings(), interrupt=True,
+                             dialect=get_dialect("qwen"), model=None)
+    assert stuck == ["max_output_tokens"]
