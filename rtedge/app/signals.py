@@ -31,7 +31,7 @@ def stop_interrupts() -> Iterator[None]:
     thread once its handler has run (later ones only run their handler, so that the clean-up the exception
     sets off is not interrupted in turn).  Meant for one call such as :func:`rtedge.connect`, which on a
     KeyboardInterrupt aborts the attempt in progress and joins its thread (within about 50 ms, except in a
-    name lookup, or before a proxy has taken the TCP connection: see :mod:`rtedge.transport._dial`).  The
+    name lookup or an attempt through a proxy: see :mod:`rtedge.transport._dial`).  The
     exception can land anywhere in the block: keep the block to the one call.
     A no-op off the main thread (signals are delivered to the main thread only)."""
     if threading.current_thread() is not threading.main_thread():

@@ -412,9 +412,7 @@ class SessionState:
             self.input_transcripts[event.item_id] = text
             _bound(self.input_transcripts, ITEM_WINDOW)
         if self.transcripts_count and isinstance(event, ev.InputAudioTranscriptionCompleted):
-            usage = Usage.from_raw(event.usage)
-            if usage.responses:
-                self.usage = self.usage + usage
+            self._count_usage(event.usage)
 
     def _on_item_deleted(self, event: ev.ConversationItemDeleted) -> None:
         self.items.pop(event.item_id, None)
@@ -436,7 +434,11 @@ class SessionState:
     def _on_transcription_done(self, event: ev.TranscriptionDone) -> None:
         """vLLM: one utterance transcribed; its usage counts like a response's."""
         self.input_appended_ms = 0.0
-        usage = Usage.from_raw(event.usage)
+        self._count_usage(event.usage)
+
+    def _count_usage(self, raw: object) -> None:
+        """A transcript's usage object (when it has one) into the session's total, as a response's."""
+        usage = Usage.from_raw(raw)
         if usage.responses:
             self.usage = self.usage + usage
 

@@ -3,21 +3,22 @@
 websocket-client opens its socket with one blocking ``connect``: until the TCP handshake completes there is
 no socket another thread could shut down, so a stop or a ``close()`` waited out the whole connect timeout
 for a server that never answers (a host that is down, a firewall that drops the SYN).  :func:`dial`
-connects without blocking and waits in slices of :data:`ABORT_POLL_S`, asking ``aborted()`` between them;
+connects without blocking and waits in slices of :data:`CHECK_EVERY_S`, asking ``aborted()`` between them;
 then it hands the socket to ``hold`` (for ``wss://``, the TLS socket before its handshake), so that shutting
 it down (``socket.socket.shutdown``, not the TLS layer's) wakes whatever waits on it from then on.
 websocket-client then does the HTTP upgrade on the returned socket.
 
-With a proxy configured in the environment (``http_proxy``/``https_proxy``, as websocket-client reads
-them) :func:`dial` returns None and websocket-client dials itself, through the proxy (not abortable before
-its TCP handshake completes).  The name lookup (``getaddrinfo``) cannot be aborted either.
+When the environment names a proxy for the URL (``http_proxy``/``https_proxy`` and ``no_proxy``, as
+websocket-client reads them), :mod:`._ws` does not call :func:`dial`: websocket-client then dials through the
+proxy, and that attempt cannot be aborted until its TCP connection, CONNECT tunnel and TLS are done.  The
+name lookup (``getaddrinfo``) cannot be aborted either; the resolver bounds it.
 
 TLS is set up as websocket-client sets it up for rtedge's options: the caller's ``ssl.SSLContext`` as it
 is, else a client context that verifies the certificate and the host name against ``ca_certs`` (or the
-``WEBSOCKET_CLIENT_CA_BUNDLE`` file, or the system's store), honouring ``SSLKEYLOGFILE``.
+``WEBSOCKET_CLIENT_CA_BUNDLE`` file or directory, or the system's store), honouring ``SSLKEYLOGFILE``.
 
-Owns: a socket until it returns it.  Must not: speak HTTP or WebSocket, or wait longer than
-:data:`ABORT_POLL_S` without asking ``aborted()``.
+Owns: a socket until it returns it.  Must not: speak HTTP or WebSocket, import websocket-client, or wait
+longer than :data:`CHECK_EVERY_S` without asking ``aborted()``.
 """
 
 from __future__ import annotations
@@ -28,27 +29,22 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import websocket
-
 #: the longest a connection attempt waits without checking whether it was aborted
-ABORT_POLL_S = 0.05
+CHECK_EVERY_S = 0.05
 #: errors after which the next address of the host is tried (as websocket-client does)
 _NEXT_ADDRESS = frozenset({errno.ECONNREFUSED, errno.ENETUNREACH})
 
 
-def proxied(url: str) -> bool:
-    """True when the environment names a proxy for this URL's scheme (websocket-client then dials)."""
-    key = "https_proxy" if url.lower().startswith("wss:") else "http_proxy"
-    return bool(os.environ.get(key, os.environ.get(key.upper(), "")).strip())
-
-
 def dial(url: str, timeout: float, aborted: Callable[[], bool], hold: Callable[[socket.socket], None], *,
-         ssl_context: ssl.SSLContext | None = None, ca_certs: str | None = None) -> socket.socket:
-    """The connected (for ``wss://``, TLS-wrapped) socket for ``url``, in blocking mode with ``timeout``.
+         ssl_context: ssl.SSLContext | None = None, ca_certs: str | None = None,
+         options: Sequence[tuple[int, int, int]] = ()) -> socket.socket:
+    """The connected (for ``wss://``, TLS-wrapped) socket for ``url``, in blocking mode with ``timeout``;
+    ``options``: ``setsockopt`` arguments for each socket tried (websocket-client's TCP_NODELAY and
+    keepalive).
 
     ``timeout`` bounds the TCP handshake (per address, as websocket-client's does) and then each read and
     write of the TLS handshake.  ``hold`` gets the connected socket (for ``wss://``, the TLS socket before
@@ -62,7 +58,8 @@ def dial(url: str, timeout: float, aborted: Callable[[], bool], hold: Callable[[
     secure = parts.scheme.lower() == "wss"
     host = parts.hostname or ""
     port = parts.port or (443 if secure else 80)
-    sock = _connect(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, socket.SOL_TCP), timeout, aborted)
+    addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, socket.SOL_TCP)
+    sock = _connect(addresses, timeout, aborted, options)
     try:
         sock.settimeout(timeout)
         if secure:
@@ -79,13 +76,14 @@ def dial(url: str, timeout: float, aborted: Callable[[], bool], hold: Callable[[
         raise
 
 
-def _connect(addresses: list[Any], timeout: float, aborted: Callable[[], bool]) -> socket.socket:
+def _connect(addresses: list[Any], timeout: float, aborted: Callable[[], bool],
+             options: Sequence[tuple[int, int, int]] = ()) -> socket.socket:
     """The first address that takes the TCP connection; refused or unreachable ones are skipped."""
     error: OSError = OSError(errno.EADDRNOTAVAIL, "the host has no address")
     for family, kind, proto, _, address in addresses:
         sock = socket.socket(family, kind, proto)
         try:
-            for option in websocket.DEFAULT_SOCKET_OPTION:
+            for option in options:
                 sock.setsockopt(*option)
             _wait_connected(sock, address, time.monotonic() + timeout, aborted)
             return sock
@@ -111,7 +109,7 @@ def _wait_connected(sock: socket.socket, address: Any, deadline: float, aborted:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(errno.ETIMEDOUT, "timed out")
-        if poller.poll(min(left, ABORT_POLL_S) * 1000):
+        if poller.poll(min(left, CHECK_EVERY_S) * 1000):
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if code:
         raise OSError(code, os.strerror(code))
@@ -124,11 +122,14 @@ def _tls_context(context: ssl.SSLContext | None, ca_certs: str | None) -> ssl.SS
     keylog = os.environ.get("SSLKEYLOGFILE")
     if keylog is not None:
         made.keylog_filename = keylog
-    bundle = os.environ.get("WEBSOCKET_CLIENT_CA_BUNDLE")
-    if ca_certs is None and bundle and os.path.isfile(bundle):
-        ca_certs = bundle
-    if ca_certs is not None:
-        made.load_verify_locations(cafile=ca_certs)
-    else:
+    bundle = os.environ.get("WEBSOCKET_CLIENT_CA_BUNDLE")  # a file, or a directory of hashed certificates
+    cafile = ca_certs or (bundle if bundle and os.path.isfile(bundle) else None)
+    capath = bundle if ca_certs is None and bundle and os.path.isdir(bundle) else None
+    if cafile is None and capath is None:
         made.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        return made
+    try:
+        made.load_verify_locations(cafile=cafile, capath=capath)
+    except (OSError, ValueError) as exc:  # (ssl.SSLError is an OSError)
+        raise ssl.SSLError(f"the CA certificates in {cafile or capath} cannot be loaded: {exc}") from None
     return made

@@ -42,8 +42,10 @@ import ssl
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import websocket
+from websocket._url import get_proxy_info  # (how websocket-client reads the proxy variables, no_proxy too)
 
 from . import wiretrace
 from ..errors import ConnectionClosed, DeadlineExceeded, HandshakeError, TransportError, key_hint
@@ -178,7 +180,7 @@ class WsConnection:
 
         ``pending`` gets the connection before anything starts, so that another thread can :meth:`abort`
         an attempt the server never answers, from the TCP handshake on (not in the name lookup; through a
-        proxy, once the TCP connection to it is up: see :mod:`._dial`).
+        proxy, only once websocket-client has connected, tunnelled and set up TLS: see :mod:`._dial`).
         ``send_stall_s``: a write the server takes no byte of for that long fails (the connection is lost).
 
         Raises:
@@ -196,8 +198,9 @@ class WsConnection:
             pending(conn)
         safe = redact_url(url)
         try:
-            dialed = {} if _dial.proxied(url) else {"socket": _dial.dial(
-                url, timeout, lambda: conn._aborted, conn._hold, ssl_context=ssl_context, ca_certs=ca_certs)}
+            dialed = {} if _proxied(url) else {"socket": _dial.dial(
+                url, timeout, lambda: conn._aborted, conn._hold, ssl_context=ssl_context, ca_certs=ca_certs,
+                options=websocket.DEFAULT_SOCKET_OPTION)}
             ws.connect(url, header=[f"{k}: {v}" for k, v in headers.items()],  # type: ignore[no-untyped-call]
                        timeout=timeout, suppress_origin=True, **dialed)
         except websocket.WebSocketBadStatusException as exc:
@@ -392,6 +395,14 @@ class WsConnection:
             self._ws.shutdown()  # type: ignore[no-untyped-call]
         except OSError:
             pass
+
+
+def _proxied(url: str) -> bool:
+    """True when the environment names a proxy for ``url`` (``http_proxy``/``https_proxy``, less the hosts
+    ``no_proxy`` exempts), read as websocket-client reads it: then websocket-client dials, through it."""
+    parts = urlsplit(url)
+    host, _, _ = get_proxy_info(parts.hostname or "", parts.scheme.lower() == "wss")
+    return bool(host)
 
 
 def parse_close(payload: bytes) -> tuple[int | None, str]:

@@ -60,9 +60,6 @@ class Backoff:
     def __attrs_post_init__(self) -> None:
         if self.jitter > 1:
             raise ConfigError(f"Backoff.jitter must be in [0, 1], got {self.jitter}")
-        if self.initial > self.max:
-            raise ConfigError(f"Backoff.initial ({self.initial:g} s) is more than Backoff.max "
-                              f"({self.max:g} s)")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ConfigError(f"Backoff.max_attempts must be >= 1 or None, got {self.max_attempts}")
 

@@ -409,11 +409,3 @@ def test_the_choices_still_build() -> None:
     assert SessionConfig(noise_reduction=None).noise_reduction is None
     assert SessionConfig(noise_reduction="far_field").noise_reduction == "far_field"
 
-
-def test_a_backoff_that_starts_above_its_cap_is_refused() -> None:
-    """Backoff(initial=10, max=1) was taken (every delay 1 s), though the command line refuses it."""
-    from rtedge.transport.backoff import Backoff
-
-    with pytest.raises(ConfigError, match=r"Backoff.initial \(10 s\) is more than Backoff.max \(1 s\)"):
-        Backoff(initial=10, max=1)
-    assert Backoff(initial=1, max=1).delay(3) <= 1

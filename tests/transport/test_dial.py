@@ -117,10 +117,33 @@ def test_tls_verifies_against_ca_certs_or_refuses(tls_files):
     ({"https_proxy": "http://proxy:3128"}, "ws://api.example/v1", False),
     ({"http_proxy": "http://proxy:3128"}, "ws://api.example/v1", True),
     ({"http_proxy": " "}, "ws://api.example/v1", False),
+    # a local server exempted from the proxy: rtedge dials it (and can abort the attempt)
+    ({"http_proxy": "http://proxy:3128", "no_proxy": "localhost,127.0.0.1"}, "ws://127.0.0.1:8765/v1", False),
+    ({"https_proxy": "http://proxy:3128", "NO_PROXY": ".example"}, "wss://api.example/v1", False),
 ])
 def test_a_proxy_in_the_environment_leaves_dialing_to_websocket_client(monkeypatch, env, url, expected):
-    for key in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+    from rtedge.transport import _ws
+
+    for key in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert _dial.proxied(url) is expected
+    assert _ws._proxied(url) is expected
+
+
+def test_a_ca_bundle_directory_is_trusted_and_a_bad_bundle_is_named(tls_files, tmp_path, monkeypatch):
+    """WEBSOCKET_CLIENT_CA_BUNDLE may name a directory of hashed certificates (websocket-client's capath);
+    a CA file that cannot be loaded is named in the error."""
+    import shutil
+    import subprocess
+
+    cert, key = tls_files
+    hashed = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", cert], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    shutil.copy(cert, tmp_path / f"{hashed}.0")
+    monkeypatch.setenv("WEBSOCKET_CLIENT_CA_BUNDLE", str(tmp_path))
+    with RealtimeServer(realtime=False, ssl_context=server_ssl_context(cert, key)) as srv:
+        assert isinstance(Opening(srv.url, timeout=10).outcome(), WsConnection)
+        missing = Opening(srv.url, timeout=10, ca_certs=str(tmp_path / "none.pem")).outcome()
+    assert isinstance(missing, TransportError)
+    assert f"the CA certificates in {tmp_path / 'none.pem'} cannot be loaded" in str(missing)

@@ -291,6 +291,7 @@ def test_cli_wake_run_keeps_the_plain_runs_provider_service_and_settings(tmp_pat
     import threading
 
     from ..app.test_service import NotifyListener
+    from ..conftest import wait_until
 
     wav = _phrase_then_command(tmp_path, speech_dir)
     listener = NotifyListener(tmp_path, abstract=False)
@@ -298,7 +299,13 @@ def test_cli_wake_run_keeps_the_plain_runs_provider_service_and_settings(tmp_pat
     usage = tmp_path / "usage.jsonl"
     try:
         with RealtimeServer(dialect="qwen", reply_text="Okay.") as srv:
-            hangup = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGHUP))
+            before = signal.getsignal(signal.SIGHUP)  # (SIG_IGN under nohup)
+
+            def hang_up() -> None:  # once the run's handler is in (the default action ends the process)
+                if wait_until(lambda: signal.getsignal(signal.SIGHUP) is not before, timeout=10):
+                    os.kill(os.getpid(), signal.SIGHUP)
+
+            hangup = threading.Thread(target=hang_up, name="test-sighup", daemon=True)
             hangup.start()
             code = main(["run", "--provider", "qwen", "--url", srv.url, "--wake-word", "okay_nabu", "--input",
                          str(wav), "--speaker", "null", "--set", "wake.idle_close_s=2", "--set",
