@@ -147,3 +147,12 @@ def test_a_ca_bundle_directory_is_trusted_and_a_bad_bundle_is_named(tls_files, t
         missing = Opening(srv.url, timeout=10, ca_certs=str(tmp_path / "none.pem")).outcome()
     assert isinstance(missing, TransportError)
     assert f"the CA certificates in {tmp_path / 'none.pem'} cannot be loaded" in str(missing)
+
+
+def test_tls_checks_the_host_name_against_the_certificate(tls_files):
+    """The certificate is trusted (ca_certs) but names 127.0.0.1 and localhost, not 127.0.0.2."""
+    cert, key = tls_files
+    with RealtimeServer(realtime=False, host="127.0.0.2", ssl_context=server_ssl_context(cert, key)) as srv:
+        refused = Opening(srv.url, timeout=10, ca_certs=cert).outcome()
+    assert isinstance(refused, TransportError) and "CERTIFICATE_VERIFY_FAILED" in str(refused), refused
+    assert "mismatch" in str(refused)
