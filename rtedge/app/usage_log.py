@@ -18,6 +18,8 @@ Lines (``ts`` is UTC ISO 8601 with milliseconds; ``usage`` holds ``input_tokens`
      "usage": {...}, "raw_usage": {... as the provider sent it ...}}
     {"kind": "transcription", ... "response_id": null, "status": "completed", ...}   (per utterance of a
                                                                                  transcription session)
+    {"kind": "input_transcription", ..., "item_id": "item_...", ...}   (the user's audio transcribed in a
+                                                                       session that answers)
     {"kind": "session", "ts": ..., "provider": ..., "model": ..., "session_ids": [...],
      "started": ..., "seconds": 12.3, "responses": 4, "usage": {...totals...}}
 
@@ -26,7 +28,9 @@ Lines (``ts`` is UTC ISO 8601 with milliseconds; ``usage`` holds ``input_tokens`
   ``output_audio_seconds`` and ``billable_audio_seconds``), ``transcription.done`` (vLLM's
   ``prompt_tokens``/``completion_tokens``) or, in OpenAI's transcription sessions,
   ``conversation.item.input_audio_transcription.completed`` (tokens, or ``{"type": "duration", ...}``).
-  Input transcription in a session that answers (billed apart by OpenAI) is not logged.  One spelling
+  In a session that answers, OpenAI bills the transcription of the user's audio apart and reports it on
+  that same event: it is logged as ``input_transcription``, and is not in the session line's total
+  (:attr:`rtedge.Client.usage` counts responses there).  One spelling
   differs from the wire: DashScope's ``input_tokens_details``/``output_tokens_details`` appear as
   ``input_token_details``/``output_token_details``, because rtedge's dialect renames them on receipt
   (values unchanged).
@@ -171,9 +175,16 @@ class UsageLog:
             return
         if isinstance(event, ev.ResponseDone):
             line = self._response_line(event)
-        elif isinstance(event, ev.TranscriptionDone) or (
-                isinstance(event, ev.InputAudioTranscriptionCompleted) and not self.client.dialect.answers):
+        elif isinstance(event, ev.TranscriptionDone | ev.InputAudioTranscriptionCompleted):
             raw = dict(event.usage) if isinstance(event.usage, Mapping) else None
+            if isinstance(event, ev.InputAudioTranscriptionCompleted) and self.client.dialect.answers:
+                if raw is None:
+                    return
+                line = self._line("input_transcription", None, "completed", Usage.from_raw(raw), raw)
+                line["item_id"] = event.item_id
+                line.pop("_usage")
+                self._write(line)  # billed apart: not in the session's total (client.usage)
+                return
             line = self._line("transcription", None, "completed", Usage.from_raw(raw), raw)
         else:
             return

@@ -122,3 +122,28 @@ def test_rtedge_run_with_an_unwritable_usage_log_is_a_config_error(
     assert "service.usage_log (--set service.usage_log): cannot open" in capsys.readouterr().err
     config = load_config(None, {"RTEDGE_SERVICE_USAGE_LOG": "/srv/u.jsonl"}, {})
     assert config.service.usage_log == "/srv/u.jsonl"
+
+
+def test_input_transcription_is_logged_apart_from_the_session_total(tmp_path: Path, speech_dir: Path) -> None:
+    """OpenAI bills the transcription of the user's audio apart and reports it on
+    ``...input_audio_transcription.completed``; it was not logged, so the invoice had a line the log
+    lacked."""
+    from rtedge.audio.wavio import read_wav
+
+    samples, rate = read_wav(speech_dir / "turn_on_the_kitchen_lights.wav")
+    path = tmp_path / "usage.jsonl"
+    session = rtedge.SessionConfig(transcription=rtedge.Transcription(model="gpt-4o-mini-transcribe"))
+    with RealtimeServer(realtime=False) as srv, rtedge.connect(url=srv.url, session=session) as client:
+        log = UsageLog(client, path)
+        client.append_audio(np.concatenate([samples, np.zeros(rate, np.int16)]), rate=rate)
+        done = client.wait_for("conversation.item.input_audio_transcription.completed", timeout=10)
+        client.wait_for("response.done", timeout=10)
+        log.close()
+    lines = _lines(path)
+    kinds = [line["kind"] for line in lines]
+    assert sorted(kinds[:2]) == ["input_transcription", "response"] and kinds[2:] == ["session"], lines
+    heard = next(line for line in lines if line["kind"] == "input_transcription")
+    assert heard["item_id"] == done.item_id and heard["raw_usage"] == dict(done.usage)
+    assert heard["usage"]["total_tokens"] == done.usage["total_tokens"] > 0
+    response = next(line for line in lines if line["kind"] == "response")
+    assert lines[-1]["usage"] == response["usage"] and lines[-1]["responses"] == 1  # the responses' total
