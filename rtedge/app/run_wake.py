@@ -50,7 +50,9 @@ class _Sessions:
 
     def __init__(self, config: Config, key: Secret | None, console: Console) -> None:
         self.config, self.key, self.console = config, key, console
-        self.trackers: list[TurnTracker] = []
+        self.trackers: list[TurnTracker] = []  # of the sessions still open (a kiosk holds thousands a year)
+        self.opened = 0
+        self.turns_closed = 0  #: turns of the sessions already closed
         self.usage_logs: list[tuple[Any, Any]] = []  # (client, its usage log), until the session closed
         self.fatal: RtEdgeError | None = None
         self.stop: Any = lambda: None  # the agent's stop, once it exists
@@ -58,7 +60,7 @@ class _Sessions:
     def open(self) -> Any:
         """The WakeAgent's connect: a connected client, its turns printed and its usage logged."""
         try:
-            client = connect_logged(self.config, self.key, len(self.trackers) + 1)
+            client = connect_logged(self.config, self.key, self.opened + 1)
         except RtEdgeError as exc:
             if exit_code_for(exc) in (EXIT_AUTH, EXIT_CONFIG) and self.fatal is None:
                 self.fatal = exc  # the next wake phrase would fail the same way
@@ -75,7 +77,12 @@ class _Sessions:
             self.usage_logs.append((client, usage))
         self.trackers.append(TurnTracker(client, None, transcript_filter(self.config, self.console.line),
                                          keep_turns=100))
+        self.opened += 1
         return client
+
+    @property
+    def turns(self) -> int:
+        return self.turns_closed + sum(t.turns_started for t in self.trackers)
 
     def closed(self, number: int) -> None:
         """A session closed: its usage log writes the session's total."""
@@ -83,6 +90,10 @@ class _Sessions:
         for client, usage in [pair for pair in self.usage_logs if pair[0].closed]:
             usage.close()
             self.usage_logs.remove((client, usage))
+        for tracker in [t for t in self.trackers if t.client.closed]:  # its client and turns are let go
+            tracker.detach()
+            self.turns_closed += tracker.turns_started
+            self.trackers.remove(tracker)
 
     def close_logs(self) -> None:
         for client, usage in self.usage_logs:
@@ -115,7 +126,7 @@ def run_wake(config: Config, key: Secret | None, args: argparse.Namespace, conso
         _supervise(config, agent, runner, {"mic": mic, "speaker": speaker}, console)
     finally:
         sessions.close_logs()
-    turns = sum(t.turns_started for t in sessions.trackers)
+    turns = sessions.turns
     s = agent.stats
     short = " (a short run: mostly the detector's warm-up)" if s.listened_s < WARM_S else ""
     console.line(f"summary: {s.wakes} wake(s), {s.sessions} session(s), {turns} turn(s), "

@@ -434,3 +434,20 @@ def test_a_wake_session_whose_usage_log_fails_is_closed_and_ends_the_run(monkeyp
         assert wait_until(lambda: client_threads() == [], timeout=5), client_threads()
         assert wait_until(lambda: srv.close_codes == [1000])  # ended, not dropped
     assert stopped == [True] and isinstance(sessions.fatal, ConfigError)
+
+
+def test_a_closed_wake_session_is_let_go(no_key_env):
+    """The wake run kept every session's tracker, and with it the closed client, for the life of the kiosk."""
+    from rtedge.app import run_wake
+    from rtedge.app.logs import Console
+    from rtedge.app.settings_load import config_from_args
+
+    with RealtimeServer(realtime=False) as srv:
+        config = config_from_args(build_parser().parse_args(["run", "--url", srv.url]), environ={})
+        sessions = run_wake._Sessions(config, None, Console("text", False))
+        for number in (1, 2):
+            client = sessions.open()
+            client.close()
+            sessions.closed(number)
+            assert sessions.trackers == [] and sessions.opened == number
+    assert sessions.turns == 0
