@@ -87,7 +87,8 @@ def connect_options(config: Config, key: Secret | None) -> dict[str, Any]:
             "session": session, "ca_certs": p.ca_certs or None,
             "connect_timeout": p.connect_timeout, "ping_interval": p.ping_interval,
             "ping_timeout": p.ping_timeout,
-            "max_audio_queue_ms": float(p.max_audio_queue_ms), "reconnect": config.reconnect.to_backoff(),
+            "max_audio_queue_ms": float(p.max_audio_queue_ms), "send_batch_ms": float(p.send_batch_ms),
+            "reconnect": config.reconnect.to_backoff(),
             "max_session_seconds": p.max_session_seconds or None,
             "session_limit_s": (p.session_limit or "auto") if p.rollover else None}
 

@@ -49,7 +49,7 @@ class Core:
         self._headers = headers  # holds the key: never logged, never in repr
         self._opts = options
         self.stats = TransportStats()
-        self._sendq = SendQueue(self.stats, options["max_audio_queue_ms"])
+        self._sendq = SendQueue(self.stats, options["max_audio_queue_ms"], options["send_batch_ms"])
         self._log = EventLog(options["inbox_size"], options["inbox_bytes"], self.stats, options["inbox_audio"])
         self._dispatcher = Dispatcher(self.stats, options["on_error"], self._log.dispatched,
                                       options["dispatch_bytes"])

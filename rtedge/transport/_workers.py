@@ -8,8 +8,8 @@ Guarantees
   (connect, reconnect), and the final shutdown.  (A rollover's next
   connection is upgraded by ``rtedge-rollover`` before any frame goes on it,
   then handed over: see ``_rollover``.)  While audio streams it wakes per
-  :data:`CLOCK_BACKLOG_MS` of audio appended (or on a frame clock,
-  :data:`FRAME_CLOCK_S`), not per append; control events wake it at once.  What it finds queued
+  ``send_batch_ms`` of audio appended (or on a frame clock, :data:`CLOCK_MARGIN_S`
+  longer), not per append; control events wake it at once.  What it finds queued
   together (up to :data:`SEND_BATCH` messages, never past a call) goes out in one socket write.  Other threads *ask* it through
   :meth:`SendQueue.call` / :meth:`SendQueue.submit` (run ahead of queued
   items, even while the queue is paused).  It keeps the link alive: a ping
@@ -178,14 +178,16 @@ class Doorbell:
 _CLOSE = object()
 
 #: While audio streams, appends do not wake ``rtedge-sender`` one by one: the append that brings the
-#: queued audio to :data:`CLOCK_BACKLOG_MS` does (control events always do), and the sender sends
-#: everything queued.  So frames shorter than that go out in pairs or more (20 ms frames: one wake-up per
-#: two, the first frame waiting one frame period for the second), and this clock only picks up a frame
-#: no other follows (the last of a stream: it waits at most this long).  It is longer than two 20 ms frame
-#: periods so that, while frames keep coming, the backlog wakes the sender before the clock does.
-FRAME_CLOCK_S = 0.05
-#: queued audio (ms) at which an append wakes the sender even while it runs on the frame clock
-CLOCK_BACKLOG_MS = 40.0
+#: queued audio to ``send_batch_ms`` (:data:`SEND_BATCH_MS` by default) does (control events always do), and
+#: the sender sends everything queued.  So 20 ms frames go out in pairs: one wake-up per two appends
+#: instead of one per append, the first frame waiting one frame period for the second.  A frame clock, this
+#: much longer than a batch, picks up a frame no other follows (the last of a stream), and is long enough
+#: that, while frames keep coming, the backlog wakes the sender before the clock does.  ``send_batch_ms=0``
+#: wakes the sender on every append (no clock).  (60 ms batches, one wake-up per three 20 ms frames, made no
+#: difference to the paced CPU that ``benchmarks/client_overhead.py`` could measure, and cost 10 ms more
+#: latency on average.)
+SEND_BATCH_MS = 40.0
+CLOCK_MARGIN_S = 0.01
 
 #: the most queued messages one wake-up of ``rtedge-sender`` writes in one go (one socket write)
 SEND_BATCH = 16
@@ -228,7 +230,7 @@ class SendQueue:
     back the queued control events so they can be re-sent, in order, on the next connection.
     """
 
-    def __init__(self, stats: TransportStats, max_audio_ms: float) -> None:
+    def __init__(self, stats: TransportStats, max_audio_ms: float, batch_ms: float = SEND_BATCH_MS) -> None:
         self._items: deque[Item] = deque()
         self._cond = threading.Condition()  # guards _items, _audio_ms, _closed, _paused
         self._audio_ms = 0.0
@@ -238,10 +240,15 @@ class SendQueue:
         self._orphans: list[ev.ClientEvent] = []
         self._calls: deque[SenderCall] = deque()
         self._retired = False  # the sender has exited: calls fail at once
-        #: audio is streaming: appends do not wake the sender, it wakes every FRAME_CLOCK_S instead
+        #: audio is streaming: appends do not wake the sender, it wakes every clock_s instead
         self._clocked = False
         self._stats = stats
         self.max_audio_ms = max_audio_ms
+        #: queued audio (ms) at which an append wakes the sender while it runs on the frame clock (at most
+        #: half the queue's limit, so that a small queue never drops audio waiting for its batch)
+        self.batch_ms = min(batch_ms, max_audio_ms / 2)
+        #: the frame clock's period (s); no clock when batch_ms is 0
+        self.clock_s = self.batch_ms / 1000 + CLOCK_MARGIN_S
         #: the sender thread's ident (calls made on it run inline)
         self.sender_ident: int | None = None
         #: the sender waits for work on this doorbell (not on _cond, which room waiters use), so that an
@@ -347,7 +354,7 @@ class SendQueue:
             while audio_ms and self._audio_ms > self.max_audio_ms + 1e-6 and self._drop_oldest_audio():
                 pass
         # streaming audio waits for the sender's frame clock, unless a backlog builds up
-        if not audio_ms or not self._clocked or self._audio_ms >= CLOCK_BACKLOG_MS - 1e-6:
+        if not audio_ms or not self._clocked or self._audio_ms >= self.batch_ms - 1e-6:
             return self._claim_ring()
         return False
 
@@ -383,7 +390,12 @@ class SendQueue:
 
     def wait_below(self, audio_ms: float, timeout: float | None) -> bool:
         """Wait until at most ``audio_ms`` of audio is queued (True) or ``timeout`` passes (False).
-        Checked when the queue has drained to half its limit, and on every frame sent from then on."""
+        Checked when the queue has drained to half its limit, and on every frame sent from then on.  The
+        sender is woken for it (a part batch is not held for the frame clock while someone waits)."""
+        with self._cond:
+            ring = self._audio_ms > audio_ms + 1e-6 and self._claim_ring()
+        if ring:
+            self._bell.ring()
         with self._cond:
             return self._cond.wait_for(
                 lambda: not self._items or self._audio_ms <= audio_ms + 1e-6 or self._closed, timeout)
@@ -403,7 +415,7 @@ class SendQueue:
             idle = not self._calls and (self._paused or not self._items) and not self._closed
             self._sender_waiting = idle
         if idle:  # _clocked is the sender's own (written only here)
-            self._bell.wait(min(timeout, FRAME_CLOCK_S) if self._clocked else timeout)
+            self._bell.wait(min(timeout, self.clock_s) if self._clocked else timeout)
         with self._cond:
             self._sender_waiting = False
             if self._calls:
@@ -423,7 +435,7 @@ class SendQueue:
     def _pop(self) -> Item:
         """Under ``_cond``: the head item, accounted out."""
         item = self._items.popleft()
-        self._clocked = item[1] > 0
+        self._clocked = item[1] > 0 and self.batch_ms > 0
         # an empty queue holds no audio: reset, so float rounding never accumulates
         self._audio_ms = self._audio_ms - item[1] if self._items else 0.0
         if item[1] and (not self._items or self._audio_ms <= self.max_audio_ms / 2):

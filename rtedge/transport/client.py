@@ -658,25 +658,25 @@ def connect(
             connection opens, so they see every event from ``session.created`` on.  (The first callback
             added later for a type with :meth:`Client.on` gets the last few events of that type that no
             callback took, replayed once; not audio deltas, not ``"*"``.)
-        **options: ``reconnect`` (a :class:`~rtedge.transport.backoff.Backoff`, the default
-            ``Backoff()``; None: no reconnecting), ``connect_timeout`` (s, 10), ``ping_interval`` (s, 20;
-            0 disables keepalive), ``ping_timeout`` (s, 10; also: a write the server takes no byte of for
-            that long drops the link), ``finish_timeout`` (s, 2: how long ``close()`` waits for DashScope's
-            ``session.finished``), ``max_audio_queue_ms`` (2000), ``inbox_size`` (events, 10000),
-            ``inbox_bytes`` (2 MiB), ``inbox_audio`` (False: audio deltas a callback received are kept
-            in the inbox without their audio), ``dispatch_bytes`` (8 MiB, at least 64 KiB, of events waiting
-            for callbacks that are behind; past it the oldest are dropped, counted in
-            ``stats.callback_events_dropped``), ``ssl_context``, ``ca_certs`` (path), ``on_error``
-            (``fn(exc, event)``), ``headers`` (extra), ``keepalive_audio_s`` (append 100 ms of silence after
-            that many seconds without input audio; DashScope ends sessions after ~300 s without audio).
-            Session limits: ``session_limit_s`` (``"auto"``: the provider's, e.g. 3600 for OpenAI, 1800
-            for Azure, 7200 for Qwen, none for vLLM; ``expires_at`` in ``session.created`` shortens it;
-            a number overrides it; None turns the rollover off), ``rollover_timing``
-            (:class:`~rtedge.protocol.reseed.RolloverTiming`: from ``limit - margin_s`` the session is
-            replaced make-before-break at a quiet moment, at ``limit - force_s`` regardless),
-            ``seed_budget`` (:class:`~rtedge.protocol.reseed.SeedBudget`: how much conversation a new
-            session gets, after a rollover or a reconnect).  ``max_session_seconds`` instead recycles
-            the session break-before-make (the old behaviour; the rollover is then off).
+        **options: ``reconnect`` (a :class:`~rtedge.transport.backoff.Backoff`, the default ``Backoff()``;
+            None: no reconnecting), ``connect_timeout`` (s, 10), ``ping_interval`` (s, 20; 0 disables
+            keepalive), ``ping_timeout`` (s, 10; also: a write the server takes no byte of for that long drops
+            the link), ``finish_timeout`` (s, 2: ``close()``'s wait for DashScope's ``session.finished``),
+            ``max_audio_queue_ms`` (2000), ``send_batch_ms`` (40: audio goes out in batches of that much, one
+            sender wake-up each, 10 ms late on average; 0: at once), ``inbox_size`` (events, 10000),
+            ``inbox_bytes`` (2 MiB), ``inbox_audio`` (False: audio deltas a callback received are kept in the
+            inbox without their audio), ``dispatch_bytes`` (8 MiB, at least 64 KiB, of events waiting for slow
+            callbacks; past it the oldest are dropped, counted in ``stats.callback_events_dropped``),
+            ``ssl_context``, ``ca_certs`` (path), ``on_error`` (``fn(exc, event)``), ``headers`` (extra),
+            ``keepalive_audio_s`` (append 100 ms of silence after that many seconds without input audio;
+            DashScope ends sessions after ~300 s without audio).  Session limits: ``session_limit_s``
+            (``"auto"``: the provider's, e.g. 3600 for OpenAI, 1800 for Azure, 7200 for Qwen, none for vLLM;
+            ``expires_at`` in ``session.created`` shortens it; a number overrides it; None turns the rollover
+            off), ``rollover_timing`` (:class:`~rtedge.protocol.reseed.RolloverTiming`: from
+            ``limit - margin_s`` the session is replaced make-before-break at a quiet moment, at
+            ``limit - force_s`` regardless), ``seed_budget`` (:class:`~rtedge.protocol.reseed.SeedBudget`: how
+            much conversation a new session gets, after a rollover or a reconnect).  ``max_session_seconds``
+            instead recycles the session break-before-make (the old behaviour; the rollover is then off).
 
     Raises:
         ConfigError: unknown provider/option, or no API key for a remote endpoint.

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..protocol.config import SessionConfig
 from ..protocol.reseed import RolloverTiming, SeedBudget
+from ._workers import SEND_BATCH_MS
 from .backoff import Backoff
 
 #: every option :func:`rtedge.connect` takes, with its default
@@ -22,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "ping_interval": 20.0,
     "ping_timeout": 10.0,
     "max_audio_queue_ms": 2000.0,
+    "send_batch_ms": SEND_BATCH_MS,
     "inbox_size": 10000,
     "inbox_bytes": 2 * 1024 * 1024,
     "inbox_audio": False,
@@ -121,12 +123,15 @@ def checked_headers(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
+#: the largest ``send_batch_ms``: a batch of audio frames waits no longer than this to be sent
+MAX_SEND_BATCH_MS = 1000.0
 #: the numeric options: (smallest value, whether the smallest itself is allowed, what 0 means if allowed)
 _NUMBERS: dict[str, tuple[float, bool, str]] = {
     "connect_timeout": (0, False, "s"),
     "ping_interval": (0, True, "s; 0 turns the keepalive off"),
     "ping_timeout": (0, False, "s"),
     "max_audio_queue_ms": (0, False, "ms"),
+    "send_batch_ms": (0, True, "ms; 0 sends each append at once"),
     "inbox_size": (1, True, "events"),
     "inbox_bytes": (1, True, "bytes"),
     "dispatch_bytes": (65536, True, "bytes"),
@@ -183,6 +188,9 @@ def _check_numbers(opts: dict[str, Any]) -> None:
             what = "an integer" if integral else "a finite number" if value == float("inf") else "a number"
             bound = f">= {lo:g}" if inclusive else f"> {lo:g}"
             raise ConfigError(f"{name} must be {what} {bound} ({unit}), got {value!r}")
+    if opts["send_batch_ms"] > MAX_SEND_BATCH_MS:  # audio would reach the server that much late
+        raise ConfigError(f"send_batch_ms must be <= {MAX_SEND_BATCH_MS:g} ms (a frame waits up to that long "
+                          f"to be sent), got {opts['send_batch_ms']!r}")
 
 
 def _check_rollover_options(opts: dict[str, Any]) -> None:

@@ -254,6 +254,8 @@ def test_refused_connection_and_bad_options():
     ("connect_timeout", -1, "connect_timeout must be a number > 0"),
     ("ping_timeout", float("nan"), "ping_timeout must be a number > 0"),
     ("max_audio_queue_ms", 0, "max_audio_queue_ms must be a number > 0"),
+    ("send_batch_ms", -1, "send_batch_ms must be a number >= 0"),
+    ("send_batch_ms", 5000, "send_batch_ms must be <= 1000 ms"),
     ("inbox_size", 0, "inbox_size must be an integer >= 1"),
     ("inbox_bytes", 1.5, "inbox_bytes must be an integer >= 1"),
     ("finish_timeout", True, "finish_timeout must be a number >= 0"),

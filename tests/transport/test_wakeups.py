@@ -10,6 +10,8 @@ import time
 import pytest
 
 import rtedge
+from rtedge.app.launch import connect_options
+from rtedge.app.settings_load import load_config
 from rtedge.protocol import events as ev
 from rtedge.testing import RealtimeServer
 from rtedge.transport import _inbox, _workers, _ws
@@ -123,56 +125,91 @@ def test_the_receiver_wakes_the_dispatcher_once_per_burst_and_at_least_every_flu
     assert not any(sizes[5:]) and conn.log[-1] == "wake"  # and once more at the end
 
 
-@pytest.fixture
-def slow_clock(monkeypatch):
-    monkeypatch.setattr(_workers, "FRAME_CLOCK_S", 1.0)
+def _streaming(batch_ms: float = _workers.SEND_BATCH_MS, max_audio_ms: float = 2000) -> SendQueue:
+    """A queue whose sender has just sent a frame (so it runs on its frame clock, slowed to 1 s here)."""
+    q = SendQueue(TransportStats(), max_audio_ms=max_audio_ms, batch_ms=batch_ms)
+    q.clock_s = 1.0
+    q.put("a0", 20.0)
+    assert q.get(0.1)[0] == "a0"  # type: ignore[index]
+    return q
 
 
 def _getter(q: SendQueue) -> tuple[threading.Thread, list[float]]:
     took: list[float] = []
     t = threading.Thread(target=lambda: (q.get(5.0), took.append(time.monotonic())), name="test-getter")
     t.start()
+    assert wait_until(lambda: q._sender_waiting)  # the getter waits (for the doorbell)
     return t, took
 
 
-def test_streaming_audio_waits_for_the_frame_clock_and_control_events_do_not(slow_clock):
-    q = SendQueue(TransportStats(), max_audio_ms=2000)
-    q.put("a0", 20.0)
-    assert q.get(0.1)[0] == "a0"  # type: ignore[index]  # audio went out: the sender runs on its clock
+def test_streaming_audio_waits_for_the_frame_clock_and_control_events_do_not():
+    q = _streaming()
     t, took = _getter(q)
-    assert wait_until(lambda: q._sender_waiting)  # the getter waits (for the doorbell)
     q.put("a1", 20.0)  # no wake-up: picked up on the next tick (1 s here)
     assert not wait_until(lambda: took, timeout=0.4)
     t.join(5)
     assert took
     t, took = _getter(q)
-    assert wait_until(lambda: q._sender_waiting)
     q.put("commit", 0.0)  # a control event wakes the sender at once
     assert wait_until(lambda: took, timeout=0.5)
     t.join(5)
 
 
-def test_an_audio_backlog_wakes_the_sender_at_once(slow_clock):
-    q = SendQueue(TransportStats(), max_audio_ms=2000)
-    q.put("a0", 20.0)
-    q.get(0.1)
+@pytest.mark.parametrize("batch_ms", [_workers.SEND_BATCH_MS, 60.0, 100.0])
+def test_a_batch_of_audio_wakes_the_sender_at_once_and_less_does_not(batch_ms):
+    q = _streaming(batch_ms)
     t, took = _getter(q)
-    assert wait_until(lambda: q._sender_waiting)
-    q.put("a1", 20.0)
-    q.put("a2", 20.0)  # 40 ms queued: CLOCK_BACKLOG_MS reached
+    for i in range(int(batch_ms // 20) - 1):
+        q.put(f"a{i + 1}", 20.0)
+    assert not wait_until(lambda: took, timeout=0.3)  # 20 ms short of a batch: the sender sleeps on
+    q.put("last", 20.0)  # a batch queued
     assert wait_until(lambda: took, timeout=0.5)
     t.join(5)
 
 
-def test_the_first_append_after_a_pause_wakes_the_sender(monkeypatch):
-    monkeypatch.setattr(_workers, "FRAME_CLOCK_S", 0.05)
+def test_a_batch_of_zero_wakes_the_sender_on_every_append():
+    q = _streaming(batch_ms=0)
+    for i in range(3):
+        t, took = _getter(q)
+        q.put(f"a{i + 1}", 20.0)
+        assert wait_until(lambda: took, timeout=0.5)
+        t.join(5)
+
+
+def test_a_batch_is_at_most_half_the_queue_so_a_small_queue_never_drops_while_it_waits():
+    q = _streaming(batch_ms=200, max_audio_ms=100)
+    assert q.batch_ms == 50
+    t, took = _getter(q)
+    q.put("a1", 25.0, drop=False)
+    q.put("a2", 25.0, drop=False)  # half the queue: the sender is woken, nothing was dropped
+    assert wait_until(lambda: took, timeout=0.5)
+    t.join(5)
+    assert q._stats.audio_dropped == 0
+
+
+def test_waiting_for_audio_to_be_sent_wakes_the_sender_for_a_part_batch():
+    """A part batch waited for the frame clock, also while a caller waited in wait_sent() for it: with 60 ms
+    batches, a producer appending ten 20 ms frames and then waiting for them lost 70 ms on every round."""
+    q = _streaming()
+    t, took = _getter(q)
+    q.put("a1", 20.0)  # a part batch: no wake-up (the clock is 1 s here)
+    waited: list[bool] = []
+    w = threading.Thread(target=lambda: waited.append(q.wait_below(0, 5.0)), name="test-wait-sent")
+    w.start()
+    assert wait_until(lambda: took, timeout=0.5)  # the waiter woke the sender
+    t.join(5)
+    w.join(5)
+    assert waited == [True]
+
+
+def test_the_first_append_after_a_pause_wakes_the_sender():
     q = SendQueue(TransportStats(), max_audio_ms=2000)
+    q.clock_s = 0.05
     q.put("a0", 20.0)
     q.get(0.1)
     assert q.get(5.0) is None  # a frame period with no audio (0.05 s here): off the clock
-    monkeypatch.setattr(_workers, "FRAME_CLOCK_S", 1.0)
+    q.clock_s = 1.0
     t, took = _getter(q)
-    assert wait_until(lambda: q._sender_waiting)
     q.put("a1", 20.0)
     assert wait_until(lambda: took, timeout=0.5)
     t.join(5)
@@ -262,13 +299,12 @@ def test_a_doorbell_wakes_its_waiter_once_per_ring(doorbell):
     doorbell.close()
 
 
-def test_the_sender_sleeps_on_its_doorbell_and_a_control_event_rings_it(slow_clock):
+def test_the_sender_sleeps_on_its_doorbell_and_a_control_event_rings_it():
     q = SendQueue(TransportStats(), max_audio_ms=2000)
     rings: list[int] = []
     original = q._bell.ring
     q._bell.ring = lambda: (rings.append(1), original())  # type: ignore[method-assign]
     t, took = _getter(q)
-    assert wait_until(lambda: q._sender_waiting)
     q.put("commit", 0.0)
     q.put("commit2", 0.0)  # the sender is no longer waiting: no second ring
     assert wait_until(lambda: took, timeout=0.5)
@@ -384,3 +420,13 @@ def test_audio_discarded_when_the_link_ends_is_counted():
     q.put("commit", 0.0)
     q.close(discard=True)
     assert stats.audio_dropped_outage_ms == 200.0 and q.get(0.1) is _workers._CLOSE
+
+
+def test_send_batch_ms_reaches_the_send_queue_from_connect_and_from_the_settings():
+    options = connect_options(load_config(None, {}, {"provider.send_batch_ms": ("0", "--set")}), None)
+    assert options["send_batch_ms"] == 0
+    with RealtimeServer(realtime=False) as server:
+        with rtedge.connect(url=server.url, send_batch_ms=options["send_batch_ms"]) as c:
+            assert c._sendq.batch_ms == 0
+        with rtedge.connect(url=server.url) as c:
+            assert c._sendq.batch_ms == _workers.SEND_BATCH_MS
