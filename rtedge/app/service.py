@@ -315,6 +315,7 @@ def session_numbers(client: Any, agent: Any, tracker: Any, devices: dict[str, An
         "latency_p95_ms": percentile(latencies, 0.95),
         "last_latency_ms": latencies[-1] if latencies else None,
         "reconnects": client.stats.reconnects,
+        "recycles": client.stats.recycles,
         "underruns": sum(getattr(d.stats, "underruns", 0) for d in devices.values()),
         "overflows": sum(getattr(d.stats, "overflows", 0) for d in devices.values()),
         "audio_dropped_ms": round(client.stats.audio_dropped_ms + client.stats.audio_dropped_outage_ms),
@@ -334,7 +335,8 @@ def stats_line(n: Mapping[str, Any]) -> str:
         return "-" if v is None else f"{v:.0f} ms"
     return (f"stats: {n['turns']} turns, latency p50 {ms(n['latency_p50_ms'])} / "
             f"p95 {ms(n['latency_p95_ms'])}, "
-            f"{n['reconnects']} reconnects, {n['underruns']} underruns, {n['overflows']} overflows, "
+            f"{n['reconnects']} reconnects, {n['recycles']} recycles, {n['underruns']} underruns, "
+            f"{n['overflows']} overflows, "
             f"{n['audio_dropped_ms']} ms audio dropped, {n['vad_seconds_not_sent']:.1f} s mic audio not sent "
             f"({n['vad_bytes_saved'] / 1e6:.2f} MB), {n['interruptions']} interruptions, "
             f"tokens in {n['tokens_in']} / out {n['tokens_out']} / total {n['tokens_total']}")

@@ -391,7 +391,7 @@ class Link(Rollover):
             except (TransportError, DeadlineExceeded) as exc:
                 cause = str(exc)
                 continue
-            if not self._go_online(attempt, time.monotonic() - down_since):
+            if not self._go_online(attempt, time.monotonic() - down_since, planned):
                 self._release(conn)  # close() came first
                 return None
             return conn
@@ -429,9 +429,10 @@ class Link(Rollover):
                 rejected = event.error.event_id
                 self._updates_in_flight = deque(u for u in self._updates_in_flight if u[0] != rejected)
 
-    def _go_online(self, attempt: int, downtime: float) -> bool:
-        """Replay the control events kept during the outage, in order, then resume sending.
-        False (and nothing done) when close() moved the link first."""
+    def _go_online(self, attempt: int, downtime: float, planned: bool) -> bool:
+        """Replay the control events kept during the outage, in order, then resume sending (``planned``: a
+        recycle's first attempt, counted as one).  False (and nothing done) when close() moved the link
+        first."""
         with self._lock:
             if not self._machine.can(LinkEvent.RECONNECTED):
                 return False
@@ -442,15 +443,18 @@ class Link(Rollover):
                 except LocalProtocolError as exc:  # e.g. a cancel for a response that no longer exists
                     log.info("not replaying %s after reconnect: %s", event.TYPE, exc)
             self._session_started = time.monotonic()
-            self.stats.reconnects += 1
+            if planned:
+                self.stats.recycles += 1
+            else:
+                self.stats.reconnects += 1
             self.stats.last_receive = time.monotonic()
             self._machine.apply(LinkEvent.RECONNECTED)
             self._arm_deadline(self._session)
             self._sendq.resume()
         self._emit(ev.Reconnected(type=ev.Reconnected.TYPE, attempt=attempt, replayed_items=len(self._history),
                                   downtime=downtime))
-        log.warning("reconnected after %.2f s (attempt %d, %d items re-seeded)", downtime, attempt,
-                    len(self._history))
+        log.log(logging.INFO if planned else logging.WARNING, "reconnected after %.2f s (attempt %d, %d "
+                "items re-seeded)", downtime, attempt, len(self._history))
         return True
 
     def _give_up(self, cause: str, error: RtEdgeError | None, ended: bool = False) -> None:

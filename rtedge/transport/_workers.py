@@ -72,7 +72,8 @@ class TransportStats:
     the one lock named beside it (so no increment is lost):
 
     * ``rtedge-receiver``: ``messages_received``, ``bytes_received``, ``malformed_messages``,
-      ``reconnects``, ``last_receive``, ``receive_busy_since`` (during ``connect()``: the caller).
+      ``reconnects``, ``recycles``, ``last_receive``, ``receive_busy_since`` (during ``connect()``: the
+      caller).
     * ``rtedge-sender``: ``messages_sent``, ``bytes_sent``, ``pings_sent``, ``sender_tick``.
     * ``rtedge-dispatch``: ``callback_errors``, ``dispatch_busy_since``.
     * under the send queue's condition (callers appending, the receiver pausing, the sender):
@@ -88,7 +89,10 @@ class TransportStats:
     bytes_sent: int = 0
     #: audio dropped because the link was down (never replayed stale), in ms
     audio_dropped_outage_ms: float = 0.0
+    #: new connections after a lost one (a planned recycle is counted in ``recycles`` instead)
     reconnects: int = 0
+    #: sessions recycled break-before-make at ``max_session_seconds`` (a reconnect that nothing forced)
+    recycles: int = 0
     #: sessions replaced make-before-break before the provider's limit (``rtedge.session_rollover``)
     rollovers: int = 0
     #: rollovers that could not open or seed the new session (the old one kept serving)

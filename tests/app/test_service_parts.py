@@ -215,11 +215,12 @@ def test_statistics_and_status_text():
     assert percentile([], 0.5) is None
     assert percentile([5.0, 1.0, 3.0], 0.5) == 3.0 and percentile(list(range(1, 101)), 0.95) == 95
     numbers = {"turns": 3, "latency_p50_ms": 410.0, "latency_p95_ms": 820.4, "last_latency_ms": 400.0,
-               "reconnects": 1, "underruns": 2, "overflows": 0, "audio_dropped_ms": 120,
+               "reconnects": 1, "recycles": 4, "underruns": 2, "overflows": 0, "audio_dropped_ms": 120,
                "vad_seconds_not_sent": 95.0, "vad_bytes_saved": 6080000, "interruptions": 1, "tokens_in": 100,
                "tokens_out": 50, "tokens_total": 150}
     assert stats_line(numbers) == (
-        "stats: 3 turns, latency p50 410 ms / p95 820 ms, 1 reconnects, 2 underruns, 0 overflows, "
+        "stats: 3 turns, latency p50 410 ms / p95 820 ms, 1 reconnects, 4 recycles, 2 underruns, "
+        "0 overflows, "
         "120 ms audio dropped, 95.0 s mic audio not sent (6.08 MB), 1 interruptions, "
         "tokens in 100 / out 50 / total 150")
     assert status_text("listening", numbers) == "listening | 3 turns, last 400 ms | 150 tokens | 1 reconnects"

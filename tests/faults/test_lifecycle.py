@@ -123,10 +123,13 @@ def test_proactive_recycle_at_a_turn_boundary(server, caplog):
     assert not any(e["type"] == "error" and e["error"]["code"] == "session_expired" for e in server.sent)
     assert client.link_state in ("open", "reconnecting") and client.fatal_error is None
     recycles = sum(1 for e in timeline.of("rtedge.reconnecting") if e.cause == "session recycle")
-    assert recycles >= 3 and client.stats.reconnects >= 3
+    # counted as recycles, not reconnects (nothing was lost: a "reconnects" alarm fired on every recycle)
+    assert recycles >= 3 and recycles - 1 <= client.stats.recycles <= recycles  # (the last may be under way)
+    assert client.stats.reconnects == 0
     assert set(server.close_codes[:recycles]) == {1000}  # we ended each old session cleanly
     # a planned recycle is no trouble: said at info level, not as a warning (it read as one in the journal)
-    said = [r for r in caplog.records if "reconnecting (attempt 1" in r.getMessage()]
+    said = [r for r in caplog.records if "reconnecting (attempt 1" in r.getMessage()
+            or "reconnected after" in r.getMessage()]
     assert said and {r.levelname for r in said} == {"INFO"}
     close_bounded(client)
     record("proactive recycle (max_session_seconds=0.5, server limit 4 s)",
