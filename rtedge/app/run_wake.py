@@ -4,9 +4,10 @@ The devices are opened once; a :class:`~rtedge.voice.wake.WakeAgent` keeps them 
 (connect, converse, close after ``wake.idle_close_s`` of silence) per wake phrase.  Each session's
 transcripts are printed like ``rtedge run``'s (unless ``logging.transcripts`` is off); ``wake:`` lines say
 when a session opens and closes, and ``service.usage_log`` gets each session's responses and total.
-SIGTERM/SIGINT end the run after the current session is closed.  With a microphone that ends (``--input``,
-``--mic wav:PATH`` or ``raw:``, without ``--loop``) the run ends when it has been heard and its last session
-closed.
+Every ``service.stats_interval`` a ``stats:`` line counts wakes, sessions, turns and the devices' underruns
+and overflows.  SIGTERM/SIGINT end the run after the current session is closed.  With a microphone that ends
+(``--input``, ``--mic wav:PATH`` or ``raw:``, without ``--loop``) the run ends when it has been heard and its
+last session closed.
 
 Under systemd it is a service as the plain run is: ``READY=1`` once it listens, ``WATCHDOG=1`` while the
 microphone delivers frames and the agent runs, ``STOPPING=1`` when it stops.  SIGHUP cannot re-read the
@@ -25,6 +26,8 @@ import logging
 import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from .exit_codes import EXIT_AUTH, EXIT_CONFIG, EXIT_OK, exit_code_for
@@ -53,6 +56,7 @@ class _Sessions:
         self.trackers: list[TurnTracker] = []  # of the sessions still open (a kiosk holds thousands a year)
         self.opened = 0
         self.turns_closed = 0  #: turns of the sessions already closed
+        self._turns_lock = threading.Lock()  # trackers and turns_closed move together (the stats line reads)
         self.usage_logs: list[tuple[Any, Any]] = []  # (client, its usage log), until the session closed
         self.fatal: RtEdgeError | None = None
         self.stop: Any = lambda: None  # the agent's stop, once it exists
@@ -75,15 +79,17 @@ class _Sessions:
             raise
         if usage is not None:
             self.usage_logs.append((client, usage))
-        self.trackers.append(TurnTracker(client, None, transcript_filter(self.config, self.console.line),
-                                         keep_turns=100))
+        tracker = TurnTracker(client, None, transcript_filter(self.config, self.console.line), keep_turns=100)
+        with self._turns_lock:
+            self.trackers.append(tracker)
         self.opened += 1
         self.console.line(f"wake: session {self.opened} opened")  # (not before: the connect may fail)
         return client
 
     @property
     def turns(self) -> int:
-        return self.turns_closed + sum(t.turns_started for t in self.trackers)
+        with self._turns_lock:
+            return self.turns_closed + sum(t.turns_started for t in self.trackers)
 
     def closed(self, number: int) -> None:
         """A session closed: its usage log writes the session's total."""
@@ -93,8 +99,9 @@ class _Sessions:
             self.usage_logs.remove((client, usage))
         for tracker in [t for t in self.trackers if t.client.closed]:  # its client and turns are let go
             tracker.detach()
-            self.turns_closed += tracker.turns_started
-            self.trackers.remove(tracker)
+            with self._turns_lock:
+                self.turns_closed += tracker.turns_started
+                self.trackers.remove(tracker)
 
     def close_logs(self) -> None:
         for client, usage in self.usage_logs:
@@ -123,8 +130,10 @@ def run_wake(config: Config, key: Secret | None, args: argparse.Namespace, conso
     runner = threading.Thread(target=agent.run, name="rtedge-wake-main", daemon=True,
                               kwargs={"max_seconds": config.service.max_seconds or None,
                                       "until_input_ends": finite})
+    devices = {"mic": mic, "speaker": speaker}
     try:
-        _supervise(config, agent, runner, {"mic": mic, "speaker": speaker}, console)
+        _supervise(config, agent, runner, devices, console,
+                   lambda: wake_numbers(agent, sessions.turns, devices))
     finally:
         sessions.close_logs()
     turns = sessions.turns
@@ -135,10 +144,29 @@ def run_wake(config: Config, key: Secret | None, args: argparse.Namespace, conso
     return EXIT_OK if sessions.fatal is None else exit_code_for(sessions.fatal)
 
 
+def wake_numbers(agent: WakeAgent, turns: int, devices: dict[str, Any]) -> dict[str, Any]:
+    """The counters of a wake run, as JSON-friendly numbers (see :func:`wake_stats_line`)."""
+    s = agent.stats
+    return {"wakes": s.wakes, "sessions": s.sessions, "connect_failures": s.connect_failures, "turns": turns,
+            "listened_s": round(s.listened_s, 1), "detector_cpu_pct": round(100 * s.detector_cpu, 2),
+            "underruns": sum(getattr(d.stats, "underruns", 0) for d in devices.values()),
+            "overflows": sum(getattr(d.stats, "overflows", 0) for d in devices.values())}
+
+
+def wake_stats_line(n: dict[str, Any]) -> str:
+    """``stats: 3 wakes, 3 sessions (0 connects failed), 5 turns, ...`` from :func:`wake_numbers`."""
+    return (f"stats: {n['wakes']} wakes, {n['sessions']} sessions ({n['connect_failures']} connects failed), "
+            f"{n['turns']} turns, {n['listened_s']:.1f} s listened (detector "
+            f"{n['detector_cpu_pct']:.2f} % of a core), {n['underruns']} underruns, "
+            f"{n['overflows']} overflows")
+
+
 def _supervise(config: Config, agent: WakeAgent, runner: threading.Thread, devices: dict[str, Any],
-               console: Console) -> None:
+               console: Console, numbers: Callable[[], dict[str, Any]]) -> None:
     """Main thread: run ``runner`` (the agent) with signal handlers, sd_notify and the watchdog (fed while
-    the devices move frames and the agent runs)."""
+    the devices move frames and the agent runs), and a ``stats:`` line of ``numbers()`` every
+    ``service.stats_interval``."""
+    interval = config.service.stats_interval
     notifier = Notifier.from_env()
     health = Health()
     for name, device in devices.items():
@@ -154,8 +182,13 @@ def _supervise(config: Config, agent: WakeAgent, runner: threading.Thread, devic
         notifier.notify("READY=1", f"STATUS=listening for {agent.detector.phrase!r}",
                         f"MAINPID={os.getpid()}")
         watchdog.start()
+        stats_due = time.monotonic() + interval if interval else None
         while runner.is_alive():
             runner.join(0.2)
+            if stats_due is not None and time.monotonic() >= stats_due:
+                stats_due = time.monotonic() + interval
+                n = numbers()
+                console.line(wake_stats_line(n), event="stats", **n)
             if hangups:
                 hangups.clear()
                 log.warning("SIGHUP: settings cannot be re-read with a wake word (wake.word); restart to "

@@ -188,12 +188,19 @@ def test_cli_opens_one_session_per_wake_phrase_with_complete_commands(tmp_path, 
     commands = _Commands({"turn on the kitchen lights": cmd1, "what's the weather tomorrow": cmd2})
     with RealtimeServer(input_transcript=commands, reply_text="Okay.") as srv:
         code = main(["run", "--url", srv.url, "--wake-word", "okay_nabu", "--input", str(wav), "--speaker", "null",
-                     "--set", "wake.idle_close_s=2", "--set", "session.transcription_model=whisper-1"])
+                     "--set", "wake.idle_close_s=2", "--set", "session.transcription_model=whisper-1",
+                     "--set", "service.stats_interval=1"])
         assert code == EXIT_OK
         assert srv.connection_count == 2
     assert commands.heard == ["turn on the kitchen lights", "what's the weather tomorrow"]
     out = capsys.readouterr().out
     assert out.count("wake: session 1 opened") == 1 and "wake: session 2 closed" in out
+    # the statistics line every service.stats_interval (a wake run printed none)
+    stats = [line for line in out.splitlines() if line.startswith("stats: ")]
+    assert len(stats) >= 5, out
+    assert re.match(r"stats: 0 wakes, 0 sessions \(0 connects failed\), 0 turns", stats[0]), stats[0]
+    last = r"stats: 2 wakes, 2 sessions \(0 connects failed\), [12] turns, [\d.]+ s listened"
+    assert re.match(last, stats[-1]), stats[-1]
 
 
 @needs_wake
