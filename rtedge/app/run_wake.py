@@ -83,7 +83,6 @@ class _Sessions:
         with self._turns_lock:
             self.trackers.append(tracker)
         self.opened += 1
-        self.console.line(f"wake: session {self.opened} opened")  # (not before: the connect may fail)
         return client
 
     @property
@@ -124,6 +123,7 @@ def run_wake(config: Config, key: Secret | None, args: argparse.Namespace, conso
     agent = WakeAgent(sessions.open, mic, speaker, wake=w.word, idle_close_s=w.idle_close_s,
                       keep_warm=w.keep_warm, pre_roll_ms=w.pre_roll_ms,
                       on_wake=lambda n: console.line("wake: heard the wake word"),
+                      on_open=lambda n: console.line(f"wake: session {n} opened"),
                       on_close=sessions.closed, **agent_options(config))
     sessions.stop = agent.stop
     finite = is_finite(config.audio.mic) and not loop  # --mic wav:/raw: as --input: it kept listening

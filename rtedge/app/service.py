@@ -20,7 +20,7 @@ Guarantees
   ``connecting``, ``ready``, ``listening``, ``speaking``,
   ``reconnecting (attempt N)``, ``stopping``.
 * :func:`stats_line` is the periodic statistics line: turn latency p50/p95,
-  reconnects, underruns, dropped audio, what the VAD gate saved, tokens.
+  reconnects, recycles, underruns, dropped audio, what the VAD gate saved, tokens.
 
 Owns: the sd_notify protocol, the watchdog and its probes, and :class:`Service`, the main loop of ``rtedge
 run`` with devices.  Must not: run user callbacks on the client's threads.

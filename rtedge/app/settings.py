@@ -130,7 +130,8 @@ class ProviderSettings:
     max_audio_queue_ms: int = setting(2000, "microphone audio queued for sending beyond this is dropped "
                                             "(oldest first)", "ms", lo=100, hi=60000)
     send_batch_ms: int = setting(40, "microphone audio is sent once this much is queued (one wake-up of the "
-                                     "sender per batch); 0 = every frame at once", "ms", lo=0, hi=1000)
+                                     "sender per batch; at most half of max_audio_queue_ms); 0 = every frame "
+                                     "at once", "ms", lo=0, hi=1000)
     max_session_seconds: float = setting(0.0, "recycle the session at a turn boundary after this long, "
                                               "break-before-make (turns the rollover off); 0 = never",
                                          "s", lo=0, hi=86400)

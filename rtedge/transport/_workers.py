@@ -41,6 +41,7 @@ callbacks.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import threading
@@ -91,7 +92,8 @@ class TransportStats:
     audio_dropped_outage_ms: float = 0.0
     #: new connections after a lost one (a planned recycle is counted in ``recycles`` instead)
     reconnects: int = 0
-    #: sessions recycled break-before-make at ``max_session_seconds`` (a reconnect that nothing forced)
+    #: sessions recycled break-before-make at ``max_session_seconds`` (a reconnect that nothing forced; one
+    #: whose first attempt failed counts in ``reconnects``: something did go wrong)
     recycles: int = 0
     #: sessions replaced make-before-break before the provider's limit (``rtedge.session_rollover``)
     rollovers: int = 0
@@ -184,13 +186,15 @@ _CLOSE = object()
 #: While audio streams, appends do not wake ``rtedge-sender`` one by one: the append that brings the
 #: queued audio to ``send_batch_ms`` (:data:`SEND_BATCH_MS` by default) does (control events always do), and
 #: the sender sends everything queued.  So 20 ms frames go out in pairs: one wake-up per two appends
-#: instead of one per append, the first frame waiting one frame period for the second.  A frame clock, this
-#: much longer than a batch, picks up a frame no other follows (the last of a stream), and is long enough
-#: that, while frames keep coming, the backlog wakes the sender before the clock does.  ``send_batch_ms=0``
-#: wakes the sender on every append (no clock).  (60 ms batches, one wake-up per three 20 ms frames, made no
-#: difference to the paced CPU that ``benchmarks/client_overhead.py`` could measure, and cost 10 ms more
-#: latency on average.)
+#: instead of one per append, the first frame waiting one frame period for the second.  A frame clock picks
+#: up a frame no other follows (the last of a stream): it runs :data:`CLOCK_MARGIN_S` longer than the
+#: frames filling a batch take to come (40 ms for 20 ms frames, 60 ms for a batch of 45), so that, while
+#: frames keep coming, the batch wakes the sender before the clock does.  Frames of a batch or more each
+#: wake the sender (no clock), as every append does with ``send_batch_ms=0``.  (60 ms batches, one wake-up
+#: per three 20 ms frames, made no difference to the paced CPU that ``benchmarks/client_overhead.py`` could
+#: measure, and cost 10 ms more latency on average.)
 SEND_BATCH_MS = 40.0
+#: how much longer than a batch's frames take to come the frame clock waits (s)
 CLOCK_MARGIN_S = 0.01
 
 #: the most queued messages one wake-up of ``rtedge-sender`` writes in one go (one socket write)
@@ -244,15 +248,16 @@ class SendQueue:
         self._orphans: list[ev.ClientEvent] = []
         self._calls: deque[SenderCall] = deque()
         self._retired = False  # the sender has exited: calls fail at once
-        #: audio is streaming: appends do not wake the sender, it wakes every clock_s instead
+        #: audio is streaming in frames shorter than a batch: appends do not wake the sender until a batch
+        #: is queued, it wakes on the frame clock instead (_clocked and _frame_ms: the sender's own)
         self._clocked = False
+        self._frame_ms = 0.0  # the last audio item sent
         self._stats = stats
         self.max_audio_ms = max_audio_ms
         #: queued audio (ms) at which an append wakes the sender while it runs on the frame clock (at most
         #: half the queue's limit, so that a small queue never drops audio waiting for its batch)
         self.batch_ms = min(batch_ms, max_audio_ms / 2)
-        #: the frame clock's period (s); no clock when batch_ms is 0
-        self.clock_s = self.batch_ms / 1000 + CLOCK_MARGIN_S
+        self.clock_margin_s = CLOCK_MARGIN_S
         #: the sender thread's ident (calls made on it run inline)
         self.sender_ident: int | None = None
         #: the sender waits for work on this doorbell (not on _cond, which room waiters use), so that an
@@ -418,8 +423,8 @@ class SendQueue:
         with self._cond:
             idle = not self._calls and (self._paused or not self._items) and not self._closed
             self._sender_waiting = idle
-        if idle:  # _clocked is the sender's own (written only here)
-            self._bell.wait(min(timeout, self.clock_s) if self._clocked else timeout)
+        if idle:
+            self._bell.wait(min(timeout, self._clock_period()) if self._clocked else timeout)
         with self._cond:
             self._sender_waiting = False
             if self._calls:
@@ -436,10 +441,17 @@ class SendQueue:
             self._clocked = False  # a frame period without audio: the next append wakes the sender
             return _CLOSE if self._closed else None
 
+    def _clock_period(self) -> float:
+        """Seconds the frames that fill a batch take to come (of the length last sent), and the margin."""
+        frames = math.ceil(self.batch_ms / self._frame_ms - 1e-9)
+        return frames * self._frame_ms / 1000 + self.clock_margin_s
+
     def _pop(self) -> Item:
         """Under ``_cond``: the head item, accounted out."""
         item = self._items.popleft()
-        self._clocked = item[1] > 0 and self.batch_ms > 0
+        self._clocked = 0 < item[1] < self.batch_ms  # (never with batch_ms 0)
+        if item[1]:
+            self._frame_ms = item[1]
         # an empty queue holds no audio: reset, so float rounding never accumulates
         self._audio_ms = self._audio_ms - item[1] if self._items else 0.0
         if item[1] and (not self._items or self._audio_ms <= self.max_audio_ms / 2):

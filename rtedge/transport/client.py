@@ -662,8 +662,8 @@ def connect(
             None: no reconnecting), ``connect_timeout`` (s, 10), ``ping_interval`` (s, 20; 0 disables
             keepalive), ``ping_timeout`` (s, 10; also: a write the server takes no byte of for that long drops
             the link), ``finish_timeout`` (s, 2: ``close()``'s wait for DashScope's ``session.finished``),
-            ``max_audio_queue_ms`` (2000), ``send_batch_ms`` (40: audio goes out in batches of that much, one
-            sender wake-up each, 10 ms late on average; 0: at once), ``inbox_size`` (events, 10000),
+            ``max_audio_queue_ms`` (2000), ``send_batch_ms`` (40, at most half the queue: audio goes out in
+            batches of that much, a sender wake-up each; 0: at once), ``inbox_size`` (events, 10000),
             ``inbox_bytes`` (2 MiB), ``inbox_audio`` (False: audio deltas a callback received are kept in the
             inbox without their audio), ``dispatch_bytes`` (8 MiB, at least 64 KiB, of events waiting for slow
             callbacks; past it the oldest are dropped, counted in ``stats.callback_events_dropped``),

@@ -242,8 +242,10 @@ class WakeAgent:
         pre_roll_ms: how far before the detection the end of the wake phrase is looked for (the audio
             sent starts there; see the module docstring).
         max_buffer_s: bound of the audio held while connecting.
-        on_wake, on_close: optional hooks (an earcon, an LED), called on the thread running :meth:`run`
-            with the session number.
+        on_wake, on_open, on_close: optional hooks (an earcon, an LED), called on the thread running
+            :meth:`run` with the session number: at the detection, once the session's client is connected
+            (after the detection: a connect that fails calls neither ``on_open`` nor ``on_close``), and
+            when it has closed.
         agent_options: keyword arguments for each session's VoiceAgent (``barge_in``, ``echo_guard``...).
 
     Raises:
@@ -253,7 +255,8 @@ class WakeAgent:
     def __init__(self, connect: Callable[[], Any], mic: Any, speaker: Any, *, wake: WakeWordDetector | str | Path,
                  idle_close_s: float = 8.0, keep_warm: bool = False, pre_roll_ms: int = 1000,
                  max_buffer_s: float = 30.0, on_wake: Callable[[int], Any] | None = None,
-                 on_close: Callable[[int], Any] | None = None, **agent_options: Any) -> None:
+                 on_open: Callable[[int], Any] | None = None, on_close: Callable[[int], Any] | None = None,
+                 **agent_options: Any) -> None:
         if not 0.5 <= idle_close_s <= 3600:
             raise ConfigError(f"idle_close_s must be in [0.5, 3600], got {idle_close_s!r}")
         if not 0 <= pre_roll_ms <= 2000:
@@ -261,7 +264,8 @@ class WakeAgent:
         self.detector = wake if isinstance(wake, WakeWordDetector) else WakeWordDetector(wake, rate=mic.rate)
         self.connect, self.mic, self.speaker = connect, mic, speaker
         self.idle_close_s, self.keep_warm = idle_close_s, keep_warm
-        self.on_wake, self.on_close, self.agent_options = on_wake, on_close, agent_options
+        self.on_wake, self.on_open, self.on_close = on_wake, on_open, on_close
+        self.agent_options = agent_options
         self.stats = WakeStats()
         self.agent: Any = None  #: the current session's VoiceAgent (None while listening)
         self._mic_tap, self._spk_tap = _Tap(mic), _Tap(speaker)
@@ -320,6 +324,7 @@ class WakeAgent:
             self._back_to_listening()
             return
         self.stats.sessions = number
+        self._hook(self.on_open, number)
         agent = VoiceAgent(client, self._mic_tap, self._spk_tap, **self.agent_options)
         agent.gate = self.gate  # the gate that has been following the room while listening
         thread = threading.Thread(target=agent.run, name="rtedge-wake-session", daemon=True)

@@ -128,7 +128,7 @@ def test_the_receiver_wakes_the_dispatcher_once_per_burst_and_at_least_every_flu
 def _streaming(batch_ms: float = _workers.SEND_BATCH_MS, max_audio_ms: float = 2000) -> SendQueue:
     """A queue whose sender has just sent a frame (so it runs on its frame clock, slowed to 1 s here)."""
     q = SendQueue(TransportStats(), max_audio_ms=max_audio_ms, batch_ms=batch_ms)
-    q.clock_s = 1.0
+    q.clock_margin_s = 1.0
     q.put("a0", 20.0)
     assert q.get(0.1)[0] == "a0"  # type: ignore[index]
     return q
@@ -177,14 +177,49 @@ def test_a_batch_of_zero_wakes_the_sender_on_every_append():
 
 
 def test_a_batch_is_at_most_half_the_queue_so_a_small_queue_never_drops_while_it_waits():
+    """A batch larger than the queue was never reached: the frames were dropped (oldest first) while the
+    sender waited for its clock."""
     q = _streaming(batch_ms=200, max_audio_ms=100)
-    assert q.batch_ms == 50
-    t, took = _getter(q)
-    q.put("a1", 25.0, drop=False)
-    q.put("a2", 25.0, drop=False)  # half the queue: the sender is woken, nothing was dropped
-    assert wait_until(lambda: took, timeout=0.5)
-    t.join(5)
-    assert q._stats.audio_dropped == 0
+    got: list[str] = []
+    stop = threading.Event()
+
+    def sender() -> None:
+        while not stop.is_set():
+            item = q.get(5.0)  # (waits for a ring, or the clock: over a second here)
+            if isinstance(item, tuple) and item[1]:
+                got.append(item[0])
+
+    t = threading.Thread(target=sender, name="test-sender")
+    t.start()
+    try:
+        for i in range(6):  # 25 ms frames, two at a time: the sender drains each pair before the next
+            q.put(f"a{2 * i + 1}", 25.0)
+            q.put(f"a{2 * i + 2}", 25.0)  # half the queue: a batch
+            assert wait_until(lambda: not q._items, timeout=0.5)
+    finally:
+        stop.set()
+        q.put("stop", 0.0)  # a control event wakes the sender at once
+        t.join(5)
+    assert q._stats.audio_dropped == 0 and got == [f"a{i}" for i in range(1, 13)]
+
+
+@pytest.mark.parametrize("batch_ms, frame_ms, period", [
+    (40.0, 20.0, 0.05),  # two frames fill a batch: 40 ms, and the margin
+    (45.0, 20.0, 0.07),  # three: the clock fired at 55 ms, before the third frame came at 60
+    (40.0, 100.0, None),  # a frame fills a batch: it wakes the sender itself, and no clock ticks between
+    (40.0, 40.0, None),
+    (0.0, 20.0, None),  # every append wakes the sender
+])
+def test_the_frame_clock_runs_only_for_frames_shorter_than_a_batch_and_outlasts_their_batch(
+        batch_ms, frame_ms, period):
+    q = SendQueue(TransportStats(), max_audio_ms=2000, batch_ms=batch_ms)
+    q.put("a0", frame_ms)
+    q.get(0.1)
+    waits: list[float | None] = []
+    wait = q._bell.wait
+    q._bell.wait = lambda timeout=None: (waits.append(timeout), wait(0))[1]  # type: ignore[method-assign]
+    assert q.get(5.0) is None
+    assert waits == [pytest.approx(period if period is not None else 5.0)]
 
 
 def test_waiting_for_audio_to_be_sent_wakes_the_sender_for_a_part_batch():
@@ -204,11 +239,11 @@ def test_waiting_for_audio_to_be_sent_wakes_the_sender_for_a_part_batch():
 
 def test_the_first_append_after_a_pause_wakes_the_sender():
     q = SendQueue(TransportStats(), max_audio_ms=2000)
-    q.clock_s = 0.05
+    q.clock_margin_s = 0.01
     q.put("a0", 20.0)
     q.get(0.1)
     assert q.get(5.0) is None  # a frame period with no audio (0.05 s here): off the clock
-    q.clock_s = 1.0
+    q.clock_margin_s = 1.0
     t, took = _getter(q)
     q.put("a1", 20.0)
     assert wait_until(lambda: took, timeout=0.5)

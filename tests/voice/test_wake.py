@@ -174,7 +174,9 @@ def _found(part: np.ndarray, audio: np.ndarray) -> bool:
 
 @needs_wake
 @needs_tts
-def test_cli_opens_one_session_per_wake_phrase_with_complete_commands(tmp_path, speech_dir, capsys):
+@pytest.mark.parametrize("keep_warm", [False, True])
+def test_cli_opens_one_session_per_wake_phrase_with_complete_commands(tmp_path, speech_dir, capsys,
+                                                                      keep_warm):
     cmd1, _ = read_wav(speech_dir / "turn_on_the_kitchen_lights.wav")
     cmd2, _ = read_wav(speech_dir / "whats_the_weather_tomorrow.wav")
     phrase = speech.synthesize("okay nabu")
@@ -189,12 +191,18 @@ def test_cli_opens_one_session_per_wake_phrase_with_complete_commands(tmp_path, 
     with RealtimeServer(input_transcript=commands, reply_text="Okay.") as srv:
         code = main(["run", "--url", srv.url, "--wake-word", "okay_nabu", "--input", str(wav), "--speaker", "null",
                      "--set", "wake.idle_close_s=2", "--set", "session.transcription_model=whisper-1",
-                     "--set", "service.stats_interval=1"])
+                     "--set", "service.stats_interval=1",
+                     "--set", f"wake.keep_warm={str(keep_warm).lower()}"])
         assert code == EXIT_OK
-        assert srv.connection_count == 2
+        assert srv.connection_count == 2 or keep_warm and srv.connection_count == 3  # (the next one, warm)
     assert commands.heard == ["turn on the kitchen lights", "what's the weather tomorrow"]
     out = capsys.readouterr().out
     assert out.count("wake: session 1 opened") == 1 and "wake: session 2 closed" in out
+    # each reported as it was used, not as it was connected (ahead of the wake phrase, with keep_warm)
+    said = [line for line in out.splitlines() if line.startswith("wake: ")]
+    assert [line for line in said if "opened" in line or "closed" in line or "heard" in line] == [
+        "wake: heard the wake word", "wake: session 1 opened", "wake: session 1 closed",
+        "wake: heard the wake word", "wake: session 2 opened", "wake: session 2 closed"], said
     # the statistics line every service.stats_interval (a wake run printed none)
     stats = [line for line in out.splitlines() if line.startswith("stats: ")]
     assert len(stats) >= 5, out
