@@ -130,7 +130,7 @@ class Child:
         base = {k: v for k, v in os.environ.items()
                 if not k.startswith(("RTEDGE_", "NOTIFY_", "WATCHDOG_")) and k not in (
                     "JOURNAL_STREAM", "CREDENTIALS_DIRECTORY", "OPENAI_API_KEY")}
-        full_env = {**base, "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env = {**base, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
         cmd = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "rtedge", *args]
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err if stderr is None else stderr,
@@ -140,7 +140,15 @@ class Child:
         self.proc.send_signal(sig)
 
     def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout)
+        """The exit code; past ``timeout`` a failure that shows where every thread of the child was (its
+        faulthandler's dump on SIGABRT) and the end of its stderr."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(10)
+            raise AssertionError(f"rtedge did not exit within {timeout} s; its stderr ends:\n"
+                                 f"{self.stderr[-6000:]}") from None
 
     @property
     def stdout(self) -> str:
@@ -230,7 +238,7 @@ def test_sighup_resends_session_update_on_the_same_connection(tmp_path, children
             reload_msg = next(m for m in listener.texts() if "RELOADING=1" in m)
             assert re.search(r"^MONOTONIC_USEC=\d+$", reload_msg, re.M)
             child.signal(signal.SIGTERM)
-            assert child.wait(5) == EXIT_OK
+            assert child.wait(15) == EXIT_OK  # (TimeoutStopSec: the agent and close 5 s each)
     finally:
         listener.close()
     assert "configuration reloaded" in child.stderr
@@ -255,7 +263,7 @@ def test_sighup_with_a_session_the_server_refuses_says_so(tmp_path, children, en
             listener.wait_for("STATUS=reload failed", after=reloading)
             assert srv.connection_count == 1
             child.signal(signal.SIGTERM)
-            assert child.wait(5) == EXIT_OK
+            assert child.wait(15) == EXIT_OK  # (TimeoutStopSec: the agent and close 5 s each)
     finally:
         listener.close()
     assert "cannot_update_voice" in child.stderr and "keeps its previous settings" in child.stderr
@@ -339,7 +347,7 @@ def test_no_watchdog_while_the_microphone_stalls_and_again_after(tmp_path, child
             feeder.start()  # the pipe flows again, in real time, until the child has stopped
             listener.wait_for("WATCHDOG=1", after=resumed, timeout=5)  # flowing again: pings resume
             child.signal(signal.SIGTERM)
-            assert child.wait(5) == EXIT_OK
+            assert child.wait(15) == EXIT_OK  # (TimeoutStopSec: the agent and close 5 s each)
     finally:
         flowing.set()
         if feeder.is_alive():
