@@ -34,7 +34,7 @@ from .exit_codes import EXIT_AUTH, EXIT_CONFIG, EXIT_OK, exit_code_for
 from .launch import agent_options, build_devices, connect_logged, open_usage_log, transcript_filter
 from .logs import Console
 from .runner import TurnTracker
-from .service import Health, Notifier, Watchdog, device_probe
+from .service import Health, Notifier, Watchdog, device_faults, device_probe
 from .settings import Config, Secret, is_finite
 from .signals import on_signals
 from ..errors import RtEdgeError
@@ -149,8 +149,7 @@ def wake_numbers(agent: WakeAgent, turns: int, devices: dict[str, Any]) -> dict[
     s = agent.stats
     return {"wakes": s.wakes, "sessions": s.sessions, "connect_failures": s.connect_failures, "turns": turns,
             "listened_s": round(s.listened_s, 1), "detector_cpu_pct": round(100 * s.detector_cpu, 2),
-            "underruns": sum(getattr(d.stats, "underruns", 0) for d in devices.values()),
-            "overflows": sum(getattr(d.stats, "overflows", 0) for d in devices.values())}
+            **device_faults(devices)}
 
 
 def wake_stats_line(n: dict[str, Any]) -> str:

@@ -303,6 +303,12 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def device_faults(devices: dict[str, Any]) -> dict[str, int]:
+    """The devices' ``underruns`` and ``overflows``, summed (a device without one counts 0)."""
+    return {name: sum(getattr(d.stats, name, 0) for d in devices.values())
+            for name in ("underruns", "overflows")}
+
+
 def session_numbers(client: Any, agent: Any, tracker: Any, devices: dict[str, Any]) -> dict[str, Any]:
     """The counters of a running session, as JSON-friendly numbers (see :func:`stats_line`)."""
     latencies = [t.latency_ms for t in list(tracker.report.turns) if t.latency_ms is not None]
@@ -316,8 +322,7 @@ def session_numbers(client: Any, agent: Any, tracker: Any, devices: dict[str, An
         "last_latency_ms": latencies[-1] if latencies else None,
         "reconnects": client.stats.reconnects,
         "recycles": client.stats.recycles,
-        "underruns": sum(getattr(d.stats, "underruns", 0) for d in devices.values()),
-        "overflows": sum(getattr(d.stats, "overflows", 0) for d in devices.values()),
+        **device_faults(devices),
         "audio_dropped_ms": round(client.stats.audio_dropped_ms + client.stats.audio_dropped_outage_ms),
         "vad_seconds_not_sent": round(not_sent, 1),
         # base64 in JSON: 4 wire bytes per 3 audio bytes

@@ -43,6 +43,11 @@ def set_fields_dict(value: Any) -> dict[str, Any]:
     return out
 
 
+def url_model(url: str | None) -> str | None:
+    """The model a URL names in its query (``?model=...``), or None."""
+    return dict(parse_qsl(urlsplit(url or "").query)).get("model")
+
+
 def with_query(url: str, **params: str) -> str:
     """``url`` with ``params`` added to its query string unless already present."""
     parts = urlsplit(url)
@@ -87,7 +92,7 @@ class Dialect:
         if not base:
             raise ConfigError(f"the {self.name} dialect needs a url")
         check_ws_url(base)
-        named = dict(parse_qsl(urlsplit(base).query)).get("model")
+        named = url_model(base)
         if model and named and named != model:  # (the URL's used to win without a word)
             raise ConfigError(f"two models: model={model!r} and the url's ?model={named}; give one")
         model = model or self.default_model

@@ -57,7 +57,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
@@ -65,7 +64,7 @@ from ...errors import ConfigError
 from .._unset import UNSET
 from ..config import AudioFormat, FunctionTool, SemanticVad, ServerVad, SessionConfig, Transcription
 from ..event_names import LEGACY_EVENT_TYPES
-from .base import CAPABILITIES, Dialect, merge_extra, set_fields_dict
+from .base import CAPABILITIES, Dialect, merge_extra, set_fields_dict, url_model
 
 HOSTS = {"cn": "dashscope.aliyuncs.com", "intl": "dashscope-intl.aliyuncs.com"}
 WORKSPACE_REGIONS = {"cn": "cn-beijing", "intl": "ap-southeast-1"}
@@ -195,9 +194,8 @@ class QwenDialect(Dialect):
 
     def url(self, model: str | None, url: str | None = None) -> str:
         """The endpoint URL with ``?model=``; binds this dialect to the model the URL names."""
-        named = dict(parse_qsl(urlsplit(url or "").query)).get("model")
-        full = super().url(model or (None if named else self.model), url)  # (the URL's model binds, below)
-        self.bind_model(dict(parse_qsl(urlsplit(full).query)).get("model") or self.model)
+        full = super().url(model or (None if url_model(url) else self.model), url)  # (the URL's model binds)
+        self.bind_model(url_model(full) or self.model)
         return full
 
     def headers(self, api_key: str | None) -> dict[str, str]:
