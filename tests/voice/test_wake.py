@@ -360,3 +360,4 @@ def test_cli_wake_run_ends_with_exit_3_when_the_key_is_refused(tmp_path, speech_
     listened = re.search(r"over ([\d.]+) s listened", out)
     assert listened and float(listened[1]) < 10, out  # ended at the first refusal, not at --max-seconds
     assert "wake: heard the wake word" in out and "opened" not in out  # it said "session 1 opened"
+    assert "closed" not in out  # WakeAgent: a connect that fails calls neither on_open nor on_close
