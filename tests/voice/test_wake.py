@@ -305,8 +305,8 @@ def test_cli_wake_run_keeps_the_plain_runs_provider_service_and_settings(tmp_pat
     import signal
     import threading
 
-    from ..app.test_service import NotifyListener
     from ..conftest import wait_until
+    from ..notify_listener import NotifyListener
 
     wav = _phrase_then_command(tmp_path, speech_dir)
     listener = NotifyListener(tmp_path, abstract=False)
