@@ -34,6 +34,12 @@ Drivers, interleaved A B, A B ... for ``--reps`` repetitions per mode:
   in the process: about 17 MB more RSS).
 * ``wsclient`` (only with ``--drivers``): ``plain`` with websocket-client's
   defaults, whose pure-Python UTF-8 check costs ~9x.
+* ``plain-threads`` (only with ``--drivers``): ``plain`` built on rtedge's thread
+  model, the floor of that design: the caller encodes each frame and hands it
+  to a sender thread, which alone writes the socket; the receiver parses each
+  message and hands it to a callback thread, which decodes the audio.  Both
+  hand-offs are ``queue.SimpleQueue`` (C), one per message, nothing else
+  (no state, no bounds in the paced mode).
 
 Modes: ``afap`` (both directions as fast as possible; CPU-s per audio-minute)
 and ``realtime`` (both directions paced at 1x on absolute deadlines; CPU % of
@@ -93,7 +99,7 @@ RATE, WIDTH = 24000, 2
 UP_MS, DOWN_MS, TURN_S, TRANSCRIPT_MS = 20, 40, 5, 300
 UP_FRAME = RATE * WIDTH * UP_MS // 1000  # 960 bytes
 DOWN_CHUNK = RATE * WIDTH * DOWN_MS // 1000  # 1920 bytes
-ALL_DRIVERS = ("plain", "rtedge", "rtedge-np", "wsclient")
+ALL_DRIVERS = ("plain", "rtedge", "rtedge-np", "wsclient", "plain-threads")
 BASELINE = "plain"
 FMT = {"type": "audio/pcm", "rate": RATE}
 SESSION = {
@@ -422,6 +428,88 @@ def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
     run.finish()
 
 
+def _threaded_receiver(run: Run, ws: Any, events: Any) -> None:
+    """``plain-threads``' receiver: parse, hand to the callback thread."""
+    ends = {"bench.upstream_stats", "bench.downstream_end"}  # the server's last two messages, in either order
+    try:
+        while ends:
+            event = json.loads(ws.recv())
+            events.put(event)
+            ends.discard(event["type"])
+    except Exception as exc:  # noqa: BLE001 - reported in the result
+        run.error = f"receiver: {type(exc).__name__}: {exc}"
+    events.put(None)
+    _thread_end(run, "receiver")
+
+
+def _thread_end(run: Run, name: str) -> None:
+    run.thread_cpu[name] = round(time.thread_time(), 3)
+    run.thread_ctx[name] = _ctx_of("thread-self")
+
+
+def _threaded_callbacks(run: Run, events: Any) -> None:
+    """``plain-threads``' callback thread: what the plain receiver does with an event."""
+    while (event := events.get()) is not None:
+        kind = event["type"]
+        if kind == "response.output_audio.delta":
+            run.count_down(len(base64.b64decode(event["delta"])))
+        elif kind == "bench.downstream_end":
+            run.down_end = True
+        elif kind == "bench.upstream_stats":
+            run.up_stats = event
+        run.check_done()
+    run.done.set()
+    _thread_end(run, "callbacks")
+
+
+def drive_threaded(run: Run, url: str) -> None:
+    """``plain-threads``: see the module docstring."""
+    import queue
+
+    import websocket
+
+    run.mark("connect")
+    ws = websocket.create_connection(url, skip_utf8_validation=True)
+    assert json.loads(ws.recv())["type"] == "session.created"
+    ws.send(_dumps({"type": "session.update", "event_id": "evt_1", "session": SESSION_UPDATE}))
+    while json.loads(ws.recv())["type"] != "session.updated":
+        pass
+    run.mark("ready")
+    outbox: Any = queue.SimpleQueue()
+    events: Any = queue.SimpleQueue()
+    room = threading.Semaphore(100) if run.mode != "realtime" else None  # afap: a bounded queue
+
+    def sender() -> None:
+        while (text := outbox.get()) is not None:
+            ws.send(text)
+            if room is not None:
+                room.release()
+        _thread_end(run, "sender")
+
+    threads = [threading.Thread(target=sender, name="sender"),
+               threading.Thread(target=_threaded_receiver, args=(run, ws, events), name="receiver"),
+               threading.Thread(target=_threaded_callbacks, args=(run, events), name="callbacks")]
+    for t in threads:
+        t.start()
+    for i in run.frame_indices():
+        at = i % run.loop * UP_FRAME
+        t0 = time.thread_time()
+        if room is not None:
+            room.acquire()
+        audio = base64.b64encode(run.pcm[at:at + UP_FRAME]).decode()
+        outbox.put(_dumps({"type": "input_audio_buffer.append", "audio": audio}))
+        run.call_cpu += time.thread_time() - t0
+        run.calls += 1
+    outbox.put(_dumps({"type": "bench.upstream_end"}))
+    outbox.put(None)
+    run.wait()
+    run.mark("streamed")
+    for t in threads:
+        t.join(10)
+    ws.close()
+    run.finish()
+
+
 class _Slices:
     """``data`` in ``size``-byte frames, each a fresh bytes object made on access."""
 
@@ -516,6 +604,8 @@ def driver_main(argv: list[str]) -> None:
     profiles = _profile_threads() if profile_out else None
     if name.startswith("rtedge"):
         drive_rtedge(run, url, as_numpy=name == "rtedge-np")
+    elif name == "plain-threads":
+        drive_threaded(run, url)
     else:
         drive_wsclient(run, url, skip_utf8=name == "plain")
     if profiles:
