@@ -372,7 +372,8 @@ class Run:
             **(extra or {})}), flush=True)
 
 
-def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
+def _plain_session(run: Run, url: str, skip_utf8: bool) -> Any:
+    """The plain drivers' connect and session update, by hand; the open websocket-client socket."""
     import websocket
 
     run.mark("connect")
@@ -383,19 +384,16 @@ def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
     while json.loads(ws.recv())["type"] != "session.updated":
         pass
     run.mark("ready")
+    return ws
+
+
+def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
+    ws = _plain_session(run, url, skip_utf8)
 
     def receiver() -> None:
         try:
             while not run.done.is_set():
-                event = json.loads(ws.recv())
-                kind = event["type"]
-                if kind == "response.output_audio.delta":
-                    run.count_down(len(base64.b64decode(event["delta"])))
-                elif kind == "bench.downstream_end":
-                    run.down_end = True
-                elif kind == "bench.upstream_stats":
-                    run.up_stats = event
-                run.check_done()
+                _take_plain(run, json.loads(ws.recv()))
         except Exception as exc:  # noqa: BLE001 - reported in the result
             run.error = f"receiver: {type(exc).__name__}: {exc}"
             run.done.set()
@@ -428,6 +426,18 @@ def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
     run.finish()
 
 
+def _take_plain(run: Run, event: dict[str, Any]) -> None:
+    """What the plain drivers do with a parsed server event: decode and count its audio, note the markers."""
+    kind = event["type"]
+    if kind == "response.output_audio.delta":
+        run.count_down(len(base64.b64decode(event["delta"])))
+    elif kind == "bench.downstream_end":
+        run.down_end = True
+    elif kind == "bench.upstream_stats":
+        run.up_stats = event
+    run.check_done()
+
+
 def _threaded_receiver(run: Run, ws: Any, events: Any) -> None:
     """``plain-threads``' receiver: parse, hand to the callback thread."""
     ends = {"bench.upstream_stats", "bench.downstream_end"}  # the server's last two messages, in either order
@@ -450,14 +460,7 @@ def _thread_end(run: Run, name: str) -> None:
 def _threaded_callbacks(run: Run, events: Any) -> None:
     """``plain-threads``' callback thread: what the plain receiver does with an event."""
     while (event := events.get()) is not None:
-        kind = event["type"]
-        if kind == "response.output_audio.delta":
-            run.count_down(len(base64.b64decode(event["delta"])))
-        elif kind == "bench.downstream_end":
-            run.down_end = True
-        elif kind == "bench.upstream_stats":
-            run.up_stats = event
-        run.check_done()
+        _take_plain(run, event)
     run.done.set()
     _thread_end(run, "callbacks")
 
@@ -466,15 +469,7 @@ def drive_threaded(run: Run, url: str) -> None:
     """``plain-threads``: see the module docstring."""
     import queue
 
-    import websocket
-
-    run.mark("connect")
-    ws = websocket.create_connection(url, skip_utf8_validation=True)
-    assert json.loads(ws.recv())["type"] == "session.created"
-    ws.send(_dumps({"type": "session.update", "event_id": "evt_1", "session": SESSION_UPDATE}))
-    while json.loads(ws.recv())["type"] != "session.updated":
-        pass
-    run.mark("ready")
+    ws = _plain_session(run, url, skip_utf8=True)
     outbox: Any = queue.SimpleQueue()
     events: Any = queue.SimpleQueue()
     room = threading.Semaphore(100) if run.mode != "realtime" else None  # afap: a bounded queue
