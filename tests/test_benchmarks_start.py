@@ -34,3 +34,17 @@ def test_the_latency_benchmark_times_every_row():
     assert len(rows) == 2, proc.stdout  # send_batch_ms 40 and 0
     for row in rows:
         assert int(row.split("|")[2]) >= 15, row  # frames timed (the last may still be in flight)
+
+
+def test_the_receive_path_benchmark_measures_every_stage_and_loses_no_event():
+    """receive_path.py drives the receiver's own entry point: each stage gets a positive figure, and every
+    event it handed on reached the callback (a dropped or undelivered one fails the run)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "benchmarks/receive_path.py", "--messages", "200", "--reps", "2"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in proc.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| stage")}
+    assert set(rows) == {"json.loads", "parse_message", "_on_text"}, proc.stdout
+    assert all(us > 0 for us in rows.values()), rows
+    assert "callback events dropped: 0 " in proc.stdout, proc.stdout
