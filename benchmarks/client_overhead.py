@@ -34,12 +34,16 @@ Drivers, interleaved A B, A B ... for ``--reps`` repetitions per mode:
   in the process: about 17 MB more RSS).
 * ``wsclient`` (only with ``--drivers``): ``plain`` with websocket-client's
   defaults, whose pure-Python UTF-8 check costs ~9x.
-* ``plain-threads`` (only with ``--drivers``): ``plain`` built on rtedge's thread
-  model, the floor of that design: the caller encodes each frame and hands it
-  to a sender thread, which alone writes the socket; the receiver parses each
-  message and hands it to a callback thread, which decodes the audio.  Both
-  hand-offs are ``queue.SimpleQueue`` (C), one per message, nothing else
-  (no state, no bounds in the paced mode).
+* ``plain-threads`` (only with ``--drivers``): ``plain`` on three threads as
+  rtedge's design has them, with nothing else: the caller encodes each frame
+  and hands it to a sender thread, which alone writes the socket; the receiver
+  parses each message and hands it to a callback thread, which decodes the
+  audio.  Each hand-off is a ``queue.SimpleQueue`` (C) put per message, so it
+  makes *more* wake-ups than rtedge (which wakes its sender once per
+  ``send_batch_ms`` and its callback thread once per read, for the events a
+  callback wants): an upper bound on what the hand-offs cost, not a floor.  No
+  state and no inbox; the caller's queue is bounded in afap (100 frames), the
+  callback queue is not (its peak RSS shows it).
 
 Modes: ``afap`` (both directions as fast as possible; CPU-s per audio-minute)
 and ``realtime`` (both directions paced at 1x on absolute deadlines; CPU % of
@@ -52,7 +56,7 @@ seconds*24000*2 downstream bytes and the server must decode exactly as many
 upstream bytes; otherwise a FAIL line is printed and the script exits 1
 (``--selftest-drop N`` loses every Nth frame in both directions to prove it).
 Each mode also gives the CPU of one upstream call on the thread that makes it
-(``time.thread_time`` around every ``append_audio`` / ``ws.send``): set beside
+(``time.thread_time`` around every ``append_audio`` / ``ws.send`` / queue put): set beside
 the afap figure, the realtime one shows what running right after a 20 ms sleep
 costs (cold caches) against the same work done back to back.
 
@@ -447,7 +451,7 @@ def _threaded_receiver(run: Run, ws: Any, events: Any) -> None:
             events.put(event)
             ends.discard(event["type"])
     except Exception as exc:  # noqa: BLE001 - reported in the result
-        run.error = f"receiver: {type(exc).__name__}: {exc}"
+        run.error = run.error or f"receiver: {type(exc).__name__}: {exc}"
     events.put(None)
     _thread_end(run, "receiver")
 
@@ -459,8 +463,11 @@ def _thread_end(run: Run, name: str) -> None:
 
 def _threaded_callbacks(run: Run, events: Any) -> None:
     """``plain-threads``' callback thread: what the plain receiver does with an event."""
-    while (event := events.get()) is not None:
-        _take_plain(run, event)
+    try:
+        while (event := events.get()) is not None:
+            _take_plain(run, event)
+    except Exception as exc:  # noqa: BLE001 - reported in the result (the receiver's end is not awaited)
+        run.error = run.error or f"callbacks: {type(exc).__name__}: {exc}"
     run.done.set()
     _thread_end(run, "callbacks")
 
@@ -475,8 +482,14 @@ def drive_threaded(run: Run, url: str) -> None:
     room = threading.Semaphore(100) if run.mode != "realtime" else None  # afap: a bounded queue
 
     def sender() -> None:
-        while (text := outbox.get()) is not None:
-            ws.send(text)
+        try:
+            while (text := outbox.get()) is not None:
+                ws.send(text)
+                if room is not None:
+                    room.release()
+        except Exception as exc:  # noqa: BLE001 - reported in the result; the caller stops at its next frame
+            run.error = run.error or f"sender: {type(exc).__name__}: {exc}"
+            run.done.set()
             if room is not None:
                 room.release()
         _thread_end(run, "sender")
@@ -491,6 +504,8 @@ def drive_threaded(run: Run, url: str) -> None:
         t0 = time.thread_time()
         if room is not None:
             room.acquire()
+        if run.error is not None:
+            break  # the sender failed: nobody takes frames any more
         audio = base64.b64encode(run.pcm[at:at + UP_FRAME]).decode()
         outbox.put(_dumps({"type": "input_audio_buffer.append", "audio": audio}))
         run.call_cpu += time.thread_time() - t0
@@ -499,9 +514,12 @@ def drive_threaded(run: Run, url: str) -> None:
     outbox.put(None)
     run.wait()
     run.mark("streamed")
+    if run.error is not None:
+        ws.shutdown()  # a receiver still blocked in recv() returns
     for t in threads:
         t.join(10)
-    ws.close()
+    if run.error is None:
+        ws.close()
     run.finish()
 
 
@@ -710,17 +728,19 @@ def table(mode: str, seconds: int, reps: int, results: dict, drivers: list[str])
                    f" {_span([r['stream_wall'] for r in rs], '.2f')[0]} |"
                    f" {_span([r['connect_cpu'] for r in rs], '.3f')[0]} |"
                    f" {_span([r['rss_mb'] for r in rs], '.1f')[0]} | {seen('up_bytes')} | {seen('down_bytes')} |")
-    out.append("\nStream CPU by thread, median s (/proc, 10 ms ticks; plain/wsclient threads: exact):")
+    out.append("\nStream CPU by thread, median s (/proc, 10 ms ticks; the threads of plain, wsclient and "
+               "plain-threads: exact):")
     for d in drivers:
         names = sorted({n for r in good[d] for n in r["threads"]})
         split = ", ".join(f"{n} {_median(r['threads'].get(n, 0.0) for r in good[d]):.3f}" for n in names)
         out.append(f"- {d}: {split or '-'}")
     out.append("\nCPU of one upstream call on the thread that makes it, median of the runs' means, us (plain: JSON,"
-               " base64 and the socket write of one frame; rtedge: append_audio, which queues it):")
+               " base64 and the socket write of one frame; rtedge: append_audio, which queues it; plain-threads:"
+               " JSON and base64, then a queue put):")
     out.extend(f"- {d}: {_median(r['call_us'] for r in good[d]):.1f}" for d in drivers
                if good[d] and all(r.get("call_us") is not None for r in good[d]))
-    out.append(f"\nContext switches by thread per audio-minute, median, voluntary+involuntary (/proc; plain/wsclient "
-               f"threads: whole life, so a few from connect are in):")
+    out.append(f"\nContext switches by thread per audio-minute, median, voluntary+involuntary (/proc; the threads "
+               f"of plain, wsclient and plain-threads: whole life, so a few from connect are in):")
     for d in drivers:
         names = sorted({n for r in good[d] for n in r.get("thread_ctx", {})})
         split = ", ".join(
