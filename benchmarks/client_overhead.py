@@ -376,6 +376,12 @@ class Run:
             **(extra or {})}), flush=True)
 
 
+def _thread_end(run: Run, name: str) -> None:
+    """At the end of a plain driver's thread: its exact CPU time and context switches, by name."""
+    run.thread_cpu[name] = round(time.thread_time(), 3)
+    run.thread_ctx[name] = _ctx_of("thread-self")
+
+
 def _plain_session(run: Run, url: str, skip_utf8: bool) -> Any:
     """The plain drivers' connect and session update, by hand; the open websocket-client socket."""
     import websocket
@@ -401,8 +407,7 @@ def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
         except Exception as exc:  # noqa: BLE001 - reported in the result
             run.error = f"receiver: {type(exc).__name__}: {exc}"
             run.done.set()
-        run.thread_cpu["receiver"] = round(time.thread_time(), 3)
-        run.thread_ctx["receiver"] = _ctx_of("thread-self")
+        _thread_end(run, "receiver")
 
     def sender() -> None:
         for i in run.frame_indices():
@@ -413,8 +418,7 @@ def drive_wsclient(run: Run, url: str, skip_utf8: bool) -> None:
             run.call_cpu += time.thread_time() - t
             run.calls += 1
         ws.send(_dumps({"type": "bench.upstream_end"}))
-        run.thread_cpu["sender"] = round(time.thread_time(), 3)
-        run.thread_ctx["sender"] = _ctx_of("thread-self")
+        _thread_end(run, "sender")
 
     threads = [threading.Thread(target=receiver, name="receiver"), threading.Thread(target=sender, name="sender")]
     for t in threads:
@@ -454,11 +458,6 @@ def _threaded_receiver(run: Run, ws: Any, events: Any) -> None:
         run.error = run.error or f"receiver: {type(exc).__name__}: {exc}"
     events.put(None)
     _thread_end(run, "receiver")
-
-
-def _thread_end(run: Run, name: str) -> None:
-    run.thread_cpu[name] = round(time.thread_time(), 3)
-    run.thread_ctx[name] = _ctx_of("thread-self")
 
 
 def _threaded_callbacks(run: Run, events: Any) -> None:
