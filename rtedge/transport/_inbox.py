@@ -238,7 +238,7 @@ class Dispatcher:
     """Runs user callbacks on ``rtedge-dispatch``, in arrival order (see the module docstring).
 
     Wake-ups: :meth:`put` with ``wake=False`` (the receiver, per message) queues without waking the
-    thread; the receiver calls :meth:`flush` when it is about to wait for the network (nothing more
+    thread; the receiver calls :meth:`flush` when it may wait for the network (no whole message
     buffered) and at least every :data:`~._workers.FLUSH_EVERY` messages, so that what arrived together is
     dispatched in one wake-up.  Everything else (rtedge's own events, :meth:`add`'s replays,
     :meth:`stop`) wakes it at once.

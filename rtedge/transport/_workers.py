@@ -641,13 +641,15 @@ def receive_until_end(conn: _ws.WsConnection, on_text: Callable[[bytes], object]
     """Read frames until the connection ends; ``on_text`` per message.  Returns the close code
     (None when the socket broke without a close frame) and reason.
 
-    ``on_idle`` (waking the dispatcher) runs before a read that would wait for the network, at least
+    ``on_idle`` (waking the dispatcher) runs before a read that may wait for the network, at least
     every :data:`~._inbox.FLUSH_EVERY` messages, and at the end: what arrived together is handed on
-    with one wake-up."""
+    with one wake-up.  "May wait": no whole message is buffered, and either nothing is (the last read
+    ended where a message ended, as one that arrives alone does; the socket is not asked) or a read
+    without waiting did not complete one."""
     unflushed = 0
     try:
         while True:
-            if unflushed and (unflushed >= FLUSH_EVERY or not conn.readable()):
+            if unflushed and (unflushed >= FLUSH_EVERY or not conn.readable(probe=False)):
                 on_idle()
                 unflushed = 0
             opcode, payload = conn.recv()

@@ -273,21 +273,27 @@ class WsConnection:
             raise ConnectionClosed("connection lost: the stream ended (closed by the server, or aborted)")
         self._frames.feed(data)
 
-    def readable(self) -> bool:
+    def readable(self, probe: bool = True) -> bool:
         """True when :meth:`recv` can start without waiting for the network: a whole message (or a
         protocol error) is buffered (no system call), or, on a plain socket, a read without waiting
         completed one; on TLS, when bytes are waiting (decrypted bytes pending, or raw bytes on the
-        socket; they may be part of a frame).  Never blocks; False when unsure."""
+        socket; they may be part of a frame).  Never blocks; False when unsure.
+
+        ``probe=False``: when nothing at all is buffered (the last read ended where a message ended, as
+        one that arrives alone does) and TLS has no decrypted bytes pending, False without a system
+        call.  The socket is asked only while part of a frame is buffered, i.e. in the middle of a burst."""
         if self._frames.ready() or self._eof:
             return True
         sock = self._ws.sock
         if sock is None:
             return False
         try:
-            if self._nowait and self._timeout is None:
-                return self._read_nowait()
             if isinstance(sock, ssl.SSLSocket) and sock.pending():
                 return True
+            if not probe and not self._frames.buffered():
+                return False
+            if self._nowait and self._timeout is None:
+                return self._read_nowait()
             if not hasattr(select, "poll"):  # (not on Windows)
                 return bool(select.select([sock], [], [], 0)[0])
             if self._poll is None:

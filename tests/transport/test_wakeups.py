@@ -102,7 +102,8 @@ class _Burst:
         self.log: list[str] = []
         self.pos = 0
 
-    def readable(self) -> bool:
+    def readable(self, probe: bool = True) -> bool:
+        assert not probe  # the receiver never asks the socket with nothing buffered
         return self.pos < len(self.frames) and self.pos > 0 and not self.frames[self.pos - 1][2]
 
     def recv(self) -> tuple[int, bytes]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import select
 import socket
 import ssl
 import threading
@@ -138,6 +139,35 @@ def test_readable_on_a_plain_socket_means_a_whole_message_not_part_of_a_frame(pa
     server.write(whole[5:])
     assert wait_until(conn.readable, timeout=10)
     assert conn.recv() == (TEXT, b"split in two")
+
+
+def test_readable_without_probe_asks_the_socket_only_in_the_middle_of_a_frame(pair):
+    """The receiver's question before each read: with nothing buffered it is False with no system call,
+    even with a message waiting on the socket; with part of a frame buffered, the socket is asked."""
+    server, conn = pair
+    server.write(frame(TEXT, b"alone"))
+    assert wait_until(conn.readable, timeout=10)  # (probed: now buffered)
+    assert conn.recv() == (TEXT, b"alone")
+    server.write(frame(TEXT, b"next"))
+    assert wait_until(lambda: _socket_holds(conn), timeout=10)
+    before = _reads()
+    assert not conn.readable(probe=False)
+    assert _reads() == before  # nothing buffered: not asked
+    assert conn.recv() == (TEXT, b"next")
+    whole = frame(TEXT, b"split in two")
+    conn._frames.feed(whole[:5])  # as a read that ended in the middle of a frame
+    assert not conn.readable(probe=False)
+    server.write(whole[5:])  # part of a frame is buffered: the socket is asked, and has the rest
+    assert wait_until(lambda: conn.readable(probe=False), timeout=10)
+    assert conn.recv() == (TEXT, b"split in two")
+
+
+def _socket_holds(conn: WsConnection) -> bool:
+    """Bytes wait on the connection's socket (or in TLS's record buffer), read by nobody yet."""
+    sock = conn._ws.sock
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def test_a_large_message_in_many_reads_and_fragments(pair):
