@@ -642,10 +642,9 @@ def receive_until_end(conn: _ws.WsConnection, on_text: Callable[[bytes], object]
     (None when the socket broke without a close frame) and reason.
 
     ``on_idle`` (waking the dispatcher) runs before a read that may wait for the network, at least
-    every :data:`~._inbox.FLUSH_EVERY` messages, and at the end: what arrived together is handed on
-    with one wake-up.  "May wait": no whole message is buffered, and either nothing is (the last read
-    ended where a message ended, as one that arrives alone does; the socket is not asked) or a read
-    without waiting did not complete one."""
+    every :data:`FLUSH_EVERY` messages, and at the end: what arrived together is handed on with one
+    wake-up.  "May wait": no whole message is buffered and none is completed without waiting
+    (``conn.readable(probe=False)``: with nothing buffered the socket is not even asked)."""
     unflushed = 0
     try:
         while True:

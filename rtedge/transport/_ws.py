@@ -129,8 +129,8 @@ class RtWebSocket(websocket.WebSocket):
         except (BlockingIOError, ssl.SSLWantWriteError):  # SO_SNDTIMEO ran out without a byte taken
             raise TimeoutError(f"the server took no data for {self.send_stall_s:g} s") from None
 
-    def read_bytes(self, flags: int = 0) -> bytes:
-        """One ``recv`` of at most :data:`READ_SIZE` bytes: every read after the upgrade (b"" at the end).
+    def read_bytes(self, flags: int = 0, size: int = READ_SIZE) -> bytes:
+        """One ``recv`` of at most ``size`` bytes: every read after the upgrade (b"" at the end).
 
         Raises:
             OSError: as ``socket.recv`` (a timeout, ``BlockingIOError`` with ``MSG_DONTWAIT``, a reset);
@@ -139,7 +139,7 @@ class RtWebSocket(websocket.WebSocket):
         sock = self.sock
         if sock is None:
             raise ConnectionResetError("the socket was released")
-        data: bytes = sock.recv(READ_SIZE, flags)
+        data: bytes = sock.recv(size, flags)
         return data
 
 
@@ -279,21 +279,23 @@ class WsConnection:
         completed one; on TLS, when bytes are waiting (decrypted bytes pending, or raw bytes on the
         socket; they may be part of a frame).  Never blocks; False when unsure.
 
-        ``probe=False``: when nothing at all is buffered (the last read ended where a message ended, as
-        one that arrives alone does) and TLS has no decrypted bytes pending, False without a system
-        call.  The socket is asked only while part of a frame is buffered, i.e. in the middle of a burst."""
+        ``probe=False`` (the receiver's question before each read): True only when :meth:`recv` will
+        return without waiting.  With nothing buffered (the last read ended where a message ended, as one
+        that arrives alone does), False without a system call; with part of a frame buffered (a burst, or
+        one large message), a read without waiting must complete it.  On TLS only the decrypted bytes
+        already pending are read: raw bytes on the socket may be part of a record, so they do not count."""
         if self._frames.ready() or self._eof:
             return True
         sock = self._ws.sock
         if sock is None:
             return False
         try:
-            if isinstance(sock, ssl.SSLSocket) and sock.pending():
-                return True
-            if not probe and not self._frames.buffered():
-                return False
+            if not probe:
+                return self._completes_now(sock)
             if self._nowait and self._timeout is None:
                 return self._read_nowait()
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                return True
             if not hasattr(select, "poll"):  # (not on Windows)
                 return bool(select.select([sock], [], [], 0)[0])
             if self._poll is None:
@@ -303,12 +305,22 @@ class WsConnection:
         except (OSError, ValueError):
             return False
 
-    def _read_nowait(self) -> bool:
-        """Read what the socket holds without waiting; True if that completed a message (or a protocol
-        error, or the end): part of a frame is kept, and :meth:`recv` would still wait for the rest."""
+    def _completes_now(self, sock: socket.socket) -> bool:
+        """``readable(probe=False)`` once no whole message is buffered: see there."""
+        if isinstance(sock, ssl.SSLSocket):
+            pending = sock.pending()  # decrypted: reading them never waits
+            return bool(pending) and self._read_nowait(pending)
+        if self._nowait and self._timeout is None and self._frames.buffered():
+            return self._read_nowait()
+        return False
+
+    def _read_nowait(self, size: int = READ_SIZE) -> bool:
+        """Read what the socket holds (at most ``size`` bytes) without waiting; True if that completed a
+        message (or a protocol error, or the end): part of a frame is kept, and :meth:`recv` would still
+        wait for the rest.  On TLS the caller passes the decrypted bytes pending, which need no wait."""
         try:
-            data = self._ws.read_bytes(self._nowait)
-        except BlockingIOError:
+            data = self._ws.read_bytes(self._nowait, size)
+        except (BlockingIOError, ssl.SSLWantReadError):  # nothing after all: not an end
             return False
         except OSError as exc:
             self._eof, self._failure = True, exc  # the next recv() reports it

@@ -103,7 +103,7 @@ class _Burst:
         self.pos = 0
 
     def readable(self, probe: bool = True) -> bool:
-        assert not probe  # the receiver never asks the socket with nothing buffered
+        assert not probe  # the receiver asks the strict question (recv() will not wait)
         return self.pos < len(self.frames) and self.pos > 0 and not self.frames[self.pos - 1][2]
 
     def recv(self) -> tuple[int, bytes]:

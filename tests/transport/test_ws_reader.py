@@ -19,7 +19,8 @@ from rtedge.errors import ConnectionClosed, DeadlineExceeded
 from rtedge.testing import make_self_signed_cert
 from rtedge.testing._tls import client_ssl_context, server_ssl_context
 from rtedge.transport import _ws
-from rtedge.transport._ws import PING, TEXT, WsConnection
+from rtedge.transport._workers import TransportStats, receive_until_end
+from rtedge.transport._ws import CLOSE, PING, TEXT, WsConnection
 
 from ..conftest import audit, wait_until
 from .test_reader import frame
@@ -146,7 +147,6 @@ def test_readable_without_probe_asks_the_socket_only_in_the_middle_of_a_frame(pa
     even with a message waiting on the socket; with part of a frame buffered, the socket is asked."""
     server, conn = pair
     server.write(frame(TEXT, b"alone"))
-    assert wait_until(conn.readable, timeout=10)  # (probed: now buffered)
     assert conn.recv() == (TEXT, b"alone")
     server.write(frame(TEXT, b"next"))
     assert wait_until(lambda: _socket_holds(conn), timeout=10)
@@ -157,9 +157,58 @@ def test_readable_without_probe_asks_the_socket_only_in_the_middle_of_a_frame(pa
     whole = frame(TEXT, b"split in two")
     conn._frames.feed(whole[:5])  # as a read that ended in the middle of a frame
     assert not conn.readable(probe=False)
-    server.write(whole[5:])  # part of a frame is buffered: the socket is asked, and has the rest
-    assert wait_until(lambda: conn.readable(probe=False), timeout=10)
+    server.write(whole[5:])
+    if conn._nowait:  # part of a frame is buffered: the socket is asked, and has the rest
+        assert wait_until(lambda: conn.readable(probe=False), timeout=10)
+    else:  # TLS: bytes on the socket may be part of a record, so they do not count (a read could wait)
+        assert wait_until(lambda: _socket_holds(conn), timeout=10)
+        assert not conn.readable(probe=False)
     assert conn.recv() == (TEXT, b"split in two")
+
+
+def test_the_receiver_wakes_the_dispatcher_before_waiting_for_the_rest_of_a_large_frame(pair):
+    """A message, then part of a large one, then a pause: the message is handed on (``on_idle``) before the
+    receiver waits for the rest, on TLS too (where bytes on the socket may not complete the frame)."""
+    server, conn = pair
+    got: list[bytes] = []
+    idle = threading.Event()
+    big = frame(TEXT, bytes(100_000))
+    t = threading.Thread(target=receive_until_end, name="rtedge-receiver",
+                         args=(conn, got.append, TransportStats(), idle.set))
+    t.start()
+    try:
+        server.write(frame(TEXT, b"first") + big[:10])
+        server.write(big[10:20_010])  # more of it, still not all
+        assert idle.wait(10), "the dispatcher was not woken before the receiver waited for the network"
+        assert got == [b"first"]
+        server.write(big[20_010:] + frame(CLOSE, b"\x03\xe8"))
+        t.join(10)
+        assert not t.is_alive() and got == [b"first", bytes(100_000)]
+    finally:
+        if t.is_alive():
+            on_sender(conn.abort)
+            t.join(10)
+
+
+def test_readable_without_probe_reads_what_tls_has_decrypted(pair):
+    """On TLS the decrypted bytes pending are read (no wait): True when they complete the message buffered
+    in part, False when they do not."""
+    server, conn = pair
+    if conn._nowait:
+        pytest.skip("plain socket: the socket itself is read without waiting (the test above)")
+    whole = frame(TEXT, b"x" * 100)
+    for part, completes in ((whole, True), (whole[:60], False)):
+        server.write(part)  # one write: one TLS record on loopback
+        assert wait_until(lambda: _socket_holds(conn), timeout=10)
+        conn._frames.feed(conn._ws.read_bytes(0, 10))  # a read that ended inside the record
+        assert conn._ws.sock.pending() == len(part) - 10
+        assert conn.readable(probe=False) is completes
+        assert conn._ws.sock.pending() == 0  # all read: a whole message is parsed, or the part kept
+        assert conn._frames.buffered() == (0 if completes else len(part))
+        if completes:
+            assert conn.recv() == (TEXT, b"x" * 100)
+    server.write(whole[60:])
+    assert conn.recv() == (TEXT, b"x" * 100)
 
 
 def _socket_holds(conn: WsConnection) -> bool:
@@ -242,7 +291,7 @@ def test_a_read_error_met_by_readable_is_reported_by_the_next_recv(monkeypatch):
     conn = WsConnection(_ws.RtWebSocket(), "ws://localhost/")
     conn._nowait = 64
 
-    def reset(flags: int = 0) -> bytes:
+    def reset(flags: int = 0, size: int = 0) -> bytes:
         raise ConnectionResetError("reset by peer")
     monkeypatch.setattr(conn._ws, "read_bytes", reset)
     monkeypatch.setattr(conn._ws, "sock", object())
