@@ -262,12 +262,15 @@ def _ctx_switches() -> tuple[int, int]:
 
 def _thread_cpu() -> dict[str, float]:
     """CPU seconds so far of each live Python thread, by name, exact (each thread's CPU clock, read from
-    outside it: no instrumentation)."""
+    outside it: no instrumentation); empty where threads have no such clock (not Linux).  The marks are
+    taken while the threads run, so none ends (and hands its id to a new one) between listing and reading."""
+    if not hasattr(time, "pthread_getcpuclockid"):
+        return {}
     out = {}
     for t in threading.enumerate():
         try:
             out[t.name] = time.clock_gettime(time.pthread_getcpuclockid(t.ident))  # type: ignore[arg-type]
-        except (OSError, TypeError):  # the thread ended meanwhile (or never started)
+        except (OSError, TypeError):  # the thread ended meanwhile (or has not started: no ident yet)
             pass
     return out
 
@@ -726,7 +729,8 @@ def table(mode: str, seconds: int, reps: int, results: dict, drivers: list[str])
                    f" {_span([r['stream_wall'] for r in rs], '.2f')[0]} |"
                    f" {_span([r['connect_cpu'] for r in rs], '.3f')[0]} |"
                    f" {_span([r['rss_mb'] for r in rs], '.1f')[0]} | {seen('up_bytes')} | {seen('down_bytes')} |")
-    out.append("\nStream CPU by thread, median s (each thread's CPU clock, exact):")
+    out.append("\nStream CPU by thread, median s (each thread's CPU clock, exact; the threads of plain, "
+               "wsclient and plain-threads: whole life, so connect is in):")
     for d in drivers:
         names = sorted({n for r in good[d] for n in r["threads"]})
         split = ", ".join(f"{n} {_median(r['threads'].get(n, 0.0) for r in good[d]):.3f}" for n in names)

@@ -40,8 +40,9 @@ def test_the_receive_path_benchmark_measures_every_stage_and_loses_no_event():
     """receive_path.py drives the receiver's own entry point: each stage gets a positive figure, and every
     event it handed on reached the callback (a dropped or undelivered one fails the run)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "benchmarks/receive_path.py", "--messages", "200", "--reps", "2",
-                           "--cold-messages", "5"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    args = ["--messages", "200", "--reps", "2", "--cold-messages", "5"]
+    proc = subprocess.run([sys.executable, "benchmarks/receive_path.py", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = {cells[1].strip(): (float(cells[2]), float(cells[4])) for line in proc.stdout.splitlines()
             if line.startswith("| ") and not line.startswith("| stage") and (cells := line.split("|"))}
