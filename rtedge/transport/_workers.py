@@ -644,11 +644,11 @@ def receive_until_end(conn: _ws.WsConnection, on_text: Callable[[bytes], object]
     ``on_idle`` (waking the dispatcher) runs before a read that may wait for the network, at least
     every :data:`FLUSH_EVERY` messages, and at the end: what arrived together is handed on with one
     wake-up.  "May wait": no whole message is buffered and none is completed without waiting
-    (``conn.readable(probe=False)``: with nothing buffered the socket is not even asked)."""
+    (``conn.readable()``: with nothing buffered the socket is not even asked)."""
     unflushed = 0
     try:
         while True:
-            if unflushed and (unflushed >= FLUSH_EVERY or not conn.readable(probe=False)):
+            if unflushed and (unflushed >= FLUSH_EVERY or not conn.readable()):
                 on_idle()
                 unflushed = 0
             opcode, payload = conn.recv()

@@ -36,7 +36,6 @@ anything but the transport, or read a socket from two threads.
 
 from __future__ import annotations
 
-import select
 import socket
 import ssl
 import struct
@@ -155,12 +154,11 @@ class WsConnection:
         self.on_ping: Callable[[bytes], None] | None = None
         self.close_sent = False  # a close frame went out (ours, or our reply to the server's)
         self.released = False  # the socket was shut down
-        self._poll: Any = None  # select.poll() on the socket, made on the reader's first readable()
         self._frames = FrameReader()  # what the socket gave and no recv() has returned yet
         self._eof = False  # the socket said end of stream (or failed: _failure)
         self._failure: OSError | None = None  # an error that a non-waiting read in readable() met
         self._timeout: float | None = None  # as set_timeout (the socket's own timeout)
-        self._nowait = 0  # _NOWAIT on a plain socket once connected: readable() reads without poll
+        self._nowait = 0  # _NOWAIT on a plain socket once connected: readable() reads without waiting
         self._aborted = False  # abort() was called: a connection attempt still under way gives up
         self._dialing: socket.socket | None = None  # the socket being connected (abort() shuts it down)
 
@@ -273,46 +271,27 @@ class WsConnection:
             raise ConnectionClosed("connection lost: the stream ended (closed by the server, or aborted)")
         self._frames.feed(data)
 
-    def readable(self, probe: bool = True) -> bool:
-        """True when :meth:`recv` can start without waiting for the network: a whole message (or a
-        protocol error) is buffered (no system call), or, on a plain socket, a read without waiting
-        completed one; on TLS, when bytes are waiting (decrypted bytes pending, or raw bytes on the
-        socket; they may be part of a frame).  Never blocks; False when unsure.
-
-        ``probe=False`` (the receiver's question before each read): True only when :meth:`recv` will
-        return without waiting.  With nothing buffered (the last read ended where a message ended, as one
-        that arrives alone does), False without a system call; with part of a frame buffered (a burst, or
-        one large message), a read without waiting must complete it.  On TLS only the decrypted bytes
-        already pending are read: raw bytes on the socket may be part of a record, so they do not count."""
+    def readable(self) -> bool:
+        """True when :meth:`recv` will return without waiting for the network: a whole message (or a
+        protocol error, or the end) is buffered, or reading without waiting what has already arrived
+        completes one.  That read is tried only while part of a frame is buffered (a burst, or one large
+        message): with nothing buffered, as after a message that arrived alone, False without a system
+        call.  On a plain socket it reads what the socket holds; on TLS only the decrypted bytes pending
+        (raw bytes on the socket may be part of a record, so they do not count).  Never blocks."""
         if self._frames.ready() or self._eof:
             return True
         sock = self._ws.sock
         if sock is None:
             return False
         try:
-            if not probe:
-                return self._completes_now(sock)
-            if self._nowait and self._timeout is None:
+            if isinstance(sock, ssl.SSLSocket):
+                pending = sock.pending()  # decrypted: reading them never waits
+                return bool(pending) and self._read_nowait(pending)
+            if self._nowait and self._timeout is None and self._frames.buffered():
                 return self._read_nowait()
-            if isinstance(sock, ssl.SSLSocket) and sock.pending():
-                return True
-            if not hasattr(select, "poll"):  # (not on Windows)
-                return bool(select.select([sock], [], [], 0)[0])
-            if self._poll is None:
-                self._poll = select.poll()
-                self._poll.register(sock, select.POLLIN)
-            return bool(self._poll.poll(0))
+            return False
         except (OSError, ValueError):
             return False
-
-    def _completes_now(self, sock: socket.socket) -> bool:
-        """``readable(probe=False)`` once no whole message is buffered: see there."""
-        if isinstance(sock, ssl.SSLSocket):
-            pending = sock.pending()  # decrypted: reading them never waits
-            return bool(pending) and self._read_nowait(pending)
-        if self._nowait and self._timeout is None and self._frames.buffered():
-            return self._read_nowait()
-        return False
 
     def _read_nowait(self, size: int = READ_SIZE) -> bool:
         """Read what the socket holds (at most ``size`` bytes) without waiting; True if that completed a

@@ -102,8 +102,7 @@ class _Burst:
         self.log: list[str] = []
         self.pos = 0
 
-    def readable(self, probe: bool = True) -> bool:
-        assert not probe  # the receiver asks the strict question (recv() will not wait)
+    def readable(self) -> bool:
         return self.pos < len(self.frames) and self.pos > 0 and not self.frames[self.pos - 1][2]
 
     def recv(self) -> tuple[int, bytes]:

@@ -1,5 +1,5 @@
 """WsConnection's reading side against a raw loopback server that writes exactly the bytes a test gives
-(plain TCP and TLS): buffered reads, readable() without a read when a message is buffered, protocol
+(plain TCP and TLS): buffered reads, readable() (will recv() wait?) and the reads it makes, protocol
 errors, timeouts, the end of the stream and abort()."""
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def test_a_burst_is_read_once_and_readable_needs_no_read_while_a_message_is_buff
     messages = [f'{{"type":"response.output_audio.delta","n":{i}}}'.encode() for i in range(5)]
     data = b"".join(frame(TEXT, m) for m in messages)
     server.write(data)  # one write: one segment (one TLS record) on loopback, which arrives whole
-    assert wait_until(conn.readable, timeout=10)
+    assert wait_until(lambda: _socket_holds(conn), timeout=10)
     assert conn.recv() == (TEXT, messages[0])
     before = _reads()
     for m in messages[1:]:
@@ -119,50 +119,47 @@ def test_a_burst_is_read_once_and_readable_needs_no_read_while_a_message_is_buff
     assert _reads() == before  # four messages, no read: they came with the first
 
 
-def test_readable_is_false_with_nothing_buffered_and_true_once_bytes_arrive(pair):
+def test_readable_with_nothing_buffered_is_false_without_asking_the_socket(pair):
+    """As after a message that arrived alone: False with no read, even with a message waiting on the socket
+    (the receiver then wakes the dispatcher and reads, waiting if need be)."""
     server, conn = pair
     assert not conn.readable()
     server.write(frame(TEXT, b"late"))
-    assert wait_until(conn.readable, timeout=10)
+    assert wait_until(lambda: _socket_holds(conn), timeout=10)
+    before = _reads()
+    assert not conn.readable()
+    assert _reads() == before  # not asked
     assert conn.recv() == (TEXT, b"late")
     assert not conn.readable()
 
 
-def test_readable_on_a_plain_socket_means_a_whole_message_not_part_of_a_frame(pair):
+def test_readable_in_the_middle_of_a_frame_on_a_plain_socket_reads_without_waiting(pair):
+    """Part of a frame buffered: what the socket holds is read without waiting; True only once that
+    completes the message."""
     server, conn = pair
     if conn._nowait == 0:
-        pytest.skip("TLS (or no MSG_DONTWAIT): readable() reports bytes waiting, as poll() does")
-    whole = frame(TEXT, b"split in two")
-    server.write(whole[:5])
-    answers: list[bool] = []  # readable() reads what came without waiting: 5 bytes, not a message
-    assert wait_until(lambda: answers.append(conn.readable()) or conn._frames.buffered() == 5, timeout=10)
-    assert not any(answers)  # recv() would still wait for the rest
-    server.write(whole[5:])
+        pytest.skip("TLS: only decrypted bytes pending are read (the test below)")
+    whole = frame(TEXT, b"split in three")
+    conn._frames.feed(whole[:3])  # as a read that ended in the middle of a frame
+    assert not conn.readable()  # nothing more on the socket yet
+    server.write(whole[3:8])
+    assert wait_until(lambda: conn._frames.buffered() == 8 or conn.readable(), timeout=10)
+    assert not conn.readable()  # read, but not a whole message: recv() would still wait for the rest
+    server.write(whole[8:])
     assert wait_until(conn.readable, timeout=10)
-    assert conn.recv() == (TEXT, b"split in two")
+    assert conn.recv() == (TEXT, b"split in three")
 
 
-def test_readable_without_probe_asks_the_socket_only_in_the_middle_of_a_frame(pair):
-    """The receiver's question before each read: with nothing buffered it is False with no system call,
-    even with a message waiting on the socket; with part of a frame buffered, the socket is asked."""
+def test_readable_on_tls_does_not_count_raw_bytes_on_the_socket(pair):
+    """They may be part of a record, so a read could wait for the rest of it: False."""
     server, conn = pair
-    server.write(frame(TEXT, b"alone"))
-    assert conn.recv() == (TEXT, b"alone")
-    server.write(frame(TEXT, b"next"))
-    assert wait_until(lambda: _socket_holds(conn), timeout=10)
-    before = _reads()
-    assert not conn.readable(probe=False)
-    assert _reads() == before  # nothing buffered: not asked
-    assert conn.recv() == (TEXT, b"next")
+    if conn._nowait:
+        pytest.skip("plain socket: the test above")
     whole = frame(TEXT, b"split in two")
-    conn._frames.feed(whole[:5])  # as a read that ended in the middle of a frame
-    assert not conn.readable(probe=False)
+    conn._frames.feed(whole[:5])
     server.write(whole[5:])
-    if conn._nowait:  # part of a frame is buffered: the socket is asked, and has the rest
-        assert wait_until(lambda: conn.readable(probe=False), timeout=10)
-    else:  # TLS: bytes on the socket may be part of a record, so they do not count (a read could wait)
-        assert wait_until(lambda: _socket_holds(conn), timeout=10)
-        assert not conn.readable(probe=False)
+    assert wait_until(lambda: _socket_holds(conn), timeout=10)
+    assert not conn.readable()
     assert conn.recv() == (TEXT, b"split in two")
 
 
@@ -190,19 +187,19 @@ def test_the_receiver_wakes_the_dispatcher_before_waiting_for_the_rest_of_a_larg
             t.join(10)
 
 
-def test_readable_without_probe_reads_what_tls_has_decrypted(pair):
+def test_readable_on_tls_reads_the_decrypted_bytes_pending(pair):
     """On TLS the decrypted bytes pending are read (no wait): True when they complete the message buffered
     in part, False when they do not."""
     server, conn = pair
     if conn._nowait:
-        pytest.skip("plain socket: the socket itself is read without waiting (the test above)")
+        pytest.skip("plain socket: the socket itself is read (the tests above)")
     whole = frame(TEXT, b"x" * 100)
     for part, completes in ((whole, True), (whole[:60], False)):
         server.write(part)  # one write: one TLS record on loopback
         assert wait_until(lambda: _socket_holds(conn), timeout=10)
         conn._frames.feed(conn._ws.read_bytes(0, 10))  # a read that ended inside the record
         assert conn._ws.sock.pending() == len(part) - 10
-        assert conn.readable(probe=False) is completes
+        assert conn.readable() is completes
         assert conn._ws.sock.pending() == 0  # all read: a whole message is parsed, or the part kept
         assert conn._frames.buffered() == (0 if completes else len(part))
         if completes:
@@ -295,6 +292,7 @@ def test_a_read_error_met_by_readable_is_reported_by_the_next_recv(monkeypatch):
         raise ConnectionResetError("reset by peer")
     monkeypatch.setattr(conn._ws, "read_bytes", reset)
     monkeypatch.setattr(conn._ws, "sock", object())
+    conn._frames.feed(b"\x81")  # part of a frame buffered: readable() reads, and meets the error
     assert conn.readable()
     with pytest.raises(ConnectionClosed, match="ConnectionResetError: reset by peer"):
         conn.recv()
